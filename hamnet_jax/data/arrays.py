@@ -1,0 +1,147 @@
+"""Long frame (one row per subject-visit) + schema -> `CohortArrays`, raw and padded.
+
+Values stay in their units with NaN for missing; `Preprocessor` later standardizes them
+into a `Batch`. Validation errors name the column and the first bad row (0-based data
+row of the file, header excluded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import MODALITIES
+
+
+@dataclasses.dataclass
+class CohortArrays:
+    """Padded per-subject arrays: N subjects, V visit slots (real visits first)."""
+
+    values: dict[str, np.ndarray]  # m -> [N, V, D_m] float32, NaN = missing
+    categorical: np.ndarray        # [N, V, K] float64 raw category values, NaN = missing
+    visit_mask: np.ndarray         # [N, V] float32
+    visit_times: np.ndarray        # [N, V] float32 years relative to the last visit
+    targets: np.ndarray            # [N] float32 target at the last visit (NaN if absent)
+    labels: np.ndarray             # [N] float32 outcome (NaN if absent)
+    subject_ids: np.ndarray        # [N] str
+    extras: dict[str, np.ndarray]  # name -> [N] value at the last visit
+
+    @property
+    def num_subjects(self) -> int:
+        return int(self.visit_mask.shape[0])
+
+    def subset(self, index: np.ndarray) -> "CohortArrays":
+        return CohortArrays(
+            values={m: v[index] for m, v in self.values.items()},
+            categorical=self.categorical[index], visit_mask=self.visit_mask[index],
+            visit_times=self.visit_times[index], targets=self.targets[index],
+            labels=self.labels[index], subject_ids=self.subject_ids[index],
+            extras={k: v[index] for k, v in self.extras.items()},
+        )
+
+    def without_modality(self, modality: str) -> "CohortArrays":
+        """A copy with one modality removed from every subject (ablation)."""
+        values = dict(self.values)
+        values[modality] = np.full_like(values[modality], np.nan)
+        cat = np.full_like(self.categorical, np.nan) if modality == "lifestyle" else self.categorical
+        return dataclasses.replace(self, values=values, categorical=cat)
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Columns as float64, raising with the column and first row that is not a number."""
+    out = np.empty((len(frame), len(columns)), np.float64)
+    for j, col in enumerate(columns):
+        series = frame[col]
+        if series.dtype.kind in "biuf":
+            out[:, j] = series.to_numpy(np.float64, na_value=np.nan)
+            continue
+        coerced = pd.to_numeric(series, errors="coerce")
+        bad = coerced.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"column {col!r}: non-numeric value {series.iloc[row]!r} at row {row}")
+        out[:, j] = coerced.to_numpy(np.float64, na_value=np.nan)
+    return out
+
+
+def frame_to_arrays(
+    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None
+) -> CohortArrays:
+    """Group rows by subject (ordered by visit) and pad to V visit slots.
+
+    With `max_visits`, subjects with more visits keep their most recent `max_visits`.
+    """
+    needed = [schema.subject_id] + [c for m in MODALITIES for c in schema.modalities[m]]
+    needed += [c for c in (schema.visit, schema.time) if c]
+    if require_target:
+        if not schema.target:
+            raise InputError("schema has no 'target' column and none was given (--target)")
+        needed.append(schema.target)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"missing column {missing[0]!r}{more} in the data file; the schema requires it")
+    if len(frame) == 0:
+        raise InputError("the data file has no rows")
+    frame = frame.reset_index(drop=True)
+    if frame[schema.subject_id].isna().any():
+        row = int(np.flatnonzero(frame[schema.subject_id].isna().to_numpy())[0])
+        raise InputError(f"column {schema.subject_id!r}: missing subject id at row {row}")
+
+    has_target = bool(schema.target) and schema.target in frame.columns
+    target = _numeric(frame, [schema.target])[:, 0] if has_target else np.full(len(frame), np.nan)
+    if require_target and np.isnan(target).any():
+        row = int(np.flatnonzero(np.isnan(target))[0])
+        raise InputError(f"column {schema.target!r}: target is NaN at row {row}")
+
+    order_cols = [schema.subject_id] + ([schema.visit] if schema.visit else [])
+    if schema.visit:
+        _numeric(frame, [schema.visit])
+    order = np.lexsort(tuple(frame[c].to_numpy() for c in reversed(order_cols))) if schema.visit \
+        else np.argsort(frame[schema.subject_id].to_numpy(), kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    target = target[order]
+    codes, subjects = pd.factorize(frame[schema.subject_id].astype(str), sort=False)
+    rank = frame.groupby(codes, sort=False).cumcount().to_numpy()
+    counts = np.bincount(codes)
+    v_total = int(counts.max())
+    v = min(v_total, max_visits) if max_visits else v_total
+    drop = counts[codes] - v  # keep the most recent v visits
+    slot = rank - np.maximum(drop, 0)
+    keep = slot >= 0
+    n = len(subjects)
+
+    def pad(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full((n, v) + values.shape[1:], fill, values.dtype)
+        out[codes[keep], slot[keep]] = values[keep]
+        return out
+
+    if schema.time:
+        times = _numeric(frame, [schema.time])[:, 0]
+        if np.isnan(times).any():
+            row = int(np.flatnonzero(np.isnan(times))[0])
+            raise InputError(f"column {schema.time!r}: visit time is NaN at row {row}")
+    else:
+        times = rank.astype(np.float64)  # one year per visit when no time column is given
+    visit_mask = pad(np.ones(len(frame), np.float32), 0.0)
+    n_visits = visit_mask.sum(1).astype(int)
+    last_slot = n_visits - 1
+    time_grid = pad(times)
+    last_time = time_grid[np.arange(n), last_slot]
+    visit_times = np.nan_to_num((time_grid - last_time[:, None]) * visit_mask).astype(np.float32)
+
+    values = {m: pad(_numeric(frame, list(schema.numeric_columns(m))).astype(np.float32)) for m in MODALITIES}
+    categorical = pad(_numeric(frame, list(schema.categorical_columns)))
+    at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]  # noqa: E731
+    labels = (at_last(_numeric(frame, [schema.outcome])[:, 0]) if schema.outcome and schema.outcome in frame
+              else np.full(n, np.nan))
+    extras = {c: at_last(_numeric(frame, [c])[:, 0]) for c in schema.extra if c in frame.columns}
+    return CohortArrays(
+        values=values, categorical=categorical, visit_mask=visit_mask, visit_times=visit_times,
+        targets=at_last(target).astype(np.float32), labels=labels.astype(np.float32),
+        subject_ids=np.asarray(subjects, dtype=str), extras=extras,
+    )

@@ -1,0 +1,104 @@
+"""`Preprocessor`: standardization and category coding, fitted on the training split only.
+
+Numeric features are standardized with the mean and standard deviation of their observed
+training values; missing values become 0 with feature mask 0. Categorical lifestyle
+values map to codes 1..K (levels from the schema), anything else to 0 = missing. The
+regression target is standardized too; `target_mean` / `target_std` undo it.
+Saved with the run as `preprocessor.npz`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import MODALITIES
+
+
+@dataclasses.dataclass
+class Preprocessor:
+    means: dict[str, np.ndarray]
+    stds: dict[str, np.ndarray]
+    levels: list[np.ndarray]
+    target_mean: float
+    target_std: float
+
+    @classmethod
+    def fit(cls, train: CohortArrays, categorical_levels: list[tuple] | None = None) -> "Preprocessor":
+        means, stds = {}, {}
+        for m in MODALITIES:
+            x = train.values[m][train.visit_mask > 0]  # [rows, D]
+            with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+                sup.filter(RuntimeWarning)
+                mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+            means[m] = np.nan_to_num(mu).astype(np.float32)
+            stds[m] = np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0).astype(np.float32)
+        if categorical_levels is None:
+            cats = train.categorical[train.visit_mask > 0]
+            categorical_levels = [tuple(np.unique(c[~np.isnan(c)])) for c in cats.T]
+        y = train.targets[np.isfinite(train.targets)]
+        if y.size == 0:
+            raise InputError("the training split has no finite target values")
+        sd = float(y.std())
+        return cls(means, stds, [np.asarray(lv, np.float64) for lv in categorical_levels],
+                   float(y.mean()), sd if sd > 1e-8 else 1.0)
+
+    def widths(self) -> dict[str, int]:
+        return {m: int(self.means[m].shape[0]) for m in MODALITIES}
+
+    def transform(self, data: CohortArrays) -> Batch:
+        inputs, masks = {}, {}
+        for m in MODALITIES:
+            x = data.values[m]
+            if x.shape[-1] != self.means[m].shape[0]:
+                raise InputError(f"modality {m!r} has {x.shape[-1]} features; the run was fitted on "
+                                 f"{self.means[m].shape[0]}")
+            observed = np.isfinite(x) & (data.visit_mask[..., None] > 0)
+            inputs[m] = np.where(observed, (x - self.means[m]) / self.stds[m], 0.0).astype(np.float32)
+            masks[m] = observed.astype(np.float32)
+        codes = np.zeros(data.categorical.shape, np.int32)
+        for k, lv in enumerate(self.levels):
+            col = data.categorical[..., k]
+            idx = np.searchsorted(lv, col)
+            ok = np.isfinite(col) & (idx < lv.size)
+            ok &= np.where(ok, lv[np.minimum(idx, lv.size - 1)] == col, False)
+            codes[..., k] = np.where(ok, idx + 1, 0)
+        cat_present = (codes > 0).any(-1) if codes.shape[-1] else np.zeros(data.visit_mask.shape, bool)
+        modality_mask = np.stack(
+            [masks[m].any(-1) | (cat_present if m == "lifestyle" else False) for m in MODALITIES], -1
+        ).astype(np.float32) * data.visit_mask[..., None]
+        targets = np.nan_to_num((data.targets - self.target_mean) / self.target_std).astype(np.float32)
+        return Batch(
+            inputs=inputs, feature_masks=masks, categorical=codes, modality_mask=modality_mask,
+            visit_mask=data.visit_mask.astype(np.float32), visit_times=data.visit_times.astype(np.float32),
+            targets=targets, labels=np.nan_to_num(data.labels).astype(np.float32),
+        )
+
+    def to_target_units(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return mean * self.target_std + self.target_mean, std * self.target_std
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        from hamnet_jax.io_atomic import write_atomic
+
+        arrays = {f"mean_{m}": self.means[m] for m in MODALITIES}
+        arrays |= {f"std_{m}": self.stds[m] for m in MODALITIES}
+        arrays |= {f"levels_{k}": lv for k, lv in enumerate(self.levels)}
+        arrays["target"] = np.array([self.target_mean, self.target_std])
+        write_atomic(Path(path), lambda f: np.savez(f, **arrays), mode="wb")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Preprocessor":
+        with np.load(path) as z:
+            n_levels = sum(1 for k in z.files if k.startswith("levels_"))
+            return cls(
+                means={m: z[f"mean_{m}"] for m in MODALITIES}, stds={m: z[f"std_{m}"] for m in MODALITIES},
+                levels=[z[f"levels_{k}"] for k in range(n_levels)],
+                target_mean=float(z["target"][0]), target_std=float(z["target"][1]),
+            )

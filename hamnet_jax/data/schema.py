@@ -1,0 +1,135 @@
+"""The data schema: which columns of a user file are which modality, the target, the
+subject id, the visit and its time. A small YAML file:
+
+```yaml
+subject_id: eid                # required
+visit: instance                # optional: visit order within a subject (default: file order)
+time: years_since_baseline     # optional: visit time in years (default: 1 year per visit)
+target: age                    # regression target (the value at the last visit is used)
+outcome: died                  # optional binary outcome for a classification head
+modalities:                    # any subset of clinical / imaging / genetic / lifestyle
+  clinical: [30000-0.0, 30600-0.0]
+  lifestyle: [20116-0.0, 22040-0.0]
+categorical:                   # optional: lifestyle columns that are categories, with levels
+  20116-0.0: [0, 1, 2]
+extra: [bio_age]               # optional: columns carried along for evaluation only
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import MODALITIES
+
+SCHEMA_KEYS = {"subject_id", "visit", "time", "target", "outcome", "modalities", "categorical", "extra"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    subject_id: str
+    modalities: dict[str, tuple[str, ...]]
+    target: str | None = None
+    visit: str | None = None
+    time: str | None = None
+    outcome: str | None = None
+    categorical: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "schema") -> "Schema":
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - SCHEMA_KEYS)
+        if unknown:
+            raise InputError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(SCHEMA_KEYS)}")
+        if not raw.get("subject_id"):
+            raise InputError(f"{source}: 'subject_id' (the subject id column) is required")
+        mods = raw.get("modalities") or {}
+        if not isinstance(mods, dict) or not mods:
+            raise InputError(f"{source}: 'modalities' must map at least one of {list(MODALITIES)} to columns")
+        for m, cols in mods.items():
+            if m not in MODALITIES:
+                raise InputError(f"{source}: modalities.{m}: unknown modality; expected one of {list(MODALITIES)}")
+            if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+                raise InputError(f"{source}: modalities.{m} must be a list of column names")
+        cats = raw.get("categorical") or {}
+        lifestyle = set(mods.get("lifestyle", []))
+        for col, levels in cats.items():
+            if col not in lifestyle:
+                raise InputError(f"{source}: categorical.{col}: not a lifestyle column of the schema")
+            if not isinstance(levels, list) or not levels:
+                raise InputError(f"{source}: categorical.{col} must be a non-empty list of levels")
+        seen: dict[str, str] = {}
+        for m, cols in mods.items():
+            for c in cols:
+                if c in seen:
+                    raise InputError(f"{source}: column {c!r} is listed under both {seen[c]} and {m}")
+                seen[c] = m
+        return cls(
+            subject_id=str(raw["subject_id"]),
+            modalities={m: tuple(mods.get(m, [])) for m in MODALITIES},
+            target=raw.get("target"),
+            visit=raw.get("visit"),
+            time=raw.get("time"),
+            outcome=raw.get("outcome"),
+            categorical={str(c): tuple(v) for c, v in cats.items()},
+            extra=tuple(raw.get("extra") or ()),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Schema":
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"schema file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise InputError(f"schema file {path}: not valid YAML ({e})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"subject_id": self.subject_id}
+        for key in ("visit", "time", "target", "outcome"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        d["modalities"] = {m: list(c) for m, c in self.modalities.items() if c}
+        if self.categorical:
+            d["categorical"] = {c: list(v) for c, v in self.categorical.items()}
+        if self.extra:
+            d["extra"] = list(self.extra)
+        return d
+
+    def save(self, path: str | os.PathLike) -> None:
+        from hamnet_jax.io_atomic import write_text_atomic
+
+        write_text_atomic(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def with_target(self, target: str | None) -> "Schema":
+        return self if target is None else dataclasses.replace(self, target=target)
+
+    # -- derived ------------------------------------------------------------------------
+    def numeric_columns(self, modality: str) -> tuple[str, ...]:
+        return tuple(c for c in self.modalities[modality] if c not in self.categorical)
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.modalities["lifestyle"] if c in self.categorical)
+
+    def widths(self) -> dict[str, int]:
+        return {m: len(self.numeric_columns(m)) for m in MODALITIES}
+
+    def cardinalities(self) -> tuple[int, ...]:
+        return tuple(len(self.categorical[c]) for c in self.categorical_columns)
+
+
+def sidecar_path(data_path: str | os.PathLike) -> Path:
+    """`cohort.parquet` -> `cohort.schema.yaml` (the schema written beside a data file)."""
+    p = Path(data_path)
+    return p.with_name(p.name.split(".")[0] + ".schema.yaml")

@@ -1,0 +1,33 @@
+"""Run a jitted function over a `Batch` in fixed-size chunks (one compile per chunk size).
+
+The last chunk is padded by repeating its first row; padded rows are dropped afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from hamnet_jax.data.batch import Batch
+
+
+def chunks(batch: Batch, size: int):
+    n = batch.size
+    for start in range(0, n, size):
+        idx = np.arange(start, min(start + size, n))
+        pad = size - idx.size
+        if pad:
+            idx = np.concatenate([idx, np.full(pad, idx[0])])
+        yield batch.take(idx), size - pad
+
+
+def map_batched(fn: Callable[[Batch], dict], batch: Batch, size: int) -> dict[str, np.ndarray]:
+    """Concatenate `fn(chunk)` (a dict of [chunk, ...] arrays) over the whole batch."""
+    size = max(1, min(size, batch.size))
+    parts: list[dict[str, Any]] = []
+    for chunk, real in chunks(batch, size):
+        out = jax.device_get(fn(chunk))
+        parts.append({k: np.asarray(v)[:real] for k, v in out.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

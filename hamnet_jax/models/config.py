@@ -1,0 +1,137 @@
+"""`HAMNetConfig`: the model's frozen, validated configuration.
+
+Tiers (`base`, `standard`, `comprehensive`) set the width and depth; modality widths come
+from the data schema. The original PyTorch framework's names `hidden_size`,
+`dropout_rate` and `input_size` are accepted as documented aliases:
+
+* `hidden_size`  -> `embed_dim`
+* `dropout_rate` -> `dropout`
+* `input_size`   -> width of every modality whose width is not given explicitly
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hamnet_jax.errors import InputError
+
+MODALITIES: tuple[str, ...] = ("clinical", "imaging", "genetic", "lifestyle")
+
+TIERS: dict[str, dict[str, Any]] = {
+    "base": dict(embed_dim=32, num_layers=1, num_heads=2, temporal_layers=1),
+    "standard": dict(embed_dim=64, num_layers=2, num_heads=4, temporal_layers=1),
+    "comprehensive": dict(embed_dim=128, num_layers=4, num_heads=8, temporal_layers=2),
+}
+
+ALIASES: dict[str, str] = {"hidden_size": "embed_dim", "dropout_rate": "dropout"}
+
+
+@dataclasses.dataclass(frozen=True)
+class HAMNetConfig:
+    """Architecture of one HAMNet model. Invalid values raise `InputError` naming the field."""
+
+    tier: str = "standard"
+    embed_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    temporal_layers: int = 1
+    mlp_ratio: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    # modality widths (numeric features per visit); 0 means the modality is absent
+    clinical_dim: int = 96
+    imaging_dim: int = 256
+    genetic_dim: int = 512
+    lifestyle_dim: int = 32
+    # categorical lifestyle columns: number of levels of each (codes 1..K, 0 = missing)
+    lifestyle_cardinalities: tuple[int, ...] = ()
+    # features per token for the tokenized modalities
+    imaging_group_size: int = 32
+    genetic_group_size: int = 64
+    temporal_kernel_size: int = 3
+    classification: bool = False
+    log_var_min: float = -10.0
+    log_var_max: float = 6.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lifestyle_cardinalities", tuple(int(c) for c in self.lifestyle_cardinalities))
+        self.validate()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_tier(cls, tier: str = "standard", **overrides: Any) -> "HAMNetConfig":
+        """Config of a tier, with field overrides (aliases accepted)."""
+        if tier not in TIERS:
+            raise InputError(f"HAMNetConfig.tier: unknown tier {tier!r}; expected one of {sorted(TIERS)}")
+        return cls.create(**{**TIERS[tier], "tier": tier, **overrides})
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> "HAMNetConfig":
+        """Build from keyword arguments, resolving the original framework's aliases."""
+        kwargs = dict(kwargs)
+        for alias, name in ALIASES.items():
+            if alias in kwargs:
+                value = kwargs.pop(alias)
+                if name in kwargs and kwargs[name] != value:
+                    raise InputError(f"HAMNetConfig: both {alias!r} and {name!r} given with different values")
+                kwargs[name] = value
+        input_size = kwargs.pop("input_size", None)
+        if input_size is not None:
+            for m in MODALITIES:
+                kwargs.setdefault(f"{m}_dim", input_size)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise InputError(f"HAMNetConfig: unknown field(s) {unknown}; known: {sorted(known | set(ALIASES) | {'input_size'})}")
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "HAMNetConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lifestyle_cardinalities"] = list(self.lifestyle_cardinalities)
+        return d
+
+    # -- aliases, read side -----------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.embed_dim
+
+    @property
+    def dropout_rate(self) -> float:
+        return self.dropout
+
+    def modality_dims(self) -> dict[str, int]:
+        return {m: getattr(self, f"{m}_dim") for m in MODALITIES}
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> None:
+        def fail(field: str, msg: str) -> None:
+            raise InputError(f"HAMNetConfig.{field}: {msg}")
+
+        if self.tier not in TIERS:
+            fail("tier", f"unknown tier {self.tier!r}; expected one of {sorted(TIERS)}")
+        for name in ("embed_dim", "num_layers", "num_heads", "mlp_ratio", "temporal_kernel_size",
+                     "imaging_group_size", "genetic_group_size", "temporal_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(name, f"must be a positive integer, got {value!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                fail(name, f"must be in [0, 1), got {value!r}")
+        if self.embed_dim % self.num_heads:
+            fail("num_heads", f"{self.num_heads} heads do not divide embed_dim={self.embed_dim}")
+        for m in MODALITIES:
+            value = getattr(self, f"{m}_dim")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(f"{m}_dim", f"must be a non-negative integer, got {value!r}")
+        if not any(self.modality_dims().values()) and not self.lifestyle_cardinalities:
+            fail("clinical_dim", "every modality has width 0: the model would have no input")
+        for i, c in enumerate(self.lifestyle_cardinalities):
+            if c < 1:
+                fail("lifestyle_cardinalities", f"entry {i} must be >= 1 level, got {c}")
+        if self.log_var_min >= self.log_var_max:
+            fail("log_var_min", "must be below log_var_max")

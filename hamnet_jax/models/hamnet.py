@@ -1,0 +1,97 @@
+"""HAMNet: modality encoders -> cross-modal fusion per visit -> temporal layer -> heads.
+
+`HAMNet(config).apply({"params": p}, batch, deterministic=...)` returns `(outputs, aux)`:
+
+* outputs: `mean` [B], `log_var` [B] (heteroscedastic Gaussian), and `logits` [B] when
+  `config.classification` is set;
+* aux: `modality_embeddings` [B, V, M, E], `visit_embeddings` [B, V, E], `fused` [B, 2E],
+  `modality_weights` [B, V, M], `visit_weights` [B, V].
+
+Everything is array code under `jit`: missing modalities and padded visits are masks,
+never Python branches on values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.config import MODALITIES, HAMNetConfig
+from hamnet_jax.models.encoders import DenseEncoder, GroupTokenEncoder, LifestyleEncoder
+from hamnet_jax.models.fusion import CrossModalFusion
+from hamnet_jax.models.layers import MLP
+from hamnet_jax.models.temporal import TemporalEncoder
+
+
+class HAMNet(nn.Module):
+    config: HAMNetConfig
+
+    def _encoders(self) -> dict[str, nn.Module]:
+        c = self.config
+        enc: dict[str, nn.Module] = {}
+        if c.clinical_dim:
+            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, name="clinical_encoder")
+        for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
+            if getattr(c, f"{m}_dim"):
+                enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, name=f"{m}_encoder")
+        if c.lifestyle_dim or c.lifestyle_cardinalities:
+            enc["lifestyle"] = LifestyleEncoder(
+                c.embed_dim, c.lifestyle_cardinalities, c.dropout, name="lifestyle_encoder"
+            )
+        return enc
+
+    @nn.compact
+    def __call__(self, batch: Batch, deterministic: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        c = self.config
+        b, v = batch.visit_mask.shape
+        n = b * v
+        flat = lambda a: a.reshape((n,) + a.shape[2:])  # noqa: E731
+        encoders = self._encoders()
+        tokens = []
+        for m in MODALITIES:
+            if m not in encoders:
+                tokens.append(jnp.zeros((n, c.embed_dim), jnp.float32))
+            elif m == "lifestyle":
+                tokens.append(encoders[m](flat(batch.inputs[m]), flat(batch.feature_masks[m]),
+                                          flat(batch.categorical), deterministic))
+            else:
+                tokens.append(encoders[m](flat(batch.inputs[m]), flat(batch.feature_masks[m]), deterministic))
+        tokens = jnp.stack(tokens, axis=1)  # [N, M, E]
+        present = jnp.asarray([m in encoders for m in MODALITIES], jnp.float32)
+        modality_mask = flat(batch.modality_mask) * present * flat(batch.visit_mask)[:, None]
+        fused, modality_weights = CrossModalFusion(
+            c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, name="fusion"
+        )(tokens, modality_mask, deterministic)
+
+        visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
+        visits = fused.reshape(b, v, c.embed_dim)
+        summary, visit_weights = TemporalEncoder(
+            c.temporal_layers, c.num_heads, c.temporal_kernel_size, c.mlp_ratio, c.dropout,
+            c.attention_dropout, name="temporal",
+        )(visits, batch.visit_times, visit_mask, deterministic)
+
+        h = MLP(c.embed_dim * 2, c.embed_dim, c.dropout, name="head_mlp")(summary, deterministic)
+        h = nn.gelu(h)
+        mean = nn.Dense(1, name="mean_head")(h)[:, 0]
+        raw = nn.Dense(1, name="log_var_head")(h)[:, 0]
+        log_var = c.log_var_min + (c.log_var_max - c.log_var_min) * jax.nn.sigmoid(raw)
+        outputs: dict[str, Any] = {"mean": mean, "log_var": log_var}
+        if c.classification:
+            outputs["logits"] = nn.Dense(1, name="class_head")(h)[:, 0]
+        aux = {
+            "modality_embeddings": tokens.reshape(b, v, len(MODALITIES), c.embed_dim),
+            "visit_embeddings": visits,
+            "fused": summary,
+            "modality_weights": modality_weights.reshape(b, v, len(MODALITIES)),
+            "visit_weights": visit_weights,
+        }
+        return outputs, aux
+
+
+def init_params(model: HAMNet, batch: Batch, key: jax.Array) -> Any:
+    """Initialize parameters from an example batch (shapes only matter)."""
+    return jax.jit(lambda k: model.init({"params": k}, batch, deterministic=True)["params"])(key)

@@ -1,0 +1,34 @@
+"""Losses as pure functions picked by name."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+REGRESSION_LOSSES = ("gaussian_nll", "mse", "huber")
+
+
+def gaussian_nll(mean: jax.Array, log_var: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example negative log-likelihood of y under N(mean, exp(log_var))."""
+    return 0.5 * (log_var + (y - mean) ** 2 * jnp.exp(-log_var) + math.log(2 * math.pi))
+
+
+def regression_loss(outputs: dict, y: jax.Array, kind: str) -> jax.Array:
+    """Per-example regression loss. For `mse` / `huber` the variance head still learns,
+    by Gaussian NLL with the mean held fixed (stop_gradient), so intervals stay usable."""
+    mean, log_var = outputs["mean"], outputs["log_var"]
+    if kind == "gaussian_nll":
+        return gaussian_nll(mean, log_var, y)
+    variance_term = gaussian_nll(jax.lax.stop_gradient(mean), log_var, y)
+    if kind == "mse":
+        return (mean - y) ** 2 + variance_term
+    if kind == "huber":
+        return optax.huber_loss(mean, y, delta=1.0) + variance_term
+    raise ValueError(f"unknown regression loss {kind!r}; expected one of {REGRESSION_LOSSES}")
+
+
+def classification_loss(outputs: dict, labels: jax.Array) -> jax.Array:
+    return optax.sigmoid_binary_cross_entropy(outputs["logits"], labels)

@@ -1,0 +1,50 @@
+"""Evaluation metrics on host numpy arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z90 = 1.6448536269514722  # two-sided 90% normal quantile
+
+
+def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R², Pearson r, 90% interval coverage and Gaussian NLL."""
+    y, mean, std = (np.asarray(a, np.float64) for a in (y, mean, std))
+    err = mean - y
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r = float(np.corrcoef(y, mean)[0, 1]) if y.size > 1 and mean.std() > 0 and y.std() > 0 else float("nan")
+    var = np.maximum(std, 1e-12) ** 2
+    return {
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+        "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+        "pearson_r": r,
+        "coverage_90": float((np.abs(err) <= Z90 * std).mean()),
+        "nll": float((0.5 * (np.log(2 * math.pi * var) + err**2 / var)).mean()),
+    }
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney U) identity, ties averaged."""
+    labels = np.asarray(labels) > 0.5
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = np.asarray(scores)[order]
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    return {"auroc": auroc(labels, logits), "accuracy": float(((logits > 0) == (labels > 0.5)).mean())}
+
+
+def age_gap_correlation(pred: np.ndarray, age: np.ndarray, bio_age: np.ndarray) -> float:
+    """Correlation of the predicted age gap (prediction - age) with the true gap (bio_age - age)."""
+    return float(np.corrcoef(pred - age, bio_age - age)[0, 1])
