@@ -1,0 +1,186 @@
+"""The `hamnet` command: thin subcommands over the library.
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from hamnet_jax.errors import InputError
+
+log = logging.getLogger("hamnet_jax")
+
+
+def _setup(args: argparse.Namespace):
+    """Load the run config (file + HAMNET_* env), set logging and the JAX platform."""
+    from hamnet_jax.config import load_config
+
+    config = load_config(getattr(args, "config", None))
+    logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    device = config.general.device.lower()
+    if device != "auto":
+        import jax
+
+        jax.config.update("jax_platforms", {"gpu": "cuda"}.get(device, device))
+    return config
+
+
+def cmd_cohort(args: argparse.Namespace) -> None:
+    import yaml
+
+    from hamnet_jax.data.cohort import CohortDims, generate_cohort
+    from hamnet_jax.data.schema import sidecar_path
+    from hamnet_jax.data.tables import write_table
+    from hamnet_jax.io_atomic import write_text_atomic
+
+    _setup(args)
+    defaults = CohortDims()
+    dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
+                        ("clinical", "imaging", "genetic", "lifestyle_numeric")))
+    frame, schema = generate_cohort(args.subjects, args.seed, dims)
+    write_table(frame, args.out)
+    side = sidecar_path(args.out)
+    write_text_atomic(side, yaml.safe_dump(schema, sort_keys=False))
+    print(f"wrote {len(frame)} rows ({args.subjects} subjects, {frame.shape[1]} columns) to {args.out}; "
+          f"schema {side}")
+
+
+def _schema(args: argparse.Namespace):
+    from hamnet_jax.data.schema import Schema, sidecar_path
+
+    path = Path(args.schema) if args.schema else sidecar_path(args.data)
+    if not path.exists():
+        raise InputError(f"no schema: {path} does not exist (pass --schema FILE)")
+    return Schema.load(path).with_target(getattr(args, "target", None))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from hamnet_jax.training.train_run import train_run
+
+    config = _setup(args)
+    if args.tier:
+        config = dataclasses.replace(config, model={**config.model, "tier": args.tier})
+    if args.epochs:
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, num_epochs=args.epochs))
+    out = args.out or str(Path(config.general.output_dir) / time.strftime("run-%Y%m%d-%H%M%S"))
+    start = time.time()
+    summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet)
+    t = summary["test"]
+    print(f"run {out}: best epoch {summary['best_epoch']}/{summary['epochs_run']}, "
+          f"{time.time() - start:.0f} s; test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, "
+          f"r {t['pearson_r']:.3f}, 90% coverage {t['coverage_90']:.3f}"
+          + (f", age-gap r {t['age_gap_r']:.3f}" if "age_gap_r" in t else ""))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from hamnet_jax.evaluation.evaluate import evaluate_run, format_table
+    from hamnet_jax.io_atomic import write_json_atomic
+    from hamnet_jax.run_dir import load_run
+
+    _setup(args)
+    run = load_run(args.run)
+    result = evaluate_run(run, args.data, baselines=not args.no_baselines)
+    print(format_table(result))
+    write_json_atomic(Path(args.run) / "eval.json", result)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.evaluation.evaluate import predict_run
+    from hamnet_jax.io_atomic import write_atomic
+    from hamnet_jax.run_dir import load_run
+
+    _setup(args)
+    run = load_run(args.run)
+    data = load_cohort(args.data, run.schema, run.config.data, require_target=False)
+    pred = predict_run(run, data)
+    frame = pd.DataFrame({"subject_id": data.subject_ids, **pred})
+    write_atomic(Path(args.out), lambda f: frame.to_csv(f, index=False, float_format="%.4f"))
+    print(f"wrote predictions for {len(frame)} subjects to {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from hamnet_jax.export.onnx import export_onnx, onnx_parity
+    from hamnet_jax.run_dir import load_run
+
+    _setup(args)
+    run = load_run(args.run)
+    pre, v = run.preprocessor, run.config.data.max_visits
+    path = export_onnx(run.model_config, run.params, pre.target_mean, pre.target_std, v, args.out)
+    parity = onnx_parity(path, run.model_config, run.params, pre.target_mean, pre.target_std, v)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp32, batch dimension 'B', {v} visit slots)")
+    for bs, diffs in parity.items():
+        print(f"parity vs JAX at batch {bs}: max |diff| mean {diffs['mean']:.2e}, log_var {diffs['log_var']:.2e}")
+    if max(d for diffs in parity.values() for d in diffs.values()) > 1e-4:
+        raise InputError("ONNX Runtime disagrees with JAX by more than 1e-4; the export is not trustworthy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hamnet_jax.data.cohort import DEFAULT_SUBJECTS
+
+    p = argparse.ArgumentParser(prog="hamnet", description="HAMNet biological-age models in JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("cohort", help="write the synthetic cohort and its schema")
+    c.add_argument("--subjects", type=int, default=DEFAULT_SUBJECTS, help=f"subjects (default {DEFAULT_SUBJECTS})")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="cohort.parquet", help="data file (.parquet, .csv or .npz)")
+    for m, default in (("clinical", 96), ("imaging", 512), ("genetic", 1000), ("lifestyle_numeric", 40)):
+        c.add_argument(f"--{m.replace('_', '-')}-dim", type=int, default=None,
+                       help=f"{m} width (default {default})")
+    c.set_defaults(func=cmd_cohort)
+
+    t = sub.add_parser("train", help="train HAMNet and write a run directory")
+    t.add_argument("--data", required=True, help="data file: .parquet, .csv or .npz")
+    t.add_argument("--schema", help="schema YAML (default: the data file's .schema.yaml sidecar)")
+    t.add_argument("--config", help="hamnet_config.yaml (original framework format)")
+    t.add_argument("--tier", choices=("base", "standard", "comprehensive"), help="model tier")
+    t.add_argument("--target", help="target column (default: the schema's)")
+    t.add_argument("--epochs", type=int, help="override training.num_epochs")
+    t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")
+    t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="test metrics beside Ridge and gradient boosting baselines")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="predictions with uncertainty, one row per subject")
+    r.add_argument("--run", required=True)
+    r.add_argument("--data", required=True)
+    r.add_argument("--out", required=True, help="CSV file to write")
+    r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="export to ONNX (fp32, dynamic batch) and check parity")
+    x.add_argument("--run", required=True)
+    x.add_argument("--out", required=True, help="ONNX file to write")
+    x.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        print(f"hamnet {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

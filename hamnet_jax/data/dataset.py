@@ -1,0 +1,21 @@
+"""From a file path to split arrays: read, check against the schema, pad, split by subject."""
+
+from __future__ import annotations
+
+import os
+
+from hamnet_jax.config import DataConfig
+from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.split import split_subjects
+from hamnet_jax.data.tables import read_table
+
+
+def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig,
+                require_target: bool = True) -> CohortArrays:
+    return frame_to_arrays(read_table(path), schema, require_target, data_cfg.max_visits)
+
+
+def split_cohort(arrays: CohortArrays, data_cfg: DataConfig) -> dict[str, CohortArrays]:
+    idx = split_subjects(arrays.subject_ids, data_cfg.split, data_cfg.split_seed)
+    return {name: arrays.subset(i) for name, i in idx.items()}

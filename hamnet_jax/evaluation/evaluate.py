@@ -1,0 +1,76 @@
+"""`evaluate_run`: HAMNet on the test split beside the tabular baselines fitted on the
+run's training split, plus HAMNet with each modality removed from every test subject."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
+from hamnet_jax.inference.predictor import predict_batch
+from hamnet_jax.models.config import MODALITIES
+from hamnet_jax.run_dir import Run
+from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
+
+COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
+
+
+def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
+    """Calibrated MC-dropout predictions of a run on raw cohort arrays."""
+    pre = run.preprocessor
+    return predict_batch(run.model_config, run.params, pre.transform(data), pre.target_mean, pre.target_std,
+                         run.std_scale, run.config.training.mc_samples, run.config.training.seed)
+
+
+def _row(data: CohortArrays, pred: np.ndarray, std: np.ndarray | None) -> dict[str, float]:
+    m = regression_metrics(data.targets, pred, std if std is not None else np.full_like(pred, np.nan))
+    if std is None:
+        m["coverage_90"] = m["nll"] = float("nan")
+    m["age_gap_r"] = (age_gap_correlation(pred, data.targets, data.extras["bio_age"])
+                      if "bio_age" in data.extras else float("nan"))
+    return m
+
+
+def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True) -> dict[str, Any]:
+    arrays = load_cohort(data_path, run.schema, run.config.data)
+    parts = split_cohort(arrays, run.config.data)
+    test = parts["test"]
+    if test.num_subjects == 0:
+        from hamnet_jax.errors import InputError
+
+        raise InputError(f"{data_path}: no subject of this file falls in the run's test split")
+    rows: dict[str, dict[str, float]] = {}
+    pred = predict_run(run, test)
+    rows["HAMNet"] = _row(test, pred["prediction"], pred["total_std"])
+    for m in MODALITIES:
+        if run.model_config.modality_dims()[m] or (m == "lifestyle" and run.model_config.lifestyle_cardinalities):
+            ablated = test.without_modality(m)
+            has_any = (run.preprocessor.transform(ablated).modality_mask.sum((1, 2)) > 0)
+            sub = ablated.subset(np.flatnonzero(has_any))
+            p = predict_run(run, sub)
+            rows[f"HAMNet without {m}"] = _row(sub, p["prediction"], p["total_std"])
+            rows[f"HAMNet without {m}"]["subjects"] = float(sub.num_subjects)
+    if baselines:
+        for name, fitted in fit_baselines(parts["train"], run.config.training.seed).items():
+            rows[name] = _row(test, predict_baseline(fitted, test), None)
+    hgb = rows.get("hist_gradient_boosting")
+    return {
+        "test_subjects": test.num_subjects,
+        "rows": rows,
+        "mae_ratio_vs_hist_gradient_boosting": rows["HAMNet"]["mae"] / hgb["mae"] if hgb else None,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    head = f"{'model':<28}" + "".join(f"{c:>12}" for c in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for name, row in result["rows"].items():
+        lines.append(f"{name:<28}" + "".join(f"{row.get(c, float('nan')):>12.4f}" for c in COLUMNS))
+    if result.get("mae_ratio_vs_hist_gradient_boosting") is not None:
+        lines.append(f"HAMNet MAE / HistGradientBoosting MAE = {result['mae_ratio_vs_hist_gradient_boosting']:.3f}"
+                     f"  (test subjects: {result['test_subjects']})")
+    return "\n".join(lines)

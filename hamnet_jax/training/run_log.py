@@ -1,0 +1,33 @@
+"""Per-epoch logging of a run: `metrics.jsonl` (rewritten atomically, so a resumed run's
+file matches its checkpoint) and TensorBoard scalars under `tb/`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hamnet_jax.io_atomic import write_text_atomic
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, history: list[dict] | None = None):
+        from tensorboardX import SummaryWriter
+
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.history: list[dict] = list(history or [])
+        self._flush()
+        self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def _flush(self) -> None:
+        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history))
+
+    def log_epoch(self, record: dict) -> None:
+        self.history.append(record)
+        self._flush()
+        for key, value in record.items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, record["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

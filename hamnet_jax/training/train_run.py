@@ -1,0 +1,104 @@
+"""`train_run`: train HAMNet on a data file and write a complete run directory.
+
+The thin `hamnet train` command calls this; so can scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hamnet_jax.config import Config
+from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.data.preprocess import Preprocessor
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.run_dir import save_calibration, save_config, save_params
+from hamnet_jax.training.loop import fit
+from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
+from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
+from hamnet_jax.training.run_log import RunLog
+
+log = logging.getLogger("hamnet_jax")
+
+
+def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
+              resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, calibrate, evaluate on the test split; returns the summary (also summary.json)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
+        from hamnet_jax.errors import InputError
+
+        raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
+                         "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for note in config.notes:
+        log.warning(note)
+    arrays = load_cohort(data_path, schema, config.data)
+    parts = split_cohort(arrays, config.data)
+    if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
+        from hamnet_jax.errors import InputError
+
+        raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of {config.data.split}")
+    levels = [schema.categorical[c] for c in schema.categorical_columns]
+    pre = Preprocessor.fit(parts["train"], levels)
+    model_config = config.model_config(
+        **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
+    )
+    if model_config.classification and not np.isfinite(arrays.labels).any():
+        from hamnet_jax.errors import InputError
+
+        raise InputError("model.classification is set but the schema names no 'outcome' column with values")
+    schema.save(out / "schema.yaml")
+    pre.save(out / "preprocessor.npz")
+    save_config(out, config, model_config)
+    batches = {k: pre.transform(v) for k, v in parts.items()}
+
+    prior = []
+    if resume and (out / "metrics.jsonl").exists():
+        import json
+
+        prior = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    from hamnet_jax.training.checkpoints import Checkpoints
+
+    ckpt_epoch = Checkpoints(out / "checkpoints").latest_step() if resume else None
+    runlog = RunLog(out, [r for r in prior if ckpt_epoch and r["epoch"] <= ckpt_epoch])
+    try:
+        result = fit(model_config, config.training, batches["train"], batches["val"],
+                     checkpoint_dir=out / "checkpoints", resume=resume, on_epoch=runlog.log_epoch,
+                     progress=progress)
+    finally:
+        runlog.close()
+    save_params(out, result.params)
+
+    def predict(split: str) -> dict[str, np.ndarray]:
+        return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
+                             num_samples=config.training.mc_samples, seed=config.training.seed)
+
+    val_pred = predict("val")
+    std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
+    save_calibration(out, std_scale)
+    test_pred = predict("test")
+    for k in ("aleatoric_std", "epistemic_std", "total_std"):
+        test_pred[k] = test_pred[k] * std_scale
+    y = parts["test"].targets
+    metrics = regression_metrics(y, test_pred["prediction"], test_pred["total_std"])
+    if "bio_age" in parts["test"].extras:
+        metrics["age_gap_r"] = age_gap_correlation(test_pred["prediction"], y, parts["test"].extras["bio_age"])
+    summary = {
+        "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early, "std_scale": std_scale,
+        "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
+    }
+    write_json_atomic(out / "summary.json", summary)
+    plot_learning_curve(result.history, out / "plots" / "learning_curve.png")
+    z = 1.6448536269514722 * test_pred["total_std"]
+    plot_pred_vs_true(y, test_pred["prediction"], test_pred["prediction"] - z, test_pred["prediction"] + z,
+                      out / "plots" / "pred_vs_true.png", label=schema.target or "target")
+    return summary
