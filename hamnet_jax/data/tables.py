@@ -54,6 +54,9 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     elif kind == "parquet":
         write_atomic(path, lambda f: frame.to_parquet(f, index=False), mode="wb")
     elif kind == "npz":
-        write_atomic(path, lambda f: np.savez(f, **{c: frame[c].to_numpy() for c in frame.columns}), mode="wb")
+        # object columns (strings) become fixed-width unicode so they load without pickle
+        cols = {c: frame[c].to_numpy().astype(str) if frame[c].dtype == object or frame[c].dtype.kind in "OSU"
+                or str(frame[c].dtype).startswith("str") else frame[c].to_numpy() for c in frame.columns}
+        write_atomic(path, lambda f: np.savez(f, **cols), mode="wb")
     else:
         raise InputError(f"output file {path}: unsupported extension {path.suffix!r}; use one of {sorted(READERS)}")

@@ -1,0 +1,60 @@
+"""Shared, session-scoped fixtures: a tiny cohort on disk and one tiny trained run, so the
+suite compiles each model shape once."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.data.cohort import CohortDims, generate_cohort
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.tables import write_table
+
+TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
+TINY_CONFIG = {
+    "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16},
+    "training": {"num_epochs": 2, "batch_size": 32, "mc_samples": 4, "eval_batch_size": 64},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> tuple[Path, Schema]:
+    root = tmp_path_factory.mktemp("cohort")
+    frame, schema = generate_cohort(240, seed=3, dims=TINY_DIMS)
+    path = root / "tiny.parquet"
+    write_table(frame, path)
+    (root / "tiny.schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    return path, Schema.from_dict(schema)
+
+
+@pytest.fixture(scope="session")
+def tiny_config_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "hamnet_config.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cohort, tmp_path_factory) -> Path:
+    from hamnet_jax.training.train_run import train_run
+
+    data, schema = tiny_cohort
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train_run(data, schema, config_from_dict(TINY_CONFIG), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(tiny_cohort):
+    _, schema = tiny_cohort
+    cfg = config_from_dict(TINY_CONFIG)
+    return cfg.model_config(**{f"{m}_dim": w for m, w in schema.widths().items()},
+                            lifestyle_cardinalities=schema.cardinalities())
+
+
+def replace(obj, **kw):
+    return dataclasses.replace(obj, **kw)

@@ -1,0 +1,139 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamnet_jax.config import DataConfig
+from hamnet_jax.data.arrays import frame_to_arrays
+from hamnet_jax.data.dataset import load_cohort
+from hamnet_jax.data.preprocess import Preprocessor
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.split import split_subjects
+from hamnet_jax.data.tables import read_table, write_table
+from hamnet_jax.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def frame(tiny_cohort):
+    return read_table(tiny_cohort[0])
+
+
+def test_csv_parquet_npz_load_identically(tiny_cohort, frame, tmp_path):
+    _, schema = tiny_cohort
+    ref = load_cohort(tiny_cohort[0], schema, DataConfig())
+    for ext in ("csv", "npz"):
+        path = tmp_path / f"c.{ext}"
+        write_table(frame, path)
+        got = load_cohort(path, schema, DataConfig())
+        for m in ref.values:
+            np.testing.assert_allclose(got.values[m], ref.values[m], rtol=1e-6)
+        np.testing.assert_array_equal(got.subject_ids, ref.subject_ids)
+        np.testing.assert_allclose(got.targets, ref.targets, rtol=1e-6)
+
+
+def test_nan_features_become_mask_zero_and_row_order_does_not_matter(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    a, b = frame_to_arrays(frame, schema), frame_to_arrays(shuffled, schema)
+    np.testing.assert_array_equal(a.subject_ids, np.sort(a.subject_ids))
+    np.testing.assert_allclose(a.values["clinical"], b.values["clinical"])
+    pre = Preprocessor.fit(a)
+    batch = pre.transform(a)
+    for m in a.values:
+        nan = np.isnan(a.values[m])
+        assert np.all(batch.feature_masks[m][nan] == 0) and np.all(batch.inputs[m][nan] == 0)
+        assert np.all(np.isfinite(batch.inputs[m]))
+    assert np.all(batch.visit_times <= 0)
+
+
+def test_target_is_the_last_visit(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    a = frame_to_arrays(frame, schema)
+    last = frame.sort_values(["subject_id", "visit"]).groupby("subject_id").tail(1)
+    np.testing.assert_allclose(a.targets, last["age"].to_numpy(), rtol=1e-6)
+
+
+def test_max_visits_keeps_most_recent(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    a = frame_to_arrays(frame, schema, max_visits=2)
+    assert a.visit_mask.shape[1] == 2
+    np.testing.assert_allclose(a.targets, frame_to_arrays(frame, schema).targets)
+
+
+def test_missing_column(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    with pytest.raises(InputError, match="missing column 'albumin'"):
+        frame_to_arrays(frame.drop(columns=["albumin"]), schema)
+
+
+def test_non_numeric_value_names_column_and_row(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    bad = frame.copy()
+    bad["creatinine"] = bad["creatinine"].astype(object)
+    bad.loc[5, "creatinine"] = "high"
+    bad.loc[9, "creatinine"] = "low"
+    with pytest.raises(InputError, match=r"column 'creatinine': non-numeric value 'high' at row 5"):
+        frame_to_arrays(bad, schema)
+
+
+def test_nan_target_names_row(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    bad = frame.copy()
+    bad.loc[7, "age"] = np.nan
+    with pytest.raises(InputError, match=r"column 'age': target is NaN at row 7"):
+        frame_to_arrays(bad, schema)
+    # predicting needs no target at all
+    arrays = frame_to_arrays(frame.drop(columns=["age"]), schema, require_target=False)
+    assert np.isnan(arrays.targets).all()
+
+
+def test_schema_errors():
+    with pytest.raises(InputError, match="unknown key 'colums'"):
+        Schema.from_dict({"subject_id": "eid", "colums": [], "modalities": {"clinical": ["a"]}})
+    with pytest.raises(InputError, match="modalities.blood: unknown modality"):
+        Schema.from_dict({"subject_id": "eid", "modalities": {"blood": ["a"]}})
+    with pytest.raises(InputError, match="'subject_id'"):
+        Schema.from_dict({"modalities": {"clinical": ["a"]}})
+
+
+def test_ukb_example_schema_loads_a_ukb_style_file():
+    from importlib.resources import files
+
+    schema = Schema.load(files("hamnet_jax.data") / "ukb_example_schema.yaml")
+    cols = [schema.subject_id, schema.visit, schema.time, schema.target] + [c for m in schema.modalities.values() for c in m]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({c: rng.normal(size=12) for c in cols})
+    frame[schema.subject_id] = np.repeat(np.arange(4), 3)
+    frame[schema.visit] = np.tile([0, 1, 2], 4)
+    frame[schema.time] = np.tile([0.0, 2.5, 5.0], 4)
+    for c, levels in schema.categorical.items():
+        frame[c] = rng.choice(levels, size=12)
+    a = frame_to_arrays(frame, schema)
+    assert a.num_subjects == 4 and a.visit_mask.shape == (4, 3)
+    assert "30000-0.0" in schema.modalities["clinical"]
+
+
+def test_split_is_deterministic_disjoint_and_order_free():
+    ids = np.array([f"S{i}" for i in range(2000)])
+    a = split_subjects(ids, seed=3)
+    b = split_subjects(ids[::-1], seed=3)
+    assert sorted(ids[a["test"]]) == sorted(ids[::-1][b["test"]])
+    all_idx = np.concatenate(list(a.values()))
+    assert len(all_idx) == len(set(all_idx)) == len(ids)
+    assert abs(len(a["train"]) / len(ids) - 0.7) < 0.04
+
+
+def test_preprocessor_uses_training_split_only_and_roundtrips(tiny_cohort, frame, tmp_path):
+    _, schema = tiny_cohort
+    a = frame_to_arrays(frame, schema)
+    idx = split_subjects(a.subject_ids)
+    train = a.subset(idx["train"])
+    pre = Preprocessor.fit(train, [schema.categorical[c] for c in schema.categorical_columns])
+    x = train.values["clinical"][train.visit_mask > 0]
+    np.testing.assert_allclose(pre.means["clinical"], np.nanmean(x, axis=0), rtol=1e-5)
+    assert pre.target_mean == pytest.approx(float(train.targets.mean()), rel=1e-6)
+    pre.save(tmp_path / "p.npz")
+    back = Preprocessor.load(tmp_path / "p.npz")
+    b1, b2 = pre.transform(a), back.transform(a)
+    np.testing.assert_array_equal(b1.inputs["imaging"], b2.inputs["imaging"])
+    np.testing.assert_array_equal(b1.categorical, b2.categorical)
+    assert b1.categorical.max() <= max(len(v) for v in schema.categorical.values())

@@ -1,0 +1,115 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hamnet_jax.data.batch import random_batch, validate_batch
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.models.layers import masked_softmax
+from hamnet_jax.models.uncertainty import predict_with_uncertainty
+
+
+@pytest.fixture(scope="module")
+def model_and_params(tiny_model_config):
+    model = HAMNet(tiny_model_config)
+    batch = random_batch(tiny_model_config, 8)
+    return model, init_params(model, batch, jax.random.key(0)), batch
+
+
+def test_outputs_and_aux_shapes(model_and_params, tiny_model_config):
+    model, params, batch = model_and_params
+    out, aux = jax.jit(lambda p, b: model.apply({"params": p}, b))(params, batch)
+    e = tiny_model_config.embed_dim
+    assert out["mean"].shape == (8,) and out["log_var"].shape == (8,)
+    assert aux["modality_embeddings"].shape == (8, 4, 4, e)
+    assert aux["modality_weights"].shape == (8, 4, 4) and aux["visit_weights"].shape == (8, 4)
+    assert np.all(np.isfinite(out["mean"])) and np.all(np.isfinite(out["log_var"]))
+    # absent modalities and padded visits get no weight
+    present = batch.modality_mask * batch.visit_mask[..., None]
+    assert np.all(np.asarray(aux["modality_weights"])[present.sum(-1) > 0][present[present.sum(-1) > 0] == 0] == 0)
+    assert np.all(np.asarray(aux["visit_weights"])[batch.visit_mask == 0] == 0)
+
+
+def test_missing_values_do_not_leak(model_and_params):
+    """Values behind a 0 feature mask, an absent modality or a padded visit change nothing."""
+    model, params, batch = model_and_params
+    apply = jax.jit(lambda b: model.apply({"params": params}, b)[0]["mean"])
+    base = apply(batch)
+    noisy_inputs = {
+        m: np.where(batch.feature_masks[m] > 0, batch.inputs[m], 1e3) for m in batch.inputs
+    }
+    absent = (batch.modality_mask == 0)
+    noisy_inputs["imaging"] = np.where(absent[..., 1:2], 77.0, noisy_inputs["imaging"])
+    noisy_times = np.where(batch.visit_mask > 0, batch.visit_times, -123.0).astype(np.float32)
+    masks = dict(batch.feature_masks)
+    masks["imaging"] = np.where(absent[..., 1:2], 1.0, masks["imaging"]).astype(np.float32)
+    changed = batch.replace(inputs=noisy_inputs, feature_masks=masks, visit_times=noisy_times)
+    np.testing.assert_allclose(apply(changed), base, atol=1e-5)
+
+
+def test_mc_dropout_uncertainty(model_and_params):
+    model, params, batch = model_and_params
+    u = jax.jit(lambda p, b, k: predict_with_uncertainty(model, p, b, k, 6))(params, batch, jax.random.key(1))
+    for k in ("mean", "aleatoric_std", "epistemic_std", "total_std"):
+        assert u[k].shape == (8,) and np.all(np.isfinite(u[k]))
+    np.testing.assert_allclose(u["total_std"] ** 2, u["aleatoric_std"] ** 2 + u["epistemic_std"] ** 2, rtol=1e-4)
+    assert np.all(u["epistemic_std"] > 0)  # dropout is active
+
+
+def test_classification_head():
+    cfg = HAMNetConfig.from_tier("base", clinical_dim=5, imaging_dim=0, genetic_dim=0, lifestyle_dim=3,
+                                 classification=True)
+    model = HAMNet(cfg)
+    batch = random_batch(cfg, 4)
+    params = init_params(model, batch, jax.random.key(0))
+    out, _ = model.apply({"params": params}, batch)
+    assert out["logits"].shape == (4,)
+
+
+def test_aliases_of_the_original_framework():
+    cfg = HAMNetConfig.create(hidden_size=48, num_layers=3, input_size=20, dropout_rate=0.2, num_heads=4)
+    assert cfg.embed_dim == 48 and cfg.hidden_size == 48 and cfg.dropout == 0.2 and cfg.dropout_rate == 0.2
+    assert cfg.clinical_dim == cfg.imaging_dim == cfg.genetic_dim == cfg.lifestyle_dim == 20
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(dropout=1.5), "dropout"),
+    (dict(dropout_rate=1.5), "dropout"),
+    (dict(embed_dim=64, num_heads=5), "num_heads"),
+    (dict(num_layers=0), "num_layers"),
+    (dict(tier="huge"), "tier"),
+    (dict(clinical_dim=-1), "clinical_dim"),
+])
+def test_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(InputError, match=field):
+        HAMNetConfig.create(**kwargs)
+
+
+def test_heads_not_dividing_width_message():
+    with pytest.raises(InputError, match="5 heads do not divide embed_dim=64"):
+        HAMNetConfig.from_tier("standard", num_heads=5)
+
+
+def test_batch_width_mismatch_and_empty_subject(tiny_model_config):
+    batch = random_batch(tiny_model_config, 4)
+    wrong = batch.replace(inputs={**batch.inputs, "clinical": np.zeros((4, 4, 3), np.float32)})
+    with pytest.raises(InputError, match=r"inputs\['clinical'\].*clinical_dim=12"):
+        validate_batch(wrong, tiny_model_config)
+    empty = batch.replace(modality_mask=np.where(np.arange(4)[:, None, None] == 2, 0.0, batch.modality_mask))
+    with pytest.raises(InputError, match="subject row 2 .* no modality"):
+        validate_batch(empty, tiny_model_config)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=12), st.integers(0, 2**31 - 1))
+def test_masked_softmax_property(mask, seed):
+    mask = jnp.asarray(mask, jnp.float32)
+    scores = jax.random.normal(jax.random.key(seed), mask.shape) * 10
+    w = masked_softmax(scores, mask)
+    assert np.isclose(float(w.sum()), 1.0, atol=1e-5)
+    if mask.sum() > 0:
+        assert float(jnp.abs(w * (1 - mask)).max()) == 0.0
