@@ -24,11 +24,16 @@ def _setup(args: argparse.Namespace):
 
     config = load_config(getattr(args, "config", None))
     logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    import jax
+
     device = config.general.device.lower()
     if device != "auto":
-        import jax
-
         jax.config.update("jax_platforms", {"gpu": "cuda"}.get(device, device))
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        # compiled steps are reused by the next command (train -> evaluate -> predict -> export)
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hamnet-jax" / "xla"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return config
 
 

@@ -138,11 +138,12 @@ MODEL_KEYS = {f.name for f in dataclasses.fields(HAMNetConfig)} | set(ALIASES) |
 
 
 def _coerce(value: str) -> Any:
+    """An environment string as bool, int, float or str, in that order of preference."""
     low = value.strip().lower()
-    if low in ("true", "yes", "on", "1"):
-        return True if low != "1" else 1
-    if low in ("false", "no", "off", "0"):
-        return False if low != "0" else 0
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
     for cast in (int, float):
         try:
             return cast(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ class Preprocessor:
         means, stds = {}, {}
         for m in MODALITIES:
             x = train.values[m][train.visit_mask > 0]  # [rows, D]
-            with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-                sup.filter(RuntimeWarning)
+            with warnings.catch_warnings():  # all-NaN columns (never observed) are expected
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
             means[m] = np.nan_to_num(mu).astype(np.float32)
             stds[m] = np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0).astype(np.float32)

@@ -57,7 +57,7 @@ class GatedAttentionBlock(nn.Module):
             dropout_rate=self.attention_dropout,
             deterministic=deterministic,
             name="attn",
-        )(h, h, mask=attn_mask)
+        )(h, mask=attn_mask)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         x = x + jax.nn.sigmoid(nn.Dense(width, name="gate_attn")(h)) * h
         h = nn.LayerNorm(name="norm_mlp")(x)

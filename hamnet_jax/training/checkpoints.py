@@ -40,6 +40,14 @@ class Checkpoints:
                                                          meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
 
+    def read_meta(self, kind: str = "latest") -> dict | None:
+        """The bookkeeping of the newest checkpoint of `kind`, without its arrays."""
+        mngr = self.managers[kind]
+        step = mngr.latest_step()
+        if step is None:
+            return None
+        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
     def close(self) -> None:
         for mngr in self.managers.values():
             mngr.close()

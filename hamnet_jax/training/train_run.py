@@ -20,6 +20,7 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
+from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.loop import fit
 from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
 from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
@@ -60,15 +61,9 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     save_config(out, config, model_config)
     batches = {k: pre.transform(v) for k, v in parts.items()}
 
-    prior = []
-    if resume and (out / "metrics.jsonl").exists():
-        import json
-
-        prior = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    from hamnet_jax.training.checkpoints import Checkpoints
-
-    ckpt_epoch = Checkpoints(out / "checkpoints").latest_step() if resume else None
-    runlog = RunLog(out, [r for r in prior if ckpt_epoch and r["epoch"] <= ckpt_epoch])
+    # on resume, the log restarts from the checkpoint's history: it is the source of truth
+    meta = Checkpoints(out / "checkpoints").read_meta() if resume else None
+    runlog = RunLog(out, meta["history"] if meta else [])
     try:
         result = fit(model_config, config.training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume, on_epoch=runlog.log_epoch,

@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamnet_jax.cli import build_parser, main
+
+SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export")
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_help_on_every_subcommand(sub, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([sub, "--help"])
+    assert e.value.code == 0
+    assert "usage: hamnet " + sub in capsys.readouterr().out
+
+
+def test_cohort_writes_data_and_schema(tmp_path, capsys):
+    out = tmp_path / "c.csv"
+    assert main(["cohort", "--subjects", "20", "--seed", "1", "--out", str(out), "--imaging-dim", "16"]) == 0
+    frame = pd.read_csv(out)
+    assert {"subject_id", "visit", "age", "bio_age", "died"} <= set(frame.columns)
+    assert frame["subject_id"].nunique() == 20
+    assert (tmp_path / "c.schema.yaml").exists()
+
+
+def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
+    data, _ = tiny_cohort
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--run", str(tiny_run), "--data", str(data), "--out", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["subject_id", "prediction", "aleatoric_std", "epistemic_std", "total_std",
+                                  "lower_90", "upper_90"]
+    assert pred["subject_id"].is_unique and np.isfinite(pred.drop(columns="subject_id").to_numpy()).all()
+    assert (pred["lower_90"] < pred["prediction"]).all() and (pred["prediction"] < pred["upper_90"]).all()
+    np.testing.assert_allclose(pred["total_std"] ** 2, pred["aleatoric_std"] ** 2 + pred["epistemic_std"] ** 2,
+                               rtol=2e-3, atol=2e-3)
+
+    assert main(["evaluate", "--run", str(tiny_run), "--data", str(data)]) == 0
+    table = capsys.readouterr().out
+    assert "hist_gradient_boosting" in table and "ridge" in table and "HAMNet without imaging" in table
+    result = json.loads((tiny_run / "eval.json").read_text())
+    rows = result["rows"]
+    assert np.isfinite(rows["HAMNet without imaging"]["mae"])
+    assert result["mae_ratio_vs_hist_gradient_boosting"] == pytest.approx(
+        rows["HAMNet"]["mae"] / rows["hist_gradient_boosting"]["mae"])
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    return err[0]
+
+
+def test_bad_input_exits_2_with_one_line(tiny_run, tiny_cohort, tmp_path, capsys):
+    data, _ = tiny_cohort
+    frame = pd.read_parquet(data)
+    frame.drop(columns=["albumin"]).to_parquet(tmp_path / "bad.parquet")
+    assert main(["predict", "--run", str(tiny_run), "--data", str(tmp_path / "bad.parquet"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "missing column 'albumin'" in _error_line(capsys)
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("training:\n  epochz: 3\n")
+    assert main(["train", "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key 'epochz'" in _error_line(capsys)
+
+    assert main(["evaluate", "--run", str(tmp_path), "--data", str(data)]) == 2
+    assert "not a finished run" in _error_line(capsys)
+
+
+def test_no_modality_subject_is_a_clear_error(tiny_run, tiny_cohort, tmp_path, capsys):
+    data, schema = tiny_cohort
+    frame = pd.read_parquet(data)
+    first = frame["subject_id"] == frame["subject_id"].iloc[0]
+    feature_cols = [c for cols in schema.modalities.values() for c in cols]
+    frame.loc[first, feature_cols] = np.nan
+    frame.to_parquet(tmp_path / "empty.parquet")
+    assert main(["predict", "--run", str(tiny_run), "--data", str(tmp_path / "empty.parquet"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no modality measured" in _error_line(capsys)

@@ -1,0 +1,71 @@
+"""A training process killed with SIGKILL and restarted with --resume ends where an
+uninterrupted run of the same seed ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.data.tables import write_table
+
+from .conftest import TINY_DIMS
+
+EPOCHS = 8
+
+
+def _train(data, config, out, cache, resume=False):
+    cmd = [sys.executable, "-m", "hamnet_jax.cli", "train", "--data", str(data), "--config", str(config),
+           "--out", str(out), "--quiet"] + (["--resume"] if resume else [])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _saved_epochs(run):
+    latest = run / "checkpoints" / "latest"
+    return [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.exists() else []
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    frame, schema = generate_cohort(500, seed=5, dims=TINY_DIMS)
+    data = tmp_path / "c.parquet"
+    write_table(frame, data)
+    (tmp_path / "c.schema.yaml").write_text(yaml.safe_dump(schema))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16},
+        "training": {"num_epochs": EPOCHS, "batch_size": 16, "mc_samples": 3, "early_stop_patience": 100},
+    }))
+
+    cache = tmp_path / "xla-cache"  # the later processes reuse the first one's compiled steps
+    reference = _train(data, config, tmp_path / "reference", cache)
+    _, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err
+    killed = _train(data, config, tmp_path / "killed", cache)
+    deadline = time.time() + 300
+    while time.time() < deadline and killed.poll() is None:
+        if any(e >= 2 for e in _saved_epochs(tmp_path / "killed")):
+            break
+        time.sleep(0.01)
+    assert killed.poll() is None, "training finished before it could be killed: " + killed.stderr.read()
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    at_kill = max(_saved_epochs(tmp_path / "killed"))
+    assert 2 <= at_kill < EPOCHS
+    assert not (tmp_path / "killed" / "summary.json").exists()
+
+    resumed = _train(data, config, tmp_path / "killed", cache, resume=True)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+
+    a = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    b = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+    assert a["epochs_run"] == b["epochs_run"] == EPOCHS
+    hist_a = (tmp_path / "killed" / "metrics.jsonl").read_text()
+    hist_b = (tmp_path / "reference" / "metrics.jsonl").read_text()
+    assert hist_a == hist_b

@@ -1,0 +1,81 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hamnet_jax.data.batch import random_batch
+from hamnet_jax.models.hamnet import HAMNet
+from hamnet_jax.training.losses import gaussian_nll, regression_loss
+from hamnet_jax.training.metrics import auroc, regression_metrics
+from hamnet_jax.training.state import OptimizerConfig, create_train_state
+from hamnet_jax.training.steps import eval_step, train_step
+from hamnet_jax.transforms.select import path_str, select_by_path, weight_decay_mask
+
+
+def test_weight_decay_skips_biases_and_norms(tiny_model_config):
+    model = HAMNet(tiny_model_config)
+    state = create_train_state(model, random_batch(tiny_model_config, 2), jax.random.key(0), OptimizerConfig())
+    flat = jax.tree_util.tree_flatten_with_path(weight_decay_mask(state.params))[0]
+    decisions = {path_str(p): v for p, v in flat}
+    assert all(not v for k, v in decisions.items() if k.endswith("/bias") or k.endswith("/scale"))
+    assert decisions["clinical_encoder/fc1/kernel"] is True
+    assert any(not v for v in decisions.values()) and any(decisions.values())
+
+
+def test_selector_requires_full_coverage():
+    with pytest.raises(ValueError, match="a/b.*no rule"):
+        select_by_path({"a": {"b": 1, "c": 2}}, [(r"/c$", True)])
+
+
+def test_train_step_learns_a_fixed_batch(tiny_model_config):
+    model = HAMNet(tiny_model_config)
+    batch = random_batch(tiny_model_config, 32, seed=5)
+    state = create_train_state(model, batch, jax.random.key(0),
+                               OptimizerConfig(learning_rate=3e-3, warmup_steps=1, total_steps=60))
+    first = None
+    for step in range(60):
+        state, metrics = train_step(state, batch, jax.random.key(step))
+        first = first if first is not None else float(metrics["loss"])
+        assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+    out = eval_step(model.apply, state.params, batch)
+    final = float(gaussian_nll(out["mean"], out["log_var"], batch.targets).mean())
+    assert final < first - 0.3
+
+
+@pytest.mark.parametrize("kind", ["gaussian_nll", "mse", "huber"])
+def test_regression_losses_train_the_variance_head(kind):
+    import jax.numpy as jnp
+
+    y = jnp.array([0.0, 1.0, 2.0])
+    grads = jax.grad(lambda lv: regression_loss({"mean": jnp.zeros(3), "log_var": lv}, y, kind).sum())(jnp.zeros(3))
+    assert float(jnp.abs(grads).sum()) > 0
+
+
+def test_metrics_match_reference_formulas():
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    pred = y + rng.normal(scale=0.5, size=500)
+    m = regression_metrics(y, pred, np.full(500, 0.5))
+    assert m["r2"] == pytest.approx(r2_score(y, pred))
+    assert m["mae"] == pytest.approx(np.abs(y - pred).mean())
+    assert 0.85 < m["coverage_90"] < 0.95
+    labels = rng.random(500) < 0.3
+    scores = labels + rng.normal(size=500)
+    scores[:50] = np.round(scores[:50])  # ties
+    assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_run_directory_is_complete(tiny_run):
+    for name in ("config.yaml", "schema.yaml", "preprocessor.npz", "calibration.json", "summary.json",
+                 "plots/learning_curve.png", "plots/pred_vs_true.png", "checkpoints/latest", "checkpoints/best",
+                 "params"):
+        assert (tiny_run / name).exists(), name
+    history = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert np.isfinite(summary["test"]["mae"]) and 0 <= summary["test"]["coverage_90"] <= 1
+    assert summary["best_epoch"] in (1, 2)
