@@ -80,4 +80,5 @@ def test_no_modality_subject_is_a_clear_error(tiny_run, tiny_cohort, tmp_path, c
     frame.to_parquet(tmp_path / "empty.parquet")
     assert main(["predict", "--run", str(tiny_run), "--data", str(tmp_path / "empty.parquet"),
                  "--out", str(tmp_path / "p.csv")]) == 2
-    assert "no modality measured" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "no modality measured" in line and str(frame["subject_id"].iloc[0]) in line

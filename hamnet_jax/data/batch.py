@@ -63,13 +63,18 @@ def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
         raise InputError(f"batch.categorical has shape {tuple(np.shape(batch.categorical))}; expected {want_k}")
     if tuple(np.shape(batch.modality_mask)) != (b, v, len(MODALITIES)):
         raise InputError(f"batch.modality_mask has shape {np.shape(batch.modality_mask)}; expected {(b, v, 4)}")
-    present = np.asarray(batch.modality_mask) * np.asarray(batch.visit_mask)[..., None]
-    empty = np.flatnonzero(present.reshape(b, -1).sum(axis=1) == 0)
+    empty = subjects_without_modality(batch)
     if empty.size:
         raise InputError(
             f"subject row {int(empty[0])} of the batch has no modality measured at any visit "
             f"({empty.size} such subject(s)); HAMNet needs at least one modality per subject"
         )
+
+
+def subjects_without_modality(batch: Batch) -> np.ndarray:
+    """Row indices of subjects with no modality measured at any real visit."""
+    present = np.asarray(batch.modality_mask) * np.asarray(batch.visit_mask)[..., None]
+    return np.flatnonzero(present.reshape(present.shape[0], -1).sum(axis=1) == 0)
 
 
 def to_device(batch: Batch) -> Batch:

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.batch import subjects_without_modality
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
+from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
 from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
@@ -22,7 +24,12 @@ COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
     """Calibrated MC-dropout predictions of a run on raw cohort arrays."""
     pre = run.preprocessor
-    return predict_batch(run.model_config, run.params, pre.transform(data), pre.target_mean, pre.target_std,
+    batch = pre.transform(data)
+    empty = subjects_without_modality(batch)
+    if empty.size:
+        raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "
+                         f"({empty.size} such subject(s)); HAMNet needs at least one modality per subject")
+    return predict_batch(run.model_config, run.params, batch, pre.target_mean, pre.target_std,
                          run.std_scale, run.config.training.mc_samples, run.config.training.seed)
 
 
@@ -40,8 +47,6 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     parts = split_cohort(arrays, run.config.data)
     test = parts["test"]
     if test.num_subjects == 0:
-        from hamnet_jax.errors import InputError
-
         raise InputError(f"{data_path}: no subject of this file falls in the run's test split")
     rows: dict[str, dict[str, float]] = {}
     pred = predict_run(run, test)
@@ -49,8 +54,8 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     for m in MODALITIES:
         if run.model_config.modality_dims()[m] or (m == "lifestyle" and run.model_config.lifestyle_cardinalities):
             ablated = test.without_modality(m)
-            has_any = (run.preprocessor.transform(ablated).modality_mask.sum((1, 2)) > 0)
-            sub = ablated.subset(np.flatnonzero(has_any))
+            empty = subjects_without_modality(run.preprocessor.transform(ablated))
+            sub = ablated.subset(np.setdiff1d(np.arange(ablated.num_subjects), empty))
             p = predict_run(run, sub)
             rows[f"HAMNet without {m}"] = _row(sub, p["prediction"], p["total_std"])
             rows[f"HAMNet without {m}"]["subjects"] = float(sub.num_subjects)
