@@ -10,14 +10,12 @@ reference is a jitted float32 [n, n] @ [n, n] (2 n^3 FLOPs) timed after warm-up.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.data.cohort import CohortDims

@@ -6,7 +6,6 @@ Exit codes: 0 success, 2 bad input (one line on stderr naming what is wrong).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

@@ -99,7 +99,8 @@ def test_ukb_example_schema_loads_a_ukb_style_file():
     from importlib.resources import files
 
     schema = Schema.load(files("hamnet_jax.data") / "ukb_example_schema.yaml")
-    cols = [schema.subject_id, schema.visit, schema.time, schema.target] + [c for m in schema.modalities.values() for c in m]
+    cols = [schema.subject_id, schema.visit, schema.time, schema.target]
+    cols += [c for m in schema.modalities.values() for c in m]
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({c: rng.normal(size=12) for c in cols})
     frame[schema.subject_id] = np.repeat(np.arange(4), 3)

@@ -34,7 +34,7 @@ class CohortArrays:
     def num_subjects(self) -> int:
         return int(self.visit_mask.shape[0])
 
-    def subset(self, index: np.ndarray) -> "CohortArrays":
+    def subset(self, index: np.ndarray) -> CohortArrays:
         return CohortArrays(
             values={m: v[index] for m, v in self.values.items()},
             categorical=self.categorical[index], visit_mask=self.visit_mask[index],
@@ -43,7 +43,7 @@ class CohortArrays:
             extras={k: v[index] for k, v in self.extras.items()},
         )
 
-    def without_modality(self, modality: str) -> "CohortArrays":
+    def without_modality(self, modality: str) -> CohortArrays:
         """A copy with one modality removed from every subject (ablation)."""
         values = dict(self.values)
         values[modality] = np.full_like(values[modality], np.nan)
@@ -136,7 +136,7 @@ def frame_to_arrays(
 
     values = {m: pad(_numeric(frame, list(schema.numeric_columns(m))).astype(np.float32)) for m in MODALITIES}
     categorical = pad(_numeric(frame, list(schema.categorical_columns)))
-    at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]  # noqa: E731
+    at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]
     labels = (at_last(_numeric(frame, [schema.outcome])[:, 0]) if schema.outcome and schema.outcome in frame
               else np.full(n, np.nan))
     extras = {c: at_last(_numeric(frame, [c])[:, 0]) for c in schema.extra if c in frame.columns}

@@ -39,7 +39,7 @@ class Batch:
     def size(self) -> int:
         return int(self.visit_mask.shape[0])
 
-    def take(self, index: np.ndarray) -> "Batch":
+    def take(self, index: np.ndarray) -> Batch:
         """Rows `index` of every field (host-side numpy indexing)."""
         import jax
 

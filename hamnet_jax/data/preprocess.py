@@ -31,7 +31,7 @@ class Preprocessor:
     target_std: float
 
     @classmethod
-    def fit(cls, train: CohortArrays, categorical_levels: list[tuple] | None = None) -> "Preprocessor":
+    def fit(cls, train: CohortArrays, categorical_levels: list[tuple] | None = None) -> Preprocessor:
         means, stds = {}, {}
         for m in MODALITIES:
             x = train.values[m][train.visit_mask > 0]  # [rows, D]
@@ -95,7 +95,7 @@ class Preprocessor:
         write_atomic(Path(path), lambda f: np.savez(f, **arrays), mode="wb")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Preprocessor":
+    def load(cls, path: str | os.PathLike) -> Preprocessor:
         with np.load(path) as z:
             n_levels = sum(1 for k in z.files if k.startswith("levels_"))
             return cls(

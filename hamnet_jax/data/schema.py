@@ -43,7 +43,7 @@ class Schema:
     extra: tuple[str, ...] = ()
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "schema") -> "Schema":
+    def from_dict(cls, raw: dict[str, Any], source: str = "schema") -> Schema:
         if not isinstance(raw, dict):
             raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
         unknown = sorted(set(raw) - SCHEMA_KEYS)
@@ -84,7 +84,7 @@ class Schema:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Schema":
+    def load(cls, path: str | os.PathLike) -> Schema:
         path = Path(path)
         if not path.exists():
             raise InputError(f"schema file {path} does not exist")
@@ -111,7 +111,7 @@ class Schema:
 
         write_text_atomic(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
-    def with_target(self, target: str | None) -> "Schema":
+    def with_target(self, target: str | None) -> Schema:
         return self if target is None else dataclasses.replace(self, target=target)
 
     # -- derived ------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import numpy as np
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.batch import subjects_without_modality
 from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
-from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
 from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics

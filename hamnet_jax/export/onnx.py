@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ def inference_fn(config: HAMNetConfig, params: Any, target_mean: float, target_s
     log_scale = 2.0 * math.log(target_std)
 
     def fn(*arrays: jax.Array) -> tuple[jax.Array, jax.Array]:
-        named = dict(zip(INPUT_NAMES, arrays))
+        named = dict(zip(INPUT_NAMES, arrays, strict=True))
         b = named["visit_mask"].shape[0]
         batch = Batch(
             inputs={m: named[m] for m in MODALITIES},
@@ -85,7 +86,7 @@ def onnx_parity(onnx_path: str | os.PathLike, config: HAMNetConfig, params: Any,
     result = {}
     for bs in batch_sizes:
         arrays = batch_to_arrays(random_batch(config, bs, num_visits, seed=seed + bs))
-        got = sess.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, arrays)))
+        got = sess.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, arrays, strict=True)))
         want = [np.asarray(x) for x in fn(*arrays)]
-        result[bs] = {name: float(np.abs(g - w).max()) for name, g, w in zip(OUTPUT_NAMES, got, want)}
+        result[bs] = {name: float(np.abs(g - w).max()) for name, g, w in zip(OUTPUT_NAMES, got, want, strict=True)}
     return result

@@ -5,7 +5,8 @@ The last chunk is padded by repeating its first row; padded rows are dropped aft
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np

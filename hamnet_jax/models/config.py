@@ -60,14 +60,14 @@ class HAMNetConfig:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_tier(cls, tier: str = "standard", **overrides: Any) -> "HAMNetConfig":
+    def from_tier(cls, tier: str = "standard", **overrides: Any) -> HAMNetConfig:
         """Config of a tier, with field overrides (aliases accepted)."""
         if tier not in TIERS:
             raise InputError(f"HAMNetConfig.tier: unknown tier {tier!r}; expected one of {sorted(TIERS)}")
         return cls.create(**{**TIERS[tier], "tier": tier, **overrides})
 
     @classmethod
-    def create(cls, **kwargs: Any) -> "HAMNetConfig":
+    def create(cls, **kwargs: Any) -> HAMNetConfig:
         """Build from keyword arguments, resolving the original framework's aliases."""
         kwargs = dict(kwargs)
         for alias, name in ALIASES.items():
@@ -83,10 +83,11 @@ class HAMNetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise InputError(f"HAMNetConfig: unknown field(s) {unknown}; known: {sorted(known | set(ALIASES) | {'input_size'})}")
+            accepted = sorted(known | set(ALIASES) | {"input_size"})
+            raise InputError(f"HAMNetConfig: unknown field(s) {unknown}; known: {accepted}")
         return cls(**kwargs)
 
-    def replace(self, **changes: Any) -> "HAMNetConfig":
+    def replace(self, **changes: Any) -> HAMNetConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class HAMNet(nn.Module):
         c = self.config
         b, v = batch.visit_mask.shape
         n = b * v
-        flat = lambda a: a.reshape((n,) + a.shape[2:])  # noqa: E731
+        flat = lambda a: a.reshape((n,) + a.shape[2:])
         encoders = self._encoders()
         tokens = []
         for m in MODALITIES:

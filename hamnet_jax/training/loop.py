@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -81,7 +82,7 @@ def fit(
         epochs = tqdm(epochs, initial=meta["epoch"], total=cfg.num_epochs, desc="train", unit="epoch")
     stopped = False
     for epoch in epochs:
-        if meta["bad_epochs"] > cfg.early_stop_patience:
+        if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
@@ -113,7 +114,7 @@ def fit(
         if progress:
             epochs.set_postfix(val_loss=f"{record['val_loss']:.3f}", val_mae=f"{record['val_mae']:.3f}")
     else:
-        stopped = meta["bad_epochs"] > cfg.early_stop_patience
+        stopped = False
 
     if ckpt:
         ckpt.close()

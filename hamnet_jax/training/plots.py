@@ -16,12 +16,14 @@ def _pyplot():
     return plt
 
 
-def plot_learning_curve(history: list[dict], path: Path) -> None:
+def plot_learning_curve(history: list[dict], path: Path, best_epoch: int | None = None) -> None:
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [r["train_loss"] for r in history], label="train loss")
     ax.plot(epochs, [r["val_loss"] for r in history], label="validation loss")
+    if best_epoch:
+        ax.axvline(best_epoch, color="k", ls=":", lw=1, label=f"selected epoch ({best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("Gaussian NLL (standardized target)")
     ax.legend()

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.training.losses import classification_loss, regression_loss
@@ -28,7 +29,7 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, loss: str = "gau
                class_weight: float = 1.0) -> tuple[TrainState, dict]:
     """One optimizer step; `key` seeds dropout. Returns the new state and batch metrics."""
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state, batch, key, loss, class_weight)
-    metrics["grad_norm"] = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grads)))
+    metrics["grad_norm"] = optax.global_norm(grads)
     return state.apply_gradients(grads=grads), metrics
 
 

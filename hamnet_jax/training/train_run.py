@@ -62,7 +62,11 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     batches = {k: pre.transform(v) for k, v in parts.items()}
 
     # on resume, the log restarts from the checkpoint's history: it is the source of truth
-    meta = Checkpoints(out / "checkpoints").read_meta() if resume else None
+    meta = None
+    if resume:
+        ckpt = Checkpoints(out / "checkpoints")
+        meta = ckpt.read_meta()
+        ckpt.close()
     runlog = RunLog(out, meta["history"] if meta else [])
     try:
         result = fit(model_config, config.training, batches["train"], batches["val"],
@@ -92,7 +96,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
     }
     write_json_atomic(out / "summary.json", summary)
-    plot_learning_curve(result.history, out / "plots" / "learning_curve.png")
+    plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch)
     z = 1.6448536269514722 * test_pred["total_std"]
     plot_pred_vs_true(y, test_pred["prediction"], test_pred["prediction"] - z, test_pred["prediction"] + z,
                       out / "plots" / "pred_vs_true.png", label=schema.target or "target")

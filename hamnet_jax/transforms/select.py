@@ -10,7 +10,8 @@ a parameter that no rule covers is an error naming its path.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 
