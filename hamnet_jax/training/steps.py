@@ -29,7 +29,7 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, loss: str = "gau
                class_weight: float = 1.0) -> tuple[TrainState, dict]:
     """One optimizer step; `key` seeds dropout. Returns the new state and batch metrics."""
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state, batch, key, loss, class_weight)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return state.apply_gradients(grads=grads), metrics
 
 
