@@ -16,7 +16,7 @@ from hamnet_jax.data.tables import write_table
 
 TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
 TINY_CONFIG = {
-    "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16},
+    "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16, "classification": True},
     "training": {"num_epochs": 2, "batch_size": 32, "mc_samples": 4, "eval_batch_size": 64},
 }
 

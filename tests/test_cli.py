@@ -31,8 +31,10 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["predict", "--run", str(tiny_run), "--data", str(data), "--out", str(out)]) == 0
     pred = pd.read_csv(out)
-    assert list(pred.columns) == ["subject_id", "prediction", "aleatoric_std", "epistemic_std", "total_std",
-                                  "lower_90", "upper_90"]
+    assert list(pred.columns)[:7] == ["subject_id", "prediction", "aleatoric_std", "epistemic_std", "total_std",
+                                      "lower_90", "upper_90"]
+    assert list(pred.columns)[7:] == ["outcome_probability"]  # the tiny run has a mortality head
+    assert pred["outcome_probability"].between(0, 1).all()
     assert pred["subject_id"].is_unique and np.isfinite(pred.drop(columns="subject_id").to_numpy()).all()
     assert (pred["lower_90"] < pred["prediction"]).all() and (pred["prediction"] < pred["upper_90"]).all()
     np.testing.assert_allclose(pred["total_std"] ** 2, pred["aleatoric_std"] ** 2 + pred["epistemic_std"] ** 2,

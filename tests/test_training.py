@@ -79,3 +79,4 @@ def test_run_directory_is_complete(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert np.isfinite(summary["test"]["mae"]) and 0 <= summary["test"]["coverage_90"] <= 1
     assert summary["best_epoch"] in (1, 2)
+    assert 0 <= summary["test"]["auroc"] <= 1 and 0 <= summary["test"]["accuracy"] <= 1  # mortality head

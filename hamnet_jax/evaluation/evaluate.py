@@ -16,7 +16,7 @@ from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
-from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
+from hamnet_jax.training.metrics import age_gap_correlation, classification_metrics, regression_metrics
 
 COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 
@@ -51,6 +51,8 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     rows: dict[str, dict[str, float]] = {}
     pred = predict_run(run, test)
     rows["HAMNet"] = _row(test, pred["prediction"], pred["total_std"])
+    if "outcome_probability" in pred:
+        rows["HAMNet"].update(classification_metrics(test.labels, pred["outcome_probability"]))
     for m in MODALITIES:
         if run.model_config.modality_dims()[m] or (m == "lifestyle" and run.model_config.lifestyle_cardinalities):
             ablated = test.without_modality(m)

@@ -40,6 +40,8 @@ def predict_batch(
         result[name] = out[name] * scale
     result["lower_90"] = result["prediction"] - Z90 * result["total_std"]
     result["upper_90"] = result["prediction"] + Z90 * result["total_std"]
+    if "probability" in out:
+        result["outcome_probability"] = out["probability"]
     return result
 
 

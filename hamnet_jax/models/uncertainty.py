@@ -18,18 +18,23 @@ from hamnet_jax.models.hamnet import HAMNet
 def predict_with_uncertainty(
     model: HAMNet, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
 ) -> dict[str, jax.Array]:
-    """Mean and aleatoric / epistemic / total standard deviations, each [B]."""
+    """Mean and aleatoric / epistemic / total standard deviations, each [B]
+    (plus `probability` [B] when the model has a classification head)."""
 
-    def one(k: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def one(k: jax.Array) -> dict[str, jax.Array]:
         out, _ = model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": k})
-        return out["mean"], out["log_var"]
+        return out
 
-    means, log_vars = jax.vmap(one)(jax.random.split(key, num_samples))
-    aleatoric = jnp.exp(log_vars).mean(axis=0)
+    samples = jax.vmap(one)(jax.random.split(key, num_samples))
+    means = samples["mean"]
+    aleatoric = jnp.exp(samples["log_var"]).mean(axis=0)
     epistemic = means.var(axis=0)
-    return {
+    result = {
         "mean": means.mean(axis=0),
         "aleatoric_std": jnp.sqrt(aleatoric),
         "epistemic_std": jnp.sqrt(epistemic),
         "total_std": jnp.sqrt(aleatoric + epistemic),
     }
+    if "logits" in samples:  # MC-averaged outcome probability of the classification head
+        result["probability"] = jax.nn.sigmoid(samples["logits"]).mean(axis=0)
+    return result

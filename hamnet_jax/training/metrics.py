@@ -41,8 +41,10 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    return {"auroc": auroc(labels, logits), "accuracy": float(((logits > 0) == (labels > 0.5)).mean())}
+def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """AUROC and accuracy at threshold 0.5 of predicted outcome probabilities."""
+    correct = (np.asarray(probability) > 0.5) == (np.asarray(labels) > 0.5)
+    return {"auroc": auroc(labels, probability), "accuracy": float(correct.mean())}
 
 
 def age_gap_correlation(pred: np.ndarray, age: np.ndarray, bio_age: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.loop import fit
-from hamnet_jax.training.metrics import age_gap_correlation, regression_metrics
+from hamnet_jax.training.metrics import age_gap_correlation, classification_metrics, regression_metrics
 from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
 from hamnet_jax.training.run_log import RunLog
 
@@ -90,6 +90,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     metrics = regression_metrics(y, test_pred["prediction"], test_pred["total_std"])
     if "bio_age" in parts["test"].extras:
         metrics["age_gap_r"] = age_gap_correlation(test_pred["prediction"], y, parts["test"].extras["bio_age"])
+    if "outcome_probability" in test_pred:
+        metrics.update(classification_metrics(parts["test"].labels, test_pred["outcome_probability"]))
     summary = {
         "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "std_scale": std_scale,
