@@ -46,6 +46,8 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     result = json.loads((tiny_run / "eval.json").read_text())
     rows = result["rows"]
     assert np.isfinite(rows["HAMNet without imaging"]["mae"])
+    assert rows["HAMNet without imaging"]["subjects_with_modality"] > 0
+    assert np.isfinite(rows["HAMNet without imaging"]["mae_increase_on_affected"])
     assert result["mae_ratio_vs_hist_gradient_boosting"] == pytest.approx(
         rows["HAMNet"]["mae"] / rows["hist_gradient_boosting"]["mae"])
 

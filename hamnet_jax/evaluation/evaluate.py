@@ -53,14 +53,23 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     rows["HAMNet"] = _row(test, pred["prediction"], pred["total_std"])
     if "outcome_probability" in pred:
         rows["HAMNet"].update(classification_metrics(test.labels, pred["outcome_probability"]))
-    for m in MODALITIES:
+    full_batch = run.preprocessor.transform(test)
+    for i, m in enumerate(MODALITIES):
         if run.model_config.modality_dims()[m] or (m == "lifestyle" and run.model_config.lifestyle_cardinalities):
             ablated = test.without_modality(m)
-            empty = subjects_without_modality(run.preprocessor.transform(ablated))
-            sub = ablated.subset(np.setdiff1d(np.arange(ablated.num_subjects), empty))
+            kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
+                run.preprocessor.transform(ablated)))
+            sub = ablated.subset(kept)
             p = predict_run(run, sub)
-            rows[f"HAMNet without {m}"] = _row(sub, p["prediction"], p["total_std"])
-            rows[f"HAMNet without {m}"]["subjects"] = float(sub.num_subjects)
+            row = _row(sub, p["prediction"], p["total_std"])
+            # the subjects that had this modality: how much worse they get without it
+            had = full_batch.modality_mask[kept, :, i].any(axis=1)
+            row["subjects"] = float(sub.num_subjects)
+            row["subjects_with_modality"] = float(had.sum())
+            row["mae_with_modality"] = float(np.abs(pred["prediction"][kept][had] - sub.targets[had]).mean())
+            row["mae_modality_removed"] = float(np.abs(p["prediction"][had] - sub.targets[had]).mean())
+            row["mae_increase_on_affected"] = row["mae_modality_removed"] - row["mae_with_modality"]
+            rows[f"HAMNet without {m}"] = row
     if baselines:
         for name, fitted in fit_baselines(parts["train"], run.config.training.seed).items():
             rows[name] = _row(test, predict_baseline(fitted, test), None)
@@ -77,6 +86,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for name, row in result["rows"].items():
         lines.append(f"{name:<28}" + "".join(f"{row.get(c, float('nan')):>12.4f}" for c in COLUMNS))
+    for name, row in result["rows"].items():
+        if "subjects_with_modality" in row:
+            lines.append(f"{name}: on the {int(row['subjects_with_modality'])} test subjects that had it, MAE "
+                         f"{row['mae_with_modality']:.3f} -> {row['mae_modality_removed']:.3f}")
     if result.get("mae_ratio_vs_hist_gradient_boosting") is not None:
         lines.append(f"HAMNet MAE / HistGradientBoosting MAE = {result['mae_ratio_vs_hist_gradient_boosting']:.3f}"
                      f"  (test subjects: {result['test_subjects']})")
