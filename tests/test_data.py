@@ -86,6 +86,14 @@ def test_nan_target_names_row(tiny_cohort, frame):
     assert np.isnan(arrays.targets).all()
 
 
+def test_duplicate_visit_names_subject_and_row(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    bad = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
+    sid = frame["subject_id"].iloc[3]
+    with pytest.raises(InputError, match=f"subject '{sid}' has visit .* twice \\(second at row {len(frame)}\\)"):
+        frame_to_arrays(bad, schema)
+
+
 def test_schema_errors():
     with pytest.raises(InputError, match="unknown key 'colums'"):
         Schema.from_dict({"subject_id": "eid", "colums": [], "modalities": {"clinical": ["a"]}})

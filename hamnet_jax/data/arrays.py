@@ -98,14 +98,24 @@ def frame_to_arrays(
         row = int(np.flatnonzero(np.isnan(target))[0])
         raise InputError(f"column {schema.target!r}: target is NaN at row {row}")
 
-    order_cols = [schema.subject_id] + ([schema.visit] if schema.visit else [])
+    subject_key = frame[schema.subject_id].astype(str).to_numpy()
     if schema.visit:
-        _numeric(frame, [schema.visit])
-    order = np.lexsort(tuple(frame[c].to_numpy() for c in reversed(order_cols))) if schema.visit \
-        else np.argsort(frame[schema.subject_id].to_numpy(), kind="stable")
+        visit = _numeric(frame, [schema.visit])[:, 0]
+        if np.isnan(visit).any():
+            row = int(np.flatnonzero(np.isnan(visit))[0])
+            raise InputError(f"column {schema.visit!r}: visit is missing at row {row}")
+        order = np.lexsort((visit, subject_key))  # by subject, then visit
+        s_key, v_key = subject_key[order], visit[order]
+        dup = np.flatnonzero((s_key[1:] == s_key[:-1]) & (v_key[1:] == v_key[:-1]))
+        if dup.size:
+            row = int(order[dup[0] + 1])
+            raise InputError(f"column {schema.visit!r}: subject {s_key[dup[0]]!r} has visit {v_key[dup[0]]:g} "
+                             f"twice (second at row {row})")
+    else:
+        order = np.argsort(subject_key, kind="stable")  # by subject, visits in file order
     frame = frame.iloc[order].reset_index(drop=True)
     target = target[order]
-    codes, subjects = pd.factorize(frame[schema.subject_id].astype(str), sort=False)
+    codes, subjects = pd.factorize(subject_key[order], sort=False)
     rank = frame.groupby(codes, sort=False).cumcount().to_numpy()
     counts = np.bincount(codes)
     v_total = int(counts.max())
