@@ -99,6 +99,9 @@ def test_schema_errors():
         Schema.from_dict({"subject_id": "eid", "colums": [], "modalities": {"clinical": ["a"]}})
     with pytest.raises(InputError, match="modalities.blood: unknown modality"):
         Schema.from_dict({"subject_id": "eid", "modalities": {"blood": ["a"]}})
+    with pytest.raises(InputError, match="categorical.smoke: level 'never' is not a number"):
+        Schema.from_dict({"subject_id": "eid", "modalities": {"lifestyle": ["smoke"]},
+                          "categorical": {"smoke": ["never", "current"]}})
     with pytest.raises(InputError, match="'subject_id'"):
         Schema.from_dict({"modalities": {"clinical": ["a"]}})
 

@@ -10,7 +10,7 @@ outcome: died                  # optional binary outcome for a classification he
 modalities:                    # any subset of clinical / imaging / genetic / lifestyle
   clinical: [30000-0.0, 30600-0.0]
   lifestyle: [20116-0.0, 22040-0.0]
-categorical:                   # optional: lifestyle columns that are categories, with levels
+categorical:                   # optional: lifestyle columns that are categories, with their numeric codes
   20116-0.0: [0, 1, 2]
 extra: [bio_age]               # optional: columns carried along for evaluation only
 ```
@@ -66,6 +66,10 @@ class Schema:
                 raise InputError(f"{source}: categorical.{col}: not a lifestyle column of the schema")
             if not isinstance(levels, list) or not levels:
                 raise InputError(f"{source}: categorical.{col} must be a non-empty list of levels")
+            bad = [lv for lv in levels if isinstance(lv, bool) or not isinstance(lv, (int, float))]
+            if bad:
+                raise InputError(f"{source}: categorical.{col}: level {bad[0]!r} is not a number; categories "
+                                 "are numeric codes (as UK Biobank encodes them)")
         seen: dict[str, str] = {}
         for m, cols in mods.items():
             for c in cols:

@@ -17,6 +17,7 @@ from hamnet_jax.config import Config
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
+from hamnet_jax.errors import InputError
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
@@ -34,8 +35,6 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     """Train, calibrate, evaluate on the test split; returns the summary (also summary.json)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
-        from hamnet_jax.errors import InputError
-
         raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
                          "or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -44,17 +43,14 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     arrays = load_cohort(data_path, schema, config.data)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
-        from hamnet_jax.errors import InputError
-
-        raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of {config.data.split}")
+        raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "
+                         f"{config.data.split}")
     levels = [schema.categorical[c] for c in schema.categorical_columns]
     pre = Preprocessor.fit(parts["train"], levels)
     model_config = config.model_config(
         **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
     )
     if model_config.classification and not np.isfinite(arrays.labels).any():
-        from hamnet_jax.errors import InputError
-
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
     schema.save(out / "schema.yaml")
     pre.save(out / "preprocessor.npz")
