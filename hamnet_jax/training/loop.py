@@ -86,14 +86,14 @@ def fit(
             stopped = True
             break
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        sums: dict[str, float] = {}
+        step_metrics = []  # stays on device until the epoch ends: no host sync per step
         for i in range(steps_per_epoch):
             batch = train.take(order[i * bs:(i + 1) * bs])
-            step_key = jax.random.fold_in(dropout_key, int(state.step))
+            step_key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + i)
             state, m = train_step(state, batch, step_key, cfg.loss, cfg.classification_weight)
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        record = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
+            step_metrics.append(m)
+        means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
+        record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()}}
         record.update(validation_loss(model, state.params, val, cfg.eval_batch_size))
         improved = record["val_loss"] < meta["best_val_loss"]
         meta = {
@@ -113,8 +113,6 @@ def fit(
             on_epoch(record)
         if progress:
             epochs.set_postfix(val_loss=f"{record['val_loss']:.3f}", val_mae=f"{record['val_mae']:.3f}")
-    else:
-        stopped = False
 
     if ckpt:
         ckpt.close()
