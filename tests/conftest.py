@@ -3,7 +3,6 @@ suite compiles each model shape once."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,3 @@ def tiny_model_config(tiny_cohort):
     cfg = config_from_dict(TINY_CONFIG)
     return cfg.model_config(**{f"{m}_dim": w for m, w in schema.widths().items()},
                             lifestyle_cardinalities=schema.cardinalities())
-
-
-def replace(obj, **kw):
-    return dataclasses.replace(obj, **kw)

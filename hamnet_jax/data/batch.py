@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.struct
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from hamnet_jax.errors import InputError
@@ -41,8 +41,6 @@ class Batch:
 
     def take(self, index: np.ndarray) -> Batch:
         """Rows `index` of every field (host-side numpy indexing)."""
-        import jax
-
         return jax.tree_util.tree_map(lambda a: a[index], self)
 
 
@@ -75,12 +73,6 @@ def subjects_without_modality(batch: Batch) -> np.ndarray:
     """Row indices of subjects with no modality measured at any real visit."""
     present = np.asarray(batch.modality_mask) * np.asarray(batch.visit_mask)[..., None]
     return np.flatnonzero(present.reshape(present.shape[0], -1).sum(axis=1) == 0)
-
-
-def to_device(batch: Batch) -> Batch:
-    import jax
-
-    return jax.tree_util.tree_map(jnp.asarray, batch)
 
 
 def random_batch(config: HAMNetConfig, batch_size: int, num_visits: int = 4, seed: int = 0) -> Batch:
