@@ -33,12 +33,18 @@ def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
                          run.std_scale, run.config.training.mc_samples, run.config.training.seed)
 
 
-def _row(data: CohortArrays, pred: np.ndarray, std: np.ndarray | None) -> dict[str, float]:
-    m = regression_metrics(data.targets, pred, std if std is not None else np.full_like(pred, np.nan))
+def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """Metrics of `pred` (`prediction`, optional `total_std` and `outcome_probability`) on `data`:
+    regression metrics, age-gap correlation when `bio_age` is known, AUROC / accuracy."""
+    std = pred.get("total_std")
+    m = regression_metrics(data.targets, pred["prediction"], std if std is not None else
+                           np.full_like(pred["prediction"], np.nan))
     if std is None:
         m["coverage_90"] = m["nll"] = float("nan")
-    m["age_gap_r"] = (age_gap_correlation(pred, data.targets, data.extras["bio_age"])
+    m["age_gap_r"] = (age_gap_correlation(pred["prediction"], data.targets, data.extras["bio_age"])
                       if "bio_age" in data.extras else float("nan"))
+    if "outcome_probability" in pred:
+        m.update(classification_metrics(data.labels, pred["outcome_probability"]))
     return m
 
 
@@ -50,18 +56,17 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
         raise InputError(f"{data_path}: no subject of this file falls in the run's test split")
     rows: dict[str, dict[str, float]] = {}
     pred = predict_run(run, test)
-    rows["HAMNet"] = _row(test, pred["prediction"], pred["total_std"])
-    if "outcome_probability" in pred:
-        rows["HAMNet"].update(classification_metrics(test.labels, pred["outcome_probability"]))
+    rows["HAMNet"] = prediction_metrics(test, pred)
     full_batch = run.preprocessor.transform(test)
     for i, m in enumerate(MODALITIES):
-        if run.model_config.modality_dims()[m] or (m == "lifestyle" and run.model_config.lifestyle_cardinalities):
+        if run.model_config.has_modality(m):
             ablated = test.without_modality(m)
             kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
                 run.preprocessor.transform(ablated)))
             sub = ablated.subset(kept)
             p = predict_run(run, sub)
-            row = _row(sub, p["prediction"], p["total_std"])
+            p.pop("outcome_probability", None)
+            row = prediction_metrics(sub, p)
             # the subjects that had this modality: how much worse they get without it
             had = full_batch.modality_mask[kept, :, i].any(axis=1)
             row["subjects"] = float(sub.num_subjects)
@@ -72,7 +77,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
             rows[f"HAMNet without {m}"] = row
     if baselines:
         for name, fitted in fit_baselines(parts["train"], run.config.training.seed).items():
-            rows[name] = _row(test, predict_baseline(fitted, test), None)
+            rows[name] = prediction_metrics(test, {"prediction": predict_baseline(fitted, test)})
     hgb = rows.get("hist_gradient_boosting")
     return {
         "test_subjects": test.num_subjects,

@@ -107,6 +107,11 @@ class HAMNetConfig:
     def modality_dims(self) -> dict[str, int]:
         return {m: getattr(self, f"{m}_dim") for m in MODALITIES}
 
+    def has_modality(self, modality: str) -> bool:
+        """Whether the model has an encoder for `modality` (lifestyle may be categorical only)."""
+        categorical_only = modality == "lifestyle" and bool(self.lifestyle_cardinalities)
+        return bool(getattr(self, f"{modality}_dim")) or categorical_only
+
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> None:
         def fail(field: str, msg: str) -> None:
@@ -129,7 +134,7 @@ class HAMNetConfig:
             value = getattr(self, f"{m}_dim")
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 fail(f"{m}_dim", f"must be a non-negative integer, got {value!r}")
-        if not any(self.modality_dims().values()) and not self.lifestyle_cardinalities:
+        if not any(self.has_modality(m) for m in MODALITIES):
             fail("clinical_dim", "every modality has width 0: the model would have no input")
         for i, c in enumerate(self.lifestyle_cardinalities):
             if c < 1:

@@ -33,12 +33,12 @@ class HAMNet(nn.Module):
     def _encoders(self) -> dict[str, nn.Module]:
         c = self.config
         enc: dict[str, nn.Module] = {}
-        if c.clinical_dim:
+        if c.has_modality("clinical"):
             enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, name="clinical_encoder")
         for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
-            if getattr(c, f"{m}_dim"):
+            if c.has_modality(m):
                 enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, name=f"{m}_encoder")
-        if c.lifestyle_dim or c.lifestyle_cardinalities:
+        if c.has_modality("lifestyle"):
             enc["lifestyle"] = LifestyleEncoder(
                 c.embed_dim, c.lifestyle_cardinalities, c.dropout, name="lifestyle_encoder"
             )

@@ -18,12 +18,12 @@ from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
+from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.loop import fit
-from hamnet_jax.training.metrics import age_gap_correlation, classification_metrics, regression_metrics
 from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
 from hamnet_jax.training.run_log import RunLog
 
@@ -72,22 +72,15 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         runlog.close()
     save_params(out, result.params)
 
-    def predict(split: str) -> dict[str, np.ndarray]:
+    def predict(split: str, std_scale: float = 1.0) -> dict[str, np.ndarray]:
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
-                             num_samples=config.training.mc_samples, seed=config.training.seed)
+                             std_scale, config.training.mc_samples, config.training.seed)
 
     val_pred = predict("val")
     std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
     save_calibration(out, std_scale)
-    test_pred = predict("test")
-    for k in ("aleatoric_std", "epistemic_std", "total_std"):
-        test_pred[k] = test_pred[k] * std_scale
-    y = parts["test"].targets
-    metrics = regression_metrics(y, test_pred["prediction"], test_pred["total_std"])
-    if "bio_age" in parts["test"].extras:
-        metrics["age_gap_r"] = age_gap_correlation(test_pred["prediction"], y, parts["test"].extras["bio_age"])
-    if "outcome_probability" in test_pred:
-        metrics.update(classification_metrics(parts["test"].labels, test_pred["outcome_probability"]))
+    test_pred = predict("test", std_scale)
+    metrics = prediction_metrics(parts["test"], test_pred)
     summary = {
         "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "std_scale": std_scale,
@@ -95,7 +88,6 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     }
     write_json_atomic(out / "summary.json", summary)
     plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch)
-    z = 1.6448536269514722 * test_pred["total_std"]
-    plot_pred_vs_true(y, test_pred["prediction"], test_pred["prediction"] - z, test_pred["prediction"] + z,
+    plot_pred_vs_true(parts["test"].targets, test_pred["prediction"], test_pred["lower_90"], test_pred["upper_90"],
                       out / "plots" / "pred_vs_true.png", label=schema.target or "target")
     return summary
