@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,11 +183,16 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _typed_section(name: str, cls: type, raw: dict[str, Any]) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+def _check_keys(section: str, raw: dict[str, Any], known: Iterable[str]) -> None:
+    """Every key of `raw` must be known; the error names the key and the section."""
+    known = set(known)
     for key in raw:
-        if key not in fields:
-            raise InputError(f"config section '{name}': unknown key {key!r}; known keys: {sorted(fields)}")
+        if key not in known:
+            raise InputError(f"config section {section!r}: unknown key {key!r}; known keys: {sorted(known)}")
+
+
+def _typed_section(name: str, cls: type, raw: dict[str, Any]) -> Any:
+    _check_keys(name, raw, (f.name for f in dataclasses.fields(cls)))
     values = {}
     for key, value in raw.items():
         default = getattr(cls(), key)
@@ -233,6 +238,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     notes: list[str] = []
     typed: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
+    for name, section in raw.items():
+        if name not in known_sections:
+            raise InputError(f"{source}: unknown section {name!r}; known sections: {sorted(known_sections)}")
+        if section is not None and not isinstance(section, dict):
+            raise InputError(f"{source}: section {name!r} must be a mapping of keys to values")
     training_raw = dict(raw.get("training") or {})
     for key, noop in TRAINING_NOT_YET.items():
         if key in training_raw:
@@ -240,26 +250,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             if value != noop and value not in ("none", "fp32", "FP32"):
                 notes.append(f"training.{key}={value!r} is accepted but not implemented yet; training runs "
                              f"without it")
-    for name, section in raw.items():
-        if name not in known_sections:
-            raise InputError(f"{source}: unknown section {name!r}; known sections: {sorted(known_sections)}")
-        if not isinstance(section, dict):
-            raise InputError(f"{source}: section {name!r} must be a mapping of keys to values")
     for name, cls in TYPED.items():
         typed[name] = _typed_section(name, cls, training_raw if name == "training" else raw.get(name) or {})
     model = dict(raw.get("model") or {})
-    for key in model:
-        if key not in MODEL_KEYS:
-            raise InputError(f"config section 'model': unknown key {key!r}; known keys: {sorted(MODEL_KEYS)}")
+    _check_keys("model", model, MODEL_KEYS)
     model.setdefault("tier", "standard")
     HAMNetConfig.from_tier(model["tier"], **{k: v for k, v in model.items() if k != "tier"})  # validate early
     for name, keys in ORIGINAL_SECTIONS.items():
         if name not in raw:
             continue
-        for key in raw[name]:
-            if key not in keys:
-                raise InputError(f"config section {name!r}: unknown key {key!r}; known keys: {list(keys)}")
-        sections[name] = dict(raw[name])
+        _check_keys(name, raw[name] or {}, keys)
+        sections[name] = dict(raw[name] or {})
         if name not in ("deployment", "optimization", "monitoring"):
             notes.append(f"section {name!r} is accepted and validated but not used by training")
     return Config(model=model, sections=sections, notes=tuple(notes), **typed)

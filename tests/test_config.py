@@ -70,6 +70,7 @@ def test_original_config_loads_as_is_with_notes(tmp_path):
     ("training:\n  batch_sise: 3\n", r"section 'training': unknown key 'batch_sise'"),
     ("model:\n  hidden: 3\n", r"section 'model': unknown key 'hidden'"),
     ("trainin:\n  batch_size: 3\n", r"unknown section 'trainin'"),
+    ("training: [1, 2]\n", r"section 'training' must be a mapping"),
     ("model:\n  dropout: 1.5\n", r"HAMNetConfig.dropout: must be in \[0, 1\), got 1.5"),
     ("model:\n  hidden_size: 64\n  num_heads: 5\n", r"5 heads do not divide embed_dim=64"),
     ("training:\n  batch_size: many\n", r"training.batch_size: expected int, got 'many'"),
