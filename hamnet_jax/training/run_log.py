@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hamnet_jax.io_atomic import write_text_atomic
+from hamnet_jax.io_atomic import strict_json, write_text_atomic
 
 
 class RunLog:
@@ -19,7 +19,8 @@ class RunLog:
         self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
 
     def _flush(self) -> None:
-        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history))
+        lines = (json.dumps(strict_json(r), sort_keys=True, allow_nan=False) + "\n" for r in self.history)
+        write_text_atomic(self.path, "".join(lines))
 
     def log_epoch(self, record: dict) -> None:
         self.history.append(record)
