@@ -26,6 +26,11 @@ TIERS: dict[str, dict[str, Any]] = {
 
 ALIASES: dict[str, str] = {"hidden_size": "embed_dim", "dropout_rate": "dropout"}
 
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("naive", "dot_product", "blockwise")
+REMAT_POLICIES: tuple[str, ...] = ("none", "full", "save_dots")
+REMAT_BLOCKS: tuple[str, ...] = ("encoders", "fusion", "temporal")
+
 
 @dataclasses.dataclass(frozen=True)
 class HAMNetConfig:
@@ -53,9 +58,16 @@ class HAMNetConfig:
     classification: bool = False
     log_var_min: float = -10.0
     log_var_max: float = 6.0
+    # execution (not architecture): same parameters whatever the values below
+    dtype: str = "float32"  # compute dtype; norms, softmax, heads and losses stay float32
+    attention: str = "naive"  # naive | dot_product (jax.nn.dot_product_attention) | blockwise
+    attention_block_size: int = 64  # query/key chunk of the blockwise attention
+    remat_policy: str = "none"  # none | full | save_dots (jax.checkpoint policy per block)
+    remat_blocks: tuple[str, ...] = REMAT_BLOCKS  # which attention blocks the policy applies to
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lifestyle_cardinalities", tuple(int(c) for c in self.lifestyle_cardinalities))
+        object.__setattr__(self, "remat_blocks", tuple(self.remat_blocks))
         self.validate()
 
     # -- construction -------------------------------------------------------------------
@@ -93,6 +105,7 @@ class HAMNetConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["lifestyle_cardinalities"] = list(self.lifestyle_cardinalities)
+        d["remat_blocks"] = list(self.remat_blocks)
         return d
 
     # -- aliases, read side -----------------------------------------------------------------
@@ -141,3 +154,19 @@ class HAMNetConfig:
                 fail("lifestyle_cardinalities", f"entry {i} must be >= 1 level, got {c}")
         if self.log_var_min >= self.log_var_max:
             fail("log_var_min", "must be below log_var_max")
+        for name, allowed in (("dtype", COMPUTE_DTYPES), ("attention", ATTENTION_IMPLEMENTATIONS),
+                              ("remat_policy", REMAT_POLICIES)):
+            if getattr(self, name) not in allowed:
+                fail(name, f"unknown value {getattr(self, name)!r}; expected one of {list(allowed)}")
+        unknown = sorted(set(self.remat_blocks) - set(REMAT_BLOCKS))
+        if unknown:
+            fail("remat_blocks", f"unknown block(s) {unknown}; expected a subset of {list(REMAT_BLOCKS)}")
+        if not isinstance(self.attention_block_size, int) or self.attention_block_size < 1:
+            fail("attention_block_size", f"must be a positive integer, got {self.attention_block_size!r}")
+        if self.attention != "naive" and self.attention_dropout > 0:
+            fail("attention_dropout", f"attention dropout needs attention='naive' (the {self.attention!r} "
+                 "kernel never materializes the attention weights)")
+
+    def remat_for(self, block: str) -> str:
+        """The remat policy of one block group (`encoders`, `fusion`, `temporal`)."""
+        return self.remat_policy if block in self.remat_blocks else "none"

@@ -6,11 +6,14 @@ of every encoder, so "0 because missing" and "measured 0" stay distinguishable.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hamnet_jax.models.layers import GatedAttentionBlock, GroupedDense, masked_mean
+from hamnet_jax.models.layers import GroupedDense, attention_block, masked_mean
+from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
 class DenseEncoder(nn.Module):
@@ -18,14 +21,15 @@ class DenseEncoder(nn.Module):
 
     embed_dim: int
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         h = jnp.concatenate([x * mask, mask], axis=-1)
-        h = nn.gelu(nn.Dense(self.embed_dim * 2, name="fc1")(h))
+        h = nn.gelu(dense(self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-        h = nn.Dense(self.embed_dim, name="fc2")(h)
-        return nn.LayerNorm(name="norm")(h)
+        h = dense(self.embed_dim, ("mlp", "embed"), self.dtype, "fc2")(h)
+        return layer_norm("norm")(h)
 
 
 class GroupTokenEncoder(nn.Module):
@@ -37,6 +41,10 @@ class GroupTokenEncoder(nn.Module):
     group_size: int
     num_heads: int
     dropout: float = 0.0
+    attention: str = "naive"
+    attention_block_size: int = 64
+    remat: str = "none"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
@@ -45,12 +53,13 @@ class GroupTokenEncoder(nn.Module):
         pad = groups * self.group_size - width
         x = jnp.pad(x * mask, ((0, 0), (0, pad))).reshape(n, groups, self.group_size)
         m = jnp.pad(mask, ((0, 0), (0, pad))).reshape(n, groups, self.group_size)
-        tokens = nn.gelu(GroupedDense(self.embed_dim, name="group_proj")(jnp.concatenate([x, m], -1)))
-        token_mask = (m.sum(-1) > 0).astype(x.dtype)
-        tokens = GatedAttentionBlock(self.num_heads, dropout=self.dropout, name="block")(
-            tokens, token_mask, deterministic
-        )
-        return nn.LayerNorm(name="norm")(masked_mean(tokens, token_mask, axis=1))
+        tokens = nn.gelu(GroupedDense(self.embed_dim, self.dtype, name="group_proj")(jnp.concatenate([x, m], -1)))
+        token_mask = (m.sum(-1) > 0).astype(jnp.float32)
+        tokens = attention_block(self.remat)(
+            self.num_heads, dropout=self.dropout, attention=self.attention,
+            attention_block_size=self.attention_block_size, dtype=self.dtype, name="block",
+        )(tokens, token_mask, deterministic)
+        return layer_norm("norm")(masked_mean(tokens, token_mask, axis=1))
 
 
 class LifestyleEncoder(nn.Module):
@@ -60,19 +69,23 @@ class LifestyleEncoder(nn.Module):
     embed_dim: int
     cardinalities: tuple[int, ...]
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
         self, x: jax.Array, mask: jax.Array, codes: jax.Array, deterministic: bool
     ) -> jax.Array:
-        h = jnp.zeros((codes.shape[0], self.embed_dim), x.dtype)
+        h = jnp.zeros((codes.shape[0], self.embed_dim), self.dtype)
         if x.shape[-1]:
-            h = h + nn.Dense(self.embed_dim, name="numeric")(jnp.concatenate([x * mask, mask], -1))
+            h = h + dense(self.embed_dim, ("features", "embed"), self.dtype, "numeric")(
+                jnp.concatenate([x * mask, mask], -1))
         for k, levels in enumerate(self.cardinalities):
             col = codes[:, k]
-            emb = nn.Embed(levels + 1, self.embed_dim, name=f"embed_{k}")(col)
-            h = h + emb * (col > 0)[:, None].astype(x.dtype)
+            emb = nn.Embed(levels + 1, self.embed_dim, dtype=self.dtype, name=f"embed_{k}",
+                           embedding_init=logical_init(nn.initializers.variance_scaling(
+                               1.0, "fan_in", "normal", out_axis=0), ("vocab", "embed")))(col)
+            h = h + emb * (col > 0)[:, None].astype(self.dtype)
         h = nn.gelu(h)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-        h = nn.Dense(self.embed_dim, name="fc")(h)
-        return nn.LayerNorm(name="norm")(h)
+        h = dense(self.embed_dim, ("embed", "embed_out"), self.dtype, "fc")(h)
+        return layer_norm("norm")(h)

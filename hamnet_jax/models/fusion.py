@@ -3,10 +3,14 @@ masked weighting of the modalities into one visit embedding."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from hamnet_jax.models.layers import GatedAttentionBlock, masked_softmax
+from hamnet_jax.models.layers import attention_block, masked_softmax
+from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
 class CrossModalFusion(nn.Module):
@@ -17,17 +21,23 @@ class CrossModalFusion(nn.Module):
     mlp_ratio: int = 2
     dropout: float = 0.0
     attention_dropout: float = 0.0
+    attention: str = "naive"
+    attention_block_size: int = 64
+    remat: str = "none"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
         self, tokens: jax.Array, mask: jax.Array, deterministic: bool
     ) -> tuple[jax.Array, jax.Array]:
-        type_embed = self.param("modality_embed", nn.initializers.normal(0.02), tokens.shape[1:])
+        type_embed = self.param("modality_embed", logical_init(nn.initializers.normal(0.02), (None, "embed")),
+                                tokens.shape[1:])
         x = (tokens + type_embed) * mask[..., None]
         for i in range(self.num_layers):
-            x = GatedAttentionBlock(
-                self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, name=f"block_{i}"
+            x = attention_block(self.remat)(
+                self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, self.attention,
+                self.attention_block_size, self.dtype, name=f"block_{i}",
             )(x, mask, deterministic)
-        x = nn.LayerNorm(name="norm")(x)
-        weights = masked_softmax(nn.Dense(1, name="modality_score")(x)[..., 0], mask)
+        x = layer_norm("norm")(x)
+        weights = masked_softmax(dense(1, ("embed", None), jnp.float32, "modality_score")(x)[..., 0], mask)
         return (weights[..., None] * x).sum(axis=1), weights

@@ -24,6 +24,7 @@ from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.encoders import DenseEncoder, GroupTokenEncoder, LifestyleEncoder
 from hamnet_jax.models.fusion import CrossModalFusion
 from hamnet_jax.models.layers import MLP
+from hamnet_jax.models.logical import dense
 from hamnet_jax.models.temporal import TemporalEncoder
 
 
@@ -32,15 +33,18 @@ class HAMNet(nn.Module):
 
     def _encoders(self) -> dict[str, nn.Module]:
         c = self.config
+        dtype = jnp.dtype(c.dtype)
         enc: dict[str, nn.Module] = {}
         if c.has_modality("clinical"):
-            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, name="clinical_encoder")
+            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, dtype, name="clinical_encoder")
         for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
             if c.has_modality(m):
-                enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, name=f"{m}_encoder")
+                enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, c.attention,
+                                           c.attention_block_size, c.remat_for("encoders"), dtype,
+                                           name=f"{m}_encoder")
         if c.has_modality("lifestyle"):
             enc["lifestyle"] = LifestyleEncoder(
-                c.embed_dim, c.lifestyle_cardinalities, c.dropout, name="lifestyle_encoder"
+                c.embed_dim, c.lifestyle_cardinalities, c.dropout, dtype, name="lifestyle_encoder"
             )
         return enc
 
@@ -63,25 +67,29 @@ class HAMNet(nn.Module):
         tokens = jnp.stack(tokens, axis=1)  # [N, M, E]
         present = jnp.asarray([m in encoders for m in MODALITIES], jnp.float32)
         modality_mask = flat(batch.modality_mask) * present * flat(batch.visit_mask)[:, None]
+        dtype = jnp.dtype(c.dtype)
         fused, modality_weights = CrossModalFusion(
-            c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, name="fusion"
+            c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, c.attention,
+            c.attention_block_size, c.remat_for("fusion"), dtype, name="fusion",
         )(tokens, modality_mask, deterministic)
 
         visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
         visits = fused.reshape(b, v, c.embed_dim)
         summary, visit_weights = TemporalEncoder(
             c.temporal_layers, c.num_heads, c.temporal_kernel_size, c.mlp_ratio, c.dropout,
-            c.attention_dropout, name="temporal",
+            c.attention_dropout, c.attention, c.attention_block_size, c.remat_for("temporal"), dtype,
+            name="temporal",
         )(visits, batch.visit_times, visit_mask, deterministic)
 
-        h = MLP(c.embed_dim * 2, c.embed_dim, c.dropout, name="head_mlp")(summary, deterministic)
+        # heads in float32: the mean and the variance are what the loss and intervals read
+        h = MLP(c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32, name="head_mlp")(summary, deterministic)
         h = nn.gelu(h)
-        mean = nn.Dense(1, name="mean_head")(h)[:, 0]
-        raw = nn.Dense(1, name="log_var_head")(h)[:, 0]
+        mean = dense(1, ("embed", None), jnp.float32, "mean_head")(h)[:, 0]
+        raw = dense(1, ("embed", None), jnp.float32, "log_var_head")(h)[:, 0]
         log_var = c.log_var_min + (c.log_var_max - c.log_var_min) * jax.nn.sigmoid(raw)
         outputs: dict[str, Any] = {"mean": mean, "log_var": log_var}
         if c.classification:
-            outputs["logits"] = nn.Dense(1, name="class_head")(h)[:, 0]
+            outputs["logits"] = dense(1, ("embed", None), jnp.float32, "class_head")(h)[:, 0]
         aux = {
             "modality_embeddings": tokens.reshape(b, v, len(MODALITIES), c.embed_dim),
             "visit_embeddings": visits,
@@ -92,6 +100,17 @@ class HAMNet(nn.Module):
         return outputs, aux
 
 
+def boxed_init(model: HAMNet, batch: Batch, key: jax.Array) -> Any:
+    """Parameters still wrapped in `nn.LogicallyPartitioned` boxes (logical axis names)."""
+    return model.init({"params": key}, batch, deterministic=True)["params"]
+
+
 def init_params(model: HAMNet, batch: Batch, key: jax.Array) -> Any:
-    """Initialize parameters from an example batch (shapes only matter)."""
-    return jax.jit(lambda k: model.init({"params": k}, batch, deterministic=True)["params"])(key)
+    """Initialize parameters (plain arrays) from an example batch (shapes only matter)."""
+    return jax.jit(lambda k: nn.unbox(boxed_init(model, batch, k)))(key)
+
+
+def param_logical_axes(model: HAMNet, batch: Batch) -> Any:
+    """Tree shaped like the params with a PartitionSpec of logical axis names per leaf."""
+    abstract = jax.eval_shape(lambda k: boxed_init(model, batch, k), jax.random.key(0))
+    return nn.get_partition_spec(abstract)

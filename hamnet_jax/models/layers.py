@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NEG_INF = -1e9
+from hamnet_jax.models.attention import NEG_INF, MultiHeadAttention
+from hamnet_jax.models.logical import dense, layer_norm, logical_init
+
+# jax.checkpoint policies by config name: what the backward pass may keep from the forward
+REMAT_POLICY_FNS: dict[str, Any] = {
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
+    "save_dots": jax.checkpoint_policies.checkpoint_dots,  # keep matmul outputs, recompute the rest
+}
 
 
 def masked_softmax(scores: jax.Array, mask: jax.Array, axis: int = -1) -> jax.Array:
-    """Softmax over `axis` that gives zero weight where `mask` is 0 (uniform if all are 0)."""
-    scores = jnp.where(mask > 0, scores, NEG_INF)
+    """Softmax (float32) over `axis` that gives zero weight where `mask` is 0 (uniform if all are 0)."""
+    scores = jnp.where(mask > 0, scores.astype(jnp.float32), NEG_INF)
     return jax.nn.softmax(scores, axis=axis)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
     """Mean of `x` over `axis` counting only positions where `mask` ([..., T]) is 1."""
-    weights = mask[..., None]
+    weights = mask[..., None].astype(x.dtype)
     return (x * weights).sum(axis) / jnp.maximum(weights.sum(axis), 1.0)
 
 
@@ -27,12 +36,13 @@ class MLP(nn.Module):
     hidden: int
     out: int
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-        x = nn.gelu(nn.Dense(self.hidden, name="fc1")(x))
+        x = nn.gelu(dense(self.hidden, ("embed", "mlp"), self.dtype, "fc1")(x))
         x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
-        return nn.Dense(self.out, name="fc2")(x)
+        return dense(self.out, ("mlp", "embed"), self.dtype, "fc2")(x)
 
 
 class GatedAttentionBlock(nn.Module):
@@ -46,25 +56,31 @@ class GatedAttentionBlock(nn.Module):
     mlp_ratio: int = 2
     dropout: float = 0.0
     attention_dropout: float = 0.0
+    attention: str = "naive"
+    attention_block_size: int = 64
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         width = x.shape[-1]
-        attn_mask = nn.make_attention_mask(jnp.ones_like(mask), mask)
-        h = nn.LayerNorm(name="norm_attn")(x)
-        h = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads,
-            dropout_rate=self.attention_dropout,
-            deterministic=deterministic,
-            name="attn",
-        )(h, mask=attn_mask)
+        h = layer_norm("norm_attn")(x)
+        h = MultiHeadAttention(self.num_heads, self.attention, self.attention_block_size,
+                               self.attention_dropout, self.dtype, name="attn")(h, mask, deterministic)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-        x = x + jax.nn.sigmoid(nn.Dense(width, name="gate_attn")(h)) * h
-        h = nn.LayerNorm(name="norm_mlp")(x)
-        h = MLP(width * self.mlp_ratio, width, self.dropout, name="mlp")(h, deterministic)
+        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_attn")(h)) * h
+        h = layer_norm("norm_mlp")(x)
+        h = MLP(width * self.mlp_ratio, width, self.dropout, self.dtype, name="mlp")(h, deterministic)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-        x = x + jax.nn.sigmoid(nn.Dense(width, name="gate_mlp")(h)) * h
-        return x * mask[..., None]
+        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_mlp")(h)) * h
+        return x * mask[..., None].astype(x.dtype)
+
+
+def attention_block(policy: str) -> type[GatedAttentionBlock]:
+    """GatedAttentionBlock, rematerialized in the backward pass under `policy` unless 'none'."""
+    if policy == "none":
+        return GatedAttentionBlock
+    # argnums count `self` as 0: (x, mask, deterministic) are 1, 2, 3
+    return nn.remat(GatedAttentionBlock, policy=REMAT_POLICY_FNS[policy], static_argnums=(3,))
 
 
 class GroupedDense(nn.Module):
@@ -75,12 +91,15 @@ class GroupedDense(nn.Module):
     """
 
     features: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         groups, width = x.shape[-2], x.shape[-1]
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(batch_axis=(0,)), (groups, width, self.features)
-        )
-        bias = self.param("bias", nn.initializers.zeros, (groups, self.features))
+        kernel = self.param("kernel", logical_init(nn.initializers.lecun_normal(batch_axis=(0,)),
+                                                   ("groups", "features", "embed")),
+                            (groups, width, self.features))
+        bias = self.param("bias", logical_init(nn.initializers.zeros_init(), ("groups", "embed")),
+                          (groups, self.features))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         return jnp.einsum("ngf,gfe->nge", x, kernel) + bias

@@ -1,0 +1,137 @@
+"""Multi-head self-attention with three interchangeable kernels, all exact:
+
+* `naive`       scores [N, H, T, T] materialized, masked softmax in float32; the only
+                kernel with attention dropout.
+* `dot_product` `jax.nn.dot_product_attention`: XLA's fused attention, cuDNN's flash
+                attention on GPUs where the shapes and dtype allow it.
+* `blockwise`   online-softmax attention over query and key chunks (Rabe & Staats 2021,
+                "Self-attention does not need O(n^2) memory"; the running max/sum update of
+                Milakov & Gimelshein 2018 as used by FlashAttention, Dao et al. 2022). Each
+                chunk is rematerialized in the backward pass, so memory grows with T * chunk
+                instead of T^2 — what long visit histories need.
+
+Inputs are [N, T, H, D] query/key/value and a [N, T] key padding mask (1 = real token).
+Parameter names and shapes follow `flax.linen.MultiHeadDotProductAttention`
+(`query`/`key`/`value`/`out`), so checkpoints do not depend on the kernel chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hamnet_jax.models.logical import logical_init
+
+NEG_INF = -1e9
+
+
+def naive_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
+                    dropout: float = 0.0, dropout_rng: jax.Array | None = None) -> jax.Array:
+    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
+    scores = jnp.where(key_mask[:, None, None, :] > 0, scores, NEG_INF)
+    weights = jax.nn.softmax(scores, axis=-1)
+    if dropout > 0.0 and dropout_rng is not None:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout, weights.shape)
+        weights = jnp.where(keep, weights / (1.0 - dropout), 0.0)
+    return jnp.einsum("nhqk,nkhd->nqhd", weights.astype(v.dtype), v)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array) -> jax.Array:
+    """jax.nn.dot_product_attention; on GPU with half precision it picks cuDNN when it can."""
+    mask = (key_mask > 0)[:, None, None, :]
+    implementation = None
+    if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+        implementation = "cudnn"
+    try:
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    except Exception:  # cuDNN refuses some shapes (e.g. head dim, tiny T): XLA's kernel is exact too
+        if implementation is None:
+            raise
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+
+
+def _pad_to(x: jax.Array, axis: int, multiple: int) -> jax.Array:
+    pad = -x.shape[axis] % multiple
+    if not pad:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, pad)
+    return jnp.pad(x, widths)
+
+
+def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
+                        block_size: int = 64) -> jax.Array:
+    """Exact attention computed chunk by chunk with a running (max, sum, output) per query."""
+    n, t, h, d = q.shape
+    block = min(block_size, t)
+    q, k, v = (_pad_to(a, 1, block) for a in (q, k, v))
+    key_mask = _pad_to(key_mask, 1, block)
+    chunks = q.shape[1] // block
+    scale = 1.0 / math.sqrt(d)
+    # [chunks, N, block, H, D]: scan over the leading axis
+    split = lambda a: a.reshape((n, chunks, block) + a.shape[2:]).swapaxes(0, 1)
+    k_chunks, v_chunks, m_chunks = split(k), split(v), split(key_mask)
+
+    def one_query_chunk(q_chunk: jax.Array) -> jax.Array:
+        @jax.checkpoint
+        def step(carry, kv):
+            acc, running_max, denom = carry
+            k_c, v_c, m_c = kv
+            s = jnp.einsum("nqhd,nkhd->nhqk", q_chunk, k_c).astype(jnp.float32) * scale
+            s = jnp.where(m_c[:, None, None, :] > 0, s, NEG_INF)
+            new_max = jnp.maximum(running_max, s.max(-1))
+            correction = jnp.exp(running_max - new_max)
+            p = jnp.exp(s - new_max[..., None])
+            denom = denom * correction + p.sum(-1)
+            acc = acc * correction[..., None] + jnp.einsum("nhqk,nkhd->nhqd", p, v_c.astype(jnp.float32))
+            return (acc, new_max, denom), None
+
+        init = (jnp.zeros((n, h, block, d), jnp.float32), jnp.full((n, h, block), -jnp.inf, jnp.float32),
+                jnp.zeros((n, h, block), jnp.float32))
+        (acc, _, denom), _ = jax.lax.scan(step, init, (k_chunks, v_chunks, m_chunks))
+        return (acc / denom[..., None]).transpose(0, 2, 1, 3).astype(q.dtype)  # [N, block, H, D]
+
+    out = jax.lax.map(one_query_chunk, split(q))  # [chunks, N, block, H, D]
+    return out.swapaxes(0, 1).reshape(n, chunks * block, h, d)[:, :t]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention over [N, T, E] tokens with a [N, T] key padding mask."""
+
+    num_heads: int
+    implementation: str = "naive"
+    block_size: int = 64
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+
+        def project(name: str) -> jax.Array:
+            return nn.DenseGeneral(
+                (self.num_heads, head_dim), dtype=self.dtype, name=name,
+                kernel_init=logical_init(nn.initializers.lecun_normal(), ("embed", "heads", "kv")),
+                bias_init=logical_init(nn.initializers.zeros_init(), ("heads", "kv")),
+            )(x)
+
+        q, k, v = project("query"), project("key"), project("value")
+        if self.implementation == "naive":
+            rng = None if deterministic or self.dropout == 0.0 else self.make_rng("dropout")
+            out = naive_attention(q, k, v, mask, self.dropout, rng)
+        elif self.implementation == "dot_product":
+            out = dot_product_attention(q, k, v, mask)
+        elif self.implementation == "blockwise":
+            out = blockwise_attention(q, k, v, mask, self.block_size)
+        else:
+            raise ValueError(f"unknown attention implementation {self.implementation!r}")
+        return nn.DenseGeneral(
+            width, axis=(-2, -1), dtype=self.dtype, name="out",
+            kernel_init=logical_init(nn.initializers.lecun_normal(), ("heads", "kv", "embed")),
+            bias_init=logical_init(nn.initializers.zeros_init(), ("embed",)),
+        )(out)
