@@ -39,11 +39,6 @@ ORIGINAL_SECTIONS: dict[str, tuple[str, ...]] = {
     "benchmarking": ("benchmark_types", "num_iterations", "batch_sizes", "output_dir", "enable_profiling",
                      "monitor_hardware"),
 }
-# training keys of the original framework that later features implement; their no-op values
-TRAINING_NOT_YET: dict[str, Any] = {
-    "precision_mode": "fp32", "gradient_accumulation_steps": 1, "gradient_checkpointing": False,
-    "memory_efficient_attention": False, "enabled_strategies": [],
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +55,33 @@ class TrainingConfig:
     seed: int = 0
     mc_samples: int = 20
     eval_batch_size: int = 512
+    # training optimization (the original framework's names; see training/strategies.py)
+    precision_mode: str = "fp32"  # fp32 | bf16 | fp16 (dynamic loss scaling) | mixed
+    param_dtype: str = "float32"  # storage dtype of weights (biases and norms stay float32)
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: str = "none"  # none | full | save_dots (true = full)
+    memory_efficient_attention: str = "naive"  # naive | dot_product | blockwise (true = dot_product)
+    enabled_strategies: tuple[str, ...] = ()
+    mesh: dict = dataclasses.field(default_factory=lambda: {"data": -1})  # data / fsdp / tensor sizes
+    bucket_by_visits: bool = False  # dynamic batching: batches of similar visit counts, trimmed
+    memory_budget_mb: float = 0.0  # > 0: batch size = largest that fits, at most batch_size
 
     def __post_init__(self) -> None:
         from hamnet_jax.training.losses import REGRESSION_LOSSES
+        from hamnet_jax.training.precision import PrecisionMode
+        from hamnet_jax.training.strategies import resolve_training_options
+
+        resolved = resolve_training_options(dataclasses.asdict(self))
+        resolved["precision_mode"] = PrecisionMode.parse(resolved["precision_mode"]).value
+        for key, value in resolved.items():
+            object.__setattr__(self, key, value)
+        if self.param_dtype not in ("float32", "bfloat16", "float16"):
+            raise InputError(f"training.param_dtype: expected float32, bfloat16 or float16, got {self.param_dtype!r}")
+        if self.gradient_accumulation_steps < 1:
+            raise InputError(f"training.gradient_accumulation_steps: must be >= 1, got "
+                             f"{self.gradient_accumulation_steps}")
+        if self.memory_budget_mb < 0:
+            raise InputError(f"training.memory_budget_mb: must be >= 0, got {self.memory_budget_mb}")
 
         for name in ("batch_size", "num_epochs", "mc_samples", "eval_batch_size"):
             if getattr(self, name) < 1:
@@ -134,6 +153,7 @@ class Config:
         return out
 
 
+SWITCH_KEYS = ("gradient_checkpointing", "memory_efficient_attention")  # bool or a name
 TYPED = {"data": DataConfig, "training": TrainingConfig, "general": GeneralConfig}
 MODEL_KEYS = {f.name for f in dataclasses.fields(HAMNetConfig)} | set(ALIASES) | {"input_size"}
 
@@ -199,7 +219,11 @@ def _typed_section(name: str, cls: type, raw: dict[str, Any]) -> Any:
         want = type(default)
         try:
             if want is tuple:
-                value = tuple(value)
+                value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            elif want is dict and not isinstance(value, dict):
+                raise TypeError
+            elif want is str and key in SWITCH_KEYS and isinstance(value, bool):
+                value = str(value).lower()
             elif want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = float(value)
             elif want is not type(value):
@@ -243,15 +267,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             raise InputError(f"{source}: unknown section {name!r}; known sections: {sorted(known_sections)}")
         if section is not None and not isinstance(section, dict):
             raise InputError(f"{source}: section {name!r} must be a mapping of keys to values")
-    training_raw = dict(raw.get("training") or {})
-    for key, noop in TRAINING_NOT_YET.items():
-        if key in training_raw:
-            value = training_raw.pop(key)
-            if value != noop and value not in ("none", "fp32", "FP32"):
-                notes.append(f"training.{key}={value!r} is accepted but not implemented yet; training runs "
-                             f"without it")
     for name, cls in TYPED.items():
-        typed[name] = _typed_section(name, cls, training_raw if name == "training" else raw.get(name) or {})
+        typed[name] = _typed_section(name, cls, raw.get(name) or {})
     model = dict(raw.get("model") or {})
     _check_keys("model", model, MODEL_KEYS)
     model.setdefault("tier", "standard")

@@ -62,7 +62,43 @@ def test_original_config_loads_as_is_with_notes(tmp_path):
     assert cfg.sections["pruning"]["target_sparsity"] == 0.5
     assert cfg.sections["deployment"]["api_port"] == 8000
     assert any("nas" in n for n in cfg.notes)
-    assert any("precision_mode" in n for n in cfg.notes)
+    # the training-optimization keys of the original config are implemented, not noted
+    assert not any("precision_mode" in n for n in cfg.notes)
+    assert cfg.training.precision_mode == "mixed"
+    assert cfg.training.gradient_accumulation_steps == 4
+    assert cfg.training.gradient_checkpointing == "full"
+
+
+@pytest.mark.parametrize("training, expect", [
+    ({"enabled_strategies": ["gradient_checkpointing", "memory_efficient_attention", "dynamic_batching"]},
+     {"gradient_checkpointing": "full", "memory_efficient_attention": "dot_product", "bucket_by_visits": True}),
+    ({"enabled_strategies": ["fsdp"]}, {"mesh": {"fsdp": -1}}),
+    ({"memory_efficient_attention": "blockwise", "gradient_checkpointing": "save_dots"},
+     {"memory_efficient_attention": "blockwise", "gradient_checkpointing": "save_dots"}),
+    ({"precision_mode": "BF16", "mesh": {"data": 4, "tensor": 2}},
+     {"precision_mode": "bf16", "mesh": {"data": 4, "tensor": 2}}),
+])
+def test_training_optimization_keys(tmp_path, training, expect):
+    import yaml
+
+    cfg = load_config(write(tmp_path, yaml.safe_dump({"training": training})), environ={})
+    for key, value in expect.items():
+        assert getattr(cfg.training, key) == value
+
+
+@pytest.mark.parametrize("training, match", [
+    ({"precision_mode": "fp8"}, r"training.precision_mode: unknown mode 'fp8'"),
+    ({"enabled_strategies": ["warp_drive"]}, r"unknown strategy 'warp_drive'"),
+    ({"enabled_strategies": ["gradient_accumulation"]}, r"gradient_accumulation_steps is 1"),
+    ({"enabled_strategies": ["tensor_parallel"]}, r"no 'tensor' axis"),
+    ({"gradient_checkpointing": "sometimes"}, r"training.gradient_checkpointing: expected true/false"),
+    ({"gradient_accumulation_steps": 0}, r"gradient_accumulation_steps: must be >= 1"),
+])
+def test_training_optimization_errors(tmp_path, training, match):
+    import yaml
+
+    with pytest.raises(InputError, match=match):
+        load_config(write(tmp_path, yaml.safe_dump({"training": training})), environ={})
 
 
 @pytest.mark.parametrize("text, match", [

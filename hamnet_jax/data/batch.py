@@ -43,6 +43,19 @@ class Batch:
         """Rows `index` of every field (host-side numpy indexing)."""
         return jax.tree_util.tree_map(lambda a: a[index], self)
 
+    def visit_counts(self) -> np.ndarray:
+        """Real visits per subject (visits are left-aligned: padding sits at the end)."""
+        return np.asarray(self.visit_mask).sum(axis=1).astype(np.int64)
+
+    def trim_visits(self, num_visits: int) -> Batch:
+        """The first `num_visits` visit slots of every per-visit field (exact when no subject
+        has more real visits: the dropped slots are padding)."""
+        cut = lambda a: a[:, :num_visits]
+        return self.replace(inputs=jax.tree_util.tree_map(cut, self.inputs),
+                            feature_masks=jax.tree_util.tree_map(cut, self.feature_masks),
+                            categorical=cut(self.categorical), modality_mask=cut(self.modality_mask),
+                            visit_mask=cut(self.visit_mask), visit_times=cut(self.visit_times))
+
 
 def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
     """Check widths against `config` and that every subject has some modality (host side)."""

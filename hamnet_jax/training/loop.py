@@ -8,6 +8,7 @@ batches and keys an uninterrupted run would have used.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,16 +16,24 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import Batch, validate_batch
+from hamnet_jax.errors import InputError
 from hamnet_jax.inference.batched import map_batched
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
+from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_within_budget, padding_fraction
 from hamnet_jax.training.losses import gaussian_nll
-from hamnet_jax.training.state import OptimizerConfig, TrainState, create_train_state
-from hamnet_jax.training.steps import eval_step, train_step
+from hamnet_jax.training.precision import resolve_policy
+from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_sharded_training
+from hamnet_jax.training.sharding import batch_divisor, make_mesh
+from hamnet_jax.training.state import OptimizerConfig, TrainState
+from hamnet_jax.training.steps import eval_step
+
+log = logging.getLogger("hamnet_jax")
 
 
 @dataclasses.dataclass
@@ -34,6 +43,7 @@ class FitResult:
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
+    batch_size: int = 0
 
 
 def validation_loss(model: HAMNet, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
@@ -42,6 +52,36 @@ def validation_loss(model: HAMNet, params: Any, batch: Batch, batch_size: int) -
     y = np.asarray(batch.targets)
     nll = np.asarray(gaussian_nll(out["mean"], out["log_var"], y))
     return {"val_loss": float(nll.mean()), "val_mae": float(np.abs(out["mean"] - y).mean())}
+
+
+def execution_config(model_config: HAMNetConfig, cfg: TrainingConfig) -> HAMNetConfig:
+    """The model config training runs with: the precision policy's compute dtype, the
+    remat policy and the attention kernel of `cfg` (same parameters as `model_config`)."""
+    policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
+    return model_config.replace(dtype=policy.compute_dtype, remat_policy=cfg.gradient_checkpointing,
+                                attention=cfg.memory_efficient_attention)
+
+
+def choose_batch_size(model: HAMNet, cfg: TrainingConfig, setup: ShardedSetup, state: TrainState,
+                      example: Batch, n: int) -> int:
+    """`cfg.batch_size` (at most n), or with a memory budget the largest batch that fits,
+    in multiples of the devices that split the batch times the accumulation steps."""
+    unit = batch_divisor(setup.mesh) * cfg.gradient_accumulation_steps
+    cap = min(cfg.batch_size, n)
+    if cfg.memory_budget_mb > 0:
+        def compile_at(b: int):
+            shapes = jax.tree_util.tree_map(
+                lambda a: jax.ShapeDtypeStruct((b,) + a.shape[1:], a.dtype, sharding=setup.batch_sharding), example)
+            return setup.step.lower(state, shapes, setup.base_key, np.int32(0)).compile()
+
+        cap, measured = largest_batch_within_budget(compile_at, cfg.memory_budget_mb * 2**20, cap, unit)
+        log.info("memory budget %.0f MiB: batch size %d (compiled step bytes by batch: %s)",
+                 cfg.memory_budget_mb, cap, measured)
+    if cap < unit:
+        raise InputError(f"training.batch_size={cfg.batch_size} (with {n} training subjects) is smaller than "
+                         f"{unit} = the {batch_divisor(setup.mesh)} devices splitting the batch x "
+                         f"{cfg.gradient_accumulation_steps} accumulation steps")
+    return cap // unit * unit
 
 
 def fit(
@@ -53,30 +93,44 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = False,
+    mesh: Mesh | None = None,
 ) -> FitResult:
-    """Train HAMNet on `train`, select the epoch with the lowest validation NLL."""
+    """Train HAMNet on `train`, select the epoch with the lowest validation NLL.
+
+    Runs on `mesh` (default: built from `cfg.mesh` over all devices of all processes);
+    every process passes the same host data and transfers only its own rows.
+    """
     validate_batch(train, model_config)
     validate_batch(val, model_config)
-    model = HAMNet(model_config)
+    policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
+    model = HAMNet(execution_config(model_config, cfg))
+    mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
     n = train.size
-    bs = min(cfg.batch_size, n)
+    example = train.take(np.arange(min(n, 2)))
+    max_visits = int(np.shape(train.visit_mask)[1])
+    # the schedule needs the step count, which needs the batch size: probe with a provisional state
+    provisional = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, 1, 2, cfg.grad_clip_norm)
+    state, setup = setup_sharded_training(model, example, provisional, policy, mesh, cfg.seed, cfg.loss,
+                                          cfg.classification_weight, cfg.gradient_accumulation_steps)
+    bs = choose_batch_size(model, cfg, setup, state, train.take(np.arange(1)), n)
     steps_per_epoch = max(n // bs, 1)
-    total = steps_per_epoch * cfg.num_epochs
-    opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_epochs * steps_per_epoch), total,
-                          cfg.grad_clip_norm)
-    key = jax.random.key(cfg.seed)
-    state: TrainState = create_train_state(model, train.take(np.arange(bs)), jax.random.fold_in(key, 0), opt)
+    opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_epochs * steps_per_epoch),
+                          steps_per_epoch * cfg.num_epochs, cfg.grad_clip_norm)
+    del state
+    state, setup = setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
+                                          cfg.classification_weight, cfg.gradient_accumulation_steps)
+    primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     meta: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
     best_params = None
     if resume and ckpt and ckpt.latest_step() is not None:
-        state, meta = ckpt.restore("latest", state)
+        state, meta = ckpt.restore("latest", state)  # onto this run's mesh, whatever mesh saved it
         if ckpt.latest_step("best") is not None:
-            best_params = ckpt.restore("best", state)[0].params
-    dropout_key = jax.random.fold_in(key, 1)
+            best_params = host_params(ckpt.restore("best", state)[0].params)
 
+    counts = train.visit_counts()
     epochs = range(meta["epoch"], cfg.num_epochs)
-    if progress:
+    if progress and primary:
         from tqdm import tqdm
 
         epochs = tqdm(epochs, initial=meta["epoch"], total=cfg.num_epochs, desc="train", unit="epoch")
@@ -85,16 +139,18 @@ def fit(
         if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        batches = epoch_batches(counts, bs, rng, max_visits, cfg.bucket_by_visits)
         step_metrics = []  # stays on device until the epoch ends: no host sync per step
-        for i in range(steps_per_epoch):
-            batch = train.take(order[i * bs:(i + 1) * bs])
-            step_key = jax.random.fold_in(dropout_key, epoch * steps_per_epoch + i)
-            state, m = train_step(state, batch, step_key, cfg.loss, cfg.classification_weight)
+        for i, (rows, visits) in enumerate(batches):
+            batch = train.take(rows).trim_visits(visits)
+            state, m = setup.train_step(state, batch, epoch * steps_per_epoch + i)
             step_metrics.append(m)
         means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
-        record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()}}
-        record.update(validation_loss(model, state.params, val, cfg.eval_batch_size))
+        record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
+                  "padding_fraction": padding_fraction(counts, batches)}
+        params_now = host_params(state.params)
+        record.update(validation_loss(model, params_now, val, cfg.eval_batch_size))
         improved = record["val_loss"] < meta["best_val_loss"]
         meta = {
             "epoch": epoch + 1,
@@ -103,18 +159,18 @@ def fit(
             "bad_epochs": 0 if improved else meta["bad_epochs"] + 1,
             "history": meta["history"] + [record],
         }
-        if improved:  # host copy: the device buffers are donated to the next step
-            best_params = jax.device_get(state.params)
+        if improved:
+            best_params = params_now
         if ckpt:
             if improved:
                 ckpt.save("best", epoch + 1, state, meta)
             ckpt.save("latest", epoch + 1, state, meta)
-        if on_epoch:
+        if on_epoch and primary:
             on_epoch(record)
-        if progress:
+        if progress and primary:
             epochs.set_postfix(val_loss=f"{record['val_loss']:.3f}", val_mae=f"{record['val_mae']:.3f}")
 
     if ckpt:
         ckpt.close()
-    params = best_params if best_params is not None else jax.device_get(state.params)
-    return FitResult(params, meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped)
+    params = best_params if best_params is not None else host_params(state.params)
+    return FitResult(params, meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs)

@@ -4,19 +4,26 @@ decay on biases and norms (selected by parameter path)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.models.hamnet import HAMNet, boxed_init
+from hamnet_jax.training.precision import DynamicLossScale, PrecisionPolicy
 from hamnet_jax.transforms.select import weight_decay_mask
 
 
 class TrainState(train_state.TrainState):
-    """flax's TrainState: step, params, opt_state (pytree) + apply_fn and tx (static)."""
+    """flax's TrainState (step, params, opt_state; apply_fn and tx static) plus the fp16
+    loss scale (None unless the precision policy scales the loss)."""
+
+    loss_scale: DynamicLossScale | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,20 +36,41 @@ class OptimizerConfig:
     end_lr_ratio: float = 0.02
 
 
-def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimizerConfig, moment_dtype: str = "float32") -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=max(cfg.warmup_steps, 1),
         decay_steps=max(cfg.total_steps, cfg.warmup_steps + 1), end_value=cfg.learning_rate * cfg.end_lr_ratio,
     )
     return optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),
-        optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=weight_decay_mask),
+        optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=weight_decay_mask,
+                    mu_dtype=jnp.dtype(moment_dtype)),
     )
 
 
-def create_train_state(model: HAMNet, example: Batch, key: jax.Array, cfg: OptimizerConfig) -> TrainState:
-    params = init_params(model, example, key)
-    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(cfg))
+def cast_params(params: Any, dtype: str) -> Any:
+    """Weights (rank >= 2) in `dtype`; biases and norm gains stay float32."""
+    if dtype == "float32":
+        return params
+    return jax.tree_util.tree_map(lambda p: p.astype(dtype) if p.ndim >= 2 else p, params)
+
+
+def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig,
+                  policy: PrecisionPolicy = PrecisionPolicy()) -> Callable[[jax.Array], TrainState]:
+    """key -> TrainState, pure: jit it plainly, or with `out_shardings` to build it sharded."""
+    tx = make_optimizer(cfg, policy.moment_dtype)
+
+    def init(key: jax.Array) -> TrainState:
+        params = cast_params(nn.unbox(boxed_init(model, example, key)), policy.param_dtype)
+        scale = DynamicLossScale.create() if policy.loss_scaling else None
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx, loss_scale=scale)
+
+    return init
+
+
+def create_train_state(model: HAMNet, example: Batch, key: jax.Array, cfg: OptimizerConfig,
+                       policy: PrecisionPolicy = PrecisionPolicy()) -> TrainState:
+    return jax.jit(state_init_fn(model, example, cfg, policy))(key)
 
 
 def count_params(params: Any) -> int:

@@ -1,4 +1,12 @@
-"""Jitted `train_step` and `eval_step`: short, pure, one job each."""
+"""`train_step` and `eval_step`: short, pure, one job each.
+
+`train_step` covers every precision policy and gradient accumulation: with
+`accumulation_steps=k` the batch is cut into k micro-batches whose gradients are summed
+by a `lax.scan` and averaged before one optimizer update, so the step equals one step on
+the whole batch while only a micro-batch's activations are alive at a time. With a loss
+scale in the state (fp16), gradients are unscaled, and a step with non-finite gradients
+leaves params and optimizer state unchanged while the scale halves.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import optax
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.training.losses import classification_loss, regression_loss
+from hamnet_jax.training.precision import all_finite
 from hamnet_jax.training.state import TrainState
 
 
@@ -21,16 +30,64 @@ def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: 
     if "logits" in outputs:
         per_example = per_example + class_weight * classification_loss(outputs, batch.labels)
     total = per_example.mean()
-    return total, {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
+    metrics = {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
+    if state.loss_scale is not None:
+        total = state.loss_scale.scale_loss(total)
+    return total, metrics
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "class_weight"), donate_argnums=(0,))
-def train_step(state: TrainState, batch: Batch, key: jax.Array, loss: str = "gaussian_nll",
-               class_weight: float = 1.0) -> tuple[TrainState, dict]:
-    """One optimizer step; `key` seeds dropout. Returns the new state and batch metrics."""
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state, batch, key, loss, class_weight)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads=grads), metrics
+def micro_batches(batch: Batch, k: int) -> Batch:
+    """[k * m, ...] -> [k, m, ...] taking every k-th row into a micro-batch: the leading
+    (batch-sharded) axis keeps its sharding, so every micro-batch is spread over all devices."""
+    def split(a: jax.Array) -> jax.Array:
+        if a.shape[0] % k:
+            raise ValueError(f"batch of {a.shape[0]} rows does not split into {k} equal micro-batches")
+        return jnp.swapaxes(a.reshape((a.shape[0] // k, k) + a.shape[1:]), 0, 1)
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def gradients(state: TrainState, batch: Batch, key: jax.Array, loss: str, class_weight: float,
+              accumulation_steps: int) -> tuple[Any, dict]:
+    """Mean gradient (still loss-scaled) and metrics over `accumulation_steps` micro-batches."""
+    grad_fn = functools.partial(jax.grad(loss_fn, has_aux=True), loss=loss, class_weight=class_weight)
+    if accumulation_steps == 1:
+        return grad_fn(state.params, state, batch, key)
+
+    def body(carry, inputs):
+        i, micro = inputs
+        g, m = grad_fn(state.params, state, micro, jax.random.fold_in(key, i))
+        return jax.tree_util.tree_map(jnp.add, carry, (g, m)), None
+
+    micro = micro_batches(batch, accumulation_steps)
+    first = jax.tree_util.tree_map(lambda a: a[0], micro)
+    shapes = jax.eval_shape(grad_fn, state.params, state, first, key)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+    total, _ = jax.lax.scan(body, zeros, (jnp.arange(accumulation_steps), micro))
+    grads, metrics = jax.tree_util.tree_map(lambda x: x / accumulation_steps, total)
+    grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, state.params)
+    return grads, metrics
+
+
+def train_step_fn(state: TrainState, batch: Batch, key: jax.Array, loss: str = "gaussian_nll",
+                  class_weight: float = 1.0, accumulation_steps: int = 1) -> tuple[TrainState, dict]:
+    """One optimizer step (pure; jit it, with shardings when training on a mesh)."""
+    grads, metrics = gradients(state, batch, key, loss, class_weight, accumulation_steps)
+    if state.loss_scale is None:
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        return state.apply_gradients(grads=grads), metrics
+    grads = state.loss_scale.unscale(grads)
+    finite = all_finite(grads)
+    updated = state.apply_gradients(grads=grads)
+    kept = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
+    metrics.update(grad_norm=optax.tree.norm(grads), loss_scale=state.loss_scale.scale,
+                   skipped=(~finite).astype(jnp.float32))
+    return kept.replace(loss_scale=state.loss_scale.adjust(finite)), metrics
+
+
+train_step = functools.partial(jax.jit, static_argnames=("loss", "class_weight", "accumulation_steps"),
+                               donate_argnums=(0,))(train_step_fn)
+train_step.__doc__ = "Jitted `train_step_fn` on the default device(s); `key` seeds dropout."
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn",))

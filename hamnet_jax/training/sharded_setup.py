@@ -1,0 +1,78 @@
+"""Train state and step on a mesh: `eval_shape` -> shardings -> `jit(init, out_shardings)`,
+and the train step jitted once with in/out shardings and the state's buffers donated.
+
+The same setup runs on one device (a 1x1x1 mesh), on all local devices and on many hosts;
+the dropout key is derived inside the step from a base key and the step number, so every
+process passes the same small host values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.hamnet import HAMNet, param_logical_axes
+from hamnet_jax.training.precision import PrecisionPolicy
+from hamnet_jax.training.sharding import (
+    DEFAULT_RULES, batch_sharding, param_shardings, put_global_batch, state_shardings,
+)
+from hamnet_jax.training.state import OptimizerConfig, TrainState, state_init_fn
+from hamnet_jax.training.steps import train_step_fn
+
+
+@dataclasses.dataclass
+class ShardedSetup:
+    mesh: Mesh
+    state_sharding: Any
+    batch_sharding: NamedSharding
+    step: Callable[[TrainState, Batch, np.ndarray], tuple[TrainState, dict]]
+    base_key: np.ndarray  # raw key data; the step folds in the step number
+
+    def put_batch(self, batch: Batch) -> Batch:
+        return put_global_batch(batch, self.batch_sharding)
+
+    def train_step(self, state: TrainState, batch: Batch, step_number: int) -> tuple[TrainState, dict]:
+        return self.step(state, self.put_batch(batch), self.base_key, np.int32(step_number))
+
+
+def setup_sharded_training(
+    model: HAMNet, example: Batch, opt_cfg: OptimizerConfig, policy: PrecisionPolicy, mesh: Mesh,
+    seed: int, loss: str = "gaussian_nll", class_weight: float = 1.0, accumulation_steps: int = 1,
+    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES,
+) -> tuple[TrainState, ShardedSetup]:
+    """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`,
+    dropout keys from `fold_in(fold_in(seed, 1), step)`."""
+    init = state_init_fn(model, example, opt_cfg, policy)
+    key = jax.random.key(seed)
+    abstract = jax.eval_shape(init, jax.random.fold_in(key, 0))
+    params_sh = param_shardings(param_logical_axes(model, example), abstract.params, mesh, rules)
+    state_sh = state_shardings(abstract, params_sh, mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = jax.jit(lambda k: init(jax.random.fold_in(jax.random.wrap_key_data(k), 0)), out_shardings=state_sh,
+                    in_shardings=replicated)(np.asarray(jax.random.key_data(key)))
+
+    def step(state: TrainState, batch: Batch, base_key: jax.Array, number: jax.Array):
+        dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(base_key), 1), number)
+        return train_step_fn(state, batch, dropout_key, loss, class_weight, accumulation_steps)
+
+    bsh = batch_sharding(mesh)
+    jitted = jax.jit(step, in_shardings=(state_sh, bsh, replicated, replicated),
+                     out_shardings=(state_sh, replicated), donate_argnums=(0,))
+    return state, ShardedSetup(mesh, state_sh, bsh, jitted, np.asarray(jax.random.key_data(key)))
+
+
+def host_params(params: Any) -> Any:
+    """Parameters as host numpy arrays, gathered from every process's shards."""
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return jax.device_get(params)
+    return multihost_utils.process_allgather(params, tiled=True)
+
+
