@@ -13,6 +13,30 @@ from hamnet_jax.models.layers import attention_block, masked_softmax
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
+class CausalDepthwiseConv(nn.Module):
+    """Per-channel causal convolution over visits: y[t] = sum_j w[j] * x[t - (K-1) + j] + b.
+
+    Same parameters as `nn.Conv(E, (K,), feature_group_count=E, padding=((K-1, 0),))`,
+    written as K shifted multiply-adds: exact, trivially exportable, and it sidesteps an
+    XLA SPMD-partitioner bug that returned a wrong kernel gradient for grouped
+    convolutions under a data x tensor mesh on CPU (found by tests/test_sharding.py).
+    """
+
+    kernel_size: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, width = self.kernel_size, x.shape[-1]
+        kernel = self.param("kernel", logical_init(nn.initializers.lecun_normal(), ("conv", None, "embed")),
+                            (k, 1, width))
+        bias = self.param("bias", logical_init(nn.initializers.zeros_init(), ("embed",)), (width,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        t = x.shape[1]
+        padded = jnp.pad(x, ((0, 0), (k - 1, 0), (0, 0)))
+        return sum(padded[:, j:j + t] * kernel[j, 0] for j in range(k)) + bias
+
+
 class TemporalEncoder(nn.Module):
     """[B, V, E] visit embeddings -> ([B, 2E] subject summary, [B, V] pooling weights).
 
@@ -45,16 +69,7 @@ class TemporalEncoder(nn.Module):
                 self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, self.attention,
                 self.attention_block_size, self.dtype, name=f"block_{i}",
             )(x, mask, deterministic)
-        conv = nn.Conv(
-            width,
-            kernel_size=(self.kernel_size,),
-            feature_group_count=width,
-            padding=((self.kernel_size - 1, 0),),
-            dtype=self.dtype,
-            kernel_init=logical_init(nn.initializers.lecun_normal(), ("conv", None, "embed")),
-            bias_init=logical_init(nn.initializers.zeros_init(), ("embed",)),
-            name="depthwise_conv",
-        )(x)
+        conv = CausalDepthwiseConv(self.kernel_size, self.dtype, name="depthwise_conv")(x)
         x = (x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "conv_gate")(x)) * conv)
         x = layer_norm("norm")(x * mask[..., None])
         weights = masked_softmax(dense(1, ("embed", None), jnp.float32, "pool_score")(x)[..., 0], mask)

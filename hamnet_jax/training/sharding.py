@@ -31,6 +31,7 @@ from hamnet_jax.transforms.select import path_str
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
 BATCH_AXES: tuple[str, ...] = ("data", "fsdp")
+FSDP_MIN_SIZE = 256  # smaller parameters stay replicated under FSDP: gathering them costs more than it saves
 
 # logical axis -> mesh axes (None: replicated)
 DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
@@ -89,12 +90,28 @@ def _divisible_spec(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> 
     return PartitionSpec(*out)
 
 
+def _with_fsdp(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    """FSDP shards every parameter of at least FSDP_MIN_SIZE elements: one whose logical
+    axes put nothing on `fsdp` (e.g. an input-features x hidden kernel) is split along its
+    largest dimension that is free and divisible."""
+    size = mesh.shape["fsdp"]
+    used = {a for entry in spec for a in ((entry,) if isinstance(entry, str) else entry or ())}
+    if size == 1 or "fsdp" in used or math.prod(shape) < FSDP_MIN_SIZE:
+        return spec
+    free = [i for i, (dim, entry) in enumerate(zip(shape, spec, strict=True)) if entry is None and dim % size == 0]
+    if not free:
+        return spec
+    best = max(free, key=lambda i: shape[i])
+    return PartitionSpec(*("fsdp" if i == best else entry for i, entry in enumerate(spec)))
+
+
 def param_shardings(logical_specs: Any, abstract_params: Any, mesh: Mesh,
                     rules: Sequence[tuple[str, Any]] = DEFAULT_RULES) -> Any:
     """NamedSharding per parameter from its logical axis names and the rules."""
     def one(spec: PartitionSpec, leaf: Any) -> NamedSharding:
         mesh_spec = nn.logical_to_mesh_axes(tuple(spec), rules) if spec else PartitionSpec()
-        return NamedSharding(mesh, _divisible_spec(mesh_spec, leaf.shape, mesh))
+        mesh_spec = _divisible_spec(mesh_spec, leaf.shape, mesh)
+        return NamedSharding(mesh, _with_fsdp(mesh_spec, leaf.shape, mesh))
 
     return jax.tree_util.tree_map(one, logical_specs, abstract_params,
                                   is_leaf=lambda x: isinstance(x, PartitionSpec))

@@ -1,0 +1,75 @@
+"""Run in a subprocess with 8 fake CPU devices (XLA_FLAGS set by the test): trains 20
+steps on several meshes, saves a sharded checkpoint and restores it onto other meshes.
+Prints one JSON object for tests/test_sharding.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+
+import jax
+import numpy as np
+
+from hamnet_jax.data.batch import random_batch
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet
+from hamnet_jax.training.checkpoints import Checkpoints
+from hamnet_jax.training.precision import PrecisionPolicy
+from hamnet_jax.training.sharded_setup import host_params, setup_sharded_training
+from hamnet_jax.training.sharding import make_mesh, sharding_report
+from hamnet_jax.training.state import OptimizerConfig
+
+CONFIG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=40, genetic_dim=64, lifestyle_dim=4,
+                                lifestyle_cardinalities=(3, 5), imaging_group_size=16, genetic_group_size=16)
+MESHES = {"single": None, "dp": {"data": 8}, "fsdp": {"fsdp": 8}, "dp_tp": {"data": 4, "tensor": 2}}
+STEPS = 20
+
+
+def train(mesh_spec):
+    devices = jax.devices()[:1] if mesh_spec is None else None
+    mesh = make_mesh(mesh_spec, devices)
+    model = HAMNet(CONFIG)
+    example = random_batch(CONFIG, 2, 3)
+    opt = OptimizerConfig(learning_rate=1e-3, warmup_steps=5, total_steps=STEPS)
+    state, setup = setup_sharded_training(model, example, opt, PrecisionPolicy(), mesh, seed=0)
+    losses = []
+    for i in range(STEPS):
+        state, m = setup.train_step(state, random_batch(CONFIG, 32, 3, seed=100 + i), i)
+        losses.append(float(m["loss"]))
+    return state, setup, losses
+
+
+def main() -> None:
+    out = {"devices": jax.device_count(), "losses": {}, "report": {}}
+    states = {}
+    for name, spec in MESHES.items():
+        state, setup, losses = train(spec)
+        out["losses"][name] = losses
+        out["report"][name] = [dict(r, shape=list(r["shape"]), shard_shape=list(r["shard_shape"]))
+                               for r in sharding_report(state.params)]
+        states[name] = (state, setup)
+
+    fsdp_state, _ = states["fsdp"]
+    saved = host_params(fsdp_state.params)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Checkpoints(tmp)
+        ckpt.save("latest", STEPS, fsdp_state, {"epoch": 1})
+        out["restore"] = {}
+        for target in ("dp_tp", "single"):
+            like, _ = states[target]
+            restored, _meta = ckpt.restore("latest", like)
+            leaves = jax.tree_util.tree_leaves(restored.params)
+            same_mesh = all(leaf.sharding == want.sharding for leaf, want in
+                            zip(leaves, jax.tree_util.tree_leaves(like.params), strict=True))
+            diff = max(float(np.abs(a - b).max()) for a, b in
+                       zip(jax.tree_util.tree_leaves(host_params(restored.params)),
+                           jax.tree_util.tree_leaves(saved), strict=True))
+            out["restore"][target] = {"max_abs_diff": diff, "shardings_of_target_mesh": same_mesh,
+                                      "step": int(restored.step)}
+        ckpt.close()
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
