@@ -70,11 +70,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from hamnet_jax.training.train_run import train_run
 
+    from hamnet_jax.training.distributed import initialize_distributed
+
     config = _setup(args)
+    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
     if args.tier:
         config = dataclasses.replace(config, model={**config.model, "tier": args.tier})
-    if args.epochs:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, num_epochs=args.epochs))
+    overrides = {"num_epochs": args.epochs, "precision_mode": args.precision,
+                 "gradient_accumulation_steps": args.accumulation_steps, "mesh": _mesh_flag(args.mesh)}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
     out = args.out or str(Path(config.general.output_dir) / time.strftime("run-%Y%m%d-%H%M%S"))
     start = time.time()
     summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet)
@@ -83,6 +89,20 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"{time.time() - start:.0f} s; test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, "
           f"r {t['pearson_r']:.3f}, 90% coverage {t['coverage_90']:.3f}"
           + (f", age-gap r {t['age_gap_r']:.3f}" if "age_gap_r" in t else ""))
+
+
+def _mesh_flag(text: str | None) -> dict[str, int] | None:
+    """'data=4,tensor=2' -> {'data': 4, 'tensor': 2}."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, size = part.partition("=")
+        try:
+            out[name.strip()] = int(size)
+        except ValueError:
+            raise InputError(f"--mesh: expected axis=size pairs such as 'data=4,tensor=2', got {text!r}") from None
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -155,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")
     t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--precision", help="override training.precision_mode: fp32, bf16, fp16 or mixed")
+    t.add_argument("--accumulation-steps", type=int, help="override training.gradient_accumulation_steps")
+    t.add_argument("--mesh", help="override training.mesh, e.g. 'data=-1' or 'fsdp=4,tensor=2'")
+    g = t.add_argument_group("multi-process (multi-host) training; or set JAX_COORDINATOR_ADDRESS, "
+                             "JAX_NUM_PROCESSES, JAX_PROCESS_ID")
+    g.add_argument("--coordinator-address", help="host:port of process 0")
+    g.add_argument("--num-processes", type=int)
+    g.add_argument("--process-id", type=int)
+    g.add_argument("--distributed", action="store_true",
+                   help="join the job the cluster describes (SLURM, Open MPI, Kubernetes auto-detection)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test metrics beside Ridge and gradient boosting baselines")

@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def bucket_boundaries(max_visits: int) -> list[int]:
-    """Powers of two below `max_visits`, then `max_visits` itself."""
-    out, b = [], 1
-    while b < max_visits:
-        out.append(b)
-        b *= 2
-    return out + [max_visits]
+MAX_BUCKETS = 8  # distinct visit lengths, so at most 8 compiled train steps
+
+
+def bucket_boundaries(max_visits: int, buckets: int = MAX_BUCKETS) -> list[int]:
+    """Visit lengths batches are padded to: multiples of ceil(max_visits / buckets), ending
+    at `max_visits` (4 visits -> 1, 2, 3, 4; 64 -> 8, 16, ..., 64)."""
+    step = -(-max_visits // buckets)
+    return sorted({min(step * i, max_visits) for i in range(1, buckets + 1)})
 
 
 def padded_visits(num_visits: int, boundaries: Sequence[int]) -> int:

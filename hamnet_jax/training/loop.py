@@ -62,11 +62,11 @@ def execution_config(model_config: HAMNetConfig, cfg: TrainingConfig) -> HAMNetC
                                 attention=cfg.memory_efficient_attention)
 
 
-def choose_batch_size(model: HAMNet, cfg: TrainingConfig, setup: ShardedSetup, state: TrainState,
-                      example: Batch, n: int) -> int:
-    """`cfg.batch_size` (at most n), or with a memory budget the largest batch that fits,
-    in multiples of the devices that split the batch times the accumulation steps."""
-    unit = batch_divisor(setup.mesh) * cfg.gradient_accumulation_steps
+def choose_batch_size(cfg: TrainingConfig, mesh: Mesh, n: int, state: TrainState | None,
+                      setup: ShardedSetup | None, example: Batch) -> int:
+    """`cfg.batch_size` (at most n), or with a memory budget the largest batch whose compiled
+    step fits, in multiples of (devices splitting the batch) x (accumulation steps)."""
+    unit = batch_divisor(mesh) * cfg.gradient_accumulation_steps
     cap = min(cfg.batch_size, n)
     if cfg.memory_budget_mb > 0:
         def compile_at(b: int):
@@ -79,7 +79,7 @@ def choose_batch_size(model: HAMNet, cfg: TrainingConfig, setup: ShardedSetup, s
                  cfg.memory_budget_mb, cap, measured)
     if cap < unit:
         raise InputError(f"training.batch_size={cfg.batch_size} (with {n} training subjects) is smaller than "
-                         f"{unit} = the {batch_divisor(setup.mesh)} devices splitting the batch x "
+                         f"{unit} = the {batch_divisor(mesh)} devices splitting the batch x "
                          f"{cfg.gradient_accumulation_steps} accumulation steps")
     return cap // unit * unit
 
@@ -108,17 +108,18 @@ def fit(
     n = train.size
     example = train.take(np.arange(min(n, 2)))
     max_visits = int(np.shape(train.visit_mask)[1])
-    # the schedule needs the step count, which needs the batch size: probe with a provisional state
-    provisional = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, 1, 2, cfg.grad_clip_norm)
-    state, setup = setup_sharded_training(model, example, provisional, policy, mesh, cfg.seed, cfg.loss,
-                                          cfg.classification_weight, cfg.gradient_accumulation_steps)
-    bs = choose_batch_size(model, cfg, setup, state, train.take(np.arange(1)), n)
+    def make_setup(total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
+        opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
+        return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
+                                      cfg.classification_weight, cfg.gradient_accumulation_steps)
+
+    # the schedule needs the step count, hence the batch size; a memory budget measures the
+    # compiled step first, on a provisional state of the same shapes
+    probe = make_setup(2, 1) if cfg.memory_budget_mb > 0 else (None, None)
+    bs = choose_batch_size(cfg, mesh, n, *probe, example=train.take(np.arange(1)))
     steps_per_epoch = max(n // bs, 1)
-    opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_epochs * steps_per_epoch),
-                          steps_per_epoch * cfg.num_epochs, cfg.grad_clip_norm)
-    del state
-    state, setup = setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
-                                          cfg.classification_weight, cfg.gradient_accumulation_steps)
+    del probe
+    state, sharded = make_setup(steps_per_epoch * cfg.num_epochs, int(cfg.warmup_epochs * steps_per_epoch))
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     meta: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -144,7 +145,7 @@ def fit(
         step_metrics = []  # stays on device until the epoch ends: no host sync per step
         for i, (rows, visits) in enumerate(batches):
             batch = train.take(rows).trim_visits(visits)
-            state, m = setup.train_step(state, batch, epoch * steps_per_epoch + i)
+            state, m = sharded.train_step(state, batch, epoch * steps_per_epoch + i)
             step_metrics.append(m)
         means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
         record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},

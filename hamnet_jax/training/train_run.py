@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from hamnet_jax.config import Config
@@ -52,9 +53,11 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     )
     if model_config.classification and not np.isfinite(arrays.labels).any():
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
-    schema.save(out / "schema.yaml")
-    pre.save(out / "preprocessor.npz")
-    save_config(out, config, model_config)
+    primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
+    if primary:
+        schema.save(out / "schema.yaml")
+        pre.save(out / "preprocessor.npz")
+        save_config(out, config, model_config)
     batches = {k: pre.transform(v) for k, v in parts.items()}
 
     # on resume, the log restarts from the checkpoint's history: it is the source of truth
@@ -63,14 +66,16 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         ckpt = Checkpoints(out / "checkpoints")
         meta = ckpt.read_meta()
         ckpt.close()
-    runlog = RunLog(out, meta["history"] if meta else [])
+    runlog = RunLog(out, meta["history"] if meta else []) if primary else None
     try:
         result = fit(model_config, config.training, batches["train"], batches["val"],
-                     checkpoint_dir=out / "checkpoints", resume=resume, on_epoch=runlog.log_epoch,
-                     progress=progress)
+                     checkpoint_dir=out / "checkpoints", resume=resume,
+                     on_epoch=runlog.log_epoch if runlog else None, progress=progress)
     finally:
-        runlog.close()
-    save_params(out, result.params)
+        if runlog:
+            runlog.close()
+    if primary:
+        save_params(out, result.params)
 
     def predict(split: str, std_scale: float = 1.0) -> dict[str, np.ndarray]:
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
@@ -78,14 +83,17 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     val_pred = predict("val")
     std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
-    save_calibration(out, std_scale)
     test_pred = predict("test", std_scale)
     metrics = prediction_metrics(parts["test"], test_pred)
     summary = {
         "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "std_scale": std_scale,
         "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
+        "batch_size": result.batch_size, "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
     }
+    if not primary:
+        return summary
+    save_calibration(out, std_scale)
     write_json_atomic(out / "summary.json", summary)
     plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch)
     plot_pred_vs_true(parts["test"].targets, test_pred["prediction"], test_pred["lower_90"], test_pred["upper_90"],
