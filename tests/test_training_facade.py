@@ -1,0 +1,47 @@
+"""The `HAMNetTrainingOptimizer` facade: original names, YAML `training:` section."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import yaml
+
+from hamnet_jax.config import TrainingConfig
+from hamnet_jax.data.batch import random_batch
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.optimization.training_optimization import (
+    HAMNetTrainingOptimizer, OptimizationStrategy, PrecisionMode, TrainingOptimizationConfig,
+)
+
+CFG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=0, genetic_dim=0, lifestyle_dim=4,
+                             lifestyle_cardinalities=(3,), dropout=0.0)
+
+
+def test_facade_trains_with_strategies():
+    config = TrainingOptimizationConfig(
+        precision_mode=PrecisionMode.FP32,
+        strategies=[OptimizationStrategy.GRADIENT_ACCUMULATION, OptimizationStrategy.DYNAMIC_BATCHING,
+                    OptimizationStrategy.MEMORY_EFFICIENT_ATTENTION],
+        gradient_accumulation_steps=2,
+        base=TrainingConfig(batch_size=16, eval_batch_size=64, early_stop_patience=0),
+    )
+    params, summary = HAMNetTrainingOptimizer(CFG, config).train(
+        random_batch(CFG, 64, 4, seed=1), random_batch(CFG, 16, 4, seed=2), epochs=2)
+    assert summary["epochs_run"] == 2 and summary["batch_size"] == 16
+    assert summary["attention"] == "dot_product" and summary["gradient_accumulation_steps"] == 2
+    assert summary["padding_fraction_after"] < summary["padding_fraction_before"]
+    assert summary["train_samples_per_s"] > 0
+    assert np.isfinite(summary["best_val_loss"])
+    assert summary["params"] == sum(p.size for p in jax.tree_util.tree_leaves(params))
+
+
+def test_config_from_yaml_training_section(tmp_path):
+    path = tmp_path / "hamnet_config.yaml"
+    path.write_text(yaml.safe_dump({"training": {
+        "precision_mode": "bf16", "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
+        "memory_efficient_attention": "blockwise", "enabled_strategies": ["fsdp"], "batch_size": 64}}))
+    config = TrainingOptimizationConfig.from_yaml(path)
+    cfg = config.training_config(epochs=3)
+    assert (cfg.precision_mode, cfg.gradient_accumulation_steps, cfg.gradient_checkpointing) == ("bf16", 4, "full")
+    assert cfg.memory_efficient_attention == "blockwise" and cfg.mesh == {"fsdp": -1}
+    assert cfg.batch_size == 64 and cfg.num_epochs == 3
