@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from hamnet_jax.errors import InputError
 
 
-class PrecisionMode(str, enum.Enum):
+class PrecisionMode(enum.StrEnum):
     """The original framework's precision names."""
 
     FP32 = "fp32"
@@ -47,6 +47,9 @@ class PrecisionPolicy:
     param_dtype: str = "float32"
     moment_dtype: str = "float32"
     loss_scaling: bool = False
+
+
+FP32 = PrecisionPolicy()
 
 
 def resolve_policy(mode: str | PrecisionMode, platform: str | None = None,

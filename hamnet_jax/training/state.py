@@ -15,7 +15,7 @@ from flax.training import train_state
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet, boxed_init
-from hamnet_jax.training.precision import DynamicLossScale, PrecisionPolicy
+from hamnet_jax.training.precision import FP32, DynamicLossScale, PrecisionPolicy
 from hamnet_jax.transforms.select import weight_decay_mask
 
 
@@ -56,7 +56,7 @@ def cast_params(params: Any, dtype: str) -> Any:
 
 
 def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig,
-                  policy: PrecisionPolicy = PrecisionPolicy()) -> Callable[[jax.Array], TrainState]:
+                  policy: PrecisionPolicy = FP32) -> Callable[[jax.Array], TrainState]:
     """key -> TrainState, pure: jit it plainly, or with `out_shardings` to build it sharded."""
     tx = make_optimizer(cfg, policy.moment_dtype)
 
@@ -69,7 +69,7 @@ def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig,
 
 
 def create_train_state(model: HAMNet, example: Batch, key: jax.Array, cfg: OptimizerConfig,
-                       policy: PrecisionPolicy = PrecisionPolicy()) -> TrainState:
+                       policy: PrecisionPolicy = FP32) -> TrainState:
     return jax.jit(state_init_fn(model, example, cfg, policy))(key)
 
 

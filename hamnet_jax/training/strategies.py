@@ -14,7 +14,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
 
 
-class OptimizationStrategy(str, enum.Enum):
+class OptimizationStrategy(enum.StrEnum):
     MIXED_PRECISION = "mixed_precision"
     GRADIENT_ACCUMULATION = "gradient_accumulation"
     GRADIENT_CHECKPOINTING = "gradient_checkpointing"

@@ -89,7 +89,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "stopped_early": result.stopped_early, "std_scale": std_scale,
         "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
-        "batch_size": result.batch_size, "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
+        "batch_size": result.batch_size,
+        "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
     }
     if not primary:
         return summary
