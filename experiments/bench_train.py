@@ -87,7 +87,7 @@ def bench_jax(name: str, cfg: HAMNetConfig, batch_size: int, steps: int, precisi
     jax.block_until_ready(m)
     per_step = (time.perf_counter() - start) / steps
     flops = compiled_flops(compiled)
-    return {"name": name, "framework": "jax", "tier": cfg.tier, "params": count_params(state.params),
+    return {"name": name, "framework": "jax", "device": jax.default_backend(), "tier": cfg.tier, "params": count_params(state.params),
             "batch": batch_size, "visits": visits, "samples_per_s": batch_size / per_step, "step_ms": per_step * 1e3,
             "peak_mib": compiled_memory_bytes(compiled) / MIB, "temp_mib": memory.temp_size_in_bytes / MIB,
             "flops_per_step": flops, "achieved_flops_per_s": flops / per_step, "compile_s": compile_s}
@@ -117,7 +117,7 @@ def bench_torch(cfg: HAMNetConfig, batch_size: int, steps: int, compile_model: b
     return {"name": "torch " + ("compile" if compile_model else "eager"), "framework": f"torch {torch.__version__}",
             "tier": cfg.tier, "params": sum(p.numel() for p in model.parameters()), "batch": batch_size, "visits": 4,
             "samples_per_s": batch_size / per_step, "step_ms": per_step * 1e3, "peak_mib": None, "temp_mib": None,
-            "compile_s": compile_s, "threads": torch.get_num_threads()}
+            "compile_s": compile_s, "threads": torch.get_num_threads(), "device": "cpu"}
 
 
 def long_history_memory(batch_size: int, visits: int) -> list[dict]:
@@ -173,7 +173,8 @@ def main() -> None:
         print(f"{r['name']:<22}{r['params']:>10,}{r['samples_per_s']:>12.0f}{r['step_ms']:>10.1f}"
               f"{r['achieved_flops_per_s'] / 1e9:>10.1f}{r['fraction_of_matmul']:>11.1%}")
     eager = next((r for r in variants if r["name"] == "torch eager"), None)
-    print(f"\nstandard tier, batch {args.batch}, 4 visits")
+    print(f"\nstandard tier, batch {args.batch}, 4 visits"
+          + ("" if device.platform == "cpu" else " (torch rows: the CPU build, on the host CPU)"))
     print(f"{'configuration':<30}{'samples/s':>11}{'step ms':>10}{'peak MiB':>10}{'vs torch eager':>16}")
     for r in variants:
         r["vs_torch_eager"] = r["samples_per_s"] / eager["samples_per_s"] if eager else None

@@ -13,10 +13,15 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
+from hamnet_jax.optimization.training_optimization import HAMNetTrainingOptimizer, TrainingOptimizationConfig
 from hamnet_jax.run_dir import Run, load_run
+from hamnet_jax.training.distributed import initialize_distributed
 from hamnet_jax.training.loop import FitResult, fit
+from hamnet_jax.training.precision import PrecisionMode, resolve_policy
+from hamnet_jax.training.sharding import make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState, create_train_state
-from hamnet_jax.training.steps import eval_step, train_step
+from hamnet_jax.training.steps import eval_step, train_step, train_step_fn
+from hamnet_jax.training.strategies import OptimizationStrategy
 from hamnet_jax.training.train_run import train_run
 
 __version__ = "0.1.0"
@@ -32,27 +37,35 @@ __all__ = [
     "FitResult",
     "HAMNet",
     "HAMNetConfig",
+    "HAMNetTrainingOptimizer",
     "InputError",
+    "OptimizationStrategy",
     "OptimizerConfig",
+    "PrecisionMode",
     "Preprocessor",
     "Run",
     "Schema",
     "TrainState",
     "TrainingConfig",
+    "TrainingOptimizationConfig",
     "create_train_state",
     "eval_step",
     "fit",
     "frame_to_arrays",
     "generate_cohort",
     "init_params",
+    "initialize_distributed",
     "load_cohort",
     "load_config",
     "load_run",
+    "make_mesh",
     "predict_with_uncertainty",
     "random_batch",
+    "resolve_policy",
     "split_cohort",
     "split_subjects",
     "train_run",
     "train_step",
+    "train_step_fn",
     "validate_batch",
 ]
