@@ -87,7 +87,8 @@ def bench_jax(name: str, cfg: HAMNetConfig, batch_size: int, steps: int, precisi
     jax.block_until_ready(m)
     per_step = (time.perf_counter() - start) / steps
     flops = compiled_flops(compiled)
-    return {"name": name, "framework": "jax", "device": jax.default_backend(), "tier": cfg.tier, "params": count_params(state.params),
+    return {"name": name, "framework": "jax", "device": jax.default_backend(), "tier": cfg.tier,
+            "params": count_params(state.params),
             "batch": batch_size, "visits": visits, "samples_per_s": batch_size / per_step, "step_ms": per_step * 1e3,
             "peak_mib": compiled_memory_bytes(compiled) / MIB, "temp_mib": memory.temp_size_in_bytes / MIB,
             "flops_per_step": flops, "achieved_flops_per_s": flops / per_step, "compile_s": compile_s}

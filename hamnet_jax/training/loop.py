@@ -74,7 +74,10 @@ def choose_batch_size(cfg: TrainingConfig, mesh: Mesh, n: int, state: TrainState
                 lambda a: jax.ShapeDtypeStruct((b,) + a.shape[1:], a.dtype, sharding=setup.batch_sharding), example)
             return setup.step.lower(state, shapes, setup.base_key, np.int32(0)).compile()
 
-        cap, measured = largest_batch_within_budget(compile_at, cfg.memory_budget_mb * 2**20, cap, unit)
+        try:
+            cap, measured = largest_batch_within_budget(compile_at, cfg.memory_budget_mb * 2**20, cap, unit)
+        except MemoryError as e:
+            raise InputError(f"training.memory_budget_mb={cfg.memory_budget_mb:g}: {e}") from None
         log.info("memory budget %.0f MiB: batch size %d (compiled step bytes by batch: %s)",
                  cfg.memory_budget_mb, cap, measured)
     if cap < unit:
