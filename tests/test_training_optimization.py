@@ -12,6 +12,7 @@ import pytest
 
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import random_batch
+from hamnet_jax.errors import InputError
 from hamnet_jax.models.attention import blockwise_attention, dot_product_attention, naive_attention
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
@@ -199,3 +200,11 @@ def test_fit_with_every_training_option():
     assert all(np.isfinite(r["val_loss"]) for r in result.history)
     assert result.history[0]["padding_fraction"] < 0.5
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(result.params))
+
+
+def test_fit_errors_name_the_training_key():
+    data = random_batch(CFG, 16, 2, seed=1)
+    with pytest.raises(InputError, match=r"training.memory_budget_mb=0.001: even a batch of 1 needs"):
+        fit(CFG, TrainingConfig(batch_size=8, num_epochs=1, memory_budget_mb=0.001), data, data)
+    with pytest.raises(InputError, match=r"training.batch_size=3 .* smaller than 4"):
+        fit(CFG, TrainingConfig(batch_size=3, num_epochs=1, gradient_accumulation_steps=4), data, data)
