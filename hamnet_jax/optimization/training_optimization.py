@@ -69,12 +69,10 @@ class TrainingOptimizationConfig:
             self.base, precision_mode=mode,
             enabled_strategies=tuple(s.value if isinstance(s, OptimizationStrategy) else s for s in self.strategies),
             gradient_accumulation_steps=self.gradient_accumulation_steps,
-            gradient_checkpointing=str(self.gradient_checkpointing).lower()
-            if isinstance(self.gradient_checkpointing, bool) else self.gradient_checkpointing,
-            memory_efficient_attention=str(self.memory_efficient_attention).lower()
-            if isinstance(self.memory_efficient_attention, bool) else self.memory_efficient_attention,
+            gradient_checkpointing=self.gradient_checkpointing,  # bools resolve in TrainingConfig
+            memory_efficient_attention=self.memory_efficient_attention,
             mesh=dict(self.mesh or self.base.mesh), memory_budget_mb=self.memory_budget_mb,
-            bucket_by_visits=self.base.bucket_by_visits, num_epochs=epochs or self.base.num_epochs,
+            num_epochs=epochs or self.base.num_epochs,
         )
 
 
