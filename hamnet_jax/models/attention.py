@@ -29,11 +29,16 @@ from hamnet_jax.models.logical import logical_init
 NEG_INF = -1e9
 
 
+def masked_softmax(scores: jax.Array, mask: jax.Array, axis: int = -1) -> jax.Array:
+    """Softmax (float32) over `axis` that gives zero weight where `mask` is 0 (uniform if all are 0)."""
+    scores = jnp.where(mask > 0, scores.astype(jnp.float32), NEG_INF)
+    return jax.nn.softmax(scores, axis=axis)
+
+
 def naive_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
                     dropout: float = 0.0, dropout_rng: jax.Array | None = None) -> jax.Array:
     scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
-    scores = jnp.where(key_mask[:, None, None, :] > 0, scores, NEG_INF)
-    weights = jax.nn.softmax(scores, axis=-1)
+    weights = masked_softmax(scores, key_mask[:, None, None, :])
     if dropout > 0.0 and dropout_rng is not None:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout, weights.shape)
         weights = jnp.where(keep, weights / (1.0 - dropout), 0.0)

@@ -8,20 +8,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hamnet_jax.models.attention import NEG_INF, MultiHeadAttention
+from hamnet_jax.models.attention import MultiHeadAttention, masked_softmax
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 # jax.checkpoint policies by config name: what the backward pass may keep from the forward
+__all__ = ["MLP", "GatedAttentionBlock", "GroupedDense", "attention_block", "masked_mean", "masked_softmax"]
+
 REMAT_POLICY_FNS: dict[str, Any] = {
     "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
     "save_dots": jax.checkpoint_policies.checkpoint_dots,  # keep matmul outputs, recompute the rest
 }
-
-
-def masked_softmax(scores: jax.Array, mask: jax.Array, axis: int = -1) -> jax.Array:
-    """Softmax (float32) over `axis` that gives zero weight where `mask` is 0 (uniform if all are 0)."""
-    scores = jnp.where(mask > 0, scores.astype(jnp.float32), NEG_INF)
-    return jax.nn.softmax(scores, axis=axis)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:

@@ -27,7 +27,7 @@ from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_within_budget, padding_fraction
 from hamnet_jax.training.losses import gaussian_nll
-from hamnet_jax.training.precision import resolve_policy
+from hamnet_jax.training.precision import PrecisionPolicy, resolve_policy
 from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_sharded_training
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
@@ -54,10 +54,9 @@ def validation_loss(model: HAMNet, params: Any, batch: Batch, batch_size: int) -
     return {"val_loss": float(nll.mean()), "val_mae": float(np.abs(out["mean"] - y).mean())}
 
 
-def execution_config(model_config: HAMNetConfig, cfg: TrainingConfig) -> HAMNetConfig:
-    """The model config training runs with: the precision policy's compute dtype, the
-    remat policy and the attention kernel of `cfg` (same parameters as `model_config`)."""
-    policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
+def execution_config(model_config: HAMNetConfig, cfg: TrainingConfig, policy: PrecisionPolicy) -> HAMNetConfig:
+    """The model config training runs with: the policy's compute dtype, the remat policy
+    and the attention kernel of `cfg` (same parameters as `model_config`)."""
     return model_config.replace(dtype=policy.compute_dtype, remat_policy=cfg.gradient_checkpointing,
                                 attention=cfg.memory_efficient_attention)
 
@@ -106,7 +105,7 @@ def fit(
     validate_batch(train, model_config)
     validate_batch(val, model_config)
     policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
-    model = HAMNet(execution_config(model_config, cfg))
+    model = HAMNet(execution_config(model_config, cfg, policy))
     mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
     n = train.size
     example = train.take(np.arange(min(n, 2)))

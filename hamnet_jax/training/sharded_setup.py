@@ -74,5 +74,3 @@ def host_params(params: Any) -> Any:
     if jax.process_count() == 1:
         return jax.device_get(params)
     return multihost_utils.process_allgather(params, tiled=True)
-
-

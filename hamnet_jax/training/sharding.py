@@ -150,7 +150,7 @@ def put_global_batch(batch: Any, sharding: NamedSharding) -> Any:
     """A host batch (the same global rows on every process) as global arrays: each process
     transfers only the rows its own devices hold."""
     rows = int(jax.tree_util.tree_leaves(batch)[0].shape[0])
-    if rows % math.prod(sharding.mesh.shape[a] for a in BATCH_AXES):
+    if rows % batch_divisor(sharding.mesh):
         raise InputError(f"batch of {rows} subjects does not split over the {batch_divisor(sharding.mesh)} "
                          f"data x fsdp devices of the mesh {dict(sharding.mesh.shape)}")
     local = process_rows(sharding, rows)
