@@ -112,11 +112,12 @@ class MultiHeadAttention(nn.Module):
     block_size: int = 64
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    head_dim: int = 0  # 0 = width // num_heads
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         width = x.shape[-1]
-        head_dim = width // self.num_heads
+        head_dim = self.head_dim or width // self.num_heads
 
         def project(name: str) -> jax.Array:
             return nn.DenseGeneral(

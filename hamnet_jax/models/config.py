@@ -55,6 +55,15 @@ class HAMNetConfig:
     imaging_group_size: int = 32
     genetic_group_size: int = 64
     temporal_kernel_size: int = 3
+    # widths a structured-pruning compaction shrinks (0 = the tier's default rule)
+    head_dim: int = 0  # per-head width; 0 = embed_dim // num_heads
+    mlp_dim: int = 0  # hidden width of every attention block's MLP; 0 = embed_dim * mlp_ratio
+    head_hidden_dim: int = 0  # hidden width of the output head MLP; 0 = 2 * embed_dim
+    clinical_hidden_dim: int = 0  # hidden width of the clinical encoder; 0 = 2 * embed_dim
+    # positions (in the zero-padded group layout: group * group_size + offset) the token
+    # projection reads, the same count in every group; () = every feature
+    imaging_kept_features: tuple[int, ...] = ()
+    genetic_kept_features: tuple[int, ...] = ()
     classification: bool = False
     log_var_min: float = -10.0
     log_var_max: float = 6.0
@@ -68,6 +77,9 @@ class HAMNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lifestyle_cardinalities", tuple(int(c) for c in self.lifestyle_cardinalities))
         object.__setattr__(self, "remat_blocks", tuple(self.remat_blocks))
+        for m in ("imaging", "genetic"):
+            name = f"{m}_kept_features"
+            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
         self.validate()
 
     # -- construction -------------------------------------------------------------------
@@ -106,6 +118,8 @@ class HAMNetConfig:
         d = dataclasses.asdict(self)
         d["lifestyle_cardinalities"] = list(self.lifestyle_cardinalities)
         d["remat_blocks"] = list(self.remat_blocks)
+        for m in ("imaging", "genetic"):
+            d[f"{m}_kept_features"] = list(getattr(self, f"{m}_kept_features"))
         return d
 
     # -- aliases, read side -----------------------------------------------------------------
@@ -141,8 +155,15 @@ class HAMNetConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 fail(name, f"must be in [0, 1), got {value!r}")
-        if self.embed_dim % self.num_heads:
-            fail("num_heads", f"{self.num_heads} heads do not divide embed_dim={self.embed_dim}")
+        if self.embed_dim % self.num_heads and not self.head_dim:
+            fail("num_heads", f"{self.num_heads} heads do not divide embed_dim={self.embed_dim} "
+                 "(or set head_dim)")
+        for name in ("head_dim", "mlp_dim", "head_hidden_dim", "clinical_hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(name, f"must be a non-negative integer (0 = default width), got {value!r}")
+        for m in ("imaging", "genetic"):
+            self._validate_kept_features(m)
         for m in MODALITIES:
             value = getattr(self, f"{m}_dim")
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -166,6 +187,37 @@ class HAMNetConfig:
         if self.attention != "naive" and self.attention_dropout > 0:
             fail("attention_dropout", f"attention dropout needs attention='naive' (the {self.attention!r} "
                  "kernel never materializes the attention weights)")
+
+    def _validate_kept_features(self, modality: str) -> None:
+        kept = getattr(self, f"{modality}_kept_features")
+        if not kept:
+            return
+        size = getattr(self, f"{modality}_group_size")
+        groups = -(-getattr(self, f"{modality}_dim") // size)
+        field = f"HAMNetConfig.{modality}_kept_features"
+        if sorted(set(kept)) != list(kept) or kept[0] < 0 or kept[-1] >= groups * size:
+            raise InputError(f"{field}: must be sorted, distinct positions in [0, {groups * size})")
+        counts = [sum(1 for i in kept if i // size == g) for g in range(groups)]
+        if len(set(counts)) != 1:
+            raise InputError(f"{field}: every one of the {groups} groups must keep the same number of "
+                             f"features, got {counts}")
+
+    def kept_offsets(self, modality: str) -> tuple[tuple[int, ...], ...] | None:
+        """Per group, the offsets the token projection reads; None = every feature."""
+        kept = getattr(self, f"{modality}_kept_features")
+        if not kept:
+            return None
+        size = getattr(self, f"{modality}_group_size")
+        groups = -(-getattr(self, f"{modality}_dim") // size)
+        return tuple(tuple(i % size for i in kept if i // size == g) for g in range(groups))
+
+    @property
+    def attention_head_dim(self) -> int:
+        return self.head_dim or self.embed_dim // self.num_heads
+
+    @property
+    def block_mlp_dim(self) -> int:
+        return self.mlp_dim or self.embed_dim * self.mlp_ratio
 
     def remat_for(self, block: str) -> str:
         """The remat policy of one block group (`encoders`, `fusion`, `temporal`)."""

@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hamnet_jax.models.layers import GroupedDense, attention_block, masked_mean
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
@@ -22,11 +23,12 @@ class DenseEncoder(nn.Module):
     embed_dim: int
     dropout: float = 0.0
     dtype: Any = jnp.float32
+    hidden_dim: int = 0  # 0 = 2 * embed_dim
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         h = jnp.concatenate([x * mask, mask], axis=-1)
-        h = nn.gelu(dense(self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
+        h = nn.gelu(dense(self.hidden_dim or self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         h = dense(self.embed_dim, ("mlp", "embed"), self.dtype, "fc2")(h)
         return layer_norm("norm")(h)
@@ -35,7 +37,9 @@ class DenseEncoder(nn.Module):
 class GroupTokenEncoder(nn.Module):
     """Imaging phenotypes and SNP dosages: features are cut into groups of `group_size`,
     each group becomes a token, and attention runs between the tokens of the modality
-    before a masked mean pools them into the modality token."""
+    before a masked mean pools them into the modality token. With `kept_offsets` (from a
+    structured-pruning compaction) the projection of group g reads only those offsets of
+    it; which tokens are present still follows every feature's mask."""
 
     embed_dim: int
     group_size: int
@@ -45,6 +49,10 @@ class GroupTokenEncoder(nn.Module):
     attention_block_size: int = 64
     remat: str = "none"
     dtype: Any = jnp.float32
+    mlp_ratio: int = 2
+    head_dim: int = 0
+    mlp_dim: int = 0
+    kept_offsets: tuple[tuple[int, ...], ...] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
@@ -53,11 +61,17 @@ class GroupTokenEncoder(nn.Module):
         pad = groups * self.group_size - width
         x = jnp.pad(x * mask, ((0, 0), (0, pad))).reshape(n, groups, self.group_size)
         m = jnp.pad(mask, ((0, 0), (0, pad))).reshape(n, groups, self.group_size)
-        tokens = nn.gelu(GroupedDense(self.embed_dim, self.dtype, name="group_proj")(jnp.concatenate([x, m], -1)))
         token_mask = (m.sum(-1) > 0).astype(jnp.float32)
+        if self.kept_offsets is not None:  # one static gather of the kept columns
+            kept = len(self.kept_offsets[0])
+            flat = np.asarray([g * self.group_size + o for g, offs in enumerate(self.kept_offsets) for o in offs])
+            x = x.reshape(n, -1)[:, flat].reshape(n, groups, kept)
+            m = m.reshape(n, -1)[:, flat].reshape(n, groups, kept)
+        tokens = nn.gelu(GroupedDense(self.embed_dim, self.dtype, name="group_proj")(jnp.concatenate([x, m], -1)))
         tokens = attention_block(self.remat)(
-            self.num_heads, dropout=self.dropout, attention=self.attention,
-            attention_block_size=self.attention_block_size, dtype=self.dtype, name="block",
+            self.num_heads, self.mlp_ratio, dropout=self.dropout, attention=self.attention,
+            attention_block_size=self.attention_block_size, dtype=self.dtype, head_dim=self.head_dim,
+            mlp_dim=self.mlp_dim, name="block",
         )(tokens, token_mask, deterministic)
         return layer_norm("norm")(masked_mean(tokens, token_mask, axis=1))
 

@@ -25,6 +25,8 @@ class CrossModalFusion(nn.Module):
     attention_block_size: int = 64
     remat: str = "none"
     dtype: Any = jnp.float32
+    head_dim: int = 0
+    mlp_dim: int = 0
 
     @nn.compact
     def __call__(
@@ -36,7 +38,7 @@ class CrossModalFusion(nn.Module):
         for i in range(self.num_layers):
             x = attention_block(self.remat)(
                 self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, self.attention,
-                self.attention_block_size, self.dtype, name=f"block_{i}",
+                self.attention_block_size, self.dtype, self.head_dim, self.mlp_dim, name=f"block_{i}",
             )(x, mask, deterministic)
         x = layer_norm("norm")(x)
         weights = masked_softmax(dense(1, ("embed", None), jnp.float32, "modality_score")(x)[..., 0], mask)

@@ -36,11 +36,13 @@ class HAMNet(nn.Module):
         dtype = jnp.dtype(c.dtype)
         enc: dict[str, nn.Module] = {}
         if c.has_modality("clinical"):
-            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, dtype, name="clinical_encoder")
+            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, dtype, c.clinical_hidden_dim,
+                                           name="clinical_encoder")
         for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
             if c.has_modality(m):
                 enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, c.attention,
                                            c.attention_block_size, c.remat_for("encoders"), dtype,
+                                           c.mlp_ratio, c.head_dim, c.mlp_dim, c.kept_offsets(m),
                                            name=f"{m}_encoder")
         if c.has_modality("lifestyle"):
             enc["lifestyle"] = LifestyleEncoder(
@@ -70,7 +72,7 @@ class HAMNet(nn.Module):
         dtype = jnp.dtype(c.dtype)
         fused, modality_weights = CrossModalFusion(
             c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, c.attention,
-            c.attention_block_size, c.remat_for("fusion"), dtype, name="fusion",
+            c.attention_block_size, c.remat_for("fusion"), dtype, c.head_dim, c.mlp_dim, name="fusion",
         )(tokens, modality_mask, deterministic)
 
         visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
@@ -78,11 +80,12 @@ class HAMNet(nn.Module):
         summary, visit_weights = TemporalEncoder(
             c.temporal_layers, c.num_heads, c.temporal_kernel_size, c.mlp_ratio, c.dropout,
             c.attention_dropout, c.attention, c.attention_block_size, c.remat_for("temporal"), dtype,
-            name="temporal",
+            c.head_dim, c.mlp_dim, name="temporal",
         )(visits, batch.visit_times, visit_mask, deterministic)
 
         # heads in float32: the mean and the variance are what the loss and intervals read
-        h = MLP(c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32, name="head_mlp")(summary, deterministic)
+        h = MLP(c.head_hidden_dim or c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32,
+                name="head_mlp")(summary, deterministic)
         h = nn.gelu(h)
         mean = dense(1, ("embed", None), jnp.float32, "mean_head")(h)[:, 0]
         raw = dense(1, ("embed", None), jnp.float32, "log_var_head")(h)[:, 0]

@@ -55,17 +55,19 @@ class GatedAttentionBlock(nn.Module):
     attention: str = "naive"
     attention_block_size: int = 64
     dtype: Any = jnp.float32
+    head_dim: int = 0  # 0 = width // num_heads
+    mlp_dim: int = 0  # 0 = width * mlp_ratio
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         width = x.shape[-1]
         h = layer_norm("norm_attn")(x)
         h = MultiHeadAttention(self.num_heads, self.attention, self.attention_block_size,
-                               self.attention_dropout, self.dtype, name="attn")(h, mask, deterministic)
+                               self.attention_dropout, self.dtype, self.head_dim, name="attn")(h, mask, deterministic)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_attn")(h)) * h
         h = layer_norm("norm_mlp")(x)
-        h = MLP(width * self.mlp_ratio, width, self.dropout, self.dtype, name="mlp")(h, deterministic)
+        h = MLP(self.mlp_dim or width * self.mlp_ratio, width, self.dropout, self.dtype, name="mlp")(h, deterministic)
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_mlp")(h)) * h
         return x * mask[..., None].astype(x.dtype)

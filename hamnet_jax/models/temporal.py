@@ -55,6 +55,8 @@ class TemporalEncoder(nn.Module):
     attention_block_size: int = 64
     remat: str = "none"
     dtype: Any = jnp.float32
+    head_dim: int = 0
+    mlp_dim: int = 0
 
     @nn.compact
     def __call__(
@@ -67,7 +69,7 @@ class TemporalEncoder(nn.Module):
         for i in range(self.num_layers):
             x = attention_block(self.remat)(
                 self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, self.attention,
-                self.attention_block_size, self.dtype, name=f"block_{i}",
+                self.attention_block_size, self.dtype, self.head_dim, self.mlp_dim, name=f"block_{i}",
             )(x, mask, deterministic)
         conv = CausalDepthwiseConv(self.kernel_size, self.dtype, name="depthwise_conv")(x)
         x = (x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "conv_gate")(x)) * conv)

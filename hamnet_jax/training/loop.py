@@ -46,9 +46,10 @@ class FitResult:
     batch_size: int = 0
 
 
-def validation_loss(model: HAMNet, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
-    """Mean Gaussian NLL and MAE (standardized units) of deterministic predictions."""
-    out = map_batched(lambda b: eval_step(model.apply, params, b), batch, batch_size)
+def validation_loss(apply_fn: Callable, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
+    """Mean Gaussian NLL and MAE (standardized units) of deterministic predictions of
+    `apply_fn` (a model's apply, or a wrapped one that runs a pruned/quantized model)."""
+    out = map_batched(lambda b: eval_step(apply_fn, params, b), batch, batch_size)
     y = np.asarray(batch.targets)
     nll = np.asarray(gaussian_nll(out["mean"], out["log_var"], y))
     return {"val_loss": float(nll.mean()), "val_mae": float(np.abs(out["mean"] - y).mean())}
@@ -153,7 +154,7 @@ def fit(
         record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
                   "padding_fraction": padding_fraction(counts, batches)}
         params_now = host_params(state.params)
-        record.update(validation_loss(model, params_now, val, cfg.eval_batch_size))
+        record.update(validation_loss(model.apply, params_now, val, cfg.eval_batch_size))
         improved = record["val_loss"] < meta["best_val_loss"]
         meta = {
             "epoch": epoch + 1,
