@@ -150,6 +150,44 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise InputError("ONNX Runtime disagrees with JAX by more than 1e-4; the export is not trustworthy")
 
 
+def _compress(args: argparse.Namespace, pruning, quantization) -> None:
+    from hamnet_jax.compression.run import compress_run
+
+    summary = compress_run(args.run, args.data, args.out, pruning, quantization)
+    base, new = summary["baseline_metrics"], summary["optimized_metrics"]
+    print(f"wrote {args.out}: params {summary['baseline_params']:,} -> {summary['optimized_params']:,}, "
+          f"checkpoint {summary['baseline_bytes'] / 1e6:.2f} -> {summary['optimized_bytes'] / 1e6:.2f} MB "
+          f"({summary['compression_ratio']:.2f}x), latency at batch {summary['latency_batch_size']} "
+          f"{summary['baseline_latency_ms']:.1f} -> {summary['optimized_latency_ms']:.1f} ms "
+          f"({summary['speedup_factor']:.2f}x), test MAE {base['mae']:.3f} -> {new['mae']:.3f} "
+          f"({summary['accuracy_drop']:+.1%})")
+
+
+def _section_with_flags(config, name: str, flags: dict) -> dict:
+    section = dict(config.sections.get(name, {}))
+    section.update({k: v for k, v in flags.items() if v is not None})
+    return section
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from hamnet_jax.compression.configs import PruningConfig
+
+    config = _setup(args)
+    section = _section_with_flags(config, "pruning", {
+        "method": args.method, "target_sparsity": args.sparsity, "pruning_schedule": args.schedule,
+        "finetune_epochs": args.epochs, "cycles": args.cycles})
+    _compress(args, PruningConfig.from_section(section), None)
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from hamnet_jax.compression.configs import QuantizationConfig
+
+    config = _setup(args)
+    section = _section_with_flags(config, "quantization", {
+        "mode": args.mode, "precision": args.precision, "calibration_method": args.calibration})
+    _compress(args, None, QuantizationConfig.from_section(section))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hamnet_jax.data.cohort import DEFAULT_SUBJECTS
 
@@ -203,6 +241,27 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--run", required=True)
     x.add_argument("--out", required=True, help="ONNX file to write")
     x.set_defaults(func=cmd_export)
+
+    def compress_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("--run", required=True, help="trained run directory")
+        q.add_argument("--data", required=True, help="the data file the run was trained on (same split)")
+        q.add_argument("--out", required=True, help="new run directory to write")
+        q.add_argument("--config", help=f"hamnet_config.yaml whose {name}-related section is used")
+        return q
+
+    pr = compress_parser("prune", "prune + fine-tune a run (structured: compact it) into a new run")
+    pr.add_argument("--method", help="magnitude, global_magnitude, gradient, snip, taylor, movement or structured")
+    pr.add_argument("--sparsity", type=float, help="target sparsity in [0, 1) (pruning.target_sparsity)")
+    pr.add_argument("--schedule", help="one_shot, linear or polynomial (pruning.pruning_schedule)")
+    pr.add_argument("--epochs", type=int, help="fine-tuning epochs (pruning.finetune_epochs)")
+    pr.add_argument("--cycles", type=int, help="iterative prune -> fine-tune cycles (pruning.cycles)")
+    pr.set_defaults(func=cmd_prune)
+    qz = compress_parser("quantize", "quantize a run (int8 PTQ / QAT / mixed, fp16, bf16) into a new run")
+    qz.add_argument("--mode", help="dynamic, static, qat, weight_only or mixed (quantization.mode)")
+    qz.add_argument("--precision", help="int8, fp16 or bf16 (quantization.precision)")
+    qz.add_argument("--calibration", help="minmax or percentile (static mode)")
+    qz.set_defaults(func=cmd_quantize)
     return p
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from hamnet_jax.compression.configs import PruningConfig, QuantizationConfig
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import ALIASES, HAMNetConfig
 
@@ -28,8 +29,8 @@ ORIGINAL_SECTIONS: dict[str, tuple[str, ...]] = {
     "nas": ("search_strategy", "max_layers", "min_layers", "population_size", "generations",
             "mutation_rate", "crossover_rate"),
     "hyperparameter_optimization": ("strategy", "max_trials", "max_epochs_per_trial", "early_stop_patience"),
-    "pruning": ("method", "target_sparsity", "pruning_schedule", "pruning_frequency", "start_epoch", "end_epoch"),
-    "quantization": ("mode", "precision"),
+    "pruning": tuple(f.name for f in dataclasses.fields(PruningConfig)),
+    "quantization": tuple(f.name for f in dataclasses.fields(QuantizationConfig)),
     "distillation": ("method", "temperature", "alpha", "intermediate_features", "attention_maps"),
     "regularization": ("dropout_rate", "weight_decay", "label_smoothing", "mixup_alpha", "enabled_techniques"),
     "inference": ("backend", "precision_mode", "batch_size", "dynamic_batching", "enable_caching"),
@@ -278,6 +279,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             continue
         _check_keys(name, raw[name] or {}, keys)
         sections[name] = dict(raw[name] or {})
-        if name not in ("deployment", "optimization", "monitoring"):
+        if name == "pruning":
+            PruningConfig.from_section(sections[name])  # values checked now, used by `hamnet prune`
+        elif name == "quantization":
+            QuantizationConfig.from_section(sections[name])  # used by `hamnet quantize`
+        elif name not in ("deployment", "optimization", "monitoring"):
             notes.append(f"section {name!r} is accepted and validated but not used by training")
     return Config(model=model, sections=sections, notes=tuple(notes), **typed)

@@ -37,9 +37,10 @@ class OptimizerConfig:
 
 
 def make_optimizer(cfg: OptimizerConfig, moment_dtype: str = "float32") -> optax.GradientTransformation:
+    warmup = max(cfg.warmup_steps, 1)
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=max(cfg.warmup_steps, 1),
-        decay_steps=max(cfg.total_steps, cfg.warmup_steps + 1), end_value=cfg.learning_rate * cfg.end_lr_ratio,
+        init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=warmup,
+        decay_steps=max(cfg.total_steps, warmup + 1), end_value=cfg.learning_rate * cfg.end_lr_ratio,
     )
     return optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from hamnet_jax.models.layers import GroupedDense
-from hamnet_jax.transforms.quantization import qmax
+from hamnet_jax.transforms.quantization import fake_quant, input_axes, qmax
 
 EXECUTION_MODES = ("weight_only", "dynamic", "static", "fake")
 ACT_BITS = 8
@@ -91,9 +91,10 @@ def _int8_call(mode: str, module: nn.Module, x: jax.Array) -> jax.Array:
     if mode == "weight_only":
         y = _project(module, x, kernel.astype(jnp.float32) * w_scale)
         return _with_bias(module, y)
-    if mode == "fake":  # kernel is float here; fake-quantize both operands
-        w_scale = jax.lax.stop_gradient(w_scale)
-        w = _fake(kernel, jnp.clip(jnp.round(kernel / w_scale), -qmax(ACT_BITS), qmax(ACT_BITS)) * w_scale)
+    if mode == "fake":  # kernel is float and still training: scale from its current values
+        path = "/".join(module.path) + "/kernel"
+        bits = int(module.get_variable("quant", "kernel_bits", ACT_BITS))
+        w = fake_quant(kernel, input_axes(path, kernel.ndim), bits)
         xs = jax.lax.stop_gradient(_act_scale(x, 1 if isinstance(module, GroupedDense) else _contracted(module)))
         xq = _fake(x, _quant_act(x, xs).astype(jnp.float32) * xs)
         return _with_bias(module, _project(module, xq, w))

@@ -1,0 +1,82 @@
+"""`compress_run`: prune and/or quantize a trained run directory into a new one.
+
+The new run directory is complete (config with the compacted model section, schema,
+preprocessor, recalibrated interval scale, float `params/`), so `hamnet evaluate`,
+`predict` and `export` work on it. A quantized run also holds `compressed.npz` (the
+int8 checkpoint; its `params/` are the dequantized weights, i.e. what the weight-only
+path computes) and `summary.json` holds the measured `OptimizationResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.compression.configs import PruningConfig, QuantizationConfig
+from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.errors import InputError
+from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
+from hamnet_jax.run_dir import load_run, save_calibration, save_config, save_params
+from hamnet_jax.transforms.compressed_checkpoint import save_compressed
+from hamnet_jax.transforms.quantization import dequantize_params
+
+
+def plot_layer_sparsity(report: dict[str, Any], path: Path) -> None:
+    """Bar chart of the zero fraction of every prunable layer."""
+    from hamnet_jax.training.plots import _pyplot
+
+    plt = _pyplot()
+    layers = report["layers"]
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.18 * len(layers))))
+    ax.barh(list(layers), [v["sparsity"] for v in layers.values()])
+    ax.set_xlabel("fraction of weights that are zero")
+    ax.set_xlim(0, 1)
+    ax.tick_params(axis="y", labelsize=6)
+    ax.set_title(f"prunable sparsity {report['prunable_sparsity']:.1%}, total {report['total_sparsity']:.1%}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
+                 pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None) -> dict:
+    """Compress the run at `run_dir` on the same data split it was trained on; returns the
+    summary written to `out_dir/summary.json`."""
+    run = load_run(run_dir)
+    out = Path(out_dir)
+    if out.resolve() == Path(run_dir).resolve():
+        raise InputError("--out must be a new run directory, not the run being compressed")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"run directory {out} already exists and is not empty; choose another --out")
+    arrays = load_cohort(data_path, run.schema, run.config.data)
+    parts = split_cohort(arrays, run.config.data)
+    if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
+        raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")
+    pre = run.preprocessor
+    batches = {k: pre.transform(v) for k, v in parts.items()}
+    optimizer = HAMNetOptimizer(pruning, quantization, target_std=pre.target_std)
+    _, result = optimizer.optimize_model(run.model_config, run.params, batches["train"], batches["val"],
+                                         batches["test"])
+    model = result.model
+    float_params = model.params if model.quant is None else dequantize_params(model.params, model.quant)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("schema.yaml", "preprocessor.npz"):
+        shutil.copy2(Path(run_dir) / name, out / name)
+    save_config(out, run.config, model.config)
+    save_params(out, float_params)
+    if model.quant is not None:
+        save_compressed(out / "compressed.npz", model.params, model.quant, model.bits)
+    val = predict_batch(model.config, float_params, batches["val"], pre.target_mean, pre.target_std, 1.0,
+                        run.config.training.mc_samples, run.config.training.seed)
+    std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
+    save_calibration(out, std_scale)
+    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale}
+    write_json_atomic(out / "summary.json", summary)
+    if result.pruning.get("sparsity"):
+        plot_layer_sparsity(result.pruning["sparsity"], out / "plots" / "layer_sparsity.png")
+    return summary
