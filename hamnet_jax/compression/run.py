@@ -20,7 +20,8 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
-from hamnet_jax.run_dir import load_run, save_calibration, save_config, save_params
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.run_dir import Run, load_run, save_calibration, save_config, save_params
 from hamnet_jax.transforms.compressed_checkpoint import save_compressed
 from hamnet_jax.transforms.quantization import dequantize_params
 
@@ -43,22 +44,28 @@ def plot_layer_sparsity(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) -> tuple[Run, dict, dict[str, Batch]]:
+    """A trained run, the raw train/val/test parts of `data_path` under the run's split,
+    and their preprocessed batches."""
+    run = load_run(run_dir)
+    arrays = load_cohort(data_path, run.schema, run.config.data)
+    parts = split_cohort(arrays, run.config.data)
+    if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
+        raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")
+    return run, parts, {k: run.preprocessor.transform(v) for k, v in parts.items()}
+
+
 def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                  pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None) -> dict:
     """Compress the run at `run_dir` on the same data split it was trained on; returns the
     summary written to `out_dir/summary.json`."""
-    run = load_run(run_dir)
     out = Path(out_dir)
     if out.resolve() == Path(run_dir).resolve():
         raise InputError("--out must be a new run directory, not the run being compressed")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"run directory {out} already exists and is not empty; choose another --out")
-    arrays = load_cohort(data_path, run.schema, run.config.data)
-    parts = split_cohort(arrays, run.config.data)
-    if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
-        raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")
+    run, parts, batches = load_run_splits(run_dir, data_path)
     pre = run.preprocessor
-    batches = {k: pre.transform(v) for k, v in parts.items()}
     optimizer = HAMNetOptimizer(pruning, quantization, target_std=pre.target_std)
     _, result = optimizer.optimize_model(run.model_config, run.params, batches["train"], batches["val"],
                                          batches["test"])
