@@ -13,6 +13,9 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
+from hamnet_jax.compression.configs import PruningConfig, PruningMethod, QuantizationConfig, QuantizationMode
+from hamnet_jax.compression.run import compress_run
+from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer, OptimizationResult
 from hamnet_jax.optimization.training_optimization import HAMNetTrainingOptimizer, TrainingOptimizationConfig
 from hamnet_jax.run_dir import Run, load_run
 from hamnet_jax.training.distributed import initialize_distributed
@@ -37,7 +40,14 @@ __all__ = [
     "FitResult",
     "HAMNet",
     "HAMNetConfig",
+    "HAMNetOptimizer",
     "HAMNetTrainingOptimizer",
+    "OptimizationResult",
+    "PruningConfig",
+    "PruningMethod",
+    "QuantizationConfig",
+    "QuantizationMode",
+    "compress_run",
     "InputError",
     "OptimizationStrategy",
     "OptimizerConfig",

@@ -58,13 +58,14 @@ def run(mode, params, quant):
 def test_int8_paths_agree_with_their_float_references():
     codes, scales = quantize_params(PARAMS, quantize_bits(PARAMS))
     assert all(x.dtype == jnp.int8 for x in jax.tree_util.tree_leaves(codes) if x.ndim >= 2 and x.dtype != jnp.float32)
-    ref = MODEL.apply({"params": dequantize_params(codes, scales)}, BATCH)[0]
+    forward = jax.jit(lambda p: MODEL.apply({"params": p}, BATCH)[0])
+    ref = forward(dequantize_params(codes, scales))
     weight_only = run("weight_only", codes, scales)
     np.testing.assert_allclose(weight_only["mean"], ref["mean"], atol=1e-5)
     # real int8 dot_general == float simulation of the same quantization (fake-quant path)
     dynamic, fake = run("dynamic", codes, scales), run("fake", PARAMS, scales)
     np.testing.assert_allclose(dynamic["mean"], fake["mean"], atol=1e-4)
-    float_out = MODEL.apply({"params": PARAMS}, BATCH)[0]
+    float_out = forward(PARAMS)
     assert float(jnp.abs(dynamic["mean"] - float_out["mean"]).max()) < 0.1
     with pytest.raises(ValueError, match="input_scale"):
         run("static", codes, scales)
@@ -83,7 +84,7 @@ def test_qat_gradients_flow_through_fake_quant():
         with int8_mode("fake"):
             return MODEL.apply({"params": p, "quant": scales}, BATCH)[0]["mean"].sum()
 
-    grads = jax.grad(loss)(PARAMS)
+    grads = jax.jit(jax.grad(loss))(PARAMS)
     assert float(jnp.abs(grads["fusion"]["block_0"]["mlp"]["fc1"]["kernel"]).sum()) > 0
 
 
