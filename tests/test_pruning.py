@@ -85,6 +85,8 @@ def test_schedules_reach_target_and_only_grow():
         assert all(b >= a - 1e-7 for a, b in zip(values, values[1:], strict=False))
         updates = [t for t in range(130) if bool(s.is_update_step(jnp.int32(t)))]
         assert updates == list(range(10, 111, 10))
+    same_step = PruningSchedule("polynomial", 0.6, 5, 5)  # start == end: the target at once
+    assert float(same_step.sparsity(jnp.int32(5))) == pytest.approx(0.6) and bool(same_step.is_update_step(5))
     poly = PruningSchedule("polynomial", 0.8, 0, 100)
     lin = PruningSchedule("linear", 0.8, 0, 100)
     assert float(poly.sparsity(jnp.int32(20))) > float(lin.sparsity(jnp.int32(20)))  # prunes early, then slows

@@ -138,7 +138,7 @@ class PruningSchedule:
         if self.kind == "one_shot":
             return jnp.float32(self.target)
         span = max(self.end_step - self.start_step, 1)
-        t = jnp.clip((step - self.start_step) / span, 0.0, 1.0)
+        t = jnp.where(step >= self.end_step, 1.0, jnp.clip((step - self.start_step) / span, 0.0, 1.0))
         if self.kind == "linear":
             return jnp.float32(self.initial + (self.target - self.initial) * t)
         return jnp.float32(self.target + (self.initial - self.target) * (1.0 - t) ** self.power)
