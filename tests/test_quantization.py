@@ -20,7 +20,8 @@ from hamnet_jax.transforms.int8_execution import calibrate, int8_mode
 from hamnet_jax.transforms.masks import apply_masks
 from hamnet_jax.transforms.mixed_precision import sensitivity_bits
 from hamnet_jax.transforms.quantization import (
-    cast_weights, channel_scale, dequantize, dequantize_params, fake_quant, quantize, quantize_bits, quantize_params,
+    cast_weights, channel_scale, dequantize, dequantize_params, fake_quant, fake_quant_params, quantize, quantize_bits,
+    quantize_params,
 )
 
 CONFIG = HAMNetConfig.from_tier("base", clinical_dim=10, imaging_dim=20, genetic_dim=30, lifestyle_dim=4,
@@ -48,6 +49,12 @@ def test_fake_quant_is_straight_through():
     np.testing.assert_array_equal(g, jnp.broadcast_to(jnp.arange(4.0), (3, 4)))
     s = channel_scale(w, (0,), 4)
     np.testing.assert_allclose(fake_quant(w, (0,), 4), dequantize(quantize(w, s, 4), s), atol=1e-7)
+    bits = quantize_bits(PARAMS)  # by path rules: the model code is untouched
+    faked = fake_quant_params(PARAMS, bits)
+    np.testing.assert_allclose(faked["fusion"]["block_0"]["attn"]["out"]["kernel"],
+                               dequantize_params(*quantize_params(PARAMS, bits))["fusion"]["block_0"]["attn"]["out"]
+                               ["kernel"], atol=1e-6)
+    np.testing.assert_array_equal(faked["fusion"]["norm"]["scale"], PARAMS["fusion"]["norm"]["scale"])
 
 
 def run(mode, params, quant):

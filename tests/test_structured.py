@@ -83,3 +83,16 @@ def test_kept_features_are_validated_by_name():
         CONFIG.replace(genetic_kept_features=(3, 1))
     with pytest.raises(InputError, match="mlp_dim"):
         CONFIG.replace(mlp_dim=-1)
+
+
+def test_taylor_unit_scores_accumulate_squared_unit_terms():
+    groups = structured.unit_groups(PARAMS, ("heads",))
+    grads = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+    once = structured.accumulate_unit_taylor(groups, None, PARAMS, grads)
+    twice = structured.accumulate_unit_taylor(groups, once, PARAMS, grads)
+    scores = structured.unit_scores(groups, PARAMS, "taylor", twice)
+    layer = groups[0].layer
+    np.testing.assert_allclose(scores[layer], 2 * np.asarray(once[layer]), rtol=1e-6)
+    assert scores[layer].shape == (groups[0].num_units,)
+    with pytest.raises(ValueError, match="taylor_scores"):
+        structured.unit_scores(groups, PARAMS, "taylor")

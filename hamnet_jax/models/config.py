@@ -215,10 +215,6 @@ class HAMNetConfig:
     def attention_head_dim(self) -> int:
         return self.head_dim or self.embed_dim // self.num_heads
 
-    @property
-    def block_mlp_dim(self) -> int:
-        return self.mlp_dim or self.embed_dim * self.mlp_ratio
-
     def remat_for(self, block: str) -> str:
         """The remat policy of one block group (`encoders`, `fusion`, `temporal`)."""
         return self.remat_policy if block in self.remat_blocks else "none"

@@ -16,7 +16,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hamnet_jax.transforms.select import Pattern, path_str, select_by_path
 
@@ -134,8 +133,3 @@ def cast_weights(params: Any, dtype: str, rules: Sequence[tuple[Pattern, bool]] 
         raise ValueError(f"cast dtype must be float16, bfloat16 or float32, got {dtype!r}")
     chosen = select_by_path(params, rules)
     return jax.tree_util.tree_map(lambda p, c: p.astype(dtype) if c else p, params, chosen)
-
-
-def params_nbytes(tree: Any) -> int:
-    """Bytes the leaves occupy in memory (int8 codes count 1 byte each)."""
-    return int(sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(tree)))
