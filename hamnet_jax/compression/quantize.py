@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
 from hamnet_jax.compression.configs import QuantizationConfig, QuantizationMode
@@ -19,7 +18,7 @@ from hamnet_jax.transforms.compressed_model import CompressedModel
 from hamnet_jax.transforms.int8_execution import calibrate
 from hamnet_jax.transforms.mixed_precision import sensitivity_bits
 from hamnet_jax.transforms.quantization import cast_weights, quantize_bits, quantize_params
-from hamnet_jax.transforms.select import path_str
+from hamnet_jax.transforms.select import leaves_by_path
 
 
 def calibration_batches(train: Batch, qcfg: QuantizationConfig) -> list[Batch]:
@@ -60,9 +59,6 @@ def quantize_model(config: HAMNetConfig, params: Any, train: Batch, val: Batch,
                            qcfg.percentile)
         report["calibration"] = qcfg.calibration_method
     report["execution"] = run_mode
-    report["bits"] = {k: v for k, v in _flat_bits(bits).items() if v}
+    report["bits"] = {k: int(v) for k, v in leaves_by_path(bits).items() if v}
     return CompressedModel(config, codes, scales, bits, run_mode), report
 
-
-def _flat_bits(bits: Any) -> dict[str, int]:
-    return {path_str(p): int(b) for p, b in jax.tree_util.tree_leaves_with_path(bits)}

@@ -18,12 +18,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from hamnet_jax.io_atomic import write_atomic
-from hamnet_jax.transforms.select import path_str
+from hamnet_jax.transforms.select import leaves_by_path
 
 FORMAT = "hamnet-jax-quantized-v1"
 
@@ -43,7 +42,7 @@ def unpack_nibbles(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
-    return {path_str(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    return {k: np.asarray(v) for k, v in leaves_by_path(tree).items()}
 
 
 def _nest(flat: dict[str, np.ndarray]) -> dict:
@@ -100,7 +99,7 @@ def save_compressed(path: str | Path, params: Any, scales: Any | None = None, bi
     `path`; returns the file size in bytes."""
     blob = _Blob()
     manifest: dict[str, Any] = {"format": FORMAT, "params": {}, "scales": {}}
-    flat_bits = {} if bits is None else {path_str(p): int(b) for p, b in jax.tree_util.tree_leaves_with_path(bits)}
+    flat_bits = {} if bits is None else {k: int(b) for k, b in leaves_by_path(bits).items()}
     for name, value in _flat(params).items():
         b = flat_bits.get(name, 0)
         dense = _dense_payload(value, b)

@@ -26,6 +26,11 @@ def path_str(path: tuple) -> str:
     return "/".join(parts)
 
 
+def leaves_by_path(tree: Any) -> dict[str, Any]:
+    """{'/'-joined path: leaf} of a pytree, in leaf order."""
+    return {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def select_by_path(tree: Any, rules: Sequence[tuple[Pattern, Any]]) -> Any:
     """Tree shaped like `tree` holding, per leaf, the value of the first matching rule."""
     compiled = [(re.compile(p).search if isinstance(p, str) else p, v) for p, v in rules]

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.transforms.select import path_str
+from hamnet_jax.transforms.select import leaves_by_path, path_str
 
 STRUCTURE_KINDS = ("neurons", "heads", "channels")
 
@@ -87,7 +87,7 @@ def unit_groups(params: Any, kinds: tuple[str, ...] = STRUCTURE_KINDS) -> list[U
     unknown = sorted(set(kinds) - set(STRUCTURE_KINDS))
     if unknown:
         raise ValueError(f"unknown structure kind(s) {unknown}; expected a subset of {list(STRUCTURE_KINDS)}")
-    flat = {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    flat = leaves_by_path(params)
     groups: list[UnitGroup] = []
     for name in flat:
         if "neurons" in kinds and name.endswith("/fc1/kernel"):
@@ -112,10 +112,6 @@ def unit_groups(params: Any, kinds: tuple[str, ...] = STRUCTURE_KINDS) -> list[U
     return groups
 
 
-def _flat(tree: Any) -> dict[str, jax.Array]:
-    return {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
 def unit_scores(groups: list[UnitGroup], params: Any, criterion: str = "magnitude",
                 taylor_scores: Any | None = None) -> dict[str, np.ndarray]:
     """Score per unit of each layer: L2 norm of its weights (`magnitude`) or the
@@ -127,7 +123,7 @@ def unit_scores(groups: list[UnitGroup], params: Any, criterion: str = "magnitud
         return {g.layer: np.asarray(taylor_scores[g.layer]) for g in groups}
     if criterion != "magnitude":
         raise ValueError(f"structured criterion must be 'magnitude' or 'taylor', got {criterion!r}")
-    flat = _flat(params)
+    flat = leaves_by_path(params)
     return {g.layer: np.sqrt(sum(np.asarray(jnp.square(m.unit_view(flat[m.path])).sum(1)) for m in g.members))
             for g in groups}
 
@@ -135,7 +131,7 @@ def unit_scores(groups: list[UnitGroup], params: Any, criterion: str = "magnitud
 def accumulate_unit_taylor(groups: list[UnitGroup], scores: dict[str, jax.Array] | None, params: Any,
                            grads: Any) -> dict[str, jax.Array]:
     """Add (sum over each unit of w * g)^2 of one batch's gradient (Molchanov et al. 2019)."""
-    fp, fg = _flat(params), _flat(grads)
+    fp, fg = leaves_by_path(params), leaves_by_path(grads)
     out = {}
     for g in groups:
         term = sum((m.unit_view(fp[m.path]) * m.unit_view(fg[m.path])).sum(1) for m in g.members)
@@ -160,7 +156,7 @@ def select_units(groups: list[UnitGroup], scores: dict[str, np.ndarray], sparsit
 
 def structured_masks(groups: list[UnitGroup], keep: dict[str, np.ndarray], params: Any) -> Any:
     """Param-shaped boolean masks that remove the dropped units' weights (biases included)."""
-    flat = {k: np.ones(v.shape, bool) for k, v in _flat(params).items()}
+    flat = {k: np.ones(v.shape, bool) for k, v in leaves_by_path(params).items()}
     for g in groups:
         for m in g.members:
             flat[m.path] &= m.keep_mask(keep[g.layer], flat[m.path].shape)
@@ -181,7 +177,7 @@ def compact(config: HAMNetConfig, params: Any, groups: list[UnitGroup],
     uneven = {f: sorted(c) for f, c in counts.items() if len(c) > 1}
     if uneven:
         raise ValueError(f"compaction needs the same kept count in every layer of a field; got {uneven}")
-    flat = {k: np.asarray(v) for k, v in _flat(params).items()}
+    flat = {k: np.asarray(v) for k, v in leaves_by_path(params).items()}
     changes: dict[str, Any] = {}
     channel_keep: dict[str, dict[int, np.ndarray]] = {}
     for g in groups:
