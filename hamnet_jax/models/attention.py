@@ -13,6 +13,10 @@
 Inputs are [N, T, H, D] query/key/value and a [N, T] key padding mask (1 = real token).
 Parameter names and shapes follow `flax.linen.MultiHeadDotProductAttention`
 (`query`/`key`/`value`/`out`), so checkpoints do not depend on the kernel chosen.
+
+When the `intermediates` collection is mutable (`apply(..., mutable=["intermediates"])`),
+every attention layer also sows its head-averaged weights [N, T, T] under `attention`:
+what attention transfer in distillation reads. Otherwise nothing extra is computed.
 """
 
 from __future__ import annotations
@@ -35,10 +39,15 @@ def masked_softmax(scores: jax.Array, mask: jax.Array, axis: int = -1) -> jax.Ar
     return jax.nn.softmax(scores, axis=axis)
 
 
+def attention_weights(q: jax.Array, k: jax.Array, key_mask: jax.Array) -> jax.Array:
+    """Softmax attention weights [N, H, T, T] (float32) of [N, T, H, D] queries and keys."""
+    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
+    return masked_softmax(scores, key_mask[:, None, None, :])
+
+
 def naive_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
                     dropout: float = 0.0, dropout_rng: jax.Array | None = None) -> jax.Array:
-    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
-    weights = masked_softmax(scores, key_mask[:, None, None, :])
+    weights = attention_weights(q, k, key_mask)
     if dropout > 0.0 and dropout_rng is not None:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout, weights.shape)
         weights = jnp.where(keep, weights / (1.0 - dropout), 0.0)
@@ -127,6 +136,8 @@ class MultiHeadAttention(nn.Module):
             )(x)
 
         q, k, v = project("query"), project("key"), project("value")
+        if self.is_mutable_collection("intermediates"):
+            self.sow("intermediates", "attention", attention_weights(q, k, mask).mean(axis=1))
         if self.implementation == "naive":
             rng = None if deterministic or self.dropout == 0.0 else self.make_rng("dropout")
             out = naive_attention(q, k, v, mask, self.dropout, rng)

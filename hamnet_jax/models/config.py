@@ -65,6 +65,9 @@ class HAMNetConfig:
     imaging_kept_features: tuple[int, ...] = ()
     genetic_kept_features: tuple[int, ...] = ()
     classification: bool = False
+    # variational information bottleneck on the subject summary (Alemi et al. 2017): the head
+    # reads z ~ N(mu, sigma^2) in training and mu in evaluation; aux carries mu and log sigma^2
+    information_bottleneck: bool = False
     log_var_min: float = -10.0
     log_var_max: float = 6.0
     # execution (not architecture): same parameters whatever the values below
@@ -173,6 +176,9 @@ class HAMNetConfig:
         for i, c in enumerate(self.lifestyle_cardinalities):
             if c < 1:
                 fail("lifestyle_cardinalities", f"entry {i} must be >= 1 level, got {c}")
+        for name in ("classification", "information_bottleneck"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.log_var_min >= self.log_var_max:
             fail("log_var_min", "must be below log_var_max")
         for name, allowed in (("dtype", COMPUTE_DTYPES), ("attention", ATTENTION_IMPLEMENTATIONS),

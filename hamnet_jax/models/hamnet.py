@@ -5,7 +5,10 @@
 * outputs: `mean` [B], `log_var` [B] (heteroscedastic Gaussian), and `logits` [B] when
   `config.classification` is set;
 * aux: `modality_embeddings` [B, V, M, E], `visit_embeddings` [B, V, E], `fused` [B, 2E],
-  `modality_weights` [B, V, M], `visit_weights` [B, V].
+  `modality_weights` [B, V, M], `visit_weights` [B, V]; with `information_bottleneck`,
+  also `bottleneck_mean` and `bottleneck_log_var` [B, 2E].
+
+Attention maps are sown into the `intermediates` collection (see models/attention.py).
 
 Everything is array code under `jit`: missing modalities and padded visits are masks,
 never Python branches on values.
@@ -83,6 +86,9 @@ class HAMNet(nn.Module):
             c.head_dim, c.mlp_dim, name="temporal",
         )(visits, batch.visit_times, visit_mask, deterministic)
 
+        bottleneck = {}
+        if c.information_bottleneck:
+            summary, bottleneck = self._bottleneck(summary, deterministic)
         # heads in float32: the mean and the variance are what the loss and intervals read
         h = MLP(c.head_hidden_dim or c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32,
                 name="head_mlp")(summary, deterministic)
@@ -99,8 +105,21 @@ class HAMNet(nn.Module):
             "fused": summary,
             "modality_weights": modality_weights.reshape(b, v, len(MODALITIES)),
             "visit_weights": visit_weights,
+            **bottleneck,
         }
         return outputs, aux
+
+    def _bottleneck(self, summary: jax.Array, deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Variational information bottleneck (Alemi et al. 2017, "Deep Variational Information
+        Bottleneck"): a Gaussian code of the summary's width, sampled by reparameterization in
+        training, its mean in evaluation; the KL to N(0, I) is the regularizer's business."""
+        width = summary.shape[-1]
+        stats = dense(2 * width, ("embed", "mlp"), jnp.float32, "bottleneck")(summary.astype(jnp.float32))
+        mu, log_var = stats[..., :width], jnp.clip(stats[..., width:], -10.0, 10.0)
+        z = mu
+        if not deterministic:
+            z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(self.make_rng("dropout"), mu.shape)
+        return z, {"bottleneck_mean": mu, "bottleneck_log_var": log_var}
 
 
 def boxed_init(model: HAMNet, batch: Batch, key: jax.Array) -> Any:

@@ -11,6 +11,7 @@ is kept.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -66,17 +67,27 @@ def finetune(
     cfg: FinetuneConfig,
     wrap_tx: Callable[[optax.GradientTransformation], optax.GradientTransformation] = lambda tx: tx,
     first_eligible_epoch: int = 1,
+    step: Callable[[Any, Batch, jax.Array], tuple[Any, dict]] | None = None,
+    state_cls: type[TrainState] = TrainState,
+    state_fields: dict[str, Any] | None = None,
+    eval_params: Callable[[Any], Any] = lambda p: p,
 ) -> FinetuneResult:
     """Train `params` further; `apply_fn` is the model's apply or a wrapper of it with the
-    same signature, `wrap_tx` wraps the AdamW chain (e.g. in `prune_optax`)."""
+    same signature, `wrap_tx` wraps the AdamW chain (e.g. in `prune_optax`).
+
+    Other steps plug in the same way: `step(state, batch, key) -> (state, metrics)` on a
+    `state_cls` built with `state_fields` (e.g. `distill_step` on a `DistillState` holding
+    the teachers); `eval_params(params)` is what validation applies `apply_fn` to."""
     n = train.size
     bs = min(cfg.batch_size, n)
     per_epoch = steps_per_epoch(n, bs)
     total = per_epoch * cfg.epochs
     opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_fraction * total), total,
                           cfg.grad_clip_norm)
-    state = TrainState.create(apply_fn=apply_fn, params=jax.tree_util.tree_map(np.asarray, params),
-                              tx=wrap_tx(make_optimizer(opt)))
+    if step is None:
+        step = functools.partial(train_step, loss=cfg.loss, class_weight=cfg.classification_weight)
+    state = state_cls.create(apply_fn=apply_fn, params=jax.tree_util.tree_map(np.asarray, params),
+                             tx=wrap_tx(make_optimizer(opt)), **(state_fields or {}))
     history: list[dict[str, float]] = []
     best = (np.inf, 0, jax.device_get(state.params), None)
     base_key = jax.random.key(cfg.seed)
@@ -86,12 +97,12 @@ def finetune(
         for i in range(per_epoch):
             batch = train.take(order[i * bs:(i + 1) * bs])
             key = jax.random.fold_in(base_key, epoch * per_epoch + i)
-            state, m = train_step(state, batch, key, cfg.loss, cfg.classification_weight)
+            state, m = step(state, batch, key)
             metrics.append(m)
         record = {"epoch": epoch + 1,
                   **{f"train_{k}": float(np.mean(v)) for k, v in jax.device_get(
                       {k: [m[k] for m in metrics] for k in metrics[0]}).items()},
-                  **validation_loss(apply_fn, state.params, val, cfg.eval_batch_size)}
+                  **validation_loss(apply_fn, eval_params(state.params), val, cfg.eval_batch_size)}
         history.append(record)
         eligible = epoch + 1 >= first_eligible_epoch
         if eligible and (record["val_loss"] < best[0] or best[1] == 0):

@@ -32,3 +32,12 @@ def regression_loss(outputs: dict, y: jax.Array, kind: str) -> jax.Array:
 
 def classification_loss(outputs: dict, labels: jax.Array) -> jax.Array:
     return optax.sigmoid_binary_cross_entropy(outputs["logits"], labels)
+
+
+def task_loss(outputs: dict, targets: jax.Array, labels: jax.Array, kind: str, class_weight: float) -> jax.Array:
+    """Per-example training objective: the regression loss `kind`, plus `class_weight` x the
+    classification loss when the model has a classification head."""
+    per_example = regression_loss(outputs, targets, kind)
+    if "logits" in outputs:
+        per_example = per_example + class_weight * classification_loss(outputs, labels)
+    return per_example

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.training.losses import classification_loss, regression_loss
+from hamnet_jax.training.losses import task_loss
 from hamnet_jax.training.precision import all_finite
 from hamnet_jax.training.state import TrainState
 
@@ -26,10 +26,7 @@ from hamnet_jax.training.state import TrainState
 def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: str,
             class_weight: float) -> tuple[jax.Array, dict]:
     outputs, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": key})
-    per_example = regression_loss(outputs, batch.targets, loss)
-    if "logits" in outputs:
-        per_example = per_example + class_weight * classification_loss(outputs, batch.labels)
-    total = per_example.mean()
+    total = task_loss(outputs, batch.targets, batch.labels, loss, class_weight).mean()
     metrics = {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
     if state.loss_scale is not None:
         total = state.loss_scale.scale_loss(total)

@@ -1,0 +1,75 @@
+"""`distill_student`: train a student HAMNet against frozen teachers with `distill_step`.
+
+The loop is `finetune` (shuffle, step, validate, keep the epoch with the lowest
+validation NLL); only the step and the state differ. Self-distillation runs
+`ema_distill_step` with an EMA copy of the student as its teacher.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.training.distill_step import (DistillSpec, DistillState, Teacher, distill_step, ema_distill_step,
+                                              forward)
+from hamnet_jax.training.finetune import FinetuneConfig, FinetuneResult, finetune
+from hamnet_jax.transforms.distillation import projection_init
+
+
+def make_teachers(teachers: Sequence[tuple[HAMNetConfig, Any]]) -> tuple[Teacher, ...]:
+    """Frozen teachers; params copied to host arrays so a donated step can never free the
+    caller's copies."""
+    return tuple(Teacher(HAMNet(cfg).apply, jax.tree_util.tree_map(np.array, params)) for cfg, params in teachers)
+
+
+def initial_student_params(student: HAMNetConfig, teacher: Teacher, example: Batch, spec: DistillSpec,
+                           seed: int, student_params: Any = None) -> dict[str, Any]:
+    """{"student": params, "projections": FitNets projections (empty without feature matching)}."""
+    key_model, key_proj = jax.random.split(jax.random.key(seed))
+    params = student_params if student_params is not None else init_params(HAMNet(student), example, key_model)
+    projections: Any = {}
+    if any(kind == "feature_matching" for kind, _ in spec.terms):
+        zeros = lambda s: jnp.zeros(s.shape, s.dtype)
+        s_aux = jax.tree_util.tree_map(zeros, jax.eval_shape(
+            lambda p: forward(HAMNet(student).apply, p, example, False)[1], params))
+        t_aux = jax.tree_util.tree_map(zeros, jax.eval_shape(
+            lambda p: forward(teacher.apply_fn, p, example, False)[1], teacher.params))
+        projections = projection_init(s_aux, t_aux, key_proj)
+    return {"student": params, "projections": projections}
+
+
+def distill_student(teachers: Sequence[tuple[HAMNetConfig, Any]], student: HAMNetConfig, train: Batch,
+                    val: Batch, spec: DistillSpec, cfg: FinetuneConfig, ema_decay: float | None = None,
+                    student_params: Any = None) -> FinetuneResult:
+    """Distill `teachers` into a fresh (or given) `student`; `ema_decay` set = self-distillation
+    from an EMA of the student (then `teachers` must be empty). The result's params are the
+    student's only; its `opt_state` also covers the projections."""
+    example = train.take(np.arange(min(2, train.size)))
+    if ema_decay is not None:
+        if teachers:
+            raise ValueError("self-distillation (ema_decay set) uses the student's EMA as teacher; pass no teachers")
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+        start = student_params if student_params is not None else init_params(
+            HAMNet(student), example, jax.random.split(jax.random.key(cfg.seed))[0])
+        frozen = make_teachers([(student, start)])
+        student_params = start
+        step = functools.partial(ema_distill_step, spec=spec, decay=ema_decay)
+    else:
+        if not teachers:
+            raise ValueError("distill_student needs at least one teacher (or ema_decay for self-distillation)")
+        frozen = make_teachers(teachers)
+        step = functools.partial(distill_step, spec=spec)
+    params = initial_student_params(student, frozen[0], example, spec, cfg.seed, student_params)
+    result = finetune(HAMNet(student).apply, params, train, val, cfg, step=step, state_cls=DistillState,
+                      state_fields={"teachers": frozen}, eval_params=lambda p: p["student"])
+    result.params = result.params["student"]
+    return result
