@@ -1,0 +1,57 @@
+"""`regularized_step`: one optimizer step with the enabled regularization techniques.
+
+Its own short step (DESIGN example 9): augment the batch, draw DropConnect params, run the
+model (whose apply already carries the dropout kind and stochastic depth, see
+`HAMNetRegularizer.prepare_model`), add the task loss (with smoothed labels when enabled)
+and the weighted terms of `regularization_terms`. Decoupled weight decay and spectral
+normalization live in the optimizer, not here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.training.losses import task_loss
+from hamnet_jax.training.state import TrainState
+from hamnet_jax.transforms.dropout_variants import drop_connect
+from hamnet_jax.transforms.regularization import (R, RegularizationConfig, penalized, prepare_batch,
+                                                  regularization_terms, smooth_labels)
+
+
+def regularized_loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, config: RegularizationConfig,
+                        loss: str, class_weight: float) -> tuple[jax.Array, dict]:
+    k_data, k_connect, k_forward, k_terms = jax.random.split(key, 4)
+    batch = prepare_batch(batch, k_data, config)
+    used = params
+    if config.on(R.DROPCONNECT):
+        used = drop_connect(params, k_connect, config.drop_connect_rate, penalized(params))
+
+    def forward(b: Batch, k: jax.Array) -> tuple[dict, dict]:
+        return state.apply_fn({"params": used}, b, deterministic=False, rngs={"dropout": k})
+
+    outputs, aux = forward(batch, k_forward)
+    labels = smooth_labels(batch.labels, config.label_smoothing) if config.on(R.LABEL_SMOOTHING) else batch.labels
+    task = task_loss(outputs, batch.targets, labels, loss, class_weight).mean()
+    terms = regularization_terms(config, params, batch, outputs, aux, forward, k_terms, loss, class_weight)
+    total = task + sum(terms.values(), jnp.float32(0))
+    metrics = {"loss": total, "task_loss": task, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean(),
+               **{f"reg_{k}": v for k, v in terms.items()}}
+    return total, metrics
+
+
+def regularized_step_fn(state: TrainState, batch: Batch, key: jax.Array, config: RegularizationConfig,
+                        loss: str = "gaussian_nll", class_weight: float = 1.0) -> tuple[TrainState, dict]:
+    grads, metrics = jax.grad(regularized_loss_fn, has_aux=True)(state.params, state, batch, key, config, loss,
+                                                                  class_weight)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return state.apply_gradients(grads=grads), metrics
+
+
+regularized_step = functools.partial(jax.jit, static_argnames=("config", "loss", "class_weight"),
+                                     donate_argnums=(0,))(regularized_step_fn)
