@@ -188,6 +188,27 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     _compress(args, None, QuantizationConfig.from_section(section))
 
 
+def cmd_distill(args: argparse.Namespace) -> None:
+    from hamnet_jax.compression.distill_run import distill_run
+    from hamnet_jax.optimization.knowledge_distillation import DistillationConfig, DistillationMethod
+
+    _setup(args)
+    flags = {"temperature": args.temperature, "alpha": args.alpha, "epochs": args.epochs,
+             "learning_rate": args.learning_rate, "seed": args.seed}
+    try:
+        method = DistillationMethod(args.method)
+        config = DistillationConfig(method=method, intermediate_features=args.features, attention_maps=args.attention,
+                                    relational=args.relational, **{k: v for k, v in flags.items() if v is not None})
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    s = distill_run(args.run, args.data, args.out, config, args.ratio)
+    t, st = s["teacher_metrics"], s["student_metrics"]
+    print(f"wrote {args.out}: params {s['teacher_params']:,} -> {s['student_params']:,} "
+          f"({s['compression_ratio']:.2f}x fewer), test MAE teacher {t['mae']:.3f} -> student {st['mae']:.3f}, "
+          f"throughput at batch {s['throughput_batch_size']} {s['teacher_samples_per_s']:,.0f} -> "
+          f"{s['student_samples_per_s']:,.0f} samples/s ({s['speedup']:.2f}x)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hamnet_jax.data.cohort import DEFAULT_SUBJECTS
 
@@ -262,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--precision", help="int8, fp16 or bf16 (quantization.precision)")
     qz.add_argument("--calibration", help="minmax or percentile (static mode)")
     qz.set_defaults(func=cmd_quantize)
+    from hamnet_jax.optimization.knowledge_distillation import DistillationMethod
+
+    kd = sub.add_parser("distill", help="distill a run into a smaller student run (knowledge distillation)")
+    kd.add_argument("--run", required=True, help="trained teacher run directory")
+    kd.add_argument("--data", required=True, help="the data file the run was trained on (same split)")
+    kd.add_argument("--out", required=True, help="new run directory for the student")
+    kd.add_argument("--config", help="hamnet_config.yaml (logging, device)")
+    kd.add_argument("--ratio", type=float, default=0.25, help="student / teacher parameters (default 0.25)")
+    kd.add_argument("--method", default="soft_target", choices=[m.value for m in DistillationMethod])
+    kd.add_argument("--temperature", type=float, help="softening temperature of a classification head (4)")
+    kd.add_argument("--alpha", type=float, help="weight of distillation vs the task loss (0.5)")
+    kd.add_argument("--epochs", type=int, help="student training epochs (10)")
+    kd.add_argument("--learning-rate", type=float, help="peak learning rate (2e-3)")
+    kd.add_argument("--seed", type=int)
+    kd.add_argument("--features", action="store_true", help="add FitNets feature matching")
+    kd.add_argument("--attention", action="store_true", help="add attention transfer")
+    kd.add_argument("--relational", action="store_true", help="add relational (RKD) distance + angle losses")
+    kd.set_defaults(func=cmd_distill)
     return p
 
 

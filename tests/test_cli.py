@@ -6,7 +6,7 @@ import pytest
 
 from hamnet_jax.cli import build_parser, main
 
-SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "prune", "quantize")
+SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "prune", "quantize", "distill")
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)

@@ -21,6 +21,7 @@ from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.run_dir import Run, load_run, save_calibration, save_config, save_params
 from hamnet_jax.transforms.compressed_checkpoint import save_compressed
 from hamnet_jax.transforms.quantization import dequantize_params
@@ -55,35 +56,50 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     return run, parts, {k: run.preprocessor.transform(v) for k, v in parts.items()}
 
 
+def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """`out_dir` as a Path, refusing the source run itself and a non-empty directory."""
+    out = Path(out_dir)
+    if out.resolve() == Path(run_dir).resolve():
+        raise InputError("--out must be a new run directory, not the source run")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"run directory {out} already exists and is not empty; choose another --out")
+    return out
+
+
+def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: dict, batches: dict[str, Batch],
+                      model_config: HAMNetConfig, float_params: Any) -> float:
+    """A run directory for a model derived from `run` (same schema, preprocessing and split):
+    config, params and the interval scale recalibrated on the validation part, which it
+    returns. The caller writes `summary.json` last, so its presence marks a finished run."""
+    pre = run.preprocessor
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("schema.yaml", "preprocessor.npz"):
+        shutil.copy2(Path(run_dir) / name, out / name)
+    save_config(out, run.config, model_config)
+    save_params(out, float_params)
+    val = predict_batch(model_config, float_params, batches["val"], pre.target_mean, pre.target_std, 1.0,
+                        run.config.training.mc_samples, run.config.training.seed)
+    std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
+    save_calibration(out, std_scale)
+    return std_scale
+
+
 def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                  pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None) -> dict:
     """Compress the run at `run_dir` on the same data split it was trained on; returns the
     summary written to `out_dir/summary.json`."""
-    out = Path(out_dir)
-    if out.resolve() == Path(run_dir).resolve():
-        raise InputError("--out must be a new run directory, not the run being compressed")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"run directory {out} already exists and is not empty; choose another --out")
+    out = new_run_dir(run_dir, out_dir)
     run, parts, batches = load_run_splits(run_dir, data_path)
-    pre = run.preprocessor
-    optimizer = HAMNetOptimizer(pruning, quantization, target_std=pre.target_std)
+    optimizer = HAMNetOptimizer(pruning, quantization, target_std=run.preprocessor.target_std)
     _, result = optimizer.optimize_model(run.model_config, run.params, batches["train"], batches["val"],
                                          batches["test"])
     model = result.model
     float_params = model.params if model.quant is None else dequantize_params(model.params, model.quant)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("schema.yaml", "preprocessor.npz"):
-        shutil.copy2(Path(run_dir) / name, out / name)
-    save_config(out, run.config, model.config)
-    save_params(out, float_params)
+    std_scale = write_derived_run(out, run_dir, run, parts, batches, model.config, float_params)
     if model.quant is not None:
         save_compressed(out / "compressed.npz", model.params, model.quant, model.bits)
-    val = predict_batch(model.config, float_params, batches["val"], pre.target_mean, pre.target_std, 1.0,
-                        run.config.training.mc_samples, run.config.training.seed)
-    std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
-    save_calibration(out, std_scale)
-    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale}
-    write_json_atomic(out / "summary.json", summary)
     if result.pruning.get("sparsity"):
         plot_layer_sparsity(result.pruning["sparsity"], out / "plots" / "layer_sparsity.png")
+    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale}
+    write_json_atomic(out / "summary.json", summary)
     return summary

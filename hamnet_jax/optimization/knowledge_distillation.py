@@ -81,9 +81,13 @@ class DistillationConfig:
         object.__setattr__(self, "method", DistillationMethod(self.method))
         if self.teacher_weights is not None:
             object.__setattr__(self, "teacher_weights", tuple(float(w) for w in self.teacher_weights))
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"DistillationConfig.alpha must be in [0, 1], got {self.alpha!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"DistillationConfig.temperature must be > 0, got {self.temperature!r}")
         if self.generations < 1:
             raise ValueError(f"DistillationConfig.generations must be >= 1, got {self.generations!r}")
-        self.spec(classification=False)  # validates alpha, temperature, weights, teacher_mode
+        self.spec(classification=False)  # validates the term weights and teacher_mode
         self.finetune_config()
 
     def spec(self, classification: bool, loss: str = "gaussian_nll") -> DistillSpec:
