@@ -84,7 +84,7 @@ def cutmix(batch: Batch, key: jax.Array, alpha: float = 1.0) -> Batch:
     length = jnp.round((1.0 - lam) * widths[chosen])
     start = jnp.floor(jax.random.uniform(k_start, (batch.size,)) * (widths[chosen] - length + 1.0))
     inputs, masks = dict(batch.inputs), dict(batch.feature_masks)
-    modality_mask = batch.modality_mask
+    modality_mask = jnp.asarray(batch.modality_mask)
     for idx, m in enumerate(names):
         pos = jnp.arange(batch.inputs[m].shape[-1])[None, :]
         block = (chosen[:, None] == idx) & (pos >= start[:, None]) & (pos < (start + length)[:, None])  # [B, D]

@@ -26,7 +26,8 @@ import jax
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.training.losses import task_loss
 from hamnet_jax.transforms.adversarial import fgsm, pgd, vat_loss
-from hamnet_jax.transforms.augment import cutmix, mixup, modality_dropout, rand_augment, smooth_labels
+from hamnet_jax.transforms.augment import (cutmix, drop_modalities, mixup, modality_dropout, rand_augment,
+                                           smooth_labels)
 from hamnet_jax.transforms.dropout_variants import drop_connect, dropout, training_behaviour
 from hamnet_jax.transforms.embedding_regularizers import (consistency, information_bottleneck_kl, input_affinity,
                                                           manifold_smoothness)
@@ -34,11 +35,12 @@ from hamnet_jax.transforms.penalties import (elastic_net_penalty, l1_penalty, l2
                                              spectral_norm_optax)
 from hamnet_jax.transforms.select import NO_DECAY_RULES, select_by_path
 
-__all__ = ["RegularizationConfig", "RegularizationType", "consistency", "cutmix", "drop_connect", "dropout",
-           "elastic_net_penalty", "fgsm", "information_bottleneck_kl", "input_affinity", "l1_penalty", "l2_penalty",
-           "manifold_smoothness", "mixup", "modality_dropout", "pgd", "power_iteration", "prepare_batch",
-           "rand_augment", "regularization_terms", "smooth_labels", "spectral_norm_optax", "training_behaviour",
-           "vat_loss"]
+__all__ = [
+    "RegularizationConfig", "RegularizationType", "consistency", "cutmix", "drop_connect", "drop_modalities",
+    "dropout", "elastic_net_penalty", "fgsm", "information_bottleneck_kl", "input_affinity", "l1_penalty",
+    "l2_penalty", "manifold_smoothness", "mixup", "modality_dropout", "pgd", "power_iteration", "prepare_batch",
+    "rand_augment", "regularization_terms", "smooth_labels", "spectral_norm_optax", "training_behaviour", "vat_loss",
+]
 
 
 class RegularizationType(enum.StrEnum):
