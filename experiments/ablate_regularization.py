@@ -4,7 +4,10 @@ Trains one model per row from the same initialization, for the same epochs, batc
 batch order and seed, on the cohort split of a trained run (its preprocessing too):
 
 * `none`: no regularization at all (dropout 0, no weight decay): the control;
-* one row per `RegularizationType`, that technique alone at its default strength.
+* one row per `RegularizationType`, that technique alone at its default strength;
+* label smoothing acts only on a classification head, which the regression model lacks:
+  two more rows train with the mortality head on (`none` and `label_smoothing`, both
+  "+ mortality head") and also report the head's test log loss, Brier score and AUC.
 
 Each trained model is then measured on the test split three ways (MAE in years):
 clean; with imaging removed for every test subject (modality, features and values); and
@@ -63,6 +66,18 @@ def attacked(apply, params, batch: Batch, epsilon: float) -> Batch:
     return jax.jit(lambda b: fgsm(loss_of_batch, b, epsilon))(batch)
 
 
+def classification_metrics(predict, batch: Batch) -> dict[str, float]:
+    """Log loss, Brier score and AUC (Mann-Whitney rank form) of the mortality head."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(map_batched(predict, batch, 512)["logits"], np.float64)))
+    y = np.asarray(batch.labels, np.float64)
+    eps = 1e-7
+    ranks = np.argsort(np.argsort(p)) + 1.0
+    pos = y > 0.5
+    auc = (ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / max(pos.sum() * (~pos).sum(), 1)
+    return {"log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
+            "brier": float(np.mean((p - y) ** 2)), "auc": float(auc)}
+
+
 def mae(predict, batch: Batch, std: float) -> float:
     out = map_batched(predict, batch, 512)
     return float(np.abs(np.asarray(out["mean"]) - np.asarray(batch.targets)).mean() * std)
@@ -90,21 +105,26 @@ def main() -> None:
     model_config = run.model_config.replace(**TIERS[args.tier], tier=args.tier, dropout=0.0)
     ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=0)
     test_views = {"clean": test, "no imaging": without_imaging(test)}
-    names = ["none"] + [t.value for t in RegularizationType]
+    head = " + mortality head"
+    names = ["none"] + [t.value for t in RegularizationType] + ["none" + head, "label_smoothing" + head]
     wanted = [n for n in names if not args.only or n in args.only.split(",")]
     for name in wanted:
         if name in store["rows"]:
             continue
-        techniques = () if name == "none" else (RegularizationType(name),)
+        technique = name.removesuffix(head)
+        techniques = () if technique == "none" else (RegularizationType(technique),)
         reg = HAMNetRegularizer(RegularizationConfig(enabled_techniques=techniques,
                                                      adversarial_epsilon=args.epsilon))
+        config = model_config.replace(classification=name.endswith(head))
         began = time.perf_counter()
-        params, result = reg.fit(model_config, train, val, ft)
+        params, result = reg.fit(config, train, val, ft)
         seconds = time.perf_counter() - began
-        module = reg.prepare_model(model_config).module
+        module = reg.prepare_model(config).module
         predict = jax.jit(lambda b, p=params, m=module: m.apply({"params": p}, b, deterministic=True)[0])
         row = {f"mae_{k.replace(' ', '_')}": mae(predict, b, std) for k, b in test_views.items()}
         row[f"mae_fgsm_{args.epsilon:g}"] = mae(predict, attacked(module.apply, params, test, args.epsilon), std)
+        if config.classification:
+            row.update(classification_metrics(predict, test))
         row.update(train_seconds=seconds, best_epoch=result.best_epoch, val_loss=result.history[result.best_epoch - 1]
                    ["val_loss"])
         store["rows"][name] = row
@@ -117,7 +137,7 @@ def main() -> None:
     print(f"Regularization ablation (JAX {jax.__version__}, {platform.processor() or platform.machine()}, "
           f"{jax.devices()[0].device_kind}; {args.tier} tier, {args.epochs} epochs, seed 0, {test.size} test subjects; "
           "MAE in years, change vs 'none')")
-    print(f"{'technique':<24}{'clean':>8}{'d':>8}{'no imaging':>11}{'d':>8}{f'FGSM {args.epsilon:g}':>10}{'d':>8}"
+    print(f"{'technique':<34}{'clean':>8}{'d':>8}{'no imaging':>11}{'d':>8}{f'FGSM {args.epsilon:g}':>10}{'d':>8}"
           f"{'train s':>9}")
     for name in names:
         if name not in rows:
@@ -125,7 +145,9 @@ def main() -> None:
         r = rows[name]
         cells = "".join(f"{r[k]:>{w}.3f}{(r[k] - base[k]) / base[k] if base else 0.0:>+8.1%}"
                         for k, w in zip(keys, (8, 11, 10), strict=True))
-        print(f"{name:<24}{cells}{r['train_seconds']:9.0f}")
+        head_cells = (f"  mortality head: log loss {r['log_loss']:.4f}, Brier {r['brier']:.4f}, AUC {r['auc']:.3f}"
+                      if "auc" in r else "")
+        print(f"{name:<34}{cells}{r['train_seconds']:9.0f}{head_cells}")
     store.update(jax=jax.__version__, device=jax.devices()[0].device_kind, model_config=model_config.to_dict())
     write_json_atomic(out, store)
 

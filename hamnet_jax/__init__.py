@@ -15,10 +15,16 @@ from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
 from hamnet_jax.compression.configs import PruningConfig, PruningMethod, QuantizationConfig, QuantizationMode
 from hamnet_jax.compression.run import compress_run
+from hamnet_jax.compression.distill_run import distill_run
+from hamnet_jax.optimization.knowledge_distillation import (DistillationConfig, DistillationMethod,
+                                                            DistillationResult, HAMNetKnowledgeDistillation)
 from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer, OptimizationResult
+from hamnet_jax.optimization.regularization import HAMNetRegularizer, RegularizationConfig, RegularizationType
 from hamnet_jax.optimization.training_optimization import HAMNetTrainingOptimizer, TrainingOptimizationConfig
 from hamnet_jax.run_dir import Run, load_run
+from hamnet_jax.training.distill_step import distill_step
 from hamnet_jax.training.distributed import initialize_distributed
+from hamnet_jax.training.regularized_step import regularized_step
 from hamnet_jax.training.loop import FitResult, fit
 from hamnet_jax.training.precision import PrecisionMode, resolve_policy
 from hamnet_jax.training.sharding import make_mesh
@@ -37,10 +43,15 @@ __all__ = [
     "CohortDims",
     "Config",
     "DataConfig",
+    "DistillationConfig",
+    "DistillationMethod",
+    "DistillationResult",
     "FitResult",
     "HAMNet",
     "HAMNetConfig",
+    "HAMNetKnowledgeDistillation",
     "HAMNetOptimizer",
+    "HAMNetRegularizer",
     "HAMNetTrainingOptimizer",
     "OptimizationResult",
     "PruningConfig",
@@ -53,12 +64,16 @@ __all__ = [
     "OptimizerConfig",
     "PrecisionMode",
     "Preprocessor",
+    "RegularizationConfig",
+    "RegularizationType",
     "Run",
     "Schema",
     "TrainState",
     "TrainingConfig",
     "TrainingOptimizationConfig",
     "create_train_state",
+    "distill_run",
+    "distill_step",
     "eval_step",
     "fit",
     "frame_to_arrays",
@@ -71,6 +86,7 @@ __all__ = [
     "make_mesh",
     "predict_with_uncertainty",
     "random_batch",
+    "regularized_step",
     "resolve_policy",
     "split_cohort",
     "split_subjects",

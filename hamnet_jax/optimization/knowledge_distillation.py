@@ -147,7 +147,8 @@ class HAMNetKnowledgeDistillation:
 
     def __init__(self, teacher: tuple[Any, Any] | Sequence[tuple[Any, Any]], config: DistillationConfig | None = None,
                  target_std: float = 1.0, throughput_batch_size: int = 256, latency_reps: int = 20) -> None:
-        pairs = [teacher] if isinstance(teacher, tuple) else list(teacher)
+        single = isinstance(teacher, tuple) and len(teacher) == 2 and isinstance(teacher[0], (HAMNet, HAMNetConfig))
+        pairs = [teacher] if single else list(teacher)
         if not pairs:
             raise ValueError("HAMNetKnowledgeDistillation needs a teacher: a (config, params) pair or a list of them")
         self.teachers = [(m.config if isinstance(m, HAMNet) else m, p) for m, p in pairs]

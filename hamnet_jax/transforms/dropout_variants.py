@@ -102,7 +102,11 @@ def training_behaviour(apply_fn: Callable, config: HAMNetConfig, dropout_kind: s
             out = next_fun(*args, **kwargs)
             if _call_arg(args, kwargs, 2, "deterministic", True):
                 return out
-            rate = stochastic_depth * depths.get(tuple(module.scope.path[-2:]), total) / total
+            where = tuple(module.scope.path[-2:])
+            if where not in depths:
+                raise ValueError(f"stochastic depth: attention block at {'/'.join(where)} is not in the "
+                                 f"model's block order {sorted(depths)}")
+            rate = stochastic_depth * depths[where] / total
             keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
             return x + jnp.where(keep, (out - x) / (1.0 - rate), 0.0).astype(out.dtype)
         return next_fun(*args, **kwargs)
