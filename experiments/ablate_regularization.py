@@ -90,12 +90,14 @@ def main() -> None:
     ap.add_argument("--tier", default="base", choices=sorted(TIERS))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0, help="initialization, batch order and dropout")
     ap.add_argument("--epsilon", type=float, default=0.1, help="FGSM attack and adversarial training epsilon")
     ap.add_argument("--only", default="", help="comma-separated technique names (default: all)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "ablate_regularization.json"))
     args = ap.parse_args()
     out = Path(args.out)
-    setting = {"run": str(args.run), "tier": args.tier, "epochs": args.epochs, "lr": args.lr, "epsilon": args.epsilon}
+    setting = {"run": str(args.run), "tier": args.tier, "epochs": args.epochs, "lr": args.lr, "epsilon": args.epsilon,
+               "seed": args.seed}
     store = json.loads(out.read_text()) if out.exists() else {}
     if store.get("setting") != setting:
         store = {"setting": setting, "rows": {}}
@@ -103,7 +105,7 @@ def main() -> None:
     run, _, batches = load_run_splits(args.run, args.data)
     train, val, test, std = batches["train"], batches["val"], batches["test"], run.preprocessor.target_std
     model_config = run.model_config.replace(**TIERS[args.tier], tier=args.tier, dropout=0.0)
-    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=0)
+    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=args.seed)
     test_views = {"clean": test, "no imaging": without_imaging(test)}
     head = " + mortality head"
     names = ["none"] + [t.value for t in RegularizationType] + ["none" + head, "label_smoothing" + head]
@@ -135,8 +137,8 @@ def main() -> None:
     base = rows.get("none")
     keys = ["mae_clean", "mae_no_imaging", f"mae_fgsm_{args.epsilon:g}"]
     print(f"Regularization ablation (JAX {jax.__version__}, {platform.processor() or platform.machine()}, "
-          f"{jax.devices()[0].device_kind}; {args.tier} tier, {args.epochs} epochs, seed 0, {test.size} test subjects; "
-          "MAE in years, change vs 'none')")
+          f"{jax.devices()[0].device_kind}; {args.tier} tier, {args.epochs} epochs, seed {args.seed}, "
+          f"{test.size} test subjects; MAE in years, change vs 'none')")
     print(f"{'technique':<34}{'clean':>8}{'d':>8}{'no imaging':>11}{'d':>8}{f'FGSM {args.epsilon:g}':>10}{'d':>8}"
           f"{'train s':>9}")
     for name in names:

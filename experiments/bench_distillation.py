@@ -70,13 +70,15 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ema-decay", type=float, default=0.99)
+    ap.add_argument("--seed", type=int, default=0, help="student initialization, batch order and dropout")
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ap.add_argument("--only", default="", help="semicolon-separated variant names (default: all)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_distillation.json"))
     args = ap.parse_args()
     out = Path(args.out)
     store = json.loads(out.read_text()) if out.exists() else {}
-    setting = {"run": str(args.run), "ratio": args.ratio, "epochs": args.epochs, "alpha": args.alpha, "lr": args.lr}
+    setting = {"run": str(args.run), "ratio": args.ratio, "epochs": args.epochs, "alpha": args.alpha, "lr": args.lr,
+               "seed": args.seed}
     if store.get("setting") != setting:
         store = {"setting": setting, "students": {}}
     ckpt_dir = out.with_suffix("")  # trained students kept for the resumed run's measurements
@@ -86,9 +88,9 @@ def main() -> None:
     train, val, test, std = batches["train"], batches["val"], batches["test"], run.preprocessor.target_std
     teacher = (run.model_config, run.params)
     student = student_config(run.model_config, args.ratio)
-    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=0)
+    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=args.seed)
     start = init_params(HAMNet(student), train.take(np.arange(2)), jax.random.key(ft.seed))
-    wanted = [v for v in VARIANTS if not args.only or v in args.only.split(",")]
+    wanted = [v for v in VARIANTS if not args.only or v in args.only.split(";")]
     trained: dict[str, object] = {}
     for name in VARIANTS:
         path = ckpt_dir / f"{list(VARIANTS).index(name)}.npz"
