@@ -20,6 +20,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import optax
 
 from hamnet_jax.data.batch import Batch
@@ -103,7 +104,7 @@ def distill_loss_fn(params: Any, state: DistillState, batch: Batch, key: jax.Arr
         metrics[kind] = value
         distill = distill + weight * value
     total = (1.0 - spec.alpha) * task + spec.alpha * distill
-    metrics.update(loss=total, abs_err=abs(student[0]["mean"] - batch.targets).mean())
+    metrics.update(loss=total, abs_err=jnp.abs(student[0]["mean"] - batch.targets).mean())
     return total, metrics
 
 
