@@ -114,7 +114,7 @@ def test_dropout_variants_keep_shape_dtype_and_moments(kind):
 
 
 def test_drop_connect_touches_only_selected_weights(params):
-    dropped = jax.jit(lambda p, k: reg.drop_connect(p, k, 0.5, reg.penalized(p)))(params, jax.random.key(0))
+    dropped = jax.jit(lambda p, k: reg.drop_connect(p, k, 0.5, reg.weight_decay_mask(p)))(params, jax.random.key(0))
     for (path, a), b in zip(leaves_by_path(params).items(), jax.tree_util.tree_leaves(dropped), strict=True):
         if path.endswith("bias") or path.endswith("scale"):
             np.testing.assert_array_equal(a, b)
@@ -137,7 +137,7 @@ def test_stochastic_depth_and_dropout_kind_only_act_in_training(params):
 
 def test_penalties_by_path():
     tree = {"dense": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([5.0])}}
-    sel = reg.penalized(tree)
+    sel = reg.weight_decay_mask(tree)
     assert float(reg.l1_penalty(tree, sel)) == 3.0 and float(reg.l2_penalty(tree, sel)) == 5.0
     assert float(reg.elastic_net_penalty(tree, sel, 0.25)) == pytest.approx(0.25 * 3 + 0.75 * 5)
 

@@ -31,10 +31,8 @@ def make_teachers(teachers: Sequence[tuple[HAMNetConfig, Any]]) -> tuple[Teacher
 
 
 def initial_student_params(student: HAMNetConfig, teacher: Teacher, example: Batch, spec: DistillSpec,
-                           seed: int, student_params: Any = None) -> dict[str, Any]:
+                           key: jax.Array, params: Any) -> dict[str, Any]:
     """{"student": params, "projections": FitNets projections (empty without feature matching)}."""
-    key_model, key_proj = jax.random.split(jax.random.key(seed))
-    params = student_params if student_params is not None else init_params(HAMNet(student), example, key_model)
     projections: Any = {}
     if any(kind == "feature_matching" for kind, _ in spec.terms):
         zeros = lambda s: jnp.zeros(s.shape, s.dtype)
@@ -42,7 +40,7 @@ def initial_student_params(student: HAMNetConfig, teacher: Teacher, example: Bat
             lambda p: forward(HAMNet(student).apply, p, example, False)[1], params))
         t_aux = jax.tree_util.tree_map(zeros, jax.eval_shape(
             lambda p: forward(teacher.apply_fn, p, example, False)[1], teacher.params))
-        projections = projection_init(s_aux, t_aux, key_proj)
+        projections = projection_init(s_aux, t_aux, key)
     return {"student": params, "projections": projections}
 
 
@@ -53,22 +51,22 @@ def distill_student(teachers: Sequence[tuple[HAMNetConfig, Any]], student: HAMNe
     from an EMA of the student (then `teachers` must be empty). The result's params are the
     student's only; its `opt_state` also covers the projections."""
     example = train.take(np.arange(min(2, train.size)))
+    key_model, key_proj = jax.random.split(jax.random.key(cfg.seed))
+    if student_params is None:
+        student_params = init_params(HAMNet(student), example, key_model)
     if ema_decay is not None:
         if teachers:
             raise ValueError("self-distillation (ema_decay set) uses the student's EMA as teacher; pass no teachers")
         if not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
-        start = student_params if student_params is not None else init_params(
-            HAMNet(student), example, jax.random.split(jax.random.key(cfg.seed))[0])
-        frozen = make_teachers([(student, start)])
-        student_params = start
+        frozen = make_teachers([(student, student_params)])
         step = functools.partial(ema_distill_step, spec=spec, decay=ema_decay)
     else:
         if not teachers:
             raise ValueError("distill_student needs at least one teacher (or ema_decay for self-distillation)")
         frozen = make_teachers(teachers)
         step = functools.partial(distill_step, spec=spec)
-    params = initial_student_params(student, frozen[0], example, spec, cfg.seed, student_params)
+    params = initial_student_params(student, frozen[0], example, spec, key_proj, student_params)
     result = finetune(HAMNet(student).apply, params, train, val, cfg, step=step, state_cls=DistillState,
                       state_fields={"teachers": frozen}, eval_params=lambda p: p["student"])
     result.params = result.params["student"]

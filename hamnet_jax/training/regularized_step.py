@@ -20,8 +20,9 @@ from hamnet_jax.data.batch import Batch
 from hamnet_jax.training.losses import task_loss
 from hamnet_jax.training.state import TrainState
 from hamnet_jax.transforms.dropout_variants import drop_connect
-from hamnet_jax.transforms.regularization import (R, RegularizationConfig, penalized, prepare_batch,
-                                                  regularization_terms, smooth_labels)
+from hamnet_jax.transforms.regularization import (R, RegularizationConfig, prepare_batch, regularization_terms,
+                                                  smooth_labels)
+from hamnet_jax.transforms.select import weight_decay_mask
 
 
 def regularized_loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, config: RegularizationConfig,
@@ -30,7 +31,7 @@ def regularized_loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.A
     batch = prepare_batch(batch, k_data, config)
     used = params
     if config.on(R.DROPCONNECT):
-        used = drop_connect(params, k_connect, config.drop_connect_rate, penalized(params))
+        used = drop_connect(params, k_connect, config.drop_connect_rate, weight_decay_mask(params))
 
     def forward(b: Batch, k: jax.Array) -> tuple[dict, dict]:
         return state.apply_fn({"params": used}, b, deterministic=False, rngs={"dropout": k})

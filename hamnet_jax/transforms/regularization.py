@@ -4,7 +4,8 @@ training step composes them with.
 * `prepare_batch(batch, key, config)`: the enabled data transforms, in the order
   modality dropout -> RandAugment -> CutMix -> mixup (transforms/augment.py).
 * `regularization_terms(config, params, batch, outputs, aux, forward, key)`: the enabled
-  loss terms, each already weighted, by name: weight penalties (transforms/penalties.py),
+  loss terms, each already weighted, by name: weight penalties (transforms/penalties.py) on
+  the weights weight decay decays (`select.weight_decay_mask`),
   adversarial and virtual adversarial losses (transforms/adversarial.py), manifold, VIB
   and consistency terms (transforms/embedding_regularizers.py).
 
@@ -33,13 +34,14 @@ from hamnet_jax.transforms.embedding_regularizers import (consistency, informati
                                                           manifold_smoothness)
 from hamnet_jax.transforms.penalties import (elastic_net_penalty, l1_penalty, l2_penalty, power_iteration,
                                              spectral_norm_optax)
-from hamnet_jax.transforms.select import NO_DECAY_RULES, select_by_path
+from hamnet_jax.transforms.select import weight_decay_mask
 
 __all__ = [
     "RegularizationConfig", "RegularizationType", "consistency", "cutmix", "drop_connect", "drop_modalities",
     "dropout", "elastic_net_penalty", "fgsm", "information_bottleneck_kl", "input_affinity", "l1_penalty",
     "l2_penalty", "manifold_smoothness", "mixup", "modality_dropout", "pgd", "power_iteration", "prepare_batch",
     "rand_augment", "regularization_terms", "smooth_labels", "spectral_norm_optax", "training_behaviour", "vat_loss",
+    "weight_decay_mask",
 ]
 
 
@@ -156,11 +158,6 @@ def prepare_batch(batch: Batch, key: jax.Array, config: RegularizationConfig) ->
     return batch
 
 
-def penalized(params: Any) -> Any:
-    """The weights the L1 / L2 / elastic-net penalties see: those weight decay decays."""
-    return select_by_path(params, NO_DECAY_RULES)
-
-
 Forward = Callable[[Batch, jax.Array], tuple[dict, dict]]
 
 
@@ -173,11 +170,11 @@ def regularization_terms(config: RegularizationConfig, params: Any, batch: Batch
     terms: dict[str, jax.Array] = {}
     k_adv, k_vat, k_cons, k_aug = jax.random.split(key, 4)
     if config.on(R.L1):
-        terms["l1"] = config.l1_weight * l1_penalty(params, penalized(params))
+        terms["l1"] = config.l1_weight * l1_penalty(params, weight_decay_mask(params))
     if config.on(R.L2):
-        terms["l2"] = config.l2_weight * l2_penalty(params, penalized(params))
+        terms["l2"] = config.l2_weight * l2_penalty(params, weight_decay_mask(params))
     if config.on(R.ELASTIC_NET):
-        terms["elastic_net"] = config.l2_weight * elastic_net_penalty(params, penalized(params),
+        terms["elastic_net"] = config.l2_weight * elastic_net_penalty(params, weight_decay_mask(params),
                                                                       config.elastic_l1_ratio)
 
     def loss_of_batch(b: Batch) -> jax.Array:
