@@ -47,7 +47,7 @@ from hamnet_jax.models.config import MODALITIES, TIERS  # noqa: E402
 from hamnet_jax.optimization.regularization import (HAMNetRegularizer, RegularizationConfig,  # noqa: E402
                                                     RegularizationType)
 from hamnet_jax.training.finetune import FinetuneConfig  # noqa: E402
-from hamnet_jax.training.losses import gaussian_nll  # noqa: E402
+from hamnet_jax.transforms.losses import gaussian_nll  # noqa: E402
 from hamnet_jax.transforms.adversarial import fgsm  # noqa: E402
 from hamnet_jax.transforms.augment import drop_modalities  # noqa: E402
 

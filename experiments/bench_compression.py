@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from hamnet_jax.compression.configs import PruningConfig, QuantizationConfig  # noqa: E402
+from hamnet_jax.config import PruningConfig, QuantizationConfig  # noqa: E402
 from hamnet_jax.compression.prune import prune_and_finetune  # noqa: E402
 from hamnet_jax.compression.quantize import quantize_model  # noqa: E402
 from hamnet_jax.compression.run import load_run_splits  # noqa: E402

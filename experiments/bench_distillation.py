@@ -41,13 +41,13 @@ import jax  # noqa: E402
 from hamnet_jax.compression.run import load_run_splits  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet, init_params  # noqa: E402
-from hamnet_jax.training.distill import distill_student  # noqa: E402
+from hamnet_jax.compression.distill_student import distill_student  # noqa: E402
 from hamnet_jax.training.distill_step import DistillSpec  # noqa: E402
 from hamnet_jax.training.finetune import FinetuneConfig, finetune  # noqa: E402
 from hamnet_jax.training.state import count_params  # noqa: E402
-from hamnet_jax.transforms.compressed_checkpoint import load_compressed, save_compressed  # noqa: E402
+from hamnet_jax.export.compressed_checkpoint import load_compressed, save_compressed  # noqa: E402
 from hamnet_jax.transforms.compressed_model import CompressedModel, latency_ms, test_metrics  # noqa: E402
-from hamnet_jax.transforms.student import student_config  # noqa: E402
+from hamnet_jax.compression.student import student_config  # noqa: E402
 
 PLAIN = "student, no distillation"
 SOFT = (("gaussian_kl", 1.0),)

@@ -1,97 +1,91 @@
 """hamnet-jax: HAMNet (hierarchical attention multimodal network for biological age) in
-JAX/Flax, with the optimization framework around it."""
+JAX/Flax, with the optimization framework around it.
 
-from hamnet_jax.config import Config, DataConfig, TrainingConfig, load_config
-from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
-from hamnet_jax.data.batch import Batch, random_batch, validate_batch
-from hamnet_jax.data.cohort import DEFAULT_SUBJECTS, CohortDims, generate_cohort
-from hamnet_jax.data.dataset import load_cohort, split_cohort
-from hamnet_jax.data.preprocess import Preprocessor
-from hamnet_jax.data.schema import Schema
-from hamnet_jax.data.split import split_subjects
-from hamnet_jax.errors import InputError
-from hamnet_jax.models.config import MODALITIES, HAMNetConfig
-from hamnet_jax.models.hamnet import HAMNet, init_params
-from hamnet_jax.models.uncertainty import predict_with_uncertainty
-from hamnet_jax.compression.configs import PruningConfig, PruningMethod, QuantizationConfig, QuantizationMode
-from hamnet_jax.compression.run import compress_run
-from hamnet_jax.compression.distill_run import distill_run
-from hamnet_jax.optimization.knowledge_distillation import (DistillationConfig, DistillationMethod,
-                                                            DistillationResult, HAMNetKnowledgeDistillation)
-from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer, OptimizationResult
-from hamnet_jax.optimization.regularization import HAMNetRegularizer, RegularizationConfig, RegularizationType
-from hamnet_jax.optimization.training_optimization import HAMNetTrainingOptimizer, TrainingOptimizationConfig
-from hamnet_jax.run_dir import Run, load_run
-from hamnet_jax.training.distill_step import distill_step
-from hamnet_jax.training.distributed import initialize_distributed
-from hamnet_jax.training.regularized_step import regularized_step
-from hamnet_jax.training.loop import FitResult, fit
-from hamnet_jax.training.precision import PrecisionMode, resolve_policy
-from hamnet_jax.training.sharding import make_mesh
-from hamnet_jax.training.state import OptimizerConfig, TrainState, create_train_state
-from hamnet_jax.training.steps import eval_step, train_step, train_step_fn
-from hamnet_jax.training.strategies import OptimizationStrategy
-from hamnet_jax.training.train_run import train_run
+Names are re-exported lazily (PEP 562): `import hamnet_jax` loads no JAX, so the `hamnet`
+command starts fast; `hamnet_jax.fit` imports its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_SUBJECTS",
-    "MODALITIES",
-    "Batch",
-    "CohortArrays",
-    "CohortDims",
-    "Config",
-    "DataConfig",
-    "DistillationConfig",
-    "DistillationMethod",
-    "DistillationResult",
-    "FitResult",
-    "HAMNet",
-    "HAMNetConfig",
-    "HAMNetKnowledgeDistillation",
-    "HAMNetOptimizer",
-    "HAMNetRegularizer",
-    "HAMNetTrainingOptimizer",
-    "OptimizationResult",
-    "PruningConfig",
-    "PruningMethod",
-    "QuantizationConfig",
-    "QuantizationMode",
-    "compress_run",
-    "InputError",
-    "OptimizationStrategy",
-    "OptimizerConfig",
-    "PrecisionMode",
-    "Preprocessor",
-    "RegularizationConfig",
-    "RegularizationType",
-    "Run",
-    "Schema",
-    "TrainState",
-    "TrainingConfig",
-    "TrainingOptimizationConfig",
-    "create_train_state",
-    "distill_run",
-    "distill_step",
-    "eval_step",
-    "fit",
-    "frame_to_arrays",
-    "generate_cohort",
-    "init_params",
-    "initialize_distributed",
-    "load_cohort",
-    "load_config",
-    "load_run",
-    "make_mesh",
-    "predict_with_uncertainty",
-    "random_batch",
-    "regularized_step",
-    "resolve_policy",
-    "split_cohort",
-    "split_subjects",
-    "train_run",
-    "train_step",
-    "train_step_fn",
-    "validate_batch",
-]
+_EXPORTS: dict[str, str] = {
+    "Batch": "hamnet_jax.data.batch",
+    "CohortArrays": "hamnet_jax.data.arrays",
+    "CohortDims": "hamnet_jax.data.cohort",
+    "CompressedModel": "hamnet_jax.inference.compressed",
+    "Config": "hamnet_jax.config",
+    "DEFAULT_SUBJECTS": "hamnet_jax.data.cohort",
+    "DataConfig": "hamnet_jax.config",
+    "DistillationConfig": "hamnet_jax.config",
+    "DistillationMethod": "hamnet_jax.config",
+    "DistillationResult": "hamnet_jax.compression.distillation",
+    "FitOptions": "hamnet_jax.training.fit_options",
+    "FitResult": "hamnet_jax.training.loop",
+    "HAMNet": "hamnet_jax.models.hamnet",
+    "HAMNetConfig": "hamnet_jax.models.config",
+    "HAMNetKnowledgeDistillation": "hamnet_jax.optimization.knowledge_distillation",
+    "HAMNetOptimizer": "hamnet_jax.optimization.pruning_quantization",
+    "HAMNetRegularizer": "hamnet_jax.optimization.regularization",
+    "HAMNetTrainingOptimizer": "hamnet_jax.optimization.training_optimization",
+    "InputError": "hamnet_jax.errors",
+    "MODALITIES": "hamnet_jax.modalities",
+    "OptimizationResult": "hamnet_jax.compression.optimize",
+    "OptimizationStrategy": "hamnet_jax.config",
+    "OptimizerConfig": "hamnet_jax.training.state",
+    "Plan": "hamnet_jax.training.plan",
+    "PrecisionMode": "hamnet_jax.config",
+    "Preprocessor": "hamnet_jax.data.preprocess",
+    "PruningConfig": "hamnet_jax.config",
+    "PruningMethod": "hamnet_jax.config",
+    "QuantizationConfig": "hamnet_jax.config",
+    "QuantizationMode": "hamnet_jax.config",
+    "RegularizationConfig": "hamnet_jax.optimization.regularization",
+    "RegularizationType": "hamnet_jax.optimization.regularization",
+    "Run": "hamnet_jax.run_dir",
+    "Schema": "hamnet_jax.data.schema",
+    "TrainState": "hamnet_jax.training.state",
+    "TrainingConfig": "hamnet_jax.config",
+    "TrainingOptimizationConfig": "hamnet_jax.optimization.training_optimization",
+    "compress_run": "hamnet_jax.compression.run",
+    "create_train_state": "hamnet_jax.training.state",
+    "distill_run": "hamnet_jax.compression.distill_run",
+    "distill_step": "hamnet_jax.training.distill_step",
+    "eval_step": "hamnet_jax.training.steps",
+    "fit": "hamnet_jax.training.loop",
+    "frame_to_arrays": "hamnet_jax.data.arrays",
+    "generate_cohort": "hamnet_jax.data.cohort",
+    "init_params": "hamnet_jax.models.hamnet",
+    "initialize_distributed": "hamnet_jax.training.distributed",
+    "load_cohort": "hamnet_jax.data.dataset",
+    "load_config": "hamnet_jax.config",
+    "load_run": "hamnet_jax.run_dir",
+    "make_mesh": "hamnet_jax.training.sharding",
+    "predict_with_uncertainty": "hamnet_jax.models.uncertainty",
+    "random_batch": "hamnet_jax.data.batch",
+    "regularized_step": "hamnet_jax.training.regularized_step",
+    "resolve_policy": "hamnet_jax.training.precision",
+    "split_cohort": "hamnet_jax.data.dataset",
+    "split_subjects": "hamnet_jax.data.split",
+    "train_run": "hamnet_jax.training.train_run",
+    "train_step": "hamnet_jax.training.steps",
+    "train_step_fn": "hamnet_jax.training.steps",
+    "validate_batch": "hamnet_jax.data.batch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hamnet_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -17,17 +17,41 @@ from hamnet_jax.errors import InputError
 log = logging.getLogger("hamnet_jax")
 
 
+# what each command reads of the config: section -> keys (None: all of them)
+USES: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "cohort": {"general": None},
+    "train": {"model": None, "data": None, "training": None, "general": None},
+    "evaluate": {"general": None},
+    "predict": {"general": None},
+    "export": {"general": None},
+    "prune": {"general": None, "pruning": None, "training": None},
+    "quantize": {"general": None, "quantization": None, "training": None},
+    "distill": {"general": None, "distillation": None, "training": None},
+}
+
+
 def _setup(args: argparse.Namespace):
-    """Load the run config (file + HAMNET_* env), set logging and the JAX platform."""
+    """Load the run config (file + HAMNET_* env), set logging and the JAX platform, and say
+    once on stderr which of the given sections and keys this command does not use."""
     from hamnet_jax.config import load_config
 
     config = load_config(getattr(args, "config", None))
     logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    unused = config.unused(USES[args.command])
+    if unused:
+        print(f"hamnet {args.command}: note: config values not used by this command: {', '.join(unused)}",
+              file=sys.stderr)
     import jax
 
     device = config.general.device.lower()
     if device != "auto":
-        jax.config.update("jax_platforms", {"gpu": "cuda"}.get(device, device))
+        platform = {"gpu": "cuda"}.get(device, device)
+        jax.config.update("jax_platforms", platform)
+        try:
+            jax.devices()
+        except RuntimeError:
+            raise InputError(f"general.device (or HAMNET_DEVICE) is {device!r} but JAX finds no {device} "
+                             "on this machine; use auto or cpu, or install the matching jax extra") from None
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         # compiled steps are reused by the next command (train -> evaluate -> predict -> export)
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hamnet-jax" / "xla"
@@ -76,11 +100,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
     if args.tier:
         config = dataclasses.replace(config, model={**config.model, "tier": args.tier})
-    overrides = {"num_epochs": args.epochs, "precision_mode": args.precision,
-                 "gradient_accumulation_steps": args.accumulation_steps, "mesh": _mesh_flag(args.mesh)}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
+    config = dataclasses.replace(config, training=_training_flags(config.training, args, args.precision,
+                                                                  num_epochs=args.epochs))
     out = args.out or str(Path(config.general.output_dir) / time.strftime("run-%Y%m%d-%H%M%S"))
     start = time.time()
     summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet)
@@ -89,6 +110,21 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"{time.time() - start:.0f} s; test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, "
           f"r {t['pearson_r']:.3f}, 90% coverage {t['coverage_90']:.3f}"
           + (f", age-gap r {t['age_gap_r']:.3f}" if "age_gap_r" in t else ""))
+
+
+def _training_flags(training, args: argparse.Namespace, precision: str | None, **more):
+    """The training config with the loop flags (--precision, --accumulation-steps, --mesh) applied."""
+    import dataclasses
+
+    overrides = {"precision_mode": precision, "gradient_accumulation_steps": args.accumulation_steps,
+                 "mesh": _mesh_flag(args.mesh), **more}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(training, **overrides) if overrides else training
+
+
+def _loop_flags_given(args: argparse.Namespace, precision: str | None) -> list[str]:
+    given = {"--accumulation-steps": args.accumulation_steps, "--mesh": args.mesh, "--resume": args.resume or None}
+    return [k for k, v in given.items() if v is not None] + (["precision"] if precision else [])
 
 
 def _mesh_flag(text: str | None) -> dict[str, int] | None:
@@ -150,63 +186,122 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise InputError("ONNX Runtime disagrees with JAX by more than 1e-4; the export is not trustworthy")
 
 
-def _compress(args: argparse.Namespace, pruning, quantization) -> None:
-    from hamnet_jax.compression.run import compress_run
-
-    summary = compress_run(args.run, args.data, args.out, pruning, quantization)
+def _print_compressed(summary: dict, out: str) -> None:
     base, new = summary["baseline_metrics"], summary["optimized_metrics"]
-    print(f"wrote {args.out}: params {summary['baseline_params']:,} -> {summary['optimized_params']:,}, "
-          f"checkpoint {summary['baseline_bytes'] / 1e6:.2f} -> {summary['optimized_bytes'] / 1e6:.2f} MB "
-          f"({summary['compression_ratio']:.2f}x), latency at batch {summary['latency_batch_size']} "
-          f"{summary['baseline_latency_ms']:.1f} -> {summary['optimized_latency_ms']:.1f} ms "
-          f"({summary['speedup_factor']:.2f}x), test MAE {base['mae']:.3f} -> {new['mae']:.3f} "
-          f"({summary['accuracy_drop']:+.1%})")
+    print(f"wrote {out}: params {summary['baseline_params']:,} -> {summary['optimized_params']:,}, "
+          f"weights {summary['weights_file']} {summary['weights_file_bytes'] / 1e6:.3f} MB vs dense fp32 "
+          f"{summary['baseline_bytes'] / 1e6:.3f} MB ({summary['compression_ratio']:.2f}x), latency at batch "
+          f"{summary['latency_batch_size']} {summary['baseline_latency_ms']:.1f} -> "
+          f"{summary['optimized_latency_ms']:.1f} ms ({summary['speedup_factor']:.2f}x), test MAE "
+          f"{base['mae']:.3f} -> {new['mae']:.3f} ({summary['accuracy_drop']:+.1%})")
 
 
 def _section_with_flags(config, name: str, flags: dict) -> dict:
-    section = dict(config.sections.get(name, {}))
+    """The YAML section `name` as given, with the command's flags on top."""
+    section = {k: getattr(config.sections[name], k) for k in config.given.get(name, ())} if name in config.sections \
+        else {}
     section.update({k: v for k, v in flags.items() if v is not None})
     return section
 
 
+def _refuse(section: str, given: dict, keys: tuple[str, ...], why: str) -> None:
+    for key in keys:
+        if key in given:
+            raise InputError(f"{section}.{key} ({why})")
+
+
 def cmd_prune(args: argparse.Namespace) -> None:
-    from hamnet_jax.compression.configs import PruningConfig
+    from hamnet_jax.compression.run import compress_run
+    from hamnet_jax.config import PruningConfig
 
     config = _setup(args)
     section = _section_with_flags(config, "pruning", {
         "method": args.method, "target_sparsity": args.sparsity, "pruning_schedule": args.schedule,
         "finetune_epochs": args.epochs, "cycles": args.cycles})
-    _compress(args, PruningConfig.from_section(section), None)
+    pruning = PruningConfig.from_section(section)
+    if not pruning.gradual:
+        _refuse("pruning", section, ("pruning_schedule", "start_epoch", "end_epoch", "pruning_frequency"),
+                f"--schedule and its keys apply to gradual pruning only; method {pruning.method.value} with "
+                f"{pruning.cycles} cycle(s) prunes one-shot per cycle")
+    if pruning.method.value != "structured":
+        _refuse("pruning", section, ("structures", "compact"), "applies to structured pruning only")
+    training = _training_flags(_source_training(args, config), args, args.precision)
+    _print_compressed(compress_run(args.run, args.data, args.out, pruning, None, training, args.resume,
+                                   not args.quiet), args.out)
+
+
+def _source_training(args: argparse.Namespace, config):
+    """The training config a derived run fine-tunes with: the source run's, with the
+    config file's `training:` keys on top when one is given."""
+    import dataclasses
+
+    from hamnet_jax.run_dir import load_run_config
+
+    base = load_run_config(args.run).training
+    given = {k: getattr(config.training, k) for k in config.given.get("training", ())}
+    return dataclasses.replace(base, **given) if given else base
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from hamnet_jax.compression.configs import QuantizationConfig
+    from hamnet_jax.compression.run import compress_run
+    from hamnet_jax.config import QuantizationConfig
 
     config = _setup(args)
     section = _section_with_flags(config, "quantization", {
         "mode": args.mode, "precision": args.precision, "calibration_method": args.calibration})
-    _compress(args, None, QuantizationConfig.from_section(section))
+    quantization = QuantizationConfig.from_section(section)
+    mode = quantization.mode.value
+    if mode != "static":
+        _refuse("quantization", section, ("calibration_method", "percentile", "calibration_batches",
+                                          "calibration_batch_size"), f"--calibration applies to static mode, not {mode}")
+    if mode != "mixed":
+        _refuse("quantization", section, ("candidate_bits", "sensitivity_tolerance"),
+                f"applies to mixed mode, not {mode}")
+    if mode != "qat":
+        _refuse("quantization", section, ("qat_epochs", "learning_rate", "batch_size"),
+                f"applies to qat mode, not {mode}")
+        flags = _loop_flags_given(args, args.train_precision)
+        if flags:
+            raise InputError(f"quantize {', '.join(flags)}: only --mode qat trains; {mode} has no training loop")
+    training = _training_flags(_source_training(args, config), args, args.train_precision)
+    _print_compressed(compress_run(args.run, args.data, args.out, None, quantization, training, args.resume,
+                                   not args.quiet), args.out)
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from hamnet_jax.compression.distill_run import distill_run
-    from hamnet_jax.optimization.knowledge_distillation import DistillationConfig, DistillationMethod
+    from hamnet_jax.config import DistillationConfig
 
-    _setup(args)
-    flags = {"temperature": args.temperature, "alpha": args.alpha, "epochs": args.epochs,
-             "learning_rate": args.learning_rate, "seed": args.seed}
-    try:
-        method = DistillationMethod(args.method)
-        config = DistillationConfig(method=method, intermediate_features=args.features, attention_maps=args.attention,
-                                    relational=args.relational, **{k: v for k, v in flags.items() if v is not None})
-    except ValueError as err:
-        raise InputError(str(err)) from None
-    s = distill_run(args.run, args.data, args.out, config, args.ratio)
+    config = _setup(args)
+    flags = {"method": args.method, "temperature": args.temperature, "alpha": args.alpha, "epochs": args.epochs,
+             "learning_rate": args.learning_rate, "seed": args.seed, "compression_ratio": args.ratio,
+             "intermediate_features": args.features or None, "attention_maps": args.attention or None,
+             "relational": args.relational or None}
+    section = _section_with_flags(config, "distillation", flags)
+    distillation = DistillationConfig(**section)
+    if distillation.keeps_architecture:
+        _refuse("distillation", section, ("compression_ratio",),
+                f"--ratio does not apply: {distillation.method.value} keeps the teacher's architecture")
+    if distillation.method.value != "self_distillation":
+        _refuse("distillation", section, ("ema_decay",), "applies to self_distillation only")
+    if distillation.method.value != "born_again":
+        _refuse("distillation", section, ("generations",), "applies to born_again only")
+    training = _training_flags(_source_training(args, config), args, args.precision)
+    s = distill_run(args.run, args.data, args.out, distillation, None, training, args.resume, not args.quiet)
     t, st = s["teacher_metrics"], s["student_metrics"]
     print(f"wrote {args.out}: params {s['teacher_params']:,} -> {s['student_params']:,} "
           f"({s['compression_ratio']:.2f}x fewer), test MAE teacher {t['mae']:.3f} -> student {st['mae']:.3f}, "
           f"throughput at batch {s['throughput_batch_size']} {s['teacher_samples_per_s']:,.0f} -> "
           f"{s['student_samples_per_s']:,.0f} samples/s ({s['speedup']:.2f}x)")
+
+
+def _loop_arguments(q: argparse.ArgumentParser, precision_flag: str = "--precision") -> None:
+    """The training-loop flags every command that trains shares."""
+    q.add_argument(precision_flag, help="override training.precision_mode of the loop: fp32, bf16, fp16 or mixed")
+    q.add_argument("--accumulation-steps", type=int, help="override training.gradient_accumulation_steps")
+    q.add_argument("--mesh", help="override training.mesh, e.g. 'data=-1' or 'fsdp=4,tensor=2'")
+    q.add_argument("--resume", action="store_true", help="continue a killed job from its latest checkpoint")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,11 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target", help="target column (default: the schema's)")
     t.add_argument("--epochs", type=int, help="override training.num_epochs")
     t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")
-    t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--precision", help="override training.precision_mode: fp32, bf16, fp16 or mixed")
-    t.add_argument("--accumulation-steps", type=int, help="override training.gradient_accumulation_steps")
-    t.add_argument("--mesh", help="override training.mesh, e.g. 'data=-1' or 'fsdp=4,tensor=2'")
+    _loop_arguments(t)
     g = t.add_argument_group("multi-process (multi-host) training; or set JAX_COORDINATOR_ADDRESS, "
                              "JAX_NUM_PROCESSES, JAX_PROCESS_ID")
     g.add_argument("--coordinator-address", help="host:port of process 0")
@@ -263,35 +354,38 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="ONNX file to write")
     x.set_defaults(func=cmd_export)
 
-    def compress_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+    _compression_parsers(sub)
+    return p
+
+
+def _compression_parsers(sub: argparse._SubParsersAction) -> None:
+    """`prune`, `quantize` and `distill`: a trained run in, a derived run directory out."""
+    def derived(name: str, help_text: str, precision_flag: str = "--precision") -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_text)
         q.add_argument("--run", required=True, help="trained run directory")
         q.add_argument("--data", required=True, help="the data file the run was trained on (same split)")
         q.add_argument("--out", required=True, help="new run directory to write")
-        q.add_argument("--config", help=f"hamnet_config.yaml whose {name}-related section is used")
+        q.add_argument("--config", help=f"hamnet_config.yaml: its {name} section and training execution keys")
+        _loop_arguments(q, precision_flag)
         return q
 
-    pr = compress_parser("prune", "prune + fine-tune a run (structured: compact it) into a new run")
+    pr = derived("prune", "prune + fine-tune a run (structured: compact it) into a new run")
     pr.add_argument("--method", help="magnitude, global_magnitude, gradient, snip, taylor, movement or structured")
     pr.add_argument("--sparsity", type=float, help="target sparsity in [0, 1) (pruning.target_sparsity)")
-    pr.add_argument("--schedule", help="one_shot, linear or polynomial (pruning.pruning_schedule)")
+    pr.add_argument("--schedule", help="one_shot, linear or polynomial (pruning.pruning_schedule; gradual only)")
     pr.add_argument("--epochs", type=int, help="fine-tuning epochs (pruning.finetune_epochs)")
     pr.add_argument("--cycles", type=int, help="iterative prune -> fine-tune cycles (pruning.cycles)")
     pr.set_defaults(func=cmd_prune)
-    qz = compress_parser("quantize", "quantize a run (int8 PTQ / QAT / mixed, fp16, bf16) into a new run")
+    qz = derived("quantize", "quantize a run (int8 PTQ / QAT / mixed, fp16, bf16) into a new run",
+                 "--train-precision")
     qz.add_argument("--mode", help="dynamic, static, qat, weight_only or mixed (quantization.mode)")
     qz.add_argument("--precision", help="int8, fp16 or bf16 (quantization.precision)")
     qz.add_argument("--calibration", help="minmax or percentile (static mode)")
     qz.set_defaults(func=cmd_quantize)
-    from hamnet_jax.optimization.knowledge_distillation import DistillationMethod
-
-    kd = sub.add_parser("distill", help="distill a run into a smaller student run (knowledge distillation)")
-    kd.add_argument("--run", required=True, help="trained teacher run directory")
-    kd.add_argument("--data", required=True, help="the data file the run was trained on (same split)")
-    kd.add_argument("--out", required=True, help="new run directory for the student")
-    kd.add_argument("--config", help="hamnet_config.yaml (logging, device)")
-    kd.add_argument("--ratio", type=float, default=0.25, help="student / teacher parameters (default 0.25)")
-    kd.add_argument("--method", default="soft_target", choices=[m.value for m in DistillationMethod])
+    kd = derived("distill", "distill a run into a smaller student run (knowledge distillation)")
+    kd.add_argument("--ratio", type=float, help="student / teacher parameters (distillation.compression_ratio, 0.25)")
+    kd.add_argument("--method", help="soft_target, feature_matching, attention_transfer, relational, "
+                                     "self_distillation or born_again (distillation.method)")
     kd.add_argument("--temperature", type=float, help="softening temperature of a classification head (4)")
     kd.add_argument("--alpha", type=float, help="weight of distillation vs the task loss (0.5)")
     kd.add_argument("--epochs", type=int, help="student training epochs (10)")
@@ -301,7 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     kd.add_argument("--attention", action="store_true", help="add attention transfer")
     kd.add_argument("--relational", action="store_true", help="add relational (RKD) distance + angle losses")
     kd.set_defaults(func=cmd_distill)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

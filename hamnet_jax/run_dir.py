@@ -7,7 +7,10 @@ RUN_DIR/
   schema.yaml        the data schema used (target included)
   preprocessor.npz   standardization fitted on the training split
   calibration.json   variance scale fitted on the validation split
-  params/            final (best-validation) parameters, orbax
+  params/            final (best-validation) parameters, orbax (trained runs)
+  weights.safetensors  instead of params/ in a pruned / quantized run: the compressed
+                     weights themselves (int8 or 4-bit codes + scales, sparse layers as
+                     bitmap + values); compression.json says how they execute
   checkpoints/       latest/ and best/ train states, orbax
   metrics.jsonl      one line per epoch
   summary.json       test-split metrics of the trained model
@@ -27,6 +30,8 @@ import orbax.checkpoint as ocp
 import yaml
 
 from hamnet_jax.config import Config, config_from_dict
+from hamnet_jax.export.compressed_checkpoint import load_compressed, save_compressed
+from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
@@ -43,8 +48,13 @@ class Run:
     model_config: HAMNetConfig
     schema: Schema
     preprocessor: Preprocessor
-    params: Any
+    params: Any  # float params (dequantized for an int8 run)
     std_scale: float
+    model: CompressedModel | None = None  # the execution path: int8 codes + scales, or float params
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = CompressedModel(self.model_config, self.params)
 
 
 def save_config(run_dir: Path, config: Config, model_config: HAMNetConfig) -> None:
@@ -60,23 +70,56 @@ def save_params(run_dir: Path, params: Any) -> None:
         ckptr.save(target, params, force=True)
 
 
+WEIGHTS_FILE = "weights.safetensors"
+COMPRESSION_FILE = "compression.json"
+
+
+def save_compressed_model(run_dir: Path, model: CompressedModel) -> int:
+    """The compressed weights of a pruned / quantized run (atomic); returns their bytes."""
+    size = save_compressed(run_dir / WEIGHTS_FILE, model.params, model.quant, model.bits)
+    write_json_atomic(run_dir / COMPRESSION_FILE, {"execution": model.mode, "weights": WEIGHTS_FILE})
+    return size
+
+
+def load_compressed_model(run_dir: Path, config: HAMNetConfig) -> CompressedModel:
+    codes, scales, bits = load_compressed(run_dir / WEIGHTS_FILE)
+    mode = json.loads((run_dir / COMPRESSION_FILE).read_text())["execution"]
+    if mode is None:
+        return CompressedModel(config, codes)
+    return CompressedModel(config, codes, scales, bits, mode)
+
+
 def save_calibration(run_dir: Path, std_scale: float) -> None:
     write_json_atomic(run_dir / "calibration.json", {"std_scale": std_scale})
 
 
+def load_run_config(run_dir: str | Path) -> Config:
+    """The run's resolved config (its model section as trained)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise InputError(f"run directory {Path(run_dir)} is not a run: missing config.yaml")
+    raw = yaml.safe_load(path.read_text())
+    model_section = raw.pop("model")
+    config = config_from_dict({**raw, "model": {"tier": model_section["tier"]}}, str(path))
+    return dataclasses.replace(config, model=model_section)
+
+
 def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
-    needed = ["config.yaml", "schema.yaml", "preprocessor.npz", "params", "calibration.json"]
+    weights = ["params"] if not (path / COMPRESSION_FILE).exists() else [WEIGHTS_FILE]
+    needed = ["config.yaml", "schema.yaml", "preprocessor.npz", *weights, "calibration.json"]
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
         raise InputError(f"run directory {path} is not a finished run: missing {', '.join(missing)}")
-    raw = yaml.safe_load((path / "config.yaml").read_text())
-    model_section = raw.pop("model")
-    config = config_from_dict({**raw, "model": {"tier": model_section["tier"]}}, str(path / "config.yaml"))
-    model_config = HAMNetConfig.create(**model_section)
-    config = dataclasses.replace(config, model=model_section)
-    with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore((path / "params").absolute())
+    config = load_run_config(path)
+    model_config = HAMNetConfig.create(**config.model)
+    if weights == [WEIGHTS_FILE]:
+        model = load_compressed_model(path, model_config)
+        params = model.float_params()
+    else:
+        with ocp.StandardCheckpointer() as ckptr:
+            params = ckptr.restore((path / "params").absolute())
+        model = None
     std_scale = float(json.loads((path / "calibration.json").read_text())["std_scale"])
     return Run(path, config, model_config, Schema.load(path / "schema.yaml"),
-               Preprocessor.load(path / "preprocessor.npz"), params, std_scale)
+               Preprocessor.load(path / "preprocessor.npz"), params, std_scale, model)

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from hamnet_jax.cli import main
-from hamnet_jax.compression.configs import PruningConfig, QuantizationConfig, QuantizationMode
+from hamnet_jax.config import PruningConfig, QuantizationConfig, QuantizationMode
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.errors import InputError
 from hamnet_jax.run_dir import load_run
-from hamnet_jax.transforms.compressed_checkpoint import load_compressed
+from hamnet_jax.export.compressed_checkpoint import load_compressed
 
 
 def test_prune_structured_writes_a_smaller_working_run(tiny_run, tiny_cohort, tmp_path, capsys):

@@ -23,7 +23,7 @@ from hamnet_jax.training.distill_step import (DistillSpec, DistillState, Teacher
                                               distill_step, ema_distill_step, forward)
 from hamnet_jax.training.state import count_params
 from hamnet_jax.transforms import distillation as kd
-from hamnet_jax.transforms.student import param_count, student_config
+from hamnet_jax.compression.student import param_count, student_config
 
 CFG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=48, genetic_dim=40, lifestyle_dim=6,
                              imaging_group_size=16, genetic_group_size=16, classification=True,

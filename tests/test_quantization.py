@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
-from hamnet_jax.transforms.compressed_checkpoint import (
+from hamnet_jax.export.compressed_checkpoint import (
     float_checkpoint_bytes, load_compressed, pack_nibbles, save_compressed, unpack_nibbles,
 )
 from hamnet_jax.transforms.int8_execution import calibrate, int8_mode

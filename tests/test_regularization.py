@@ -17,7 +17,7 @@ from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.optimization.regularization import HAMNetRegularizer, RegularizationConfig, RegularizationType
 from hamnet_jax.training.finetune import FinetuneConfig
-from hamnet_jax.training.losses import gaussian_nll
+from hamnet_jax.transforms.losses import gaussian_nll
 from hamnet_jax.training.regularized_step import regularized_step
 from hamnet_jax.training.state import TrainState
 from hamnet_jax.transforms import regularization as reg

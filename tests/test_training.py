@@ -6,8 +6,8 @@ import pytest
 
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.models.hamnet import HAMNet
-from hamnet_jax.training.losses import gaussian_nll, regression_loss
-from hamnet_jax.training.metrics import auroc, regression_metrics
+from hamnet_jax.transforms.losses import gaussian_nll, regression_loss
+from hamnet_jax.evaluation.metrics import auroc, regression_metrics
 from hamnet_jax.training.state import OptimizerConfig, create_train_state
 from hamnet_jax.training.steps import eval_step, train_step
 from hamnet_jax.transforms.select import path_str, select_by_path, weight_decay_mask

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from hamnet_jax.compression.configs import QuantizationConfig, QuantizationMode
+from hamnet_jax.config import QuantizationConfig, QuantizationMode
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
-from hamnet_jax.training.finetune import FinetuneConfig, finetune
+from hamnet_jax.training.fit_options import FitOptions
+from hamnet_jax.training.plan import Plan
 from hamnet_jax.training.loop import validation_loss
-from hamnet_jax.transforms.compressed_model import CompressedModel
+from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.transforms.int8_execution import calibrate
 from hamnet_jax.transforms.mixed_precision import sensitivity_bits
 from hamnet_jax.transforms.quantization import cast_weights, quantize_bits, quantize_params
@@ -29,9 +30,11 @@ def calibration_batches(train: Batch, qcfg: QuantizationConfig) -> list[Batch]:
             for i in range(min(qcfg.calibration_batches, max(train.size // size, 1)))]
 
 
-def quantize_model(config: HAMNetConfig, params: Any, train: Batch, val: Batch,
-                   qcfg: QuantizationConfig) -> tuple[CompressedModel, dict[str, Any]]:
-    """The quantized model and a report (mode, bits per layer, QAT history, ...)."""
+def quantize_model(config: HAMNetConfig, params: Any, train: Batch, val: Batch, qcfg: QuantizationConfig,
+                   options: FitOptions | None = None) -> tuple[CompressedModel, dict[str, Any]]:
+    """The quantized model and a report (mode, bits per layer, QAT history, ...); QAT
+    fine-tunes through `fit` under `options`."""
+    options = options or FitOptions()
     mode = QuantizationMode(qcfg.mode)
     if mode in (QuantizationMode.FP16, QuantizationMode.BF16):
         dtype = "float16" if mode == QuantizationMode.FP16 else "bfloat16"
@@ -47,9 +50,9 @@ def quantize_model(config: HAMNetConfig, params: Any, train: Batch, val: Batch,
     if mode == QuantizationMode.QAT:
         _, scales = quantize_params(params, bits)  # marks which layers the fake-quant path covers
         fake = CompressedModel(config, params, scales, bits, "fake")
-        result = finetune(fake.apply_fn(), params, train, val,
-                          FinetuneConfig(epochs=qcfg.qat_epochs, batch_size=qcfg.batch_size,
-                                         learning_rate=qcfg.learning_rate, seed=qcfg.seed))
+        plan = Plan(init_params=params, wrap_apply=fake.wrap_apply)
+        result = options.fit(config, options.config(qcfg.qat_epochs, qcfg.batch_size, qcfg.learning_rate,
+                                                     qcfg.seed), train, val, plan)
         params = result.params
         report["qat_history"] = result.history
     codes, scales = quantize_params(params, bits)

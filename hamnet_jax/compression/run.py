@@ -1,10 +1,11 @@
 """`compress_run`: prune and/or quantize a trained run directory into a new one.
 
 The new run directory is complete (config with the compacted model section, schema,
-preprocessor, recalibrated interval scale, float `params/`), so `hamnet evaluate`,
-`predict` and `export` work on it. A quantized run also holds `compressed.npz` (the
-int8 checkpoint; its `params/` are the dequantized weights, i.e. what the weight-only
-path computes) and `summary.json` holds the measured `OptimizationResult`.
+preprocessor, recalibrated interval scale, and `weights.safetensors`: the pruned weights
+in sparse form, or the int8 / 4-bit codes with their scales), so `hamnet evaluate` and
+`predict` run the compressed model itself; `summary.json` holds the measured
+`OptimizationResult`. Fine-tuning checkpoints under `checkpoints/<stage>` so a killed job
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.compression.configs import PruningConfig, QuantizationConfig
+from hamnet_jax.compression.optimize import compress_model, measure_compression
+from hamnet_jax.config import PruningConfig, QuantizationConfig, TrainingConfig
+from hamnet_jax.data.batch import Batch
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
+from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
-from hamnet_jax.data.batch import Batch
-from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.run_dir import Run, load_run, save_calibration, save_config, save_params
-from hamnet_jax.transforms.compressed_checkpoint import save_compressed
-from hamnet_jax.transforms.quantization import dequantize_params
+from hamnet_jax.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
+                                save_params)
+from hamnet_jax.training.fit_options import FitOptions
 
 
 def plot_layer_sparsity(report: dict[str, Any], path: Path) -> None:
@@ -56,50 +57,67 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     return run, parts, {k: run.preprocessor.transform(v) for k, v in parts.items()}
 
 
-def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """`out_dir` as a Path, refusing the source run itself and a non-empty directory."""
+def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """`out_dir` as a Path, refusing the source run itself and a non-empty directory
+    (unless resuming, which needs the checkpoints a killed job left there)."""
     out = Path(out_dir)
     if out.resolve() == Path(run_dir).resolve():
         raise InputError("--out must be a new run directory, not the source run")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"run directory {out} already exists and is not empty; choose another --out")
+    if resume:
+        if not any((out / "checkpoints").glob("**/_CHECKPOINT_METADATA")):
+            raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
+    elif out.exists() and any(out.iterdir()):
+        raise InputError(f"run directory {out} already exists and is not empty; choose another --out "
+                         "(or pass --resume to continue a killed job)")
     return out
 
 
+def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: bool) -> FitOptions:
+    """The loop options of a derived run: the source run's execution keys (with the command's
+    overrides), checkpoints under `out/checkpoints/<stage>`."""
+    return FitOptions(training=training, checkpoint_dir=out / "checkpoints", resume=resume, progress=progress)
+
+
 def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: dict, batches: dict[str, Batch],
-                      model_config: HAMNetConfig, float_params: Any) -> float:
+                      model: CompressedModel, compressed: bool) -> float:
     """A run directory for a model derived from `run` (same schema, preprocessing and split):
-    config, params and the interval scale recalibrated on the validation part, which it
-    returns. The caller writes `summary.json` last, so its presence marks a finished run."""
+    config, weights (`weights.safetensors` when `compressed`: the pruned / quantized weights
+    themselves; orbax `params/` otherwise) and the interval scale recalibrated on the
+    validation part through the model's own execution path, which it returns. The caller
+    writes `summary.json` last, so its presence marks a finished run."""
     pre = run.preprocessor
     out.mkdir(parents=True, exist_ok=True)
     for name in ("schema.yaml", "preprocessor.npz"):
         shutil.copy2(Path(run_dir) / name, out / name)
-    save_config(out, run.config, model_config)
-    save_params(out, float_params)
-    val = predict_batch(model_config, float_params, batches["val"], pre.target_mean, pre.target_std, 1.0,
-                        run.config.training.mc_samples, run.config.training.seed)
+    save_config(out, run.config, model.config)
+    if compressed:
+        save_compressed_model(out, model)
+    else:
+        save_params(out, model.params)
+    val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, 1.0,
+                        run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn())
     std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
     save_calibration(out, std_scale)
     return std_scale
 
 
 def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
-                 pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None) -> dict:
+                 pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None,
+                 training: TrainingConfig | None = None, resume: bool = False, progress: bool = False) -> dict:
     """Compress the run at `run_dir` on the same data split it was trained on; returns the
-    summary written to `out_dir/summary.json`."""
-    out = new_run_dir(run_dir, out_dir)
+    summary written to `out_dir/summary.json`. Fine-tuning runs `fit` with `training`'s
+    execution keys (default: the source run's) and resumes after a crash with `resume`."""
+    out = new_run_dir(run_dir, out_dir, resume)
     run, parts, batches = load_run_splits(run_dir, data_path)
-    optimizer = HAMNetOptimizer(pruning, quantization, target_std=run.preprocessor.target_std)
-    _, result = optimizer.optimize_model(run.model_config, run.params, batches["train"], batches["val"],
-                                         batches["test"])
-    model = result.model
-    float_params = model.params if model.quant is None else dequantize_params(model.params, model.quant)
-    std_scale = write_derived_run(out, run_dir, run, parts, batches, model.config, float_params)
-    if model.quant is not None:
-        save_compressed(out / "compressed.npz", model.params, model.quant, model.bits)
+    options = fit_options(out, training or run.config.training, resume, progress)
+    model, pruning_report, quantization_report = compress_model(
+        run.model_config, run.params, batches["train"], batches["val"], pruning, quantization, options)
+    std_scale = write_derived_run(out, run_dir, run, parts, batches, model, compressed=True)
+    result = measure_compression(run.model, model, batches["test"], run.preprocessor.target_std,
+                                 pruning=pruning_report, quantization=quantization_report)
     if result.pruning.get("sparsity"):
         plot_layer_sparsity(result.pruning["sparsity"], out / "plots" / "layer_sparsity.png")
-    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale}
+    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale,
+               "weights_file": str(out / WEIGHTS_FILE), "weights_file_bytes": (out / WEIGHTS_FILE).stat().st_size}
     write_json_atomic(out / "summary.json", summary)
     return summary

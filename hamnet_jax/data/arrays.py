@@ -14,7 +14,7 @@ import pandas as pd
 
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
-from hamnet_jax.models.config import MODALITIES
+from hamnet_jax.modalities import MODALITIES
 
 
 @dataclasses.dataclass

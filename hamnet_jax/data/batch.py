@@ -14,14 +14,17 @@ Shapes (B subjects, V visits):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.struct
 import jax
 import numpy as np
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.models.config import MODALITIES, HAMNetConfig
+from hamnet_jax.modalities import MODALITIES
+
+if TYPE_CHECKING:  # type hints only: data sits below models in the layers
+    from hamnet_jax.models.config import HAMNetConfig
 
 
 @flax.struct.dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from hamnet_jax.config import DataConfig
 from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.split import split_subjects
 from hamnet_jax.data.tables import read_table
+
+if TYPE_CHECKING:  # type hints only: data sits below config in the layers
+    from hamnet_jax.config import DataConfig
 
 
 def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig,

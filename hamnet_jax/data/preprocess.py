@@ -19,7 +19,7 @@ import numpy as np
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.errors import InputError
-from hamnet_jax.models.config import MODALITIES
+from hamnet_jax.modalities import MODALITIES
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.models.config import MODALITIES
+from hamnet_jax.modalities import MODALITIES
 
 SCHEMA_KEYS = {"subject_id", "visit", "time", "target", "outcome", "modalities", "categorical", "extra"}
 

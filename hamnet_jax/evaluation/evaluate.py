@@ -16,7 +16,7 @@ from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
-from hamnet_jax.training.metrics import age_gap_correlation, classification_metrics, regression_metrics
+from hamnet_jax.evaluation.metrics import age_gap_correlation, classification_metrics, regression_metrics
 
 COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 
@@ -29,8 +29,9 @@ def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
     if empty.size:
         raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "
                          f"({empty.size} such subject(s)); HAMNet needs at least one modality per subject")
-    return predict_batch(run.model_config, run.params, batch, pre.target_mean, pre.target_std,
-                         run.std_scale, run.config.training.mc_samples, run.config.training.seed)
+    model = run.model  # the run's own execution path: int8 codes for a quantized run
+    return predict_batch(model.config, model.params, batch, pre.target_mean, pre.target_std, run.std_scale,
+                         run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn())
 
 
 def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[str, float]:

@@ -8,6 +8,7 @@ standard deviations and the 90% interval.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,23 +18,32 @@ from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.inference.batched import map_batched
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
-from hamnet_jax.models.uncertainty import predict_with_uncertainty
-from hamnet_jax.training.metrics import Z90
+from hamnet_jax.models.uncertainty import Z90, predict_with_uncertainty
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_samples"))
-def _mc(config: HAMNetConfig, params: Any, batch: Batch, key: jax.Array, num_samples: int) -> dict:
-    return predict_with_uncertainty(HAMNet(config), params, batch, key, num_samples)
+@functools.partial(jax.jit, static_argnames=("apply_fn", "num_samples"))
+def _mc(apply_fn: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int) -> dict:
+    return predict_with_uncertainty(apply_fn, params, batch, key, num_samples)
+
+
+@functools.lru_cache(maxsize=32)
+def _plain_apply(config: HAMNetConfig) -> Callable:
+    """One apply function per config, so the jitted MC step is compiled once per model."""
+    return HAMNet(config).apply
 
 
 def predict_batch(
     config: HAMNetConfig, params: Any, batch: Batch, target_mean: float, target_std: float,
     std_scale: float = 1.0, num_samples: int = 20, seed: int = 0, chunk: int = 256,
+    apply_fn: Callable | None = None,
 ) -> dict[str, np.ndarray]:
-    """MC-dropout predictions in target units; stds are multiplied by `std_scale`."""
+    """MC-dropout predictions in target units; stds are multiplied by `std_scale`.
+    `apply_fn` (default `HAMNet(config).apply`) is the execution path, e.g. a quantized
+    model's (`CompressedModel.apply_fn()`) with `params` its int8 codes."""
     validate_batch(batch, config)
     key = jax.random.key(seed)
-    out = map_batched(lambda b: _mc(config, params, b, key, num_samples), batch, chunk)
+    apply_fn = apply_fn or _plain_apply(config)
+    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
     scale = target_std * std_scale
     result = {"prediction": out["mean"] * target_std + target_mean}
     for name in ("aleatoric_std", "epistemic_std", "total_std"):

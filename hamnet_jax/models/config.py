@@ -15,8 +15,8 @@ import dataclasses
 from typing import Any
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.modalities import MODALITIES
 
-MODALITIES: tuple[str, ...] = ("clinical", "imaging", "genetic", "lifestyle")
 
 TIERS: dict[str, dict[str, Any]] = {
     "base": dict(embed_dim=32, num_layers=1, num_heads=2, temporal_layers=1),

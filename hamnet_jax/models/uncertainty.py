@@ -6,6 +6,7 @@ of the predicted means over dropout samples; samples are drawn with `vmap` over 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -14,15 +15,19 @@ import jax.numpy as jnp
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet
 
+Z90 = 1.6448536269514722  # two-sided 90% normal quantile
+
 
 def predict_with_uncertainty(
-    model: HAMNet, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
+    model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
 ) -> dict[str, jax.Array]:
     """Mean and aleatoric / epistemic / total standard deviations, each [B]
-    (plus `probability` [B] when the model has a classification head)."""
+    (plus `probability` [B] when the model has a classification head). `model` is a HAMNet
+    or an apply function with its signature (a quantized model's execution path)."""
+    apply = model.apply if isinstance(model, HAMNet) else model
 
     def one(k: jax.Array) -> dict[str, jax.Array]:
-        out, _ = model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": k})
+        out, _ = apply({"params": params}, batch, deterministic=False, rngs={"dropout": k})
         return out
 
     samples = jax.vmap(one)(jax.random.split(key, num_samples))

@@ -12,8 +12,14 @@
     outputs, aux = model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": k})
     loss = task_loss + reg.apply_regularization(model, p, batch, outputs, aux, key)
 
-or, the whole loop: `params, result = reg.fit(config, train, val, FinetuneConfig(...))`,
-which runs `training.regularized_step` with the optimizer from `reg.wrap_optimizer`.
+or, the whole loop: `params, result = reg.fit(config, train, val, TrainingConfig(num_epochs=10))`,
+which runs `fit` on the regularized objective with the optimizer from `reg.wrap_optimizer`.
+
+`placement()` says where each enabled technique acts: loss terms come from
+`apply_regularization`; label smoothing and DropConnect act inside the regularized
+objective's task loss and forward pass; weight decay and spectral normalization live in the
+optimizer (`wrap_optimizer`, `weight_decay`); dropout kinds, stochastic depth and VIB in the
+model (`prepare_model`); augmentations in the data (`prepare_data`).
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 import optax
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.models.hamnet import HAMNet, init_params
-from hamnet_jax.training.finetune import FinetuneConfig, FinetuneResult, finetune
-from hamnet_jax.training.regularized_step import regularized_step
+from hamnet_jax.models.hamnet import HAMNet
+from hamnet_jax.config import TrainingConfig
+from hamnet_jax.training.fit_options import FitOptions
+from hamnet_jax.training.loop import FitResult
+from hamnet_jax.training.plan import Plan
+from hamnet_jax.training.regularized_step import regularized_loss_fn
 from hamnet_jax.transforms.dropout_variants import training_behaviour
 from hamnet_jax.transforms.penalties import spectral_norm_optax
 from hamnet_jax.transforms.regularization import (SPECTRAL_RULES, R, RegularizationConfig, RegularizationType,
@@ -99,16 +107,38 @@ class HAMNetRegularizer:
             return tx
         return optax.chain(tx, spectral_norm_optax(SPECTRAL_RULES, c.spectral_max_norm, c.spectral_iterations))
 
-    def fit(self, model: HAMNet | HAMNetConfig, train: Batch, val: Batch, cfg: FinetuneConfig,
-            params: Any = None) -> tuple[Any, FinetuneResult]:
-        """Train (from `params`, else a fresh init with `cfg.seed`) with every enabled technique;
-        returns the prepared model's config-compatible params and the loop's result."""
-        prepared = self.prepare_model(model)
-        if params is None:
-            params = init_params(prepared.module, train.take(np.arange(min(2, train.size))),
-                                 jax.random.key(cfg.seed))
+    def placement(self) -> dict[str, str]:
+        """Where each enabled technique acts (the ones `apply_regularization` does not sum)."""
+        where = {R.WEIGHT_DECAY: "optimizer (weight_decay, decoupled AdamW)",
+                 R.SPECTRAL_NORM: "optimizer (wrap_optimizer)",
+                 R.LABEL_SMOOTHING: "task loss (smooth_labels in the regularized objective)",
+                 R.DROPCONNECT: "forward pass (drop_connect on the params in the regularized objective)",
+                 R.DROPOUT: "model (prepare_model)", R.GAUSSIAN_DROPOUT: "model (prepare_model)",
+                 R.ALPHA_DROPOUT: "model (prepare_model)", R.STOCHASTIC_DEPTH: "model (prepare_model)",
+                 R.INFORMATION_BOTTLENECK: "model (prepare_model) + loss (apply_regularization)",
+                 R.MIXUP: "data (prepare_data)", R.CUTMIX: "data (prepare_data)",
+                 R.MODALITY_DROPOUT: "data (prepare_data)", R.RANDAUGMENT: "data (prepare_data)"}
+        return {t.value: where.get(t, "loss (apply_regularization)") for t in self.config.enabled_techniques}
+
+    def plan(self, model_config: HAMNetConfig, params: Any = None, loss: str = "gaussian_nll",
+             class_weight: float = 1.0) -> Plan:
+        """The `fit` plan of regularized training: the regularized objective, the prepared
+        apply (dropout kind, stochastic depth) and the optimizer wrapper."""
+        c = self.config
+        depth = c.stochastic_depth_rate if c.on(R.STOCHASTIC_DEPTH) else 0.0
+        kind = c.dropout_kind or "standard"
+        return Plan(init_params=params,
+                    wrap_apply=lambda apply: training_behaviour(apply, model_config, kind, depth),
+                    wrap_tx=self.wrap_optimizer,
+                    objective=functools.partial(regularized_loss_fn, config=c, loss=loss, class_weight=class_weight))
+
+    def fit(self, model: HAMNet | HAMNetConfig, train: Batch, val: Batch, cfg: TrainingConfig,
+            params: Any = None, options: FitOptions | None = None) -> tuple[Any, FitResult]:
+        """Train (from `params`, else a fresh init with `cfg.seed`) with every enabled technique
+        through `fit`; returns the prepared model's config-compatible params and the loop's result."""
+        config = self.model_config(model.config if isinstance(model, HAMNet) else model)
         cfg = dataclasses.replace(cfg, weight_decay=self.weight_decay)
-        step = functools.partial(regularized_step, config=self.config, loss=cfg.loss,
-                                 class_weight=cfg.classification_weight)
-        result = finetune(prepared.apply, params, train, val, cfg, wrap_tx=self.wrap_optimizer, step=step)
+        options = options or FitOptions()
+        plan = self.plan(config, params, cfg.loss, cfg.classification_weight)
+        result = options.fit(config, cfg, train, val, plan)
         return result.params, result

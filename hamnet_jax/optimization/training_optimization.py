@@ -33,7 +33,7 @@ from hamnet_jax.training.loop import fit
 from hamnet_jax.training.precision import PrecisionMode, resolve_policy
 from hamnet_jax.training.sharding import make_mesh
 from hamnet_jax.training.state import count_params
-from hamnet_jax.training.strategies import OptimizationStrategy
+from hamnet_jax.config.strategies import OptimizationStrategy
 
 __all__ = ["HAMNetTrainingOptimizer", "OptimizationStrategy", "PrecisionMode", "TrainingOptimizationConfig"]
 

@@ -21,11 +21,11 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.training.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss
 from hamnet_jax.training.state import TrainState
+from hamnet_jax.training.steps import train_step_fn
 from hamnet_jax.transforms.distillation import DISTILL_LOSSES, combine_teachers, distill_loss, ema_update
 
 
@@ -108,20 +108,26 @@ def distill_loss_fn(params: Any, state: DistillState, batch: Batch, key: jax.Arr
     return total, metrics
 
 
-def distill_step_fn(state: DistillState, batch: Batch, key: jax.Array, spec: DistillSpec) -> tuple[DistillState, dict]:
-    grads, metrics = jax.grad(distill_loss_fn, has_aux=True)(state.params, state, batch, key, spec)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads=grads), metrics
+def distill_step_fn(state: DistillState, batch: Batch, key: jax.Array, spec: DistillSpec,
+                    accumulation_steps: int = 1) -> tuple[DistillState, dict]:
+    """`train_step_fn` on the distillation objective (accumulation and loss scaling included)."""
+    return train_step_fn(state, batch, key, accumulation_steps=accumulation_steps,
+                         objective=functools.partial(distill_loss_fn, spec=spec))
+
+
+def ema_teacher(state: DistillState, decay: float) -> DistillState:
+    """The (single) teacher becomes an EMA of the student: self-distillation."""
+    (teacher,) = state.teachers
+    new = teacher.replace(params=ema_update(teacher.params, state.params["student"], decay))
+    return state.replace(teachers=(new,))
 
 
 def ema_distill_step_fn(state: DistillState, batch: Batch, key: jax.Array, spec: DistillSpec,
-                        decay: float) -> tuple[DistillState, dict]:
-    """`distill_step` then teacher <- EMA(teacher, student): self-distillation (one teacher
-    with the student's architecture)."""
-    state, metrics = distill_step_fn(state, batch, key, spec)
-    (teacher,) = state.teachers
-    new = teacher.replace(params=ema_update(teacher.params, state.params["student"], decay))
-    return state.replace(teachers=(new,)), metrics
+                        decay: float, accumulation_steps: int = 1) -> tuple[DistillState, dict]:
+    """`distill_step` then teacher <- EMA(teacher, student)."""
+    return train_step_fn(state, batch, key, accumulation_steps=accumulation_steps,
+                         objective=functools.partial(distill_loss_fn, spec=spec),
+                         after_update=functools.partial(ema_teacher, decay=decay))
 
 
 distill_step = functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))(distill_step_fn)

@@ -26,7 +26,8 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_within_budget, padding_fraction
-from hamnet_jax.training.losses import gaussian_nll
+from hamnet_jax.transforms.losses import gaussian_nll
+from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy, resolve_policy
 from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_sharded_training
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
@@ -44,6 +45,8 @@ class FitResult:
     best_val_loss: float
     stopped_early: bool
     batch_size: int = 0
+    opt_state: Any = None  # host copy at the best epoch (pruning masks live here)
+    steps_per_epoch: int = 0
 
 
 def validation_loss(apply_fn: Callable, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
@@ -87,6 +90,14 @@ def choose_batch_size(cfg: TrainingConfig, mesh: Mesh, n: int, state: TrainState
     return cap // unit * unit
 
 
+def epoch_steps(cfg: TrainingConfig, n: int, mesh: Mesh | None = None) -> int:
+    """Optimizer steps per epoch of `fit` without a memory budget: the batch size is
+    `cfg.batch_size` (at most n) rounded down to the devices x accumulation unit."""
+    mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
+    unit = batch_divisor(mesh) * cfg.gradient_accumulation_steps
+    return max(n // max(min(cfg.batch_size, n) // unit * unit, 1), 1)
+
+
 def fit(
     model_config: HAMNetConfig,
     cfg: TrainingConfig,
@@ -97,11 +108,16 @@ def fit(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = False,
     mesh: Mesh | None = None,
+    plan: Plan = DEFAULT_PLAN,
 ) -> FitResult:
     """Train HAMNet on `train`, select the epoch with the lowest validation NLL.
 
     Runs on `mesh` (default: built from `cfg.mesh` over all devices of all processes);
-    every process passes the same host data and transfers only its own rows.
+    every process passes the same host data and transfers only its own rows. `plan` says
+    what is trained (fresh init or given params, objective, optimizer and apply wrappers):
+    pruning, quantization-aware training, distillation and regularization run here too.
+    With `resume`, a run continues from the latest checkpoint under `checkpoint_dir` (a
+    fresh start if there is none yet).
     """
     validate_batch(train, model_config)
     validate_batch(val, model_config)
@@ -114,7 +130,7 @@ def fit(
     def make_setup(total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
         opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
-                                      cfg.classification_weight, cfg.gradient_accumulation_steps)
+                                      cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan)
 
     # the schedule needs the step count, hence the batch size; a memory budget measures the
     # compiled step first, on a provisional state of the same shapes
@@ -126,11 +142,13 @@ def fit(
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     meta: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    best_params = None
+    best = None  # (params, opt_state) of the best eligible epoch, on the host
     if resume and ckpt and ckpt.latest_step() is not None:
         state, meta = ckpt.restore("latest", state)  # onto this run's mesh, whatever mesh saved it
         if ckpt.latest_step("best") is not None:
-            best_params = host_params(ckpt.restore("best", state)[0].params)
+            restored = ckpt.restore("best", state)[0]
+            best = (host_params(restored.params), jax.device_get(restored.opt_state))
+    apply_fn = plan.wrap_apply(model.apply)
 
     counts = train.visit_counts()
     epochs = range(meta["epoch"], cfg.num_epochs)
@@ -154,8 +172,9 @@ def fit(
         record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
                   "padding_fraction": padding_fraction(counts, batches)}
         params_now = host_params(state.params)
-        record.update(validation_loss(model.apply, params_now, val, cfg.eval_batch_size))
-        improved = record["val_loss"] < meta["best_val_loss"]
+        record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
+        eligible = epoch + 1 >= plan.first_eligible_epoch
+        improved = eligible and (record["val_loss"] < meta["best_val_loss"] or meta["best_epoch"] == 0)
         meta = {
             "epoch": epoch + 1,
             "best_val_loss": record["val_loss"] if improved else meta["best_val_loss"],
@@ -164,7 +183,7 @@ def fit(
             "history": meta["history"] + [record],
         }
         if improved:
-            best_params = params_now
+            best = (params_now, jax.device_get(state.opt_state))
         if ckpt:
             if improved:
                 ckpt.save("best", epoch + 1, state, meta)
@@ -176,5 +195,8 @@ def fit(
 
     if ckpt:
         ckpt.close()
-    params = best_params if best_params is not None else host_params(state.params)
-    return FitResult(params, meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs)
+    if best is None:  # no eligible epoch: the last one
+        best = (host_params(state.params), jax.device_get(state.opt_state))
+        meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1]["val_loss"]
+    return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1],
+                     steps_per_epoch)

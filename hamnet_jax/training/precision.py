@@ -12,33 +12,12 @@ skipped and halves the scale; `period` finite steps in a row double it.
 from __future__ import annotations
 
 import dataclasses
-import enum
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from hamnet_jax.errors import InputError
-
-
-class PrecisionMode(enum.StrEnum):
-    """The original framework's precision names."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
-    MIXED = "mixed"  # automatic mixed precision: the best half type the backend runs fast
-
-    @classmethod
-    def parse(cls, value: str | PrecisionMode) -> PrecisionMode:
-        aliases = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "amp": "mixed",
-                   "automatic_mixed": "mixed", "auto": "mixed"}
-        raw = value.value if isinstance(value, PrecisionMode) else str(value).lower()
-        try:
-            return cls(aliases.get(raw, raw))
-        except ValueError:
-            raise InputError(f"training.precision_mode: unknown mode {value!r}; expected one of "
-                             f"{[m.value for m in cls]}") from None
+from hamnet_jax.config.strategies import PrecisionMode
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.training.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss
 from hamnet_jax.training.state import TrainState
+from hamnet_jax.training.steps import train_step_fn
 from hamnet_jax.transforms.dropout_variants import drop_connect
 from hamnet_jax.transforms.regularization import (R, RegularizationConfig, prepare_batch, regularization_terms,
                                                   smooth_labels)
@@ -47,11 +47,11 @@ def regularized_loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.A
 
 
 def regularized_step_fn(state: TrainState, batch: Batch, key: jax.Array, config: RegularizationConfig,
-                        loss: str = "gaussian_nll", class_weight: float = 1.0) -> tuple[TrainState, dict]:
-    grads, metrics = jax.grad(regularized_loss_fn, has_aux=True)(state.params, state, batch, key, config, loss,
-                                                                  class_weight)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.apply_gradients(grads=grads), metrics
+                        loss: str = "gaussian_nll", class_weight: float = 1.0,
+                        accumulation_steps: int = 1) -> tuple[TrainState, dict]:
+    """`train_step_fn` on the regularized objective (accumulation and loss scaling included)."""
+    objective = functools.partial(regularized_loss_fn, config=config, loss=loss, class_weight=class_weight)
+    return train_step_fn(state, batch, key, accumulation_steps=accumulation_steps, objective=objective)
 
 
 regularized_step = functools.partial(jax.jit, static_argnames=("config", "loss", "class_weight"),

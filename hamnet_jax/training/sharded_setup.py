@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet, param_logical_axes
+from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy
 from hamnet_jax.training.sharding import (
     DEFAULT_RULES, batch_sharding, param_shardings, put_global_batch, state_shardings,
@@ -41,17 +42,29 @@ class ShardedSetup:
         return self.step(state, self.put_batch(batch), self.base_key, np.int32(step_number))
 
 
+def _logical_for(tree: Any, model_logical: Any) -> Any:
+    """Logical axes for a params tree: the model's where a subtree has the model's
+    structure (e.g. a distilled student inside {"student", "projections"}), none elsewhere."""
+    if jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(
+            model_logical, is_leaf=lambda x: isinstance(x, PartitionSpec)):
+        return model_logical
+    if isinstance(tree, dict):
+        return {k: _logical_for(v, model_logical) for k, v in tree.items()}
+    return jax.tree_util.tree_map(lambda _: PartitionSpec(), tree)
+
+
 def setup_sharded_training(
     model: HAMNet, example: Batch, opt_cfg: OptimizerConfig, policy: PrecisionPolicy, mesh: Mesh,
     seed: int, loss: str = "gaussian_nll", class_weight: float = 1.0, accumulation_steps: int = 1,
-    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES,
+    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES, plan: Plan = DEFAULT_PLAN,
 ) -> tuple[TrainState, ShardedSetup]:
-    """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`,
-    dropout keys from `fold_in(fold_in(seed, 1), step)`."""
-    init = state_init_fn(model, example, opt_cfg, policy)
+    """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`
+    (or the plan's), dropout keys from `fold_in(fold_in(seed, 1), step)`."""
+    init = state_init_fn(model, example, opt_cfg, policy, plan)
     key = jax.random.key(seed)
     abstract = jax.eval_shape(init, jax.random.fold_in(key, 0))
-    params_sh = param_shardings(param_logical_axes(model, example), abstract.params, mesh, rules)
+    logical = _logical_for(abstract.params, param_logical_axes(model, example))
+    params_sh = param_shardings(logical, abstract.params, mesh, rules)
     state_sh = state_shardings(abstract, params_sh, mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.jit(lambda k: init(jax.random.fold_in(jax.random.wrap_key_data(k), 0)), out_shardings=state_sh,
@@ -59,7 +72,8 @@ def setup_sharded_training(
 
     def step(state: TrainState, batch: Batch, base_key: jax.Array, number: jax.Array):
         dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(base_key), 1), number)
-        return train_step_fn(state, batch, dropout_key, loss, class_weight, accumulation_steps)
+        return train_step_fn(state, batch, dropout_key, loss, class_weight, accumulation_steps,
+                             objective=plan.objective, after_update=plan.after_update)
 
     bsh = batch_sharding(mesh)
     jitted = jax.jit(step, in_shardings=(state_sh, bsh, replicated, replicated),

@@ -118,15 +118,15 @@ def param_shardings(logical_specs: Any, abstract_params: Any, mesh: Mesh,
 
 
 def state_shardings(abstract_state: Any, params_sharding: Any, mesh: Mesh) -> Any:
-    """Shardings of a whole TrainState: optimizer moments follow their parameter, scalars
-    (step, schedule counts, loss scale) are replicated."""
+    """Shardings of a whole TrainState: optimizer moments (and pruning masks) follow their
+    parameter; scalars (step, schedule counts, loss scale) and extra fields are replicated."""
     replicated = NamedSharding(mesh, PartitionSpec())
     opt = optax.tree_map_params(
         abstract_state.tx, lambda _, s: s, abstract_state.opt_state, params_sharding,
         transform_non_params=lambda _: replicated,
     )
-    rest = jax.tree_util.tree_map(lambda _: replicated, abstract_state.loss_scale)
-    return abstract_state.replace(step=replicated, params=params_sharding, opt_state=opt, loss_scale=rest)
+    everything = jax.tree_util.tree_map(lambda _: replicated, abstract_state)  # extra fields: teachers, loss scale
+    return everything.replace(params=params_sharding, opt_state=opt)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

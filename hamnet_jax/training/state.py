@@ -56,15 +56,22 @@ def cast_params(params: Any, dtype: str) -> Any:
     return jax.tree_util.tree_map(lambda p: p.astype(dtype) if p.ndim >= 2 else p, params)
 
 
-def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig,
-                  policy: PrecisionPolicy = FP32) -> Callable[[jax.Array], TrainState]:
-    """key -> TrainState, pure: jit it plainly, or with `out_shardings` to build it sharded."""
-    tx = make_optimizer(cfg, policy.moment_dtype)
+def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig, policy: PrecisionPolicy = FP32,
+                  plan: Any = None) -> Callable[[jax.Array], TrainState]:
+    """key -> TrainState, pure: jit it plainly, or with `out_shardings` to build it sharded.
+    With a `training.plan.Plan`, the state starts from its params, wraps its apply and
+    optimizer and has its state class."""
+    if plan is None:
+        from hamnet_jax.training.plan import DEFAULT_PLAN as plan
+    tx = plan.wrap_tx(make_optimizer(cfg, policy.moment_dtype))
+    apply_fn = plan.wrap_apply(model.apply)
 
     def init(key: jax.Array) -> TrainState:
-        params = cast_params(nn.unbox(boxed_init(model, example, key)), policy.param_dtype)
+        start = nn.unbox(boxed_init(model, example, key)) if plan.init_params is None else plan.init_params
+        params = cast_params(start, policy.param_dtype)
         scale = DynamicLossScale.create() if policy.loss_scaling else None
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx, loss_scale=scale)
+        return plan.state_cls.create(apply_fn=apply_fn, params=params, tx=tx, loss_scale=scale,
+                                     **plan.state_fields)
 
     return init
 

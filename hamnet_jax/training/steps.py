@@ -11,6 +11,7 @@ leaves params and optimizer state unchanged while the scale halves.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,19 +19,20 @@ import jax.numpy as jnp
 import optax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.training.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss
 from hamnet_jax.training.precision import all_finite
 from hamnet_jax.training.state import TrainState
 
 
-def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: str,
-            class_weight: float) -> tuple[jax.Array, dict]:
+LossFn = Callable[[Any, TrainState, Batch, jax.Array], tuple[jax.Array, dict]]
+
+
+def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: str = "gaussian_nll",
+            class_weight: float = 1.0) -> tuple[jax.Array, dict]:
+    """The task loss of one stochastic forward pass; the default objective of `train_step_fn`."""
     outputs, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": key})
     total = task_loss(outputs, batch.targets, batch.labels, loss, class_weight).mean()
-    metrics = {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
-    if state.loss_scale is not None:
-        total = state.loss_scale.scale_loss(total)
-    return total, metrics
+    return total, {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
 
 
 def micro_batches(batch: Batch, k: int) -> Batch:
@@ -44,10 +46,15 @@ def micro_batches(batch: Batch, k: int) -> Batch:
     return jax.tree_util.tree_map(split, batch)
 
 
-def gradients(state: TrainState, batch: Batch, key: jax.Array, loss: str, class_weight: float,
+def gradients(objective: LossFn, state: TrainState, batch: Batch, key: jax.Array,
               accumulation_steps: int) -> tuple[Any, dict]:
-    """Mean gradient (still loss-scaled) and metrics over `accumulation_steps` micro-batches."""
-    grad_fn = functools.partial(jax.grad(loss_fn, has_aux=True), loss=loss, class_weight=class_weight)
+    """Mean gradient of `objective` (loss-scaled when the state has a loss scale) and its
+    metrics over `accumulation_steps` micro-batches."""
+    def scaled(params: Any, st: TrainState, b: Batch, k: jax.Array) -> tuple[jax.Array, dict]:
+        total, metrics = objective(params, st, b, k)
+        return (total if st.loss_scale is None else st.loss_scale.scale_loss(total)), metrics
+
+    grad_fn = jax.grad(scaled, has_aux=True)
     if accumulation_steps == 1:
         return grad_fn(state.params, state, batch, key)
 
@@ -67,23 +74,32 @@ def gradients(state: TrainState, batch: Batch, key: jax.Array, loss: str, class_
 
 
 def train_step_fn(state: TrainState, batch: Batch, key: jax.Array, loss: str = "gaussian_nll",
-                  class_weight: float = 1.0, accumulation_steps: int = 1) -> tuple[TrainState, dict]:
-    """One optimizer step (pure; jit it, with shardings when training on a mesh)."""
-    grads, metrics = gradients(state, batch, key, loss, class_weight, accumulation_steps)
+                  class_weight: float = 1.0, accumulation_steps: int = 1, objective: LossFn | None = None,
+                  after_update: Callable[[TrainState], TrainState] | None = None) -> tuple[TrainState, dict]:
+    """One optimizer step (pure; jit it, with shardings when training on a mesh).
+
+    `objective(params, state, batch, key) -> (loss, metrics)` replaces the task loss (the
+    distillation and regularization objectives plug in here, so they get accumulation and
+    fp16 loss scaling too); `after_update(state)` runs after the update (an EMA teacher)."""
+    objective = objective or functools.partial(loss_fn, loss=loss, class_weight=class_weight)
+    grads, metrics = gradients(objective, state, batch, key, accumulation_steps)
     if state.loss_scale is None:
         metrics["grad_norm"] = optax.tree.norm(grads)
-        return state.apply_gradients(grads=grads), metrics
-    grads = state.loss_scale.unscale(grads)
-    finite = all_finite(grads)
-    updated = state.apply_gradients(grads=grads)
-    kept = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
-    metrics.update(grad_norm=optax.tree.norm(grads), loss_scale=state.loss_scale.scale,
-                   skipped=(~finite).astype(jnp.float32))
-    return kept.replace(loss_scale=state.loss_scale.adjust(finite)), metrics
+        new = state.apply_gradients(grads=grads)
+    else:
+        grads = state.loss_scale.unscale(grads)
+        finite = all_finite(grads)
+        updated = state.apply_gradients(grads=grads)
+        kept = jax.tree_util.tree_map(lambda n, old: jnp.where(finite, n, old), updated, state)
+        metrics.update(grad_norm=optax.tree.norm(grads), loss_scale=state.loss_scale.scale,
+                       skipped=(~finite).astype(jnp.float32))
+        new = kept.replace(loss_scale=state.loss_scale.adjust(finite))
+    return (after_update(new) if after_update else new), metrics
 
 
-train_step = functools.partial(jax.jit, static_argnames=("loss", "class_weight", "accumulation_steps"),
-                               donate_argnums=(0,))(train_step_fn)
+train_step = functools.partial(
+    jax.jit, static_argnames=("loss", "class_weight", "accumulation_steps", "objective", "after_update"),
+    donate_argnums=(0,))(train_step_fn)
 train_step.__doc__ = "Jitted `train_step_fn` on the default device(s); `key` seeds dropout."
 
 

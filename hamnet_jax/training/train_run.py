@@ -38,9 +38,9 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
         raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
                          "or choose another --out")
+    if resume and not any((out / "checkpoints").glob("**/_CHECKPOINT_METADATA")):
+        raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
-    for note in config.notes:
-        log.warning(note)
     arrays = load_cohort(data_path, schema, config.data)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:

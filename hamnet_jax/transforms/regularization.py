@@ -25,7 +25,7 @@ from typing import Any
 import jax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.training.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss
 from hamnet_jax.transforms.adversarial import fgsm, pgd, vat_loss
 from hamnet_jax.transforms.augment import (cutmix, drop_modalities, mixup, modality_dropout, rand_augment,
                                            smooth_labels)

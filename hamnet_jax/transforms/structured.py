@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hamnet_jax.config.compression import STRUCTURE_KINDS
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.transforms.select import leaves_by_path, path_str
-
-STRUCTURE_KINDS = ("neurons", "heads", "channels")
 
 
 @dataclasses.dataclass(frozen=True)

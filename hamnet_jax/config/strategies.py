@@ -1,4 +1,5 @@
-"""The original framework's `OptimizationStrategy` names and what each switches on.
+"""The original framework's `PrecisionMode` and `OptimizationStrategy` names and what each
+strategy switches on.
 
 A strategy in `training.enabled_strategies` is shorthand: it turns its feature on with a
 sensible setting when the feature's own key is still at its off value. The keys stay the
@@ -12,6 +13,27 @@ from typing import Any
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
+
+
+class PrecisionMode(enum.StrEnum):
+    """The original framework's precision names."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    MIXED = "mixed"  # automatic mixed precision: the best half type the backend runs fast
+    AUTOMATIC_MIXED = "mixed"  # the original framework's name (an alias of MIXED)
+
+    @classmethod
+    def parse(cls, value: str | PrecisionMode) -> PrecisionMode:
+        aliases = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "amp": "mixed",
+                   "automatic_mixed": "mixed", "auto": "mixed"}
+        raw = value.value if isinstance(value, PrecisionMode) else str(value).lower()
+        try:
+            return cls(aliases.get(raw, raw))
+        except ValueError:
+            raise InputError(f"training.precision_mode: unknown mode {value!r}; expected one of "
+                             f"{[m.value for m in cls]}") from None
 
 
 class OptimizationStrategy(enum.StrEnum):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 
 import numpy as np
 
-Z90 = 1.6448536269514722  # two-sided 90% normal quantile
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.models.uncertainty import Z90
+
 
 
 def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
@@ -50,3 +55,14 @@ def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[
 def age_gap_correlation(pred: np.ndarray, age: np.ndarray, bio_age: np.ndarray) -> float:
     """Correlation of the predicted age gap (prediction - age) with the true gap (bio_age - age)."""
     return float(np.corrcoef(pred - age, bio_age - age)[0, 1])
+
+
+def point_metrics(predict: Callable[[Batch], dict], batch: Batch, target_std: float = 1.0,
+                 batch_size: int = 512) -> dict[str, float]:
+    """MAE, RMSE and R^2 of the mean prediction (in target units when `target_std` given)."""
+    out = map_batched(predict, batch, batch_size)
+    y = np.asarray(batch.targets, np.float64)
+    err = (np.asarray(out["mean"], np.float64) - y) * target_std
+    ss_tot = float(np.sum((y - y.mean()) ** 2)) * target_std**2
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt(np.mean(err**2))),
+            "r2": 1.0 - float(np.sum(err**2)) / max(ss_tot, 1e-12)}

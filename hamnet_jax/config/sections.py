@@ -1,0 +1,223 @@
+"""One typed schema per section of `hamnet_config.yaml` (the original framework's keys, plus
+this version's). Values are checked for type, range and allowed names when the section is
+built; `run_config` reports which sections and keys the running command does not use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from hamnet_jax.config.schema import Bool, Fraction, NonNegativeInt, Port, PositiveInt, section, set_field
+from hamnet_jax.config.strategies import PrecisionMode, resolve_training_options
+
+REGRESSION_LOSSES = ("gaussian_nll", "mse", "huber")  # transforms.losses implements each (tested)
+DEVICES = ("auto", "cpu", "gpu", "cuda", "tpu")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# the original framework's RegularizationType names (transforms.regularization; tested equal)
+REGULARIZATION_TECHNIQUES = (
+    "dropout", "gaussian_dropout", "alpha_dropout", "dropconnect", "stochastic_depth", "weight_decay", "l1", "l2",
+    "elastic_net", "spectral_norm", "label_smoothing", "mixup", "cutmix", "modality_dropout", "randaugment",
+    "adversarial", "pgd", "vat", "manifold", "information_bottleneck", "consistency")
+
+
+def _switch(value: Any) -> str:
+    """A feature that takes true/false or a name."""
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+@section("training")
+class TrainingConfig:
+    batch_size: PositiveInt = 128
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-3
+    num_epochs: PositiveInt = 40
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    grad_clip_norm: Annotated[float, Field(gt=0)] = 1.0
+    early_stop_patience: NonNegativeInt = 8
+    loss: Literal["gaussian_nll", "mse", "huber"] = "gaussian_nll"
+    classification_weight: Annotated[float, Field(ge=0)] = 1.0
+    seed: NonNegativeInt = 0
+    mc_samples: PositiveInt = 20
+    eval_batch_size: PositiveInt = 512
+    # training optimization (the original framework's names; see config/strategies.py)
+    precision_mode: str = "fp32"  # fp32 | bf16 | fp16 (dynamic loss scaling) | mixed
+    param_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights; biases and norms stay float32
+    gradient_accumulation_steps: PositiveInt = 1
+    gradient_checkpointing: str | bool = "none"  # none | full | save_dots (true = full)
+    memory_efficient_attention: str | bool = "naive"  # naive | dot_product | blockwise (true = dot_product)
+    enabled_strategies: tuple[str, ...] = ()
+    mesh: dict[str, int] = Field(default_factory=lambda: {"data": -1})  # data / fsdp / tensor sizes
+    bucket_by_visits: Bool = False  # dynamic batching: batches of similar visit counts, trimmed
+    memory_budget_mb: Annotated[float, Field(ge=0)] = 0.0  # > 0: batch size = largest that fits
+
+    @field_validator("gradient_checkpointing", "memory_efficient_attention", mode="before")
+    @classmethod
+    def _bool_or_name(cls, value: Any) -> Any:
+        return _switch(value)
+
+    @field_validator("mesh")
+    @classmethod
+    def _mesh(cls, value: dict[str, int]) -> dict[str, int]:
+        for axis, size in value.items():
+            if axis not in ("data", "fsdp", "tensor"):
+                raise ValueError(f"training.mesh: unknown axis {axis!r}; expected data, fsdp or tensor")
+            if size == 0 or size < -1:
+                raise ValueError(f"training.mesh.{axis}: size must be >= 1 or -1 (the rest), got {size}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> TrainingConfig:
+        values = {k: getattr(self, k) for k in ("precision_mode", "gradient_checkpointing",
+                                                "memory_efficient_attention", "enabled_strategies", "mesh",
+                                                "bucket_by_visits", "gradient_accumulation_steps")}
+        resolved = resolve_training_options(values)
+        resolved["precision_mode"] = PrecisionMode.parse(resolved["precision_mode"]).value
+        for key, value in resolved.items():
+            set_field(self, key, value)
+        return self
+
+
+@section("data")
+class DataConfig:
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: NonNegativeInt = 0
+    max_visits: PositiveInt = 4
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, split: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(split) < 0 or abs(sum(split) - 1) > 1e-6 or split[0] == 0:
+            raise ValueError(f"data.split: expected three fractions (train, val, test) summing to 1, got {split}")
+        return split
+
+
+@section("general")
+class GeneralConfig:
+    log_level: str = "INFO"
+    output_dir: str = "runs"
+    device: str = "auto"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"general.log_level: unknown level {value!r}; expected one of {list(LOG_LEVELS)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value.lower() not in DEVICES:
+            raise ValueError(f"general.device: expected auto, cpu, gpu/cuda or tpu, got {value!r}")
+        return value
+
+
+@section("optimization")
+class OptimizationSection:
+    enable_nas: Bool = False
+    enable_hyperparameter_opt: Bool = False
+    enable_pruning: Bool = False
+    enable_distillation: Bool = False
+    enable_regularization: Bool = False
+    enable_training_opt: Bool = False
+    enable_inference_opt: Bool = False
+    enable_monitoring: Bool = False
+    enable_benchmarking: Bool = False
+
+
+@section("nas")
+class NASSection:
+    search_strategy: Literal["evolutionary", "random", "bayesian", "differentiable", "reinforcement"] = "evolutionary"
+    max_layers: PositiveInt = 15
+    min_layers: PositiveInt = 5
+    population_size: PositiveInt = 30
+    generations: PositiveInt = 50
+    mutation_rate: Fraction = 0.1
+    crossover_rate: Fraction = 0.5
+
+    @model_validator(mode="after")
+    def _layers(self) -> NASSection:
+        if self.min_layers > self.max_layers:
+            raise ValueError(f"nas.min_layers ({self.min_layers}) is larger than nas.max_layers ({self.max_layers})")
+        return self
+
+
+@section("hyperparameter_optimization")
+class HyperparameterSection:
+    strategy: Literal["bayesian", "random", "grid", "evolutionary", "hyperband", "asha"] = "bayesian"
+    max_trials: PositiveInt = 100
+    max_epochs_per_trial: PositiveInt = 50
+    early_stop_patience: NonNegativeInt = 5
+
+
+@section("regularization")
+class RegularizationSection:
+    dropout_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.2
+    enabled_techniques: tuple[str, ...] = ()
+
+    @field_validator("enabled_techniques")
+    @classmethod
+    def _techniques(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value = tuple(str(v).lower() for v in value)
+        unknown = [v for v in value if v not in REGULARIZATION_TECHNIQUES]
+        if unknown:
+            raise ValueError(f"regularization.enabled_techniques: unknown {unknown}; expected some of "
+                             f"{list(REGULARIZATION_TECHNIQUES)}")
+        return value
+
+
+@section("inference")
+class InferenceSection:
+    backend: Literal["jax", "onnxruntime", "tensorrt"] = "jax"
+    precision_mode: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    batch_size: PositiveInt = 64
+    dynamic_batching: Bool = False
+    enable_caching: Bool = False
+
+
+@section("deployment")
+class DeploymentSection:
+    environment: Literal["local", "docker", "kubernetes", "cloud"] = "local"
+    mode: Literal["single", "load_balanced", "auto_scaling"] = "single"
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8000
+    enable_monitoring: Bool = False
+    min_instances: PositiveInt = 1
+    max_instances: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _instances(self) -> DeploymentSection:
+        if self.max_instances < self.min_instances:
+            raise ValueError(f"deployment.max_instances ({self.max_instances}) is below deployment.min_instances "
+                             f"({self.min_instances})")
+        return self
+
+
+@section("monitoring")
+class MonitoringSection:
+    log_level: str = "info"
+    enable_metrics: Bool = False
+    enable_alerting: Bool = False
+    enable_ab_testing: Bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"monitoring.log_level: unknown level {value!r}; expected one of {list(LOG_LEVELS)}")
+        return value
+
+
+@section("benchmarking")
+class BenchmarkingSection:
+    benchmark_types: tuple[Literal["latency", "throughput", "memory", "accuracy", "scalability"], ...] = (
+        "latency", "throughput")
+    num_iterations: PositiveInt = 100
+    batch_sizes: tuple[PositiveInt, ...] = (1, 32, 256)
+    output_dir: str = "benchmarks"
+    enable_profiling: Bool = False
+    monitor_hardware: Bool = False
