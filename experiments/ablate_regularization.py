@@ -46,7 +46,7 @@ from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import MODALITIES, TIERS  # noqa: E402
 from hamnet_jax.optimization.regularization import (HAMNetRegularizer, RegularizationConfig,  # noqa: E402
                                                     RegularizationType)
-from hamnet_jax.training.finetune import FinetuneConfig  # noqa: E402
+from hamnet_jax.training.fit_options import FitOptions  # noqa: E402
 from hamnet_jax.transforms.losses import gaussian_nll  # noqa: E402
 from hamnet_jax.transforms.adversarial import fgsm  # noqa: E402
 from hamnet_jax.transforms.augment import drop_modalities  # noqa: E402
@@ -105,7 +105,7 @@ def main() -> None:
     run, _, batches = load_run_splits(args.run, args.data)
     train, val, test, std = batches["train"], batches["val"], batches["test"], run.preprocessor.target_std
     model_config = run.model_config.replace(**TIERS[args.tier], tier=args.tier, dropout=0.0)
-    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=args.seed)
+    ft = FitOptions().config(args.epochs, 128, args.lr, args.seed)
     test_views = {"clean": test, "no imaging": without_imaging(test)}
     head = " + mortality head"
     names = ["none"] + [t.value for t in RegularizationType] + ["none" + head, "label_smoothing" + head]

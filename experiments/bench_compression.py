@@ -38,10 +38,13 @@ from hamnet_jax.compression.prune import prune_and_finetune  # noqa: E402
 from hamnet_jax.compression.quantize import quantize_model  # noqa: E402
 from hamnet_jax.compression.run import load_run_splits  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
-from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
-from hamnet_jax.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from hamnet_jax.evaluation.metrics import point_metrics  # noqa: E402
+from hamnet_jax.evaluation.timing import latency_ms  # noqa: E402
+from hamnet_jax.export.compressed_checkpoint import compressed_bytes, float_bytes  # noqa: E402
+from hamnet_jax.inference.compressed import CompressedModel  # noqa: E402
+from hamnet_jax.training.fit_options import FitOptions  # noqa: E402
+from hamnet_jax.training.plan import Plan  # noqa: E402
 from hamnet_jax.training.state import count_params  # noqa: E402
-from hamnet_jax.transforms.compressed_model import CompressedModel, float_bytes, latency_ms, test_metrics  # noqa: E402
 
 MB = 1e6
 
@@ -78,8 +81,9 @@ def build_variants(run, batches, epochs: int, qat_epochs: int) -> tuple[dict[str
         if mode == "mixed":
             notes[name]["bits_histogram"] = {str(b): list(report["bits"].values()).count(b) for b in (4, 8)}
     models["bf16 weights + compute"], _ = quantize_model(cfg, params, train, val, QuantizationConfig(precision="bf16"))
-    control = timed("fp32 fine-tuned (QAT control)", lambda: finetune(
-        HAMNet(cfg).apply, params, train, val, FinetuneConfig(epochs=qat_epochs, learning_rate=1e-4)))
+    options = FitOptions()
+    control = timed("fp32 fine-tuned (QAT control)", lambda: options.fit(
+        cfg, options.config(qat_epochs, 64, 1e-4, 0), train, val, Plan(init_params=params)))
     models["fp32 fine-tuned (QAT control)"] = CompressedModel(cfg, control.params)
     return models, notes
 
@@ -101,8 +105,8 @@ def main() -> None:
     base_bytes = float_bytes(run.params)
     rows = []
     for name, m in models.items():
-        size = base_bytes if name.startswith("baseline") else m.checkpoint_bytes()
-        metrics = test_metrics(predicts[name], test, std)
+        size = base_bytes if name.startswith("baseline") else compressed_bytes(m.params, m.quant, m.bits)
+        metrics = point_metrics(predicts[name], test, std)
         rows.append({"model": name, "size_mb": size / MB, "compression": base_bytes / size,
                      "params": count_params(m.params), "latency_ms_b1": latency[1][name],
                      "latency_ms_b32": latency[32][name], "throughput_b256": 256 / latency[256][name] * 1e3,

@@ -43,10 +43,13 @@ from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet, init_params  # noqa: E402
 from hamnet_jax.compression.distill_student import distill_student  # noqa: E402
 from hamnet_jax.training.distill_step import DistillSpec  # noqa: E402
-from hamnet_jax.training.finetune import FinetuneConfig, finetune  # noqa: E402
-from hamnet_jax.training.state import count_params  # noqa: E402
+from hamnet_jax.evaluation.metrics import point_metrics  # noqa: E402
+from hamnet_jax.evaluation.timing import latency_ms  # noqa: E402
 from hamnet_jax.export.compressed_checkpoint import load_compressed, save_compressed  # noqa: E402
-from hamnet_jax.transforms.compressed_model import CompressedModel, latency_ms, test_metrics  # noqa: E402
+from hamnet_jax.inference.compressed import CompressedModel  # noqa: E402
+from hamnet_jax.training.fit_options import FitOptions  # noqa: E402
+from hamnet_jax.training.plan import Plan  # noqa: E402
+from hamnet_jax.training.state import count_params  # noqa: E402
 from hamnet_jax.compression.student import student_config  # noqa: E402
 
 PLAIN = "student, no distillation"
@@ -88,12 +91,13 @@ def main() -> None:
     train, val, test, std = batches["train"], batches["val"], batches["test"], run.preprocessor.target_std
     teacher = (run.model_config, run.params)
     student = student_config(run.model_config, args.ratio)
-    ft = FinetuneConfig(epochs=args.epochs, batch_size=128, learning_rate=args.lr, seed=args.seed)
+    options = FitOptions()
+    ft = options.config(args.epochs, 128, args.lr, args.seed)
     start = init_params(HAMNet(student), train.take(np.arange(2)), jax.random.key(ft.seed))
     wanted = [v for v in VARIANTS if not args.only or v in args.only.split(";")]
     trained: dict[str, object] = {}
     for name in VARIANTS:
-        path = ckpt_dir / f"{list(VARIANTS).index(name)}.npz"
+        path = ckpt_dir / f"{list(VARIANTS).index(name)}.safetensors"
         if name in store["students"] and path.exists():
             trained[name] = load_compressed(path)[0]
             continue
@@ -102,7 +106,7 @@ def main() -> None:
         v = VARIANTS[name]
         began = time.perf_counter()
         if name == PLAIN:
-            result = finetune(HAMNet(student).apply, start, train, val, ft)
+            result = options.fit(student, ft, train, val, Plan(init_params=start))
         else:
             spec = DistillSpec(terms=v["terms"], alpha=args.alpha, teacher_mode="uncertainty")
             teachers = [teacher] + ([(student, trained[PLAIN])] if v.get("second_teacher") else [])
@@ -121,7 +125,7 @@ def main() -> None:
     latency = latency_ms(predicts, test.take(np.arange(min(bs, test.size))), args.reps)
     rows = []
     for name, m in models.items():
-        metrics = test_metrics(predicts[name], test, std)
+        metrics = point_metrics(predicts[name], test, std)
         rows.append({"model": name, "params": count_params(m.params), "mae": metrics["mae"], "rmse": metrics["rmse"],
                      "r2": metrics["r2"], "throughput_b256": bs / latency[name] * 1e3,
                      "speedup_b256": latency["teacher"] / latency[name]})

@@ -49,7 +49,7 @@ def _setup(args: argparse.Namespace):
         jax.config.update("jax_platforms", platform)
         try:
             jax.devices()
-        except RuntimeError:
+        except (RuntimeError, AssertionError):  # JAX asserts when the only platform asked for is absent
             raise InputError(f"general.device (or HAMNET_DEVICE) is {device!r} but JAX finds no {device} "
                              "on this machine; use auto or cpu, or install the matching jax extra") from None
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
@@ -180,6 +180,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     path = export_onnx(run.model_config, run.params, pre.target_mean, pre.target_std, v, args.out)
     parity = onnx_parity(path, run.model_config, run.params, pre.target_mean, pre.target_std, v)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp32, batch dimension 'B', {v} visit slots)")
+    if run.model.mode is not None:
+        print(f"note: {args.run} is an int8 run ({run.model.mode}); the graph holds its dequantized weights "
+              "(the weight-only computation), not int8 operators")
+    elif run.model_config.dtype != "float32":
+        print(f"note: {args.run} computes in {run.model_config.dtype}; exported in float32 (jax2onnx half-precision "
+              "graphs do not load in ONNX Runtime)")
     for bs, diffs in parity.items():
         print(f"parity vs JAX at batch {bs}: max |diff| mean {diffs['mean']:.2e}, log_var {diffs['log_var']:.2e}")
     if max(d for diffs in parity.values() for d in diffs.values()) > 1e-4:
@@ -253,7 +259,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     mode = quantization.mode.value
     if mode != "static":
         _refuse("quantization", section, ("calibration_method", "percentile", "calibration_batches",
-                                          "calibration_batch_size"), f"--calibration applies to static mode, not {mode}")
+                                          "calibration_batch_size"),
+                f"--calibration applies to static mode, not {mode}")
     if mode != "mixed":
         _refuse("quantization", section, ("candidate_bits", "sensitivity_tolerance"),
                 f"applies to mixed mode, not {mode}")

@@ -69,7 +69,7 @@ def test_bad_input_exits_2_with_one_line(tiny_run, tiny_cohort, tmp_path, capsys
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("training:\n  epochz: 3\n")
     assert main(["train", "--data", str(data), "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown key 'epochz'" in _error_line(capsys)
+    assert "training.epochz: unknown key" in _error_line(capsys)
 
     assert main(["evaluate", "--run", str(tmp_path), "--data", str(data)]) == 2
     assert "not a finished run" in _error_line(capsys)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hamnet_jax.cli import main
-from hamnet_jax.config import PruningConfig, QuantizationConfig, QuantizationMode
+from hamnet_jax.config import PruningConfig, PruningMethod, QuantizationConfig, QuantizationMode
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.errors import InputError
 from hamnet_jax.run_dir import load_run
@@ -44,12 +44,25 @@ def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path
     out = tmp_path / "int8"
     assert main(["quantize", "--run", str(tiny_run), "--data", str(data), "--out", str(out), "--mode", "dynamic"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["execution"] == "dynamic" and summary["compression_ratio"] > 2.5
-    assert summary["optimized_bytes"] == (out / "compressed.npz").stat().st_size
-    codes, scales, bits = load_compressed(out / "compressed.npz")
+    # the tiny test model is mostly small leaves (biases, norms, scales): 2x; the standard tier's is >= 3.5x
+    assert summary["execution"] == "dynamic" and summary["compression_ratio"] > 2.0
+    weights = out / "weights.safetensors"
+    assert summary["optimized_bytes"] == weights.stat().st_size == summary["weights_file_bytes"]
+    assert not (out / "params").exists()  # the run holds the quantized weights themselves
+    codes, scales, bits = load_compressed(weights)
     assert codes["fusion"]["block_0"]["mlp"]["fc1"]["kernel"].dtype == np.int8
     assert bits["fusion"]["block_0"]["mlp"]["fc1"]["kernel"] == 8
     assert abs(summary["accuracy_drop"]) < 0.2
+    # evaluate runs the int8 path: its MAE is the quantized model's MAE in the summary
+    from hamnet_jax.evaluation.evaluate import evaluate_run
+    from hamnet_jax.run_dir import load_run
+
+    run = load_run(out)
+    assert run.model.mode == "dynamic" and run.model.quant is not None
+    evaluated = evaluate_run(run, data, baselines=False)["rows"]["HAMNet"]["mae"]
+    assert evaluated == pytest.approx(summary["test"]["mae"], rel=1e-6)
+    float_run_mae = evaluate_run(load_run(tiny_run), data, baselines=False)["rows"]["HAMNet"]["mae"]
+    assert evaluated != float_run_mae
 
 
 def test_bad_flags_and_sections_name_the_key(tiny_run, tiny_cohort, tmp_path, capsys):
@@ -60,13 +73,29 @@ def test_bad_flags_and_sections_name_the_key(tiny_run, tiny_cohort, tmp_path, ca
     assert main(["quantize", "--run", str(tiny_run), "--data", str(data), "--out", str(tmp_path / "y"),
                  "--precision", "int2"]) == 2
     assert "quantization.precision" in capsys.readouterr().err
-    with pytest.raises(InputError, match="'pruning'.*unknown key 'sparsity'"):
+    with pytest.raises(InputError, match="pruning.sparsity: unknown key"):
         config_from_dict({"pruning": {"sparsity": 0.5}})
     with pytest.raises(InputError, match="pruning.target_sparsity"):
         config_from_dict({"pruning": {"target_sparsity": 1.5}})
     cfg = config_from_dict(yaml.safe_load("pruning:\n  method: movement\n  target_sparsity: 0.7\n"
                                           "quantization:\n  mode: static\n  precision: int8\n"))
-    assert PruningConfig.from_section(cfg.sections["pruning"]).target_sparsity == 0.7
-    assert QuantizationConfig.from_section(cfg.sections["quantization"]).mode == QuantizationMode.STATIC
+    assert cfg.sections["pruning"].target_sparsity == 0.7
+    assert cfg.sections["quantization"].mode == QuantizationMode.STATIC
     assert QuantizationConfig(precision="fp16").mode == QuantizationMode.FP16
-    assert not any("pruning" in n for n in cfg.notes)
+    assert PruningConfig.from_section({"method": "snip"}).method == PruningMethod.SNIP
+
+
+def test_half_precision_and_int8_runs_export_to_onnx(tiny_run, tiny_cohort, tmp_path, capsys):
+    pytest.importorskip("jax2onnx")
+    data, _ = tiny_cohort
+    out = tmp_path / "fp16"
+    assert main(["quantize", "--run", str(tiny_run), "--data", str(data), "--out", str(out),
+                 "--precision", "fp16"]) == 0
+    run = load_run(out)
+    assert run.model_config.dtype == "float16"
+    assert {leaf.dtype for leaf in __import__("jax").tree_util.tree_leaves(run.model.params) if leaf.ndim >= 2} == {
+        np.dtype("float16")}
+    capsys.readouterr()
+    assert main(["export", "--run", str(out), "--out", str(tmp_path / "fp16.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert "exported in float32" in printed and "parity vs JAX at batch 64" in printed

@@ -101,25 +101,25 @@ def test_checkpoint_round_trip_and_size(tmp_path):
     sparse = apply_masks(PARAMS, masks)
     bits = quantize_bits(PARAMS, ((r"fusion/.*kernel$", 4), (r"(^|/)kernel$", 8), (r".*", 0)))
     codes, scales = quantize_params(sparse, bits)
-    size = save_compressed(tmp_path / "q.npz", codes, scales, bits)
-    dense = float_checkpoint_bytes(tmp_path / "f.npz", PARAMS)
+    size = save_compressed(tmp_path / "q.safetensors", codes, scales, bits)
+    dense = float_checkpoint_bytes(tmp_path / "f.safetensors", PARAMS)
     assert dense / size > 3.5
-    codes2, scales2, bits2 = load_compressed(tmp_path / "q.npz")
+    codes2, scales2, bits2 = load_compressed(tmp_path / "q.safetensors")
     for a, b in zip(jax.tree_util.tree_leaves(codes), jax.tree_util.tree_leaves(codes2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
     assert jax.tree_util.tree_leaves(bits2) == jax.tree_util.tree_leaves(bits)
     # a pruned float model is stored sparsely: bytes saved on disk, values exact
-    assert save_compressed(tmp_path / "s.npz", sparse) < 0.6 * dense
-    restored, _, _ = load_compressed(tmp_path / "s.npz")
+    assert save_compressed(tmp_path / "s.safetensors", sparse) < 0.6 * dense
+    restored, _, _ = load_compressed(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(restored["fusion"]["block_0"]["mlp"]["fc1"]["kernel"],
                                   sparse["fusion"]["block_0"]["mlp"]["fc1"]["kernel"])
     half = cast_weights(PARAMS, "bfloat16")
-    assert save_compressed(tmp_path / "h.npz", half) < 0.6 * dense
-    back, _, _ = load_compressed(tmp_path / "h.npz")
+    assert save_compressed(tmp_path / "h.safetensors", half) < 0.6 * dense
+    back, _, _ = load_compressed(tmp_path / "h.safetensors")
     assert back["head_mlp"]["fc1"]["kernel"].dtype == jnp.bfloat16
-    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):  # noqa: B017
-        load_compressed(tmp_path / "bad.npz")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_compressed(tmp_path / "bad.safetensors")
 
 
 @settings(max_examples=30, deadline=None)

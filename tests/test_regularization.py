@@ -16,7 +16,7 @@ from hamnet_jax.data.batch import random_batch
 from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.optimization.regularization import HAMNetRegularizer, RegularizationConfig, RegularizationType
-from hamnet_jax.training.finetune import FinetuneConfig
+from hamnet_jax.config import TrainingConfig
 from hamnet_jax.transforms.losses import gaussian_nll
 from hamnet_jax.training.regularized_step import regularized_step
 from hamnet_jax.training.state import TrainState
@@ -237,7 +237,7 @@ def test_one_regularized_step_with_every_technique(params):
 def test_fit_runs_and_config_errors_name_the_field():
     train, val = random_batch(CFG, 64, seed=2), random_batch(CFG, 32, seed=3)
     regularizer = HAMNetRegularizer(RegularizationConfig(enabled_techniques=("modality_dropout", "mixup")))
-    _, result = regularizer.fit(CFG, train, val, FinetuneConfig(epochs=1, batch_size=32))
+    _, result = regularizer.fit(CFG, train, val, TrainingConfig(num_epochs=1, batch_size=32))
     assert np.isfinite(result.history[0]["val_loss"])
     with pytest.raises(ValueError, match="enabled_techniques.*'sparkle'"):
         RegularizationConfig(enabled_techniques=("sparkle",))

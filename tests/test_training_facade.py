@@ -20,7 +20,7 @@ CFG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=0, genetic_dim
 def test_facade_trains_with_strategies():
     config = TrainingOptimizationConfig(
         precision_mode=PrecisionMode.FP32,
-        strategies=[OptimizationStrategy.GRADIENT_ACCUMULATION, OptimizationStrategy.DYNAMIC_BATCHING,
+        enabled_strategies=[OptimizationStrategy.GRADIENT_ACCUMULATION, OptimizationStrategy.DYNAMIC_BATCHING,
                     OptimizationStrategy.MEMORY_EFFICIENT_ATTENTION],
         gradient_accumulation_steps=2,
         base=TrainingConfig(batch_size=16, eval_batch_size=64, early_stop_patience=0),
@@ -31,6 +31,8 @@ def test_facade_trains_with_strategies():
     assert summary["attention"] == "dot_product" and summary["gradient_accumulation_steps"] == 2
     assert summary["padding_fraction_after"] < summary["padding_fraction_before"]
     assert summary["train_samples_per_s"] > 0
+    assert summary["optimization_summary"]["strategies"] == ["gradient_accumulation", "dynamic_batching",
+                                                             "memory_efficient_attention"]
     assert np.isfinite(summary["best_val_loss"])
     assert summary["params"] == sum(p.size for p in jax.tree_util.tree_leaves(params))
 
@@ -45,3 +47,19 @@ def test_config_from_yaml_training_section(tmp_path):
     assert (cfg.precision_mode, cfg.gradient_accumulation_steps, cfg.gradient_checkpointing) == ("bf16", 4, "full")
     assert cfg.memory_efficient_attention == "blockwise" and cfg.mesh == {"fsdp": -1}
     assert cfg.batch_size == 64 and cfg.num_epochs == 3
+
+
+def test_original_names_and_validation_at_construction():
+    import pytest
+
+    from hamnet_jax.errors import InputError
+
+    assert PrecisionMode.AUTOMATIC_MIXED is PrecisionMode.MIXED
+    config = TrainingOptimizationConfig(precision_mode=PrecisionMode.AUTOMATIC_MIXED, gradient_accumulation_steps=4,
+                                        gradient_checkpointing=True, memory_efficient_attention=True,
+                                        enabled_strategies=[OptimizationStrategy.GRADIENT_ACCUMULATION])
+    assert config.training_config().precision_mode == "mixed"
+    with pytest.raises(InputError, match="training.gradient_accumulation_steps"):
+        TrainingOptimizationConfig(enabled_strategies=[OptimizationStrategy.GRADIENT_ACCUMULATION])
+    with pytest.raises(InputError, match="training.precision_mode"):
+        TrainingOptimizationConfig(precision_mode="fp7")

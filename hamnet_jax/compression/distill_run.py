@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from hamnet_jax.compression.distillation import distill_model, measure_distillation
-from hamnet_jax.compression.run import fit_options, load_run_splits, new_run_dir, write_derived_run
+from hamnet_jax.compression.run import (derived_test_metrics, fit_options, load_run_splits, loop_summary, new_run_dir,
+                                        write_derived_run)
 from hamnet_jax.config import DistillationConfig, TrainingConfig
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.io_atomic import write_json_atomic
@@ -28,10 +29,12 @@ def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_di
     options = fit_options(out, training or run.config.training, resume, progress)
     student, params, fitted = distill_model([(run.model_config, run.params)], config, batches["train"],
                                             batches["val"], ratio, options)
-    std_scale = write_derived_run(out, run_dir, run, parts, batches, CompressedModel(student, params),
-                                  compressed=False)
+    model = CompressedModel(student, params)
+    std_scale = write_derived_run(out, run_dir, run, parts, batches, model, compressed=False)
     result = measure_distillation((run.model_config, run.params), student, params, batches["test"], fitted.history,
                                   fitted.best_epoch, run.preprocessor.target_std)
-    summary = {"source_run": str(run_dir), "method": str(config.method), **result.summary(), "std_scale": std_scale}
+    summary = {"source_run": str(run_dir), "method": str(config.method), **result.summary(), "std_scale": std_scale,
+               "test": derived_test_metrics(run, parts, batches, model, std_scale)}
+    summary["loop"] = loop_summary(options.training)
     write_json_atomic(out / "summary.json", summary)
     return summary

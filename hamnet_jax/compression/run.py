@@ -4,7 +4,8 @@ The new run directory is complete (config with the compacted model section, sche
 preprocessor, recalibrated interval scale, and `weights.safetensors`: the pruned weights
 in sparse form, or the int8 / 4-bit codes with their scales), so `hamnet evaluate` and
 `predict` run the compressed model itself; `summary.json` holds the measured
-`OptimizationResult`. Fine-tuning checkpoints under `checkpoints/<stage>` so a killed job
+`OptimizationResult` and, under `test`, the metrics `hamnet evaluate` reports for the
+run. Fine-tuning checkpoints under `checkpoints/<stage>` so a killed job
 resumes where it stopped.
 """
 
@@ -20,6 +21,7 @@ from hamnet_jax.config import PruningConfig, QuantizationConfig, TrainingConfig
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
+from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
@@ -78,6 +80,13 @@ def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: boo
     return FitOptions(training=training, checkpoint_dir=out / "checkpoints", resume=resume, progress=progress)
 
 
+def loop_summary(training: TrainingConfig) -> dict:
+    """The execution keys the fine-tuning loop ran with (recorded in summary.json)."""
+    return {"precision_mode": training.precision_mode, "gradient_accumulation_steps":
+            training.gradient_accumulation_steps, "mesh": dict(training.mesh),
+            "bucket_by_visits": training.bucket_by_visits}
+
+
 def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: dict, batches: dict[str, Batch],
                       model: CompressedModel, compressed: bool) -> float:
     """A run directory for a model derived from `run` (same schema, preprocessing and split):
@@ -101,6 +110,16 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
     return std_scale
 
 
+def derived_test_metrics(run: Run, parts: dict, batches: dict[str, Batch], model: CompressedModel,
+                         std_scale: float) -> dict[str, float]:
+    """Test-split metrics of the derived model computed exactly as `hamnet evaluate` computes
+    them on the written run (calibrated MC-dropout predictions on its own execution path)."""
+    pre, training = run.preprocessor, run.config.training
+    pred = predict_batch(model.config, model.params, batches["test"], pre.target_mean, pre.target_std, std_scale,
+                         training.mc_samples, training.seed, apply_fn=model.apply_fn())
+    return prediction_metrics(parts["test"], pred)
+
+
 def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                  pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None,
                  training: TrainingConfig | None = None, resume: bool = False, progress: bool = False) -> dict:
@@ -118,6 +137,8 @@ def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_d
     if result.pruning.get("sparsity"):
         plot_layer_sparsity(result.pruning["sparsity"], out / "plots" / "layer_sparsity.png")
     summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale,
+               "test": derived_test_metrics(run, parts, batches, model, std_scale),
                "weights_file": str(out / WEIGHTS_FILE), "weights_file_bytes": (out / WEIGHTS_FILE).stat().st_size}
+    summary["loop"] = loop_summary(options.training)
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -91,25 +91,18 @@ def _clinical_response(z: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return np.where(shape == 3, np.exp(0.6 * z) - 1.0, out)
 
 
-def generate_cohort(
-    n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims()
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Draw a cohort; returns (long frame with one row per subject-visit, schema dict)."""
-    if n_subjects < 1:
-        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    w = _world(dims)
-    rng = np.random.default_rng(seed)
-    n, v_max = n_subjects, 4
-
-    # 1. subjects and visits
+def _subjects(rng: np.random.Generator, n: int, v_max: int) -> dict[str, np.ndarray]:
+    """1. sex, baseline age, visit counts and times."""
     sex = (rng.random(n) < 0.5).astype(float)
     age0 = rng.uniform(40.0, 70.0, n)
     n_visits = rng.choice(np.arange(1, v_max + 1), size=n, p=[0.4, 0.3, 0.2, 0.1])
     gaps = np.concatenate([np.zeros((n, 1)), rng.uniform(1.5, 5.0, (n, v_max - 1))], axis=1)
     t = np.cumsum(gaps, axis=1)  # [n, V] years since baseline
-    age = age0[:, None] + t
+    return {"sex": sex, "n_visits": n_visits, "t": t, "age": age0[:, None] + t}
 
-    # 2. genetics
+
+def _genetics(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims) -> dict[str, np.ndarray]:
+    """2. SNP dosages, the standardized genetic score g, polygenic scores."""
     snps = rng.binomial(2, w["snp_freq"], size=(n, w["snp_freq"].size)).astype(float)
     centred = snps[:, w["snp_causal"]] - 2 * w["snp_freq"][w["snp_causal"]]
     g = centred @ w["snp_beta"]
@@ -119,8 +112,11 @@ def generate_cohort(
     for j, trait in enumerate(names.PRS_TRAITS[:n_prs]):
         if trait in ("longevity", "parental_lifespan"):
             prs[:, j] = -0.6 * g + 0.8 * prs[:, j]
+    return {"snps": snps, "g": g, "prs": prs}
 
-    # 3. lifestyle
+
+def _lifestyle(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """3. lifestyle categories and numerics, and the non-linear lifestyle score."""
     smoking = rng.choice(3, size=n, p=[0.55, 0.33, 0.12])
     alcohol = rng.choice(np.arange(1, 7), size=n, p=[0.2, 0.25, 0.25, 0.12, 0.1, 0.08])
     diet = rng.choice(4, size=n)
@@ -130,20 +126,20 @@ def generate_cohort(
     sleep = np.clip(rng.normal(7.0, 1.1, n), 3.0, 12.0)
     pack_years = np.where(smoking > 0, rng.gamma(2.0, 8.0, n) * (1 + (smoking == 2)), 0.0)
     inactivity = -(log_met - 7.2) / 0.8
-    lifestyle_score = (
+    score = (
         2.2 * (smoking == 2) + 0.8 * (smoking == 1) + 0.04 * pack_years
         + 0.9 * inactivity + 0.5 * (sleep - 7.0) ** 2 / 1.2 + 1.2 * (alcohol == 1)
         + 0.6 * (diet == 3) - 0.3 * (education - 3) + 0.9 * (smoking == 2) * np.maximum(inactivity, 0)
     )
-    lifestyle_score = lifestyle_score - lifestyle_score.mean()
+    return {"smoking": smoking, "alcohol": alcohol, "diet": diet, "education": education,
+            "employment": employment, "log_met": log_met, "sleep": sleep, "pack_years": pack_years,
+            "inactivity": inactivity, "score": score - score.mean()}
 
-    # 4. biological age
-    d = 1.8 * g + lifestyle_score + rng.normal(0, 1.8, n)
-    pace = rng.normal(0, 0.08, n)
-    bio = age + d[:, None] + pace[:, None] * t
-    z = (bio - 55.0) / 10.0
 
-    # 5. observations
+def _observations(rng: np.random.Generator, n: int, v_max: int, w: dict[str, Any], dims: CohortDims,
+                  subj: dict, gen: dict, life: dict, z: np.ndarray) -> dict[str, np.ndarray]:
+    """5. every modality observed from the latent (before missingness)."""
+    sex, t = subj["sex"], subj["t"]
     nuisance = rng.normal(0, 1, (n, 2))
     clin = (
         w["clin_effect"] * _clinical_response(z[..., None], w["clin_shape"])
@@ -162,18 +158,23 @@ def generate_cohort(
     img = img_factors @ w["img_loadings"] + rng.normal(0, 0.6, (n, v_max, dims.imaging))
     img = w["img_center"] * (1 + 0.1 * img)
 
-    genetic = np.concatenate([prs, snps], axis=1)
+    genetic = np.concatenate([gen["prs"], gen["snps"]], axis=1)
 
-    life_latent = np.stack([inactivity, sleep - 7.0, rng.normal(0, 1, n)], axis=1)
+    life_latent = np.stack([life["inactivity"], life["sleep"] - 7.0, rng.normal(0, 1, n)], axis=1)
     life_num = life_latent @ w["life_loadings"]
     life_num = life_num[:, None, :] + rng.normal(0, 0.3, (n, v_max, dims.lifestyle_numeric))
-    life_num[..., 0] = np.exp(log_met)[:, None] * np.exp(rng.normal(0, 0.1, (n, v_max)))
+    life_num[..., 0] = np.exp(life["log_met"])[:, None] * np.exp(rng.normal(0, 0.1, (n, v_max)))
     if dims.lifestyle_numeric > 1:
-        life_num[..., 1] = np.round(sleep[:, None] + rng.normal(0, 0.3, (n, v_max)), 1)
+        life_num[..., 1] = np.round(life["sleep"][:, None] + rng.normal(0, 0.3, (n, v_max)), 1)
     if dims.lifestyle_numeric > 17:
-        life_num[..., 17] = pack_years[:, None] + 0.0 * t
+        life_num[..., 17] = life["pack_years"][:, None] + 0.0 * t
+    return {"clin": clin, "img": img, "genetic": genetic, "life_num": life_num}
 
-    # 6. missingness
+
+def _missingness(rng: np.random.Generator, n: int, v_max: int, w: dict[str, Any], dims: CohortDims,
+                 obs: dict, sex: np.ndarray, life: dict) -> dict[str, np.ndarray]:
+    """6. modality- and feature-level missingness (NaN); categoricals as [n, V, k]."""
+    clin, img, genetic, life_num = obs["clin"], obs["img"], obs["genetic"], obs["life_num"]
     img_rate = np.where(np.arange(v_max) == 0, 0.10, 0.35)
     img_present = rng.random((n, v_max)) < img_rate
     gen_present = rng.random(n) >= 0.08
@@ -192,34 +193,41 @@ def generate_cohort(
     genetic = np.broadcast_to(genetic[:, None, :], (n, v_max, genetic.shape[1]))
     life_num = np.where(rng.random(life_num.shape) < 0.05, np.nan, life_num)
     life_num[~life_present] = np.nan
-    cat_values = np.stack([sex, smoking, alcohol, diet, education, employment], axis=1).astype(float)
+    cat_values = np.stack([sex, life["smoking"], life["alcohol"], life["diet"], life["education"],
+                           life["employment"]], axis=1).astype(float)
     cats = np.broadcast_to(cat_values[:, None, :], (n, v_max, cat_values.shape[1])).copy()
     cats = np.where(rng.random(cats.shape) < 0.05, np.nan, cats)
     cats[~life_present] = np.nan
+    return {"clin": clin, "img": img, "genetic": genetic, "life_num": life_num, "cats": cats}
 
-    # 7. mortality on biological age at the last visit
-    last = n_visits - 1
-    bio_last = bio[np.arange(n), last]
+
+def _mortality(rng: np.random.Generator, n: int, bio: np.ndarray, n_visits: np.ndarray) -> np.ndarray:
+    """7. death within 12 years from a Gompertz hazard on biological age at the last visit."""
+    bio_last = bio[np.arange(n), n_visits - 1]
     a, b, follow = 5.2e-5, 0.085, 12.0
     cum_hazard = a / b * np.exp(b * bio_last) * (np.exp(b * follow) - 1.0)
-    died = (rng.random(n) < 1.0 - np.exp(-cum_hazard)).astype(np.int64)
+    return (rng.random(n) < 1.0 - np.exp(-cum_hazard)).astype(np.int64)
 
-    # long format: one row per real visit
-    keep = np.arange(v_max)[None, :] < n_visits[:, None]
+
+def _long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: np.ndarray,
+                obs: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per real visit, and the schema naming its columns."""
+    v_max = subj["t"].shape[1]
+    keep = np.arange(v_max)[None, :] < subj["n_visits"][:, None]
     subj_idx, visit_idx = np.nonzero(keep)
     cat_cols = list(names.LIFESTYLE_CATEGORICAL)
     columns: dict[str, Any] = {
         "subject_id": np.char.add("S", np.char.zfill((seed * 10_000_000 + subj_idx).astype(str), 8)),
         "visit": visit_idx,
-        "years_since_baseline": np.round(t[keep], 2),
-        "age": np.round(age[keep], 2),
+        "years_since_baseline": np.round(subj["t"][keep], 2),
+        "age": np.round(subj["age"][keep], 2),
         "bio_age": np.round(bio[keep], 2),
         "died": died[subj_idx],
     }
     blocks = [
-        (names.clinical_names(dims.clinical), clin), (names.imaging_names(dims.imaging), img),
-        (names.genetic_names(dims.genetic), genetic),
-        (names.lifestyle_numeric_names(dims.lifestyle_numeric), life_num), (cat_cols, cats),
+        (names.clinical_names(dims.clinical), obs["clin"]), (names.imaging_names(dims.imaging), obs["img"]),
+        (names.genetic_names(dims.genetic), obs["genetic"]),
+        (names.lifestyle_numeric_names(dims.lifestyle_numeric), obs["life_num"]), (cat_cols, obs["cats"]),
     ]
     frame = pd.DataFrame(columns)
     features = pd.DataFrame(
@@ -243,3 +251,26 @@ def generate_cohort(
         "extra": ["bio_age"],
     }
     return frame, schema
+
+
+def generate_cohort(
+    n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims()
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Draw a cohort; returns (long frame with one row per subject-visit, schema dict).
+    The steps draw from one generator in a fixed order: same seed, same data."""
+    if n_subjects < 1:
+        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
+    w = _world(dims)
+    rng = np.random.default_rng(seed)
+    n, v_max = n_subjects, 4
+    subj = _subjects(rng, n, v_max)
+    gen = _genetics(rng, n, w, dims)
+    life = _lifestyle(rng, n)
+    # 4. biological age: genetics + lifestyle + noise, and a personal pace of ageing
+    d = 1.8 * gen["g"] + life["score"] + rng.normal(0, 1.8, n)
+    pace = rng.normal(0, 0.08, n)
+    bio = subj["age"] + d[:, None] + pace[:, None] * subj["t"]
+    obs = _observations(rng, n, v_max, w, dims, subj, gen, life, (bio - 55.0) / 10.0)
+    obs = _missingness(rng, n, v_max, w, dims, obs, subj["sex"], life)
+    died = _mortality(rng, n, bio, subj["n_visits"])
+    return _long_frame(seed, dims, subj, bio, died, obs)

@@ -3,17 +3,21 @@
 Integer codes are stored as int8 tensors, or packed two per byte (uint8) when a layer has 4
 bits or fewer; scales and float leaves as float32 (bfloat16 as its uint16 bits). A leaf
 with enough zeros (a pruned layer) is stored as a bitmap of its nonzeros plus their values
-whenever that is smaller, so unstructured sparsity saves real bytes on disk. The JSON
-manifest in the safetensors metadata records every leaf's path, bits, shape and layout,
-so loading rebuilds the exact trees. The file's size is what `compression_ratio` figures
+whenever that is smaller, so unstructured sparsity saves real bytes on disk. Payloads are
+pooled into one flat tensor per storage dtype (hundreds of small leaves would otherwise
+cost more in header entries than in data); the manifest in the safetensors metadata
+(zlib-compressed JSON) records every leaf's path, bits, shape, layout and segments, so
+loading rebuilds the exact trees. The file's size is what `compression_ratio` figures
 are measured on. safetensors is the standard container (readable without this package)
 and loads without executing code.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import numpy as np
 from hamnet_jax.io_atomic import write_atomic
 from hamnet_jax.transforms.select import leaves_by_path
 
-FORMAT = "hamnet-jax-compressed-v2"
+FORMAT = "hamnet-jax-compressed-v3"
 SUFFIX = ".safetensors"
 
 
@@ -66,13 +70,34 @@ def _dense_payload(value: np.ndarray, bits: int) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def _write(path: Path, tensors: dict[str, np.ndarray], manifest: dict[str, Any]) -> int:
+class _Pools:
+    """Leaf payloads appended to one flat tensor per storage dtype: a model has hundreds of
+    small leaves (biases, norms, scales) whose per-tensor header entries would otherwise cost
+    more than their data. The manifest keeps each segment's (pool, offset, count)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {}
+        self.sizes: dict[str, int] = {}
+
+    def add(self, array: np.ndarray) -> list:
+        key = str(array.dtype)
+        flat = np.ascontiguousarray(array).ravel()
+        offset = self.sizes.get(key, 0)
+        self.parts.setdefault(key, []).append(flat)
+        self.sizes[key] = offset + flat.size
+        return [key, offset, int(flat.size)]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {key: np.concatenate(parts) for key, parts in self.parts.items()}
+
+
+def _write(path: Path, pools: _Pools, manifest: dict[str, Any]) -> int:
     from safetensors.numpy import save
 
     if path.suffix != SUFFIX:
         raise ValueError(f"{path}: a compressed checkpoint is a safetensors file; name it *{SUFFIX}")
-    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-                metadata={"format": FORMAT, "manifest": json.dumps(manifest)})
+    packed = base64.b64encode(zlib.compress(json.dumps(manifest, separators=(",", ":")).encode(), 9)).decode()
+    data = save(pools.tensors(), metadata={"format": FORMAT, "manifest": packed})
     write_atomic(path, lambda f: f.write(data), mode="wb")
     return path.stat().st_size
 
@@ -80,8 +105,8 @@ def _write(path: Path, tensors: dict[str, np.ndarray], manifest: dict[str, Any])
 def save_compressed(path: str | Path, params: Any, scales: Any | None = None, bits: Any | None = None) -> int:
     """Write params (int8 codes where `bits` > 0, float elsewhere) and their scales to
     `path` (a `.safetensors` file); returns the file size in bytes."""
-    tensors: dict[str, np.ndarray] = {}
-    manifest: dict[str, Any] = {"params": {}, "scales": []}
+    pools = _Pools()
+    manifest: dict[str, Any] = {"params": {}, "scales": {}}
     flat_bits = {} if bits is None else {k: int(b) for k, b in leaves_by_path(bits).items()}
     for name, value in _flat(params).items():
         b = flat_bits.get(name, 0)
@@ -92,16 +117,13 @@ def save_compressed(path: str | Path, params: Any, scales: Any | None = None, bi
         entry: dict[str, Any] = {"bits": b, "shape": list(value.shape), "dtype": str(value.dtype),
                                  "count": int(nonzero.sum())}
         if bitmap.nbytes + sparse_values.nbytes < dense.nbytes:
-            entry["layout"] = "sparse"
-            tensors[f"params/{name}@bitmap"], tensors[f"params/{name}@values"] = bitmap, sparse_values
+            entry.update(layout="sparse", bitmap=pools.add(bitmap), values=pools.add(sparse_values))
         else:
-            entry["layout"] = "dense"
-            tensors[f"params/{name}"] = dense
+            entry.update(layout="dense", values=pools.add(dense))
         manifest["params"][name] = entry
     for name, value in _flat({} if scales is None else scales).items():
-        manifest["scales"].append(name)
-        tensors[f"scales/{name}"] = value.astype(np.float32)
-    return _write(Path(path), tensors, manifest)
+        manifest["scales"][name] = {"shape": list(value.shape), "values": pools.add(value.astype(np.float32))}
+    return _write(Path(path), pools, manifest)
 
 
 def _read_payload(raw: np.ndarray, bits: int, count: int) -> np.ndarray:
@@ -119,36 +141,42 @@ def _open(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint (format {meta.get('format')!r})")
-    return tensors, json.loads(meta["manifest"])
+    return tensors, json.loads(zlib.decompress(base64.b64decode(meta["manifest"])))
 
 
 def load_compressed(path: str | Path) -> tuple[dict, dict, dict]:
     """(params, scales, bits) trees back from `save_compressed`'s file."""
     tensors, manifest = _open(Path(path))
+
+    def segment(ref: list) -> np.ndarray:
+        pool, offset, count = ref
+        return tensors[pool][offset:offset + count]
+
     params, bits = {}, {}
     for name, entry in manifest["params"].items():
         shape, b = tuple(entry["shape"]), entry["bits"]
         count = int(np.prod(shape))
         if entry["layout"] == "sparse":
-            nonzero = np.unpackbits(tensors[f"params/{name}@bitmap"])[:count].astype(bool)
-            values = _read_payload(tensors[f"params/{name}@values"], b, entry["count"])
+            nonzero = np.unpackbits(segment(entry["bitmap"]))[:count].astype(bool)
+            values = _read_payload(segment(entry["values"]), b, entry["count"])
             full = np.zeros(count, values.dtype)
             full[nonzero] = values
             value = full.reshape(shape)
         else:
-            value = _read_payload(tensors[f"params/{name}"], b, count).reshape(shape).copy()
+            value = _read_payload(segment(entry["values"]), b, count).reshape(shape).copy()
         params[name] = value.view(jnp.bfloat16) if entry["dtype"] == "bfloat16" else value
         bits[name] = b
-    scales = {name: tensors[f"scales/{name}"].copy() for name in manifest["scales"]}
+    scales = {name: segment(e["values"]).reshape(e["shape"]).copy() for name, e in manifest["scales"].items()}
     return _nest(params), _nest(scales), _nest(bits)
 
 
 def float_checkpoint_bytes(path: str | Path, params: Any) -> int:
     """Size of params stored densely as float32 in the same format (the baseline)."""
-    flat = _flat(params)
+    pools = _Pools()
     manifest = {"params": {name: {"bits": 0, "shape": list(v.shape), "dtype": "float32", "count": int(v.size),
-                                  "layout": "dense"} for name, v in flat.items()}, "scales": []}
-    return _write(Path(path), {f"params/{k}": v.astype(np.float32) for k, v in flat.items()}, manifest)
+                                  "layout": "dense", "values": pools.add(v.astype(np.float32))}
+                           for name, v in _flat(params).items()}, "scales": {}}
+    return _write(Path(path), pools, manifest)
 
 
 def float_bytes(params: Any) -> int:

@@ -2,8 +2,12 @@
 
 The exported graph takes the standardized batch arrays (inputs named below, V visit
 slots fixed at the run's `max_visits`) and returns `mean` and `log_var` in target units.
-Known: jax2onnx's fp16/bf16 graphs do not load in ONNX Runtime, so export is fp32 only
-(convert afterwards with onnxruntime's float16 converter when fp16 is wanted).
+Known: jax2onnx's fp16/bf16 graphs do not load in ONNX Runtime, so export is fp32 only:
+a run trained or quantized to fp16 / bf16 is cast to float32 before tracing
+(`float32_model`), and convert afterwards with onnxruntime's float16 converter when an fp16
+graph is wanted. An int8 run exports its dequantized weights (what its weight-only
+execution computes with); int8 operators in the graph are the inference-optimization
+export's job.
 """
 
 from __future__ import annotations
@@ -57,8 +61,16 @@ def inference_fn(config: HAMNetConfig, params: Any, target_mean: float, target_s
     return fn
 
 
+def float32_model(config: HAMNetConfig, params: Any) -> tuple[HAMNetConfig, Any]:
+    """The same model computing and storing in float32 (what jax2onnx exports loadably)."""
+    return config.replace(dtype="float32"), jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), params)
+
+
 def export_onnx(config: HAMNetConfig, params: Any, target_mean: float, target_std: float,
                 num_visits: int, out_path: str | os.PathLike) -> Path:
+    """Trace the deterministic inference function into an fp32 ONNX file (atomic write);
+    half-precision configs and params are cast to float32 first."""
+    config, params = float32_model(config, params)
     try:
         from jax2onnx import to_onnx
     except ImportError:
@@ -78,9 +90,11 @@ def export_onnx(config: HAMNetConfig, params: Any, target_mean: float, target_st
 def onnx_parity(onnx_path: str | os.PathLike, config: HAMNetConfig, params: Any, target_mean: float,
                 target_std: float, num_visits: int, batch_sizes: tuple[int, ...] = (1, 64),
                 seed: int = 0) -> dict[int, dict[str, float]]:
-    """Max |ONNX Runtime - JAX| of mean and log_var on random batches with random masks."""
+    """Max |ONNX Runtime - JAX| of mean and log_var on random batches with random masks
+    (JAX side: the float32 model that was exported)."""
     import onnxruntime as ort
 
+    config, params = float32_model(config, params)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     fn = jax.jit(inference_fn(config, params, target_mean, target_std))
     result = {}

@@ -41,16 +41,20 @@ __all__ = ["HAMNetTrainingOptimizer", "OptimizationStrategy", "PrecisionMode", "
 @dataclasses.dataclass(frozen=True)
 class TrainingOptimizationConfig:
     """Training-optimization options with the original names; `base` carries the rest of
-    the training hyperparameters (batch size, learning rate, epochs, seed, ...)."""
+    the training hyperparameters (batch size, learning rate, epochs, seed, ...). Checked at
+    construction: a bad value raises `InputError` naming the training key."""
 
     precision_mode: PrecisionMode | str = PrecisionMode.FP32
-    strategies: Sequence[OptimizationStrategy | str] = ()
+    enabled_strategies: Sequence[OptimizationStrategy | str] = ()
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool | str = False
     memory_efficient_attention: bool | str = False
     mesh: dict[str, int] | None = None
     memory_budget_mb: float = 0.0
     base: TrainingConfig = TrainingConfig()
+
+    def __post_init__(self) -> None:
+        self.training_config()  # validates every value now, not at train time
 
     @classmethod
     def from_training_config(cls, cfg: TrainingConfig) -> TrainingOptimizationConfig:
@@ -67,7 +71,8 @@ class TrainingOptimizationConfig:
         mode = self.precision_mode.value if isinstance(self.precision_mode, PrecisionMode) else self.precision_mode
         return dataclasses.replace(
             self.base, precision_mode=mode,
-            enabled_strategies=tuple(s.value if isinstance(s, OptimizationStrategy) else s for s in self.strategies),
+            enabled_strategies=tuple(s.value if isinstance(s, OptimizationStrategy) else s
+                                     for s in self.enabled_strategies),
             gradient_accumulation_steps=self.gradient_accumulation_steps,
             gradient_checkpointing=self.gradient_checkpointing,  # bools resolve in TrainingConfig
             memory_efficient_attention=self.memory_efficient_attention,
@@ -107,5 +112,10 @@ class HAMNetTrainingOptimizer:
             "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
             "history": result.history, "wall_s": wall, "train_samples_per_s": samples / wall,
             "params": count_params(result.params),
+        }
+        summary["optimization_summary"] = {  # the original framework's key: what was switched on, and the speed
+            "precision": policy.compute_dtype, "strategies": list(cfg.enabled_strategies),
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "mesh": summary["mesh"],
+            "train_samples_per_s": summary["train_samples_per_s"], "wall_s": wall,
         }
         return result.params, summary
