@@ -1,6 +1,7 @@
 """The README's main results, in one resumable script: the default synthetic cohort, the
-standard tier trained in fp32 (then evaluated beside the baselines and exported to ONNX
-with its parity measured), in bf16, and with visit bucketing.
+standard tier trained in fp32 (then evaluated beside the baselines, exported to ONNX with
+its parity measured, and quantized to dynamic int8 with its weight file measured), in
+bf16, and with visit bucketing.
 
     python experiments/main_results.py [--subjects 6000] [--work runs/main] \
         [--out experiments/results/main_results.json]
@@ -24,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import yaml  # noqa: E402
 
-from hamnet_jax.config import load_config  # noqa: E402
+from hamnet_jax.compression.run import compress_run  # noqa: E402
+from hamnet_jax.config import QuantizationConfig, load_config  # noqa: E402
 from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
 from hamnet_jax.data.schema import Schema  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
@@ -63,6 +65,28 @@ def train_variant(name: str, keys: dict, data: Path, schema: Schema, work: Path)
             "padding_fraction": summary["padding_fraction"]}
 
 
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def quantized_row(run_dir: str, data: Path, work: Path) -> dict:
+    """`hamnet quantize --mode dynamic` of the fp32 run: the weight file's size against the
+    fp32 weights (dense float32 in the same container, and the orbax params folder), and
+    `evaluate`'s MAE on the written int8 run against the summary's."""
+    out = work / "int8-dynamic"
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else \
+        compress_run(run_dir, data, out, quantization=QuantizationConfig(mode="dynamic"))
+    evaluated = evaluate_run(load_run(out), data, baselines=False)["rows"]["HAMNet"]
+    weights = summary["weights_file_bytes"]
+    return {"run": str(out), "weights_file_bytes": weights, "fp32_same_container_bytes": summary["baseline_bytes"],
+            "fp32_orbax_params_bytes": directory_bytes(Path(run_dir) / "params"),
+            "ratio_vs_fp32_same_container": summary["baseline_bytes"] / weights,
+            "ratio_vs_fp32_orbax_params": directory_bytes(Path(run_dir) / "params") / weights,
+            "summary_test_mae": summary["test"]["mae"], "evaluate_mae": evaluated["mae"],
+            "fp32_deterministic_mae": summary["baseline_metrics"]["mae"],
+            "int8_deterministic_mae": summary["optimized_metrics"]["mae"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=6000)
@@ -93,9 +117,13 @@ def main() -> None:
         parity = onnx_parity(path, run.model_config, run.params, pre.target_mean, pre.target_std, v)
         store["onnx_parity"] = {str(k): d for k, d in parity.items()}
         write_json_atomic(out, store)
+    if "int8_dynamic" not in store:
+        store["int8_dynamic"] = quantized_row(run_dir, data, work)
+        write_json_atomic(out, store)
     for row, metrics in store["evaluation"]["rows"].items():
         print(f"{row:<55} MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  R2 {metrics['r2']:.3f}")
     print("ONNX parity:", store["onnx_parity"])
+    print("int8 dynamic:", store["int8_dynamic"])
 
 
 if __name__ == "__main__":

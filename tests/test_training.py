@@ -60,8 +60,11 @@ def test_metrics_match_reference_formulas():
     pred = y + rng.normal(scale=0.5, size=500)
     m = regression_metrics(y, pred, np.full(500, 0.5))
     assert m["r2"] == pytest.approx(r2_score(y, pred))
-    assert m["mae"] == pytest.approx(np.abs(y - pred).mean())
     assert 0.85 < m["coverage_90"] < 0.95
+    # by hand: errors 0.5, 0, -1 -> MAE 0.5, RMSE sqrt(1.25 / 3), R^2 1 - 1.25 / 2; |e| <= 1.645 x 0.5 for 2 of 3
+    small = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.0]), np.full(3, 0.5))
+    assert small["mae"] == pytest.approx(0.5) and small["rmse"] == pytest.approx(0.6454972)
+    assert small["r2"] == pytest.approx(0.375) and small["coverage_90"] == pytest.approx(2 / 3)
     labels = rng.random(500) < 0.3
     scores = labels + rng.normal(size=500)
     scores[:50] = np.round(scores[:50])  # ties

@@ -60,15 +60,20 @@ def setup_sharded_training(
 ) -> tuple[TrainState, ShardedSetup]:
     """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`
     (or the plan's), dropout keys from `fold_in(fold_in(seed, 1), step)`."""
-    init = state_init_fn(model, example, opt_cfg, policy, plan)
+    init = state_init_fn(model, example, opt_cfg, policy, dataclasses.replace(plan, init_params=None))
+    start = plan.init_params
     key = jax.random.key(seed)
-    abstract = jax.eval_shape(init, jax.random.fold_in(key, 0))
-    logical = _logical_for(abstract.params, param_logical_axes(model, example))
+    abstract = jax.eval_shape(init, jax.random.fold_in(key, 0), start)
+    if mesh.size == 1:  # one device: every array is whole; skip tracing the model's axis names
+        logical = jax.tree_util.tree_map(lambda _: PartitionSpec(), abstract.params)
+    else:
+        logical = _logical_for(abstract.params, param_logical_axes(model, example))
     params_sh = param_shardings(logical, abstract.params, mesh, rules)
     state_sh = state_shardings(abstract, params_sh, mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
-    state = jax.jit(lambda k: init(jax.random.fold_in(jax.random.wrap_key_data(k), 0)), out_shardings=state_sh,
-                    in_shardings=replicated)(np.asarray(jax.random.key_data(key)))
+    state = jax.jit(lambda k, p: init(jax.random.fold_in(jax.random.wrap_key_data(k), 0), p),
+                    out_shardings=state_sh, in_shardings=(replicated, replicated))(
+        np.asarray(jax.random.key_data(key)), start)
 
     def step(state: TrainState, batch: Batch, base_key: jax.Array, number: jax.Array):
         dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(base_key), 1), number)

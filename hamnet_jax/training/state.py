@@ -66,8 +66,11 @@ def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig, policy: P
     tx = plan.wrap_tx(make_optimizer(cfg, policy.moment_dtype))
     apply_fn = plan.wrap_apply(model.apply)
 
-    def init(key: jax.Array) -> TrainState:
-        start = nn.unbox(boxed_init(model, example, key)) if plan.init_params is None else plan.init_params
+    def init(key: jax.Array, start: Any = None) -> TrainState:
+        """`start`: the params to begin from (passed as an argument, not baked into the
+        program as constants); None: the plan's, else the model's seeded init."""
+        start = plan.init_params if start is None else start
+        start = nn.unbox(boxed_init(model, example, key)) if start is None else start
         params = cast_params(start, policy.param_dtype)
         scale = DynamicLossScale.create() if policy.loss_scaling else None
         return plan.state_cls.create(apply_fn=apply_fn, params=params, tx=tx, loss_scale=scale,
