@@ -20,7 +20,7 @@ log = logging.getLogger("hamnet_jax")
 # what each command reads of the config: section -> keys (None: all of them)
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": None},
-    "train": {"model": None, "data": None, "training": None, "general": None},
+    "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "evaluate": {"general": None},
     "predict": {"general": None},
     "export": {"general": None},

@@ -3,7 +3,14 @@ suite compiles each model shape once."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests run tiny models, whose time goes into compiling, not executing: XLA's CPU backend at
+# LLVM optimization level 0 compiles them about 30% faster (same results to float tolerance).
+# Subprocesses the tests start inherit it; their own device-count flag is added to it.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import pytest
 import yaml

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from hamnet_jax.errors import InputError
+
+from .conftest import TEST_XLA_FLAGS
 from hamnet_jax.training.distributed import initialize_distributed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ def _free_port() -> int:
 
 def _worker(count: int, pid: int, out: Path, port: int) -> subprocess.Popen:
     devices = 4 // count
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "tests.workers.multihost_worker", str(port), str(count),
                              str(pid), str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -40,6 +42,7 @@ def _finish(proc: subprocess.Popen) -> str:
     return stdout
 
 
+@pytest.mark.slow
 def test_two_processes_train_identical_params(tmp_path):
     port = _free_port()
     multi = tmp_path / "multi"

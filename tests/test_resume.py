@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from hamnet_jax.data.cohort import generate_cohort
@@ -30,6 +31,7 @@ def _saved_epochs(run):
     return [int(p.name) for p in latest.iterdir() if p.name.isdigit()] if latest.exists() else []
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     frame, schema = generate_cohort(500, seed=5, dims=TINY_DIMS)
     data = tmp_path / "c.parquet"

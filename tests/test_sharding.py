@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from hamnet_jax.errors import InputError
+
+from .conftest import TEST_XLA_FLAGS
 from hamnet_jax.training.sharding import FSDP_MIN_SIZE, mesh_shape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def sharded_run() -> dict:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "tests.workers.sharding_worker"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -25,7 +25,6 @@ model (`prepare_model`); augmentations in the data (`prepare_data`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,10 +38,9 @@ from hamnet_jax.config import TrainingConfig
 from hamnet_jax.training.fit_options import FitOptions
 from hamnet_jax.training.loop import FitResult
 from hamnet_jax.training.plan import Plan
-from hamnet_jax.training.regularized_step import regularized_loss_fn
-from hamnet_jax.transforms.dropout_variants import training_behaviour
-from hamnet_jax.transforms.penalties import spectral_norm_optax
-from hamnet_jax.transforms.regularization import (SPECTRAL_RULES, R, RegularizationConfig, RegularizationType,
+from hamnet_jax.training.regularized_step import (regularized_apply, regularized_model_config, regularized_optimizer,
+                                                 regularized_plan, regularized_weight_decay)
+from hamnet_jax.transforms.regularization import (R, RegularizationConfig, RegularizationType,
                                                   prepare_batch, regularization_terms)
 
 __all__ = ["HAMNetRegularizer", "RegularizationConfig", "RegularizationType", "RegularizedModel"]
@@ -69,18 +67,12 @@ class HAMNetRegularizer:
         self.config = config or RegularizationConfig()
 
     def model_config(self, config: HAMNetConfig) -> HAMNetConfig:
-        """`config` with the dropout rate (0 when no dropout technique is enabled) and the
-        VIB bottleneck set as the techniques ask."""
-        c = self.config
-        return config.replace(dropout=c.dropout_rate if c.dropout_kind else 0.0,
-                              information_bottleneck=c.on(R.INFORMATION_BOTTLENECK) or config.information_bottleneck)
+        """`config` with the dropout rate and VIB bottleneck the techniques ask for."""
+        return regularized_model_config(config, self.config)
 
     def prepare_model(self, model: HAMNet | HAMNetConfig) -> RegularizedModel:
-        c = self.config
         module = HAMNet(self.model_config(model.config if isinstance(model, HAMNet) else model))
-        depth = c.stochastic_depth_rate if c.on(R.STOCHASTIC_DEPTH) else 0.0
-        return RegularizedModel(module, training_behaviour(module.apply, module.config, c.dropout_kind or "standard",
-                                                           depth))
+        return RegularizedModel(module, regularized_apply(self.config, module.config)(module.apply))
 
     def prepare_data(self, batch: Batch, key: jax.Array) -> Batch:
         return prepare_batch(batch, key, self.config)
@@ -96,16 +88,13 @@ class HAMNetRegularizer:
         terms = regularization_terms(self.config, params, batch, outputs, aux, forward, k_terms)
         return sum(terms.values(), jax.numpy.float32(0))
 
+    def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+        return regularized_optimizer(self.config)(tx)
+
     @property
     def weight_decay(self) -> float:
         """Decoupled (AdamW) weight decay: the configured value when enabled, else 0."""
-        return self.config.weight_decay if self.config.on(R.WEIGHT_DECAY) else 0.0
-
-    def wrap_optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
-        c = self.config
-        if not c.on(R.SPECTRAL_NORM):
-            return tx
-        return optax.chain(tx, spectral_norm_optax(SPECTRAL_RULES, c.spectral_max_norm, c.spectral_iterations))
+        return regularized_weight_decay(self.config)
 
     def placement(self) -> dict[str, str]:
         """Where each enabled technique acts (the ones `apply_regularization` does not sum)."""
@@ -122,15 +111,8 @@ class HAMNetRegularizer:
 
     def plan(self, model_config: HAMNetConfig, params: Any = None, loss: str = "gaussian_nll",
              class_weight: float = 1.0) -> Plan:
-        """The `fit` plan of regularized training: the regularized objective, the prepared
-        apply (dropout kind, stochastic depth) and the optimizer wrapper."""
-        c = self.config
-        depth = c.stochastic_depth_rate if c.on(R.STOCHASTIC_DEPTH) else 0.0
-        kind = c.dropout_kind or "standard"
-        return Plan(init_params=params,
-                    wrap_apply=lambda apply: training_behaviour(apply, model_config, kind, depth),
-                    wrap_tx=self.wrap_optimizer,
-                    objective=functools.partial(regularized_loss_fn, config=c, loss=loss, class_weight=class_weight))
+        """The `fit` plan of regularized training (see `training.regularized_step.regularized_plan`)."""
+        return regularized_plan(self.config, model_config, params, loss, class_weight)
 
     def fit(self, model: HAMNet | HAMNetConfig, train: Batch, val: Batch, cfg: TrainingConfig,
             params: Any = None, options: FitOptions | None = None) -> tuple[Any, FitResult]:

@@ -98,6 +98,51 @@ def epoch_steps(cfg: TrainingConfig, n: int, mesh: Mesh | None = None) -> int:
     return max(n // max(min(cfg.batch_size, n) // unit * unit, 1), 1)
 
 
+def _fresh_meta() -> dict[str, Any]:
+    return {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+
+def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool) -> tuple[TrainState, dict, tuple | None]:
+    """(state, loop bookkeeping, best (params, opt_state)) from the latest checkpoint when
+    resuming; the fresh ones otherwise."""
+    if not (resume and ckpt and ckpt.latest_step() is not None):
+        return state, _fresh_meta(), None
+    state, meta = ckpt.restore("latest", state)  # onto this run's mesh, whatever mesh saved it
+    best = None
+    if ckpt.latest_step("best") is not None:
+        restored = ckpt.restore("best", state)[0]
+        best = (host_params(restored.params), host_params(restored.opt_state))
+    return state, meta, best
+
+
+def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: TrainingConfig, epoch: int,
+                 bs: int, steps_per_epoch: int) -> tuple[TrainState, dict[str, float]]:
+    """One epoch of steps; the epoch's shuffle comes from (seed, epoch), each step's key from
+    the step number. Metrics stay on device until the epoch ends (no host sync per step)."""
+    counts = train.visit_counts()
+    rng = np.random.default_rng([cfg.seed, epoch])
+    batches = epoch_batches(counts, bs, rng, int(np.shape(train.visit_mask)[1]), cfg.bucket_by_visits)
+    step_metrics = []
+    for i, (rows, visits) in enumerate(batches):
+        state, m = sharded.train_step(state, train.take(rows).trim_visits(visits), epoch * steps_per_epoch + i)
+        step_metrics.append(m)
+    means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
+    return state, {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
+                   "padding_fraction": padding_fraction(counts, batches)}
+
+
+def _bookkeeping(meta: dict[str, Any], record: dict[str, float], eligible: bool) -> tuple[dict[str, Any], bool]:
+    """The loop's state after an epoch, and whether the epoch is the best so far."""
+    improved = eligible and (record["val_loss"] < meta["best_val_loss"] or meta["best_epoch"] == 0)
+    return {
+        "epoch": record["epoch"],
+        "best_val_loss": record["val_loss"] if improved else meta["best_val_loss"],
+        "best_epoch": record["epoch"] if improved else meta["best_epoch"],
+        "bad_epochs": 0 if improved else meta["bad_epochs"] + 1,
+        "history": meta["history"] + [record],
+    }, improved
+
+
 def fit(
     model_config: HAMNetConfig,
     cfg: TrainingConfig,
@@ -126,7 +171,7 @@ def fit(
     mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
     n = train.size
     example = train.take(np.arange(min(n, 2)))
-    max_visits = int(np.shape(train.visit_mask)[1])
+
     def make_setup(total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
         opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
@@ -141,16 +186,9 @@ def fit(
     state, sharded = make_setup(steps_per_epoch * cfg.num_epochs, int(cfg.warmup_epochs * steps_per_epoch))
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-    meta: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    best = None  # (params, opt_state) of the best eligible epoch, on the host
-    if resume and ckpt and ckpt.latest_step() is not None:
-        state, meta = ckpt.restore("latest", state)  # onto this run's mesh, whatever mesh saved it
-        if ckpt.latest_step("best") is not None:
-            restored = ckpt.restore("best", state)[0]
-            best = (host_params(restored.params), jax.device_get(restored.opt_state))
+    state, meta, best = _restore(ckpt, state, resume)
     apply_fn = plan.wrap_apply(model.apply)
 
-    counts = train.visit_counts()
     epochs = range(meta["epoch"], cfg.num_epochs)
     if progress and primary:
         from tqdm import tqdm
@@ -161,29 +199,12 @@ def fit(
         if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
-        rng = np.random.default_rng([cfg.seed, epoch])
-        batches = epoch_batches(counts, bs, rng, max_visits, cfg.bucket_by_visits)
-        step_metrics = []  # stays on device until the epoch ends: no host sync per step
-        for i, (rows, visits) in enumerate(batches):
-            batch = train.take(rows).trim_visits(visits)
-            state, m = sharded.train_step(state, batch, epoch * steps_per_epoch + i)
-            step_metrics.append(m)
-        means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
-        record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
-                  "padding_fraction": padding_fraction(counts, batches)}
+        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch)
         params_now = host_params(state.params)
         record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
-        eligible = epoch + 1 >= plan.first_eligible_epoch
-        improved = eligible and (record["val_loss"] < meta["best_val_loss"] or meta["best_epoch"] == 0)
-        meta = {
-            "epoch": epoch + 1,
-            "best_val_loss": record["val_loss"] if improved else meta["best_val_loss"],
-            "best_epoch": epoch + 1 if improved else meta["best_epoch"],
-            "bad_epochs": 0 if improved else meta["bad_epochs"] + 1,
-            "history": meta["history"] + [record],
-        }
+        meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch)
         if improved:
-            best = (params_now, jax.device_get(state.opt_state))
+            best = (params_now, host_params(state.opt_state))
         if ckpt:
             if improved:
                 ckpt.save("best", epoch + 1, state, meta)
@@ -196,7 +217,7 @@ def fit(
     if ckpt:
         ckpt.close()
     if best is None:  # no eligible epoch: the last one
-        best = (host_params(state.params), jax.device_get(state.opt_state))
+        best = (host_params(state.params), host_params(state.opt_state))
         meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1]["val_loss"]
     return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1],
                      steps_per_epoch)

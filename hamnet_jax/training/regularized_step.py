@@ -10,18 +10,23 @@ normalization live in the optimizer, not here.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.transforms.losses import task_loss
+from hamnet_jax.training.plan import Plan
 from hamnet_jax.training.state import TrainState
 from hamnet_jax.training.steps import train_step_fn
-from hamnet_jax.transforms.dropout_variants import drop_connect
-from hamnet_jax.transforms.regularization import (R, RegularizationConfig, prepare_batch, regularization_terms,
-                                                  smooth_labels)
+from hamnet_jax.transforms.dropout_variants import drop_connect, training_behaviour
+from hamnet_jax.transforms.penalties import spectral_norm_optax
+from hamnet_jax.transforms.regularization import (SPECTRAL_RULES, R, RegularizationConfig, prepare_batch,
+                                                  regularization_terms, smooth_labels)
 from hamnet_jax.transforms.select import weight_decay_mask
 
 
@@ -56,3 +61,41 @@ def regularized_step_fn(state: TrainState, batch: Batch, key: jax.Array, config:
 
 regularized_step = functools.partial(jax.jit, static_argnames=("config", "loss", "class_weight"),
                                      donate_argnums=(0,))(regularized_step_fn)
+
+
+def regularized_model_config(config: HAMNetConfig, reg: RegularizationConfig) -> HAMNetConfig:
+    """`config` with the dropout rate (0 when no dropout technique is enabled) and the VIB
+    bottleneck set as the techniques ask."""
+    return config.replace(dropout=reg.dropout_rate if reg.dropout_kind else 0.0,
+                          information_bottleneck=reg.on(R.INFORMATION_BOTTLENECK) or config.information_bottleneck)
+
+
+def regularized_weight_decay(reg: RegularizationConfig) -> float:
+    """Decoupled (AdamW) weight decay: the configured value when enabled, else 0."""
+    return reg.weight_decay if reg.on(R.WEIGHT_DECAY) else 0.0
+
+
+def regularized_optimizer(reg: RegularizationConfig) -> Callable[[optax.GradientTransformation],
+                                                                 optax.GradientTransformation]:
+    """Wraps the optimizer with spectral normalization when it is enabled."""
+    def wrap(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+        if not reg.on(R.SPECTRAL_NORM):
+            return tx
+        return optax.chain(tx, spectral_norm_optax(SPECTRAL_RULES, reg.spectral_max_norm, reg.spectral_iterations))
+
+    return wrap
+
+
+def regularized_apply(reg: RegularizationConfig, config: HAMNetConfig) -> Callable[[Callable], Callable]:
+    """Wraps an apply with the configured dropout kind and stochastic depth (training only)."""
+    depth = reg.stochastic_depth_rate if reg.on(R.STOCHASTIC_DEPTH) else 0.0
+    return lambda apply: training_behaviour(apply, config, reg.dropout_kind or "standard", depth)
+
+
+def regularized_plan(reg: RegularizationConfig, config: HAMNetConfig, params: Any = None,
+                     loss: str = "gaussian_nll", class_weight: float = 1.0) -> Plan:
+    """The `fit` plan of regularized training (`config` already through
+    `regularized_model_config`): the regularized objective, the prepared apply and the
+    optimizer wrapper."""
+    return Plan(init_params=params, wrap_apply=regularized_apply(reg, config), wrap_tx=regularized_optimizer(reg),
+                objective=functools.partial(regularized_loss_fn, config=reg, loss=loss, class_weight=class_weight))

@@ -14,21 +14,48 @@ from typing import Any
 import jax
 import numpy as np
 
-from hamnet_jax.config import Config
+from hamnet_jax.config import Config, TrainingConfig
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.loop import fit
+from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
+from hamnet_jax.training.regularized_step import (regularized_model_config, regularized_plan,
+                                                 regularized_weight_decay)
 from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
 from hamnet_jax.training.run_log import RunLog
+from hamnet_jax.transforms.regularization import RegularizationConfig
 
 log = logging.getLogger("hamnet_jax")
+
+
+def regularization_config(config: Config) -> RegularizationConfig:
+    """The transforms' RegularizationConfig from the keys the `regularization:` section gives."""
+    section = config.sections["regularization"]
+    try:
+        return RegularizationConfig(**{k: getattr(section, k) for k in config.given.get("regularization", ())})
+    except ValueError as e:
+        raise InputError(f"regularization: {e}") from None
+
+
+def training_plan(config: Config, model_config: HAMNetConfig) -> tuple[HAMNetConfig, TrainingConfig, Plan]:
+    """What `fit` trains: plain training, or with a `regularization:` section the regularized
+    objective, model (dropout kind, VIB) and optimizer (weight decay, spectral norm)."""
+    if "regularization" not in config.sections:
+        return model_config, config.training, DEFAULT_PLAN
+    reg = regularization_config(config)
+    model_config = regularized_model_config(model_config, reg)
+    training = dataclasses.replace(config.training, weight_decay=regularized_weight_decay(reg))
+    log.info("regularized training: %s", ", ".join(t.value for t in reg.enabled_techniques))
+    return model_config, training, regularized_plan(reg, model_config, loss=training.loss,
+                                                    class_weight=training.classification_weight)
 
 
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
@@ -51,6 +78,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     model_config = config.model_config(
         **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
     )
+    model_config, training, plan = training_plan(config, model_config)
     if model_config.classification and not np.isfinite(arrays.labels).any():
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
     primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
@@ -68,9 +96,9 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         ckpt.close()
     runlog = RunLog(out, meta["history"] if meta else []) if primary else None
     try:
-        result = fit(model_config, config.training, batches["train"], batches["val"],
+        result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,
-                     on_epoch=runlog.log_epoch if runlog else None, progress=progress)
+                     on_epoch=runlog.log_epoch if runlog else None, progress=progress, plan=plan)
     finally:
         if runlog:
             runlog.close()
