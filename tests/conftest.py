@@ -6,12 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Tests run tiny models, whose time goes into compiling, not executing: XLA's CPU backend at
-# LLVM optimization level 0 compiles them about 30% faster (same results to float tolerance).
-# Subprocesses the tests start inherit it; their own device-count flag is added to it.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
-
 import pytest
 import yaml
 
@@ -19,6 +13,13 @@ from hamnet_jax.config import config_from_dict
 from hamnet_jax.data.cohort import CohortDims, generate_cohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import write_table
+
+# Tests run tiny models, whose time goes into compiling, not executing: XLA's CPU backend at
+# LLVM optimization level 0 compiles them about 30% faster (same results to float tolerance).
+# Set before any test imports jax (importing hamnet_jax loads none); subprocesses the tests
+# start inherit it, and add their own device-count flag to it.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
 TINY_CONFIG = {

@@ -29,8 +29,8 @@ def _free_port() -> int:
 
 def _worker(count: int, pid: int, out: Path, port: int) -> subprocess.Popen:
     devices = 4 // count
-    env = dict(os.environ, XLA_FLAGS=f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "tests.workers.multihost_worker", str(port), str(count),
                              str(pid), str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

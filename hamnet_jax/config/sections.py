@@ -21,6 +21,13 @@ REGULARIZATION_TECHNIQUES = (
     "adversarial", "pgd", "vat", "manifold", "information_bottleneck", "consistency")
 
 
+def log_level(section: str, value: str) -> str:
+    """A logging level name, any case."""
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"{section}.log_level: unknown level {value!r}; expected one of {list(LOG_LEVELS)}")
+    return value
+
+
 def _switch(value: Any) -> str:
     """A feature that takes true/false or a name."""
     return str(value).lower() if isinstance(value, bool) else value
@@ -101,9 +108,7 @@ class GeneralConfig:
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
-        if value.upper() not in LOG_LEVELS:
-            raise ValueError(f"general.log_level: unknown level {value!r}; expected one of {list(LOG_LEVELS)}")
-        return value
+        return log_level("general", value)
 
     @field_validator("device")
     @classmethod
@@ -207,9 +212,7 @@ class MonitoringSection:
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
-        if value.upper() not in LOG_LEVELS:
-            raise ValueError(f"monitoring.log_level: unknown level {value!r}; expected one of {list(LOG_LEVELS)}")
-        return value
+        return log_level("monitoring", value)
 
 
 @section("benchmarking")

@@ -68,13 +68,8 @@ def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return out
 
 
-def frame_to_arrays(
-    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None
-) -> CohortArrays:
-    """Group rows by subject (ordered by visit) and pad to V visit slots.
-
-    With `max_visits`, subjects with more visits keep their most recent `max_visits`.
-    """
+def _check_columns(frame: pd.DataFrame, schema: Schema, require_target: bool) -> None:
+    """Every column the schema names is present, there are rows, and every row has a subject id."""
     needed = [schema.subject_id] + [c for m in MODALITIES for c in schema.modalities[m]]
     needed += [c for c in (schema.visit, schema.time) if c]
     if require_target:
@@ -87,11 +82,39 @@ def frame_to_arrays(
         raise InputError(f"missing column {missing[0]!r}{more} in the data file; the schema requires it")
     if len(frame) == 0:
         raise InputError("the data file has no rows")
-    frame = frame.reset_index(drop=True)
     if frame[schema.subject_id].isna().any():
         row = int(np.flatnonzero(frame[schema.subject_id].isna().to_numpy())[0])
         raise InputError(f"column {schema.subject_id!r}: missing subject id at row {row}")
 
+
+def _visit_order(frame: pd.DataFrame, schema: Schema, subject_key: np.ndarray) -> np.ndarray:
+    """Row order by subject, then visit (file order without a visit column); a visit given
+    twice for a subject is an error naming the row."""
+    if not schema.visit:
+        return np.argsort(subject_key, kind="stable")
+    visit = _numeric(frame, [schema.visit])[:, 0]
+    if np.isnan(visit).any():
+        row = int(np.flatnonzero(np.isnan(visit))[0])
+        raise InputError(f"column {schema.visit!r}: visit is missing at row {row}")
+    order = np.lexsort((visit, subject_key))
+    s_key, v_key = subject_key[order], visit[order]
+    dup = np.flatnonzero((s_key[1:] == s_key[:-1]) & (v_key[1:] == v_key[:-1]))
+    if dup.size:
+        row = int(order[dup[0] + 1])
+        raise InputError(f"column {schema.visit!r}: subject {s_key[dup[0]]!r} has visit {v_key[dup[0]]:g} "
+                         f"twice (second at row {row})")
+    return order
+
+
+def frame_to_arrays(
+    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None
+) -> CohortArrays:
+    """Group rows by subject (ordered by visit) and pad to V visit slots.
+
+    With `max_visits`, subjects with more visits keep their most recent `max_visits`.
+    """
+    _check_columns(frame, schema, require_target)
+    frame = frame.reset_index(drop=True)
     has_target = bool(schema.target) and schema.target in frame.columns
     target = _numeric(frame, [schema.target])[:, 0] if has_target else np.full(len(frame), np.nan)
     if require_target and np.isnan(target).any():
@@ -99,20 +122,7 @@ def frame_to_arrays(
         raise InputError(f"column {schema.target!r}: target is NaN at row {row}")
 
     subject_key = frame[schema.subject_id].astype(str).to_numpy()
-    if schema.visit:
-        visit = _numeric(frame, [schema.visit])[:, 0]
-        if np.isnan(visit).any():
-            row = int(np.flatnonzero(np.isnan(visit))[0])
-            raise InputError(f"column {schema.visit!r}: visit is missing at row {row}")
-        order = np.lexsort((visit, subject_key))  # by subject, then visit
-        s_key, v_key = subject_key[order], visit[order]
-        dup = np.flatnonzero((s_key[1:] == s_key[:-1]) & (v_key[1:] == v_key[:-1]))
-        if dup.size:
-            row = int(order[dup[0] + 1])
-            raise InputError(f"column {schema.visit!r}: subject {s_key[dup[0]]!r} has visit {v_key[dup[0]]:g} "
-                             f"twice (second at row {row})")
-    else:
-        order = np.argsort(subject_key, kind="stable")  # by subject, visits in file order
+    order = _visit_order(frame, schema, subject_key)
     frame = frame.iloc[order].reset_index(drop=True)
     target = target[order]
     codes, subjects = pd.factorize(subject_key[order], sort=False)
