@@ -260,7 +260,7 @@ def test_regularization_section_drives_training(tiny_cohort, tmp_path, capsys):
     data, _ = tiny_cohort
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump({**TINY_CONFIG, "training": {**TINY_CONFIG["training"], "num_epochs": 1},
-                                      "regularization": {"enabled_techniques": ["dropout", "l2", "modality_dropout"],
+                                      "regularization": {"enabled_techniques": ["dropout", "l2"],
                                                          "dropout_rate": 0.2}}))
     assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "r"),
                  "--quiet"]) == 0
