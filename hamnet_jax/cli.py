@@ -17,16 +17,18 @@ from hamnet_jax.errors import InputError
 log = logging.getLogger("hamnet_jax")
 
 
-# what each command reads of the config: section -> keys (None: all of them)
+# what each command reads of the config: section -> keys (None: all of them); only `train`
+# chooses its run directory from general.output_dir
+GENERAL = ("log_level", "device")
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "cohort": {"general": None},
+    "cohort": {"general": GENERAL},
     "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
-    "evaluate": {"general": None},
-    "predict": {"general": None},
-    "export": {"general": None},
-    "prune": {"general": None, "pruning": None, "training": None},
-    "quantize": {"general": None, "quantization": None, "training": None},
-    "distill": {"general": None, "distillation": None, "training": None},
+    "evaluate": {"general": GENERAL},
+    "predict": {"general": GENERAL},
+    "export": {"general": GENERAL},
+    "prune": {"general": GENERAL, "pruning": None, "training": None},
+    "quantize": {"general": GENERAL, "quantization": None, "training": None},
+    "distill": {"general": GENERAL, "distillation": None, "training": None},
 }
 
 
