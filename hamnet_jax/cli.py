@@ -20,15 +20,21 @@ log = logging.getLogger("hamnet_jax")
 # what each command reads of the config: section -> keys (None: all of them); only `train`
 # chooses its run directory from general.output_dir
 GENERAL = ("log_level", "device")
+# the training keys a derived run's fine-tuning keeps (its stage sets epochs, batch size,
+# learning rate, seed, warmup and early stopping; see training.fit_options)
+EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
+             "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
+             "classification_weight", "eval_batch_size", "mc_samples", "grad_clip_norm", "weight_decay")
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": GENERAL},
     "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "evaluate": {"general": GENERAL},
     "predict": {"general": GENERAL},
     "export": {"general": GENERAL},
-    "prune": {"general": GENERAL, "pruning": None, "training": None},
-    "quantize": {"general": GENERAL, "quantization": None, "training": None},
-    "distill": {"general": GENERAL, "distillation": None, "training": None},
+    "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
+    "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
+    "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
+                "training": tuple(k for k in EXECUTION if k != "weight_decay")},
 }
 
 
