@@ -57,10 +57,6 @@ class Config:
             section[key] = value
         return HAMNetConfig.from_tier(tier, **section)
 
-    def section(self, name: str) -> Any:
-        """The built original section `name` (its defaults when the file does not give it)."""
-        return self.sections.get(name) or ORIGINAL[name]()
-
     def unused(self, uses: Mapping[str, Iterable[str] | None]) -> list[str]:
         """The `section.key`s the user set that a command using `uses` ignores; `uses` maps a
         section to the keys it reads (None: every key)."""
