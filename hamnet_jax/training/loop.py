@@ -94,8 +94,7 @@ def epoch_steps(cfg: TrainingConfig, n: int, mesh: Mesh | None = None) -> int:
     """Optimizer steps per epoch of `fit` without a memory budget: the batch size is
     `cfg.batch_size` (at most n) rounded down to the devices x accumulation unit."""
     mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
-    unit = batch_divisor(mesh) * cfg.gradient_accumulation_steps
-    return max(n // max(min(cfg.batch_size, n) // unit * unit, 1), 1)
+    return max(n // choose_batch_size(dataclasses.replace(cfg, memory_budget_mb=0.0), mesh, n, None, None, None), 1)
 
 
 def _fresh_meta() -> dict[str, Any]:
