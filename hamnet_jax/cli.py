@@ -132,7 +132,7 @@ def _training_flags(training, args: argparse.Namespace, precision: str | None, *
 
 def _loop_flags_given(args: argparse.Namespace, precision: str | None) -> list[str]:
     given = {"--accumulation-steps": args.accumulation_steps, "--mesh": args.mesh, "--resume": args.resume or None}
-    return [k for k, v in given.items() if v is not None] + (["precision"] if precision else [])
+    return [k for k, v in given.items() if v is not None] + (["--train-precision"] if precision else [])
 
 
 def _mesh_flag(text: str | None) -> dict[str, int] | None:

@@ -6,7 +6,7 @@ from hamnet_jax.config.compression import (
     QuantizationMode,
 )
 from hamnet_jax.config.run_config import (
-    ENV_VARS, MODEL_KEYS, ORIGINAL, ORIGINAL_SECTIONS, TYPED, Config, config_from_dict, env_overrides, load_config,
+    ENV_VARS, MODEL_KEYS, ORIGINAL, TYPED, Config, config_from_dict, env_overrides, load_config,
 )
 from hamnet_jax.config.sections import (
     REGRESSION_LOSSES, REGULARIZATION_TECHNIQUES, DataConfig, GeneralConfig, RegularizationSection, TrainingConfig,
@@ -14,7 +14,7 @@ from hamnet_jax.config.sections import (
 from hamnet_jax.config.strategies import OptimizationStrategy, PrecisionMode, resolve_training_options
 
 __all__ = [
-    "ENV_VARS", "MODEL_KEYS", "ORIGINAL", "ORIGINAL_SECTIONS", "REGRESSION_LOSSES", "REGULARIZATION_TECHNIQUES",
+    "ENV_VARS", "MODEL_KEYS", "ORIGINAL", "REGRESSION_LOSSES", "REGULARIZATION_TECHNIQUES",
     "STRUCTURE_KINDS", "TYPED", "Config", "DataConfig", "DistillationConfig", "DistillationMethod", "GeneralConfig",
     "OptimizationStrategy", "PrecisionMode", "PruningConfig", "PruningMethod", "QuantizationConfig",
     "QuantizationMode", "RegularizationSection", "TrainingConfig", "config_from_dict", "env_overrides",

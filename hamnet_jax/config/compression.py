@@ -121,11 +121,6 @@ class QuantizationConfig:
             set_field(self, "precision", self.mode.value)
         return self
 
-    @property
-    def trains(self) -> bool:
-        """Whether this mode runs a training loop (only QAT fine-tunes)."""
-        return self.mode is QuantizationMode.QAT
-
     @classmethod
     def from_section(cls, raw: dict[str, Any]) -> QuantizationConfig:
         return cls(**raw)

@@ -32,8 +32,6 @@ ORIGINAL = {
     "regularization": RegularizationSection, "inference": InferenceSection, "deployment": DeploymentSection,
     "monitoring": MonitoringSection, "benchmarking": BenchmarkingSection,
 }
-# kept for callers that list the original sections' keys
-ORIGINAL_SECTIONS: dict[str, tuple[str, ...]] = {name: keys(cls) for name, cls in ORIGINAL.items()}
 MODEL_KEYS = {f.name for f in dataclasses.fields(HAMNetConfig)} | set(ALIASES) | {"input_size", "tier"}
 
 
@@ -121,7 +119,7 @@ STRING_KEYS = ("log_level", "output_dir", "device", "api_host")
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """`HAMNET_*` variables as {section: {key: value}}; an unknown HAMNET_ENABLE_* is an error."""
     out: dict[str, dict[str, Any]] = {}
-    switches = ORIGINAL_SECTIONS["optimization"]
+    switches = keys(OptimizationSection)
     for var, raw in environ.items():
         if var in ENV_VARS:
             section, key = ENV_VARS[var]

@@ -53,15 +53,20 @@ class HAMNetKnowledgeDistillation:
     def teacher_config(self) -> HAMNetConfig:
         return self.teachers[0][0]
 
-    def create_student_model(self, compression_ratio: float = 0.25) -> HAMNet:
-        """A smaller HAMNet whose parameter count is within 10% of `compression_ratio` x the
-        (first) teacher's; self-distillation and born-again keep the teacher's architecture."""
-        return HAMNet(student_architecture(self.teacher_config, self.config, compression_ratio))
+    def create_student_model(self, compression_ratio: float | None = None) -> HAMNet:
+        """A smaller HAMNet whose parameter count is within 10% of `compression_ratio` (default:
+        the config's) x the (first) teacher's; self-distillation and born-again keep the
+        teacher's architecture."""
+        return HAMNet(student_architecture(self.teacher_config, self.config, self._ratio(compression_ratio)))
 
-    def distill(self, train_data: Batch, val_data: Batch, compression_ratio: float = 0.25,
+    def _ratio(self, compression_ratio: float | None) -> float:
+        return self.config.compression_ratio if compression_ratio is None else compression_ratio
+
+    def distill(self, train_data: Batch, val_data: Batch, compression_ratio: float | None = None,
                 test_data: Batch | None = None) -> tuple[Any, DistillationResult]:
         """(student params, result); metrics on `test_data` (else `val_data`)."""
-        student, params, run = distill_model(self.teachers, self.config, train_data, val_data, compression_ratio,
+        student, params, run = distill_model(self.teachers, self.config, train_data, val_data,
+                                             self._ratio(compression_ratio),
                                              self.options)
         result = measure_distillation(self.teachers[0], student, params, test_data or val_data, run.history,
                                       run.best_epoch, self.target_std, self.throughput_batch_size,

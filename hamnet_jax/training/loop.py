@@ -46,7 +46,6 @@ class FitResult:
     stopped_early: bool
     batch_size: int = 0
     opt_state: Any = None  # host copy at the best epoch (pruning masks live here)
-    steps_per_epoch: int = 0
 
 
 def validation_loss(apply_fn: Callable, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
@@ -218,5 +217,4 @@ def fit(
     if best is None:  # no eligible epoch: the last one
         best = (host_params(state.params), host_params(state.opt_state))
         meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1]["val_loss"]
-    return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1],
-                     steps_per_epoch)
+    return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1])

@@ -14,12 +14,8 @@ from typing import Any
 
 import optax
 
-from hamnet_jax.training.state import TrainState
+from hamnet_jax.training.state import TrainState, identity
 from hamnet_jax.training.steps import LossFn
-
-
-def _same(x: Any) -> Any:
-    return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +31,13 @@ class Plan:
     schedule still ramping up)."""
 
     init_params: Any = None
-    wrap_apply: Callable[[Callable], Callable] = _same
-    wrap_tx: Callable[[optax.GradientTransformation], optax.GradientTransformation] = _same
+    wrap_apply: Callable[[Callable], Callable] = identity
+    wrap_tx: Callable[[optax.GradientTransformation], optax.GradientTransformation] = identity
     objective: LossFn | None = None
     after_update: Callable[[TrainState], TrainState] | None = None
     state_cls: type[TrainState] = TrainState
     state_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
-    eval_params: Callable[[Any], Any] = _same
+    eval_params: Callable[[Any], Any] = identity
     first_eligible_epoch: int = 1
 
 

@@ -60,7 +60,8 @@ def setup_sharded_training(
 ) -> tuple[TrainState, ShardedSetup]:
     """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`
     (or the plan's), dropout keys from `fold_in(fold_in(seed, 1), step)`."""
-    init = state_init_fn(model, example, opt_cfg, policy, dataclasses.replace(plan, init_params=None))
+    init = state_init_fn(model, example, opt_cfg, policy, plan.wrap_apply, plan.wrap_tx, plan.state_cls,
+                         plan.state_fields)
     start = plan.init_params
     key = jax.random.key(seed)
     abstract = jax.eval_shape(init, jax.random.fold_in(key, 0), start)

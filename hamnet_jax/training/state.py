@@ -56,25 +56,27 @@ def cast_params(params: Any, dtype: str) -> Any:
     return jax.tree_util.tree_map(lambda p: p.astype(dtype) if p.ndim >= 2 else p, params)
 
 
+def identity(x: Any) -> Any:
+    return x
+
+
 def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig, policy: PrecisionPolicy = FP32,
-                  plan: Any = None) -> Callable[[jax.Array], TrainState]:
-    """key -> TrainState, pure: jit it plainly, or with `out_shardings` to build it sharded.
-    With a `training.plan.Plan`, the state starts from its params, wraps its apply and
-    optimizer and has its state class."""
-    if plan is None:
-        from hamnet_jax.training.plan import DEFAULT_PLAN as plan
-    tx = plan.wrap_tx(make_optimizer(cfg, policy.moment_dtype))
-    apply_fn = plan.wrap_apply(model.apply)
+                  wrap_apply: Callable[[Callable], Callable] = identity,
+                  wrap_tx: Callable[[optax.GradientTransformation], optax.GradientTransformation] = identity,
+                  state_cls: type[TrainState] = TrainState,
+                  state_fields: dict[str, Any] | None = None) -> Callable[..., TrainState]:
+    """(key, start=None) -> TrainState, pure: jit it plainly, or with `out_shardings` to build
+    it sharded. `start`: the params to begin from, passed as an argument (not baked into the
+    program as constants); None: the model's seeded init. `wrap_apply` / `wrap_tx` /
+    `state_cls` / `state_fields` come from a `training.plan.Plan`."""
+    tx = wrap_tx(make_optimizer(cfg, policy.moment_dtype))
+    apply_fn = wrap_apply(model.apply)
 
     def init(key: jax.Array, start: Any = None) -> TrainState:
-        """`start`: the params to begin from (passed as an argument, not baked into the
-        program as constants); None: the plan's, else the model's seeded init."""
-        start = plan.init_params if start is None else start
         start = nn.unbox(boxed_init(model, example, key)) if start is None else start
         params = cast_params(start, policy.param_dtype)
         scale = DynamicLossScale.create() if policy.loss_scaling else None
-        return plan.state_cls.create(apply_fn=apply_fn, params=params, tx=tx, loss_scale=scale,
-                                     **plan.state_fields)
+        return state_cls.create(apply_fn=apply_fn, params=params, tx=tx, loss_scale=scale, **(state_fields or {}))
 
     return init
 
