@@ -60,6 +60,19 @@ class Batch:
                             visit_mask=cut(self.visit_mask), visit_times=cut(self.visit_times))
 
 
+    def pad_visits(self, num_visits: int) -> Batch:
+        """Every per-visit field padded with empty visit slots up to `num_visits` (the
+        inverse of `trim_visits`; results do not change: the new slots are masked)."""
+        extra = num_visits - int(self.visit_mask.shape[1])
+        if extra <= 0:
+            return self
+        pad = lambda a: np.pad(np.asarray(a), [(0, 0), (0, extra)] + [(0, 0)] * (np.ndim(a) - 2))
+        return self.replace(inputs=jax.tree_util.tree_map(pad, self.inputs),
+                            feature_masks=jax.tree_util.tree_map(pad, self.feature_masks),
+                            categorical=pad(self.categorical), modality_mask=pad(self.modality_mask),
+                            visit_mask=pad(self.visit_mask), visit_times=pad(self.visit_times))
+
+
 def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
     """Check widths against `config` and that every subject has some modality (host side)."""
     b, v = np.shape(batch.visit_mask)

@@ -24,7 +24,9 @@ COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
     """Calibrated MC-dropout predictions of a run on raw cohort arrays."""
     pre = run.preprocessor
-    batch = pre.transform(data)
+    # padded to the run's visit slots: a subject's MC masks, hence its result, then do not
+    # depend on how many visits other subjects of the file have (models/mc_dropout.py)
+    batch = pre.transform(data).pad_visits(run.config.data.max_visits)
     empty = subjects_without_modality(batch)
     if empty.size:
         raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "

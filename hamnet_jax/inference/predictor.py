@@ -44,14 +44,23 @@ def predict_batch(
     key = jax.random.key(seed)
     apply_fn = apply_fn or _plain_apply(config)
     out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
+    return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, std_scale).items()}
+
+
+def calibrated_outputs(stats: dict, target_mean: float, target_std: float, std_scale: float) -> dict:
+    """Standardized statistics (`mean`, `aleatoric_std`, optional `epistemic_std`,
+    `total_std`, `probability`) -> `hamnet predict`'s outputs in target units: prediction,
+    calibrated stds (multiplied by `std_scale`), the 90% interval, `outcome_probability`.
+    Works on numpy and traced arrays alike (it runs inside exported graphs too)."""
     scale = target_std * std_scale
-    result = {"prediction": out["mean"] * target_std + target_mean}
+    result = {"prediction": stats["mean"] * target_std + target_mean}
     for name in ("aleatoric_std", "epistemic_std", "total_std"):
-        result[name] = out[name] * scale
+        if name in stats:
+            result[name] = stats[name] * scale
     result["lower_90"] = result["prediction"] - Z90 * result["total_std"]
     result["upper_90"] = result["prediction"] + Z90 * result["total_std"]
-    if "probability" in out:
-        result["outcome_probability"] = out["probability"]
+    if "probability" in stats:
+        result["outcome_probability"] = stats["probability"]
     return result
 
 

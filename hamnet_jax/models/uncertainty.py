@@ -1,7 +1,7 @@
 """Monte-Carlo dropout uncertainty (Gal & Ghahramani 2016; Kendall & Gal 2017).
 
 Aleatoric variance is the mean of the predicted variances, epistemic variance the variance
-of the predicted means over dropout samples; samples are drawn with `vmap` over RNG keys.
+of the predicted means over K dropout samples, run with `vmap` over K fixed mask sets.
 """
 
 from __future__ import annotations
@@ -14,23 +14,14 @@ import jax.numpy as jnp
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet
+from hamnet_jax.models.mc_dropout import dropout_masks, mc_samples
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 
 
-def predict_with_uncertainty(
-    model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
-) -> dict[str, jax.Array]:
-    """Mean and aleatoric / epistemic / total standard deviations, each [B]
-    (plus `probability` [B] when the model has a classification head). `model` is a HAMNet
-    or an apply function with its signature (a quantized model's execution path)."""
-    apply = model.apply if isinstance(model, HAMNet) else model
-
-    def one(k: jax.Array) -> dict[str, jax.Array]:
-        out, _ = apply({"params": params}, batch, deterministic=False, rngs={"dropout": k})
-        return out
-
-    samples = jax.vmap(one)(jax.random.split(key, num_samples))
+def mc_statistics(samples: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Mean and aleatoric / epistemic / total standard deviations over the leading sample
+    axis of `samples` (`mean`, `log_var`, optional `logits`, each [K, B])."""
     means = samples["mean"]
     aleatoric = jnp.exp(samples["log_var"]).mean(axis=0)
     epistemic = means.var(axis=0)
@@ -43,3 +34,17 @@ def predict_with_uncertainty(
     if "logits" in samples:  # MC-averaged outcome probability of the classification head
         result["probability"] = jax.nn.sigmoid(samples["logits"]).mean(axis=0)
     return result
+
+
+def predict_with_uncertainty(
+    model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
+) -> dict[str, jax.Array]:
+    """Mean and aleatoric / epistemic / total standard deviations, each [B]
+    (plus `probability` [B] when the model has a classification head), over `num_samples`
+    dropout mask sets drawn from `key` and shared by every subject (models/mc_dropout.py:
+    a subject's result does not depend on the rest of the batch). `model` is a HAMNet or
+    an apply function with its signature (a quantized model's execution path)."""
+    apply = model.apply if isinstance(model, HAMNet) else model
+    mask_key, other_key = jax.random.split(key)
+    masks = dropout_masks(apply, params, batch, mask_key, num_samples)
+    return mc_statistics(mc_samples(apply, params, batch, masks, other_key))

@@ -1,0 +1,135 @@
+"""A run as one function of raw inputs: preprocessing, the model, calibrated outputs.
+
+`RawModel` splits the computation in three parts so exporters can treat them apart
+(export/onnx.py keeps `standardize` and `outputs` in float32 when the model runs in fp16
+or int8):
+
+1. `standardize`  raw arrays (inference/raw_inputs.py) -> standardized `Batch`;
+2. `samples`      Batch -> `mean`, `log_var` (+ `logits`), each [K, B] under the K fixed
+                  MC-dropout mask sets (models/mc_dropout.py), or [1, B] deterministic;
+3. `outputs`      samples -> `prediction`, `aleatoric_std`, `epistemic_std` (MC only),
+                  `total_std`, `lower_90`, `upper_90`, `outcome_probability` (with a
+                  classification head), in target units, stds calibrated.
+
+With the run's `mc_samples` and seed, `prediction` and every std equal `hamnet predict`'s
+(`predict_batch` draws the same masks from the same key). Deterministic mode
+(`mc_samples=0`) runs dropout off: no `epistemic_std`, and `total_std` is the calibrated
+aleatoric std.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hamnet_jax.data.batch import random_batch
+from hamnet_jax.data.preprocess import Preprocessor
+from hamnet_jax.errors import InputError
+from hamnet_jax.inference.compressed import CompressedModel
+from hamnet_jax.inference.predictor import calibrated_outputs
+from hamnet_jax.inference.raw_inputs import RawInputSpec, standardize
+from hamnet_jax.models.mc_dropout import dropout_masks, mc_samples, uses_other_dropout
+from hamnet_jax.models.uncertainty import mc_statistics
+
+if TYPE_CHECKING:
+    from hamnet_jax.data.batch import Batch
+    from hamnet_jax.run_dir import Run
+
+SAMPLE_NAMES = ("mean", "log_var", "logits")
+
+
+@dataclasses.dataclass
+class RawModel:
+    """`masks`: concrete keep masks per dropout site, each [K, *one-subject shape]; None
+    runs the model deterministically."""
+
+    model: CompressedModel
+    preprocessor: Preprocessor
+    std_scale: float
+    spec: RawInputSpec
+    masks: tuple | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_run(cls, run: Run, mc_samples: int | None = None) -> RawModel:
+        """The run's own model; `mc_samples` defaults to the run's (what `hamnet predict`
+        draws), 0 = deterministic."""
+        k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)
+        spec = RawInputSpec.of(run.preprocessor, run.config.data.max_visits)
+        raw = cls(run.model, run.preprocessor, run.std_scale, spec)
+        return raw.with_mc_samples(k, run.config.training.seed)
+
+    def with_mc_samples(self, num_samples: int, seed: int = 0) -> RawModel:
+        """The same model with K = `num_samples` fixed mask sets drawn as `predict_batch`
+        draws them for `seed` (0 = deterministic)."""
+        if num_samples < 0:
+            raise InputError(f"mc_samples must be >= 0 (0 = deterministic), got {num_samples}")
+        if num_samples == 0:
+            return dataclasses.replace(self, masks=None, seed=seed)
+        apply, params = self.model.apply_fn(), self.model.params
+        example = random_batch(self.model.config, 1, self.spec.max_visits)
+        mask_key = jax.random.split(jax.random.key(seed))[0]  # as predict_with_uncertainty splits it
+        masks = jax.jit(lambda p, b: dropout_masks(apply, p, b, mask_key, num_samples))(params, example)
+        return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed)
+
+    @property
+    def mc_samples(self) -> int:
+        return 0 if self.masks is None else (int(self.masks[0].shape[0]) if self.masks else 1)
+
+    @property
+    def has_outcome(self) -> bool:
+        return bool(self.model.config.classification)
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        return SAMPLE_NAMES if self.has_outcome else SAMPLE_NAMES[:2]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        names = ("prediction", "aleatoric_std") + (("epistemic_std",) if self.masks is not None else ())
+        names += ("total_std", "lower_90", "upper_90")
+        return names + (("outcome_probability",) if self.has_outcome else ())
+
+    def exportable(self) -> None:
+        """Raise unless every random draw of MC mode is one of the fixed masks."""
+        if self.masks is not None and uses_other_dropout(self.model.config):
+            raise InputError("model: attention_dropout > 0 or information_bottleneck draws noise outside the fixed "
+                             "dropout masks, so MC mode cannot be exported; export with --mc-samples 0")
+
+    # -- the three parts ---------------------------------------------------------------------
+    def standardize(self, raw: Mapping[str, Any]) -> Batch:
+        return standardize(raw, self.preprocessor, self.spec)
+
+    def samples(self, batch: Batch, params: Any = None, apply: Callable | None = None) -> dict:
+        """Per-sample model outputs [K, B] (K = 1 deterministic). `params` / `apply`
+        default to the run's own (exporters pass float32 versions)."""
+        apply = apply or self.model.apply_fn()
+        params = self.model.params if params is None else params
+        if self.masks is None:
+            out, _ = apply({"params": params}, batch, deterministic=True)
+            out = {k: v[None] for k, v in out.items()}
+        else:
+            masks = tuple(jnp.asarray(m) for m in self.masks)
+            other_key = jax.random.split(jax.random.key(self.seed))[1]
+            out = mc_samples(apply, params, batch, masks, other_key)
+        return {k: out[k].astype(jnp.float32) for k in self.sample_names}
+
+    def outputs(self, samples: Mapping[str, Any]) -> dict:
+        if self.masks is None:
+            std = jnp.exp(0.5 * samples["log_var"][0])
+            stats = {"mean": samples["mean"][0], "aleatoric_std": std, "total_std": std}
+            if "logits" in samples:
+                stats["probability"] = jax.nn.sigmoid(samples["logits"][0])
+        else:
+            stats = mc_statistics(dict(samples))
+        pre = self.preprocessor
+        out = calibrated_outputs(stats, pre.target_mean, pre.target_std, self.std_scale)
+        return {k: out[k] for k in self.output_names}
+
+    def __call__(self, raw: Mapping[str, Any]) -> dict:
+        return self.outputs(self.samples(self.standardize(raw)))

@@ -1,0 +1,118 @@
+"""Monte-Carlo dropout with K fixed masks shared by every subject.
+
+MC dropout (Gal & Ghahramani 2016, "Dropout as a Bayesian Approximation") averages K
+stochastic forward passes. Here the K dropout masks are drawn once, for one subject's
+shapes, and every subject of every batch is run under the same K masks: a subject's
+prediction is then a function of its own data alone (independent of batch size, batch
+position and chunking), which makes results cacheable per subject and lets an exported
+graph carry the masks as constants. For each subject the K masks are still K independent
+draws, so the estimator is the usual one; only the correlation between subjects changes.
+
+`dropout_masks` records the masks every `nn.Dropout` of the model draws on a one-subject
+batch; `apply_with_masks` replays one set of them on a batch of any size. Per-site masks
+have the one-subject shape `(s0, *rest)` and are broadcast over the `B * s0` rows of the
+batched activation (rows are subject-major everywhere in HAMNet). Dropout drawn outside
+`nn.Dropout` (attention dropout, the information bottleneck's sample) still draws from the
+`"dropout"` RNG stream when given one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hamnet_jax.data.batch import Batch
+
+
+def _active_dropout(context: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether this call is an `nn.Dropout.__call__` that would drop something."""
+    module = context.module
+    if not isinstance(module, nn.Dropout) or context.method_name != "__call__" or module.rate == 0.0:
+        return False
+    deterministic = kwargs.get("deterministic", args[1] if len(args) > 1 else None)
+    return not nn.merge_param("deterministic", module.deterministic, deterministic)
+
+
+@contextlib.contextmanager
+def _recording(masks: list) -> Iterator[None]:
+    """Every active `nn.Dropout` draws its keep mask as Flax would and appends it to `masks`."""
+
+    def interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+        if not _active_dropout(context, args, kwargs):
+            return next_fun(*args, **kwargs)
+        module, x = context.module, args[0]
+        keep_prob = 1.0 - module.rate
+        keep = jax.random.bernoulli(module.make_rng(module.rng_collection), keep_prob, x.shape)
+        masks.append(keep)
+        return jnp.where(keep, x / keep_prob, 0.0).astype(x.dtype)
+
+    with nn.intercept_methods(interceptor):
+        yield
+
+
+@contextlib.contextmanager
+def _replaying(masks: Sequence[jax.Array]) -> Iterator[None]:
+    """Every active `nn.Dropout` applies the next recorded one-subject mask to its batch."""
+    queue = iter(masks)
+
+    def interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+        if not _active_dropout(context, args, kwargs):
+            return next_fun(*args, **kwargs)
+        x, keep = args[0], next(queue, None)
+        if keep is None or x.shape[1:] != keep.shape[1:] or x.shape[0] % keep.shape[0]:
+            raise ValueError(f"dropout masks do not fit this model: a site with input {x.shape} got "
+                             f"{None if keep is None else keep.shape} (record them on the same config)")
+        keep_prob = 1.0 - context.module.rate
+        grouped = x.reshape((-1,) + keep.shape)
+        return jnp.where(keep, grouped / keep_prob, 0.0).astype(x.dtype).reshape(x.shape)
+
+    with nn.intercept_methods(interceptor):
+        yield
+
+
+def first_subject(batch: Batch) -> Batch:
+    """The batch's first row as a batch of one (the shapes the masks are recorded on)."""
+    return jax.tree_util.tree_map(lambda a: a[:1], batch)
+
+
+def dropout_masks(apply: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int) -> tuple:
+    """K keep masks per dropout site, each `[K, *one-subject shape]` bool, drawn from `key`
+    (`apply` has `HAMNet.apply`'s signature; only the batch's shapes matter)."""
+    one = first_subject(batch)
+
+    def draw(k: jax.Array) -> tuple:
+        masks: list = []
+        with _recording(masks):
+            apply({"params": params}, one, deterministic=False, rngs={"dropout": k})
+        return tuple(masks)
+
+    return jax.vmap(draw)(jax.random.split(key, num_samples))
+
+
+def apply_with_masks(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
+                     key: jax.Array | None = None) -> dict:
+    """Outputs of one stochastic pass with the given one-subject masks (one per site);
+    `key` feeds any dropout drawn outside `nn.Dropout`."""
+    rngs = {"dropout": key if key is not None else jax.random.key(0)}
+    with _replaying(masks):
+        out, _ = apply({"params": params}, batch, deterministic=False, rngs=rngs)
+    return out
+
+
+def mc_samples(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
+               key: jax.Array | None = None) -> dict:
+    """Model outputs under each of the K mask sets: every output gains a leading K axis."""
+    k = masks[0].shape[0] if masks else 1
+    keys = jax.random.split(key if key is not None else jax.random.key(0), k)
+    return jax.vmap(lambda m, kk: apply_with_masks(apply, params, batch, m, kk))(tuple(masks), keys)
+
+
+def uses_other_dropout(config: Any) -> bool:
+    """Whether the model draws noise outside `nn.Dropout` in MC mode (not expressible as
+    fixed masks): attention dropout or the information bottleneck's sample."""
+    return bool(config.attention_dropout > 0 or config.information_bottleneck)
