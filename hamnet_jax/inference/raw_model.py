@@ -115,8 +115,9 @@ class RawModel:
             out = {k: v[None] for k, v in out.items()}
         else:
             masks = tuple(jnp.asarray(m) for m in self.masks)
-            other_key = jax.random.split(jax.random.key(self.seed))[1]
-            out = mc_samples(apply, params, batch, masks, other_key)
+            other = uses_other_dropout(self.model.config)  # only then any RNG op in the pass
+            out = mc_samples(apply, params, batch, masks,
+                             jax.random.split(jax.random.key(self.seed))[1] if other else None)
         return {k: out[k].astype(jnp.float32) for k in self.sample_names}
 
     def outputs(self, samples: Mapping[str, Any]) -> dict:

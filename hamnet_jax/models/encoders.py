@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hamnet_jax.models.layers import GroupedDense, attention_block, masked_mean
+from hamnet_jax.models.layers import Dropout, GroupedDense, attention_block, masked_mean
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
@@ -29,7 +29,7 @@ class DenseEncoder(nn.Module):
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         h = jnp.concatenate([x * mask, mask], axis=-1)
         h = nn.gelu(dense(self.hidden_dim or self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         h = dense(self.embed_dim, ("mlp", "embed"), self.dtype, "fc2")(h)
         return layer_norm("norm")(h)
 
@@ -100,6 +100,6 @@ class LifestyleEncoder(nn.Module):
                                1.0, "fan_in", "normal", out_axis=0), ("vocab", "embed")))(col)
             h = h + emb * (col > 0)[:, None].astype(self.dtype)
         h = nn.gelu(h)
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         h = dense(self.embed_dim, ("embed", "embed_out"), self.dtype, "fc")(h)
         return layer_norm("norm")(h)

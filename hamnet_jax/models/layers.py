@@ -12,7 +12,7 @@ from hamnet_jax.models.attention import MultiHeadAttention, masked_softmax
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 # jax.checkpoint policies by config name: what the backward pass may keep from the forward
-__all__ = ["MLP", "GatedAttentionBlock", "GroupedDense", "attention_block", "masked_mean", "masked_softmax"]
+__all__ = ["MLP", "Dropout", "GatedAttentionBlock", "GroupedDense", "attention_block", "masked_mean", "masked_softmax"]
 
 REMAT_POLICY_FNS: dict[str, Any] = {
     "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
@@ -26,6 +26,26 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
     return (x * weights).sum(axis) / jnp.maximum(weights.sum(axis), 1.0)
 
 
+class Dropout(nn.Dropout):
+    """`nn.Dropout` with its own `__call__` (the same computation, the same auto-name and
+    RNG stream). Exporters patch `nn.Dropout.__call__` into an inference-mode ONNX
+    Dropout, which would drop the fixed MC-dropout masks (models/mc_dropout.py) that an
+    exported MC graph applies; this class keeps them in the traced function."""
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, deterministic: bool | None = None, rng: jax.Array | None = None) -> jax.Array:
+        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+        if self.rate == 0.0 or deterministic:
+            return inputs
+        if self.rate == 1.0:
+            return jnp.zeros_like(inputs)
+        keep_prob = 1.0 - self.rate
+        rng = self.make_rng(self.rng_collection) if rng is None else rng
+        shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
+        keep = jnp.broadcast_to(jax.random.bernoulli(rng, keep_prob, shape), inputs.shape)
+        return jax.lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
+
+
 class MLP(nn.Module):
     """Two dense layers with GELU and dropout: the transformer feed-forward block."""
 
@@ -37,7 +57,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
         x = nn.gelu(dense(self.hidden, ("embed", "mlp"), self.dtype, "fc1")(x))
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = Dropout(self.dropout)(x, deterministic=deterministic)
         return dense(self.out, ("mlp", "embed"), self.dtype, "fc2")(x)
 
 
@@ -64,11 +84,11 @@ class GatedAttentionBlock(nn.Module):
         h = layer_norm("norm_attn")(x)
         h = MultiHeadAttention(self.num_heads, self.attention, self.attention_block_size,
                                self.attention_dropout, self.dtype, self.head_dim, name="attn")(h, mask, deterministic)
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_attn")(h)) * h
         h = layer_norm("norm_mlp")(x)
         h = MLP(self.mlp_dim or width * self.mlp_ratio, width, self.dropout, self.dtype, name="mlp")(h, deterministic)
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_mlp")(h)) * h
         return x * mask[..., None].astype(x.dtype)
 

@@ -9,9 +9,9 @@ graph carry the masks as constants. For each subject the K masks are still K ind
 draws, so the estimator is the usual one; only the correlation between subjects changes.
 
 `dropout_masks` records the masks every `nn.Dropout` of the model draws on a one-subject
-batch; `apply_with_masks` replays one set of them on a batch of any size. Per-site masks
-have the one-subject shape `(s0, *rest)` and are broadcast over the `B * s0` rows of the
-batched activation (rows are subject-major everywhere in HAMNet). Dropout drawn outside
+batch; `mc_samples` replays them on a batch of any size tiled K times. Per-site masks have
+the one-subject shape `(s0, *rest)` per sample and are broadcast over the `B * s0` rows of
+the batched activation (rows are subject-major everywhere in HAMNet). Dropout drawn outside
 `nn.Dropout` (attention dropout, the information bottleneck's sample) still draws from the
 `"dropout"` RNG stream when given one.
 """
@@ -57,19 +57,20 @@ def _recording(masks: list) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _replaying(masks: Sequence[jax.Array]) -> Iterator[None]:
-    """Every active `nn.Dropout` applies the next recorded one-subject mask to its batch."""
+    """Every active `nn.Dropout` applies the next recorded site's masks, [K, *one-subject
+    shape], to a batch tiled K times (rows: sample-major, then subject-major)."""
     queue = iter(masks)
 
     def interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
         if not _active_dropout(context, args, kwargs):
             return next_fun(*args, **kwargs)
         x, keep = args[0], next(queue, None)
-        if keep is None or x.shape[1:] != keep.shape[1:] or x.shape[0] % keep.shape[0]:
+        if keep is None or x.shape[1:] != keep.shape[2:] or x.shape[0] % (keep.shape[0] * keep.shape[1]):
             raise ValueError(f"dropout masks do not fit this model: a site with input {x.shape} got "
                              f"{None if keep is None else keep.shape} (record them on the same config)")
         keep_prob = 1.0 - context.module.rate
-        grouped = x.reshape((-1,) + keep.shape)
-        return jnp.where(keep, grouped / keep_prob, 0.0).astype(x.dtype).reshape(x.shape)
+        grouped = x.reshape((keep.shape[0], -1) + keep.shape[1:])  # [K, B, s0, ...]
+        return jnp.where(keep[:, None], grouped / keep_prob, 0.0).astype(x.dtype).reshape(x.shape)
 
     with nn.intercept_methods(interceptor):
         yield
@@ -94,22 +95,18 @@ def dropout_masks(apply: Callable, params: Any, batch: Batch, key: jax.Array, nu
     return jax.vmap(draw)(jax.random.split(key, num_samples))
 
 
-def apply_with_masks(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
-                     key: jax.Array | None = None) -> dict:
-    """Outputs of one stochastic pass with the given one-subject masks (one per site);
-    `key` feeds any dropout drawn outside `nn.Dropout`."""
-    rngs = {"dropout": key if key is not None else jax.random.key(0)}
-    with _replaying(masks):
-        out, _ = apply({"params": params}, batch, deterministic=False, rngs=rngs)
-    return out
-
-
 def mc_samples(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
                key: jax.Array | None = None) -> dict:
-    """Model outputs under each of the K mask sets: every output gains a leading K axis."""
-    k = masks[0].shape[0] if masks else 1
-    keys = jax.random.split(key if key is not None else jax.random.key(0), k)
-    return jax.vmap(lambda m, kk: apply_with_masks(apply, params, batch, m, kk))(tuple(masks), keys)
+    """Model outputs under each of the K mask sets (`dropout_masks`), every output [K, B]:
+    one pass over the batch tiled K times, each copy under its own masks. `key` feeds
+    dropout drawn outside `nn.Dropout` (None: the model draws none, and the pass holds no
+    RNG operation, so it exports to ONNX)."""
+    k = int(masks[0].shape[0]) if masks else 1
+    tiled = jax.tree_util.tree_map(lambda a: jnp.tile(a, (k,) + (1,) * (a.ndim - 1)), batch)
+    rngs = {} if key is None else {"rngs": {"dropout": key}}
+    with _replaying(masks):
+        out, _ = apply({"params": params}, tiled, deterministic=False, **rngs)
+    return {name: v.reshape((k, -1) + v.shape[1:]) for name, v in out.items()}
 
 
 def uses_other_dropout(config: Any) -> bool:
