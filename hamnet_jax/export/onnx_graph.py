@@ -22,11 +22,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from hamnet_jax.data.batch import Batch
+from hamnet_jax.data.batch import Batch, random_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.raw_model import RawModel
-from hamnet_jax.models.config import MODALITIES, HAMNetConfig
-from hamnet_jax.models.hamnet import HAMNet
+from hamnet_jax.models.config import MODALITIES
 
 # the standardized arrays: the model part's inputs, and the standardized graph's
 STANDARDIZED_NAMES: tuple[str, ...] = tuple(
@@ -45,6 +44,12 @@ def library_logs_below(level: int | None = None) -> Iterator[None]:
     before = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.ERROR)
+    try:
+        import onnxruntime as ort  # its C++ logger: sessions the quantizer opens print shape-merge warnings
+
+        ort.set_default_logger_severity(0 if level <= logging.DEBUG else 3)
+    except ImportError:
+        pass
     try:
         yield
     finally:
@@ -69,11 +74,6 @@ def arrays_to_batch(arrays: dict[str, Any]) -> Batch:
     return Batch(inputs={m: arrays[m] for m in MODALITIES}, feature_masks={m: arrays[f"{m}_mask"] for m in MODALITIES},
                  categorical=arrays["categorical"], modality_mask=arrays["modality_mask"],
                  visit_mask=arrays["visit_mask"], visit_times=arrays["visit_times"], targets=zeros, labels=zeros)
-
-
-def float32_model(config: HAMNetConfig, params: Any) -> tuple[HAMNetConfig, Any]:
-    """The same model computing and storing in float32 (what jax2onnx exports loadably)."""
-    return config.replace(dtype="float32"), jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), params)
 
 
 def _trace(fn: Callable, specs: list[jax.ShapeDtypeStruct], input_names: list[str],
@@ -102,15 +102,13 @@ def standardize_graph(raw: RawModel) -> Any:
 
 
 def model_graph(raw: RawModel) -> Any:
-    """Standardized arrays -> `sample_<name>` [K, B] on the float32 model (an int8 run's
-    dequantized weights: its weight-only computation)."""
-    config, params = float32_model(raw.model.config, raw.model.float_params())
-    apply = HAMNet(config).apply
-    example = batch_to_arrays(_example_batch(raw, config))
+    """Standardized arrays -> `sample_<name>` [K, B] on the float32 model (`RawModel.float32`)."""
+    raw = raw.float32()
+    example = batch_to_arrays(random_batch(raw.model.config, 1, raw.spec.max_visits))
     specs = [_spec(a.shape, a.dtype) for a in example]
 
     def fn(*arrays: jax.Array) -> tuple:
-        out = raw.samples(arrays_to_batch(dict(zip(STANDARDIZED_NAMES, arrays, strict=True))), params, apply)
+        out = raw.samples(arrays_to_batch(dict(zip(STANDARDIZED_NAMES, arrays, strict=True))))
         return tuple(out[k] for k in raw.sample_names)
 
     return _trace(fn, specs, list(STANDARDIZED_NAMES), [f"sample_{k}" for k in raw.sample_names], "hamnet_model")
@@ -125,12 +123,6 @@ def outputs_graph(raw: RawModel) -> Any:
         return tuple(out[n] for n in raw.output_names)
 
     return _trace(fn, specs, [f"sample_{n}" for n in raw.sample_names], list(raw.output_names), "hamnet_outputs")
-
-
-def _example_batch(raw: RawModel, config: HAMNetConfig) -> Batch:
-    from hamnet_jax.data.batch import random_batch
-
-    return random_batch(config, 1, raw.spec.max_visits)
 
 
 def join(parts: list[tuple[str, Any]]) -> Any:

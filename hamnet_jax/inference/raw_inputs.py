@@ -158,3 +158,32 @@ def standardize(arrays: Mapping[str, Any], preprocessor: Preprocessor, spec: Raw
     zeros = jnp.zeros((b,), jnp.float32)
     return Batch(inputs=inputs, feature_masks=masks, categorical=codes, modality_mask=modality_mask,
                  visit_mask=visit_mask, visit_times=arrays[VISIT_TIMES] * visit_mask, targets=zeros, labels=zeros)
+
+
+def random_raw(spec: RawInputSpec, preprocessor: Preprocessor, batch_size: int, seed: int = 0,
+               missing: float = 0.2) -> dict[str, np.ndarray]:
+    """A valid raw request of plausible values (the training distribution's mean ± std,
+    the schema's category levels), `missing` of the values NaN, 1..V visits per subject;
+    used for export parity checks, benchmarks and tests."""
+    rng = np.random.default_rng(seed)
+    b, v = batch_size, spec.max_visits
+    visits = rng.integers(1, v + 1, size=b)
+    real = np.arange(v)[None, :] < visits[:, None]  # [B, V]
+    arrays: dict[str, np.ndarray] = {}
+    for m, width in spec.widths:
+        x = preprocessor.means[m] + preprocessor.stds[m] * rng.standard_normal((b, v, width))
+        keep = (rng.random((b, v, width)) >= missing) & real[..., None]
+        keep[:, 0, 0] = True  # every subject has a value at its first visit
+        arrays[m] = np.where(keep, x, np.nan).astype(np.float32)
+    if spec.num_categories:
+        cats = np.full((b, v, spec.num_categories), np.nan, np.float32)
+        for k, levels in enumerate(preprocessor.levels):
+            if len(levels):
+                drawn = np.asarray(levels)[rng.integers(0, len(levels), size=(b, v))]
+                cats[..., k] = np.where(real & (rng.random((b, v)) >= missing), drawn, np.nan)
+        arrays[CATEGORIES] = cats
+    gaps = rng.uniform(1.0, 4.0, size=(b, v))
+    times = np.cumsum(gaps, axis=1)
+    last = times[np.arange(b), visits - 1]
+    arrays[VISIT_TIMES] = np.where(real, times - last[:, None], 0.0).astype(np.float32)
+    return arrays

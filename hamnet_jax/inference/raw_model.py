@@ -77,6 +77,13 @@ class RawModel:
         masks = jax.jit(lambda p, b: dropout_masks(apply, p, b, mask_key, num_samples))(params, example)
         return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed)
 
+    def float32(self) -> RawModel:
+        """The same model computing in float32 on float weights (an int8 run's dequantized
+        ones: its weight-only computation): what ONNX export traces, and its reference."""
+        config = self.model.config.replace(dtype="float32")
+        params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float32), self.model.float_params())
+        return dataclasses.replace(self, model=CompressedModel(config, params))
+
     @property
     def mc_samples(self) -> int:
         return 0 if self.masks is None else (int(self.masks[0].shape[0]) if self.masks else 1)

@@ -1,0 +1,168 @@
+"""`export_run_onnx`: a run (any kind) -> one ONNX file at a precision, with its parity.
+
+The graph (export/onnx_graph.py) takes either the raw inputs (inference/raw_inputs.py:
+values in the data file's units, NaN = missing, the run's standardization folded in) or
+the standardized arrays, and returns `hamnet predict`'s outputs (inference/raw_model.py):
+with K = `mc_samples` > 0 the K MC-dropout mask sets are constants of the graph, K = 0 is
+the deterministic model (no `epistemic_std`). Precision passes (export/onnx_precision.py)
+touch the model part only.
+
+Parity against the float32 JAX model on random raw requests at batch 1 and 64, and, when
+the run's data is given, test-split MAE beside the float32 JAX model's, are printed by the
+CLI and stored in `<file>.json` next to the graph. fp32 must agree to 1e-4 absolute and
+fp16 to 1e-2 relative on `prediction`, or the export fails; int8 reports its MAE change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.errors import InputError
+from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, join, model_graph, outputs_graph,
+                                          standardize_graph)
+from hamnet_jax.export.onnx_precision import to_precision
+from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw, validate_raw
+from hamnet_jax.inference.raw_model import RawModel
+from hamnet_jax.io_atomic import write_atomic, write_json_atomic
+
+FP32_TOLERANCE = 1e-4  # max |ONNX - JAX| on `prediction`, target units
+FP16_TOLERANCE = 1e-2  # max relative difference on `prediction`
+INT8_MAE_TOLERANCE = 0.01  # relative test-MAE increase over float32 JAX
+CALIBRATION_BATCH = 64
+CALIBRATION_BATCHES = 16
+
+
+@dataclasses.dataclass
+class OnnxExport:
+    path: Path
+    precision: str
+    raw_inputs: bool
+    mc_samples: int
+    inputs: dict[str, list]
+    outputs: list[str]
+    bytes: int
+    seconds: float
+    parity: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    """Where an export's description and parity are stored: `<file>.json`."""
+    return Path(f"{path}.json")
+
+
+def graph_feeds(raw: RawModel, requests: dict[str, np.ndarray], raw_inputs: bool) -> dict[str, np.ndarray]:
+    """The graph's input feed for a raw request (standardized on the host for a
+    standardized-input graph)."""
+    checked = validate_raw(requests, raw.spec)
+    if raw_inputs:
+        return checked
+    return dict(zip(STANDARDIZED_NAMES, batch_to_arrays(jax.jit(raw.standardize)(checked)), strict=True))
+
+
+def calibration_feeds(raw: RawModel, train: CohortArrays) -> list[dict[str, np.ndarray]]:
+    """Input feeds of the model part (standardized arrays) over the training split, for
+    static int8 calibration: up to `CALIBRATION_BATCHES` batches of `CALIBRATION_BATCH`."""
+    requests = cohort_to_raw(train, raw.spec)
+    n = min(train.num_subjects, CALIBRATION_BATCH * CALIBRATION_BATCHES)
+    feeds = []
+    for start in range(0, n, CALIBRATION_BATCH):
+        part = {k: v[start:start + CALIBRATION_BATCH] for k, v in requests.items()}
+        feeds.append(graph_feeds(raw, part, raw_inputs=False))
+    return feeds
+
+
+def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str = "fp32", raw_inputs: bool = True,
+                    train: CohortArrays | None = None, test: CohortArrays | None = None,
+                    calibration_method: str = "minmax") -> OnnxExport:
+    """Write the graph atomically, check it against JAX, store `<file>.json`.
+    `train` calibrates static int8; `test` adds the test-MAE comparison."""
+    raw.exportable()
+    started = time.perf_counter()
+    calibration = calibration_feeds(raw, train) if precision == "int8" and train is not None else None
+    model = to_precision(model_graph(raw), precision, calibration, calibration_method)
+    parts = [("model", model), ("outputs", outputs_graph(raw))]
+    if raw_inputs:
+        parts.insert(0, ("standardize", standardize_graph(raw)))
+    graph = join(parts)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, lambda f: f.write(graph.SerializeToString()), mode="wb")
+    seconds = time.perf_counter() - started
+    session = onnx_session(out)
+    parity = check_parity(session, raw, precision, raw_inputs, test)
+    result = OnnxExport(out, precision, raw_inputs, raw.mc_samples,
+                        {i.name: list(i.shape) for i in session.get_inputs()},
+                        [o.name for o in session.get_outputs()], out.stat().st_size, round(seconds, 2), parity)
+    write_json_atomic(sidecar(out), result.to_dict())
+    failed = parity.get("failed")
+    if failed:
+        raise InputError(f"{out}: {failed}; the export is not trustworthy")
+    return result
+
+
+def onnx_session(path: str | os.PathLike, intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 optimization_level: str = "all", providers: Iterable[str] = ("CPUExecutionProvider",)) -> Any:
+    """An ONNX Runtime session (threads 0 = ONNX Runtime's default; optimization level
+    disable / basic / extended / all), its warnings held below the user's log level."""
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if optimization_level not in levels:
+        raise InputError(f"optimization_level: unknown value {optimization_level!r}; expected one of {list(levels)}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = int(intra_op_threads)
+    options.inter_op_num_threads = int(inter_op_threads)
+    options.graph_optimization_level = levels[optimization_level]
+    return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
+                 test: CohortArrays | None = None) -> dict[str, Any]:
+    """Max |ONNX - JAX| per output at batch 1 and 64 on random raw requests, the relative
+    difference on `prediction`, and with `test` both test MAEs; `failed` says why when the
+    precision's tolerance is not met."""
+    reference = jax.jit(raw.float32().__call__)
+    result: dict[str, Any] = {"reference": "JAX float32 model"}
+    worst_abs = worst_rel = 0.0
+    for bs in (1, 64):
+        request = random_raw(raw.spec, raw.preprocessor, bs, seed=bs)
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, graph_feeds(raw, request, raw_inputs)),
+                       strict=True))
+        want = {k: np.asarray(v) for k, v in reference(validate_raw(request, raw.spec)).items()}
+        diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in want}
+        rel = float((np.abs(got["prediction"] - want["prediction"]) / np.maximum(np.abs(want["prediction"]), 1e-6)).max())
+        result[f"batch_{bs}"] = {"max_abs": diffs, "prediction_max_rel": rel}
+        worst_abs, worst_rel = max(worst_abs, diffs["prediction"]), max(worst_rel, rel)
+    if test is not None:
+        request = cohort_to_raw(test, raw.spec)
+        got = session.run(["prediction"], graph_feeds(raw, request, raw_inputs))[0]
+        want = np.asarray(reference(validate_raw(request, raw.spec))["prediction"])
+        y = test.targets
+        result["test_mae"] = {"onnx": float(np.abs(got - y).mean()), "jax_fp32": float(np.abs(want - y).mean()),
+                              "subjects": int(y.size)}
+        result["test_mae"]["relative_change"] = result["test_mae"]["onnx"] / result["test_mae"]["jax_fp32"] - 1.0
+    if precision == "fp32" and worst_abs > FP32_TOLERANCE:
+        result["failed"] = f"fp32 prediction differs from JAX by {worst_abs:.2e} > {FP32_TOLERANCE:g}"
+    elif precision == "fp16" and worst_rel > FP16_TOLERANCE:
+        result["failed"] = f"fp16 prediction differs from JAX by {worst_rel:.2e} relative > {FP16_TOLERANCE:g}"
+    elif precision.startswith("int8") and "test_mae" in result:
+        result["within_tolerance"] = result["test_mae"]["relative_change"] <= INT8_MAE_TOLERANCE
+    return result
