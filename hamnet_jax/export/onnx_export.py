@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, join, model_graph, outputs_graph,
                                           standardize_graph)
 from hamnet_jax.export.onnx_precision import to_precision
+from hamnet_jax.inference.predictors import onnx_session
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw, validate_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.io_atomic import write_atomic, write_json_atomic
@@ -114,26 +114,6 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     return result
 
 
-def onnx_session(path: str | os.PathLike, intra_op_threads: int = 0, inter_op_threads: int = 0,
-                 optimization_level: str = "all", providers: Iterable[str] = ("CPUExecutionProvider",)) -> Any:
-    """An ONNX Runtime session (threads 0 = ONNX Runtime's default; optimization level
-    disable / basic / extended / all), its warnings held below the user's log level."""
-    import onnxruntime as ort
-
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if optimization_level not in levels:
-        raise InputError(f"optimization_level: unknown value {optimization_level!r}; expected one of {list(levels)}")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = int(intra_op_threads)
-    options.inter_op_num_threads = int(inter_op_threads)
-    options.graph_optimization_level = levels[optimization_level]
-    return ort.InferenceSession(str(path), options, providers=list(providers))
-
-
 def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
                  test: CohortArrays | None = None) -> dict[str, Any]:
     """Max |ONNX - JAX| per output at batch 1 and 64 on random raw requests, the relative
@@ -144,11 +124,12 @@ def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
     worst_abs = worst_rel = 0.0
     for bs in (1, 64):
         request = random_raw(raw.spec, raw.preprocessor, bs, seed=bs)
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, graph_feeds(raw, request, raw_inputs)),
-                       strict=True))
+        names = [o.name for o in session.get_outputs()]
+        got = dict(zip(names, session.run(names, graph_feeds(raw, request, raw_inputs)), strict=True))
         want = {k: np.asarray(v) for k, v in reference(validate_raw(request, raw.spec)).items()}
         diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in want}
-        rel = float((np.abs(got["prediction"] - want["prediction"]) / np.maximum(np.abs(want["prediction"]), 1e-6)).max())
+        gap = np.abs(got["prediction"] - want["prediction"])
+        rel = float((gap / np.maximum(np.abs(want["prediction"]), 1e-6)).max())
         result[f"batch_{bs}"] = {"max_abs": diffs, "prediction_max_rel": rel}
         worst_abs, worst_rel = max(worst_abs, diffs["prediction"]), max(worst_rel, rel)
     if test is not None:

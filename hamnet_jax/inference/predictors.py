@@ -1,0 +1,137 @@
+"""One `Predictor` interface over the backends: `predict(arrays) -> dict` of outputs.
+
+Requests are raw inputs (inference/raw_inputs.py: the user's units, NaN = missing);
+outputs are `hamnet predict`'s columns (inference/raw_model.py). Backends:
+
+* `JaxPredictor`   the run's own model under `jit`, one compiled function per batch-size
+                   bucket: a request is padded up to the next bucket (larger ones run in
+                   chunks of the largest), so steady-state serving never recompiles.
+                   Deterministic (`mc_samples=0`) or MC with K fixed mask sets.
+* `OnnxPredictor`  an exported graph (export/onnx_export.py) in ONNX Runtime, with its
+                   thread counts and graph optimization level (the original framework's
+                   `OptimizationLevel`); CPU, or the CUDA / TensorRT execution providers
+                   when onnxruntime-gpu is installed.
+
+A predictor validates every request (`validate`) and answers with a `ValueError`
+naming the input and the subject row (see `validate_raw`).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.inference.raw_inputs import RawInputSpec, validate_raw
+from hamnet_jax.inference.raw_model import RawModel
+
+DEFAULT_BUCKETS = (1, 8, 32, 128, 256)
+ONNX_LEVELS = ("disable", "basic", "extended", "all")
+ONNX_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
+
+
+class Predictor(abc.ABC):
+    """Raw request in, `output_names` out, one row per subject."""
+
+    spec: RawInputSpec
+    output_names: tuple[str, ...]
+
+    def validate(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return validate_raw(arrays, self.spec)
+
+    def predict(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return self.run_validated(self.validate(arrays))
+
+    @abc.abstractmethod
+    def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for a request `validate` has checked and padded."""
+
+
+def pad_rows(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Rows padded up to `size` by repeating the first (a valid subject; dropped after)."""
+    n = next(iter(arrays.values())).shape[0]
+    if n == size:
+        return arrays
+    index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+    return {k: v[index] for k, v in arrays.items()}
+
+
+class JaxPredictor(Predictor):
+    def __init__(self, raw: RawModel, buckets: Sequence[int] = DEFAULT_BUCKETS) -> None:
+        if not buckets or any(int(b) < 1 for b in buckets):
+            raise InputError(f"buckets: expected positive batch sizes, got {list(buckets)}")
+        self.raw, self.spec, self.output_names = raw, raw.spec, raw.output_names
+        self.buckets = tuple(sorted({int(b) for b in buckets}))
+        self._fn = jax.jit(raw.__call__)
+
+    @property
+    def compiled_shapes(self) -> int:
+        """Distinct input shapes compiled so far (at most one per bucket)."""
+        return int(self._fn._cache_size())
+
+    def bucket(self, n: int) -> int:
+        return next((b for b in self.buckets if b >= n), self.buckets[-1])
+
+    def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = next(iter(arrays.values())).shape[0]
+        step, parts = self.buckets[-1], []
+        for start in range(0, n, step):
+            chunk = {k: v[start:start + step] for k, v in arrays.items()}
+            rows = next(iter(chunk.values())).shape[0]
+            out = jax.device_get(self._fn(pad_rows(chunk, self.bucket(rows))))
+            parts.append({k: np.asarray(v)[:rows] for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
+
+
+def onnx_session(path: str | os.PathLike, intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 optimization_level: str = "all", providers: Sequence[str] = ("cpu",)) -> Any:
+    """An ONNX Runtime session (threads 0 = ONNX Runtime's default; optimization level one
+    of `ONNX_LEVELS`; providers from `ONNX_PROVIDERS`, in order of preference)."""
+    import onnxruntime as ort
+
+    levels = dict(zip(ONNX_LEVELS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                    ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                    ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                    ort.GraphOptimizationLevel.ORT_ENABLE_ALL), strict=True))
+    if optimization_level not in levels:
+        raise InputError(f"optimization_level: unknown value {optimization_level!r}; expected one of {list(levels)}")
+    unknown = [p for p in providers if p not in ONNX_PROVIDERS]
+    if unknown:
+        raise InputError(f"providers: unknown {unknown}; expected some of {list(ONNX_PROVIDERS)}")
+    available = ort.get_available_providers()
+    missing = [p for p in providers if ONNX_PROVIDERS[p] not in available]
+    if missing:
+        raise InputError(f"ONNX Runtime provider(s) {missing} are not available here (available: {available}); "
+                         "the CUDA and TensorRT providers need onnxruntime-gpu and a GPU")
+    if not Path(path).is_file():
+        raise InputError(f"ONNX file {path} does not exist")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = int(intra_op_threads)
+    options.inter_op_num_threads = int(inter_op_threads)
+    options.graph_optimization_level = levels[optimization_level]
+    return ort.InferenceSession(str(path), options, providers=[ONNX_PROVIDERS[p] for p in providers])
+
+
+class OnnxPredictor(Predictor):
+    """A raw-input graph in ONNX Runtime (export with raw inputs, the default)."""
+
+    def __init__(self, path: str | os.PathLike, spec: RawInputSpec, intra_op_threads: int = 0,
+                 inter_op_threads: int = 0, optimization_level: str = "all", providers: Sequence[str] = ("cpu",)):
+        self.session = onnx_session(path, intra_op_threads, inter_op_threads, optimization_level, providers)
+        names = tuple(i.name for i in self.session.get_inputs())
+        if names != spec.names:
+            raise InputError(f"ONNX file {path} takes inputs {list(names)}, not the run's raw inputs "
+                             f"{list(spec.names)}: export it with raw inputs (without --standardized-inputs)")
+        self.spec = spec
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(list(self.output_names), arrays), strict=True))
