@@ -177,11 +177,21 @@ class RegularizationSection:
 
 @section("inference")
 class InferenceSection:
+    """How a run is served (inference/predictors.py): backend, precision, the largest
+    batch, batch-size buckets (`dynamic_batching`; else every request pads to
+    `batch_size`), the per-subject result cache, MC samples (None = the run's, 0 =
+    deterministic) and ONNX Runtime's session options."""
+
     backend: Literal["jax", "onnxruntime", "tensorrt"] = "jax"
-    precision_mode: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    precision_mode: Literal["fp32", "fp16", "bf16", "int8", "int8-dynamic"] = "fp32"
     batch_size: PositiveInt = 64
-    dynamic_batching: Bool = False
+    dynamic_batching: Bool = True
     enable_caching: Bool = False
+    cache_size: PositiveInt = 10_000
+    mc_samples: NonNegativeInt | None = None
+    optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: NonNegativeInt = 0
+    inter_op_threads: NonNegativeInt = 0
 
 
 @section("deployment")

@@ -38,10 +38,14 @@ ONNX_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"
 
 
 class Predictor(abc.ABC):
-    """Raw request in, `output_names` out, one row per subject."""
+    """Raw request in, `output_names` out, one row per subject. A request runs in chunks
+    of at most `max_batch` rows; with `buckets`, each chunk is padded up to the next
+    bucket (the JAX backend compiles once per bucket); without, it runs at its size."""
 
     spec: RawInputSpec
     output_names: tuple[str, ...]
+    max_batch: int = 256
+    buckets: tuple[int, ...] | None = None
 
     def validate(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return validate_raw(arrays, self.spec)
@@ -49,9 +53,25 @@ class Predictor(abc.ABC):
     def predict(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return self.run_validated(self.validate(arrays))
 
-    @abc.abstractmethod
     def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for a request `validate` has checked and padded."""
+        n = next(iter(arrays.values())).shape[0]
+        parts = []
+        for start in range(0, n, self.max_batch):
+            chunk = {k: v[start:start + self.max_batch] for k, v in arrays.items()}
+            rows = next(iter(chunk.values())).shape[0]
+            out = self.run_batch(pad_rows(chunk, self.bucket(rows)))
+            parts.append({k: np.asarray(out[k])[:rows] for k in self.output_names})
+        return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
+
+    def bucket(self, n: int) -> int:
+        if not self.buckets:
+            return n
+        return next((b for b in self.buckets if b >= n), self.buckets[-1])
+
+    @abc.abstractmethod
+    def run_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Outputs for one checked chunk of at most `max_batch` rows."""
 
 
 def pad_rows(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -63,12 +83,21 @@ def pad_rows(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in arrays.items()}
 
 
+def checked_buckets(buckets: Sequence[int] | None, max_batch: int) -> tuple[int, ...] | None:
+    if int(max_batch) < 1:
+        raise InputError(f"max_batch: expected a positive batch size, got {max_batch}")
+    if buckets is None:
+        return None
+    if not buckets or any(int(b) < 1 or int(b) > max_batch for b in buckets):
+        raise InputError(f"buckets: expected batch sizes in 1..max_batch={max_batch}, got {list(buckets)}")
+    return tuple(sorted({int(b) for b in buckets} | {int(max_batch)}))
+
+
 class JaxPredictor(Predictor):
-    def __init__(self, raw: RawModel, buckets: Sequence[int] = DEFAULT_BUCKETS) -> None:
-        if not buckets or any(int(b) < 1 for b in buckets):
-            raise InputError(f"buckets: expected positive batch sizes, got {list(buckets)}")
+    def __init__(self, raw: RawModel, buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch: int | None = None) -> None:
         self.raw, self.spec, self.output_names = raw, raw.spec, raw.output_names
-        self.buckets = tuple(sorted({int(b) for b in buckets}))
+        self.max_batch = int(max_batch or max(buckets))
+        self.buckets = checked_buckets(buckets, self.max_batch)
         self._fn = jax.jit(raw.__call__)
 
     @property
@@ -76,18 +105,8 @@ class JaxPredictor(Predictor):
         """Distinct input shapes compiled so far (at most one per bucket)."""
         return int(self._fn._cache_size())
 
-    def bucket(self, n: int) -> int:
-        return next((b for b in self.buckets if b >= n), self.buckets[-1])
-
-    def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = next(iter(arrays.values())).shape[0]
-        step, parts = self.buckets[-1], []
-        for start in range(0, n, step):
-            chunk = {k: v[start:start + step] for k, v in arrays.items()}
-            rows = next(iter(chunk.values())).shape[0]
-            out = jax.device_get(self._fn(pad_rows(chunk, self.bucket(rows))))
-            parts.append({k: np.asarray(v)[:rows] for k, v in out.items()})
-        return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
+    def run_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return jax.device_get(self._fn(arrays))
 
 
 def onnx_session(path: str | os.PathLike, intra_op_threads: int = 0, inter_op_threads: int = 0,
@@ -124,7 +143,10 @@ class OnnxPredictor(Predictor):
     """A raw-input graph in ONNX Runtime (export with raw inputs, the default)."""
 
     def __init__(self, path: str | os.PathLike, spec: RawInputSpec, intra_op_threads: int = 0,
-                 inter_op_threads: int = 0, optimization_level: str = "all", providers: Sequence[str] = ("cpu",)):
+                 inter_op_threads: int = 0, optimization_level: str = "all", providers: Sequence[str] = ("cpu",),
+                 max_batch: int = 256, buckets: Sequence[int] | None = None):
+        self.max_batch = int(max_batch)
+        self.buckets = checked_buckets(buckets, self.max_batch)
         self.session = onnx_session(path, intra_op_threads, inter_op_threads, optimization_level, providers)
         names = tuple(i.name for i in self.session.get_inputs())
         if names != spec.names:
@@ -133,5 +155,5 @@ class OnnxPredictor(Predictor):
         self.spec = spec
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
-    def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         return dict(zip(self.output_names, self.session.run(list(self.output_names), arrays), strict=True))

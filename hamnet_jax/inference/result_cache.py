@@ -40,7 +40,7 @@ class CachedPredictor(Predictor):
         if int(max_entries) < 1:
             raise InputError(f"cache max_entries must be >= 1, got {max_entries}")
         self.inner, self.max_entries = inner, int(max_entries)
-        self.spec, self.output_names = inner.spec, inner.output_names
+        self.spec, self.output_names, self.max_batch = inner.spec, inner.output_names, inner.max_batch
         self._entries: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0
@@ -60,7 +60,7 @@ class CachedPredictor(Predictor):
         todo = [i for i, r in enumerate(rows) if r is None]
         if todo:
             index = np.asarray(todo)
-            fresh = self.inner.run_validated({k: v[index] for k, v in arrays.items()})
+            fresh = self.inner.run_validated({k: v[index] for k, v in arrays.items()})  # chunks, buckets
             for j, i in enumerate(todo):
                 rows[i] = {name: fresh[name][j] for name in self.output_names}
         with self._lock:
@@ -73,6 +73,9 @@ class CachedPredictor(Predictor):
                 self._entries.popitem(last=False)
                 self.evictions += 1
         return {name: np.stack([r[name] for r in rows]) for name in self.output_names}
+
+    def run_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run_validated(arrays)
 
     def __len__(self) -> int:
         return len(self._entries)
