@@ -55,6 +55,13 @@ class Config:
             section[key] = value
         return HAMNetConfig.from_tier(tier, **section)
 
+    def section(self, name: str) -> Any:
+        """The original-framework section `name` as the config builds it (its defaults when
+        the config does not give it)."""
+        if name not in ORIGINAL:
+            raise InputError(f"config: unknown section {name!r}; known sections: {sorted(ORIGINAL)}")
+        return self.sections[name] if name in self.sections else build(ORIGINAL[name], None)
+
     def unused(self, uses: Mapping[str, Iterable[str] | None]) -> list[str]:
         """The `section.key`s the user set that a command using `uses` ignores; `uses` maps a
         section to the keys it reads (None: every key)."""

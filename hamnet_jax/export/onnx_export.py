@@ -29,6 +29,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, join, model_graph, outputs_graph,
                                           standardize_graph)
 from hamnet_jax.export.onnx_precision import to_precision
+from hamnet_jax.inference.factory import sidecar
 from hamnet_jax.inference.predictors import onnx_session
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw, validate_raw
 from hamnet_jax.inference.raw_model import RawModel
@@ -57,11 +58,6 @@ class OnnxExport:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
         return d
-
-
-def sidecar(path: str | os.PathLike) -> Path:
-    """Where an export's description and parity are stored: `<file>.json`."""
-    return Path(f"{path}.json")
 
 
 def graph_feeds(raw: RawModel, requests: dict[str, np.ndarray], raw_inputs: bool) -> dict[str, np.ndarray]:

@@ -75,9 +75,14 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
     return CachedPredictor(predictor, options.cache_size) if options.enable_caching else predictor
 
 
+def sidecar(path: str | os.PathLike) -> Path:
+    """Where an export's description and parity are stored: `<file>.json`."""
+    return Path(f"{path}.json")
+
+
 def check_export(model_path: str | os.PathLike, options: InferenceSection) -> None:
     """The export's stored precision and MC samples (`<file>.json`) match the options."""
-    side = Path(f"{model_path}.json")
+    side = sidecar(model_path)
     if not side.exists():
         return
     stored = json.loads(side.read_text())

@@ -62,11 +62,15 @@ class RawInputSpec:
                 for n in self.names}
 
 
-def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec) -> dict[str, np.ndarray]:
+def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
+                 subject_ids: Any = None) -> dict[str, np.ndarray]:
     """Checked float32 copies padded to `max_visits`. A `ValueError` (InputError) names the
-    input and, for bad values, the subject row: missing or unknown names, non-numeric
-    dtypes, wrong ranks or widths, batch or visit counts that disagree, ±inf, a subject
-    with nothing observed at any visit."""
+    input and, for bad values, the subject row (and its id, given `subject_ids`): missing
+    or unknown names, non-numeric dtypes, wrong ranks or widths, batch or visit counts that
+    disagree, ±inf, a subject with nothing observed at any visit."""
+    def row_name(row: int) -> str:
+        return f"subject row {row}" + (f" ({subject_ids[row]!r})" if subject_ids is not None else "")
+
     missing = [n for n in spec.names if n not in arrays]
     unknown = sorted(set(arrays) - set(spec.names))
     if missing or unknown:
@@ -92,11 +96,11 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec) -> dict[str, np.
         a = a.astype(np.float32)
         inf = np.isinf(a).reshape(b, -1).any(axis=1)
         if inf.any():
-            raise InputError(f"input {name!r}: ±inf at subject row {int(np.flatnonzero(inf)[0])} "
+            raise InputError(f"input {name!r}: ±inf at {row_name(int(np.flatnonzero(inf)[0]))} "
                              f"({int(inf.sum())} row(s)); use NaN for missing values")
         if name == VISIT_TIMES and np.isnan(a).any():
             row = int(np.flatnonzero(np.isnan(a).any(axis=1))[0])
-            raise InputError(f"input {name!r}: NaN at subject row {row}; give 0 for padded visit slots")
+            raise InputError(f"input {name!r}: NaN at {row_name(row)}; give 0 for padded visit slots")
         out[name] = np.pad(a, [(0, 0), (0, spec.max_visits - v)] + [(0, 0)] * (a.ndim - 2),
                            constant_values=0.0 if name == VISIT_TIMES else np.nan)
     observed = np.zeros(b, bool)
@@ -104,7 +108,7 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec) -> dict[str, np.
         observed |= np.isfinite(out[name]).reshape(b, -1).any(axis=1)
     if not observed.all():
         row = int(np.flatnonzero(~observed)[0])
-        raise InputError(f"subject row {row} has no modality measured at any visit ({int((~observed).sum())} such "
+        raise InputError(f"{row_name(row)} has no modality measured at any visit ({int((~observed).sum())} such "
                          "subject(s)); HAMNet needs at least one value per subject")
     return out
 
