@@ -16,8 +16,11 @@ present (the ONNX they are built from is kept beside them as `<engine>.onnx`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.errors import InputError
@@ -31,7 +34,7 @@ FORMATS: dict[str, str] = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "in
 
 
 def export_format(raw: RawModel, out: str | os.PathLike, fmt: str = "onnx", raw_inputs: bool = True,
-                  train: CohortArrays | None = None, test: CohortArrays | None = None,
+                  train: CohortArrays | Mapping[str, np.ndarray] | None = None, test: CohortArrays | None = None,
                   calibration_method: str = "minmax", max_batch: int = 256) -> dict[str, Any]:
     """Write `out` in `fmt`; returns (and stores in `<out>.json`) its description:
     precision, inputs, outputs, size, and parity against the float32 JAX model."""

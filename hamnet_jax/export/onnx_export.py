@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,12 @@ def graph_feeds(raw: RawModel, requests: dict[str, np.ndarray], raw_inputs: bool
     return dict(zip(STANDARDIZED_NAMES, batch_to_arrays(jax.jit(raw.standardize)(checked)), strict=True))
 
 
-def calibration_feeds(raw: RawModel, train: CohortArrays) -> list[dict[str, np.ndarray]]:
-    """Input feeds of the model part (standardized arrays) over the training split, for
-    static int8 calibration: up to `CALIBRATION_BATCHES` batches of `CALIBRATION_BATCH`."""
-    requests = cohort_to_raw(train, raw.spec)
-    n = min(train.num_subjects, CALIBRATION_BATCH * CALIBRATION_BATCHES)
+def calibration_feeds(raw: RawModel, train: CohortArrays | Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Input feeds of the model part (standardized arrays) for static int8 calibration:
+    up to `CALIBRATION_BATCHES` batches of `CALIBRATION_BATCH` subjects of the training
+    split (`CohortArrays`) or of a raw request."""
+    requests = cohort_to_raw(train, raw.spec) if isinstance(train, CohortArrays) else dict(train)
+    n = min(next(iter(requests.values())).shape[0], CALIBRATION_BATCH * CALIBRATION_BATCHES)
     feeds = []
     for start in range(0, n, CALIBRATION_BATCH):
         part = {k: v[start:start + CALIBRATION_BATCH] for k, v in requests.items()}
@@ -82,10 +84,11 @@ def calibration_feeds(raw: RawModel, train: CohortArrays) -> list[dict[str, np.n
 
 
 def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str = "fp32", raw_inputs: bool = True,
-                    train: CohortArrays | None = None, test: CohortArrays | None = None,
+                    train: CohortArrays | Mapping[str, np.ndarray] | None = None, test: CohortArrays | None = None,
                     calibration_method: str = "minmax") -> OnnxExport:
     """Write the graph atomically, check it against JAX, store `<file>.json`.
-    `train` calibrates static int8; `test` adds the test-MAE comparison."""
+    `train` (the training split, or a raw request) calibrates static int8; `test` adds
+    the test-MAE comparison."""
     raw.exportable()
     started = time.perf_counter()
     calibration = calibration_feeds(raw, train) if precision == "int8" and train is not None else None

@@ -53,6 +53,8 @@ class Predictor(abc.ABC):
     def predict(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return self.run_validated(self.validate(arrays))
 
+    __call__ = predict  # a predictor is the inference pipeline the original framework returns
+
     def run_validated(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for a request `validate` has checked and padded."""
         n = next(iter(arrays.values())).shape[0]
