@@ -104,3 +104,11 @@ def test_masked_softmax_property(mask, seed):
     assert np.isclose(float(w.sum()), 1.0, atol=1e-5)
     if mask.sum() > 0:
         assert float(jnp.abs(w * (1 - mask)).max()) == 0.0
+
+
+def test_mc_dropout_result_of_a_subject_does_not_depend_on_its_batch(model_and_params):
+    model, params, batch = model_and_params
+    f = jax.jit(lambda p, b: predict_with_uncertainty(model, p, b, jax.random.key(1), 6))
+    whole, part = f(params, batch), f(params, batch.take(np.arange(3, 6)))
+    for k in ("mean", "epistemic_std", "total_std"):
+        np.testing.assert_allclose(np.asarray(part[k]), np.asarray(whole[k])[3:6], atol=1e-5)
