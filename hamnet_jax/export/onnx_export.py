@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +113,25 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     return result
 
 
+def on_cpu(fn: Callable) -> Callable:
+    """`fn` jitted and run on the CPU: the exact float32 reference (a GPU's default
+    float32 matmul precision is TF32)."""
+    cpu = jax.devices("cpu")[0]
+    jitted = jax.jit(fn)
+
+    def run(*args: Any) -> Any:
+        with jax.default_device(cpu):
+            return jitted(*jax.device_put(args, cpu))
+
+    return run
+
+
 def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
                  test: CohortArrays | None = None) -> dict[str, Any]:
     """Max |ONNX - JAX| per output at batch 1 and 64 on random raw requests, the relative
     difference on `prediction`, and with `test` both test MAEs; `failed` says why when the
     precision's tolerance is not met."""
-    reference = jax.jit(raw.float32().__call__)
+    reference = on_cpu(raw.float32().__call__)
     result: dict[str, Any] = {"reference": "JAX float32 model"}
     worst_abs = worst_rel = 0.0
     for bs in (1, 64):

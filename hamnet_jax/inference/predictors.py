@@ -100,7 +100,13 @@ class JaxPredictor(Predictor):
         self.raw, self.spec, self.output_names = raw, raw.spec, raw.output_names
         self.max_batch = int(max_batch or max(buckets))
         self.buckets = checked_buckets(buckets, self.max_batch)
-        self._fn = jax.jit(raw.__call__)
+        exact = raw.model.config.dtype == "float32"  # fp32 means fp32 on a GPU too, not TF32 matmuls
+
+        def call(arrays: dict) -> dict:
+            with jax.default_matmul_precision("highest" if exact else "default"):
+                return raw(arrays)
+
+        self._fn = jax.jit(call)
 
     @property
     def compiled_shapes(self) -> int:
