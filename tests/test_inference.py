@@ -1,7 +1,6 @@
 """Predictors: bucketed JAX (no recompilation), ONNX Runtime, the result cache, bad input,
 fixed-mask MC dropout, and the HAMNetInferenceOptimizer facade."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -104,7 +104,8 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
     else:
         save_params(out, model.params)
     val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, 1.0,
-                        run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn())
+                        run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
+                        visit_slots=run.config.data.max_visits)
     std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
     save_calibration(out, std_scale)
     return std_scale
@@ -116,7 +117,8 @@ def derived_test_metrics(run: Run, parts: dict, batches: dict[str, Batch], model
     them on the written run (calibrated MC-dropout predictions on its own execution path)."""
     pre, training = run.preprocessor, run.config.training
     pred = predict_batch(model.config, model.params, batches["test"], pre.target_mean, pre.target_std, std_scale,
-                         training.mc_samples, training.seed, apply_fn=model.apply_fn())
+                         training.mc_samples, training.seed, apply_fn=model.apply_fn(),
+                         visit_slots=run.config.data.max_visits)
     return prediction_metrics(parts["test"], pred)
 
 

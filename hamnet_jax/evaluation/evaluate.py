@@ -24,16 +24,17 @@ COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
     """Calibrated MC-dropout predictions of a run on raw cohort arrays."""
     pre = run.preprocessor
-    # padded to the run's visit slots: a subject's MC masks, hence its result, then do not
-    # depend on how many visits other subjects of the file have (models/mc_dropout.py)
-    batch = pre.transform(data).pad_visits(run.config.data.max_visits)
+    batch = pre.transform(data)
     empty = subjects_without_modality(batch)
     if empty.size:
         raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "
                          f"({empty.size} such subject(s)); HAMNet needs at least one modality per subject")
     model = run.model  # the run's own execution path: int8 codes for a quantized run
+    # padded to the run's visit slots: a subject's MC masks, hence its result, then do not
+    # depend on how many visits other subjects of the file have (models/mc_dropout.py)
     return predict_batch(model.config, model.params, batch, pre.target_mean, pre.target_std, run.std_scale,
-                         run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn())
+                         run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
+                         visit_slots=run.config.data.max_visits)
 
 
 def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[str, float]:

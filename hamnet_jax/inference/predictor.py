@@ -35,11 +35,15 @@ def _plain_apply(config: HAMNetConfig) -> Callable:
 def predict_batch(
     config: HAMNetConfig, params: Any, batch: Batch, target_mean: float, target_std: float,
     std_scale: float = 1.0, num_samples: int = 20, seed: int = 0, chunk: int = 256,
-    apply_fn: Callable | None = None,
+    apply_fn: Callable | None = None, visit_slots: int | None = None,
 ) -> dict[str, np.ndarray]:
     """MC-dropout predictions in target units; stds are multiplied by `std_scale`.
     `apply_fn` (default `HAMNet(config).apply`) is the execution path, e.g. a quantized
-    model's (`CompressedModel.apply_fn()`) with `params` its int8 codes."""
+    model's (`CompressedModel.apply_fn()`) with `params` its int8 codes. The batch is
+    padded to `visit_slots` (the run's `data.max_visits`): the MC masks, drawn for that
+    shape, are then the ones `hamnet predict` and exported graphs use."""
+    if visit_slots is not None:
+        batch = batch.pad_visits(visit_slots)
     validate_batch(batch, config)
     key = jax.random.key(seed)
     apply_fn = apply_fn or _plain_apply(config)

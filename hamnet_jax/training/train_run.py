@@ -107,7 +107,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     def predict(split: str, std_scale: float = 1.0) -> dict[str, np.ndarray]:
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
-                             std_scale, config.training.mc_samples, config.training.seed)
+                             std_scale, config.training.mc_samples, config.training.seed,
+                             visit_slots=config.data.max_visits)
 
     val_pred = predict("val")
     std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
