@@ -31,7 +31,8 @@ from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
 from hamnet_jax.data.schema import Schema  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.evaluation.evaluate import evaluate_run  # noqa: E402
-from hamnet_jax.export.onnx import export_onnx, onnx_parity  # noqa: E402
+from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
+from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.run_dir import load_run  # noqa: E402
 from hamnet_jax.training.train_run import train_run  # noqa: E402
@@ -111,11 +112,9 @@ def main() -> None:
         store["evaluation"] = {**evaluate_run(load_run(run_dir), data), "seconds": time.perf_counter() - start}
         write_json_atomic(out, store)
     if "onnx_parity" not in store:
-        run = load_run(run_dir)
-        pre, v = run.preprocessor, run.config.data.max_visits
-        path = export_onnx(run.model_config, run.params, pre.target_mean, pre.target_std, v, work / "model.onnx")
-        parity = onnx_parity(path, run.model_config, run.params, pre.target_mean, pre.target_std, v)
-        store["onnx_parity"] = {str(k): d for k, d in parity.items()}
+        # the raw-input graph with the run's MC-dropout masks: what `hamnet export --raw-inputs` writes
+        export = export_run_onnx(RawModel.from_run(load_run(run_dir)), work / "model.onnx", "fp32", True)
+        store["onnx_parity"] = {k: v for k, v in export.parity.items() if k.startswith("batch_")}
         write_json_atomic(out, store)
     if "int8_dynamic" not in store:
         store["int8_dynamic"] = quantized_row(run_dir, data, work)

@@ -207,8 +207,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
     print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS[args.format]}, {inputs}, "
           f"batch dimension 'B', {run.config.data.max_visits} visit slots, {mode}); outputs {', '.join(d['outputs'])}")
-    if run.model.mode is not None:
-        print(f"note: {args.run} is an int8 run ({run.model.mode}); the graph is traced from its dequantized weights")
+    if run.model.mode is not None and d.get("int8_weights"):
+        w = d["int8_weights"]
+        print(f"note: {args.run} is an int8 run ({run.model.mode}); the graph stores its own int8 weights "
+              f"({w['embedded']} of {w['quantized']} quantized kernels) and computes weight-only (float activations)")
+    elif run.model.mode is not None:
+        print(f"note: {args.run} is an int8 run ({run.model.mode}); ONNX Runtime requantized its dequantized weights")
     elif run.model_config.dtype != "float32":
         print(f"note: {args.run} computes in {run.model_config.dtype}; traced in float32 (jax2onnx half-precision "
               "graphs do not load in ONNX Runtime)")

@@ -63,6 +63,17 @@ def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path
     assert evaluated == pytest.approx(summary["test"]["mae"], rel=1e-6)
     float_run_mae = evaluate_run(load_run(tiny_run), data, baselines=False)["rows"]["HAMNet"]["mae"]
     assert evaluated != float_run_mae
+    # its ONNX export carries the run's own int8 codes (Cast * scale), equal to the weight-only model
+    assert main(["export", "--run", str(out), "--out", str(tmp_path / "q.onnx"), "--mc-samples", "0"]) == 0
+    stored = json.loads((tmp_path / "q.onnx.json").read_text())
+    assert stored["int8_weights"]["embedded"] == stored["int8_weights"]["quantized"] > 0
+    assert stored["parity"]["batch_64"]["max_abs"]["prediction"] <= 1e-4
+    import onnx
+
+    inits = {t.name: t for t in onnx.load(tmp_path / "q.onnx").graph.initializer}
+    fc1 = np.asarray(codes["fusion"]["block_0"]["mlp"]["fc1"]["kernel"])
+    int8 = [onnx.numpy_helper.to_array(t) for t in inits.values() if t.data_type == onnx.TensorProto.INT8]
+    assert any(a.size == fc1.size and np.array_equal(a.reshape(fc1.shape), fc1) for a in int8)
 
 
 def test_bad_flags_and_sections_name_the_key(tiny_run, tiny_cohort, tmp_path, capsys):
@@ -97,4 +108,4 @@ def test_half_precision_and_int8_runs_export_to_onnx(tiny_run, tiny_cohort, tmp_
     capsys.readouterr()
     assert main(["export", "--run", str(out), "--out", str(tmp_path / "fp16.onnx")]) == 0
     printed = capsys.readouterr().out
-    assert "exported in float32" in printed and "parity vs JAX at batch 64" in printed
+    assert "traced in float32" in printed and "parity vs JAX float32 at batch 64" in printed

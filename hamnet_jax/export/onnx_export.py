@@ -29,6 +29,7 @@ from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.errors import InputError
 from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, join, model_graph, outputs_graph,
                                           standardize_graph)
+from hamnet_jax.export.onnx_int8_weights import embed_int8_weights
 from hamnet_jax.export.onnx_precision import to_precision
 from hamnet_jax.inference.factory import sidecar
 from hamnet_jax.inference.predictors import onnx_session
@@ -54,6 +55,7 @@ class OnnxExport:
     bytes: int
     seconds: float
     parity: dict[str, Any]
+    int8_weights: dict[str, int] | None = None  # a quantized run's own codes embedded / quantized weights
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -92,7 +94,11 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     raw.exportable()
     started = time.perf_counter()
     calibration = calibration_feeds(raw, train) if precision == "int8" and train is not None else None
-    model = to_precision(model_graph(raw), precision, calibration, calibration_method)
+    model, int8_weights = model_graph(raw), None
+    if raw.model.mode is not None and precision == "fp32":  # a quantized run: its own int8 weights
+        model, embedded, quantized = embed_int8_weights(model, raw.model)
+        int8_weights = {"embedded": embedded, "quantized": quantized}
+    model = to_precision(model, precision, calibration, calibration_method)
     parts = [("model", model), ("outputs", outputs_graph(raw))]
     if raw_inputs:
         parts.insert(0, ("standardize", standardize_graph(raw)))
@@ -105,7 +111,8 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     parity = check_parity(session, raw, precision, raw_inputs, test)
     result = OnnxExport(out, precision, raw_inputs, raw.mc_samples,
                         {i.name: list(i.shape) for i in session.get_inputs()},
-                        [o.name for o in session.get_outputs()], out.stat().st_size, round(seconds, 2), parity)
+                        [o.name for o in session.get_outputs()], out.stat().st_size, round(seconds, 2), parity,
+                        int8_weights)
     write_json_atomic(sidecar(out), result.to_dict())
     failed = parity.get("failed")
     if failed:
