@@ -138,6 +138,12 @@ def test_inference_optimizer_facade(tiny_run, tmp_path):
     np.testing.assert_allclose(loaded(rows(sample, np.arange(20)))["prediction"], out["prediction"], atol=1e-5)
     reference = JaxPredictor(RawModel.from_run(run, 0), (32,)).predict(rows(sample, np.arange(20)))
     np.testing.assert_allclose(out["prediction"], reference["prediction"], rtol=0.03)
+    on_gpu = InferenceSection(backend="onnxruntime", precision_mode="int8", mc_samples=0, execution_providers=("cuda",))
+    with pytest.raises(ValueError, match=r"provider\(s\) \['cuda'\] are not available here"):
+        build_predictor(RawModel.from_run(run, 0), on_gpu, paths["onnxruntime"])
+    with pytest.raises(ValueError, match="exported at int8, but inference.precision_mode is fp16"):
+        build_predictor(RawModel.from_run(run, 0), InferenceSection(backend="onnxruntime", precision_mode="fp16"),
+                        paths["onnxruntime"])
     with pytest.raises(ValueError, match="model_config does not describe the run"):
         HAMNetInferenceOptimizer(run.model_config.replace(embed_dim=8, num_heads=2), config).optimize_model(tiny_run)
     with pytest.raises(ValueError, match="precision_mode"):

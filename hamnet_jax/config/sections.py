@@ -180,7 +180,8 @@ class InferenceSection:
     """How a run is served (inference/predictors.py): backend, precision, the largest
     batch, batch-size buckets (`dynamic_batching`; else every request pads to
     `batch_size`), the per-subject result cache, MC samples (None = the run's, 0 =
-    deterministic) and ONNX Runtime's session options."""
+    deterministic) and ONNX Runtime's session options and execution providers (cuda /
+    tensorrt need onnxruntime-gpu)."""
 
     backend: Literal["jax", "onnxruntime", "tensorrt"] = "jax"
     precision_mode: Literal["fp32", "fp16", "bf16", "int8", "int8-dynamic"] = "fp32"
@@ -192,6 +193,7 @@ class InferenceSection:
     optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: NonNegativeInt = 0
     inter_op_threads: NonNegativeInt = 0
+    execution_providers: tuple[Literal["cpu", "cuda", "tensorrt"], ...] = ("cpu",)  # ONNX Runtime, by preference
 
 
 @section("deployment")

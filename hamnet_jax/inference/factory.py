@@ -67,7 +67,8 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
         fixed = None if options.dynamic_batching else buckets  # these backends take any batch size
         if options.backend == "onnxruntime":
             predictor = OnnxPredictor(model_path, raw.spec, options.intra_op_threads, options.inter_op_threads,
-                                      options.optimization_level, max_batch=options.batch_size, buckets=fixed)
+                                      options.optimization_level, options.execution_providers,
+                                      max_batch=options.batch_size, buckets=fixed)
         else:
             from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
 

@@ -36,7 +36,8 @@ from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.run_dir import Run, load_run
 
-__all__ = ["HAMNetInferenceOptimizer", "InferenceBackend", "InferenceOptimizationConfig", "PrecisionMode"]
+__all__ = ["HAMNetInferenceOptimizer", "InferenceBackend", "InferenceOptimizationConfig", "OptimizationLevel",
+           "PrecisionMode"]
 
 
 class InferenceBackend(enum.StrEnum):
@@ -44,6 +45,15 @@ class InferenceBackend(enum.StrEnum):
     ONNXRUNTIME = "onnxruntime"
     ONNX = "onnxruntime"  # alias
     TENSORRT = "tensorrt"
+
+
+class OptimizationLevel(enum.StrEnum):
+    """ONNX Runtime's graph optimization levels."""
+
+    DISABLE = "disable"
+    BASIC = "basic"
+    EXTENDED = "extended"
+    ALL = "all"
 
 
 # fields that change how a model executes, not what it is (ignored when comparing architectures)
@@ -63,9 +73,10 @@ class InferenceOptimizationConfig:
     enable_caching: bool = False
     cache_size: int = 10_000
     mc_samples: int | None = None
-    optimization_level: str = "all"
+    optimization_level: OptimizationLevel | str = OptimizationLevel.ALL
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    execution_providers: tuple[str, ...] = ("cpu",)
     raw_inputs: bool = True
     calibration_method: str = "minmax"
 
@@ -76,6 +87,8 @@ class InferenceOptimizationConfig:
                                 else self.backend)
         values["precision_mode"] = str(self.precision_mode.value if isinstance(self.precision_mode, PrecisionMode)
                                        else self.precision_mode)
+        values["optimization_level"] = str(self.optimization_level)
+        values["execution_providers"] = tuple(self.execution_providers)
         return build(InferenceSection, values)
 
 
