@@ -195,6 +195,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     from hamnet_jax.run_dir import load_run
 
     _setup(args)
+    if args.calibration and args.format not in ("onnx-int8", "tensorrt-int8"):
+        raise InputError(f"--calibration applies to static int8 (onnx-int8, tensorrt-int8), not --format {args.format}")
+    if args.max_batch is not None and not args.format.startswith("tensorrt"):
+        raise InputError(f"--max-batch sizes a TensorRT engine's profile; ONNX graphs take any batch (--format "
+                         f"{args.format})")
     run = load_run(args.run)
     raw = RawModel.from_run(run, args.mc_samples)
     train = test = None
@@ -202,7 +207,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         parts = split_cohort(load_cohort(args.data, run.schema, run.config.data), run.config.data)
         train, test = parts["train"], parts["test"]
     raw_inputs = args.raw_inputs or args.format.startswith("tensorrt")
-    d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration, args.max_batch)
+    d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
+                      args.max_batch or 256)
     inputs = "raw inputs (data-file units, NaN = missing)" if raw_inputs else "standardized arrays"
     mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
     print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS[args.format]}, {inputs}, "
@@ -409,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MC-dropout samples carried as fixed masks (default: the run's training.mc_samples, "
                         "so outputs equal `hamnet predict`); 0 = deterministic, no epistemic_std")
     x.add_argument("--data", help="the run's data file: calibrates int8 on its training split and compares test MAE")
-    x.add_argument("--calibration", default="minmax", choices=("minmax", "percentile", "entropy"),
-                   help="int8 activation-range calibration")
-    x.add_argument("--max-batch", type=int, default=256, help="largest batch of a TensorRT engine's profile")
+    x.add_argument("--calibration", choices=("minmax", "percentile", "entropy"),
+                   help="static int8 activation-range calibration (default minmax)")
+    x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile (default 256)")
     x.set_defaults(func=cmd_export)
 
     _compression_parsers(sub)

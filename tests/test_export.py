@@ -101,6 +101,11 @@ def test_reduced_precision_exports_stay_close(run, splits, precision, tmp_path):
 def test_static_int8_without_calibration_data_is_a_clear_error(run, tmp_path, capsys):
     assert main(["export", "--run", str(run.path), "--out", str(tmp_path / "q.onnx"), "--format", "onnx-int8"]) == 2
     assert "--data" in capsys.readouterr().err
+    # options that would be ignored are refused
+    assert main(["export", "--run", str(run.path), "--out", str(tmp_path / "q.onnx"), "--calibration", "entropy"]) == 2
+    assert "--calibration applies to static int8" in capsys.readouterr().err
+    assert main(["export", "--run", str(run.path), "--out", str(tmp_path / "q.onnx"), "--max-batch", "64"]) == 2
+    assert "--max-batch sizes a TensorRT engine" in capsys.readouterr().err
 
 
 def test_tensorrt_where_it_is_missing_is_a_one_line_error(run, tmp_path, capsys):
