@@ -29,24 +29,13 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
 from hamnet_jax.inference.factory import jax_model_at  # noqa: E402
 from hamnet_jax.inference.predictors import JaxPredictor, OnnxPredictor, Predictor  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.run_dir import load_run  # noqa: E402
-
-
-def timed(predictor: Predictor, request: dict, batch: int, reps: int) -> float:
-    checked = predictor.validate({k: v[:batch] for k, v in request.items()})
-    for _ in range(3):
-        predictor.run_validated(checked)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        predictor.run_validated(checked)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def check(name: str, make: Callable[[], Predictor], request: dict, reference: np.ndarray, results: list) -> None:
@@ -58,8 +47,8 @@ def check(name: str, make: Callable[[], Predictor], request: dict, reference: np
         got = predictor.predict({k: v[:64] for k, v in request.items()})["prediction"]
         row["parity_max_abs"] = float(np.abs(got - reference).max())
         row["parity_max_rel"] = float((np.abs(got - reference) / np.abs(reference)).max())
-        row["p50_ms_b1"] = timed(predictor, request, 1, 200)
-        row["p50_ms_b256"] = timed(predictor, request, 256, 30)
+        row["p50_ms_b1"] = request_latency_ms(predictor, request, 1, 200)[0]
+        row["p50_ms_b256"] = request_latency_ms(predictor, request, 256, 30)[0]
         row["samples_per_s_b256"] = 256 / row["p50_ms_b256"] * 1e3
         row["status"] = "ok"
     except Exception as err:  # a missing package or device is a finding, not a crash
