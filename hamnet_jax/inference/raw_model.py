@@ -54,6 +54,7 @@ class RawModel:
     spec: RawInputSpec
     masks: tuple | None = None
     seed: int = 0
+    num_samples: int = 0  # K (also when the model has no dropout site, hence no masks)
 
     @classmethod
     def from_run(cls, run: Run, mc_samples: int | None = None) -> RawModel:
@@ -70,12 +71,13 @@ class RawModel:
         if num_samples < 0:
             raise InputError(f"mc_samples must be >= 0 (0 = deterministic), got {num_samples}")
         if num_samples == 0:
-            return dataclasses.replace(self, masks=None, seed=seed)
+            return dataclasses.replace(self, masks=None, seed=seed, num_samples=0)
         apply, params = self.model.apply_fn(), self.model.params
         example = random_batch(self.model.config, 1, self.spec.max_visits)
         mask_key = jax.random.split(jax.random.key(seed))[0]  # as predict_with_uncertainty splits it
         masks = jax.jit(lambda p, b: dropout_masks(apply, p, b, mask_key, num_samples))(params, example)
-        return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed)
+        return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed,
+                                   num_samples=int(num_samples))
 
     def float32(self) -> RawModel:
         """The same model computing in float32 on float weights (an int8 run's dequantized
@@ -86,7 +88,7 @@ class RawModel:
 
     @property
     def mc_samples(self) -> int:
-        return 0 if self.masks is None else (int(self.masks[0].shape[0]) if self.masks else 1)
+        return 0 if self.masks is None else self.num_samples
 
     @property
     def has_outcome(self) -> bool:
@@ -124,7 +126,7 @@ class RawModel:
             masks = tuple(jnp.asarray(m) for m in self.masks)
             other = uses_other_dropout(self.model.config)  # only then any RNG op in the pass
             out = mc_samples(apply, params, batch, masks,
-                             jax.random.split(jax.random.key(self.seed))[1] if other else None)
+                             jax.random.split(jax.random.key(self.seed))[1] if other else None, self.num_samples)
         return {k: out[k].astype(jnp.float32) for k in self.sample_names}
 
     def outputs(self, samples: Mapping[str, Any]) -> dict:

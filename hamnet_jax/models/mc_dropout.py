@@ -96,12 +96,13 @@ def dropout_masks(apply: Callable, params: Any, batch: Batch, key: jax.Array, nu
 
 
 def mc_samples(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
-               key: jax.Array | None = None) -> dict:
+               key: jax.Array | None = None, num_samples: int | None = None) -> dict:
     """Model outputs under each of the K mask sets (`dropout_masks`), every output [K, B]:
     one pass over the batch tiled K times, each copy under its own masks. `key` feeds
     dropout drawn outside `nn.Dropout` (None: the model draws none, and the pass holds no
-    RNG operation, so it exports to ONNX)."""
-    k = int(masks[0].shape[0]) if masks else 1
+    RNG operation, so it exports to ONNX). `num_samples` gives K when the model has no
+    active dropout site (no masks: K identical passes)."""
+    k = int(masks[0].shape[0]) if masks else int(num_samples or 1)
     tiled = jax.tree_util.tree_map(lambda a: jnp.tile(a, (k,) + (1,) * (a.ndim - 1)), batch)
     rngs = {} if key is None else {"rngs": {"dropout": key}}
     with _replaying(masks):

@@ -47,4 +47,4 @@ def predict_with_uncertainty(
     apply = model.apply if isinstance(model, HAMNet) else model
     mask_key, other_key = jax.random.split(key)
     masks = dropout_masks(apply, params, batch, mask_key, num_samples)
-    return mc_statistics(mc_samples(apply, params, batch, masks, other_key))
+    return mc_statistics(mc_samples(apply, params, batch, masks, other_key, num_samples))
