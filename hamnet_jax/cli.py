@@ -31,6 +31,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "evaluate": {"general": GENERAL},
     "predict": {"general": GENERAL, "inference": None},
     "export": {"general": GENERAL},
+    "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
@@ -234,6 +235,39 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"described in {d['path']}.json")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import signal
+
+    from hamnet_jax.serving.repository import Repository
+    from hamnet_jax.serving.server import start_server
+
+    config = _setup(args)
+    if bool(args.run) == bool(args.repository):
+        raise InputError("hamnet serve: give exactly one of --run RUN or --repository DIR")
+    options = config.section("inference")
+    deployment = config.section("deployment")
+    given = config.given.get("deployment", ())
+    host = args.host or deployment.api_host
+    port = args.port if args.port is not None else (deployment.api_port if "api_port" in given else 8001)
+    if args.run:
+        repository = Repository.single_run(args.run, args.name, options)
+    else:
+        root = Path(args.repository)
+        if not root.is_dir():
+            raise InputError(f"--repository {root} is not a directory")
+        repository = Repository(root, options)
+        for name in repository.available():
+            repository.load(name)
+    server = start_server(repository, host, port, args.workers)
+    models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
+    print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop(args.grace))
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop(args.grace)
+
+
 def _print_compressed(summary: dict, out: str) -> None:
     base, new = summary["baseline_metrics"], summary["optimized_metrics"]
     print(f"wrote {out}: params {summary['baseline_params']:,} -> {summary['optimized_params']:,}, "
@@ -419,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static int8 activation-range calibration (default minmax)")
     x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile (default 256)")
     x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")
+    v.add_argument("--run", help="one run directory, served as model --name version 1")
+    v.add_argument("--repository", help="a model repository: <model>/<version>/ run directories")
+    v.add_argument("--name", default="hamnet", help="model name of --run (default hamnet)")
+    v.add_argument("--config", help="hamnet_config.yaml: its inference and deployment sections")
+    v.add_argument("--host", help="address to listen on (default deployment.api_host / HAMNET_API_HOST, 127.0.0.1)")
+    v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
+    v.add_argument("--workers", type=int, default=16, help="handler threads")
+    v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
+    v.set_defaults(func=cmd_serve)
 
     _compression_parsers(sub)
     return p

@@ -1,0 +1,183 @@
+"""The models a server serves: a repository directory of run directories, loaded on demand.
+
+    REPOSITORY/
+      <model>/
+        inference.yaml          optional: an `inference:` section (backend, precision_mode,
+                                batch_size, enable_caching, ...) for every version
+        <version>/              a run directory (any kind: trained, pruned, quantized, distilled)
+          model.onnx            the raw-input export the onnxruntime backend serves
+          model.engine          the TensorRT engine the tensorrt backend serves
+
+Versions are positive integers; a request without a version gets the highest loaded one.
+A single run can be served as a one-model repository (`Repository.single`). Loading
+builds the predictor (inference/factory.py) and warms it up on a random request, so the
+first real request does not pay for compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.config.sections import InferenceSection
+from hamnet_jax.errors import InputError
+from hamnet_jax.inference.factory import build_predictor
+from hamnet_jax.inference.predictors import Predictor
+from hamnet_jax.inference.raw_inputs import random_raw
+from hamnet_jax.inference.raw_model import RawModel
+from hamnet_jax.run_dir import load_run
+
+MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.engine"}
+
+
+@dataclasses.dataclass
+class Statistics:
+    """Counts and cumulative nanoseconds for the ModelStatistics RPC."""
+
+    inference_count: int = 0  # subjects answered
+    execution_count: int = 0  # predictor calls
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    last_inference_ms: int = 0
+
+    def record(self, subjects: int, started_ns: int, ok: bool) -> None:
+        elapsed = time.perf_counter_ns() - started_ns
+        if ok:
+            self.inference_count += subjects
+            self.execution_count += 1
+            self.success_count += 1
+            self.success_ns += elapsed
+        else:
+            self.fail_count += 1
+            self.fail_ns += elapsed
+        self.last_inference_ms = int(time.time() * 1e3)
+
+
+@dataclasses.dataclass
+class ServedModel:
+    name: str
+    version: str
+    path: Path
+    options: InferenceSection
+    raw: RawModel
+    predictor: Predictor
+    stats: Statistics = dataclasses.field(default_factory=Statistics)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def platform(self) -> str:
+        return {"jax": "hamnet_jax", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}[
+            self.options.backend]
+
+    def predict(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Checked prediction (`InputError` names the input and row); statistics recorded."""
+        started = time.perf_counter_ns()
+        try:
+            out = self.predictor.predict(arrays)
+        except Exception:
+            with self.lock:
+                self.stats.record(0, started, False)
+            raise
+        with self.lock:
+            self.stats.record(len(next(iter(out.values()))), started, True)
+        return out
+
+
+def inference_options(model_dir: Path, default: InferenceSection | None) -> InferenceSection:
+    path = model_dir / "inference.yaml"
+    if not path.exists():
+        return default or InferenceSection()
+    raw = yaml.safe_load(path.read_text()) or {}
+    return config_from_dict({"inference": raw.get("inference", raw)}, str(path)).section("inference")
+
+
+def load_version(name: str, version: str, run_dir: Path, options: InferenceSection) -> ServedModel:
+    run = load_run(run_dir)
+    raw = RawModel.from_run(run, options.mc_samples)
+    model_file = None
+    if options.backend in MODEL_FILES:
+        model_file = run_dir / MODEL_FILES[options.backend]
+        if not model_file.exists():
+            raise InputError(f"model {name!r} version {version}: backend {options.backend} serves "
+                             f"{model_file}, which does not exist (hamnet export --raw-inputs --out {model_file})")
+    predictor = build_predictor(raw, options, model_file)
+    predictor.predict(random_raw(raw.spec, raw.preprocessor, min(8, options.batch_size), seed=0))  # warm-up
+    return ServedModel(name, version, run_dir, options, raw, predictor)
+
+
+class Repository:
+    """Thread-safe map (name, version) -> ServedModel over a repository directory."""
+
+    def __init__(self, root: Path | None, options: InferenceSection | None = None,
+                 single: tuple[str, Path] | None = None) -> None:
+        self.root, self.default_options, self.single = root, options, single
+        self.models: dict[tuple[str, str], ServedModel] = {}
+        self.failed: dict[tuple[str, str], str] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def single_run(cls, run_dir: str | Path, name: str = "hamnet",
+                   options: InferenceSection | None = None) -> Repository:
+        repo = cls(None, options, (name, Path(run_dir)))
+        repo.load(name)
+        return repo
+
+    def available(self) -> dict[str, dict[str, Path]]:
+        """name -> version -> run directory, as found on disk."""
+        if self.single:
+            return {self.single[0]: {"1": self.single[1]}}
+        out: dict[str, dict[str, Path]] = {}
+        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            versions = {v.name: v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit() and int(v.name) > 0}
+            if versions:
+                out[model_dir.name] = versions
+        return out
+
+    def load(self, name: str) -> list[ServedModel]:
+        """(Re)load every version of `name`; the old versions serve until the new ones are
+        ready (then swapped in at once), so a reload under load loses no request."""
+        found = self.available().get(name)
+        if not found:
+            raise InputError(f"model {name!r} is not in the repository")
+        model_dir = self.single[1].parent if self.single else self.root / name
+        options = (self.default_options or InferenceSection()) if self.single else \
+            inference_options(model_dir, self.default_options)
+        loaded = [load_version(name, v, path, options) for v, path in sorted(found.items(), key=lambda x: int(x[0]))]
+        with self._lock:
+            for key in [k for k in self.models if k[0] == name]:
+                del self.models[key]
+            for m in loaded:
+                self.models[(name, m.version)] = m
+                self.failed.pop((name, m.version), None)
+        return loaded
+
+    def unload(self, name: str) -> None:
+        with self._lock:
+            keys = [k for k in self.models if k[0] == name]
+            if not keys:
+                raise InputError(f"model {name!r} is not loaded")
+            for key in keys:
+                del self.models[key]
+
+    def get(self, name: str, version: str = "") -> ServedModel:
+        with self._lock:
+            versions = {v: m for (n, v), m in self.models.items() if n == name}
+        if not versions:
+            raise KeyError(f"model {name!r} is not loaded")
+        if not version:
+            return versions[max(versions, key=int)]
+        if version not in versions:
+            raise KeyError(f"model {name!r} has no loaded version {version!r} (loaded: {sorted(versions, key=int)})")
+        return versions[version]
+
+    def loaded(self) -> list[ServedModel]:
+        with self._lock:
+            return list(self.models.values())

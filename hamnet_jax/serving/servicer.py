@@ -1,0 +1,166 @@
+"""`inference.GRPCInferenceService` (KServe V2 / Open Inference Protocol, with the Triton
+extensions stock Triton tools call), over a `Repository`.
+
+The protocol's messages and service come from tritonclient's generated modules, so the
+package, service, message names and field numbers are Triton's own: stock
+`tritonclient.grpc` clients, perf_analyzer and KServe V2 clients work unchanged. Every
+bad request is answered with a status code (INVALID_ARGUMENT naming the input and row,
+NOT_FOUND for an unknown model); a handler never lets an exception through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.serving.repository import Repository, ServedModel
+from hamnet_jax.serving.tensors import TensorError, decode_inputs, encode_outputs
+
+log = logging.getLogger("hamnet_jax.serving")
+SERVER_NAME = "hamnet-jax"
+EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy"]
+
+
+def _guarded(fn: Callable) -> Callable:
+    """Map errors to status codes; anything unexpected is INTERNAL, logged, never a crash."""
+
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except (TensorError, InputError) as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except KeyError as err:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found")
+        except Exception as err:  # a server bug: answer, log, keep serving
+            log.exception("unexpected error in %s", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+
+    handler.__name__ = fn.__name__
+    return handler
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, repository: Repository, version: str = "0.1.0") -> None:
+        self.repository, self.version = repository, version
+        self.shutting_down = False
+
+    # -- health and metadata ---------------------------------------------------------------
+    @_guarded
+    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    @_guarded
+    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=not self.shutting_down and bool(self.repository.loaded()))
+
+    @_guarded
+    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            self.repository.get(request.name, request.version)
+        except KeyError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=not self.shutting_down)
+
+    @_guarded
+    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
+
+    @_guarded
+    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        model = self.repository.get(request.name, request.version)
+        versions = sorted((m.version for m in self.repository.loaded() if m.name == model.name), key=int)
+        response = pb.ModelMetadataResponse(name=model.name, versions=versions, platform=model.platform)
+        for name, shape in model.raw.spec.shapes(-1).items():
+            response.inputs.add(name=name, datatype="FP32", shape=list(shape))
+        for name in model.predictor.output_names:
+            response.outputs.add(name=name, datatype="FP32", shape=[-1])
+        return response
+
+    @_guarded
+    def ModelConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+        model = self.repository.get(request.name, request.version)
+        return pb.ModelConfigResponse(config=model_config(model))
+
+    # -- inference -----------------------------------------------------------------------
+    @_guarded
+    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+        model = self.repository.get(request.model_name, request.model_version)
+        for tensor in request.inputs:
+            if tensor.datatype != "FP32":
+                raise InputError(f"input {tensor.name!r}: datatype {tensor.datatype}, expected FP32 "
+                                 "(NaN = missing; category values as floats)")
+        arrays = decode_inputs(request)
+        wanted = [o.name for o in request.outputs]
+        unknown = sorted(set(wanted) - set(model.predictor.output_names))
+        if unknown:
+            raise InputError(f"requested output(s) {unknown} do not exist; the model has "
+                             f"{list(model.predictor.output_names)}")
+        outputs = model.predict(arrays)
+        response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
+        encode_outputs(response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None)
+        return response
+
+    # -- statistics and repository ---------------------------------------------------------
+    @_guarded
+    def ModelStatistics(self, request: Any, context: grpc.ServicerContext) -> Any:
+        models = [m for m in self.repository.loaded()
+                  if (not request.name or m.name == request.name) and (not request.version or
+                                                                        m.version == request.version)]
+        if request.name and not models:
+            raise KeyError(f"model {request.name!r} is not loaded")
+        response = pb.ModelStatisticsResponse()
+        for m in sorted(models, key=lambda m: (m.name, int(m.version))):
+            with m.lock:
+                s = m.stats
+                stats = response.model_stats.add(name=m.name, version=m.version, last_inference=s.last_inference_ms,
+                                                 inference_count=s.inference_count,
+                                                 execution_count=s.execution_count)
+                stats.inference_stats.success.count, stats.inference_stats.success.ns = s.success_count, s.success_ns
+                stats.inference_stats.fail.count, stats.inference_stats.fail.ns = s.fail_count, s.fail_ns
+        return response
+
+    @_guarded
+    def RepositoryIndex(self, request: Any, context: grpc.ServicerContext) -> Any:
+        response = pb.RepositoryIndexResponse()
+        loaded = {(m.name, m.version) for m in self.repository.loaded()}
+        for name, versions in self.repository.available().items():
+            for version in sorted(versions, key=int):
+                ready = (name, version) in loaded
+                if request.ready and not ready:
+                    continue
+                response.models.add(name=name, version=version, state="READY" if ready else "UNAVAILABLE",
+                                    reason="" if ready else "unloaded")
+        return response
+
+    @_guarded
+    def RepositoryModelLoad(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @_guarded
+    def RepositoryModelUnload(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def model_config(model: ServedModel) -> Any:
+    """Triton's ModelConfig of a served model: batched (dims exclude the batch), FP32 raw
+    inputs, one value per subject for each output (dims [1] reshaped to a scalar)."""
+    config = mc.ModelConfig(name=model.name, platform=model.platform,
+                            max_batch_size=int(model.options.batch_size))
+    for name, shape in model.raw.spec.shapes(-1).items():
+        config.input.add(name=name, data_type=mc.TYPE_FP32, dims=list(shape[1:]))
+    for name in model.predictor.output_names:
+        out = config.output.add(name=name, data_type=mc.TYPE_FP32, dims=[1])
+        out.reshape.shape.extend([])
+    config.version_policy.all.SetInParent()
+    if model.options.dynamic_batching:
+        config.dynamic_batching.SetInParent()
+    return config

@@ -1,0 +1,226 @@
+"""The gRPC inference service against stock clients: tritonclient.grpc, grpc.health.v1,
+reflection; bad and fuzzed requests; repository load / unload; `hamnet serve`."""
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+grpc = pytest.importorskip("grpc")
+tc = pytest.importorskip("tritonclient.grpc")
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+
+from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
+from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
+from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
+from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.serving.repository import Repository  # noqa: E402
+from hamnet_jax.serving.server import SERVICE_NAME, start_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def repository_dir(tiny_run, tmp_path_factory):
+    """hamnet/1: the tiny run on the JAX backend; hamnet_onnx/1: a copy with its raw-input
+    export, served by ONNX Runtime (deterministic)."""
+    root = tmp_path_factory.mktemp("repository")
+    skip = shutil.ignore_patterns("checkpoints", "tb", "plots")
+    shutil.copytree(tiny_run, root / "hamnet" / "1", ignore=skip)
+    shutil.copytree(tiny_run, root / "hamnet_onnx" / "1", ignore=skip)
+    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
+    (root / "hamnet_onnx" / "inference.yaml").write_text(
+        "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 32\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(repository_dir):
+    repo = Repository(repository_dir)
+    for name in repo.available():
+        repo.load(name)
+    running = start_server(repo, port=0, workers=8)
+    yield running
+    running.stop(1)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    c = tc.InferenceServerClient(f"127.0.0.1:{server.port}")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    channel.close()
+
+
+def request_of(server, model, n, seed=0):
+    m = server.servicer.repository.get(model)
+    return m, random_raw(m.raw.spec, m.raw.preprocessor, n, seed=seed)
+
+
+def infer_inputs(arrays):
+    inputs = []
+    for name, value in arrays.items():
+        tensor = tc.InferInput(name, list(value.shape), "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(value, np.float32))
+        inputs.append(tensor)
+    return inputs
+
+
+def test_stock_tritonclient_works_unchanged(server, client):
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("hamnet")
+    assert client.get_server_metadata(as_json=True)["name"] == "hamnet-jax"
+    meta = client.get_model_metadata("hamnet", as_json=True)
+    model, request = request_of(server, "hamnet", 6)
+    assert [i["name"] for i in meta["inputs"]] == list(model.raw.spec.names)
+    assert "prediction" in [o["name"] for o in meta["outputs"]]
+    config = client.get_model_config("hamnet", as_json=True)["config"]
+    assert config["max_batch_size"] > 0 and config["input"][0]["data_type"] == "TYPE_FP32"
+    result = client.infer("hamnet", infer_inputs(request))
+    want = model.predictor.predict(request)
+    for name in ("prediction", "total_std", "epistemic_std", "outcome_probability"):
+        np.testing.assert_allclose(result.as_numpy(name), want[name], atol=1e-5)
+    done = queue.Queue()
+    client.async_infer("hamnet", infer_inputs(request), lambda result, error: done.put((result, error)))
+    r, e = done.get(timeout=60)
+    assert e is None and np.allclose(r.as_numpy("prediction"), want["prediction"], atol=1e-5)
+    # the ONNX Runtime backend of the same run (deterministic graph)
+    onnx_model, _ = request_of(server, "hamnet_onnx", 1)
+    out = client.infer("hamnet_onnx", infer_inputs(request)).as_numpy("prediction")
+    np.testing.assert_allclose(out, onnx_model.predictor.predict(request)["prediction"], atol=1e-4)
+
+
+def test_typed_contents_in_and_out(server, stub):
+    model, request = request_of(server, "hamnet", 3, seed=1)
+    message = service_pb2.ModelInferRequest(model_name="hamnet", id="req-7")
+    for name, value in request.items():
+        tensor = message.inputs.add(name=name, datatype="FP32", shape=list(value.shape))
+        tensor.contents.fp32_contents.extend(value.ravel().tolist())
+    message.outputs.add(name="prediction")
+    response = stub.ModelInfer(message)
+    assert response.id == "req-7" and [o.name for o in response.outputs] == ["prediction"]
+    got = np.asarray(response.outputs[0].contents.fp32_contents, np.float32)
+    np.testing.assert_allclose(got, model.predictor.predict(request)["prediction"], atol=1e-5)
+
+
+def raw_request(request, model="hamnet"):
+    message = service_pb2.ModelInferRequest(model_name=model)
+    for name, value in request.items():
+        message.inputs.add(name=name, datatype="FP32", shape=list(value.shape))
+        message.raw_input_contents.append(np.ascontiguousarray(value, np.float32).tobytes())
+    return message
+
+
+@pytest.mark.parametrize("mutate, code, words", [
+    (lambda m: setattr(m, "model_name", "nope"), "NOT_FOUND", "nope"),
+    (lambda m: setattr(m.inputs[0], "name", "clinicl"), "INVALID_ARGUMENT", "clinicl"),
+    (lambda m: setattr(m.inputs[1], "datatype", "FP64"), "INVALID_ARGUMENT", "datatype FP64, expected FP32"),
+    (lambda m: m.raw_input_contents.__setitem__(2, m.raw_input_contents[2][:-4]), "INVALID_ARGUMENT", "bytes"),
+    (lambda m: m.inputs[0].shape.__setitem__(2, 5), "INVALID_ARGUMENT", "input 'clinical'"),
+    (lambda m: m.outputs.add(name="age"), "INVALID_ARGUMENT", "requested output"),
+])
+def test_bad_requests_get_a_status_naming_the_problem(server, stub, mutate, code, words):
+    _, request = request_of(server, "hamnet", 4, seed=2)
+    message = raw_request(request)
+    mutate(message)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ModelInfer(message)
+    assert err.value.code().name == code and words in err.value.details()
+
+
+def test_infinite_and_empty_subjects_name_the_row(server, stub):
+    _, request = request_of(server, "hamnet", 5, seed=3)
+    request["imaging"][3, 0, 1] = -np.inf
+    with pytest.raises(grpc.RpcError, match="subject row 3") as err:
+        stub.ModelInfer(raw_request(request))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, request = request_of(server, "hamnet", 5, seed=3)
+    for name in request:
+        if name != "visit_times":
+            request[name][1] = np.nan
+    with pytest.raises(grpc.RpcError, match="subject row 1 has no modality"):
+        stub.ModelInfer(raw_request(request))
+
+
+def test_fuzzed_requests_are_all_answered_and_the_server_stays_up(server, stub, client):
+    rng = np.random.default_rng(0)
+    _, request = request_of(server, "hamnet", 2, seed=4)
+    codes = set()
+    for _ in range(150):
+        message = raw_request(request)
+        for _mutation in range(rng.integers(1, 4)):
+            t = message.inputs[rng.integers(len(message.inputs))]
+            choice = rng.integers(6)
+            if choice == 0 and len(t.shape):
+                t.shape[rng.integers(len(t.shape))] = int(rng.integers(-3, 9))
+            elif choice == 1:
+                t.datatype = str(rng.choice(["FP32", "INT8", "BYTES", "", "FP16", "x" * 9]))
+            elif choice == 2 and len(message.raw_input_contents):
+                k = int(rng.integers(len(message.raw_input_contents)))
+                message.raw_input_contents[k] = rng.bytes(int(rng.integers(0, 200)))
+            elif choice == 3:
+                t.name = str(rng.choice(["", "visit_times", "imaging", "?"]))
+            elif choice == 4:
+                del message.raw_input_contents[:]
+            else:
+                del t.shape[:]
+        try:
+            stub.ModelInfer(message, timeout=30)
+            codes.add("OK")
+        except grpc.RpcError as err:
+            codes.add(err.code().name)
+            assert err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), err.details()
+    assert "INTERNAL" not in codes and client.is_server_live() and client.is_model_ready("hamnet")
+
+
+def test_health_reflection_and_repository_control(server, client):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", SERVICE_NAME):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answer = next(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    assert SERVICE_NAME in [s.name for s in answer.list_services_response.service]
+    channel.close()
+    index = client.get_model_repository_index(as_json=True)["models"]
+    assert {(m["name"], m["version"], m["state"]) for m in index} == {("hamnet", "1", "READY"),
+                                                                      ("hamnet_onnx", "1", "READY")}
+    client.unload_model("hamnet_onnx")
+    assert not client.is_model_ready("hamnet_onnx")
+    with pytest.raises(tc.InferenceServerException, match="not loaded"):
+        client.get_model_metadata("hamnet_onnx")
+    client.load_model("hamnet_onnx")
+    assert client.is_model_ready("hamnet_onnx")
+    stats = client.get_inference_statistics("hamnet", as_json=True)["model_stats"][0]
+    assert int(stats["inference_count"]) > 0 and int(stats["inference_stats"]["fail"]["count"]) > 0
+
+
+def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving hamnet/1 (jax) on 127.0.0.1:"), (line, proc.stderr.read())
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        c = tc.InferenceServerClient(f"127.0.0.1:{port}")
+        assert c.is_server_live() and c.is_model_ready("hamnet")
+        c.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
