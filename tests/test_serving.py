@@ -224,3 +224,31 @@ def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_dynamic_batcher_batches_concurrent_requests_and_bounds_its_queue(server):
+    import threading
+
+    from hamnet_jax.serving.batcher import DynamicBatcher, QueueFull
+
+    model, request = request_of(server, "hamnet", 12, seed=5)
+    want = model.predictor.predict(request)
+    checked = [model.predictor.validate({k: v[i:i + 1] for k, v in request.items()}) for i in range(12)]
+    batcher = DynamicBatcher(model.predictor, max_batch=8, max_queue_delay_us=200_000, preferred_sizes=(4,))
+    futures = [None] * 12
+    threads = [threading.Thread(target=lambda i=i: futures.__setitem__(i, batcher.submit(checked[i])))
+               for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, f in enumerate(futures):
+        np.testing.assert_allclose(f.result(timeout=60)["prediction"], want["prediction"][i:i + 1], atol=1e-5)
+    assert batcher.batches < 12 and max(batcher.batch_subjects) <= 8  # requests were batched together
+    batcher.close()
+    tiny = DynamicBatcher(model.predictor, max_batch=1, max_queue_delay_us=0, max_queue=1)
+    with tiny._cv:  # hold the worker: the queue fills
+        tiny._queue.append((checked[0], 1, 0.0, __import__("concurrent.futures").futures.Future()))
+        with pytest.raises(QueueFull, match="holds 1 requests"):
+            tiny.submit(checked[1])
+    tiny.close()

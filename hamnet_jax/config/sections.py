@@ -178,10 +178,10 @@ class RegularizationSection:
 @section("inference")
 class InferenceSection:
     """How a run is served (inference/predictors.py): backend, precision, the largest
-    batch, batch-size buckets (`dynamic_batching`; else every request pads to
-    `batch_size`), the per-subject result cache, MC samples (None = the run's, 0 =
-    deterministic) and ONNX Runtime's session options and execution providers (cuda /
-    tensorrt need onnxruntime-gpu)."""
+    batch, batch-size buckets and, in `hamnet serve`, the server's request batcher
+    (`dynamic_batching`; else every request pads to `batch_size`), the per-subject
+    result cache, MC samples (None = the run's, 0 = deterministic), ONNX Runtime's
+    session options and execution providers (cuda / tensorrt need onnxruntime-gpu)."""
 
     backend: Literal["jax", "onnxruntime", "tensorrt"] = "jax"
     precision_mode: Literal["fp32", "fp16", "bf16", "int8", "int8-dynamic"] = "fp32"
@@ -194,6 +194,10 @@ class InferenceSection:
     intra_op_threads: NonNegativeInt = 0
     inter_op_threads: NonNegativeInt = 0
     execution_providers: tuple[Literal["cpu", "cuda", "tensorrt"], ...] = ("cpu",)  # ONNX Runtime, by preference
+    # the server's dynamic batcher (serving/batcher.py), on with dynamic_batching
+    max_queue_delay_us: NonNegativeInt = 500
+    preferred_batch_sizes: tuple[PositiveInt, ...] = ()
+    max_queue_size: PositiveInt = 1024
 
 
 @section("deployment")

@@ -32,6 +32,7 @@ from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.run_dir import load_run
+from hamnet_jax.serving.batcher import DynamicBatcher
 
 MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.engine"}
 
@@ -69,6 +70,7 @@ class ServedModel:
     options: InferenceSection
     raw: RawModel
     predictor: Predictor
+    batcher: DynamicBatcher | None = None
     stats: Statistics = dataclasses.field(default_factory=Statistics)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -77,11 +79,18 @@ class ServedModel:
         return {"jax": "hamnet_jax", "onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}[
             self.options.backend]
 
+    def close(self) -> None:
+        """Stop batching once the queued requests are answered."""
+        if self.batcher is not None:
+            self.batcher.close()
+
     def predict(self, arrays: dict[str, Any]) -> dict[str, Any]:
         """Checked prediction (`InputError` names the input and row); statistics recorded."""
         started = time.perf_counter_ns()
         try:
-            out = self.predictor.predict(arrays)
+            checked = self.predictor.validate(arrays)
+            out = (self.batcher.submit(checked).result() if self.batcher is not None
+                   else self.predictor.run_validated(checked))
         except Exception:
             with self.lock:
                 self.stats.record(0, started, False)
@@ -110,7 +119,11 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
                              f"{model_file}, which does not exist (hamnet export --raw-inputs --out {model_file})")
     predictor = build_predictor(raw, options, model_file)
     predictor.predict(random_raw(raw.spec, raw.preprocessor, min(8, options.batch_size), seed=0))  # warm-up
-    return ServedModel(name, version, run_dir, options, raw, predictor)
+    batcher = None
+    if options.dynamic_batching:
+        batcher = DynamicBatcher(predictor, options.batch_size, options.max_queue_delay_us,
+                                 options.preferred_batch_sizes, options.max_queue_size)
+    return ServedModel(name, version, run_dir, options, raw, predictor, batcher)
 
 
 class Repository:
@@ -120,7 +133,6 @@ class Repository:
                  single: tuple[str, Path] | None = None) -> None:
         self.root, self.default_options, self.single = root, options, single
         self.models: dict[tuple[str, str], ServedModel] = {}
-        self.failed: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -152,11 +164,11 @@ class Repository:
             inference_options(model_dir, self.default_options)
         loaded = [load_version(name, v, path, options) for v, path in sorted(found.items(), key=lambda x: int(x[0]))]
         with self._lock:
-            for key in [k for k in self.models if k[0] == name]:
-                del self.models[key]
+            old = [self.models.pop(k) for k in [k for k in self.models if k[0] == name]]
             for m in loaded:
                 self.models[(name, m.version)] = m
-                self.failed.pop((name, m.version), None)
+        for m in old:  # after the swap: queued requests of the old versions still finish
+            m.close()
         return loaded
 
     def unload(self, name: str) -> None:
@@ -164,8 +176,9 @@ class Repository:
             keys = [k for k in self.models if k[0] == name]
             if not keys:
                 raise InputError(f"model {name!r} is not loaded")
-            for key in keys:
-                del self.models[key]
+            old = [self.models.pop(key) for key in keys]
+        for m in old:
+            m.close()
 
     def get(self, name: str, version: str = "") -> ServedModel:
         with self._lock:

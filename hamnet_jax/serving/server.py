@@ -38,6 +38,8 @@ class RunningServer:
         self.servicer.shutting_down = True
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        for model in self.servicer.repository.loaded():
+            model.close()
 
     def wait(self) -> None:
         self.server.wait_for_termination()

@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.serving.batcher import QueueFull
 from hamnet_jax.serving.repository import Repository, ServedModel
 from hamnet_jax.serving.tensors import TensorError, decode_inputs, encode_outputs
 
@@ -38,6 +39,8 @@ def _guarded(fn: Callable) -> Callable:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except KeyError as err:
             context.abort(grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found")
+        except QueueFull as err:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except Exception as err:  # a server bug: answer, log, keep serving
             log.exception("unexpected error in %s", fn.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
@@ -161,6 +164,7 @@ def model_config(model: ServedModel) -> Any:
         out = config.output.add(name=name, data_type=mc.TYPE_FP32, dims=[1])
         out.reshape.shape.extend([])
     config.version_policy.all.SetInParent()
-    if model.options.dynamic_batching:
-        config.dynamic_batching.SetInParent()
+    if model.batcher is not None:
+        config.dynamic_batching.preferred_batch_size.extend(model.batcher.preferred)
+        config.dynamic_batching.max_queue_delay_microseconds = int(model.options.max_queue_delay_us)
     return config

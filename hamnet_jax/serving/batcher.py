@@ -1,0 +1,111 @@
+"""Server-side dynamic batching: concurrent requests to one model run as one batch.
+
+Handler threads submit validated requests (any number of subjects each); one worker
+thread takes the oldest, then keeps gathering until the batch reaches `max_batch`
+subjects, reaches one of `preferred_sizes`, or `max_queue_delay_us` has passed since the
+oldest arrived; it runs the predictor once and hands each request its rows. The queue is
+bounded: beyond `max_queue` waiting requests `submit` raises `QueueFull` at once
+(RESOURCE_EXHAUSTED to the client) instead of letting latency grow without limit.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from hamnet_jax.inference.predictors import Predictor
+
+
+class QueueFull(RuntimeError):
+    """The batcher's queue holds `max_queue` requests already."""
+
+
+class DynamicBatcher:
+    def __init__(self, predictor: Predictor, max_batch: int, max_queue_delay_us: int = 500,
+                 preferred_sizes: Sequence[int] = (), max_queue: int = 1024) -> None:
+        self.predictor, self.max_batch = predictor, int(max_batch)
+        self.delay_s = max_queue_delay_us / 1e6
+        self.preferred = sorted({int(s) for s in preferred_sizes if 0 < int(s) <= max_batch})
+        self.max_queue = int(max_queue)
+        self._queue: collections.deque[tuple[dict[str, np.ndarray], int, float, Future]] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.batches = 0  # executions, and subjects per execution (for metrics)
+        self.batch_subjects: collections.Counter[int] = collections.Counter()
+        self._worker = threading.Thread(target=self._run, name="hamnet-batcher", daemon=True)
+        self._worker.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def submit(self, arrays: dict[str, np.ndarray]) -> Future:
+        """Queue a validated request; its Future resolves to its rows of the outputs."""
+        future: Future = Future()
+        rows = int(next(iter(arrays.values())).shape[0])
+        with self._cv:
+            if self._closed:
+                raise QueueFull("the model is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"the batch queue holds {self.max_queue} requests already; retry later")
+            self._queue.append((arrays, rows, time.perf_counter(), future))
+            self._cv.notify()
+        return future
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._worker.join()
+
+    def _take(self) -> list[tuple[dict[str, np.ndarray], int, float, Future]]:
+        with self._cv:
+            while not self._queue and not self._closed:
+                self._cv.wait()
+            if not self._queue:
+                return []
+            batch = [self._queue.popleft()]
+            rows = batch[0][1]
+            deadline = batch[0][2] + self.delay_s
+            while rows < self.max_batch and rows not in self.preferred:
+                if self._queue and rows + self._queue[0][1] <= self.max_batch:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    rows += item[1]
+                    continue
+                if self._queue:  # the next request would overflow the batch
+                    break
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._closed:
+                    break
+                self._cv.wait(remaining)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            arrays = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
+            try:
+                out = self.predictor.run_validated(arrays)
+            except Exception as err:  # every waiting request gets the error; the worker lives on
+                for item in batch:
+                    item[3].set_exception(err)
+                continue
+            self.batches += 1
+            self.batch_subjects[len(next(iter(out.values())))] += 1
+            start = 0
+            for item in batch:
+                item[3].set_result({k: v[start:start + item[1]] for k, v in out.items()})
+                start += item[1]
+
+    def stats(self) -> dict[str, Any]:
+        return {"queue_depth": self.depth, "batches": self.batches, "batch_subjects": dict(self.batch_subjects)}
