@@ -32,6 +32,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "predict": {"general": GENERAL, "inference": None},
     "export": {"general": GENERAL},
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
+    "loadtest": {"general": GENERAL},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
@@ -268,6 +269,30 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.stop(args.grace)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from hamnet_jax.io_atomic import write_json_atomic
+    from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
+
+    _setup(args)
+    try:
+        levels = [int(c) for c in args.concurrency.split(",")]
+    except ValueError:
+        raise InputError(f"--concurrency: expected comma-separated client counts, got {args.concurrency!r}") from None
+    if not levels or min(levels) < 1 or args.duration <= 0:
+        raise InputError("--concurrency needs counts >= 1 and --duration a positive number of seconds")
+    import grpc
+
+    try:
+        requests = requests_from_metadata(args.url, args.model, subjects=args.subjects)
+    except grpc.RpcError as err:
+        raise InputError(f"--url {args.url} --model {args.model}: {err.code().name}: {err.details()}") from None
+    rows = sweep(args.url, args.model, requests, levels, args.duration)
+    print(format_table(rows))
+    if args.out:
+        write_json_atomic(Path(args.out), {"url": args.url, "model": args.model, "subjects_per_request": args.subjects,
+                                           "duration_s": args.duration, "rows": rows})
+
+
 def _print_compressed(summary: dict, out: str) -> None:
     base, new = summary["baseline_metrics"], summary["optimized_metrics"]
     print(f"wrote {out}: params {summary['baseline_params']:,} -> {summary['optimized_params']:,}, "
@@ -464,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=16, help="handler threads")
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
     v.set_defaults(func=cmd_serve)
+
+    lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
+    lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")
+    lt.add_argument("--model", default="hamnet")
+    lt.add_argument("--concurrency", default="1,8,32,64", help="client counts, comma-separated")
+    lt.add_argument("--duration", type=float, default=10.0, help="seconds per level (after 1 s of warm-up)")
+    lt.add_argument("--subjects", type=int, default=1, help="subjects per request")
+    lt.add_argument("--out", help="JSON file for the rows")
+    lt.set_defaults(func=cmd_loadtest)
 
     _compression_parsers(sub)
     return p

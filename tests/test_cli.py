@@ -6,7 +6,7 @@ import pytest
 
 from hamnet_jax.cli import build_parser, main
 
-SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "serve", "prune", "quantize", "distill")
+SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "serve", "loadtest", "prune", "quantize", "distill")
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)

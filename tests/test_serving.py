@@ -208,9 +208,12 @@ def test_health_reflection_and_repository_control(server, client):
     assert int(stats["inference_count"]) > 0 and int(stats["inference_stats"]["fail"]["count"]) > 0
 
 
-def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run):
+def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run), "--port", "0"],
+    config = tmp_path / "serve.yaml"
+    config.write_text("inference:\n  batch_size: 4\n")  # buckets 1, 2, 4: a short warm-up
+    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run), "--port", "0",
+                             "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
@@ -252,3 +255,22 @@ def test_dynamic_batcher_batches_concurrent_requests_and_bounds_its_queue(server
         with pytest.raises(QueueFull, match="holds 1 requests"):
             tiny.submit(checked[1])
     tiny.close()
+
+
+def test_client_and_loadtest_against_the_server(server, capsys):
+    from hamnet_jax.cli import main
+    from hamnet_jax.serving.client import HAMNetClient
+    from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
+
+    url = f"127.0.0.1:{server.port}"
+    model, request = request_of(server, "hamnet", 3, seed=6)
+    with HAMNetClient(url) as client:
+        assert client.ready()
+        out = client.predict(request, request_id="r1")
+    np.testing.assert_allclose(out["prediction"], model.predictor.predict(request)["prediction"], atol=1e-5)
+    rows = sweep(url, "hamnet", requests_from_metadata(url, "hamnet", count=4), levels=(1, 2), duration=0.5)
+    assert [r["concurrency"] for r in rows] == [1, 2] and all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
+    assert "| 2 |" in format_table(rows)
+    assert main(["loadtest", "--url", "127.0.0.1:1", "--concurrency", "1", "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "UNAVAILABLE" in err[0]

@@ -118,7 +118,9 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
             raise InputError(f"model {name!r} version {version}: backend {options.backend} serves "
                              f"{model_file}, which does not exist (hamnet export --raw-inputs --out {model_file})")
     predictor = build_predictor(raw, options, model_file)
-    predictor.predict(random_raw(raw.spec, raw.preprocessor, min(8, options.batch_size), seed=0))  # warm-up
+    # warm-up: every batch bucket once (the JAX backend compiles one program per bucket)
+    for size in predictor.buckets or (min(8, options.batch_size),):
+        predictor.predict(random_raw(raw.spec, raw.preprocessor, size, seed=0))
     batcher = None
     if options.dynamic_batching:
         batcher = DynamicBatcher(predictor, options.batch_size, options.max_queue_delay_us,
