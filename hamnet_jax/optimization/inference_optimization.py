@@ -62,7 +62,8 @@ EXECUTION_FIELDS = ("dtype", "attention", "attention_block_size", "remat_policy"
 
 @dataclasses.dataclass
 class InferenceOptimizationConfig:
-    """The `inference:` config section's keys (config/sections.py InferenceSection), with
+    """The `inference:` config section's keys that shape a predictor (config/sections.py
+    InferenceSection; the server's batcher keys belong to `hamnet serve`), with
     `raw_inputs` (exported graphs take the data file's values) and the calibration method
     of static int8."""
 
@@ -82,7 +83,7 @@ class InferenceOptimizationConfig:
 
     def section(self) -> InferenceSection:
         """Validated as the config file's `inference:` section (errors name the key)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(InferenceSection)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(InferenceSection) if hasattr(self, f.name)}
         values["backend"] = str(InferenceBackend(self.backend) if self.backend in list(InferenceBackend)
                                 else self.backend)
         values["precision_mode"] = str(self.precision_mode.value if isinstance(self.precision_mode, PrecisionMode)
