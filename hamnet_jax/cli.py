@@ -259,9 +259,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
         repository = Repository(root, options)
         for name in repository.available():
             repository.load(name)
-    server = start_server(repository, host, port, args.workers)
+    token = os.environ.get("HAMNET_API_TOKEN") or None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip() or None
+        if token is None:
+            raise InputError(f"--token-file {args.token_file} is empty")
+    tls = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("TLS needs both --tls-cert and --tls-key")
+    if args.tls_cert:
+        tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
+    server = start_server(repository, host, port, args.workers, token=token, tls=tls)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
-    print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection)", flush=True)
+    extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
+    print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection{extras})",
+          flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop(args.grace))
     try:
         server.wait()
@@ -488,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
     v.add_argument("--workers", type=int, default=16, help="handler threads")
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
+    v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
+    v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    v.add_argument("--tls-key", help="PEM private key of --tls-cert")
     v.set_defaults(func=cmd_serve)
 
     lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")

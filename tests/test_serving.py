@@ -274,3 +274,39 @@ def test_client_and_loadtest_against_the_server(server, capsys):
     assert main(["loadtest", "--url", "127.0.0.1:1", "--concurrency", "1", "--duration", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "UNAVAILABLE" in err[0]
+
+
+def test_bearer_token_and_tls(server, tmp_path):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl (to make a test certificate) is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    secured = start_server(server.servicer.repository, port=0, workers=4, token="s3cret",
+                           tls=(cert.read_bytes(), key.read_bytes()))
+    try:
+        url = f"localhost:{secured.port}"
+        _, request = request_of(server, "hamnet", 2, seed=7)
+        client = tc.InferenceServerClient(url, ssl=True, root_certificates=str(cert))
+        with pytest.raises(tc.InferenceServerException, match="bearer token") as err:
+            client.infer("hamnet", infer_inputs(request))
+        assert err.value.status() == "StatusCode.UNAUTHENTICATED"
+        good = {"authorization": "Bearer s3cret"}
+        assert client.is_server_live(headers=good)
+        out = client.infer("hamnet", infer_inputs(request), headers=good).as_numpy("prediction")
+        assert out.shape == (2,)
+        with pytest.raises(tc.InferenceServerException, match="bearer token"):
+            client.is_server_live(headers={"authorization": "Bearer wrong"})
+        client.close()
+        channel = grpc.secure_channel(url, grpc.ssl_channel_credentials(cert.read_bytes()))
+        assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()).status == \
+            health_pb2.HealthCheckResponse.SERVING  # probes need no token
+        channel.close()
+        plain = grpc.insecure_channel(url)  # a client without TLS cannot talk to the TLS port
+        with pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        plain.close()
+    finally:
+        secured.server.stop(1).wait()

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.serving.auth import BearerTokenInterceptor
 from hamnet_jax.serving.repository import Repository
 from hamnet_jax.serving.servicer import InferenceServicer
 
@@ -46,11 +47,16 @@ class RunningServer:
 
 
 def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 8001, workers: int = 16,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> RunningServer:
-    """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned)."""
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
+                 tls: tuple[bytes, bytes] | None = None) -> RunningServer:
+    """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
+    `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
+    certificate chain, PEM private key) for a TLS port instead of a plain one."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    interceptors = [BearerTokenInterceptor(token)] if token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options,
+                         interceptors=interceptors)
     servicer = InferenceServicer(repository)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -58,7 +64,11 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if tls is not None:
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+    else:
+        bound = server.add_insecure_port(address)
     if not bound:
         raise InputError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
     server.start()
