@@ -269,9 +269,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise InputError("TLS needs both --tls-cert and --tls-key")
     if args.tls_cert:
         tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
-    server = start_server(repository, host, port, args.workers, token=token, tls=tls)
+    server = start_server(repository, host, port, args.workers, token=token, tls=tls,
+                          metrics_port=None if args.metrics_port < 0 else args.metrics_port)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
+    if server.metrics is not None:
+        extras += f"; Prometheus metrics on http://{host}:{server.metrics.port}/metrics"
     print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection{extras})",
           flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop(args.grace))
@@ -500,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
     v.add_argument("--workers", type=int, default=16, help="handler threads")
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
+    v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
     v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
     v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     v.add_argument("--tls-key", help="PEM private key of --tls-cert")

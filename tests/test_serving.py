@@ -44,7 +44,7 @@ def server(repository_dir):
     repo = Repository(repository_dir)
     for name in repo.available():
         repo.load(name)
-    running = start_server(repo, port=0, workers=8)
+    running = start_server(repo, port=0, workers=8, metrics_port=0)
     yield running
     running.stop(1)
 
@@ -213,7 +213,7 @@ def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run, tmp_path):
     config = tmp_path / "serve.yaml"
     config.write_text("inference:\n  batch_size: 4\n")  # buckets 1, 2, 4: a short warm-up
     proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run), "--port", "0",
-                             "--config", str(config)],
+                             "--metrics-port", "0", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
@@ -310,3 +310,22 @@ def test_bearer_token_and_tls(server, tmp_path):
         plain.close()
     finally:
         secured.server.stop(1).wait()
+
+
+def test_prometheus_metrics(server, client, stub):
+    import urllib.request
+
+    _, request = request_of(server, "hamnet", 2, seed=8)
+    client.infer("hamnet", infer_inputs(request))
+    bad = raw_request(request)
+    bad.inputs[0].name = "nope"
+    with pytest.raises(grpc.RpcError):
+        stub.ModelInfer(bad)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics", timeout=10).read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line and not line.startswith("#")}
+    assert samples['hamnet_requests_total{model="hamnet",status="OK",version="1"}'] >= 1
+    assert samples['hamnet_request_latency_seconds_count{model="hamnet",version="1"}'] >= 1
+    assert 'hamnet_queue_depth{model="hamnet",version="1"}' in samples
+    assert any(k.startswith('hamnet_batches_total{model="hamnet"') for k in samples)
+    assert samples['hamnet_requests_total{model="hamnet",status="INVALID_ARGUMENT",version=""}'] >= 1

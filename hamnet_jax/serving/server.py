@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.serving.auth import BearerTokenInterceptor
+from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository
 from hamnet_jax.serving.servicer import InferenceServicer
 
@@ -33,6 +34,7 @@ class RunningServer:
     port: int
     servicer: InferenceServicer
     health: health.HealthServicer
+    metrics: ServingMetrics | None = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful: NOT_SERVING first (probes take the pod out), then finish in-flight calls."""
@@ -41,6 +43,8 @@ class RunningServer:
         self.server.stop(grace).wait()
         for model in self.servicer.repository.loaded():
             model.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     def wait(self) -> None:
         self.server.wait_for_termination()
@@ -48,16 +52,18 @@ class RunningServer:
 
 def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 8001, workers: int = 16,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
-                 tls: tuple[bytes, bytes] | None = None) -> RunningServer:
+                 tls: tuple[bytes, bytes] | None = None, metrics_port: int | None = None) -> RunningServer:
     """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
     `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
-    certificate chain, PEM private key) for a TLS port instead of a plain one."""
+    certificate chain, PEM private key) for a TLS port instead of a plain one;
+    `metrics_port`: Prometheus `/metrics` over HTTP on host:metrics_port (0: a free port)."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
     interceptors = [BearerTokenInterceptor(token)] if token else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options,
                          interceptors=interceptors)
-    servicer = InferenceServicer(repository)
+    metrics = ServingMetrics(repository) if metrics_port is not None else None
+    servicer = InferenceServicer(repository, metrics=metrics)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -72,5 +78,7 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     if not bound:
         raise InputError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
     server.start()
+    if metrics is not None:
+        metrics.serve(host, metrics_port)
     log.info("serving %s on %s:%d", [f"{m.name}/{m.version}" for m in repository.loaded()], host, bound)
-    return RunningServer(server, bound, servicer, health_servicer)
+    return RunningServer(server, bound, servicer, health_servicer, metrics)

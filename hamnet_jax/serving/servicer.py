@@ -11,6 +11,7 @@ NOT_FOUND for an unknown model); a handler never lets an exception through.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.serving.batcher import QueueFull
+from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository, ServedModel
 from hamnet_jax.serving.tensors import TensorError, decode_inputs, encode_outputs
 
@@ -30,28 +32,39 @@ EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule
 
 
 def _guarded(fn: Callable) -> Callable:
-    """Map errors to status codes; anything unexpected is INTERNAL, logged, never a crash."""
+    """Map errors to status codes; anything unexpected is INTERNAL, logged, never a crash.
+    ModelInfer calls are counted (and timed) by status in the server's metrics."""
 
     def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        started, status, version = time.perf_counter(), "OK", getattr(request, "model_version", "")
         try:
-            return fn(self, request, context)
+            response = fn(self, request, context)
+            version = getattr(response, "model_version", version)
+            return response
         except (TensorError, InputError) as err:
+            status = "INVALID_ARGUMENT"
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except KeyError as err:
+            status = "NOT_FOUND"
             context.abort(grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found")
         except QueueFull as err:
+            status = "RESOURCE_EXHAUSTED"
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except Exception as err:  # a server bug: answer, log, keep serving
+            status = "INTERNAL"
             log.exception("unexpected error in %s", fn.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+        finally:
+            if self.metrics is not None and fn.__name__ == "ModelInfer":
+                self.metrics.observe(request.model_name, version, status, time.perf_counter() - started)
 
     handler.__name__ = fn.__name__
     return handler
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: Repository, version: str = "0.1.0") -> None:
-        self.repository, self.version = repository, version
+    def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None) -> None:
+        self.repository, self.version, self.metrics = repository, version, metrics
         self.shutting_down = False
 
     # -- health and metadata ---------------------------------------------------------------
