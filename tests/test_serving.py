@@ -32,10 +32,15 @@ def repository_dir(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("repository")
     skip = shutil.ignore_patterns("checkpoints", "tb", "plots")
     shutil.copytree(tiny_run, root / "hamnet" / "1", ignore=skip)
+    (root / "hamnet" / "inference.yaml").write_text("inference:\n  batch_size: 8\n")  # buckets 1-8: short warm-up
     shutil.copytree(tiny_run, root / "hamnet_onnx" / "1", ignore=skip)
     export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
     (root / "hamnet_onnx" / "inference.yaml").write_text(
         "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 32\n")
+    for version in ("1", "2"):  # an A/B split between two versions
+        shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
+    (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 4\n")
+    (root / "ab" / "ab.yaml").write_text('weights: {"1": 0.7, "2": 0.3}\nkey: subject_id\n')
     return root
 
 
@@ -196,8 +201,8 @@ def test_health_reflection_and_repository_control(server, client):
     assert SERVICE_NAME in [s.name for s in answer.list_services_response.service]
     channel.close()
     index = client.get_model_repository_index(as_json=True)["models"]
-    assert {(m["name"], m["version"], m["state"]) for m in index} == {("hamnet", "1", "READY"),
-                                                                      ("hamnet_onnx", "1", "READY")}
+    assert {(m["name"], m["version"], m["state"]) for m in index} == {
+        ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY")}
     client.unload_model("hamnet_onnx")
     assert not client.is_model_ready("hamnet_onnx")
     with pytest.raises(tc.InferenceServerException, match="not loaded"):
@@ -329,3 +334,27 @@ def test_prometheus_metrics(server, client, stub):
     assert 'hamnet_queue_depth{model="hamnet",version="1"}' in samples
     assert any(k.startswith('hamnet_batches_total{model="hamnet"') for k in samples)
     assert samples['hamnet_requests_total{model="hamnet",status="INVALID_ARGUMENT",version=""}'] >= 1
+
+
+def test_ab_split_shares_and_stickiness(server, stub):
+    from hamnet_jax.serving.ab_split import ABSplit
+
+    split = ABSplit({"1": 0.7, "2": 0.3})
+    arms = [split.choose({"subject_id": f"S{i:05d}"}) for i in range(10_000)]
+    assert abs(arms.count("2") / 10_000 - 0.3) <= 0.02
+    assert all(split.choose({"subject_id": f"S{i:05d}"}) == arms[i] for i in range(0, 10_000, 97))  # sticky
+    unkeyed = [split.choose({}) for _ in range(10_000)]
+    assert abs(unkeyed.count("1") / 10_000 - 0.7) <= 0.02
+    assert split.counts["1"] + split.counts["2"] == 20_000 + len(range(0, 10_000, 97))
+    with pytest.raises(ValueError, match="weights"):
+        ABSplit({"1": -1.0})
+    # through the server: the same subject always reaches the same version
+    _, request = request_of(server, "ab", 1, seed=9)
+    seen = {}
+    for subject in ("a", "b", "c", "d", "e", "f", "a", "b", "c"):
+        message = raw_request(request, model="ab")
+        message.parameters["subject_id"].string_param = subject
+        version = stub.ModelInfer(message).model_version
+        assert seen.setdefault(subject, version) == version
+    assert set(seen.values()) <= {"1", "2"}
+    assert sum(server.servicer.repository.splits["ab"].counts.values()) == 9

@@ -8,7 +8,8 @@
           model.onnx            the raw-input export the onnxruntime backend serves
           model.engine          the TensorRT engine the tensorrt backend serves
 
-Versions are positive integers; a request without a version gets the highest loaded one.
+Versions are positive integers; a request without a version gets the highest loaded one,
+or, with `<model>/ab.yaml`, the arm of an A/B split (serving/ab_split.py).
 A single run can be served as a one-model repository (`Repository.single`). Loading
 builds the predictor (inference/factory.py) and warms it up on a random request, so the
 first real request does not pay for compilation.
@@ -32,6 +33,7 @@ from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.run_dir import load_run
+from hamnet_jax.serving.ab_split import ABSplit
 from hamnet_jax.serving.batcher import DynamicBatcher
 
 MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.engine"}
@@ -135,6 +137,7 @@ class Repository:
                  single: tuple[str, Path] | None = None) -> None:
         self.root, self.default_options, self.single = root, options, single
         self.models: dict[tuple[str, str], ServedModel] = {}
+        self.splits: dict[str, ABSplit] = {}  # model -> A/B split of requests naming no version
         self._lock = threading.RLock()
 
     @classmethod
@@ -164,11 +167,21 @@ class Repository:
         model_dir = self.single[1].parent if self.single else self.root / name
         options = (self.default_options or InferenceSection()) if self.single else \
             inference_options(model_dir, self.default_options)
+        split_file = None if self.single else model_dir / "ab.yaml"
+        split = ABSplit.load(split_file) if split_file is not None and split_file.exists() else None
+        if split is not None:
+            missing = sorted({v for v, _ in split.arms} - set(found))
+            if missing:
+                raise InputError(f"{split_file}: version(s) {missing} of model {name!r} do not exist")
         loaded = [load_version(name, v, path, options) for v, path in sorted(found.items(), key=lambda x: int(x[0]))]
         with self._lock:
             old = [self.models.pop(k) for k in [k for k in self.models if k[0] == name]]
             for m in loaded:
                 self.models[(name, m.version)] = m
+            if split is not None:
+                self.splits[name] = split
+            else:
+                self.splits.pop(name, None)
         for m in old:  # after the swap: queued requests of the old versions still finish
             m.close()
         return loaded
@@ -181,6 +194,13 @@ class Repository:
             old = [self.models.pop(key) for key in keys]
         for m in old:
             m.close()
+
+    def route(self, name: str, version: str, parameters: dict[str, Any]) -> ServedModel:
+        """The model a request reaches: its version if it names one, else the A/B arm."""
+        split = self.splits.get(name)
+        if not version and split is not None:
+            version = split.choose(parameters)
+        return self.get(name, version)
 
     def get(self, name: str, version: str = "") -> ServedModel:
         with self._lock:

@@ -107,7 +107,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     # -- inference -----------------------------------------------------------------------
     @_guarded
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
-        model = self.repository.get(request.model_name, request.model_version)
+        parameters = {k: _parameter(v) for k, v in request.parameters.items()}
+        model = self.repository.route(request.model_name, request.model_version, parameters)
         for tensor in request.inputs:
             if tensor.datatype != "FP32":
                 raise InputError(f"input {tensor.name!r}: datatype {tensor.datatype}, expected FP32 "
@@ -164,6 +165,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def RepositoryModelUnload(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+def _parameter(value: Any) -> Any:
+    """An InferParameter's value (whichever of its fields is set)."""
+    field = value.WhichOneof("parameter_choice")
+    return getattr(value, field) if field else None
 
 
 def model_config(model: ServedModel) -> Any:
