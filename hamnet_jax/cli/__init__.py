@@ -7,67 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
+from hamnet_jax.cli.inference_commands import add_inference_parsers
+from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup  # noqa: F401 (USES: tests)
 from hamnet_jax.errors import InputError
 
 log = logging.getLogger("hamnet_jax")
-
-
-# what each command reads of the config: section -> keys (None: all of them); only `train`
-# chooses its run directory from general.output_dir
-GENERAL = ("log_level", "device")
-# the training keys a derived run's fine-tuning keeps (its stage sets epochs, batch size,
-# learning rate, seed, warmup and early stopping; see training.fit_options)
-EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
-             "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
-             "classification_weight", "eval_batch_size", "mc_samples", "grad_clip_norm", "weight_decay")
-USES: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "cohort": {"general": GENERAL},
-    "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
-    "evaluate": {"general": GENERAL},
-    "predict": {"general": GENERAL, "inference": None},
-    "export": {"general": GENERAL},
-    "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
-    "loadtest": {"general": GENERAL},
-    "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
-    "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
-    "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
-                "training": tuple(k for k in EXECUTION if k != "weight_decay")},
-}
-
-
-def _setup(args: argparse.Namespace):
-    """Load the run config (file + HAMNET_* env), set logging and the JAX platform, and say
-    once on stderr which of the given sections and keys this command does not use."""
-    from hamnet_jax.config import load_config
-
-    config = load_config(getattr(args, "config", None))
-    logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    unused = config.unused(USES[args.command])
-    if unused:
-        print(f"hamnet {args.command}: note: config values not used by this command: {', '.join(unused)}",
-              file=sys.stderr)
-    import jax
-
-    device = config.general.device.lower()
-    if device != "auto":
-        platform = {"gpu": "cuda"}.get(device, device)
-        jax.config.update("jax_platforms", platform)
-        try:
-            jax.devices()
-        except (RuntimeError, AssertionError):  # JAX asserts when the only platform asked for is absent
-            raise InputError(f"general.device (or HAMNET_DEVICE) is {device!r} but JAX finds no {device} "
-                             "on this machine; use auto or cpu, or install the matching jax extra") from None
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        # compiled steps are reused by the next command (train -> evaluate -> predict -> export)
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hamnet-jax" / "xla"
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return config
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
@@ -161,151 +109,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     result = evaluate_run(run, args.data, baselines=not args.no_baselines)
     print(format_table(result))
     write_json_atomic(Path(args.run) / "eval.json", result)
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    import dataclasses
-
-    import pandas as pd
-
-    from hamnet_jax.data.dataset import load_cohort
-    from hamnet_jax.inference.factory import build_predictor
-    from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
-    from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.io_atomic import write_atomic
-    from hamnet_jax.run_dir import load_run
-
-    config = _setup(args)
-    options = config.section("inference")
-    if args.backend:
-        options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
-    run = load_run(args.run)
-    data = load_cohort(args.data, run.schema, run.config.data, require_target=False)
-    raw = RawModel.from_run(run)
-    predictor = build_predictor(raw, options, args.model)
-    request = validate_raw(cohort_to_raw(data, raw.spec), raw.spec, data.subject_ids)
-    pred = predictor.run_validated(request)
-    frame = pd.DataFrame({"subject_id": data.subject_ids, **pred})
-    write_atomic(Path(args.out), lambda f: frame.to_csv(f, index=False, float_format="%.4f"))
-    print(f"wrote predictions for {len(frame)} subjects to {args.out} ({options.backend} backend)")
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    from hamnet_jax.data.dataset import load_cohort, split_cohort
-    from hamnet_jax.export.formats import FORMATS, export_format
-    from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
-
-    _setup(args)
-    if args.calibration and args.format not in ("onnx-int8", "tensorrt-int8"):
-        raise InputError(f"--calibration applies to static int8 (onnx-int8, tensorrt-int8), not --format {args.format}")
-    if args.max_batch is not None and not args.format.startswith("tensorrt"):
-        raise InputError(f"--max-batch sizes a TensorRT engine's profile; ONNX graphs take any batch (--format "
-                         f"{args.format})")
-    run = load_run(args.run)
-    raw = RawModel.from_run(run, args.mc_samples)
-    train = test = None
-    if args.data:
-        parts = split_cohort(load_cohort(args.data, run.schema, run.config.data), run.config.data)
-        train, test = parts["train"], parts["test"]
-    raw_inputs = args.raw_inputs or args.format.startswith("tensorrt")
-    d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
-                      args.max_batch or 256)
-    inputs = "raw inputs (data-file units, NaN = missing)" if raw_inputs else "standardized arrays"
-    mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
-    print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS[args.format]}, {inputs}, "
-          f"batch dimension 'B', {run.config.data.max_visits} visit slots, {mode}); outputs {', '.join(d['outputs'])}")
-    if run.model.mode is not None and d.get("int8_weights"):
-        w = d["int8_weights"]
-        print(f"note: {args.run} is an int8 run ({run.model.mode}); the graph stores its own int8 weights "
-              f"({w['embedded']} of {w['quantized']} quantized kernels) and computes weight-only (float activations)")
-    elif run.model.mode is not None:
-        print(f"note: {args.run} is an int8 run ({run.model.mode}); ONNX Runtime requantized its dequantized weights")
-    elif run.model_config.dtype != "float32":
-        print(f"note: {args.run} computes in {run.model_config.dtype}; traced in float32 (jax2onnx half-precision "
-              "graphs do not load in ONNX Runtime)")
-    parity = d["parity"]
-    for bs in (1, 64):
-        p = parity[f"batch_{bs}"]
-        print(f"parity vs JAX float32 at batch {bs}: prediction max |diff| {p['max_abs']['prediction']:.2e} "
-              f"({p['prediction_max_rel']:.2e} relative), total_std {p['max_abs']['total_std']:.2e}")
-    if "test_mae" in parity:
-        t = parity["test_mae"]
-        print(f"test MAE ({t['subjects']} subjects): {t['onnx']:.4f} vs JAX float32 {t['jax_fp32']:.4f} "
-              f"({t['relative_change']:+.2%})")
-    print(f"described in {d['path']}.json")
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    import signal
-
-    from hamnet_jax.serving.repository import Repository
-    from hamnet_jax.serving.server import start_server
-
-    config = _setup(args)
-    if bool(args.run) == bool(args.repository):
-        raise InputError("hamnet serve: give exactly one of --run RUN or --repository DIR")
-    options = config.section("inference")
-    deployment = config.section("deployment")
-    given = config.given.get("deployment", ())
-    host = args.host or deployment.api_host
-    port = args.port if args.port is not None else (deployment.api_port if "api_port" in given else 8001)
-    if args.run:
-        repository = Repository.single_run(args.run, args.name, options)
-    else:
-        root = Path(args.repository)
-        if not root.is_dir():
-            raise InputError(f"--repository {root} is not a directory")
-        repository = Repository(root, options)
-        for name in repository.available():
-            repository.load(name)
-    token = os.environ.get("HAMNET_API_TOKEN") or None
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip() or None
-        if token is None:
-            raise InputError(f"--token-file {args.token_file} is empty")
-    tls = None
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise InputError("TLS needs both --tls-cert and --tls-key")
-    if args.tls_cert:
-        tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
-    server = start_server(repository, host, port, args.workers, token=token, tls=tls,
-                          metrics_port=None if args.metrics_port < 0 else args.metrics_port)
-    models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
-    extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
-    if server.metrics is not None:
-        extras += f"; Prometheus metrics on http://{host}:{server.metrics.port}/metrics"
-    print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection{extras})",
-          flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop(args.grace))
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        server.stop(args.grace)
-
-
-def cmd_loadtest(args: argparse.Namespace) -> None:
-    from hamnet_jax.io_atomic import write_json_atomic
-    from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
-
-    _setup(args)
-    try:
-        levels = [int(c) for c in args.concurrency.split(",")]
-    except ValueError:
-        raise InputError(f"--concurrency: expected comma-separated client counts, got {args.concurrency!r}") from None
-    if not levels or min(levels) < 1 or args.duration <= 0:
-        raise InputError("--concurrency needs counts >= 1 and --duration a positive number of seconds")
-    import grpc
-
-    try:
-        requests = requests_from_metadata(args.url, args.model, subjects=args.subjects)
-    except grpc.RpcError as err:
-        raise InputError(f"--url {args.url} --model {args.model}: {err.code().name}: {err.details()}") from None
-    rows = sweep(args.url, args.model, requests, levels, args.duration)
-    print(format_table(rows))
-    if args.out:
-        write_json_atomic(Path(args.out), {"url": args.url, "model": args.model, "subjects_per_request": args.subjects,
-                                           "duration_s": args.duration, "rows": rows})
 
 
 def _print_compressed(summary: dict, out: str) -> None:
@@ -467,56 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", help="predictions with uncertainty, one row per subject")
-    r.add_argument("--run", required=True)
-    r.add_argument("--data", required=True)
-    r.add_argument("--out", required=True, help="CSV file to write")
-    r.add_argument("--config", help="hamnet_config.yaml: its inference section")
-    r.add_argument("--backend", choices=("jax", "onnx", "onnxruntime", "tensorrt"),
-                   help="override inference.backend (default jax: the run itself)")
-    r.add_argument("--model", help="the exported raw-input .onnx file or TensorRT engine (onnx / tensorrt backends)")
-    r.set_defaults(func=cmd_predict)
-
-    x = sub.add_parser("export", help="export to ONNX (fp32 / fp16 / int8) or a TensorRT engine, checked against JAX")
-    x.add_argument("--run", required=True)
-    x.add_argument("--out", required=True, help="file to write (.onnx or a TensorRT engine)")
-    x.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                                         "tensorrt", "tensorrt-int8"))
-    x.add_argument("--raw-inputs", action="store_true",
-                   help="the graph takes the data file's values (NaN = missing) and standardizes inside; default: "
-                        "standardized arrays and masks (TensorRT engines always take raw inputs)")
-    x.add_argument("--mc-samples", type=int, default=None,
-                   help="MC-dropout samples carried as fixed masks (default: the run's training.mc_samples, "
-                        "so outputs equal `hamnet predict`); 0 = deterministic, no epistemic_std")
-    x.add_argument("--data", help="the run's data file: calibrates int8 on its training split and compares test MAE")
-    x.add_argument("--calibration", choices=("minmax", "percentile", "entropy"),
-                   help="static int8 activation-range calibration (default minmax)")
-    x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile (default 256)")
-    x.set_defaults(func=cmd_export)
-
-    v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")
-    v.add_argument("--run", help="one run directory, served as model --name version 1")
-    v.add_argument("--repository", help="a model repository: <model>/<version>/ run directories")
-    v.add_argument("--name", default="hamnet", help="model name of --run (default hamnet)")
-    v.add_argument("--config", help="hamnet_config.yaml: its inference and deployment sections")
-    v.add_argument("--host", help="address to listen on (default deployment.api_host / HAMNET_API_HOST, 127.0.0.1)")
-    v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
-    v.add_argument("--workers", type=int, default=16, help="handler threads")
-    v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
-    v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
-    v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
-    v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
-    v.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    v.set_defaults(func=cmd_serve)
-
-    lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
-    lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")
-    lt.add_argument("--model", default="hamnet")
-    lt.add_argument("--concurrency", default="1,8,32,64", help="client counts, comma-separated")
-    lt.add_argument("--duration", type=float, default=10.0, help="seconds per level (after 1 s of warm-up)")
-    lt.add_argument("--subjects", type=int, default=1, help="subjects per request")
-    lt.add_argument("--out", help="JSON file for the rows")
-    lt.set_defaults(func=cmd_loadtest)
+    add_inference_parsers(sub)
 
     _compression_parsers(sub)
     return p

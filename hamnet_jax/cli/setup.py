@@ -1,0 +1,65 @@
+"""What each `hamnet` command reads of the config, and the setup every command runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hamnet_jax.errors import InputError
+
+# what each command reads of the config: section -> keys (None: all of them); only `train`
+# chooses its run directory from general.output_dir
+GENERAL = ("log_level", "device")
+# the training keys a derived run's fine-tuning keeps (its stage sets epochs, batch size,
+# learning rate, seed, warmup and early stopping; see training.fit_options)
+EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
+             "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
+             "classification_weight", "eval_batch_size", "mc_samples", "grad_clip_norm", "weight_decay")
+USES: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "cohort": {"general": GENERAL},
+    "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
+    "evaluate": {"general": GENERAL},
+    "predict": {"general": GENERAL, "inference": None},
+    "export": {"general": GENERAL},
+    "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
+    "loadtest": {"general": GENERAL},
+    "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
+    "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
+    "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
+                "training": tuple(k for k in EXECUTION if k != "weight_decay")},
+}
+
+
+def _setup(args: argparse.Namespace):
+    """Load the run config (file + HAMNET_* env), set logging and the JAX platform, and say
+    once on stderr which of the given sections and keys this command does not use."""
+    from hamnet_jax.config import load_config
+
+    config = load_config(getattr(args, "config", None))
+    logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    unused = config.unused(USES[args.command])
+    if unused:
+        print(f"hamnet {args.command}: note: config values not used by this command: {', '.join(unused)}",
+              file=sys.stderr)
+    import jax
+
+    device = config.general.device.lower()
+    if device != "auto":
+        platform = {"gpu": "cuda"}.get(device, device)
+        jax.config.update("jax_platforms", platform)
+        try:
+            jax.devices()
+        except (RuntimeError, AssertionError):  # JAX asserts when the only platform asked for is absent
+            raise InputError(f"general.device (or HAMNET_DEVICE) is {device!r} but JAX finds no {device} "
+                             "on this machine; use auto or cpu, or install the matching jax extra") from None
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        # compiled steps are reused by the next command (train -> evaluate -> predict -> export)
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hamnet-jax" / "xla"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return config
+
+
