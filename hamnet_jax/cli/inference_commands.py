@@ -92,13 +92,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = _setup(args)
     if bool(args.run) == bool(args.repository):
         raise InputError("hamnet serve: give exactly one of --run RUN or --repository DIR")
+    if args.name is not None and args.repository:
+        raise InputError("--name names the model of --run; a repository's models are named by their directories")
     options = config.section("inference")
     deployment = config.section("deployment")
     given = config.given.get("deployment", ())
     host = args.host or deployment.api_host
     port = args.port if args.port is not None else (deployment.api_port if "api_port" in given else 8001)
     if args.run:
-        repository = Repository.single_run(args.run, args.name, options)
+        repository = Repository.single_run(args.run, args.name or "hamnet", options)
     else:
         root = Path(args.repository)
         if not root.is_dir():
@@ -186,7 +188,7 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")
     v.add_argument("--run", help="one run directory, served as model --name version 1")
     v.add_argument("--repository", help="a model repository: <model>/<version>/ run directories")
-    v.add_argument("--name", default="hamnet", help="model name of --run (default hamnet)")
+    v.add_argument("--name", help="model name of --run (default hamnet)")
     v.add_argument("--config", help="hamnet_config.yaml: its inference and deployment sections")
     v.add_argument("--host", help="address to listen on (default deployment.api_host / HAMNET_API_HOST, 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")

@@ -18,11 +18,14 @@ GENERAL = ("log_level", "device")
 EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
              "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
              "classification_weight", "eval_batch_size", "mc_samples", "grad_clip_norm", "weight_decay")
+# the inference keys a predictor reads; the batcher keys (max_queue_*, preferred_batch_sizes) are `serve`'s
+PREDICTOR_KEYS = ("backend", "precision_mode", "batch_size", "dynamic_batching", "enable_caching", "cache_size",
+                  "mc_samples", "optimization_level", "intra_op_threads", "inter_op_threads", "execution_providers")
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": GENERAL},
     "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "evaluate": {"general": GENERAL},
-    "predict": {"general": GENERAL, "inference": None},
+    "predict": {"general": GENERAL, "inference": PREDICTOR_KEYS},
     "export": {"general": GENERAL},
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
     "loadtest": {"general": GENERAL},
