@@ -314,7 +314,7 @@ def test_bearer_token_and_tls(server, tmp_path):
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
         plain.close()
     finally:
-        secured.server.stop(1).wait()
+        secured.stop(1, close_models=False)
 
 
 def test_prometheus_metrics(server, client, stub):

@@ -87,9 +87,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import signal
 
     from hamnet_jax.serving.repository import Repository
+    from hamnet_jax.serving.request_log import use_json_logs
     from hamnet_jax.serving.server import start_server
 
     config = _setup(args)
+    use_json_logs(config.general.log_level)  # a service's logs are read by collectors: JSON lines
     if bool(args.run) == bool(args.repository):
         raise InputError("hamnet serve: give exactly one of --run RUN or --repository DIR")
     if args.name is not None and args.repository:
@@ -119,7 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.tls_cert:
         tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
     server = start_server(repository, host, port, args.workers, token=token, tls=tls,
-                          metrics_port=None if args.metrics_port < 0 else args.metrics_port)
+                          metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+                          access_log=args.access_log)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
     if server.metrics is not None:
@@ -192,7 +195,10 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--config", help="hamnet_config.yaml: its inference and deployment sections")
     v.add_argument("--host", help="address to listen on (default deployment.api_host / HAMNET_API_HOST, 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
-    v.add_argument("--workers", type=int, default=16, help="handler threads")
+    v.add_argument("--workers", type=int, default=16,
+                   help="executor threads (model loads; predictions of models without dynamic batching)")
+    v.add_argument("--no-access-log", dest="access_log", action="store_false",
+                   help="no JSON log line per ModelInfer call (errors are still logged)")
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
     v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
     v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")

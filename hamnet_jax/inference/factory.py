@@ -8,7 +8,8 @@
 * `tensorrt`     an engine built by `hamnet export --format tensorrt`.
 
 `batch_size` is the largest batch a call runs at once; `dynamic_batching` pads each call
-to the next power-of-two bucket (else always to `batch_size`); `enable_caching` puts the
+to the next power-of-two bucket (else always to `batch_size`; TensorRT runs any size up
+to `batch_size` with dynamic batching, its profile covers them); `enable_caching` puts the
 per-subject LRU cache (`cache_size` subjects) in front.
 """
 
@@ -29,11 +30,16 @@ from hamnet_jax.inference.result_cache import CachedPredictor
 HALF_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
-def batch_buckets(batch_size: int, dynamic: bool) -> tuple[int, ...]:
-    """Powers of two below `batch_size`, then `batch_size` (dynamic); else `batch_size` alone."""
+def batch_buckets(batch_size: int, dynamic: bool, fine: bool = False) -> tuple[int, ...]:
+    """Powers of two below `batch_size`, then `batch_size` (dynamic); else `batch_size` alone.
+    `fine` adds 1.5x each power of two (3, 6, 12, 24, ...): a padded batch then wastes under
+    a third of its rows, where a session per bucket is cheap (ONNX Runtime, not XLA)."""
     if not dynamic:
         return (batch_size,)
-    return tuple(sorted({min(1 << i, batch_size) for i in range(batch_size.bit_length() + 1)}))
+    sizes = {1 << i for i in range(batch_size.bit_length())}
+    if fine:
+        sizes |= {3 << (i - 1) for i in range(1, batch_size.bit_length())}
+    return tuple(sorted({s for s in sizes if s < batch_size} | {batch_size}))
 
 
 def jax_model_at(raw: RawModel, precision: str) -> RawModel:
@@ -64,12 +70,13 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
             kind = "an exported .onnx file" if options.backend == "onnxruntime" else "a TensorRT engine"
             raise InputError(f"inference.backend {options.backend} needs {kind} (--model)")
         check_export(model_path, options)
-        fixed = None if options.dynamic_batching else buckets  # these backends take any batch size
-        if options.backend == "onnxruntime":
+        if options.backend == "onnxruntime":  # a session per bucket, its batch fixed: faster than one
+            fine = batch_buckets(options.batch_size, options.dynamic_batching, fine=True)
             predictor = OnnxPredictor(model_path, raw.spec, options.intra_op_threads, options.inter_op_threads,
                                       options.optimization_level, options.execution_providers,
-                                      max_batch=options.batch_size, buckets=fixed)
+                                      max_batch=options.batch_size, buckets=fine)
         else:
+            fixed = None if options.dynamic_batching else buckets  # an engine's profile takes any batch
             from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
 
             predictor = TensorRTPredictor(model_path, raw.spec, options.batch_size, fixed)

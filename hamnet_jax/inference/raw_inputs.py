@@ -93,16 +93,18 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
         if v > spec.max_visits:
             raise InputError(f"input {name!r}: {v} visit slots; the run takes at most {spec.max_visits} "
                              "(keep each subject's most recent visits)")
-        a = a.astype(np.float32)
-        inf = np.isinf(a).reshape(b, -1).any(axis=1)
-        if inf.any():
+        a = a.astype(np.float32)  # a copy: the caller's arrays are never changed
+        if np.isinf(a).any():
+            inf = np.isinf(a).reshape(b, -1).any(axis=1)
             raise InputError(f"input {name!r}: ±inf at {row_name(int(np.flatnonzero(inf)[0]))} "
                              f"({int(inf.sum())} row(s)); use NaN for missing values")
         if name == VISIT_TIMES and np.isnan(a).any():
             row = int(np.flatnonzero(np.isnan(a).any(axis=1))[0])
             raise InputError(f"input {name!r}: NaN at {row_name(row)}; give 0 for padded visit slots")
-        out[name] = np.pad(a, [(0, 0), (0, spec.max_visits - v)] + [(0, 0)] * (a.ndim - 2),
-                           constant_values=0.0 if name == VISIT_TIMES else np.nan)
+        if v < spec.max_visits:  # (np.pad costs more than the checks for a one-subject request)
+            a = np.pad(a, [(0, 0), (0, spec.max_visits - v)] + [(0, 0)] * (a.ndim - 2),
+                       constant_values=0.0 if name == VISIT_TIMES else np.nan)
+        out[name] = a
     observed = np.zeros(b, bool)
     for name in spec.names[:-1]:
         observed |= np.isfinite(out[name]).reshape(b, -1).any(axis=1)

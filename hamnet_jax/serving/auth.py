@@ -16,22 +16,23 @@ import grpc
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 
 
-class BearerTokenInterceptor(grpc.ServerInterceptor):
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("the bearer token is empty")
         self._expected = f"Bearer {token}".encode()
 
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (authorization metadata)")
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token (authorization metadata)")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
-    def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
         if handler_call_details.method.startswith(OPEN_SERVICES):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = str(metadata.get("authorization", "")).encode()
         if hmac.compare_digest(given, self._expected):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         return self._deny

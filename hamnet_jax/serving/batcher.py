@@ -1,9 +1,11 @@
 """Server-side dynamic batching: concurrent requests to one model run as one batch.
 
-Handler threads submit validated requests (any number of subjects each); one worker
-thread takes the oldest, then keeps gathering until the batch reaches `max_batch`
-subjects, reaches one of `preferred_sizes`, or `max_queue_delay_us` has passed since the
-oldest arrived; it runs the predictor once and hands each request its rows. The queue is
+Handlers submit validated requests (any number of subjects each); one worker thread
+waits until `max_batch` subjects are queued or the oldest request has waited
+`max_queue_delay_us`, takes the oldest requests that fit `max_batch` (cut back to the
+largest of `preferred_sizes` they reach: sizes the predictor runs without padding),
+runs the predictor once and hands each request its rows. Under load, requests queue
+while a batch runs, so batches form without any delay (`max_queue_delay_us` 0). The queue is
 bounded: beyond `max_queue` waiting requests `submit` raises `QueueFull` at once
 (RESOURCE_EXHAUSTED to the client) instead of letting latency grow without limit.
 """
@@ -36,6 +38,7 @@ class DynamicBatcher:
         self._queue: collections.deque[tuple[dict[str, np.ndarray], int, float, Future]] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._rows = 0  # subjects waiting
         self.batches = 0  # executions, and subjects per execution (for metrics)
         self.batch_subjects: collections.Counter[int] = collections.Counter()
         self._worker = threading.Thread(target=self._run, name="hamnet-batcher", daemon=True)
@@ -55,6 +58,7 @@ class DynamicBatcher:
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"the batch queue holds {self.max_queue} requests already; retry later")
             self._queue.append((arrays, rows, time.perf_counter(), future))
+            self._rows += rows
             self._cv.notify()
         return future
 
@@ -66,26 +70,29 @@ class DynamicBatcher:
         self._worker.join()
 
     def _take(self) -> list[tuple[dict[str, np.ndarray], int, float, Future]]:
+        """The next batch: once `max_batch` subjects wait or the oldest request has waited
+        `max_queue_delay_us`, the oldest requests that fit `max_batch`, cut back to the
+        largest preferred size they reach (Triton's dynamic batcher does the same)."""
         with self._cv:
             while not self._queue and not self._closed:
                 self._cv.wait()
             if not self._queue:
                 return []
-            batch = [self._queue.popleft()]
-            rows = batch[0][1]
-            deadline = batch[0][2] + self.delay_s
-            while rows < self.max_batch and rows not in self.preferred:
-                if self._queue and rows + self._queue[0][1] <= self.max_batch:
-                    item = self._queue.popleft()
-                    batch.append(item)
-                    rows += item[1]
-                    continue
-                if self._queue:  # the next request would overflow the batch
-                    break
+            deadline = self._queue[0][2] + self.delay_s
+            while self._rows < self.max_batch and not self._closed:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._closed:
+                if remaining <= 0:
                     break
                 self._cv.wait(remaining)
+            count = rows = preferred = 0
+            for item in self._queue:
+                if count and rows + item[1] > self.max_batch:
+                    break  # (a request larger than max_batch runs alone, in chunks)
+                count, rows = count + 1, rows + item[1]
+                if rows in self.preferred:
+                    preferred = count
+            batch = [self._queue.popleft() for _ in range(preferred or count)]
+            self._rows -= sum(item[1] for item in batch)
             return batch
 
     def _run(self) -> None:

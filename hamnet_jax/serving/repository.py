@@ -17,9 +17,12 @@ first real request does not pay for compilation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,18 +91,39 @@ class ServedModel:
 
     def predict(self, arrays: dict[str, Any]) -> dict[str, Any]:
         """Checked prediction (`InputError` names the input and row); statistics recorded."""
-        started = time.perf_counter_ns()
-        try:
+        with self._recorded() as record:
             checked = self.predictor.validate(arrays)
             out = (self.batcher.submit(checked).result() if self.batcher is not None
                    else self.predictor.run_validated(checked))
+            record(out)
+        return out
+
+    async def predict_async(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """`predict` for an event loop: checked on the loop, computed by the batcher's
+        worker or in the loop's executor, so the loop keeps taking requests meanwhile."""
+        with self._recorded() as record:
+            checked = self.predictor.validate(arrays)
+            if self.batcher is not None:
+                out = await asyncio.wrap_future(self.batcher.submit(checked))
+            else:
+                out = await asyncio.get_running_loop().run_in_executor(None, self.predictor.run_validated, checked)
+            record(out)
+        return out
+
+    @contextlib.contextmanager
+    def _recorded(self) -> Iterator[Callable[[dict[str, Any]], None]]:
+        """Statistics of one call: success with its subject count when `record(out)` was
+        called, failure when the block raised."""
+        started = time.perf_counter_ns()
+        subjects: list[int] = []
+        try:
+            yield lambda out: subjects.append(len(next(iter(out.values()))))
         except Exception:
             with self.lock:
                 self.stats.record(0, started, False)
             raise
         with self.lock:
-            self.stats.record(len(next(iter(out.values()))), started, True)
-        return out
+            self.stats.record(subjects[0], started, True)
 
 
 def inference_options(model_dir: Path, default: InferenceSection | None) -> InferenceSection:

@@ -10,6 +10,7 @@ NOT_FOUND for an unknown model); a handler never lets an exception through.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.serving.batcher import QueueFull
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository, ServedModel
+from hamnet_jax.serving.request_log import REQUEST_ID_KEY, RequestLog, request_id
 from hamnet_jax.serving.tensors import TensorError, decode_inputs, encode_outputs
 
 log = logging.getLogger("hamnet_jax.serving")
@@ -31,53 +33,64 @@ SERVER_NAME = "hamnet-jax"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy"]
 
 
+def _status_of(err: Exception) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status (and message) a handler's exception is answered with."""
+    if isinstance(err, (TensorError, InputError)):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(err)
+    if isinstance(err, KeyError):
+        return grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found"
+    if isinstance(err, QueueFull):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)
+    return grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"
+
+
 def _guarded(fn: Callable) -> Callable:
     """Map errors to status codes; anything unexpected is INTERNAL, logged, never a crash.
-    ModelInfer calls are counted (and timed) by status in the server's metrics."""
+    ModelInfer calls get a request id (the response's `id`; the `hamnet-request-id`
+    trailer of an error) and are counted, timed and logged (serving/request_log.py)."""
+    infer = fn.__name__ == "ModelInfer"
 
-    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        started, status, version = time.perf_counter(), "OK", getattr(request, "model_version", "")
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started, code, message = time.perf_counter(), grpc.StatusCode.OK, ""
+        version = getattr(request, "model_version", "")
+        rid = request_id(request) if infer else ""
         try:
-            response = fn(self, request, context)
+            response = await (fn(self, request, rid) if infer else fn(self, request))
             version = getattr(response, "model_version", version)
             return response
-        except (TensorError, InputError) as err:
-            status = "INVALID_ARGUMENT"
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        except KeyError as err:
-            status = "NOT_FOUND"
-            context.abort(grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found")
-        except QueueFull as err:
-            status = "RESOURCE_EXHAUSTED"
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
-        except Exception as err:  # a server bug: answer, log, keep serving
-            status = "INTERNAL"
-            log.exception("unexpected error in %s", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+        except Exception as err:
+            code, message = _status_of(err)
+            if code is grpc.StatusCode.INTERNAL:  # a server bug: answer, log, keep serving
+                log.exception("unexpected error in %s", fn.__name__, extra={"request_id": rid})
         finally:
-            if self.metrics is not None and fn.__name__ == "ModelInfer":
-                self.metrics.observe(request.model_name, version, status, time.perf_counter() - started)
+            if infer:
+                self.requests.finished(rid, request, version, code, time.perf_counter() - started, message)
+        if infer:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+        await context.abort(code, message)
 
     handler.__name__ = fn.__name__
     return handler
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None) -> None:
+    def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None,
+                 access_log: bool = True) -> None:
         self.repository, self.version, self.metrics = repository, version, metrics
+        self.requests = RequestLog(metrics, access_log)
         self.shutting_down = False
 
     # -- health and metadata ---------------------------------------------------------------
     @_guarded
-    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerLive(self, request: Any) -> Any:
         return pb.ServerLiveResponse(live=True)
 
     @_guarded
-    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerReady(self, request: Any) -> Any:
         return pb.ServerReadyResponse(ready=not self.shutting_down and bool(self.repository.loaded()))
 
     @_guarded
-    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelReady(self, request: Any) -> Any:
         try:
             self.repository.get(request.name, request.version)
         except KeyError:
@@ -85,11 +98,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=not self.shutting_down)
 
     @_guarded
-    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerMetadata(self, request: Any) -> Any:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=self.version, extensions=EXTENSIONS)
 
     @_guarded
-    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelMetadata(self, request: Any) -> Any:
         model = self.repository.get(request.name, request.version)
         versions = sorted((m.version for m in self.repository.loaded() if m.name == model.name), key=int)
         response = pb.ModelMetadataResponse(name=model.name, versions=versions, platform=model.platform)
@@ -100,13 +113,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     @_guarded
-    def ModelConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelConfig(self, request: Any) -> Any:
         model = self.repository.get(request.name, request.version)
         return pb.ModelConfigResponse(config=model_config(model))
 
     # -- inference -----------------------------------------------------------------------
     @_guarded
-    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelInfer(self, request: Any, rid: str) -> Any:
         parameters = {k: _parameter(v) for k, v in request.parameters.items()}
         model = self.repository.route(request.model_name, request.model_version, parameters)
         for tensor in request.inputs:
@@ -119,14 +132,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if unknown:
             raise InputError(f"requested output(s) {unknown} do not exist; the model has "
                              f"{list(model.predictor.output_names)}")
-        outputs = model.predict(arrays)
-        response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
+        outputs = await model.predict_async(arrays)
+        response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=rid)
         encode_outputs(response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None)
         return response
 
     # -- statistics and repository ---------------------------------------------------------
     @_guarded
-    def ModelStatistics(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelStatistics(self, request: Any) -> Any:
         models = [m for m in self.repository.loaded()
                   if (not request.name or m.name == request.name) and (not request.version or
                                                                         m.version == request.version)]
@@ -144,7 +157,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     @_guarded
-    def RepositoryIndex(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def RepositoryIndex(self, request: Any) -> Any:
         response = pb.RepositoryIndexResponse()
         loaded = {(m.name, m.version) for m in self.repository.loaded()}
         for name, versions in self.repository.available().items():
@@ -157,12 +170,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     @_guarded
-    def RepositoryModelLoad(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.repository.load(request.model_name)
+    async def RepositoryModelLoad(self, request: Any) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, self.repository.load, request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_guarded
-    def RepositoryModelUnload(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def RepositoryModelUnload(self, request: Any) -> Any:
         self.repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 

@@ -31,7 +31,8 @@ class TensorError(ValueError):
 
 
 def decode_inputs(request: Any) -> dict[str, np.ndarray]:
-    """The request's inputs as numpy arrays (copies), checked for datatype and size."""
+    """The request's inputs as numpy arrays, checked for datatype and size (raw inputs are
+    read-only views of the request's bytes: the model's validation copies them anyway)."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise TensorError(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
@@ -55,7 +56,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
             if len(data) != count * dtype.itemsize:
                 raise TensorError(f"input {name!r}: {len(data)} bytes of raw_input_contents, shape {list(shape)} "
                                   f"of {tensor.datatype} needs {count * dtype.itemsize}")
-            out[name] = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+            out[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
             continue
         field = CONTENT_FIELD.get(tensor.datatype)
         values = getattr(tensor.contents, field) if field else []

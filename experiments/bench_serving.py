@@ -1,0 +1,210 @@
+"""Serving benchmark: the gRPC service under closed-loop load, fuzzing, and ONNX Runtime alone.
+
+    python experiments/bench_serving.py [--work runs/main] [--duration 10] [--fuzz 10000]
+                                        [--out experiments/results/bench_serving.json]
+
+Needs the standard-tier run `<work>/fp32` and its distilled student `<work>/student-0.25`
+(see experiments/bench_inference.py); their raw-input ONNX exports are taken from
+`<work>/bench_inference/` (written by bench_inference.py) or exported here.
+
+A model repository is built in a temporary directory: the standard tier at fp32 (the
+must-hold), and the compressed models (dynamic int8, the 0.25x student at fp32 and
+dynamic int8) as further models, all with the onnxruntime backend, one intra-op thread,
+batch size 32, dynamic batching without a queue delay. `hamnet serve` runs it as its own
+process (access log on, as deployed); the load generator (serving/loadtest.py) runs in
+this process on the same 2 cores, one subject per request. For each model, the same run
+first times ONNX Runtime alone on the same graph (batch 1 latency, batch 32 throughput,
+one thread): the service's fraction of that ceiling is reported. Then 10,000 malformed
+requests (serving/fuzz.py): every one must get an error status, the server must stay up,
+and its resident memory is read after each half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
+from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
+from hamnet_jax.inference.predictors import OnnxPredictor  # noqa: E402
+from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
+from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
+from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.serving.fuzz import malformed_requests  # noqa: E402
+from hamnet_jax.serving.loadtest import format_table, run_level, serialized, statuses  # noqa: E402
+
+# served model -> (run under --work, export precision)
+MODELS = {"standard-fp32": ("fp32", "fp32"), "standard-int8-dynamic": ("fp32", "int8-dynamic"),
+          "student-fp32": ("student-0.25", "fp32"), "student-int8-dynamic": ("student-0.25", "int8-dynamic")}
+EXPORT_NAMES = {"fp32": "standard", "student-0.25": "student"}
+MAIN = "standard-fp32"
+BATCH = 32
+TARGETS = {"throughput_32": 1200.0, "p95_ms_32": 40.0, "p50_ms_1": 1.5}
+
+
+def build_repository(work: Path, root: Path) -> dict[str, Path]:
+    """<root>/<model>/1/: the run's files linked, `model.onnx` its export; inference.yaml."""
+    graphs = {}
+    for name, (run_name, precision) in MODELS.items():
+        run_dir = work / run_name
+        graph = work / "bench_inference" / f"{EXPORT_NAMES[run_name]}-{precision}.onnx"
+        if not graph.exists():
+            export_run_onnx(RawModel.from_run(load_run(run_dir), 0), graph, precision)
+        version = root / name / "1"
+        version.mkdir(parents=True)
+        for item in run_dir.iterdir():
+            (version / item.name).symlink_to(item.resolve())
+        (version / "model.onnx").symlink_to(graph.resolve())
+        (version / "model.onnx.json").symlink_to(Path(f"{graph}.json").resolve())
+        options = {"backend": "onnxruntime", "precision_mode": precision, "batch_size": BATCH,
+                   "dynamic_batching": True, "max_queue_delay_us": 0, "intra_op_threads": 1,
+                   "inter_op_threads": 1, "mc_samples": 0}
+        (root / name / "inference.yaml").write_text(yaml.safe_dump({"inference": options}))
+        graphs[name] = graph
+    return graphs
+
+
+def ceiling(graph: Path, raw: RawModel) -> dict[str, float]:
+    """ONNX Runtime alone on one thread, batch sizes fixed as the server runs them."""
+    predictor = OnnxPredictor(graph, raw.spec, 1, 1, max_batch=BATCH, buckets=(1, BATCH))
+    request = random_raw(raw.spec, raw.preprocessor, BATCH, seed=1)
+    p50_1, _ = request_latency_ms(predictor, request, 1, reps=300)
+    p50_32, _ = request_latency_ms(predictor, request, BATCH, reps=60)
+    return {"ort_p50_ms_b1": p50_1, "ort_p50_ms_b32": p50_32, "ort_throughput_b32": BATCH / p50_32 * 1e3}
+
+
+def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "hamnet_jax.cli", "serve", "--repository", str(root), "--port", "0",
+               "--metrics-port", "-1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+                               env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    line = process.stdout.readline()
+    found = re.search(r" on ([\d.]+:\d+) \(KServe", line)
+    if not found:
+        process.kill()
+        raise RuntimeError(f"hamnet serve did not start: {line!r}; see {log}:\n{log.read_text()[-2000:]}")
+    return process, found.group(1)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sweep_model(url: str, pid: int, name: str, raw: RawModel, levels: list[int], duration: float) -> list[dict]:
+    requests = [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)]
+    payloads = serialized(name, requests)
+    rows = []
+    for level in levels:
+        cpu = cpu_seconds(pid)
+        row = run_level(url, payloads, level, duration)
+        row["server_cpu_ms_per_request"] = (cpu_seconds(pid) - cpu) * 1e3 / max(row["requests"], 1)
+        rows.append({"model": name, **row})
+        print(f"{name} x{level}: {row['throughput']:,.0f} infer/s, p50 {row['p50_ms']:.2f} ms, "
+              f"p95 {row['p95_ms']:.2f} ms, errors {row['errors']}", flush=True)
+    return rows
+
+
+def fuzz(url: str, pid: int, raw: RawModel, count: int) -> dict:
+    valid = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
+    cases = malformed_requests(valid, MAIN, count, seed=0)
+    half = len(cases) // 2
+    rss = [rss_mb(pid)]
+    codes: list[str] = []
+    started = time.perf_counter()
+    for part in (cases[:half], cases[half:]):
+        codes += statuses(url, [c[1] for c in part], concurrency=8)
+        rss.append(rss_mb(pid))
+    by_code: dict[str, int] = {}
+    ok_mutations = sorted({name for (name, _), code in zip(cases, codes) if code == "OK"})
+    for code in codes:
+        by_code[code] = by_code.get(code, 0) + 1
+    alive = statuses(url, serialized(MAIN, [valid]), concurrency=1) == ["OK"]
+    return {"requests": len(cases), "seconds": time.perf_counter() - started, "status_counts": by_code,
+            "answered_ok": by_code.get("OK", 0), "mutations_answered_ok": ok_mutations,
+            "server_alive_after": alive and Path(f"/proc/{pid}").exists(),
+            "rss_mb_before": rss[0], "rss_mb_after_half": rss[1], "rss_mb_after": rss[2]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="runs/main")
+    parser.add_argument("--out", default="experiments/results/bench_serving.json")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency level")
+    parser.add_argument("--levels", default="1,8,32,64")
+    parser.add_argument("--fuzz", type=int, default=10_000, help="malformed requests")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"served models, of {list(MODELS)}")
+    args = parser.parse_args()
+    work, levels = Path(args.work), [int(x) for x in args.levels.split(",")]
+    names = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; expected some of {list(MODELS)}")
+    raws = {name: RawModel.from_run(load_run(work / MODELS[name][0]), 0) for name in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "repository"
+        graphs = build_repository(work, root)
+        for name in set(MODELS) - set(names):
+            for path in sorted((root / name).rglob("*"), reverse=True):
+                path.unlink() if path.is_symlink() or path.is_file() else path.rmdir()
+            (root / name).rmdir()
+        alone = {name: ceiling(graphs[name], raws[name]) for name in names}
+        process, url = start_server(root, Path(tmp) / "server.log")
+        try:
+            rows = [r for name in names for r in sweep_model(url, process.pid, name, raws[name], levels,
+                                                            args.duration)]
+            fuzzed = fuzz(url, process.pid, raws[MAIN], args.fuzz) if MAIN in names and args.fuzz else None
+        finally:
+            process.terminate()
+            process.wait(30)
+    for row in rows:
+        a = alone[row["model"]]
+        row["fraction_of_ort_throughput_b32"] = row["throughput"] / a["ort_throughput_b32"]
+        row["ort_p50_ms_b1"] = a["ort_p50_ms_b1"]
+    main_rows = {r["concurrency"]: r for r in rows if r["model"] == MAIN}
+    checks = {}
+    if 32 in main_rows:
+        checks["throughput_32"] = main_rows[32]["throughput"]
+        checks["p95_ms_32"] = main_rows[32]["p95_ms"]
+        checks["errors_32"] = main_rows[32]["errors"]
+    if 1 in main_rows:
+        checks["p50_ms_1"] = main_rows[1]["p50_ms"]
+    result = {"cpu_count": os.cpu_count(), "batch_size": BATCH, "duration_s": args.duration,
+              "subjects_per_request": 1, "request_bytes": len(serialized(MAIN, [random_raw(
+                  raws[names[0]].spec, raws[names[0]].preprocessor, 1, seed=0)])[0]),
+              "ort_alone": alone, "rows": rows, "fuzz": fuzzed, "targets": TARGETS, "measured": checks}
+    write_json_atomic(args.out, result)
+    for name in names:
+        a = alone[name]
+        print(f"\n{name}: ONNX Runtime alone {a['ort_p50_ms_b1']:.2f} ms at batch 1, "
+              f"{a['ort_throughput_b32']:,.0f} inferences/s at batch 32 (one thread)")
+        print(format_table([r for r in rows if r["model"] == name]))
+    if fuzzed:
+        print(f"\nfuzz: {fuzzed['requests']} malformed requests -> {fuzzed['status_counts']}; server alive: "
+              f"{fuzzed['server_alive_after']}; RSS {fuzzed['rss_mb_before']:.0f} -> "
+              f"{fuzzed['rss_mb_after_half']:.0f} -> {fuzzed['rss_mb_after']:.0f} MB")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""What the server records about each ModelInfer call: a request id, a JSON log line, the
+Prometheus count and latency.
+
+The request id is the request's own `id` (KServe V2), or one the server makes up; it is
+echoed in the response's `id` and, for failed calls too, in the `hamnet-request-id`
+trailing metadata, so a client's error can be found in the server's log. Log lines are
+one JSON object each (`JsonFormatter`), what log collectors (Loki, Cloud Logging, ELK)
+parse without configuration; the per-request line is INFO on the
+`hamnet_jax.serving.requests` logger, so `--log-level warning` or `access_log=False`
+turns it off without touching error logs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import logging
+import uuid
+from typing import Any
+
+import grpc
+
+from hamnet_jax.serving.metrics import ServingMetrics
+
+REQUEST_ID_KEY = "hamnet-request-id"
+access_log = logging.getLogger("hamnet_jax.serving.requests")
+# LogRecord attributes every record has; anything else was passed in `extra` and is logged
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the
+    `extra` fields, and the traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        out.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def use_json_logs(level: str = "INFO") -> None:
+    """Route every log record of the process through `JsonFormatter` on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+_PREFIX = uuid.uuid4().hex[:12]  # this server process
+_counter = itertools.count(1)
+
+
+def request_id(request: Any) -> str:
+    """The request's own id, else `<server process>-<sequence number>` (unique across
+    restarts and replicas, and cheaper than a uuid per call)."""
+    return getattr(request, "id", "") or f"{_PREFIX}-{next(_counter)}"
+
+
+class RequestLog:
+    """Per-call bookkeeping for the servicer; `metrics` may be None (no metrics port)."""
+
+    def __init__(self, metrics: ServingMetrics | None = None, enabled: bool = True) -> None:
+        self.metrics, self.enabled = metrics, enabled
+
+    def finished(self, rid: str, request: Any, version: str, code: grpc.StatusCode, seconds: float,
+                 message: str = "") -> None:
+        status = code.name
+        if self.metrics is not None:
+            self.metrics.observe(request.model_name, version, status, seconds)
+        if self.enabled and access_log.isEnabledFor(logging.INFO):
+            subjects = int(request.inputs[0].shape[0]) if request.inputs and request.inputs[0].shape else 0
+            extra = {"request_id": rid, "model": request.model_name, "version": version, "status": status,
+                     "latency_ms": round(seconds * 1e3, 3), "subjects": subjects}
+            if message:
+                extra["error"] = message
+            access_log.info("ModelInfer", extra=extra)
