@@ -33,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
@@ -136,7 +135,7 @@ def fuzz(url: str, pid: int, raw: RawModel, count: int) -> dict:
         codes += statuses(url, [c[1] for c in part], concurrency=8)
         rss.append(rss_mb(pid))
     by_code: dict[str, int] = {}
-    ok_mutations = sorted({name for (name, _), code in zip(cases, codes) if code == "OK"})
+    ok_mutations = sorted({name for (name, _), code in zip(cases, codes, strict=True) if code == "OK"})
     for code in codes:
         by_code[code] = by_code.get(code, 0) + 1
     alive = statuses(url, serialized(MAIN, [valid]), concurrency=1) == ["OK"]

@@ -119,8 +119,9 @@ class JaxPredictor(Predictor):
 
 def onnx_session(path: str | os.PathLike | bytes, intra_op_threads: int = 0, inter_op_threads: int = 0,
                  optimization_level: str = "all", providers: Sequence[str] = ("cpu",)) -> Any:
-    """An ONNX Runtime session of a file (or serialized graph) (threads 0 = ONNX Runtime's default; optimization level one
-    of `ONNX_LEVELS`; providers from `ONNX_PROVIDERS`, in order of preference)."""
+    """An ONNX Runtime session of a file or a serialized graph (threads 0 = ONNX Runtime's
+    default; optimization level one of `ONNX_LEVELS`; providers from `ONNX_PROVIDERS`, in
+    order of preference)."""
     import onnxruntime as ort
 
     levels = dict(zip(ONNX_LEVELS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -144,7 +145,8 @@ def onnx_session(path: str | os.PathLike | bytes, intra_op_threads: int = 0, int
     options.intra_op_num_threads = int(intra_op_threads)
     options.inter_op_num_threads = int(inter_op_threads)
     options.graph_optimization_level = levels[optimization_level]
-    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=[ONNX_PROVIDERS[p] for p in providers])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                providers=[ONNX_PROVIDERS[p] for p in providers])
 
 
 def with_batch_size(model: Any, batch: int) -> bytes:

@@ -28,6 +28,10 @@ class QueueFull(RuntimeError):
     """The batcher's queue holds `max_queue` requests already."""
 
 
+class BatcherClosed(QueueFull):
+    """The batcher was closed (its model version unloaded or replaced by a reload)."""
+
+
 class DynamicBatcher:
     def __init__(self, predictor: Predictor, max_batch: int, max_queue_delay_us: int = 500,
                  preferred_sizes: Sequence[int] = (), max_queue: int = 1024) -> None:
@@ -54,7 +58,7 @@ class DynamicBatcher:
         rows = int(next(iter(arrays.values())).shape[0])
         with self._cv:
             if self._closed:
-                raise QueueFull("the model is shutting down")
+                raise BatcherClosed("the model version was unloaded or replaced")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"the batch queue holds {self.max_queue} requests already; retry later")
             self._queue.append((arrays, rows, time.perf_counter(), future))
@@ -92,7 +96,10 @@ class DynamicBatcher:
                 if rows in self.preferred:
                     preferred = count
             batch = [self._queue.popleft() for _ in range(preferred or count)]
-            self._rows -= sum(item[1] for item in batch)
+            rows = sum(item[1] for item in batch)
+            self._rows -= rows
+            self.batches += 1
+            self.batch_subjects[rows] += 1
             return batch
 
     def _run(self) -> None:
@@ -100,19 +107,29 @@ class DynamicBatcher:
             batch = self._take()
             if not batch:
                 return
-            arrays = {k: np.concatenate([item[0][k] for item in batch]) for k in batch[0][0]}
             try:
-                out = self.predictor.run_validated(arrays)
+                out = self.predictor.run_validated(self._stacked(batch))
             except Exception as err:  # every waiting request gets the error; the worker lives on
                 for item in batch:
                     item[3].set_exception(err)
                 continue
-            self.batches += 1
-            self.batch_subjects[len(next(iter(out.values())))] += 1
             start = 0
             for item in batch:
                 item[3].set_result({k: v[start:start + item[1]] for k, v in out.items()})
                 start += item[1]
+
+    def _stacked(self, batch: list) -> dict[str, np.ndarray]:
+        """The requests' rows in one array per input, already padded to the predictor's
+        bucket with copies of the first row (one copy instead of concatenate, then pad)."""
+        rows = sum(item[1] for item in batch)
+        pad = self.predictor.bucket(rows) - rows if rows <= self.predictor.max_batch else 0
+        out = {}
+        for k, first in batch[0][0].items():
+            parts = [item[0][k] for item in batch]
+            if pad > 0:
+                parts.append(np.broadcast_to(first[:1], (pad,) + first.shape[1:]))
+            out[k] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {"queue_depth": self.depth, "batches": self.batches, "batch_subjects": dict(self.batch_subjects)}

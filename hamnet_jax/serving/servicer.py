@@ -22,7 +22,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.serving.batcher import QueueFull
+from hamnet_jax.serving.batcher import BatcherClosed, QueueFull
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository, ServedModel
 from hamnet_jax.serving.request_log import REQUEST_ID_KEY, RequestLog, request_id
@@ -132,7 +132,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if unknown:
             raise InputError(f"requested output(s) {unknown} do not exist; the model has "
                              f"{list(model.predictor.output_names)}")
-        outputs = await model.predict_async(arrays)
+        try:
+            outputs = await model.predict_async(arrays)
+        except BatcherClosed:  # a reload swapped the version out after routing: its successor answers
+            model = self.repository.route(request.model_name, request.model_version, parameters)
+            outputs = await model.predict_async(arrays)
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=rid)
         encode_outputs(response, outputs, raw=bool(request.raw_input_contents), wanted=wanted or None)
         return response

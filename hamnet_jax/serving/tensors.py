@@ -9,6 +9,7 @@ form the request used (raw bytes for raw requests, typed contents otherwise).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
         shape = tuple(int(d) for d in tensor.shape)
         if any(d < 0 for d in shape):
             raise TensorError(f"input {name!r}: shape {list(shape)} has a negative dimension")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if count > 1 << 28:
             raise TensorError(f"input {name!r}: shape {list(shape)} is too large")
         if raw:
