@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 RANKS = {
     "errors": 0, "io_atomic": 0, "modalities": 0,
     "data": 1, "models": 2, "config": 3, "transforms": 4, "inference": 5, "export": 6, "run_dir": 7,
-    "evaluation": 8, "training": 9, "compression": 10, "search": 11, "monitoring": 11, "bench": 11, "serving": 11,
+    "evaluation": 8, "training": 9, "compression": 10,
+    "search": 11, "monitoring": 11, "bench": 11, "serving": 11, "deployment": 11,
     "optimization": 12, "pipeline": 13, "cli": 14, "__init__": 14,
 }
 

@@ -253,21 +253,32 @@ def test_health_reflection_and_repository_control(server, client):
 
 
 def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    import json
+    import socket
+
+    from hamnet_jax.serving import probe
+
+    with socket.socket() as s:  # a free port, given the way a container gives it: HAMNET_API_PORT
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HAMNET_API_PORT": str(port)}
     config = tmp_path / "serve.yaml"
     config.write_text("inference:\n  batch_size: 4\n")  # buckets 1, 2, 4: a short warm-up
-    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run),
                              "--metrics-port", "0", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
-        assert line.startswith("serving hamnet/1 (jax) on 127.0.0.1:"), (line, proc.stderr.read())
-        port = int(line.split("127.0.0.1:")[1].split()[0])
+        assert line.startswith(f"serving hamnet/1 (jax) on 127.0.0.1:{port} "), (line, proc.stderr.read())
         c = tc.InferenceServerClient(f"127.0.0.1:{port}")
         assert c.is_server_live() and c.is_model_ready("hamnet")
         c.close()
+        assert probe.main(["--port", str(port)]) == 0  # the image's HEALTHCHECK
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+        assert probe.main(["--port", str(port), "--timeout", "1"]) == 1
+        logs = [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
+        assert any(x["logger"] == "hamnet_jax.serving" and "serving" in x["message"] for x in logs)  # JSON logs
     finally:
         if proc.poll() is None:
             proc.kill()

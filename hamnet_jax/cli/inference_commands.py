@@ -136,6 +136,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.stop(args.grace)
 
 
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from hamnet_jax.optimization.deployment import HAMNetDeploymentManager
+
+    config = _setup(args)
+    manager = HAMNetDeploymentManager(None, config.section("deployment"), args.out, config.section("inference"))
+    written = [manager.generate_dockerfile(), *manager.generate_kubernetes_manifests().values()]
+    print("wrote " + ", ".join(str(p) for p in written))
+    target = "gpu" if manager.config.gpus else "cpu"
+    print(f"build: docker build -f {Path(args.out) / 'Dockerfile'} --target {target} "
+          f"--build-arg MODEL_REPOSITORY={args.repository} -t {manager.config.image} .")
+    if args.apply:
+        manager.deploy(args.repository)
+
+
 def cmd_loadtest(args: argparse.Namespace) -> None:
     from hamnet_jax.io_atomic import write_json_atomic
     from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
@@ -205,6 +219,16 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     v.add_argument("--tls-key", help="PEM private key of --tls-cert")
     v.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("deploy", help="Dockerfile, Kubernetes manifests and a KServe InferenceService from the "
+                                      "deployment: section (checked); --apply deploys to deployment.environment")
+    d.add_argument("--config", help="hamnet_config.yaml: its deployment (and inference) sections")
+    d.add_argument("--out", default="deploy", help="directory for Dockerfile, kubernetes.yaml, kserve.yaml")
+    d.add_argument("--repository", default="model_repository",
+                   help="the model repository the image serves (a directory of the build context)")
+    d.add_argument("--apply", action="store_true",
+                   help="then deploy: local serves here; docker builds and runs; kubernetes / cloud kubectl apply")
+    d.set_defaults(func=cmd_deploy)
 
     lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
     lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from hamnet_jax.config.schema import Bool, Fraction, NonNegativeInt, Port, PositiveInt, section, set_field
 from hamnet_jax.config.strategies import PrecisionMode, resolve_training_options
@@ -209,12 +209,23 @@ class DeploymentSection:
     enable_monitoring: Bool = False
     min_instances: PositiveInt = 1
     max_instances: PositiveInt = 1
+    # this version's: what the generated Dockerfile and manifests need (hamnet_jax/deployment)
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "hamnet"
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "default"
+    image: Annotated[str, Field(min_length=1)] = "hamnet-jax:latest"
+    metrics_port: Port = 8002
+    cpu: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$")] = "2"
+    memory: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")] = "4Gi"
+    gpus: NonNegativeInt = 0
+    target_cpu_utilization: Annotated[StrictInt, Field(ge=1, le=100)] = 70
 
     @model_validator(mode="after")
     def _instances(self) -> DeploymentSection:
         if self.max_instances < self.min_instances:
             raise ValueError(f"deployment.max_instances ({self.max_instances}) is below deployment.min_instances "
                              f"({self.min_instances})")
+        if self.metrics_port == self.api_port:
+            raise ValueError(f"deployment.metrics_port and deployment.api_port are both {self.api_port}")
         return self
 
 

@@ -1,0 +1,186 @@
+"""Kubernetes manifests of the gRPC service, and a KServe InferenceService, from `deployment:`.
+
+`manifests(section)` returns the objects as dicts, `to_yaml` one multi-document YAML:
+
+* Deployment   the serving container (`dockerfile.serve_command`, HAMNET_API_* env),
+               CPU / memory (and `nvidia.com/gpu`) requests and limits, the kubelet's
+               native gRPC liveness / readiness / startup probes on the API port (they call
+               `grpc.health.v1`, which the server answers without a token), a preStop pause
+               and a termination grace period longer than the server's drain;
+* Service      ClusterIP, `grpc` port (appProtocol grpc) and, with monitoring, `metrics`;
+* HorizontalPodAutoscaler (mode auto_scaling) min_instances..max_instances on CPU;
+* PodDisruptionBudget (more than one replica possible): one pod down at a time.
+
+`inference_service(section)` is the KServe (serving.kserve.io/v1beta1) custom-predictor
+form for clusters that run KServe. `check_manifests` validates what is generated: the
+fields Kubernetes requires, selectors that match the pod labels, probe and Service ports
+that are the port the server listens on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from hamnet_jax.config.sections import DeploymentSection
+from hamnet_jax.deployment.dockerfile import container_env, serve_command
+from hamnet_jax.errors import InputError
+
+DRAIN_SECONDS = 10  # `hamnet serve --grace` default: in-flight calls get this long at SIGTERM
+
+
+def _labels(section: DeploymentSection) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "hamnet-jax", "app.kubernetes.io/instance": section.name}
+
+
+def _meta(section: DeploymentSection, **extra: Any) -> dict[str, Any]:
+    return {"name": section.name, "namespace": section.namespace, "labels": _labels(section), **extra}
+
+
+def replicas(section: DeploymentSection) -> int:
+    """single: 1; load_balanced: max_instances, fixed; auto_scaling: min_instances to start."""
+    return {"single": 1, "load_balanced": section.max_instances, "auto_scaling": section.min_instances}[section.mode]
+
+
+def container(section: DeploymentSection) -> dict[str, Any]:
+    resources: dict[str, dict[str, str]] = {"requests": {"cpu": section.cpu, "memory": section.memory},
+                                            "limits": {"memory": section.memory}}
+    if section.gpus:
+        resources["requests"]["nvidia.com/gpu"] = resources["limits"]["nvidia.com/gpu"] = str(section.gpus)
+    ports = [{"name": "grpc", "containerPort": section.api_port, "protocol": "TCP"}]
+    if section.enable_monitoring:
+        ports.append({"name": "metrics", "containerPort": section.metrics_port, "protocol": "TCP"})
+
+    def probe(failures: int) -> dict[str, Any]:
+        return {"grpc": {"port": section.api_port}, "periodSeconds": 10, "timeoutSeconds": 3,
+                "failureThreshold": failures}
+
+    return {
+        "name": "hamnet", "image": section.image, "imagePullPolicy": "IfNotPresent",
+        "command": serve_command(section), "env": [{"name": k, "value": v} for k, v in container_env(section).items()],
+        "ports": ports, "resources": resources,
+        # model loading and warm-up may take minutes: the startup probe holds the others off
+        "startupProbe": probe(30), "readinessProbe": probe(1), "livenessProbe": probe(3),
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},  # endpoints drop the pod before SIGTERM
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def manifests(section: DeploymentSection) -> list[dict[str, Any]]:
+    labels = _labels(section)
+    annotations = ({"prometheus.io/scrape": "true", "prometheus.io/port": str(section.metrics_port),
+                    "prometheus.io/path": "/metrics"} if section.enable_monitoring else {})
+    pod = {"metadata": {"labels": labels, "annotations": annotations},
+           "spec": {"containers": [container(section)], "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "terminationGracePeriodSeconds": DRAIN_SECONDS + 20}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(section),
+                  "spec": {"replicas": replicas(section), "selector": {"matchLabels": labels}, "template": pod,
+                           "strategy": {"type": "RollingUpdate",
+                                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}
+    ports = [{"name": "grpc", "port": section.api_port, "targetPort": "grpc", "protocol": "TCP",
+              "appProtocol": "grpc"}]
+    if section.enable_monitoring:
+        ports.append({"name": "metrics", "port": section.metrics_port, "targetPort": "metrics", "protocol": "TCP"})
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(section),
+               "spec": {"type": "ClusterIP", "selector": labels, "ports": ports}}
+    out = [deployment, service]
+    if section.mode == "auto_scaling":
+        out.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(section),
+                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": section.name},
+                             "minReplicas": section.min_instances, "maxReplicas": section.max_instances,
+                             "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                                 "type": "Utilization", "averageUtilization": section.target_cpu_utilization}}}]}})
+    if section.mode != "single" and section.max_instances > 1:
+        out.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(section),
+                    "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}})
+    return out
+
+
+def inference_service(section: DeploymentSection) -> dict[str, Any]:
+    """KServe InferenceService with this image as a custom predictor speaking gRPC (h2c)."""
+    serving = container(section)
+    serving["name"] = "kserve-container"  # the name KServe routes a custom predictor's traffic to
+    serving["ports"] = [{"name": "h2c", "containerPort": section.api_port, "protocol": "TCP"}]
+    predictor: dict[str, Any] = {"minReplicas": replicas(section) if section.mode != "auto_scaling"
+                                 else section.min_instances,
+                                 "maxReplicas": section.max_instances if section.mode == "auto_scaling"
+                                 else replicas(section),
+                                 "containers": [serving], "volumes": [{"name": "tmp", "emptyDir": {}}]}
+    if section.mode == "auto_scaling":
+        predictor.update(scaleMetric="cpu", scaleTarget=section.target_cpu_utilization)
+    annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    if section.enable_monitoring:
+        annotations.update({"serving.kserve.io/enable-prometheus-scraping": "true",
+                            "prometheus.io/port": str(section.metrics_port)})
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": _meta(section, annotations=annotations), "spec": {"predictor": predictor}}
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No `&id001` anchors for repeated dicts: manifests read as written."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(documents: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(documents, Dumper=_PlainDumper, sort_keys=False)
+
+
+def _require(doc: dict[str, Any], path: str) -> Any:
+    value: Any = doc
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise InputError(f"{doc.get('kind', '?')} {doc.get('metadata', {}).get('name', '?')}: missing {path}")
+        value = value[key]
+    return value
+
+
+def check_manifests(documents: list[dict[str, Any]], section: DeploymentSection) -> None:
+    """Raise `InputError` naming the object and field when a manifest is incomplete or
+    inconsistent with the server it runs (`section.api_port`)."""
+    by_kind: dict[str, dict[str, Any]] = {}
+    for doc in documents:
+        for path in ("apiVersion", "kind", "metadata.name", "spec"):
+            _require(doc, path)
+        by_kind[doc["kind"]] = doc
+    pods = []
+    if "Deployment" in by_kind:
+        d = by_kind["Deployment"]
+        labels = _require(d, "spec.template.metadata.labels")
+        if _require(d, "spec.selector.matchLabels").items() - labels.items():
+            raise InputError("Deployment: spec.selector.matchLabels do not select the pod template's labels")
+        pods.append(("Deployment", _require(d, "spec.template.spec.containers")))
+        if "Service" in by_kind and _require(by_kind["Service"], "spec.selector").items() - labels.items():
+            raise InputError("Service: spec.selector does not select the Deployment's pods")
+    if "InferenceService" in by_kind:
+        pods.append(("InferenceService", _require(by_kind["InferenceService"], "spec.predictor.containers")))
+    for kind, containers in pods:
+        for c in containers:
+            for path in ("name", "image"):
+                _require(c, path)
+            env = {e["name"]: e["value"] for e in c.get("env", [])}
+            if env.get("HAMNET_API_PORT") != str(section.api_port):
+                raise InputError(f"{kind}: HAMNET_API_PORT is {env.get('HAMNET_API_PORT')}, the server port is "
+                                 f"{section.api_port}")
+            declared = {p["containerPort"] for p in c.get("ports", [])}
+            if section.api_port not in declared:
+                raise InputError(f"{kind}: container {c['name']} does not declare port {section.api_port}")
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                port = c.get(probe, {}).get("grpc", {}).get("port")
+                if port != section.api_port:
+                    raise InputError(f"{kind}: {probe} calls port {port}, the server listens on {section.api_port}")
+    if "Service" in by_kind:
+        named = {p["name"]: p for p in _require(by_kind["Service"], "spec.ports")}
+        if "grpc" not in named or named["grpc"]["port"] != section.api_port:
+            raise InputError(f"Service: no grpc port {section.api_port}")
+    if "HorizontalPodAutoscaler" in by_kind:
+        h = by_kind["HorizontalPodAutoscaler"]["spec"]
+        if not 1 <= h["minReplicas"] <= h["maxReplicas"]:
+            raise InputError(f"HorizontalPodAutoscaler: minReplicas {h['minReplicas']} / maxReplicas "
+                             f"{h['maxReplicas']} are not 1 <= min <= max")
+        if h["scaleTargetRef"]["name"] != by_kind.get("Deployment", {}).get("metadata", {}).get("name"):
+            raise InputError("HorizontalPodAutoscaler: scaleTargetRef does not name the Deployment")

@@ -1,0 +1,117 @@
+"""`HAMNetDeploymentManager`: the original framework's deployment facade.
+
+    from hamnet_jax.optimization.deployment import (
+        DeploymentConfig, DeploymentEnvironment, DeploymentMode, HAMNetDeploymentManager)
+
+    deploy_config = DeploymentConfig(environment=DeploymentEnvironment.KUBERNETES,
+                                     mode=DeploymentMode.AUTO_SCALING, api_port=8001,
+                                     enable_monitoring=True, min_instances=1, max_instances=5)
+    manager = HAMNetDeploymentManager(model_config, deploy_config, output_dir="deploy")
+    manager.generate_dockerfile()              # deploy/Dockerfile, deploy/Dockerfile.dockerignore
+    manager.generate_kubernetes_manifests()    # deploy/kubernetes.yaml, deploy/kserve.yaml
+    manager.deploy(repository="model_repository")
+
+`DeploymentConfig` takes the `deployment:` section's keys; the work is in `hamnet_jax.deployment` (generation and
+checks) and `hamnet_jax.serving` (the server). `deploy` acts per environment: local
+starts the server in this process (returns the running server); docker builds the image
+and runs it with the `docker` CLI; kubernetes applies the manifests with `kubectl`; cloud
+applies the KServe InferenceService with `kubectl`. A missing CLI is an error naming it.
+"""
+
+from __future__ import annotations
+
+import enum
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.config.sections import DeploymentSection, InferenceSection
+from hamnet_jax.deployment.dockerfile import dockerfile, dockerignore
+from hamnet_jax.deployment.kubernetes import check_manifests, inference_service, manifests, to_yaml
+from hamnet_jax.errors import InputError
+from hamnet_jax.io_atomic import write_text_atomic
+
+__all__ = ["DeploymentConfig", "DeploymentEnvironment", "DeploymentMode", "HAMNetDeploymentManager"]
+
+
+class DeploymentEnvironment(enum.StrEnum):
+    LOCAL = "local"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+    CLOUD = "cloud"
+
+
+class DeploymentMode(enum.StrEnum):
+    SINGLE = "single"
+    LOAD_BALANCED = "load_balanced"
+    AUTO_SCALING = "auto_scaling"
+
+
+def DeploymentConfig(**keys: Any) -> DeploymentSection:  # noqa: N802 - the original framework's name
+    """The `deployment:` section from keyword arguments (enums or their values), checked
+    like the YAML section (`load_config(path).section("deployment")` reads a file's)."""
+    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
+    return config_from_dict({"deployment": values}, "DeploymentConfig").section("deployment")
+
+
+class HAMNetDeploymentManager:
+    def __init__(self, model_config: Any = None, deploy_config: DeploymentSection | None = None,
+                 output_dir: str | Path = "deploy", inference: InferenceSection | None = None) -> None:
+        self.model_config = model_config  # kept for the original signature; the repository holds the models
+        self.config = deploy_config or DeploymentSection()
+        self.inference = inference
+        self.output_dir = Path(output_dir)
+
+    def generate_dockerfile(self) -> Path:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.output_dir / "Dockerfile.dockerignore", dockerignore())  # BuildKit reads it for -f
+        path = self.output_dir / "Dockerfile"
+        write_text_atomic(path, dockerfile(self.config))
+        return path
+
+    def generate_kubernetes_manifests(self) -> dict[str, Path]:
+        """kubernetes.yaml (Deployment, Service, HPA, PDB) and kserve.yaml, both checked."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        plain, kserve = manifests(self.config), [inference_service(self.config)]
+        check_manifests(plain, self.config)
+        check_manifests(kserve, self.config)
+        out = {"kubernetes": self.output_dir / "kubernetes.yaml", "kserve": self.output_dir / "kserve.yaml"}
+        write_text_atomic(out["kubernetes"], to_yaml(plain))
+        write_text_atomic(out["kserve"], to_yaml(kserve))
+        return out
+
+    def deploy(self, repository: str | Path = "model_repository", context: str | Path = ".") -> Any:
+        """Deploy per `environment` (see the module docstring); returns the running server
+        (local) or the completed commands."""
+        env = self.config.environment
+        if env == "local":
+            from hamnet_jax.serving.repository import Repository
+            from hamnet_jax.serving.server import start_server
+
+            repo = Repository(Path(repository), self.inference)
+            for name in repo.available():
+                repo.load(name)
+            metrics = self.config.metrics_port if self.config.enable_monitoring else None
+            return start_server(repo, self.config.api_host, self.config.api_port, metrics_port=metrics)
+        if env == "docker":
+            dockerfile_path = self.generate_dockerfile()
+            target = "gpu" if self.config.gpus else "cpu"
+            build_cmd = ["docker", "build", "-f", str(dockerfile_path), "--target", target, "--build-arg",
+                         f"MODEL_REPOSITORY={repository}", "-t", self.config.image, str(context)]
+            ports = ["-p", f"{self.config.api_port}:{self.config.api_port}"]
+            if self.config.enable_monitoring:
+                ports += ["-p", f"{self.config.metrics_port}:{self.config.metrics_port}"]
+            gpus = ["--gpus", "all"] if self.config.gpus else []
+            run_cmd = ["docker", "run", "-d", "--name", self.config.name, *ports, *gpus, self.config.image]
+            return [_run(build_cmd), _run(run_cmd)]
+        paths = self.generate_kubernetes_manifests()
+        return [_run(["kubectl", "apply", "-f", str(paths["kserve" if env == "cloud" else "kubernetes"])])]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    if shutil.which(command[0]) is None:
+        raise InputError(f"deploy needs the `{command[0]}` command, which is not installed here "
+                         f"(it would run: {' '.join(command)})")
+    return subprocess.run(command, check=True)
