@@ -64,6 +64,8 @@ class Predictor(abc.ABC):
             rows = next(iter(chunk.values())).shape[0]
             out = self.run_batch(pad_rows(chunk, self.bucket(rows)))
             parts.append({k: np.asarray(out[k])[:rows] for k in self.output_names})
+        if len(parts) == 1:
+            return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
 
     def bucket(self, n: int) -> int:

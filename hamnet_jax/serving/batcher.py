@@ -12,6 +12,7 @@ bounded: beyond `max_queue` waiting requests `submit` raises `QueueFull` at once
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -22,6 +23,32 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.inference.predictors import Predictor
+
+
+def _resolve(results: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, value, err in results:
+        if future.done():  # an asyncio future whose caller went away (cancelled call)
+            continue
+        if err is not None:
+            future.set_exception(err)
+        else:
+            future.set_result(value)
+
+
+def _deliver(results: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Resolve concurrent futures here, and each event loop's asyncio futures in one
+    `call_soon_threadsafe` on that loop (asyncio futures are not thread-safe)."""
+    by_loop: dict[Any, list] = {}
+    for item in results:
+        if isinstance(item[0], Future):
+            _resolve([item])
+        else:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop was closed: nobody waits for these results
+            pass
 
 
 class QueueFull(RuntimeError):
@@ -39,7 +66,7 @@ class DynamicBatcher:
         self.delay_s = max_queue_delay_us / 1e6
         self.preferred = sorted({int(s) for s in preferred_sizes if 0 < int(s) <= max_batch})
         self.max_queue = int(max_queue)
-        self._queue: collections.deque[tuple[dict[str, np.ndarray], int, float, Future]] = collections.deque()
+        self._queue: collections.deque[tuple[dict[str, np.ndarray], int, float, Any]] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
         self._rows = 0  # subjects waiting
@@ -54,7 +81,15 @@ class DynamicBatcher:
 
     def submit(self, arrays: dict[str, np.ndarray]) -> Future:
         """Queue a validated request; its Future resolves to its rows of the outputs."""
-        future: Future = Future()
+        return self._enqueue(arrays, Future())
+
+    def submit_async(self, arrays: dict[str, np.ndarray]) -> asyncio.Future:
+        """`submit` from an event loop: an asyncio future of the running loop. The worker
+        resolves all of a batch's futures of one loop with a single thread-safe call (one
+        wake-up of the loop per batch, not one per request)."""
+        return self._enqueue(arrays, asyncio.get_running_loop().create_future())
+
+    def _enqueue(self, arrays: dict[str, np.ndarray], future: Any) -> Any:
         rows = int(next(iter(arrays.values())).shape[0])
         with self._cv:
             if self._closed:
@@ -73,7 +108,7 @@ class DynamicBatcher:
             self._cv.notify()
         self._worker.join()
 
-    def _take(self) -> list[tuple[dict[str, np.ndarray], int, float, Future]]:
+    def _take(self) -> list[tuple[dict[str, np.ndarray], int, float, Any]]:
         """The next batch: once `max_batch` subjects wait or the oldest request has waited
         `max_queue_delay_us`, the oldest requests that fit `max_batch`, cut back to the
         largest preferred size they reach (Triton's dynamic batcher does the same)."""
@@ -110,13 +145,13 @@ class DynamicBatcher:
             try:
                 out = self.predictor.run_validated(self._stacked(batch))
             except Exception as err:  # every waiting request gets the error; the worker lives on
-                for item in batch:
-                    item[3].set_exception(err)
+                _deliver([(item[3], None, err) for item in batch])
                 continue
-            start = 0
+            results, start = [], 0
             for item in batch:
-                item[3].set_result({k: v[start:start + item[1]] for k, v in out.items()})
+                results.append((item[3], {k: v[start:start + item[1]] for k, v in out.items()}, None))
                 start += item[1]
+            _deliver(results)
 
     def _stacked(self, batch: list) -> dict[str, np.ndarray]:
         """The requests' rows in one array per input, already padded to the predictor's

@@ -104,7 +104,7 @@ class ServedModel:
         with self._recorded() as record:
             checked = self.predictor.validate(arrays)
             if self.batcher is not None:
-                out = await asyncio.wrap_future(self.batcher.submit(checked))
+                out = await self.batcher.submit_async(checked)
             else:
                 out = await asyncio.get_running_loop().run_in_executor(None, self.predictor.run_validated, checked)
             record(out)
