@@ -17,11 +17,18 @@ first times ONNX Runtime alone on the same graph (batch 1 latency, batch 32 thro
 one thread): the service's fraction of that ceiling is reported. Then 10,000 malformed
 requests (serving/fuzz.py): every one must get an error status, the server must stay up,
 and its resident memory is read after each half.
+
+With `--mlserver PATH` (the `mlserver` command of a separate environment: `python3.11 -m
+venv .mlserver && .mlserver/bin/pip install mlserver==1.7.1 onnxruntime`), MLServer serves
+the same standard-tier graph in the same run (experiments/baselines/mlserver_onnx_runtime.py,
+`parallel_workers: 0`: 1.7.1's worker pool fails to start its event loop on Python 3.11
+here) and the same load generator measures it: the throughput ratio at each level.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -51,7 +58,7 @@ MODELS = {"standard-fp32": ("fp32", "fp32"), "standard-int8-dynamic": ("fp32", "
 EXPORT_NAMES = {"fp32": "standard", "student-0.25": "student"}
 MAIN = "standard-fp32"
 BATCH = 32
-TARGETS = {"throughput_32": 1200.0, "p95_ms_32": 40.0, "p50_ms_1": 1.5}
+TARGETS = {"throughput_32": 1200.0, "p95_ms_32": 40.0, "p50_ms_1": 1.5, "throughput_ratio_to_mlserver_32": 4.0}
 
 
 def build_repository(work: Path, root: Path) -> dict[str, Path]:
@@ -96,6 +103,46 @@ def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
         process.kill()
         raise RuntimeError(f"hamnet serve did not start: {line!r}; see {log}:\n{log.read_text()[-2000:]}")
     return process, found.group(1)
+
+
+def start_mlserver(command: str, graph: Path, root: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """MLServer serving `graph` as model MAIN over gRPC on a free port, once it is ready."""
+    import shutil
+    import socket
+
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    (root / MAIN).mkdir(parents=True)
+    shutil.copy(ROOT / "experiments" / "baselines" / "mlserver_onnx_runtime.py", root)
+    (root / "settings.json").write_text(json.dumps({"grpc_port": ports[0], "http_port": ports[1], "host": "127.0.0.1",
+                                                    "metrics_port": ports[2], "parallel_workers": 0}))
+    (root / MAIN / "model-settings.json").write_text(json.dumps({
+        "name": MAIN, "implementation": "mlserver_onnx_runtime.OnnxRuntimeModel",
+        "parameters": {"uri": str(graph.resolve())}}))
+    process = subprocess.Popen([command, "start", str(root)], cwd=root, stdout=log.open("w"),
+                               stderr=subprocess.STDOUT)
+    url = f"127.0.0.1:{ports[0]}"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        channel = grpc.insecure_channel(url)
+        try:
+            ready = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelReady(
+                service_pb2.ModelReadyRequest(name=MAIN), timeout=2).ready
+        except grpc.RpcError:
+            ready = False
+        finally:
+            channel.close()
+        if ready:
+            return process, url
+        time.sleep(1)
+    process.kill()
+    raise RuntimeError(f"MLServer did not become ready; see {log}:\n{log.read_text()[-2000:]}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -153,6 +200,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--fuzz", type=int, default=10_000, help="malformed requests")
     parser.add_argument("--models", default=",".join(MODELS), help=f"served models, of {list(MODELS)}")
+    parser.add_argument("--mlserver", help="an `mlserver` command: serve the standard-tier graph with it too")
     args = parser.parse_args()
     work, levels = Path(args.work), [int(x) for x in args.levels.split(",")]
     names = [m for m in args.models.split(",") if m]
@@ -176,11 +224,23 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(30)
+        baseline = []
+        if args.mlserver:
+            mls, mls_url = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / "mlserver", Path(tmp) / "mls.log")
+            try:
+                baseline = [{**r, "model": f"mlserver/{MAIN}"}
+                            for r in sweep_model(mls_url, mls.pid, MAIN, raws[MAIN], levels, args.duration)]
+            finally:
+                mls.terminate()
+                mls.wait(30)
     for row in rows:
         a = alone[row["model"]]
         row["fraction_of_ort_throughput_b32"] = row["throughput"] / a["ort_throughput_b32"]
         row["ort_p50_ms_b1"] = a["ort_p50_ms_b1"]
     main_rows = {r["concurrency"]: r for r in rows if r["model"] == MAIN}
+    for row in baseline:
+        ours = main_rows.get(row["concurrency"])
+        row["hamnet_throughput_ratio"] = ours["throughput"] / row["throughput"] if ours else None
     checks = {}
     if 32 in main_rows:
         checks["throughput_32"] = main_rows[32]["throughput"]
@@ -188,16 +248,26 @@ def main() -> None:
         checks["errors_32"] = main_rows[32]["errors"]
     if 1 in main_rows:
         checks["p50_ms_1"] = main_rows[1]["p50_ms"]
+    for row in baseline:
+        if row["concurrency"] == 32 and row["hamnet_throughput_ratio"]:
+            checks["throughput_ratio_to_mlserver_32"] = row["hamnet_throughput_ratio"]
     result = {"cpu_count": os.cpu_count(), "batch_size": BATCH, "duration_s": args.duration,
               "subjects_per_request": 1, "request_bytes": len(serialized(MAIN, [random_raw(
                   raws[names[0]].spec, raws[names[0]].preprocessor, 1, seed=0)])[0]),
-              "ort_alone": alone, "rows": rows, "fuzz": fuzzed, "targets": TARGETS, "measured": checks}
+              "ort_alone": alone, "rows": rows, "mlserver_rows": baseline, "fuzz": fuzzed, "targets": TARGETS,
+              "measured": checks}
     write_json_atomic(args.out, result)
     for name in names:
         a = alone[name]
         print(f"\n{name}: ONNX Runtime alone {a['ort_p50_ms_b1']:.2f} ms at batch 1, "
               f"{a['ort_throughput_b32']:,.0f} inferences/s at batch 32 (one thread)")
         print(format_table([r for r in rows if r["model"] == name]))
+    if baseline:
+        print(f"\nMLServer 1.7.1 serving the same {MAIN} graph (same run, same load generator)")
+        print(format_table(baseline))
+        ratios = [f"x{r['concurrency']}: {r['hamnet_throughput_ratio']:.2f}" for r in baseline
+                  if r["hamnet_throughput_ratio"]]
+        print("hamnet serve / MLServer throughput: " + ", ".join(ratios))
     if fuzzed:
         print(f"\nfuzz: {fuzzed['requests']} malformed requests -> {fuzzed['status_counts']}; server alive: "
               f"{fuzzed['server_alive_after']}; RSS {fuzzed['rss_mb_before']:.0f} -> "
