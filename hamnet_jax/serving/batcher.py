@@ -3,11 +3,12 @@
 Handlers submit validated requests (any number of subjects each); one worker thread
 waits until `max_batch` subjects are queued or the oldest request has waited
 `max_queue_delay_us`, takes the oldest requests that fit `max_batch` (cut back to the
-largest of `preferred_sizes` they reach: sizes the predictor runs without padding),
-runs the predictor once and hands each request its rows. Under load, requests queue
-while a batch runs, so batches form without any delay (`max_queue_delay_us` 0). The queue is
-bounded: beyond `max_queue` waiting requests `submit` raises `QueueFull` at once
-(RESOURCE_EXHAUSTED to the client) instead of letting latency grow without limit.
+largest of `preferred_sizes` they reach, when those are given), runs the predictor once
+on them, stacked and padded to its bucket, and hands each request its rows. Under load,
+requests queue while a batch runs, so batches form without any delay
+(`max_queue_delay_us` 0). The queue is bounded: beyond `max_queue` waiting requests
+`submit` raises `QueueFull` at once (RESOURCE_EXHAUSTED to the client) instead of
+letting latency grow without limit.
 """
 
 from __future__ import annotations

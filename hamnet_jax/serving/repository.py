@@ -18,11 +18,9 @@ first real request does not pay for compilation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,41 +87,24 @@ class ServedModel:
         if self.batcher is not None:
             self.batcher.close()
 
-    def predict(self, arrays: dict[str, Any]) -> dict[str, Any]:
-        """Checked prediction (`InputError` names the input and row); statistics recorded."""
-        with self._recorded() as record:
-            checked = self.predictor.validate(arrays)
-            out = (self.batcher.submit(checked).result() if self.batcher is not None
-                   else self.predictor.run_validated(checked))
-            record(out)
-        return out
-
     async def predict_async(self, arrays: dict[str, Any]) -> dict[str, Any]:
-        """`predict` for an event loop: checked on the loop, computed by the batcher's
-        worker or in the loop's executor, so the loop keeps taking requests meanwhile."""
-        with self._recorded() as record:
+        """Checked prediction (`InputError` names the input and row), statistics recorded:
+        checked on the event loop, computed by the batcher's worker or in the loop's
+        executor, so the loop keeps taking requests meanwhile."""
+        started = time.perf_counter_ns()
+        try:
             checked = self.predictor.validate(arrays)
             if self.batcher is not None:
                 out = await self.batcher.submit_async(checked)
             else:
                 out = await asyncio.get_running_loop().run_in_executor(None, self.predictor.run_validated, checked)
-            record(out)
-        return out
-
-    @contextlib.contextmanager
-    def _recorded(self) -> Iterator[Callable[[dict[str, Any]], None]]:
-        """Statistics of one call: success with its subject count when `record(out)` was
-        called, failure when the block raised."""
-        started = time.perf_counter_ns()
-        subjects: list[int] = []
-        try:
-            yield lambda out: subjects.append(len(next(iter(out.values()))))
         except Exception:
             with self.lock:
                 self.stats.record(0, started, False)
             raise
         with self.lock:
-            self.stats.record(subjects[0], started, True)
+            self.stats.record(len(next(iter(out.values()))), started, True)
+        return out
 
 
 def inference_options(model_dir: Path, default: InferenceSection | None) -> InferenceSection:

@@ -58,6 +58,9 @@ def _guarded(fn: Callable) -> Callable:
             response = await (fn(self, request, rid) if infer else fn(self, request))
             version = getattr(response, "model_version", version)
             return response
+        except asyncio.CancelledError:  # the client went away: counted as such, nothing to answer
+            code = grpc.StatusCode.CANCELLED
+            raise
         except Exception as err:
             code, message = _status_of(err)
             if code is grpc.StatusCode.INTERNAL:  # a server bug: answer, log, keep serving
