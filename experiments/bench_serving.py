@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"served models, of {list(MODELS)}")
     parser.add_argument("--mlserver", help="an `mlserver` command: serve the standard-tier graph with it too")
     args = parser.parse_args()
+    if args.mlserver and MAIN not in args.models.split(","):
+        parser.error(f"--mlserver serves {MAIN}: keep it in --models")
     work, levels = Path(args.work), [int(x) for x in args.levels.split(",")]
     names = [m for m in args.models.split(",") if m]
     unknown = sorted(set(names) - set(MODELS))
@@ -216,23 +218,27 @@ def main() -> None:
                 path.unlink() if path.is_symlink() or path.is_file() else path.rmdir()
             (root / name).rmdir()
         alone = {name: ceiling(graphs[name], raws[name]) for name in names}
-        process, url = start_server(root, Path(tmp) / "server.log")
+        # both servers up at once (an idle one takes no CPU): MLServer is measured right
+        # after the same model on hamnet serve, so machine drift between them stays small
+        servers: list[subprocess.Popen] = []
         try:
-            rows = [r for name in names for r in sweep_model(url, process.pid, name, raws[name], levels,
-                                                            args.duration)]
+            process, url = start_server(root, Path(tmp) / "server.log")
+            servers.append(process)
+            if args.mlserver:
+                mls, mls_url = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / "mlserver",
+                                              Path(tmp) / "mls.log")
+                servers.append(mls)
+            order = [MAIN] * (MAIN in names) + [n for n in names if n != MAIN]
+            rows = sweep_model(url, process.pid, order[0], raws[order[0]], levels, args.duration)
+            baseline = [{**r, "model": f"mlserver/{MAIN}"} for r in sweep_model(
+                mls_url, mls.pid, MAIN, raws[MAIN], levels, args.duration)] if args.mlserver else []
+            rows += [r for name in order[1:] for r in sweep_model(url, process.pid, name, raws[name], levels,
+                                                                  args.duration)]
             fuzzed = fuzz(url, process.pid, raws[MAIN], args.fuzz) if MAIN in names and args.fuzz else None
         finally:
-            process.terminate()
-            process.wait(30)
-        baseline = []
-        if args.mlserver:
-            mls, mls_url = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / "mlserver", Path(tmp) / "mls.log")
-            try:
-                baseline = [{**r, "model": f"mlserver/{MAIN}"}
-                            for r in sweep_model(mls_url, mls.pid, MAIN, raws[MAIN], levels, args.duration)]
-            finally:
-                mls.terminate()
-                mls.wait(30)
+            for server in servers:
+                server.terminate()
+                server.wait(30)
     for row in rows:
         a = alone[row["model"]]
         row["fraction_of_ort_throughput_b32"] = row["throughput"] / a["ort_throughput_b32"]
