@@ -1,0 +1,190 @@
+"""The search engine: a proposer proposes, a scheduler decides budgets, an executor runs
+trials, the study store keeps everything.
+
+    result = run_study(store, space, objectives, scheduler, proposer, trial_fn, workers=2)
+
+`trial_fn(config, budget, run_dir, trial) -> metrics` trains trial `trial`'s `config` up
+to `budget` epochs in `run_dir` (resuming from the checkpoints already there: a promoted
+trial continues where its lower rung stopped) and returns its metrics (`summary.json`'s,
+plus anything measured). Objectives read metrics by name; a missing one is an error
+naming it and the metrics there are. Constraints (`max_params`, ...) turn a violating
+trial's losses to +inf: it is dominated by every feasible trial and never promoted.
+
+Crash safety: besides the per-trial records, `events.jsonl` logs every job start and
+completion in order (appended and fsynced; a torn last line is dropped). Resuming
+replays the log through a fresh scheduler, which therefore makes the same decisions,
+reruns the jobs that had started but not finished (from their checkpoints), and goes on:
+no trial is lost, none is started twice. The proposer is restored from its pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.search.executors import Executor, SerialExecutor
+from hamnet_jax.search.proposers import Proposer
+from hamnet_jax.search.space import SearchSpace
+from hamnet_jax.search.store import StudyStore, TrialRecord
+
+TrialFn = Callable[[dict[str, Any], int, Path, int], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str = "min"  # or "max"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("min", "max"):
+            raise InputError(f"objective {self.metric!r}: direction must be min or max, got {self.direction!r}")
+
+    def loss(self, metrics: dict[str, Any]) -> float:
+        if self.metric not in metrics:
+            raise InputError(f"objective {self.metric!r} is not among the trial's metrics {sorted(metrics)}")
+        value = float(metrics[self.metric])
+        return value if self.direction == "min" else -value
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    metric: str
+    maximum: float
+
+    def holds(self, metrics: dict[str, Any]) -> bool:
+        if self.metric not in metrics:
+            raise InputError(f"constraint on {self.metric!r}: not among the trial's metrics {sorted(metrics)}")
+        return float(metrics[self.metric]) <= self.maximum
+
+
+class EventLog:
+    """Append-only JSON lines, fsynced; a torn last line (a crash mid-write) is dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # the torn tail of an interrupted append
+        return out
+
+    def append(self, event: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def losses_of(metrics: dict[str, Any], objectives: Sequence[Objective],
+              constraints: Sequence[Constraint]) -> list[float]:
+    if not all(c.holds(metrics) for c in constraints):
+        return [float("inf")] * len(objectives)
+    return [o.loss(metrics) for o in objectives]
+
+
+def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Objective], scheduler: Any,
+              proposer: Proposer, trial_fn: TrialFn, constraints: Sequence[Constraint] = (),
+              executor: Executor | None = None, progress: Callable[[TrialRecord], None] | None = None
+              ) -> dict[int, TrialRecord]:
+    """Run (or resume) the study to the scheduler's end; returns the trial records."""
+    if not objectives:
+        raise InputError("a study needs at least one objective")
+    executor = executor or SerialExecutor()
+    records = store.load_all()
+    log = EventLog(store.root / "events.jsonl")
+    proposer_file = store.root / "proposer.pkl"
+    if proposer_file.exists():
+        proposer = Proposer.load(proposer_file)
+
+    # replay the log: the scheduler makes the decisions it made before the interruption
+    unfinished: dict[tuple[int, int], Any] = {}
+    for event in log.read():
+        if event["event"] == "start":
+            job = scheduler.next_job(event["trial"])
+            if job is None or (job.trial, job.rung) != (event["trial"], event["rung"]):
+                raise InputError(f"study {store.root}: its event log does not replay (expected trial "
+                                 f"{event['trial']} rung {event['rung']}, the scheduler gives {job}); "
+                                 "was the study changed?")
+            unfinished[(job.trial, job.rung)] = job
+        else:
+            job = unfinished.pop((event["trial"], event["rung"]))
+            scheduler.report(job, event["losses"])
+
+    running: dict[Future, Any] = {}
+
+    def finish(job: Any, record: TrialRecord, metrics: dict[str, Any], seconds: float) -> None:
+        losses = losses_of(metrics, objectives, constraints)
+        record.results.append({"budget": job.budget, "rung": job.rung, "metrics": metrics, "losses": losses})
+        record.status, record.seconds = "done", record.seconds + seconds
+        store.save(record)
+        log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
+        scheduler.report(job, losses)
+        if job.rung == 0:  # every trial has a lowest-rung result: comparable for the proposer
+            proposer.tell(record.raw, losses)
+            proposer.save(proposer_file)
+        if progress is not None:
+            progress(record)
+
+    def launch(job: Any) -> None:
+        record = records[job.trial]
+        done = next((r for r in record.results if r["rung"] == job.rung), None)
+        if done is not None:  # finished before the interruption, its completion not yet logged
+            losses = [float("inf") if x is None else x for x in done["losses"]]  # (stored JSON has no inf)
+            log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
+            scheduler.report(job, losses)
+            return
+        record.status, record.budget, record.rung = "running", job.budget, job.rung
+        store.save(record)
+        future = executor.submit(trial_fn, dict(record.config), job.budget, store.run_dir(job.trial), job.trial)
+        running[future] = (job, time.perf_counter())
+
+    for job in unfinished.values():
+        launch(job)
+    while True:
+        while len(running) < executor.workers:
+            job = scheduler.next_job(len(records))
+            if job is None:
+                break
+            if job.new and job.trial not in records:
+                asked = proposer.ask()
+                if asked is None:
+                    raise InputError(f"the {proposer.strategy} proposer has no point left after {len(records)} "
+                                     f"trials (a grid of {proposer.size}); ask for at most that many trials")
+                raw, config = asked
+                proposer.save(proposer_file)
+                records[job.trial] = TrialRecord(job.trial, config, raw=raw)
+                store.save(records[job.trial])
+            log.append({"event": "start", "trial": job.trial, "rung": job.rung, "budget": job.budget})
+            launch(job)
+        if not running:
+            break
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in finished:
+            job, started = running.pop(future)
+            record = records[job.trial]
+            try:
+                metrics = future.result()
+            except InputError:
+                raise
+            except Exception as err:  # a failed trial is recorded and dominated; the study goes on
+                record.status, record.error = "failed", f"{type(err).__name__}: {err}"
+                store.save(record)
+                log.append({"event": "done", "trial": job.trial, "rung": job.rung,
+                            "losses": [float("inf")] * len(objectives)})
+                scheduler.report(job, [float("inf")] * len(objectives))
+                continue
+            finish(job, record, metrics, time.perf_counter() - started)
+    return records

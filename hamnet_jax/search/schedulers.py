@@ -1,0 +1,152 @@
+"""Multi-fidelity schedulers: how much each trial trains, for one or several objectives.
+
+A scheduler hands out `Job`s (a trial, a budget in epochs) and is told each job's losses
+(one per objective, lower is better). Promotion ranks a rung's trials by non-dominated
+sorting and crowding distance (search/pareto.py), so the schedulers work on
+multi-objective studies, where Optuna's pruners and Ray Tune's schedulers take a single
+metric. A promoted trial continues from its checkpoint at the lower budget (the engine
+passes the trial's run directory back).
+
+* `ASHA`       asynchronous successive halving (Li et al. 2020, "A System for Massively
+               Parallel Hyperparameter Tuning"): rungs min_budget * eta^k; a free worker
+               promotes a trial that is in the best 1/eta of its rung, else starts a new one.
+* `Hyperband`  (Li et al. 2018): brackets of synchronous successive halving, from many
+               trials at a small budget to few at the full budget.
+* `FullBudget` every trial at max_budget (plain random / Bayesian / grid search).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.search.pareto import select_best
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    trial: int
+    budget: int
+    rung: int
+    new: bool  # the trial needs a configuration from the proposer
+
+
+def rung_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
+    if min_budget < 1 or max_budget < min_budget:
+        raise InputError(f"budgets: need 1 <= min_budget <= max_budget, got {min_budget}, {max_budget}")
+    if eta < 2:
+        raise InputError(f"eta: the reduction factor must be at least 2, got {eta}")
+    out, b = [], float(min_budget)
+    while round(b) < max_budget:
+        out.append(int(round(b)))
+        b *= eta
+    return out + [max_budget]
+
+
+class FullBudget:
+    """Every trial trains `max_budget` epochs; `max_trials` trials."""
+
+    def __init__(self, max_budget: int, max_trials: int) -> None:
+        self.budget, self.max_trials, self.started = max_budget, max_trials, 0
+
+    def next_job(self, new_trial: int) -> Job | None:
+        if self.started >= self.max_trials:
+            return None
+        self.started += 1
+        return Job(new_trial, self.budget, 0, True)
+
+    def report(self, job: Job, losses: Sequence[float]) -> None:
+        pass
+
+    @property
+    def done(self) -> bool:
+        return self.started >= self.max_trials
+
+
+class ASHA:
+    """`max_trials` new trials; afterwards only promotions, until none is left."""
+
+    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3) -> None:
+        self.rungs = rung_budgets(min_budget, max_budget, eta)
+        self.eta, self.max_trials, self.started = eta, max_trials, 0
+        self.results: list[dict[int, tuple[float, ...]]] = [{} for _ in self.rungs]
+        self.promoted: list[set[int]] = [set() for _ in self.rungs]
+
+    def _promotable(self, rung: int) -> list[int]:
+        done = self.results[rung]
+        top = len(done) // self.eta
+        if top == 0:
+            return []
+        ids = list(done)
+        return [ids[i] for i in select_best([done[t] for t in ids], top) if ids[i] not in self.promoted[rung]]
+
+    def next_job(self, new_trial: int) -> Job | None:
+        for rung in reversed(range(len(self.rungs) - 1)):
+            candidates = self._promotable(rung)
+            if candidates:
+                self.promoted[rung].add(candidates[0])
+                return Job(candidates[0], self.rungs[rung + 1], rung + 1, False)
+        if self.started < self.max_trials:
+            self.started += 1
+            return Job(new_trial, self.rungs[0], 0, True)
+        return None
+
+    def report(self, job: Job, losses: Sequence[float]) -> None:
+        self.results[job.rung][job.trial] = tuple(float(x) for x in losses)
+
+    @property
+    def done(self) -> bool:
+        return self.started >= self.max_trials and not any(self._promotable(r) for r in range(len(self.rungs) - 1))
+
+
+class Hyperband:
+    """Brackets s = s_max..0: n_s trials at max_budget * eta^-s, the best 1/eta promoted
+    rung by rung (synchronously: a rung is ranked once all its jobs have reported)."""
+
+    def __init__(self, min_budget: int, max_budget: int, eta: int = 3, brackets: int | None = None) -> None:
+        self.rungs = rung_budgets(min_budget, max_budget, eta)
+        self.eta = eta
+        s_max = len(self.rungs) - 1
+        self.plan = []  # (first rung, trials) per bracket
+        for s in range(s_max, -1, -1)[:brackets]:
+            self.plan.append((s_max - s, int(math.ceil((s_max + 1) / (s + 1) * eta ** s))))
+        self.bracket, self.pending, self.waiting = 0, [], 0
+        self.results: dict[int, tuple[float, ...]] = {}
+        self._start_bracket(first=True)
+
+    def _start_bracket(self, first: bool = False) -> None:
+        if not first:
+            self.bracket += 1
+        if self.bracket < len(self.plan):
+            rung, n = self.plan[self.bracket]
+            self.rung, self.pending, self.results = rung, [None] * n, {}
+
+    @property
+    def trials_planned(self) -> int:
+        return sum(n for _, n in self.plan)
+
+    def next_job(self, new_trial: int) -> Job | None:
+        if self.bracket >= len(self.plan) or not self.pending:
+            return None
+        trial = self.pending.pop(0)
+        self.waiting += 1
+        return Job(new_trial if trial is None else trial, self.rungs[self.rung], self.rung, trial is None)
+
+    def report(self, job: Job, losses: Sequence[float]) -> None:
+        self.results[job.trial] = tuple(float(x) for x in losses)
+        self.waiting -= 1
+        if self.pending or self.waiting:
+            return
+        keep = len(self.results) // self.eta
+        if self.rung + 1 >= len(self.rungs) or keep == 0:
+            self._start_bracket()
+            return
+        ids = list(self.results)
+        self.pending = [ids[i] for i in select_best([self.results[t] for t in ids], keep)]
+        self.rung, self.results = self.rung + 1, {}
+
+    @property
+    def done(self) -> bool:
+        return self.bracket >= len(self.plan)

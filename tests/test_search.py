@@ -1,0 +1,172 @@
+"""The search engine: spaces, Pareto ranking, schedulers, the study store, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nevergrad")
+
+from hamnet_jax.errors import InputError  # noqa: E402
+from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
+from hamnet_jax.search.pareto import fronts, select_best  # noqa: E402
+from hamnet_jax.search.proposers import Proposer  # noqa: E402
+from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, rung_budgets  # noqa: E402
+from hamnet_jax.search.space import Bool, Choice, Float, Int, SearchSpace, point_key  # noqa: E402
+from hamnet_jax.search.store import open_study  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_space_checks_bounds_and_conditions():
+    with pytest.raises(InputError, match="'lr': inverted bounds"):
+        SearchSpace({"lr": Float(1e-2, 1e-4)})
+    with pytest.raises(InputError, match="'lr': a log scale needs low > 0"):
+        SearchSpace({"lr": Float(0.0, 1.0, log=True)})
+    with pytest.raises(InputError, match="'width': empty range"):
+        SearchSpace({"width": Float(2.0, 2.0)})
+    with pytest.raises(InputError, match="'kind': a choice needs at least one option"):
+        SearchSpace({"kind": Choice([])})
+    with pytest.raises(InputError, match="'g': its condition names 'attn'"):
+        SearchSpace({"g": Int(1, 4, when={"attn": "grouped"})})
+    with pytest.raises(InputError, match="parameter 'x' .* unknown keys \\['hi'\\]"):
+        SearchSpace.from_dict({"x": {"type": "int", "low": 1, "hi": 3}})
+    space = SearchSpace.from_dict({"attn": {"type": "choice", "options": ["dense", "grouped"]},
+                                   "g": {"type": "int", "low": 2, "high": 8, "when": {"attn": "grouped"}},
+                                   "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                                   "ema": {"type": "bool"}})
+    for _ in range(20):
+        point = space.decode(space.parametrization().sample().value)
+        assert ("g" in point) == (point["attn"] == "grouped") and 1e-4 <= point["lr"] <= 1e-2
+        assert isinstance(point["ema"], bool) and ("g" not in point or 2 <= point["g"] <= 8)
+
+
+def test_grid_visits_every_point_exactly_once(tmp_path):
+    space = SearchSpace({"depth": Int(1, 3), "kind": Choice(["a", "b"]),
+                         "rate": Float(0.1, 0.5, grid=(0.1, 0.5), when={"kind": "b"}), "flag": Bool()})
+    grid = space.grid()
+    assert len(grid) == 3 * (1 + 2) * 2 and len({point_key(p) for p in grid}) == len(grid)
+    seen = []
+
+    def trial(config, budget, run_dir, trial):
+        seen.append(point_key(config))
+        return {"loss": config["depth"]}
+
+    store = open_study(tmp_path / "grid", {"kind": "grid"}, resume=False)
+    proposer = Proposer(space, "grid", budget=len(grid))
+    run_study(store, space, [Objective("loss")], FullBudget(1, len(grid)), proposer, trial)
+    assert sorted(seen) == sorted(point_key(p) for p in grid)
+    with pytest.raises(InputError, match="no point left after 18 trials"):
+        run_study(open_study(tmp_path / "grid2", {"k": 1}, resume=False), space, [Objective("loss")],
+                  FullBudget(1, len(grid) + 1), Proposer(space, "grid", budget=1), trial)
+
+
+def test_pareto_fronts_and_selection():
+    points = [(0, 2), (1, 1), (2, 0), (1, 3), (2, 2), (3, 1), (3, 3)]
+    assert fronts(points) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert select_best(points, 2) == [0, 2]  # the front cut by crowding: its two ends
+    assert set(select_best(points, 4)) == {0, 1, 2, 3}  # then an end of the second front (tie: lower index)
+
+
+# 27 configurations, three of them non-dominated at every budget: (0,2), (1,1), (2,0)
+FRONT_TABLE = [(0.0, 2.0), (1.0, 1.0), (2.0, 0.0)] + [
+    (x % 3 + 1.0, 3.0 - x % 3 + 0.1 * (x // 3)) for x in range(3, 27)]
+
+
+def test_multi_objective_asha_keeps_the_non_dominated_trials(tmp_path):
+    space = SearchSpace({"x": Int(0, 26)})
+
+    def trial(config, budget, run_dir, trial):
+        f1, f2 = FRONT_TABLE[config["x"]]
+        return {"f1": f1 + 1.0 / budget, "f2": f2 + 1.0 / budget}
+
+    store = open_study(tmp_path / "asha", {"kind": "asha"}, resume=False)
+    scheduler = ASHA(1, 9, max_trials=27, eta=3)
+    records = run_study(store, space, [Objective("f1"), Objective("f2")], scheduler,
+                        Proposer(space, "grid", budget=27), trial)
+    at_max = {r.config["x"] for r in records.values() if any(res["budget"] == 9 for res in r.results)}
+    front = {i for i in fronts(FRONT_TABLE)[0]}
+    assert front == {0, 1, 2} and at_max == front
+    assert rung_budgets(1, 9, 3) == [1, 3, 9]
+
+
+def test_hyperband_brackets_use_fewer_epochs_than_full_budget():
+    hb = Hyperband(1, 27, eta=3)
+    assert [n for _, n in hb.plan] == [27, 12, 6, 4]
+    epochs, jobs = 0, 0
+    while not hb.done:
+        job = hb.next_job(jobs)
+        assert job is not None
+        jobs += 1
+        epochs += job.budget
+        hb.report(job, [job.trial % 7])
+    assert epochs < 27 * hb.trials_planned / 3
+
+
+def test_a_study_directory_holds_one_study(tmp_path):
+    open_study(tmp_path / "s", {"space": {"a": 1}, "seed": 0}, resume=False)
+    with pytest.raises(InputError, match="already holds a study; pass --resume"):
+        open_study(tmp_path / "s", {"space": {"a": 1}, "seed": 0}, resume=False)
+    with pytest.raises(InputError, match="different study \\(its seed differ"):
+        open_study(tmp_path / "s", {"space": {"a": 1}, "seed": 1}, resume=True)
+    assert open_study(tmp_path / "s", {"space": {"a": 1}, "seed": 0}, resume=True).root == tmp_path / "s"
+
+
+def test_a_missing_objective_metric_is_named(tmp_path):
+    space = SearchSpace({"x": Int(0, 3)})
+    with pytest.raises(InputError, match="objective 'val_mae' is not among the trial's metrics \\['loss'\\]"):
+        run_study(open_study(tmp_path / "m", {"k": 1}, resume=False), space, [Objective("val_mae")],
+                  FullBudget(1, 2), Proposer(space, "random", budget=2), lambda c, b, d, t: {"loss": 1.0})
+
+
+def slow_trial(config, budget, run_dir, trial):
+    """A trial for the kill-and-resume test: logs its start and end, sleeps meanwhile."""
+    log = Path(os.environ["HAMNET_TEST_LOG"])
+    with open(log, "a") as f:
+        f.write(json.dumps({"start": [trial, budget]}) + "\n")
+    time.sleep(0.4)
+    with open(log, "a") as f:
+        f.write(json.dumps({"end": [trial, budget]}) + "\n")
+    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / budget}
+
+
+def run_small_study(root: str, resume: bool) -> None:
+    space = SearchSpace({"x": Float(0.0, 1.0)})
+    store = open_study(root, {"study": "kill-resume", "seed": 0}, resume=resume)
+    run_study(store, space, [Objective("loss")], ASHA(1, 9, max_trials=9, eta=3),
+              Proposer(space, "random", budget=9, seed=0), slow_trial)
+
+
+def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path):
+    log = tmp_path / "executions.jsonl"
+    env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    code = f"from tests.test_search import run_small_study; run_small_study({str(tmp_path / 'study')!r}, False)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it in the middle of its fourth job
+        lines = log.read_text().splitlines() if log.exists() else []
+        if sum('"start"' in x for x in lines) >= 4 and lines[-1].startswith('{"start"'):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    os.environ["HAMNET_TEST_LOG"] = str(log)
+    try:
+        run_small_study(str(tmp_path / "study"), True)
+    finally:
+        del os.environ["HAMNET_TEST_LOG"]
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    ends = [tuple(e["end"]) for e in events if "end" in e]
+    starts = [tuple(e["start"]) for e in events if "start" in e]
+    assert len(ends) == len(set(ends))  # no job completed twice
+    assert set(starts) == set(ends)  # every job started was completed (the killed one again)
+    assert len(starts) == len(ends) + 1  # exactly one job ran twice: the one killed mid-way
+    records = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "study" / "trials").glob("*.json")}
+    assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
