@@ -36,7 +36,7 @@ def repository_dir(tiny_run, tmp_path_factory):
     shutil.copytree(tiny_run, root / "hamnet_onnx" / "1", ignore=skip)
     export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
     (root / "hamnet_onnx" / "inference.yaml").write_text(
-        "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 32\n")
+        "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 8\n")  # 8 sessions: quick reloads
     for version in ("1", "2"):  # an A/B split between two versions
         shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
     (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 4\n")
@@ -191,7 +191,7 @@ def test_a_model_reloaded_under_load_loses_no_request(server, client):
                 codes.append(err.code().name)
         channel.close()
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
+    threads = [threading.Thread(target=send) for _ in range(3)]
     for t in threads:
         t.start()
     old = server.servicer.repository.get("hamnet_onnx")

@@ -154,8 +154,9 @@ def onnx_session(path: str | os.PathLike | bytes, intra_op_threads: int = 0, int
 def with_batch_size(model: Any, batch: int) -> bytes:
     """The graph with its symbolic batch dimension fixed to `batch` (serialized). ONNX
     Runtime then folds the graph's shape arithmetic (Shape / Gather / Concat chains that
-    jax2onnx emits for a symbolic batch) into constants: ~1,150 -> ~710 nodes for the
-    standard tier, and batch-1 latency 2.4 -> 1.3 ms here (experiments/bench_serving.py)."""
+    jax2onnx emits for a symbolic batch) into constants: the optimized standard-tier graph
+    has 969 nodes with a symbolic batch, 710 with it fixed; batch-1 latency 2.4 -> 1.3 ms
+    in one measurement here."""
     import onnx
 
     fixed = onnx.ModelProto()
