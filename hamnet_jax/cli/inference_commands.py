@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from hamnet_jax.cli.setup import _setup
@@ -140,7 +141,11 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     from hamnet_jax.optimization.deployment import HAMNetDeploymentManager
 
     config = _setup(args)
-    manager = HAMNetDeploymentManager(None, config.section("deployment"), args.out, config.section("inference"))
+    manager = HAMNetDeploymentManager(None, config.section("deployment"), args.out)
+    if "api_host" in config.given.get("deployment", ()) and manager.config.environment != "local":
+        print(f"hamnet deploy: note: deployment.api_host ({manager.config.api_host}) applies to local serving; "
+              "the container listens on all interfaces (HAMNET_API_HOST=0.0.0.0), as its probes need",
+              file=sys.stderr)
     written = [manager.generate_dockerfile(), *manager.generate_kubernetes_manifests().values()]
     print("wrote " + ", ".join(str(p) for p in written))
     target = "gpu" if manager.config.gpus else "cpu"
@@ -222,7 +227,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("deploy", help="Dockerfile, Kubernetes manifests and a KServe InferenceService from the "
                                       "deployment: section (checked); --apply deploys to deployment.environment")
-    d.add_argument("--config", help="hamnet_config.yaml: its deployment (and inference) sections")
+    d.add_argument("--config", help="hamnet_config.yaml: its deployment section (each served model's options are "
+                                    "its inference.yaml in the repository)")
     d.add_argument("--out", default="deploy", help="directory for Dockerfile, kubernetes.yaml, kserve.yaml")
     d.add_argument("--repository", default="model_repository",
                    help="the model repository the image serves (a directory of the build context)")

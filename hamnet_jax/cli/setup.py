@@ -28,7 +28,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "predict": {"general": GENERAL, "inference": PREDICTOR_KEYS},
     "export": {"general": GENERAL},
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
-    "deploy": {"general": GENERAL, "inference": None, "deployment": None},
+    "deploy": {"general": GENERAL, "deployment": None},  # models' options: their inference.yaml
     "loadtest": {"general": GENERAL},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
