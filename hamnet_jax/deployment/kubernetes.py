@@ -104,12 +104,11 @@ def inference_service(section: DeploymentSection) -> dict[str, Any]:
     serving = container(section)
     serving["name"] = "kserve-container"  # the name KServe routes a custom predictor's traffic to
     serving["ports"] = [{"name": "h2c", "containerPort": section.api_port, "protocol": "TCP"}]
-    predictor: dict[str, Any] = {"minReplicas": replicas(section) if section.mode != "auto_scaling"
-                                 else section.min_instances,
-                                 "maxReplicas": section.max_instances if section.mode == "auto_scaling"
-                                 else replicas(section),
+    scaling = section.mode == "auto_scaling"
+    predictor: dict[str, Any] = {"minReplicas": replicas(section),
+                                 "maxReplicas": section.max_instances if scaling else replicas(section),
                                  "containers": [serving], "volumes": [{"name": "tmp", "emptyDir": {}}]}
-    if section.mode == "auto_scaling":
+    if scaling:
         predictor.update(scaleMetric="cpu", scaleTarget=section.target_cpu_utilization)
     annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
     if section.enable_monitoring:
