@@ -170,3 +170,40 @@ def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path):
     assert len(starts) == len(ends) + 1  # exactly one job ran twice: the one killed mid-way
     records = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "study" / "trials").glob("*.json")}
     assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
+
+
+def quadratic_trial(config, budget, run_dir, trial):
+    """A picklable trial for executor tests."""
+    return {"loss": (config["x"] - 0.3) ** 2 + (0.5 if config["kind"] == "b" else 0.0), "budget": budget}
+
+
+def study_with(executor, root: Path) -> list:
+    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
+    store = open_study(root, {"study": "executors", "seed": 3}, resume=False)
+    records = run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=3),
+                        quadratic_trial, executor=executor)
+    return sorted((point_key(r.config), r.results[-1]["losses"][0]) for r in records.values())
+
+
+def test_two_local_workers_run_the_same_trials_as_one(tmp_path):
+    from hamnet_jax.search.executors import ProcessExecutor, SerialExecutor
+
+    serial = study_with(SerialExecutor(), tmp_path / "serial")
+    pool = ProcessExecutor(2)
+    try:
+        parallel = study_with(pool, tmp_path / "parallel")
+    finally:
+        pool.shutdown()
+    assert len(serial) == 6 and parallel == serial
+
+
+def test_a_local_ray_instance_runs_the_same_trials(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ray[default]')")
+    from hamnet_jax.search.executors import RayExecutor, SerialExecutor
+
+    serial = study_with(SerialExecutor(), tmp_path / "serial")
+    executor = RayExecutor(2, num_cpus=2, include_dashboard=False)
+    try:
+        assert study_with(executor, tmp_path / "ray") == serial
+    finally:
+        ray.shutdown()
