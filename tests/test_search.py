@@ -207,3 +207,27 @@ def test_a_local_ray_instance_runs_the_same_trials(tmp_path):
         assert study_with(executor, tmp_path / "ray") == serial
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_hamnet_trials_train_promote_from_checkpoints_and_measure(tiny_cohort, tmp_path):
+    import functools
+
+    from tests.conftest import TINY_CONFIG
+
+    from hamnet_jax.search.hamnet_trial import hamnet_trial
+
+    data, _ = tiny_cohort
+    space = SearchSpace({"learning_rate": Float(1e-3, 4e-3, log=True), "embed_dim": Choice([16, 32])})
+    trial = functools.partial(hamnet_trial, data=str(data), config=TINY_CONFIG, latency_reps=5)
+    store = open_study(tmp_path / "study", {"study": "hamnet"}, resume=False)
+    records = run_study(store, space, [Objective("val_mae"), Objective("latency_ms")], ASHA(1, 2, 3, eta=2),
+                        Proposer(space, "random", 3, seed=0), trial)
+    promoted = [r for r in records.values() if len(r.results) == 2]
+    assert len(records) == 3 and len(promoted) >= 1
+    history = (store.run_dir(promoted[0].trial) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in history] == [1, 2]  # continued from its 1-epoch checkpoint
+    m = promoted[0].results[-1]["metrics"]
+    assert m["epochs"] == 2 and m["params"] > 0 and m["latency_ms"] > 0 and m["flops"] > 0 and "test_mae" in m
+    with pytest.raises(InputError, match="\\['depth'\\] are neither model keys"):
+        hamnet_trial({"depth": 3}, 1, tmp_path / "bad", 0, data=str(data), config=TINY_CONFIG)

@@ -55,7 +55,7 @@ def crowding_distance(points: Sequence[Sequence[float]]) -> np.ndarray:
         order = np.argsort(x[:, k], kind="stable")
         span = x[order[-1], k] - x[order[0], k]
         distance[order[0]] = distance[order[-1]] = np.inf
-        if span > 0:
+        if np.isfinite(span) and span > 0:  # (failed trials' +inf losses leave the gaps undefined)
             distance[order[1:-1]] += (x[order[2:], k] - x[order[:-2], k]) / span
     return distance
 

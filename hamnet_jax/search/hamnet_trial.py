@@ -1,0 +1,89 @@
+"""The HAMNet trial: train a search point for a budget of epochs and measure it.
+
+    trial = functools.partial(hamnet_trial, data="cohort.parquet", config=base_config_dict)
+    metrics = trial(point, budget, run_dir, trial_id)   # what run_study calls
+
+A point sets `model:` keys (HAMNetConfig fields: the architecture) and `training:` keys
+(TrainingConfig fields); any other key is an error naming it. The trial trains with
+`training.num_epochs = budget` in `run_dir`; when the directory already holds checkpoints
+(a trial promoted to a larger budget, or one interrupted) it resumes from them, so a
+promotion pays only for the epochs it adds. Early stopping is off inside a trial (the
+scheduler decides how long a trial trains).
+
+Metrics: `val_mae` and `val_loss` (best epoch, standardized target units: the training
+loop's validation split, never the test split), `params`, `latency_ms` (batch-1 p50 of
+the run's JAX predictor on this machine), `flops` (XLA's cost analysis of one batch-1
+forward pass), `epochs`, and the run's test metrics as `test_*` for reporting only.
+A picklable module-level function, so process and Ray executors can run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.config.run_config import Config
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import HAMNetConfig
+
+TRAINING_KEYS = ("learning_rate", "batch_size", "weight_decay", "warmup_epochs", "loss", "precision_mode",
+                 "grad_clip_norm", "gradient_accumulation_steps", "classification_weight")
+
+
+def apply_point(config: Config, point: dict[str, Any], budget: int) -> Config:
+    model_fields = {f.name for f in dataclasses.fields(HAMNetConfig)}
+    model = {k: v for k, v in point.items() if k in model_fields}
+    training = {k: v for k, v in point.items() if k in TRAINING_KEYS}
+    unknown = sorted(set(point) - set(model) - set(training))
+    if unknown:
+        raise InputError(f"search point: {unknown} are neither model keys nor searchable training keys "
+                         f"({list(TRAINING_KEYS)})")
+    training.update(num_epochs=int(budget), early_stop_patience=0)
+    return dataclasses.replace(config, model={**config.model, **model},
+                               training=dataclasses.replace(config.training, **training))
+
+
+def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial: int, *, data: str,
+                 config: dict[str, Any] | None = None, latency_reps: int = 50) -> dict[str, Any]:
+    from hamnet_jax.data.schema import Schema, sidecar_path
+    from hamnet_jax.training.train_run import train_run
+
+    run_dir = Path(run_dir)
+    schema_path = sidecar_path(data)
+    if not schema_path.exists():
+        raise InputError(f"search data {data}: its schema {schema_path} does not exist")
+    run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget)
+    resume = any((run_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
+    summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    validated = [h for h in history if "val_mae" in h]
+    if not validated:
+        raise InputError(f"trial {trial}: {run_dir}/metrics.jsonl holds no validation metrics")
+    metrics = {"val_mae": min(h["val_mae"] for h in validated), "val_loss": min(h["val_loss"] for h in validated),
+               "epochs": summary["epochs_run"], **{f"test_{k}": v for k, v in summary["test"].items()}}
+    metrics.update(measure_run(run_dir, latency_reps))
+    return metrics
+
+
+def measure_run(run_dir: Path, latency_reps: int = 50) -> dict[str, float]:
+    """Parameter count, batch-1 latency (p50 ms) and XLA-counted FLOPs of a run's model."""
+    import jax
+    import numpy as np
+
+    from hamnet_jax.evaluation.timing import request_latency_ms
+    from hamnet_jax.inference.predictors import JaxPredictor
+    from hamnet_jax.inference.raw_inputs import random_raw
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.run_dir import load_run
+
+    raw = RawModel.from_run(load_run(run_dir), 0)
+    params = int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
+    request = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
+    latency, _ = request_latency_ms(JaxPredictor(raw, (1,)), request, 1, reps=latency_reps)
+    checked = {k: np.asarray(v) for k, v in JaxPredictor(raw, (1,)).validate(request).items()}
+    cost = jax.jit(lambda arrays: raw(arrays)).lower(checked).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"params": params, "latency_ms": latency, "flops": float((cost or {}).get("flops", float("nan")))}
