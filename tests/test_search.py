@@ -231,3 +231,32 @@ def test_hamnet_trials_train_promote_from_checkpoints_and_measure(tiny_cohort, t
     assert m["epochs"] == 2 and m["params"] > 0 and m["latency_ms"] > 0 and m["flops"] > 0 and "test_mae" in m
     with pytest.raises(InputError, match="\\['depth'\\] are neither model keys"):
         hamnet_trial({"depth": 3}, 1, tmp_path / "bad", 0, data=str(data), config=TINY_CONFIG)
+
+
+def test_hamnet_search_names_bad_input(tiny_cohort, tmp_path, capsys):
+    from hamnet_jax.cli import main
+
+    data, _ = tiny_cohort
+    space = tmp_path / "space.yaml"
+    space.write_text("space:\n  learning_rate: {type: float, low: 0.01, high: 0.001, log: true}\n")
+    assert main(["search", "hpo", "--data", str(data), "--out", str(tmp_path / "s1"), "--space", str(space)]) == 2
+    assert "'learning_rate': inverted bounds [0.01, 0.001]" in capsys.readouterr().err
+    assert main(["search", "nas", "--data", str(data), "--out", str(tmp_path / "s2"),
+                 "--strategy", "reinforcement"]) == 2
+    assert "strategy 'reinforcement' is not implemented" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hamnet_search_cli_runs_and_resumes(tiny_cohort, tiny_config_file, tmp_path, capsys):
+    from hamnet_jax.cli import main
+
+    data, _ = tiny_cohort
+    args = ["search", "hpo", "--data", str(data), "--config", str(tiny_config_file), "--out",
+            str(tmp_path / "study"), "--trials", "2", "--scheduler", "full", "--max-epochs", "1",
+            "--objectives", "val_mae,latency_ms", "--strategy", "random", "--quiet"]
+    assert main(args) == 0
+    best = json.loads((tmp_path / "study" / "best.json").read_text())
+    assert best["trials"] == 2 and best["pareto_front"] and "val_mae" in best["pareto_front"][0]["metrics"]
+    assert main(args) == 2 and "pass --resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0  # a finished study resumes to the same end, running nothing
+    assert json.loads((tmp_path / "study" / "best.json").read_text())["trials"] == 2

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from hamnet_jax.cli.inference_commands import add_inference_parsers
+from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup  # noqa: F401 (USES: tests)
 from hamnet_jax.errors import InputError
 
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     add_inference_parsers(sub)
+    add_search_parser(sub)
 
     _compression_parsers(sub)
     return p

@@ -29,6 +29,8 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "export": {"general": GENERAL},
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
     "deploy": {"general": GENERAL, "deployment": None},  # models' options: their inference.yaml
+    "search": {"model": None, "data": None, "training": None, "general": None, "regularization": None,
+               "nas": None, "hyperparameter_optimization": None},
     "loadtest": {"general": GENERAL},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},

@@ -7,8 +7,8 @@ A point sets `model:` keys (HAMNetConfig fields: the architecture) and `training
 (TrainingConfig fields); any other key is an error naming it. The trial trains with
 `training.num_epochs = budget` in `run_dir`; when the directory already holds checkpoints
 (a trial promoted to a larger budget, or one interrupted) it resumes from them, so a
-promotion pays only for the epochs it adds. Early stopping is off inside a trial (the
-scheduler decides how long a trial trains).
+promotion pays only for the epochs it adds. Early stopping is off inside a trial unless
+`early_stop_patience` is given (multi-fidelity schedulers decide how long a trial trains).
 
 Metrics: `val_mae` and `val_loss` (best epoch, standardized target units: the training
 loop's validation split, never the test split), `params`, `latency_ms` (batch-1 p50 of
@@ -33,7 +33,7 @@ TRAINING_KEYS = ("learning_rate", "batch_size", "weight_decay", "warmup_epochs",
                  "grad_clip_norm", "gradient_accumulation_steps", "classification_weight")
 
 
-def apply_point(config: Config, point: dict[str, Any], budget: int) -> Config:
+def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_patience: int = 0) -> Config:
     model_fields = {f.name for f in dataclasses.fields(HAMNetConfig)}
     model = {k: v for k, v in point.items() if k in model_fields}
     training = {k: v for k, v in point.items() if k in TRAINING_KEYS}
@@ -41,13 +41,14 @@ def apply_point(config: Config, point: dict[str, Any], budget: int) -> Config:
     if unknown:
         raise InputError(f"search point: {unknown} are neither model keys nor searchable training keys "
                          f"({list(TRAINING_KEYS)})")
-    training.update(num_epochs=int(budget), early_stop_patience=0)
+    training.update(num_epochs=int(budget), early_stop_patience=int(early_stop_patience))
     return dataclasses.replace(config, model={**config.model, **model},
                                training=dataclasses.replace(config.training, **training))
 
 
 def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial: int, *, data: str,
-                 config: dict[str, Any] | None = None, latency_reps: int = 50) -> dict[str, Any]:
+                 config: dict[str, Any] | None = None, latency_reps: int = 50,
+                 early_stop_patience: int = 0) -> dict[str, Any]:
     from hamnet_jax.data.schema import Schema, sidecar_path
     from hamnet_jax.training.train_run import train_run
 
@@ -55,7 +56,8 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     schema_path = sidecar_path(data)
     if not schema_path.exists():
         raise InputError(f"search data {data}: its schema {schema_path} does not exist")
-    run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget)
+    run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget,
+                             early_stop_patience)
     resume = any((run_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
     summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
