@@ -51,11 +51,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hamnet_jax ./hamnet_jax
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[serving]"
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[serving,export]"
 
 FROM build-cpu AS build-gpu
 # onnxruntime and onnxruntime-gpu share a module: the CPU wheel goes before the GPU one comes
-RUN /opt/venv/bin/pip install ".[serving,gpu]" && /opt/venv/bin/pip uninstall -y onnxruntime \
+RUN /opt/venv/bin/pip install ".[serving,export,gpu]" && /opt/venv/bin/pip uninstall -y onnxruntime \\
     && /opt/venv/bin/pip install onnxruntime-gpu
 
 # -- runtime: the environment, the model repository, an unprivileged user --------------
