@@ -260,3 +260,46 @@ def test_hamnet_search_cli_runs_and_resumes(tiny_cohort, tiny_config_file, tmp_p
     assert main(args) == 2 and "pass --resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0  # a finished study resumes to the same end, running nothing
     assert json.loads((tmp_path / "study" / "best.json").read_text())["trials"] == 2
+
+
+def test_the_original_facades_search_a_plain_function(tmp_path):
+    from hamnet_jax.optimization.hyperparameter_optimization import (
+        HAMNetHyperparameterOptimizer, HyperparameterConfig, OptimizationStrategy)
+    from hamnet_jax.optimization.nas import ArchitectureConfig, HAMNetNAS, SearchStrategy
+
+    nas = HAMNetNAS(ArchitectureConfig(search_strategy=SearchStrategy.EVOLUTIONARY, min_layers=1, max_layers=4,
+                                       population_size=4, generations=3, mutation_rate=0.1, crossover_rate=0.8),
+                    study_dir=tmp_path / "nas")
+    best = nas.search(lambda a: -abs(a.values["num_layers"] - 3) - abs(a.values["embed_dim"] - 64) / 64,
+                      max_iterations=12)
+    analysis = nas.analyze_search_results()
+    assert analysis["num_evaluations"] == 12 and analysis["best_fitness"] == max(analysis["fitness_history"])
+    assert best.to_model_config(tier="base").num_layers == best.values["num_layers"]
+    with pytest.raises(InputError, match="'reinforcement' is not implemented"):
+        HAMNetNAS(ArchitectureConfig(search_strategy="reinforcement"))
+
+    budgets = []
+
+    def train_fn(model, hp):
+        budgets.append(hp["num_epochs"])
+        return {"val_loss": (hp["learning_rate"] - 1e-3) ** 2 * 1e6 + 1.0 / hp["num_epochs"]}
+
+    hpo = HAMNetHyperparameterOptimizer(HyperparameterConfig(strategy=OptimizationStrategy.HYPERBAND,
+                                                             max_epochs_per_trial=9), model="m")
+    best_trial = hpo.optimize(train_fn)
+    assert best_trial["budget"] == 9 and set(budgets) == {1, 3, 9}
+    assert hpo.get_best_hyperparameters() == best_trial["hyperparameters"]
+
+
+def test_every_built_in_space_point_is_a_valid_config():
+    import dataclasses as dc
+
+    from hamnet_jax.config.sections import TrainingConfig
+    from hamnet_jax.models.config import HAMNetConfig
+    from hamnet_jax.search.spaces import architecture_space, training_space
+
+    arch, train = architecture_space(1, 4), training_space()
+    for seed in range(40):
+        point = arch.decode(arch.parametrization(seed).sample().value)
+        HAMNetConfig.from_tier("standard", **point)  # raises InputError naming a bad field
+        dc.replace(TrainingConfig(), **train.decode(train.parametrization(seed).sample().value))

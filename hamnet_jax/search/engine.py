@@ -188,3 +188,27 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
                 continue
             finish(job, record, metrics, time.perf_counter() - started)
     return records
+
+
+def function_study(space: SearchSpace, objective: Objective, scheduler: Any, proposer: Proposer,
+                   fn: Callable[[dict[str, Any], int], dict[str, Any]], root: str | Path | None = None,
+                   identity: dict[str, Any] | None = None) -> dict[int, TrialRecord]:
+    """A study over a plain function `fn(point, budget) -> metrics` (the facades' fitness
+    and training functions), run in this process; kept in `root`, or in a temporary
+    directory when None (then nothing survives the call but the returned records)."""
+    import tempfile
+
+    from hamnet_jax.search.store import open_study
+
+    def trial(point: dict[str, Any], budget: int, run_dir: Path, trial: int) -> dict[str, Any]:
+        metrics = fn(point, budget)
+        if not isinstance(metrics, dict):
+            metrics = {objective.metric: metrics}
+        return metrics
+
+    ident = identity or {"space": space.describe(), "strategy": proposer.strategy}
+    if root is not None:
+        return run_study(open_study(root, ident, resume=(Path(root) / "study.json").exists()), space,
+                         [objective], scheduler, proposer, trial)
+    with tempfile.TemporaryDirectory(prefix="hamnet-study-") as tmp:
+        return run_study(open_study(tmp, ident, resume=False), space, [objective], scheduler, proposer, trial)

@@ -21,7 +21,7 @@ def architecture_space(min_layers: int = 1, max_layers: int = 4) -> SearchSpace:
         "embed_dim": Choice([32, 48, 64, 96, 128]),
         "num_heads": Choice([1, 2, 4, 8]),
         "num_layers": Int(min_layers, max_layers),
-        "temporal_layers": Int(0, 2),
+        "temporal_layers": Int(1, 3),
         "mlp_ratio": Choice([1, 2, 4]),
         "clinical_hidden_dim": Choice([32, 64, 128, 256]),
         "imaging_group_size": Choice([16, 32, 64]),
