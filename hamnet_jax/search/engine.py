@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -32,7 +33,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.search.executors import Executor, SerialExecutor
 from hamnet_jax.search.proposers import Proposer
 from hamnet_jax.search.space import SearchSpace
-from hamnet_jax.search.store import StudyStore, TrialRecord
+from hamnet_jax.search.store import StudyStore, TrialRecord, open_study
 
 TrialFn = Callable[[dict[str, Any], int, Path, int], dict[str, Any]]
 
@@ -196,9 +197,6 @@ def function_study(space: SearchSpace, objective: Objective, scheduler: Any, pro
     """A study over a plain function `fn(point, budget) -> metrics` (the facades' fitness
     and training functions), run in this process; kept in `root`, or in a temporary
     directory when None (then nothing survives the call but the returned records)."""
-    import tempfile
-
-    from hamnet_jax.search.store import open_study
 
     def trial(point: dict[str, Any], budget: int, run_dir: Path, trial: int) -> dict[str, Any]:
         metrics = fn(point, budget)
