@@ -107,6 +107,8 @@ def test_deployment_config_checks_values_and_deploy_names_a_missing_tool(tmp_pat
     with pytest.raises(InputError, match="needs the `kubectl` command"):
         manager.deploy()
     assert (tmp_path / "kubernetes.yaml").exists()  # the manifests were written first
+    with pytest.raises(InputError, match="first argument is the model repository directory"):
+        HAMNetDeploymentManager({"tier": "standard"}, DeploymentConfig())
 
 
 def test_hamnet_api_environment_sets_the_server_address():

@@ -141,7 +141,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     from hamnet_jax.optimization.deployment import HAMNetDeploymentManager
 
     config = _setup(args)
-    manager = HAMNetDeploymentManager(None, config.section("deployment"), args.out)
+    manager = HAMNetDeploymentManager(args.repository, config.section("deployment"), args.out)
     if "api_host" in config.given.get("deployment", ()) and manager.config.environment != "local":
         print(f"hamnet deploy: note: deployment.api_host ({manager.config.api_host}) applies to local serving; "
               "the container listens on all interfaces (HAMNET_API_HOST=0.0.0.0), as its probes need",
@@ -152,7 +152,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     print(f"build: docker build -f {Path(args.out) / 'Dockerfile'} --target {target} "
           f"--build-arg MODEL_REPOSITORY={args.repository} -t {manager.config.image} .")
     if args.apply:
-        manager.deploy(args.repository)
+        manager.deploy()
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:

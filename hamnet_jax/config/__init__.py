@@ -7,6 +7,7 @@ from hamnet_jax.config.compression import (
 )
 from hamnet_jax.config.run_config import (
     ENV_VARS, MODEL_KEYS, ORIGINAL, TYPED, Config, config_from_dict, env_overrides, load_config,
+    section_from_keywords,
 )
 from hamnet_jax.config.sections import (
     REGRESSION_LOSSES, REGULARIZATION_TECHNIQUES, DataConfig, GeneralConfig, RegularizationSection, TrainingConfig,
@@ -18,5 +19,5 @@ __all__ = [
     "STRUCTURE_KINDS", "TYPED", "Config", "DataConfig", "DistillationConfig", "DistillationMethod", "GeneralConfig",
     "OptimizationStrategy", "PrecisionMode", "PruningConfig", "PruningMethod", "QuantizationConfig",
     "QuantizationMode", "RegularizationSection", "TrainingConfig", "config_from_dict", "env_overrides",
-    "load_config", "resolve_training_options",
+    "load_config", "resolve_training_options", "section_from_keywords",
 ]

@@ -182,3 +182,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     sections = {name: build(cls, raw[name]) for name, cls in ORIGINAL.items() if name in raw}
     given = {name: tuple(raw[name] or {}) for name in raw}
     return Config(model=model, sections=sections, given=given, **typed)
+
+
+def section_from_keywords(name: str, keys: dict[str, Any], source: str) -> Any:
+    """An original section built from a facade's keyword arguments (enum members or their
+    values), checked like the YAML section: `DeploymentConfig(mode=DeploymentMode.AUTO_SCALING)`."""
+    import enum
+
+    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
+    return config_from_dict({name: values}, source).section(name)

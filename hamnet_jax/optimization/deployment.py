@@ -6,10 +6,10 @@
     deploy_config = DeploymentConfig(environment=DeploymentEnvironment.KUBERNETES,
                                      mode=DeploymentMode.AUTO_SCALING, api_port=8001,
                                      enable_monitoring=True, min_instances=1, max_instances=5)
-    manager = HAMNetDeploymentManager(model_config, deploy_config, output_dir="deploy")
+    manager = HAMNetDeploymentManager("model_repository", deploy_config, output_dir="deploy")
     manager.generate_dockerfile()              # deploy/Dockerfile, deploy/Dockerfile.dockerignore
     manager.generate_kubernetes_manifests()    # deploy/kubernetes.yaml, deploy/kserve.yaml
-    manager.deploy(repository="model_repository")
+    manager.deploy()                           # the repository given first
 
 `DeploymentConfig` takes the `deployment:` section's keys; the work is in `hamnet_jax.deployment` (generation and
 checks) and `hamnet_jax.serving` (the server). `deploy` acts per environment: local
@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.config import config_from_dict
+from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import DeploymentSection, InferenceSection
 from hamnet_jax.deployment.dockerfile import dockerfile, dockerignore
 from hamnet_jax.deployment.kubernetes import check_manifests, inference_service, manifests, to_yaml
@@ -52,14 +52,17 @@ class DeploymentMode(enum.StrEnum):
 def DeploymentConfig(**keys: Any) -> DeploymentSection:  # noqa: N802 - the original framework's name
     """The `deployment:` section from keyword arguments (enums or their values), checked
     like the YAML section (`load_config(path).section("deployment")` reads a file's)."""
-    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
-    return config_from_dict({"deployment": values}, "DeploymentConfig").section("deployment")
+    return section_from_keywords("deployment", keys, "DeploymentConfig")
 
 
 class HAMNetDeploymentManager:
-    def __init__(self, model_config: Any = None, deploy_config: DeploymentSection | None = None,
+    def __init__(self, repository: str | Path | None = None, deploy_config: DeploymentSection | None = None,
                  output_dir: str | Path = "deploy", inference: InferenceSection | None = None) -> None:
-        self.model_config = model_config  # kept for the original signature; the repository holds the models
+        # the original's first argument names the models: here the model repository deploy() serves
+        if repository is not None and not isinstance(repository, (str, Path)):
+            raise InputError(f"HAMNetDeploymentManager: the first argument is the model repository directory "
+                             f"(<model>/<version>/ runs) to deploy, got {type(repository).__name__}")
+        self.repository = Path(repository) if repository is not None else None
         self.config = deploy_config or DeploymentSection()
         self.inference = inference
         self.output_dir = Path(output_dir)
@@ -82,9 +85,10 @@ class HAMNetDeploymentManager:
         write_text_atomic(out["kserve"], to_yaml(kserve))
         return out
 
-    def deploy(self, repository: str | Path = "model_repository", context: str | Path = ".") -> Any:
+    def deploy(self, repository: str | Path | None = None, context: str | Path = ".") -> Any:
         """Deploy per `environment` (see the module docstring); returns the running server
         (local) or the completed commands."""
+        repository = repository or self.repository or "model_repository"
         env = self.config.environment
         if env == "local":
             from hamnet_jax.serving.repository import Repository

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.config import config_from_dict
+from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import HyperparameterSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.search.engine import Objective, function_study
@@ -46,9 +46,7 @@ class OptimizationStrategy(enum.StrEnum):
 
 def HyperparameterConfig(**keys: Any) -> HyperparameterSection:  # noqa: N802 - the original framework's name
     """The `hyperparameter_optimization:` section from keyword arguments, checked."""
-    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
-    return config_from_dict({"hyperparameter_optimization": values},
-                            "HyperparameterConfig").section("hyperparameter_optimization")
+    return section_from_keywords("hyperparameter_optimization", keys, "HyperparameterConfig")
 
 
 class HAMNetHyperparameterOptimizer:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.config import config_from_dict
+from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import NASSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
@@ -45,8 +45,7 @@ class SearchStrategy(enum.StrEnum):
 
 def ArchitectureConfig(**keys: Any) -> NASSection:  # noqa: N802 - the original framework's name
     """The `nas:` section from keyword arguments (enums or their values), checked."""
-    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
-    return config_from_dict({"nas": values}, "ArchitectureConfig").section("nas")
+    return section_from_keywords("nas", keys, "ArchitectureConfig")
 
 
 @dataclasses.dataclass(frozen=True)
