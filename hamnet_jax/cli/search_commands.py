@@ -61,8 +61,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     from hamnet_jax.search.engine import Constraint, Objective, run_study
     from hamnet_jax.search.executors import ProcessExecutor, RayExecutor, SerialExecutor
-    from hamnet_jax.search.hamnet_trial import hamnet_trial
-    from hamnet_jax.search.pareto import fronts
+    from hamnet_jax.search.finalize import finalize_study
+    from hamnet_jax.search.hamnet_trial import check_metrics, hamnet_trial
     from hamnet_jax.search.proposers import Proposer
     from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband
     from hamnet_jax.search.store import open_study
@@ -75,6 +75,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     trials = args.trials or (nas.population_size * nas.generations if args.kind == "nas" else hpo.max_trials)
     max_epochs = args.max_epochs or hpo.max_epochs_per_trial
     objectives = [Objective(*(name.split(":") + ["min"])[:2]) for name in args.objectives.split(",") if name]
+    check_metrics([o.metric for o in objectives])
     constraints = ([Constraint("params", args.max_params)] if args.max_params else []) + (
         [Constraint("latency_ms", args.max_latency_ms)] if args.max_latency_ms else [])
     if scheduler_name == "asha":
@@ -102,7 +103,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     else:
         executor = SerialExecutor()
     patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
-    trial_fn = functools.partial(hamnet_trial, data=str(args.data), config=base, early_stop_patience=patience)
+    speed = bool({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]})
+    trial_fn = functools.partial(hamnet_trial, data=str(args.data), config=base, early_stop_patience=patience,
+                                 measure_speed=speed)
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
     try:
         records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
@@ -110,18 +113,14 @@ def cmd_search(args: argparse.Namespace) -> None:
     finally:
         bar.close()
         executor.shutdown()
-    finished = [r for r in records.values() if r.results]
-    final = [r.results[-1]["losses"] for r in finished]
-    best = [finished[i] for i in (fronts(final)[0] if final else [])]
-    summary = {"trials": len(records), "failed": sum(r.status == "failed" for r in records.values()),
-               "pareto_front": [{"trial": r.trial, "config": r.config, "budget": r.results[-1]["budget"],
-                                 "metrics": {o.metric: r.results[-1]["metrics"].get(o.metric) for o in objectives},
-                                 "run_dir": str(store.run_dir(r.trial))} for r in best]}
-    from hamnet_jax.io_atomic import write_json_atomic
-
-    write_json_atomic(store.root / "best.json", summary)
-    print(json.dumps(summary["pareto_front"], indent=1, default=str))
-    print(f"{len(records)} trials ({summary['failed']} failed); the Pareto front is in {store.root / 'best.json'}")
+    report = finalize_study(store, records, objectives, max_epochs, None if args.no_best_run else trial_fn)
+    for row in report["pareto_front"]:
+        print(json.dumps({"trial": row["trial"], **row["objectives"], "config": row["config"]}, default=str))
+    best = report.get("best_run")
+    print(f"{len(records)} trials ({report['failed']} failed), {report['trial_epochs']} trial-epochs; "
+          f"{len(report['pareto_front'])} on the Pareto front at {report['full_budget']} epochs; analysis, plots and "
+          f"TensorBoard HParams in {store.root}" + (f"; the best trial ({best['trial']}) is the run {best['run_dir']}"
+                                                   if best else ""))
 
 
 def add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -152,6 +151,8 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=1, help="trials at once (local processes, or Ray tasks)")
     s.add_argument("--executor", choices=("local", "ray"), default="local")
     s.add_argument("--ray-address", help="a Ray cluster to join (default: start a local Ray instance)")
+    s.add_argument("--no-best-run", action="store_true",
+                   help="skip writing OUT/best (the best trial's run, trained to the full budget)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue the study in --out")
     s.add_argument("--quiet", action="store_true")

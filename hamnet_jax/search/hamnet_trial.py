@@ -13,7 +13,8 @@ promotion pays only for the epochs it adds. Early stopping is off inside a trial
 Metrics: `val_mae` and `val_loss` (best epoch, standardized target units: the training
 loop's validation split, never the test split), `params`, `latency_ms` (batch-1 p50 of
 the run's JAX predictor on this machine), `flops` (XLA's cost analysis of one batch-1
-forward pass), `epochs`, and the run's test metrics as `test_*` for reporting only.
+forward pass; both only with `measure_speed`, as they cost two compilations), `epochs`,
+and the run's test metrics as `test_*` for reporting only.
 A picklable module-level function, so process and Ray executors can run it.
 """
 
@@ -29,8 +30,19 @@ from hamnet_jax.config.run_config import Config
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 
+TEST_METRICS = ("mae", "rmse", "r2", "pearson_r", "nll", "coverage_90", "age_gap_r", "auroc", "accuracy")
+METRICS = ("val_mae", "val_loss", "epochs", "params", "latency_ms", "flops", *(f"test_{m}" for m in TEST_METRICS))
+
 TRAINING_KEYS = ("learning_rate", "batch_size", "weight_decay", "warmup_epochs", "loss", "precision_mode",
                  "grad_clip_norm", "gradient_accumulation_steps", "classification_weight")
+
+
+def check_metrics(names: list[str], what: str = "--objectives") -> None:
+    """Objectives and constraints name metrics a trial reports; an unknown one is an error
+    before any trial trains (not minutes later, after the first)."""
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise InputError(f"{what}: {unknown} not among the metrics a trial reports: {list(METRICS)}")
 
 
 def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_patience: int = 0) -> Config:
@@ -48,7 +60,7 @@ def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_p
 
 def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial: int, *, data: str,
                  config: dict[str, Any] | None = None, latency_reps: int = 50,
-                 early_stop_patience: int = 0) -> dict[str, Any]:
+                 early_stop_patience: int = 0, measure_speed: bool = True) -> dict[str, Any]:
     from hamnet_jax.data.schema import Schema, sidecar_path
     from hamnet_jax.training.train_run import train_run
 
@@ -66,26 +78,48 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
         raise InputError(f"trial {trial}: {run_dir}/metrics.jsonl holds no validation metrics")
     metrics = {"val_mae": min(h["val_mae"] for h in validated), "val_loss": min(h["val_loss"] for h in validated),
                "epochs": summary["epochs_run"], **{f"test_{k}": v for k, v in summary["test"].items()}}
-    metrics.update(measure_run(run_dir, latency_reps))
+    metrics.update(measure_run(run_dir, latency_reps if measure_speed else 0))
     return metrics
 
 
-def measure_run(run_dir: Path, latency_reps: int = 50) -> dict[str, float]:
-    """Parameter count, batch-1 latency (p50 ms) and XLA-counted FLOPs of a run's model."""
-    import jax
+def _run_model(run_dir: Path):
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.run_dir import load_run
+
+    return RawModel.from_run(load_run(run_dir), 0)
+
+
+def _latency_ms(raw, reps: int) -> tuple[float, dict]:
+    """Batch-1 p50 milliseconds of the run's JAX predictor, and the validated request."""
     import numpy as np
 
     from hamnet_jax.evaluation.timing import request_latency_ms
     from hamnet_jax.inference.predictors import JaxPredictor
     from hamnet_jax.inference.raw_inputs import random_raw
-    from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
 
-    raw = RawModel.from_run(load_run(run_dir), 0)
-    params = int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
+    predictor = JaxPredictor(raw, (1,))
     request = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
-    latency, _ = request_latency_ms(JaxPredictor(raw, (1,)), request, 1, reps=latency_reps)
-    checked = {k: np.asarray(v) for k, v in JaxPredictor(raw, (1,)).validate(request).items()}
+    latency, _ = request_latency_ms(predictor, request, 1, reps=reps)
+    return latency, {k: np.asarray(v) for k, v in predictor.validate(request).items()}
+
+
+def run_latency_ms(run_dir: str | Path, reps: int = 200) -> float:
+    """Batch-1 p50 latency of a run's model on this machine (comparisons measure again,
+    side by side, rather than trusting numbers taken under other load)."""
+    return _latency_ms(_run_model(Path(run_dir)), reps)[0]
+
+
+def measure_run(run_dir: Path, latency_reps: int = 50) -> dict[str, float]:
+    """Parameter count, batch-1 latency (p50 ms) and XLA-counted FLOPs of a run's model;
+    with `latency_reps=0` only the parameter count (the others cost two compilations)."""
+    import jax
+    import numpy as np
+
+    raw = _run_model(run_dir)
+    params = int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
+    if latency_reps <= 0:
+        return {"params": params}
+    latency, checked = _latency_ms(raw, latency_reps)
     cost = jax.jit(lambda arrays: raw(arrays)).lower(checked).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return {"params": params, "latency_ms": latency, "flops": float((cost or {}).get("flops", float("nan")))}

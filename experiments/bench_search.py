@@ -1,0 +1,185 @@
+"""Search measured: does NAS find an architecture better than the standard tier, and does
+Hyperband find what full-budget random search finds for a third of the training?
+
+    python experiments/bench_search.py [--part nas|hpo|all] [--work runs/search] \
+        [--out experiments/results/bench_search.json]
+
+* `nas` (must-hold 1): on the default cohort (6,000 subjects, `experiments/main_results.py`'s
+  file), a multi-objective study over the architecture space (val_mae x batch-1 latency_ms),
+  random proposals under ASHA (1 -> 2 -> 4 epochs, eta 2, 16 trials), beside the standard
+  tier trained to the same 4 epochs by the same trial function. The full-budget trials'
+  latencies and the standard tier's are then measured again, interleaved (rounds
+  alternate the models), so the comparison is like for like in one process.
+* `hpo` (must-hold 2): for seeds 0, 1, 2, on a 1,000-subject cohort (seed 0) and the base
+  tier (a trial's cost on 2 CPU cores is mostly XLA compilation), the same 9
+  random configurations of the bench's training space run twice: Hyperband's most
+  aggressive bracket (9 trials at 1 epoch, the best 3 to 3, the best one to 9; promoted
+  trials resume from their checkpoints) and random search at the full 9 epochs. Reported:
+  each side's best validation MAE at 9 epochs and the trial-epochs each spent.
+
+Every study lives under `--work` and resumes when the script is run again (a finished
+study is only re-read); the JSON is written after each part. Plots:
+`experiments/results/bench_search_front.png` and `bench_search_convergence.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
+from hamnet_jax.data.tables import write_table  # noqa: E402
+from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+from hamnet_jax.search.analysis import analyze_study, pareto_trials, result_at, trial_epochs, write_plots  # noqa: E402
+from hamnet_jax.search.engine import EventLog, Objective, run_study  # noqa: E402
+from hamnet_jax.search.hamnet_trial import hamnet_trial, run_latency_ms  # noqa: E402
+from hamnet_jax.search.proposers import Proposer  # noqa: E402
+from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband  # noqa: E402
+from hamnet_jax.search.space import Choice, Float, SearchSpace  # noqa: E402
+from hamnet_jax.search.spaces import architecture_space  # noqa: E402
+from hamnet_jax.search.store import open_study  # noqa: E402
+
+RESULTS = ROOT / "experiments" / "results"
+NAS = {"min_epochs": 1, "max_epochs": 4, "eta": 2, "trials": 16, "max_layers": 3, "seed": 0}
+HPO = {"subjects": 1000, "tier": "base", "max_epochs": 9, "eta": 3, "seeds": (0, 1, 2)}
+
+
+def hpo_space() -> SearchSpace:
+    return SearchSpace({
+        "learning_rate": Float(3e-4, 1e-2, log=True),
+        "weight_decay": Float(1e-6, 1e-2, log=True),
+        "batch_size": Choice([64, 128, 256]),
+        "loss": Choice(["gaussian_nll", "huber", "mse"]),
+        "dropout": Float(0.0, 0.3),
+    })
+
+
+def cohort_file(path: Path, subjects: int) -> Path:
+    if not path.exists():
+        frame, schema = generate_cohort(subjects, seed=0)
+        write_table(frame, path)
+        path.with_name(path.stem + ".schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    return path
+
+
+def study(root: Path, space: SearchSpace, objectives: list[Objective], scheduler, proposer, trial_fn,
+          identity: dict) -> dict:
+    store = open_study(root, identity, resume=(root / "study.json").exists())
+    started = time.perf_counter()
+    records = run_study(store, space, objectives, scheduler, proposer, trial_fn,
+                        progress=lambda r: print(f"  {root.name}: trial {r.trial} budget {r.budget} "
+                                                 f"{r.last()['metrics'].get('val_mae') if r.last() else r.error}",
+                                                 flush=True))
+    return {"records": records, "events": EventLog(root / "events.jsonl").read(),
+            "seconds": time.perf_counter() - started}
+
+
+def part_nas(work: Path) -> dict:
+    data = cohort_file(ROOT / "runs" / "main" / "cohort.parquet", 6000)
+    cfg = NAS
+    space = architecture_space(1, cfg["max_layers"])
+    objectives = [Objective("val_mae"), Objective("latency_ms")]
+    trial_fn = functools.partial(hamnet_trial, data=str(data))
+    identity = {"bench": "nas", **cfg, "space": space.describe(), "data": str(data)}
+    run = study(work / "nas", space, objectives, ASHA(cfg["min_epochs"], cfg["max_epochs"], cfg["trials"], cfg["eta"]),
+                Proposer(space, "random", cfg["trials"], cfg["seed"]), trial_fn, identity)
+    records = run["records"]
+    standard_dir = work / "standard"
+    standard_file = work / "standard.json"
+    if not standard_file.exists():  # the standard tier: the base config, no search point, same budget
+        shutil.rmtree(standard_dir, ignore_errors=True)
+        write_json_atomic(standard_file, hamnet_trial({}, cfg["max_epochs"], standard_dir, -1, data=str(data)))
+    standard = json.loads(standard_file.read_text())
+    report = analyze_study(records, run["events"], ["val_mae", "latency_ms"])
+
+    # batch-1 latency again, interleaved: every full-budget trial and the standard tier
+    full = [t for t in records if result_at(records[t], cfg["max_epochs"])]
+    dirs = {**{t: work / "nas" / "runs" / f"{t:05d}" for t in full}, "standard": standard_dir}
+    rounds: dict = {k: [] for k in dirs}
+    for _ in range(5):
+        for key, run_dir in dirs.items():
+            rounds[key].append(run_latency_ms(run_dir, reps=200))
+    latency = {str(k): float(np.median(v)) for k, v in rounds.items()}
+    rows = [{"trial": t, "config": records[t].config, "val_mae": result_at(records[t], cfg["max_epochs"])
+             ["metrics"]["val_mae"], "latency_ms": latency[str(t)], "params": result_at(records[t], cfg["max_epochs"])
+             ["metrics"]["params"]} for t in full]
+    front = pareto_trials(records, cfg["max_epochs"])
+    winners = [r for r in rows if r["val_mae"] < standard["val_mae"] and r["latency_ms"] <= latency["standard"]]
+    write_plots(report, RESULTS / "bench_search_nas",
+                reference={"val_mae": standard["val_mae"], "latency_ms": standard["latency_ms"],
+                           "label": f"standard tier ({cfg['max_epochs']} epochs)"})
+    for name in ("pareto_front", "convergence"):
+        shutil.move(RESULTS / "bench_search_nas" / f"{name}.png", RESULTS / f"bench_search_nas_{name}.png")
+    shutil.rmtree(RESULTS / "bench_search_nas", ignore_errors=True)
+    return {"settings": cfg, "study_seconds": run["seconds"], "trials": len(records),
+            "trial_epochs": trial_epochs(records), "front_trials": front,
+            "standard": {"val_mae": standard["val_mae"], "latency_ms": latency["standard"],
+                         "params": standard["params"], "latency_ms_in_trial": standard["latency_ms"]},
+            "full_budget_trials": rows, "latency_rounds": {str(k): v for k, v in rounds.items()},
+            "winners": winners, "holds": bool(winners), "importance": report["importance"]}
+
+
+def part_hpo(work: Path) -> dict:
+    data = cohort_file(work / f"cohort-{HPO['subjects']}.parquet", HPO["subjects"])
+    space = hpo_space()
+    objectives = [Objective("val_mae")]
+    trial_fn = functools.partial(hamnet_trial, data=str(data), config={"model": {"tier": HPO["tier"]}},
+                                 measure_speed=False)
+    out = {"settings": {**HPO, "space": space.describe()}, "seeds": {}}
+    for seed in HPO["seeds"]:
+        hb = Hyperband(1, HPO["max_epochs"], HPO["eta"], brackets=1)
+        n = hb.trials_planned
+        sides = {"hyperband": hb, "random_full_budget": FullBudget(HPO["max_epochs"], n)}
+        row = {}
+        for name, scheduler in sides.items():
+            identity = {"bench": "hpo", "side": name, "seed": seed, **out["settings"], "data": str(data)}
+            run = study(work / f"hpo-seed{seed}" / name, space, objectives, scheduler,
+                        Proposer(space, "random", n, seed), trial_fn, identity)
+            records = run["records"]
+            at_full = {t: result_at(r, HPO["max_epochs"])["metrics"]["val_mae"] for t, r in records.items()
+                       if result_at(r, HPO["max_epochs"])}
+            best = min(at_full, key=at_full.get)
+            row[name] = {"configurations": len(records), "trial_epochs": trial_epochs(records),
+                         "best_val_mae": at_full[best], "best_trial": best, "best_config": records[best].config,
+                         "seconds": run["seconds"], "full_budget_val_mae": at_full}
+        hb_row, rs_row = row["hyperband"], row["random_full_budget"]
+        row["epoch_ratio"] = hb_row["trial_epochs"] / rs_row["trial_epochs"]
+        row["relative_gap"] = hb_row["best_val_mae"] / rs_row["best_val_mae"] - 1
+        row["reached"] = hb_row["best_val_mae"] <= rs_row["best_val_mae"]
+        row["same_configuration"] = hb_row["best_config"] == rs_row["best_config"]
+        out["seeds"][str(seed)] = row
+    out["holds"] = all(r["reached"] and r["epoch_ratio"] <= 1 / 3 + 1e-9 for r in out["seeds"].values())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("nas", "hpo", "all"), default="all")
+    ap.add_argument("--work", default="runs/search")
+    ap.add_argument("--out", default=str(RESULTS / "bench_search.json"))
+    args = ap.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    for part, fn in (("nas", part_nas), ("hpo", part_hpo)):
+        if args.part in (part, "all"):
+            result = fn(work)
+            store = json.loads(out.read_text()) if out.exists() else {}  # the other part may have finished meanwhile
+            store[part] = result
+            write_json_atomic(out, store)
+            print(json.dumps({k: v for k, v in result.items() if k not in ("latency_rounds",)}, indent=1,
+                             default=str)[:4000], flush=True)
+
+
+if __name__ == "__main__":
+    main()
