@@ -6,7 +6,7 @@ Hyperband find what full-budget random search finds for a third of the training?
 
 * `nas` (must-hold 1): on the default cohort (6,000 subjects, `experiments/main_results.py`'s
   file), a multi-objective study over the architecture space (val_mae x batch-1 latency_ms),
-  random proposals under ASHA (1 -> 2 -> 4 epochs, eta 2, 16 trials), beside the standard
+  random proposals under ASHA (1 -> 2 -> 4 epochs, eta 2, 12 trials), beside the standard
   tier trained to the same 4 epochs by the same trial function. The full-budget trials'
   latencies and the standard tier's are then measured again, interleaved (rounds
   alternate the models), so the comparison is like for like in one process.
@@ -51,7 +51,7 @@ from hamnet_jax.search.spaces import architecture_space  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
-NAS = {"min_epochs": 1, "max_epochs": 4, "eta": 2, "trials": 16, "max_layers": 3, "seed": 0}
+NAS = {"min_epochs": 1, "max_epochs": 4, "eta": 2, "trials": 12, "max_layers": 3, "seed": 0}
 HPO = {"subjects": 1000, "tier": "base", "max_epochs": 9, "eta": 3, "seeds": (0, 1, 2)}
 
 

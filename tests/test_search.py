@@ -68,6 +68,29 @@ def test_grid_visits_every_point_exactly_once(tmp_path):
                   FullBudget(1, len(grid) + 1), Proposer(space, "grid", budget=1), trial)
 
 
+@pytest.mark.parametrize("strategy", ["random", "evolutionary", "differential", "bayesian", "cma", "ngopt"])
+def test_every_proposer_is_seeded_and_takes_its_settings(strategy):
+    space = SearchSpace({"x": Float(-1.0, 1.0), "n": Int(1, 5), "kind": Choice(["a", "b"])})
+
+    def run(seed):
+        proposer = Proposer(space, strategy, budget=12, seed=seed, population_size=6, mutation_rate=0.2,
+                            crossover_rate=0.7)
+        asked = []
+        for _ in range(12):
+            raw, config = proposer.ask()
+            asked.append(config)
+            proposer.tell(raw, [(config["x"] - 0.3) ** 2 + abs(config["n"] - 2) + (config["kind"] == "b")])
+        return proposer, asked
+
+    proposer, first = run(seed=4)
+    assert run(seed=4)[1] == first and run(seed=5)[1] != first
+    assert all(-1.0 <= c["x"] <= 1.0 and 1 <= c["n"] <= 5 and c["kind"] in ("a", "b") for c in first)
+    if strategy in ("evolutionary", "differential"):  # the original population / crossover settings reach it
+        settings = proposer.optimizer._config._config
+        assert settings["popsize"] == 6
+        assert settings["recombination_ratio" if strategy == "evolutionary" else "crossover"] == 0.7
+
+
 def test_pareto_fronts_and_selection():
     points = [(0, 2), (1, 1), (2, 0), (1, 3), (2, 2), (3, 1), (3, 3)]
     assert fronts(points) == [[0, 1, 2], [3, 4, 5], [6]]
@@ -343,6 +366,7 @@ def test_the_original_facades_search_a_plain_function(tmp_path):
                       max_iterations=12)
     analysis = nas.analyze_search_results()
     assert analysis["num_evaluations"] == 12 and analysis["best_fitness"] == max(analysis["fitness_history"])
+    assert set(analysis["parameter_importance"]) == set(nas.space.params)
     assert best.to_model_config(tier="base").num_layers == best.values["num_layers"]
     with pytest.raises(InputError, match="'reinforcement' is not implemented"):
         HAMNetNAS(ArchitectureConfig(search_strategy="reinforcement"))

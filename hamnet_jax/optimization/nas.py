@@ -26,6 +26,7 @@ from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import NASSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.search.analysis import parameter_importance
 from hamnet_jax.search.engine import Objective, function_study
 from hamnet_jax.search.proposers import Proposer
 from hamnet_jax.search.schedulers import FullBudget
@@ -101,4 +102,4 @@ class HAMNetNAS:
         failed = sum(r.status == "failed" for r in self.records.values())
         return {"best_fitness": best.results[-1]["metrics"]["fitness"], "best_architecture": best.config,
                 "num_evaluations": len(self.records), "failed": failed, "fitness_history": history,
-                "best_so_far": best_so_far}
+                "best_so_far": best_so_far, "parameter_importance": parameter_importance(self.records)}

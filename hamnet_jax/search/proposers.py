@@ -6,7 +6,7 @@
 | `grid`         | none: every point of `SearchSpace.grid()` once, in order                   |
 | `evolutionary` | `EvolutionStrategy(popsize=population_size, recombination_ratio=crossover_rate)`; |
 |                | each linear numeric parameter mutates by `mutation_rate` x its range       |
-| `differential` | `TwoPointsDE`                                                              |
+| `differential` | `DifferentialEvolution(popsize=population_size, crossover=crossover_rate)` |
 | `bayesian`     | `BO` (Gaussian-process Bayesian optimization)                              |
 | `cma`          | `CMA` (CMA-ES)                                                             |
 | `ngopt`        | `NGOpt` (nevergrad's own choice for the space and budget)                  |
@@ -28,8 +28,7 @@ from hamnet_jax.io_atomic import write_atomic
 from hamnet_jax.search.space import Float, Int, SearchSpace
 
 STRATEGIES = ("random", "grid", "evolutionary", "differential", "bayesian", "cma", "ngopt")
-_NEVERGRAD = {"random": "RandomSearch", "differential": "TwoPointsDE", "bayesian": "BO", "cma": "CMA",
-              "ngopt": "NGOpt"}
+_NEVERGRAD = {"random": "RandomSearch", "bayesian": "BO", "cma": "CMA", "ngopt": "NGOpt"}
 
 
 class Proposer:
@@ -54,6 +53,9 @@ class Proposer:
                 if isinstance(p, (Float, Int)) and not p.log and p.high > p.low:
                     parametrization[name].set_mutation(sigma=mutation_rate * (p.high - p.low))
             family = ng.families.EvolutionStrategy(popsize=population_size, recombination_ratio=crossover_rate)
+            self.optimizer = family(parametrization, budget=budget)
+        elif strategy == "differential":
+            family = ng.families.DifferentialEvolution(popsize=population_size, crossover=crossover_rate)
             self.optimizer = family(parametrization, budget=budget)
         else:
             self.optimizer = ng.optimizers.registry[_NEVERGRAD[strategy]](parametrization, budget=budget)
