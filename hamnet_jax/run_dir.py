@@ -7,6 +7,8 @@ RUN_DIR/
   schema.yaml        the data schema used (target included)
   preprocessor.npz   standardization fitted on the training split
   calibration.json   variance scale fitted on the validation split
+  data_profile.npz   the training split's feature distributions and the validation
+                     predictions' (data/profile.py), for drift checks
   params/            final (best-validation) parameters, orbax (trained runs)
   weights.safetensors  instead of params/ in a pruned / quantized run: the compressed
                      weights themselves (int8 or 4-bit codes + scales, sparse layers as

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from hamnet_jax.cli.inference_commands import add_inference_parsers
+from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup  # noqa: F401 (USES: tests)
 from hamnet_jax.errors import InputError
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_inference_parsers(sub)
     add_search_parser(sub)
+    add_monitoring_parsers(sub)
 
     _compression_parsers(sub)
     return p
@@ -320,11 +322,11 @@ def _compression_parsers(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except InputError as e:
         print(f"hamnet {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    return 0
+    return int(code or 0)  # a command may return a non-zero status of its own (drift --fail-on-drift)
 
 
 if __name__ == "__main__":

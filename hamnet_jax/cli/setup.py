@@ -32,6 +32,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "search": {"model": None, "data": None, "training": None, "general": None, "regularization": None,
                "nas": None, "hyperparameter_optimization": None},
     "loadtest": {"general": GENERAL},
+    "drift": {"general": GENERAL},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay

@@ -96,8 +96,9 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
     writes `summary.json` last, so its presence marks a finished run."""
     pre = run.preprocessor
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("schema.yaml", "preprocessor.npz"):
-        shutil.copy2(Path(run_dir) / name, out / name)
+    for name in ("schema.yaml", "preprocessor.npz", "data_profile.npz"):
+        if (Path(run_dir) / name).exists():  # (runs trained before data profiles were kept have none)
+            shutil.copy2(Path(run_dir) / name, out / name)
     save_config(out, run.config, model.config)
     if compressed:
         save_compressed_model(out, model)

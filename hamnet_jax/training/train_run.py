@@ -17,6 +17,7 @@ import numpy as np
 from hamnet_jax.config import Config, TrainingConfig
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
+from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
@@ -111,6 +112,9 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
                              visit_slots=config.data.max_visits)
 
     val_pred = predict("val")
+    if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
+        DataProfile.fit(parts["train"], schema).with_predictions(val_pred["prediction"]).save(
+            out / "data_profile.npz")
     std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
     test_pred = predict("test", std_scale)
     metrics = prediction_metrics(parts["test"], test_pred)

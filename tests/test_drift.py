@@ -1,0 +1,73 @@
+"""Drift against the training profile a run keeps: PSI / KS against scipy, and `hamnet
+drift` on a cohort with shifted lifestyle and missing imaging."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.data.profile import QUANTILES, DataProfile
+from hamnet_jax.data.tables import write_table
+from hamnet_jax.monitoring.drift import ks_against_quantiles, psi
+from tests.conftest import TINY_DIMS
+
+stats = pytest.importorskip("scipy.stats")
+
+
+def test_ks_against_stored_quantiles_agrees_with_scipy_two_sample():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, 20000)
+    for new in (rng.normal(0.08, 1, 3000), rng.normal(0, 1, 3000), (rng.random(3000) < 0.6).astype(float)):
+        base = ref if new.max() > 1 else (rng.random(20000) < 0.5).astype(float)
+        ours, p = ks_against_quantiles(np.quantile(base, QUANTILES), base.size, new)
+        theirs = stats.ks_2samp(base, new)
+        assert ours == pytest.approx(theirs.statistic, abs=0.006)
+        assert (p < 0.01) == (theirs.pvalue < 0.01)
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():
+    even = np.full(10, 0.1)
+    assert psi(even, even) == pytest.approx(0.0)
+    shifted = np.array([0.02, 0.03, 0.05, 0.08, 0.1, 0.12, 0.14, 0.15, 0.15, 0.16])
+    assert psi(even, shifted) > psi(even, (even + shifted) / 2) > 0.0
+
+
+def _shifted_cohort(root, seed: int, shift_lifestyle: float, drop_imaging: bool):
+    frame, schema = generate_cohort(240, seed=seed, dims=TINY_DIMS)
+    lifestyle = [c for c in schema["modalities"]["lifestyle"] if c not in (schema.get("categorical") or {})]
+    for c in lifestyle:
+        frame[c] = frame[c] + shift_lifestyle * frame[c].std()
+    if drop_imaging:
+        frame[list(schema["modalities"]["imaging"])] = np.nan
+    path = root / f"new-{seed}.parquet"
+    write_table(frame, path)
+    path.with_name(path.stem + ".schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    return path, lifestyle
+
+
+def test_hamnet_drift_flags_shifted_lifestyle_and_missing_imaging_only(tiny_run, tmp_path, capsys):
+    from hamnet_jax.cli import main
+
+    profile = DataProfile.load(tiny_run / "data_profile.npz")
+    assert profile.predictions is not None and set(profile.modality_absent) == {"clinical", "imaging", "genetic",
+                                                                                 "lifestyle"}
+    shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
+    out = tmp_path / "drift.json"
+    assert main(["drift", "--run", str(tiny_run), "--data", str(shifted), "--out", str(out),
+                 "--fail-on-drift"]) == 1
+    report = json.loads(out.read_text())
+    assert sorted(report["drifted_features"]) == sorted(lifestyle)
+    assert report["drifted_modalities"] == ["imaging"]
+    imaging = set(yaml.safe_load((tiny_run / "schema.yaml").read_text())["modalities"]["imaging"])
+    assert imaging <= set(report["missingness_drifted_features"])
+    assert "modality imaging: absent at" in capsys.readouterr().out
+
+    same, _ = _shifted_cohort(tmp_path, seed=12, shift_lifestyle=0.0, drop_imaging=False)
+    assert main(["drift", "--run", str(tiny_run), "--data", str(same), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["drifted_features"] == [] and report["drifted_modalities"] == []
+    assert not report["prediction_drifted"]
