@@ -40,9 +40,9 @@ import yaml  # noqa: E402
 
 from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
-from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+from hamnet_jax.io_atomic import AppendLog, write_json_atomic  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, pareto_trials, result_at, trial_epochs, write_plots  # noqa: E402
-from hamnet_jax.search.engine import EventLog, Objective, run_study  # noqa: E402
+from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.hamnet_trial import hamnet_trial, run_latency_ms  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
 from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband  # noqa: E402
@@ -81,7 +81,7 @@ def study(root: Path, space: SearchSpace, objectives: list[Objective], scheduler
                         progress=lambda r: print(f"  {root.name}: trial {r.trial} budget {r.budget} "
                                                  f"{r.last()['metrics'].get('val_mae') if r.last() else r.error}",
                                                  flush=True))
-    return {"records": records, "events": EventLog(root / "events.jsonl").read(),
+    return {"records": records, "events": AppendLog(root / "events.jsonl").read(),
             "seconds": time.perf_counter() - started}
 
 

@@ -20,8 +20,6 @@ no trial is lost, none is started twice. The proposer is restored from its pickl
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.io_atomic import AppendLog
 from hamnet_jax.search.executors import Executor, SerialExecutor
 from hamnet_jax.search.proposers import Proposer
 from hamnet_jax.search.space import SearchSpace
@@ -65,30 +64,6 @@ class Constraint:
         return float(metrics[self.metric]) <= self.maximum
 
 
-class EventLog:
-    """Append-only JSON lines, fsynced; a torn last line (a crash mid-write) is dropped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # the torn tail of an interrupted append
-        return out
-
-    def append(self, event: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(event) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
 def losses_of(metrics: dict[str, Any], objectives: Sequence[Objective],
               constraints: Sequence[Constraint]) -> list[float]:
     if not all(c.holds(metrics) for c in constraints):
@@ -105,7 +80,7 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
         raise InputError("a study needs at least one objective")
     executor = executor or SerialExecutor()
     records = store.load_all()
-    log = EventLog(store.root / "events.jsonl")
+    log = AppendLog(store.root / "events.jsonl")
     proposer_file = store.root / "proposer.pkl"
     if proposer_file.exists():
         proposer = Proposer.load(proposer_file)

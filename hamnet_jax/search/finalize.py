@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.io_atomic import AppendLog, write_json_atomic
 from hamnet_jax.search.analysis import analyze_study, full_budget, result_at, write_hparams, write_plots
-from hamnet_jax.search.engine import EventLog, Objective, losses_of
+from hamnet_jax.search.engine import Objective, losses_of
 from hamnet_jax.search.store import StudyStore, TrialRecord
 
 
@@ -60,7 +60,7 @@ def finalize_study(store: StudyStore, records: dict[int, TrialRecord], objective
     """Write analysis.json, the plots, the HParams log and (given `trial_fn`) STUDY/best."""
     names = [o.metric for o in objectives]
     best = write_best_run(store, records, objectives, max_budget, trial_fn) if trial_fn is not None else None
-    report = analyze_study(records, EventLog(store.root / "events.jsonl").read(), names)
+    report = analyze_study(records, AppendLog(store.root / "events.jsonl").read(), names)
     if best is not None:
         report["best_run"] = best
     report["plots"] = [str(p) for p in write_plots(report, store.root / "plots")]
