@@ -1,0 +1,79 @@
+"""A/B experiments on disk: sticky assignment, outcomes, statistics, crash safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hamnet_jax.errors import InputError
+from hamnet_jax.monitoring.ab_experiments import ABTestType, ExperimentStore
+from hamnet_jax.monitoring.ab_statistics import two_proportion_test, welch_test
+
+
+def _store_with_test(tmp_path, **keys):
+    store = ExperimentStore(tmp_path / "ab")
+    test = store.create("v2 vs v1", ABTestType.MODEL_A_B, {"A": {"version": "1"}, "B": {"version": "2"}}, **keys)
+    return store, test
+
+
+def test_assignment_is_sticky_and_follows_the_weights(tmp_path):
+    store, test = _store_with_test(tmp_path, weights={"A": 9, "B": 1})
+    with pytest.raises(InputError, match="is created: start it before assigning"):
+        store.record(test.test_id, "u1", {"err": 1.0})
+    test.start()
+    arms = [store.record_assignment(test.test_id, f"u{i}") for i in range(4000)]
+    assert arms[:50] == [store.record_assignment(test.test_id, f"u{i}") for i in range(50)]  # sticky
+    assert 0.07 < arms.count("B") / len(arms) < 0.13
+    stats = store.statistics(test.test_id)
+    assert stats["assigned"] == {"A": arms.count("A"), "B": arms.count("B")}
+    assert not stats["sample_ratio_mismatch"]["mismatch"]
+    with pytest.raises(InputError, match="unit 'u0' is in arm"):
+        store.record_assignment(test.test_id, "u0", "B" if arms[0] == "A" else "A")
+    assert store.get(test.test_id).weights == {"A": 0.9, "B": 0.1}
+
+
+def test_statistics_match_the_tests_on_the_recorded_outcomes(tmp_path):
+    store, test = _store_with_test(tmp_path, primary_metric="abs_error", covariate="pre_error")
+    test.start()
+    rng = np.random.default_rng(5)
+    by_arm = {"A": ([], [], []), "B": ([], [], [])}
+    for i in range(1200):
+        pre = float(rng.normal(3.0, 1.0))
+        arm = test.arm_for(f"s{i}")
+        err = pre + float(rng.normal(0, 0.5)) - (0.15 if arm == "B" else 0.0)
+        hit = float(rng.random() < (0.30 if arm == "B" else 0.22))
+        assert store.record(test.test_id, f"s{i}", {"abs_error": err, "hit": hit}, {"pre_error": pre}) == arm
+        for bucket, value in zip(by_arm[arm], (err, hit, pre), strict=True):
+            bucket.append(value)
+    stats = store.statistics(test.test_id)
+    row = stats["metrics"]["abs_error"]["comparisons"]["B vs A"]
+    expected = welch_test(by_arm["A"][0], by_arm["B"][0])
+    assert row["test"] == "welch_t" and row["p_value"] == pytest.approx(expected["p_value"])
+    assert row["difference"] == pytest.approx(expected["difference"])
+    assert stats["significance"] == row["p_value"] and stats["primary_metric"] == "abs_error"
+    assert row["always_valid_p_value"] >= row["p_value"]  # the price of being allowed to peek
+    assert row["cuped"]["variance_reduction"] > 0.5 and row["cuped"]["significant"]
+    assert row["cuped"]["ci_high"] - row["cuped"]["ci_low"] < 0.6 * (row["ci_high"] - row["ci_low"])
+    hits = stats["metrics"]["hit"]["comparisons"]["B vs A"]
+    a, b = by_arm["A"][1], by_arm["B"][1]
+    assert hits["test"] == "two_proportion_z"
+    assert hits["p_value"] == pytest.approx(two_proportion_test(int(sum(a)), len(a), int(sum(b)), len(b))["p_value"])
+
+
+def test_a_skewed_split_is_flagged_and_a_torn_log_line_is_dropped(tmp_path):
+    store, test = _store_with_test(tmp_path)
+    test.start()
+    for i in range(600):
+        store.record_assignment(test.test_id, f"u{i}", "A" if i % 3 else "B")  # 2:1 where 1:1 was set
+        store.record(test.test_id, f"u{i}", {"m": float(i % 7)})
+    with open(tmp_path / "ab" / test.test_id / "outcomes.jsonl", "a") as f:
+        f.write('{"unit": "u9999", "arm": "A", "metr')  # a crash mid-append
+    stats = store.statistics(test.test_id)
+    assert stats["sample_ratio_mismatch"]["mismatch"] and stats["outcomes"] == 600
+    with pytest.raises(InputError, match="weights .* must give every arm"):
+        store.create("bad", "model_a_b", {"A": {}, "B": {}}, weights={"A": 1.0})
+    with pytest.raises(InputError, match="type 'x' is unknown"):
+        store.create("bad", "x", {"A": {}, "B": {}})
+    with pytest.raises(InputError, match="outcome metrics must be finite numbers; bad: \\['m'\\]"):
+        store.record(test.test_id, "u1", {"m": float("nan")})
+    assert [t.test_id for t in store.tests()] == [test.test_id]
