@@ -208,7 +208,8 @@ def test_request_ids_and_json_request_logs(server, stub, caplog):
     import json
     import logging
 
-    from hamnet_jax.serving.request_log import REQUEST_ID_KEY, JsonFormatter
+    from hamnet_jax.monitoring.logs import JsonFormatter
+    from hamnet_jax.serving.request_log import REQUEST_ID_KEY
 
     _, request = request_of(server, "hamnet", 2, seed=10)
     with caplog.at_level(logging.INFO, logger="hamnet_jax.serving.requests"):

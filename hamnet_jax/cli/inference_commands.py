@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import signal
 
     from hamnet_jax.serving.repository import Repository
-    from hamnet_jax.serving.request_log import use_json_logs
+    from hamnet_jax.monitoring.logs import use_json_logs
     from hamnet_jax.serving.server import start_server
 
     config = _setup(args)

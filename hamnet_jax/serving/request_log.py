@@ -4,7 +4,7 @@ Prometheus count and latency.
 The request id is the request's own `id` (KServe V2), or one the server makes up; it is
 echoed in the response's `id` and, for failed calls too, in the `hamnet-request-id`
 trailing metadata, so a client's error can be found in the server's log. Log lines are
-one JSON object each (`JsonFormatter`), what log collectors (Loki, Cloud Logging, ELK)
+one JSON object each (`monitoring.logs.JsonFormatter`), what log collectors (Loki, Cloud Logging, ELK)
 parse without configuration; the per-request line is INFO on the
 `hamnet_jax.serving.requests` logger, so `--log-level warning` or `access_log=False`
 turns it off without touching error logs.
@@ -12,9 +12,7 @@ turns it off without touching error logs.
 
 from __future__ import annotations
 
-import datetime
 import itertools
-import json
 import logging
 import uuid
 from typing import Any
@@ -25,34 +23,6 @@ from hamnet_jax.serving.metrics import ServingMetrics
 
 REQUEST_ID_KEY = "hamnet-request-id"
 access_log = logging.getLogger("hamnet_jax.serving.requests")
-# LogRecord attributes every record has; anything else was passed in `extra` and is logged
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the
-    `extra` fields, and the traceback when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        out.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-def use_json_logs(level: str = "INFO") -> None:
-    """Route every log record of the process through `JsonFormatter` on stderr."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 _PREFIX = uuid.uuid4().hex[:12]  # this server process
 _counter = itertools.count(1)
 
