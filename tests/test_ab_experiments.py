@@ -77,3 +77,44 @@ def test_a_skewed_split_is_flagged_and_a_torn_log_line_is_dropped(tmp_path):
     with pytest.raises(InputError, match="outcome metrics must be finite numbers; bad: \\['m'\\]"):
         store.record(test.test_id, "u1", {"m": float("nan")})
     assert [t.test_id for t in store.tests()] == [test.test_id]
+
+
+def test_the_original_monitoring_facade(tmp_path, monkeypatch):
+    import logging
+    import urllib.request
+
+    from hamnet_jax.optimization.monitoring import ABTestType as FacadeType
+    from hamnet_jax.optimization.monitoring import HAMNetMonitoring, MonitoringConfig
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    monitoring = HAMNetMonitoring(MonitoringConfig(log_level="info", enable_metrics=True, enable_alerting=True,
+                                                   enable_ab_testing=True, metrics_port=0,
+                                                   ab_test_dir=str(tmp_path / "ab")), run_id="runs/a")
+    try:
+        monitoring.start_monitoring()
+        monitoring.log_training_progress(epoch=1, train_loss=0.5, val_loss=0.4, learning_rate=0.001)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{monitoring.metrics_port}/metrics").read().decode()
+        assert 'hamnet_train_loss{split="val"} 0.4' in text and "hamnet_train_epoch 1.0" in text
+        test = monitoring.create_ab_test("Model Comparison", FacadeType.MODEL_A_B,
+                                         {"model": "hamnet_v1", "learning_rate": 0.001},
+                                         {"model": "hamnet_v2", "learning_rate": 0.0001})
+        test.start()
+        rng = np.random.default_rng(0)
+        for i in range(400):
+            arm = test.arm_for(f"user_{i:03d}")
+            latency = float(rng.normal(0.10 if arm == "A" else 0.08, 0.02))
+            assert monitoring.record_ab_test_result(test.test_id, f"user_{i:03d}",
+                                                    {"accuracy": 0.95, "latency": latency}) == arm
+        stats = monitoring.get_test_statistics(test.test_id)
+        assert stats["metrics"]["latency"]["comparisons"]["B vs A"]["significant"]
+        assert stats["primary_metric"] == "accuracy" and stats["significance"] is not None
+        monitoring.record_drift({"features": [{"psi": 0.5}], "drifted_features": ["x"]})
+        assert [a["name"] for a in monitoring.check_alerts()] == ["HamnetInputDrift"]
+        with pytest.raises(InputError, match="A/B testing is off"):
+            HAMNetMonitoring(MonitoringConfig(ab_test_dir=str(tmp_path / "off"))).create_ab_test(
+                "x", "model_a_b", {}, {})
+    finally:
+        monitoring.stop_monitoring()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -235,6 +235,12 @@ class MonitoringSection:
     enable_metrics: Bool = False
     enable_alerting: Bool = False
     enable_ab_testing: Bool = False
+    # this version's: where metrics are served, where A/B experiments live, alert thresholds
+    metrics_port: Annotated[StrictInt, Field(ge=0, le=65535)] = 8003  # 0: a free port
+    ab_test_dir: Annotated[str, Field(min_length=1)] = "ab_tests"
+    alert_latency_p95_ms: Annotated[float, Field(gt=0.0)] = 50.0
+    alert_error_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    alert_drift_psi: Annotated[float, Field(gt=0.0)] = 0.2
 
     @field_validator("log_level")
     @classmethod
