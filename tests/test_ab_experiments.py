@@ -108,7 +108,8 @@ def test_the_original_monitoring_facade(tmp_path, monkeypatch):
                                                     {"accuracy": 0.95, "latency": latency}) == arm
         stats = monitoring.get_test_statistics(test.test_id)
         assert stats["metrics"]["latency"]["comparisons"]["B vs A"]["significant"]
-        assert stats["primary_metric"] == "accuracy" and stats["significance"] is not None
+        assert stats["primary_metric"] == "accuracy" and stats["significance"] == 1.0 and not stats["significant"]
+        assert stats["metrics"]["accuracy"]["comparisons"]["B vs A"]["test"] == "none (both arms constant)"
         monitoring.record_drift({"features": [{"psi": 0.5}], "drifted_features": ["x"]})
         assert [a["name"] for a in monitoring.check_alerts()] == ["HamnetInputDrift"]
         with pytest.raises(InputError, match="A/B testing is off"):

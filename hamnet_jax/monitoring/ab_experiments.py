@@ -217,6 +217,12 @@ class ExperimentStore:
             a, b = values[control], values[arm]
             if a.size < 2 or b.size < 2:
                 continue
+            if a.var() == 0 and b.var() == 0:  # no noise to test against: the difference is what it is
+                same = bool(a[0] == b[0])
+                out["comparisons"][f"{arm} vs {control}"] = {
+                    "test": "none (both arms constant)", "difference": float(b[0] - a[0]), "p_value": float(not same),
+                    "always_valid_p_value": float(not same), "significant": not same, "alpha": alpha}
+                continue
             binary = bool(np.isin(np.concatenate([a, b]), (0.0, 1.0)).all())
             fixed = (two_proportion_test(int(a.sum()), a.size, int(b.sum()), b.size, alpha) if binary
                      else welch_test(a, b, alpha))
