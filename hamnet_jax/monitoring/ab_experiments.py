@@ -217,7 +217,7 @@ class ExperimentStore:
             a, b = values[control], values[arm]
             if a.size < 2 or b.size < 2:
                 continue
-            if a.var() == 0 and b.var() == 0:  # no noise to test against: the difference is what it is
+            if np.ptp(a) == 0 and np.ptp(b) == 0:  # no noise to test against: the difference is what it is
                 same = bool(a[0] == b[0])
                 out["comparisons"][f"{arm} vs {control}"] = {
                     "test": "none (both arms constant)", "difference": float(b[0] - a[0]), "p_value": float(not same),
