@@ -220,8 +220,8 @@ class ExperimentStore:
             if np.ptp(a) == 0 and np.ptp(b) == 0:  # no noise to test against: the difference is what it is
                 same = bool(a[0] == b[0])
                 out["comparisons"][f"{arm} vs {control}"] = {
-                    "test": "none (both arms constant)", "difference": float(b[0] - a[0]), "p_value": float(not same),
-                    "always_valid_p_value": float(not same), "significant": not same, "alpha": alpha}
+                    "test": "none (both arms constant)", "difference": float(b[0] - a[0]), "p_value": float(same),
+                    "always_valid_p_value": float(same), "significant": not same, "alpha": alpha}
                 continue
             binary = bool(np.isin(np.concatenate([a, b]), (0.0, 1.0)).all())
             fixed = (two_proportion_test(int(a.sum()), a.size, int(b.sum()), b.size, alpha) if binary
