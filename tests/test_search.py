@@ -133,6 +133,30 @@ def test_hyperband_brackets_use_fewer_epochs_than_full_budget():
     assert epochs < 27 * hb.trials_planned / 3
 
 
+def test_a_trial_epoch_budget_stops_the_study_and_a_resume_may_extend_it(tmp_path):
+    space = SearchSpace({"x": Float(0.0, 1.0)})
+    seen = []
+
+    def trial(config, budget, run_dir, trial):
+        seen.append((trial, budget))
+        return {"f": config["x"] + 1.0 / budget}
+
+    def run(budget):
+        store = open_study(tmp_path / "s", {"kind": "budget"}, resume=(tmp_path / "s" / "study.json").exists())
+        return run_study(store, space, [Objective("f")], ASHA(1, 9, max_trials=30, eta=3),
+                         Proposer(space, "random", 30, seed=2), trial, max_trial_epochs=budget)
+
+    first = run(12)
+    spent = sum(max(r["budget"] for r in rec.results) for rec in first.values())
+    assert spent <= 12 and len(seen) == len(set(seen))
+    more = run(40)
+    spent_more = sum(max(r["budget"] for r in rec.results) for rec in more.values())
+    assert 12 < spent_more <= 40 and len(seen) == len(set(seen))  # nothing repeated on extending
+    assert set(first) <= set(more) and all(more[t].results[:len(first[t].results)] == first[t].results for t in first)
+    with pytest.raises(InputError, match="max_trial_epochs must be at least 1"):
+        run(0)
+
+
 def test_a_study_directory_holds_one_study(tmp_path):
     open_study(tmp_path / "s", {"space": {"a": 1}, "seed": 0}, resume=False)
     with pytest.raises(InputError, match="already holds a study; pass --resume"):

@@ -1,7 +1,7 @@
 """`hamnet search nas|hpo`: architecture or hyperparameter search on a data file.
 
     hamnet search nas --data cohort.parquet --out studies/nas --trials 27 --max-epochs 9 \
-        --scheduler asha --objectives val_mae,latency_ms --workers 2
+        --scheduler asha --objectives val_mae,latency_ms --workers 2 [--budget 120]
     hamnet search nas ... --resume          # continues a killed study
 
 The base run config (`--config`) supplies everything the search does not vary; the
@@ -109,7 +109,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
     try:
         records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
-                            progress=lambda record: bar.update(1))
+                            progress=lambda record: bar.update(1), max_trial_epochs=args.budget)
     finally:
         bar.close()
         executor.shutdown()
@@ -141,6 +141,8 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-epochs", type=int, help="the full budget (default hyperparameter_optimization."
                                                   "max_epochs_per_trial)")
     s.add_argument("--eta", type=int, default=3, help="successive-halving reduction factor")
+    s.add_argument("--budget", type=int, help="at most this many trial-epochs in all (a promoted trial costs the "
+                                              "epochs it adds); a resumed study may be given more")
     s.add_argument("--objectives", default="val_mae",
                    help="metrics to minimize (name or name:max), comma-separated: val_mae, val_loss, latency_ms, "
                         "params, flops, ...")

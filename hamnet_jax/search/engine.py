@@ -73,9 +73,13 @@ def losses_of(metrics: dict[str, Any], objectives: Sequence[Objective],
 
 def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Objective], scheduler: Any,
               proposer: Proposer, trial_fn: TrialFn, constraints: Sequence[Constraint] = (),
-              executor: Executor | None = None, progress: Callable[[TrialRecord], None] | None = None
-              ) -> dict[int, TrialRecord]:
-    """Run (or resume) the study to the scheduler's end; returns the trial records."""
+              executor: Executor | None = None, progress: Callable[[TrialRecord], None] | None = None,
+              max_trial_epochs: int | None = None) -> dict[int, TrialRecord]:
+    """Run (or resume) the study to the scheduler's end, or until the next job would take
+    the epochs trained over `max_trial_epochs` (a promoted trial costs only the epochs it
+    adds); returns the trial records."""
+    if max_trial_epochs is not None and max_trial_epochs < 1:
+        raise InputError(f"budget: max_trial_epochs must be at least 1, got {max_trial_epochs}")
     if not objectives:
         raise InputError("a study needs at least one objective")
     executor = executor or SerialExecutor()
@@ -87,8 +91,10 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
 
     # replay the log: the scheduler makes the decisions it made before the interruption
     unfinished: dict[tuple[int, int], Any] = {}
+    trained: dict[int, int] = {}  # epochs each trial has been asked to reach
     for event in log.read():
         if event["event"] == "start":
+            trained[event["trial"]] = max(trained.get(event["trial"], 0), event["budget"])
             job = scheduler.next_job(event["trial"])
             if job is None or (job.trial, job.rung) != (event["trial"], event["rung"]):
                 raise InputError(f"study {store.root}: its event log does not replay (expected trial "
@@ -129,11 +135,17 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
 
     for job in unfinished.values():
         launch(job)
+    exhausted = False
     while True:
-        while len(running) < executor.workers:
+        while len(running) < executor.workers and not exhausted:
             job = scheduler.next_job(len(records))
             if job is None:
                 break
+            cost = job.budget - trained.get(job.trial, 0)
+            if max_trial_epochs is not None and sum(trained.values()) + cost > max_trial_epochs:
+                exhausted = True  # (the scheduler is not asked again: its next answer would differ on resume)
+                break
+            trained[job.trial] = max(trained.get(job.trial, 0), job.budget)
             if job.new and job.trial not in records:
                 asked = proposer.ask()
                 if asked is None:
