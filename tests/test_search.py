@@ -139,6 +139,7 @@ def test_a_trial_epoch_budget_stops_the_study_and_a_resume_may_extend_it(tmp_pat
 
     def trial(config, budget, run_dir, trial):
         seen.append((trial, budget))
+        time.sleep(0.002)
         return {"f": config["x"] + 1.0 / budget}
 
     def run(budget):
@@ -149,6 +150,7 @@ def test_a_trial_epoch_budget_stops_the_study_and_a_resume_may_extend_it(tmp_pat
     first = run(12)
     spent = sum(max(r["budget"] for r in rec.results) for rec in first.values())
     assert spent <= 12 and len(seen) == len(set(seen))
+    assert all(rec.seconds >= 0.002 * len(rec.results) for rec in first.values())  # timed around the trial
     more = run(40)
     spent_more = sum(max(r["budget"] for r in rec.results) for rec in more.values())
     assert 12 < spent_more <= 40 and len(seen) == len(set(seen))  # nothing repeated on extending

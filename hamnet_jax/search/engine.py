@@ -130,8 +130,9 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
             return
         record.status, record.budget, record.rung = "running", job.budget, job.rung
         store.save(record)
+        started = time.perf_counter()  # before submit: a serial executor runs the trial inside it
         future = executor.submit(trial_fn, dict(record.config), job.budget, store.run_dir(job.trial), job.trial)
-        running[future] = (job, time.perf_counter())
+        running[future] = (job, started)
 
     for job in unfinished.values():
         launch(job)
