@@ -45,6 +45,7 @@ from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, result_at, trial_epochs, write_plots  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
+from hamnet_jax.search.finalize import finalize_study  # noqa: E402
 from hamnet_jax.search.hamnet_trial import hamnet_trial, run_latency_ms  # noqa: E402
 from hamnet_jax.search.pareto import fronts  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
@@ -84,7 +85,7 @@ def study(root: Path, space: SearchSpace, objectives: list[Objective], scheduler
                         progress=lambda r: print(f"  {root.name}: trial {r.trial} budget {r.budget} "
                                                  f"{r.last()['metrics'].get('val_mae') if r.last() else r.error}",
                                                  flush=True))
-    return {"records": records, "events": AppendLog(root / "events.jsonl").read(),
+    return {"records": records, "events": AppendLog(root / "events.jsonl").read(), "store": store,
             "seconds": time.perf_counter() - started}
 
 
@@ -98,6 +99,8 @@ def part_nas(work: Path) -> dict:
     run = study(work / "nas", space, objectives, ASHA(cfg["min_epochs"], cfg["max_epochs"], cfg["trials"], cfg["eta"]),
                 Proposer(space, "random", cfg["trials"], cfg["seed"]), trial_fn, identity)
     records = run["records"]
+    # analysis.json, plots, HParams and best/ (the best trial's run) in the study, as `hamnet search` writes
+    finalize_study(run["store"], records, objectives, cfg["max_epochs"], trial_fn)
     standard_dir = work / "standard"
     standard_file = work / "standard.json"
     if not standard_file.exists():  # the standard tier: the base config, no search point, same budget
