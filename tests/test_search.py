@@ -221,6 +221,32 @@ def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path):
     assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
 
 
+def test_a_crash_between_a_new_record_and_the_proposer_pickle_proposes_the_same_points(tmp_path, monkeypatch):
+    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
+
+    def run(root, resume):
+        store = open_study(root, {"study": "crash"}, resume=resume)
+        return run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=4),
+                         quadratic_trial)
+
+    clean = run(tmp_path / "clean", False)
+    real, calls = Proposer.save, []
+
+    def crashing(self, path):  # saves: trial 0 ask, tell; trial 1 ask, tell; trial 2 ask -> killed there
+        calls.append(path)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        real(self, path)
+
+    monkeypatch.setattr(Proposer, "save", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "crashed", False)
+    monkeypatch.setattr(Proposer, "save", real)
+    resumed = run(tmp_path / "crashed", True)
+    assert [r.config for _, r in sorted(resumed.items())] == [r.config for _, r in sorted(clean.items())]
+    assert all(len(r.results) == 1 for r in resumed.values())  # trial 2, recorded but never begun, ran once
+
+
 def quadratic_trial(config, budget, run_dir, trial):
     """A picklable trial for executor tests."""
     return {"loss": (config["x"] - 0.3) ** 2 + (0.5 if config["kind"] == "b" else 0.0), "budget": budget}

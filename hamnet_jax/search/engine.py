@@ -71,6 +71,20 @@ def losses_of(metrics: dict[str, Any], objectives: Sequence[Objective],
     return [o.loss(metrics) for o in objectives]
 
 
+def catch_up(proposer: Proposer, records: dict[int, TrialRecord]) -> None:
+    """A crash between saving a new trial's record and the proposer's pickle leaves the
+    pickle one ask behind: ask again (the same draws, checked) until it has proposed every
+    recorded trial, so a resumed study proposes what an uninterrupted one would."""
+    if not hasattr(proposer, "asked"):  # a pickle from before the counter existed
+        proposer.asked = len(records)
+    while proposer.asked < len(records):
+        expected = records[proposer.asked]
+        asked = proposer.ask()
+        if asked is None or asked[0] != expected.raw:
+            raise InputError(f"study: the saved proposer does not reproduce trial {expected.trial}'s configuration; "
+                             "was the study changed?")
+
+
 def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Objective], scheduler: Any,
               proposer: Proposer, trial_fn: TrialFn, constraints: Sequence[Constraint] = (),
               executor: Executor | None = None, progress: Callable[[TrialRecord], None] | None = None,
@@ -88,10 +102,11 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
     proposer_file = store.root / "proposer.pkl"
     if proposer_file.exists():
         proposer = Proposer.load(proposer_file)
+    catch_up(proposer, records)
 
     # replay the log: the scheduler makes the decisions it made before the interruption
     unfinished: dict[tuple[int, int], Any] = {}
-    trained: dict[int, int] = {}  # epochs each trial has been asked to reach
+    trained: dict[int, int] = {}  # epochs each trial has been asked to reach (keys: the trials begun)
     for event in log.read():
         if event["event"] == "start":
             trained[event["trial"]] = max(trained.get(event["trial"], 0), event["budget"])
@@ -139,7 +154,9 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
     exhausted = False
     while True:
         while len(running) < executor.workers and not exhausted:
-            job = scheduler.next_job(len(records))
+            # a new trial's id: the trials begun so far (a record saved just before a crash, never
+            # begun, is that trial: its configuration is reused, not asked for again)
+            job = scheduler.next_job(len(trained))
             if job is None:
                 break
             cost = job.budget - trained.get(job.trial, 0)
@@ -153,9 +170,9 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
                     raise InputError(f"the {proposer.strategy} proposer has no point left after {len(records)} "
                                      f"trials (a grid of {proposer.size}); ask for at most that many trials")
                 raw, config = asked
-                proposer.save(proposer_file)
                 records[job.trial] = TrialRecord(job.trial, config, raw=raw)
-                store.save(records[job.trial])
+                store.save(records[job.trial])  # the record first, then the proposer: see `catch_up`
+                proposer.save(proposer_file)
             log.append({"event": "start", "trial": job.trial, "rung": job.rung, "budget": job.budget})
             launch(job)
         if not running:

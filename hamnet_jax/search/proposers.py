@@ -42,6 +42,7 @@ class Proposer:
         self.optimizer: Any = None
         self._grid: list[dict[str, Any]] = []
         self.position = 0
+        self.asked = 0  # points proposed so far (a resumed study checks it against its records)
         if strategy == "grid":
             self._grid = space.grid()
             return
@@ -66,9 +67,11 @@ class Proposer:
                 return None
             point = self._grid[self.position]
             self.position += 1
+            self.asked += 1
             return dict(point), dict(point)
         candidate = self.optimizer.ask()
         raw = {k: _plain(v) for k, v in candidate.value.items()}
+        self.asked += 1
         return raw, self.space.decode(raw)
 
     def tell(self, raw: dict[str, Any], losses: Sequence[float]) -> None:
