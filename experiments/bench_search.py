@@ -95,7 +95,8 @@ def part_nas(work: Path) -> dict:
     space = architecture_space(1, cfg["max_layers"])
     objectives = [Objective("val_mae"), Objective("latency_ms")]
     trial_fn = functools.partial(hamnet_trial, data=str(data))
-    identity = {"bench": "nas", **cfg, "space": space.describe(), "data": str(data)}
+    identity = {"bench": "nas", **{k: v for k, v in cfg.items() if k != "latency_rounds"}, "space": space.describe(),
+                "data": str(data)}
     run = study(work / "nas", space, objectives, ASHA(cfg["min_epochs"], cfg["max_epochs"], cfg["trials"], cfg["eta"]),
                 Proposer(space, "random", cfg["trials"], cfg["seed"]), trial_fn, identity)
     records = run["records"]
