@@ -17,9 +17,14 @@ from hamnet_jax.cli.setup import _setup
 
 
 def cmd_drift(args: argparse.Namespace) -> int | None:
+    from hamnet_jax.errors import InputError
     from hamnet_jax.io_atomic import write_json_atomic
-    from hamnet_jax.monitoring.drift import DriftThresholds
-    from hamnet_jax.monitoring.drift_check import check_run_drift
+
+    try:
+        from hamnet_jax.monitoring.drift import DriftThresholds
+        from hamnet_jax.monitoring.drift_check import check_run_drift
+    except ImportError as err:
+        raise InputError(f"hamnet drift needs scipy ({err}): pip install 'hamnet-jax[monitoring]'") from None
 
     _setup(args)
     thresholds = DriftThresholds(psi=args.psi, ks_statistic=args.ks, alpha=args.alpha)
