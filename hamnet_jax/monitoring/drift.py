@@ -103,6 +103,12 @@ def numeric_drift(profile: NumericProfile, values: np.ndarray, names: tuple[str,
     return rows
 
 
+def max_psi(report: dict[str, Any]) -> float:
+    """The largest finite feature PSI of a drift report (0 when none): what alerts watch."""
+    values = [r["psi"] for r in report["features"] if r.get("psi") is not None and math.isfinite(r["psi"])]
+    return max(values, default=0.0)
+
+
 def drift_report(profile: DataProfile, arrays: CohortArrays, schema: Schema,
                  predictions: np.ndarray | None = None, thresholds: DriftThresholds = DriftThresholds()
                  ) -> dict[str, Any]:

@@ -18,14 +18,13 @@ from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.evaluation.evaluate import predict_run
 from hamnet_jax.monitoring.drift import DriftThresholds, drift_report
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.run_dir import Run, load_run
 
 PROFILE_FILE = "data_profile.npz"
 
 
-def run_profile(run_dir: str | Path, reference: str | Path | None = None) -> DataProfile:
-    run = load_run(run_dir)
-    path = Path(run_dir) / PROFILE_FILE
+def run_profile(run: Run, reference: str | Path | None = None) -> DataProfile:
+    path = run.path / PROFILE_FILE
     if path.exists() or reference is None:
         return DataProfile.load(path)
     arrays = load_cohort(reference, run.schema, run.config.data)
@@ -35,7 +34,7 @@ def run_profile(run_dir: str | Path, reference: str | Path | None = None) -> Dat
 def check_run_drift(run_dir: str | Path, data: str | Path, reference: str | Path | None = None,
                     thresholds: DriftThresholds | None = None, predictions: bool = True) -> dict[str, Any]:
     run = load_run(run_dir)
-    profile = run_profile(run_dir, reference)
+    profile = run_profile(run, reference)
     arrays = load_cohort(data, run.schema, run.config.data, require_target=False)
     predicted = predict_run(run, arrays)["prediction"] if predictions and profile.predictions is not None else None
     report = drift_report(profile, arrays, run.schema, predicted, thresholds or DriftThresholds())

@@ -17,6 +17,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from hamnet_jax.monitoring.drift import max_psi
+
 EPOCH_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 
@@ -63,8 +65,7 @@ class JobMetrics:
                 self.best.labels(name).set(value)
 
     def record_drift(self, report: dict[str, Any]) -> None:
-        values = [r["psi"] for r in report["features"] if r.get("psi") is not None and math.isfinite(r["psi"])]
-        self.drift_psi.set(max(values, default=0.0))
+        self.drift_psi.set(max_psi(report))
         if "predictions" in report and math.isfinite(report["predictions"]["psi"]):
             self.prediction_psi.set(report["predictions"]["psi"])
         self.drift_features.labels("drifted").set(len(report["drifted_features"]))

@@ -29,6 +29,7 @@ from hamnet_jax.config.sections import MonitoringSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.monitoring.ab_experiments import ABTest, ABTestType, ExperimentStore
 from hamnet_jax.monitoring.alerts import AlertEvaluator, default_rules
+from hamnet_jax.monitoring.drift import max_psi
 from hamnet_jax.monitoring.logs import use_json_logs
 from hamnet_jax.monitoring.metrics import JobMetrics
 
@@ -74,8 +75,7 @@ class HAMNetMonitoring:
     def record_drift(self, report: dict[str, Any]) -> None:
         """Feed a drift report (`hamnet drift --out`, `check_run_drift`) to metrics and alerts."""
         self.metrics.record_drift(report)
-        psi = [r["psi"] for r in report["features"] if r.get("psi") == r.get("psi")]
-        self.alerts.set_gauge("drift_psi_max", max(psi, default=0.0))
+        self.alerts.set_gauge("drift_psi_max", max_psi(report))
         if "predictions" in report:
             self.alerts.set_gauge("prediction_drift_psi", report["predictions"]["psi"])
 
