@@ -12,12 +12,16 @@ Hyperband find what full-budget random search finds for a third of the training?
   alternate the models; medians), so the comparison is like for like in one process; the
   front, the plot and the verdict use those latencies (the lower-budget points keep the
   ones measured inside their trials).
-* `hpo` (must-hold 2): for seeds 0, 1, 2, on a 1,000-subject cohort (seed 0) and the base
-  tier (a trial's cost on 2 CPU cores is mostly XLA compilation), the same 9
-  random configurations of the bench's training space run twice: Hyperband's most
-  aggressive bracket (9 trials at 1 epoch, the best 3 to 3, the best one to 9; promoted
-  trials resume from their checkpoints) and random search at the full 9 epochs. Reported:
-  each side's best validation MAE at 9 epochs and the trial-epochs each spent.
+  (This study predates `schedule_epochs`: each budget there had its own learning-rate
+  schedule, restarted on promotion; its identity keeps it as measured.)
+* `hpo` (must-hold 2): for seeds 0, 1, 2, on the same default cohort and the base tier,
+  the same 9 random configurations of the bench's training space run twice: Hyperband's
+  most aggressive bracket (9 trials at 1 epoch, the best 3 to 3, the best one to 9;
+  promoted trials resume from their checkpoints) and random search at the full 9 epochs.
+  Every trial's learning-rate schedule spans the 9 epochs (`schedule_epochs`, as `hamnet
+  search` sets it), so a promoted trial trains exactly as its full-budget twin and the two
+  sides differ only in which configurations Hyperband stops early. Reported: each side's
+  best validation MAE at 9 epochs and the trial-epochs each spent.
 
 Every study lives under `--work` and resumes when the script is run again (a finished
 study is only re-read); the JSON is written after each part. Plots:
@@ -55,8 +59,9 @@ from hamnet_jax.search.spaces import architecture_space  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
+DEFAULT_COHORT = ROOT / "runs" / "main" / "cohort.parquet"  # experiments/main_results.py's file
 NAS = {"min_epochs": 1, "max_epochs": 4, "eta": 2, "trials": 12, "max_layers": 3, "seed": 0, "latency_rounds": 9}
-HPO = {"subjects": 1000, "tier": "base", "max_epochs": 9, "eta": 3, "seeds": (0, 1, 2)}
+HPO = {"subjects": 6000, "tier": "base", "max_epochs": 9, "eta": 3, "seeds": (0, 1, 2), "schedule_epochs": 9}
 
 
 def hpo_space() -> SearchSpace:
@@ -90,7 +95,7 @@ def study(root: Path, space: SearchSpace, objectives: list[Objective], scheduler
 
 
 def part_nas(work: Path) -> dict:
-    data = cohort_file(ROOT / "runs" / "main" / "cohort.parquet", 6000)
+    data = cohort_file(DEFAULT_COHORT, 6000)
     cfg = NAS
     space = architecture_space(1, cfg["max_layers"])
     objectives = [Objective("val_mae"), Objective("latency_ms")]
@@ -146,11 +151,11 @@ def part_nas(work: Path) -> dict:
 
 
 def part_hpo(work: Path) -> dict:
-    data = cohort_file(work / f"cohort-{HPO['subjects']}.parquet", HPO["subjects"])
+    data = cohort_file(DEFAULT_COHORT, HPO["subjects"])
     space = hpo_space()
     objectives = [Objective("val_mae")]
     trial_fn = functools.partial(hamnet_trial, data=str(data), config={"model": {"tier": HPO["tier"]}},
-                                 measure_speed=False)
+                                 measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
     out = {"settings": {**HPO, "space": space.describe()}, "seeds": {}}
     for seed in HPO["seeds"]:
         hb = Hyperband(1, HPO["max_epochs"], HPO["eta"], brackets=1)
@@ -159,7 +164,7 @@ def part_hpo(work: Path) -> dict:
         row = {}
         for name, scheduler in sides.items():
             identity = {"bench": "hpo", "side": name, "seed": seed, **out["settings"], "data": str(data)}
-            run = study(work / f"hpo-seed{seed}" / name, space, objectives, scheduler,
+            run = study(work / f"hpo-{HPO['subjects']}-seed{seed}" / name, space, objectives, scheduler,
                         Proposer(space, "random", n, seed), trial_fn, identity)
             records = run["records"]
             at_full = {t: result_at(r, HPO["max_epochs"])["metrics"]["val_mae"] for t, r in records.items()

@@ -163,6 +163,7 @@ BAD = [
     ("training:\n  bucket_by_visits: maybe\n", [], "training.bucket_by_visits"),
     ("training:\n  param_dtype: int4\n", [], "training.param_dtype"),
     ("training:\n  early_stop_patience: -1\n", [], "training.early_stop_patience"),
+    ("training:\n  num_epochs: 5\n  schedule_epochs: 3\n", [], "training.schedule_epochs"),
     ("data:\n  split: [0.5, 0.5, 0.5]\n", [], "data.split"),
     ("data:\n  max_visits: 0\n", [], "data.max_visits"),
     ("general:\n  log_level: LOUD\n", [], "general.log_level"),

@@ -294,7 +294,7 @@ def test_hamnet_trials_train_promote_from_checkpoints_and_measure(tiny_cohort, t
 
     data, _ = tiny_cohort
     space = SearchSpace({"learning_rate": Float(1e-3, 4e-3, log=True), "embed_dim": Choice([16, 32])})
-    trial = functools.partial(hamnet_trial, data=str(data), config=TINY_CONFIG, latency_reps=5)
+    trial = functools.partial(hamnet_trial, data=str(data), config=TINY_CONFIG, latency_reps=5, schedule_epochs=2)
     store = open_study(tmp_path / "study", {"study": "hamnet"}, resume=False)
     records = run_study(store, space, [Objective("val_mae"), Objective("latency_ms")], ASHA(1, 2, 3, eta=2),
                         Proposer(space, "random", 3, seed=0), trial)
@@ -302,6 +302,10 @@ def test_hamnet_trials_train_promote_from_checkpoints_and_measure(tiny_cohort, t
     assert len(records) == 3 and len(promoted) >= 1
     history = (store.run_dir(promoted[0].trial) / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in history] == [1, 2]  # continued from its 1-epoch checkpoint
+    # one schedule over the largest budget: the promoted trial trained as one run of 2 epochs at once
+    trial(promoted[0].config, 2, tmp_path / "direct", -1)
+    direct = (tmp_path / "direct" / "metrics.jsonl").read_text().splitlines()
+    assert history == direct
     m = promoted[0].results[-1]["metrics"]
     assert m["epochs"] == 2 and m["params"] > 0 and m["latency_ms"] > 0 and m["flops"] > 0 and "test_mae" in m
     with pytest.raises(InputError, match="\\['depth'\\] are neither model keys"):

@@ -123,7 +123,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
     speed = bool({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]})
     trial_fn = functools.partial(hamnet_trial, data=str(args.data), config=base, early_stop_patience=patience,
-                                 measure_speed=speed)
+                                 measure_speed=speed, schedule_epochs=max_epochs)
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
     try:
         records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,

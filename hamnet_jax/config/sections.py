@@ -40,6 +40,10 @@ class TrainingConfig:
     num_epochs: PositiveInt = 40
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    # the learning-rate schedule's length in epochs (0: num_epochs). A run trained in pieces
+    # (a search trial promoted from 1 to 3 to 9 epochs) sets it to the final length, so each
+    # piece continues one warm-up + cosine schedule instead of restarting a shorter one
+    schedule_epochs: NonNegativeInt = 0
     grad_clip_norm: Annotated[float, Field(gt=0)] = 1.0
     early_stop_patience: NonNegativeInt = 8
     loss: Literal["gaussian_nll", "mse", "huber"] = "gaussian_nll"
@@ -75,6 +79,9 @@ class TrainingConfig:
 
     @model_validator(mode="after")
     def _resolve(self) -> TrainingConfig:
+        if 0 < self.schedule_epochs < self.num_epochs:
+            raise ValueError(f"training.schedule_epochs: {self.schedule_epochs} is shorter than num_epochs "
+                             f"({self.num_epochs}); the schedule must cover every epoch (0 = num_epochs)")
         values = {k: getattr(self, k) for k in ("precision_mode", "gradient_checkpointing",
                                                 "memory_efficient_attention", "enabled_strategies", "mesh",
                                                 "bucket_by_visits", "gradient_accumulation_steps")}

@@ -9,6 +9,10 @@ A point sets `model:` keys (HAMNetConfig fields: the architecture) and `training
 (a trial promoted to a larger budget, or one interrupted) it resumes from them, so a
 promotion pays only for the epochs it adds. Early stopping is off inside a trial unless
 `early_stop_patience` is given (multi-fidelity schedulers decide how long a trial trains).
+With `schedule_epochs` (the study's largest budget) the learning-rate schedule spans that
+many epochs at every budget, so a trial promoted from 1 to 3 to 9 epochs trains exactly as
+one trained for 9 epochs at once, and a low rung ranks the configurations as the top one
+will (without it, each budget gets its own shorter schedule, restarted on promotion).
 
 Metrics: `val_mae` and `val_loss` (best epoch, standardized target units: the training
 loop's validation split, never the test split), `params`, `latency_ms` (batch-1 p50 of
@@ -45,7 +49,8 @@ def check_metrics(names: list[str], what: str = "--objectives") -> None:
         raise InputError(f"{what}: {unknown} not among the metrics a trial reports: {list(METRICS)}")
 
 
-def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_patience: int = 0) -> Config:
+def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_patience: int = 0,
+                schedule_epochs: int = 0) -> Config:
     model_fields = {f.name for f in dataclasses.fields(HAMNetConfig)}
     model = {k: v for k, v in point.items() if k in model_fields}
     training = {k: v for k, v in point.items() if k in TRAINING_KEYS}
@@ -53,14 +58,16 @@ def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_p
     if unknown:
         raise InputError(f"search point: {unknown} are neither model keys nor searchable training keys "
                          f"({list(TRAINING_KEYS)})")
-    training.update(num_epochs=int(budget), early_stop_patience=int(early_stop_patience))
+    training.update(num_epochs=int(budget), early_stop_patience=int(early_stop_patience),
+                    schedule_epochs=max(int(schedule_epochs), int(budget)) if schedule_epochs else 0)
     return dataclasses.replace(config, model={**config.model, **model},
                                training=dataclasses.replace(config.training, **training))
 
 
 def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial: int, *, data: str,
                  config: dict[str, Any] | None = None, latency_reps: int = 50,
-                 early_stop_patience: int = 0, measure_speed: bool = True) -> dict[str, Any]:
+                 early_stop_patience: int = 0, measure_speed: bool = True,
+                 schedule_epochs: int = 0) -> dict[str, Any]:
     from hamnet_jax.data.schema import Schema, sidecar_path
     from hamnet_jax.training.train_run import train_run
 
@@ -69,7 +76,7 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     if not schema_path.exists():
         raise InputError(f"search data {data}: its schema {schema_path} does not exist")
     run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget,
-                             early_stop_patience)
+                             early_stop_patience, schedule_epochs)
     resume = any((run_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
     summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

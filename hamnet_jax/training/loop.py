@@ -181,7 +181,8 @@ def fit(
     bs = choose_batch_size(cfg, mesh, n, *probe, example=train.take(np.arange(1)))
     steps_per_epoch = max(n // bs, 1)
     del probe
-    state, sharded = make_setup(steps_per_epoch * cfg.num_epochs, int(cfg.warmup_epochs * steps_per_epoch))
+    schedule_epochs = cfg.schedule_epochs or cfg.num_epochs
+    state, sharded = make_setup(steps_per_epoch * schedule_epochs, int(cfg.warmup_epochs * steps_per_epoch))
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
