@@ -34,7 +34,7 @@ from hamnet_jax.inference.compressed import CompressedModel  # noqa: E402
 from hamnet_jax.inference.predictors import JaxPredictor, OnnxPredictor, Predictor  # noqa: E402
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
-from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
+from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet, init_params  # noqa: E402
@@ -95,7 +95,8 @@ def main() -> None:
             row = {"model": name, "tier": raw.model.config.tier, "params": param_count(raw), "backend": backend,
                    "bytes": size, "mae": test_mae(predictor, test_request, parts["test"].targets) if trained else None}
             for b in BATCHES:
-                row[f"p50_ms_b{b}"], row[f"p99_ms_b{b}"] = request_latency_ms(predictor, request, b, REPS[b])
+                stats = request_latency(predictor, request, b, REPS[b])
+                row[f"p50_ms_b{b}"], row[f"p99_ms_b{b}"] = stats.p50, stats.p99
             row["samples_per_s_b256"] = 256 / row["p50_ms_b256"] * 1e3
             rows.append(row)
             print(f"{name:26s} {backend:24s} " + " ".join(f"b{b} {row[f'p50_ms_b{b}']:7.2f}" for b in BATCHES)
@@ -112,9 +113,9 @@ def main() -> None:
     candidates = {k: p for k, p in chain_sides.items() if k[0] != "standard" and k[1] != "onnxruntime/fp16"}
     times: dict[str, list[float]] = {"standard jax/fp32": []} | {f"{k[0]} {k[1]}": [] for k in candidates}
     for _ in range(CHAIN_REPEATS):
-        times["standard jax/fp32"].append(request_latency_ms(reference, request, 256, REPS[256])[0])
+        times["standard jax/fp32"].append(request_latency(reference, request, 256, REPS[256]).p50)
         for k, p in candidates.items():
-            times[f"{k[0]} {k[1]}"].append(request_latency_ms(p, request, 256, REPS[256])[0])
+            times[f"{k[0]} {k[1]}"].append(request_latency(p, request, 256, REPS[256]).p50)
     ref_ms = float(np.median(times["standard jax/fp32"]))
     chain = []
     for key, ms in times.items():

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -43,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
-from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
+from hamnet_jax.bench.scalability import add_to_repository, start_server  # noqa: E402
+from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.predictors import OnnxPredictor  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
@@ -73,16 +72,10 @@ def build_repository(work: Path, root: Path) -> dict[str, Path]:
         graph = work / "bench_inference" / f"{EXPORT_NAMES[run_name]}-{precision}.onnx"
         if not graph.exists():
             export_run_onnx(RawModel.from_run(load_run(run_dir), 0), graph, precision)
-        version = root / name / "1"
-        version.mkdir(parents=True)
-        for item in run_dir.iterdir():
-            (version / item.name).symlink_to(item.resolve())
-        (version / "model.onnx").symlink_to(graph.resolve())
-        (version / "model.onnx.json").symlink_to(Path(f"{graph}.json").resolve())
         options = {"backend": "onnxruntime", "precision_mode": precision, "batch_size": BATCH,
                    "dynamic_batching": True, "max_queue_delay_us": 0, "intra_op_threads": 1,
                    "inter_op_threads": 1, "mc_samples": 0}
-        (root / name / "inference.yaml").write_text(yaml.safe_dump({"inference": options}))
+        add_to_repository(root, name, run_dir, graph, options)
         graphs[name] = graph
     return graphs
 
@@ -91,22 +84,9 @@ def ceiling(graph: Path, raw: RawModel) -> dict[str, float]:
     """ONNX Runtime alone on one thread, batch sizes fixed as the server runs them."""
     predictor = OnnxPredictor(graph, raw.spec, 1, 1, max_batch=BATCH, buckets=(1, BATCH))
     request = random_raw(raw.spec, raw.preprocessor, BATCH, seed=1)
-    p50_1, _ = request_latency_ms(predictor, request, 1, reps=300)
-    p50_32, _ = request_latency_ms(predictor, request, BATCH, reps=60)
+    p50_1 = request_latency(predictor, request, 1, reps=300).p50
+    p50_32 = request_latency(predictor, request, BATCH, reps=60).p50
     return {"ort_p50_ms_b1": p50_1, "ort_p50_ms_b32": p50_32, "ort_throughput_b32": BATCH / p50_32 * 1e3}
-
-
-def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "hamnet_jax.cli", "serve", "--repository", str(root), "--port", "0",
-               "--metrics-port", "-1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
-                               env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    line = process.stdout.readline()
-    found = re.search(r" on ([\d.]+:\d+) \(KServe", line)
-    if not found:
-        process.kill()
-        raise RuntimeError(f"hamnet serve did not start: {line!r}; see {log}:\n{log.read_text()[-2000:]}")
-    return process, found.group(1)
 
 
 def start_mlserver(command: str, graph: Path, root: Path, log: Path) -> tuple[subprocess.Popen, str]:

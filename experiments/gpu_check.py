@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hamnet_jax.evaluation.timing import request_latency_ms  # noqa: E402
+from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.inference.factory import jax_model_at  # noqa: E402
 from hamnet_jax.inference.predictors import JaxPredictor, OnnxPredictor, Predictor  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
@@ -47,8 +47,8 @@ def check(name: str, make: Callable[[], Predictor], request: dict, reference: np
         got = predictor.predict({k: v[:64] for k, v in request.items()})["prediction"]
         row["parity_max_abs"] = float(np.abs(got - reference).max())
         row["parity_max_rel"] = float((np.abs(got - reference) / np.abs(reference)).max())
-        row["p50_ms_b1"] = request_latency_ms(predictor, request, 1, 200)[0]
-        row["p50_ms_b256"] = request_latency_ms(predictor, request, 256, 30)[0]
+        row["p50_ms_b1"] = request_latency(predictor, request, 1, 200).p50
+        row["p50_ms_b256"] = request_latency(predictor, request, 256, 30).p50
         row["samples_per_s_b256"] = 256 / row["p50_ms_b256"] * 1e3
         row["status"] = "ok"
     except Exception as err:  # a missing package or device is a finding, not a crash

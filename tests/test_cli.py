@@ -6,7 +6,8 @@ import pytest
 
 from hamnet_jax.cli import build_parser, main
 
-SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "serve", "loadtest", "prune", "quantize", "distill")
+SUBCOMMANDS = ("cohort", "train", "evaluate", "predict", "export", "serve", "loadtest", "prune", "quantize", "distill",
+               "search", "drift", "bench", "deploy")
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)

@@ -15,9 +15,10 @@ RANKS = {
     "errors": 0, "io_atomic": 0, "modalities": 0,
     "data": 1, "models": 2, "config": 3, "transforms": 4, "inference": 5, "export": 6, "run_dir": 7,
     "evaluation": 8, "training": 9, "compression": 10,
-    "search": 11, "monitoring": 11, "bench": 11, "deployment": 11,
+    "search": 11, "monitoring": 11, "deployment": 11,
     "serving": 12,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
-    "optimization": 13, "pipeline": 14, "cli": 15, "__init__": 15,
+    "bench": 13,  # above serving: it serves the model it measures under load
+    "optimization": 14, "pipeline": 15, "cli": 16, "__init__": 16,
 }
 
 

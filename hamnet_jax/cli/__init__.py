@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.search_commands import add_search_parser
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_parsers(sub)
     add_search_parser(sub)
     add_monitoring_parsers(sub)
+    add_bench_parser(sub)
 
     _compression_parsers(sub)
     return p

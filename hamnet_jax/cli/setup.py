@@ -33,6 +33,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
                "nas": None, "hyperparameter_optimization": None},
     "loadtest": {"general": GENERAL},
     "drift": {"general": GENERAL},
+    "bench": {"general": GENERAL, "benchmarking": None},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay

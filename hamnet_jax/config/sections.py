@@ -257,10 +257,15 @@ class MonitoringSection:
 
 @section("benchmarking")
 class BenchmarkingSection:
+    """What `hamnet bench` measures (hamnet_jax/bench/suite.py)."""
+
     benchmark_types: tuple[Literal["latency", "throughput", "memory", "accuracy", "scalability"], ...] = (
-        "latency", "throughput")
-    num_iterations: PositiveInt = 100
-    batch_sizes: tuple[PositiveInt, ...] = (1, 32, 256)
-    output_dir: str = "benchmarks"
+        "latency", "throughput", "memory", "accuracy", "scalability")
+    num_iterations: PositiveInt = 50
+    batch_sizes: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 8, 32, 256)
+    output_dir: Annotated[str, Field(min_length=1)] = "benchmarks"
     enable_profiling: Bool = False
-    monitor_hardware: Bool = False
+    monitor_hardware: Bool = True
+    # this version's: the service's load levels (concurrent clients) and seconds per level
+    concurrency: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 10, 50)
+    load_duration_s: Annotated[float, Field(gt=0)] = 5.0

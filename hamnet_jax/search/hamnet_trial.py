@@ -100,13 +100,13 @@ def _latency_ms(raw, reps: int) -> tuple[float, dict]:
     """Batch-1 p50 milliseconds of the run's JAX predictor, and the validated request."""
     import numpy as np
 
-    from hamnet_jax.evaluation.timing import request_latency_ms
+    from hamnet_jax.evaluation.timing import request_latency
     from hamnet_jax.inference.predictors import JaxPredictor
     from hamnet_jax.inference.raw_inputs import random_raw
 
     predictor = JaxPredictor(raw, (1,))
     request = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
-    latency, _ = request_latency_ms(predictor, request, 1, reps=reps)
+    latency = request_latency(predictor, request, 1, reps=reps).p50
     return latency, {k: np.asarray(v) for k, v in predictor.validate(request).items()}
 
 

@@ -59,9 +59,11 @@ async def _level(url: str, payloads: Sequence[bytes], concurrency: int, duration
             await ch.close()
     ms = np.asarray(latencies) * 1e3
     pct = (lambda q: float(np.percentile(ms, q))) if ms.size else (lambda q: None)
+    failed = sum(errors.values())
     return {"concurrency": concurrency, "requests": int(ms.size), "seconds": elapsed,
-            "throughput": ms.size / elapsed, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-            "errors": sum(errors.values()), "error_codes": errors}
+            "throughput": ms.size / elapsed, "mean_ms": float(ms.mean()) if ms.size else None,
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "errors": failed,
+            "error_rate": failed / max(failed + ms.size, 1), "error_codes": errors}
 
 
 def run_level(url: str, payloads: Sequence[bytes], concurrency: int, duration: float, warmup: float = 1.0,
