@@ -71,3 +71,34 @@ def test_hamnet_drift_flags_shifted_lifestyle_and_missing_imaging_only(tiny_run,
     report = json.loads(out.read_text())
     assert report["drifted_features"] == [] and report["drifted_modalities"] == []
     assert not report["prediction_drifted"]
+
+
+def test_live_drift_window_gives_the_batch_reports_figures(tiny_run, tmp_path):
+    """What the service exports (a window of answered requests) equals `hamnet drift` on the same subjects."""
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.monitoring.drift_check import check_run_drift
+    from hamnet_jax.monitoring.live_drift import LiveDrift
+    from hamnet_jax.run_dir import load_run
+
+    shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
+    batch = check_run_drift(tiny_run, shifted, predictions=False)
+    run = load_run(tiny_run)
+    raw = RawModel.from_run(run, 0)
+    request = cohort_to_raw(load_cohort(shifted, run.schema, run.config.data, require_target=False), raw.spec)
+    live = LiveDrift(DataProfile.load(tiny_run / "data_profile.npz"), raw.spec.widths, window=1000, max_age_s=0)
+    n = len(request["visit_times"])
+    for start in range(0, n, 7):  # as requests arrive: a few subjects at a time
+        live.observe({k: v[start:start + 7] for k, v in request.items()})
+    report = live.report()
+    assert report["window_subjects"] == n == batch["subjects"]
+    assert sorted(report["drifted_features"]) == sorted(batch["drifted_features"]) == sorted(lifestyle)
+    assert report["drifted_modalities"] == batch["drifted_modalities"] == ["imaging"]
+    ours = {r["feature"]: r["psi"] for r in report["features"]}
+    theirs = {r["feature"]: r["psi"] for r in batch["features"]}
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k] == pytest.approx(theirs[k], rel=1e-5, abs=1e-9) or (np.isnan(ours[k]) and np.isnan(theirs[k]))
+               for k in ours)
+    with pytest.raises(ValueError, match="do not match the run's data profile"):
+        LiveDrift(DataProfile.load(tiny_run / "data_profile.npz"), (("clinical", 3),))

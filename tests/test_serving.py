@@ -37,6 +37,7 @@ def repository_dir(tiny_run, tmp_path_factory):
     export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
     (root / "hamnet_onnx" / "inference.yaml").write_text(
         "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 8\n")  # 8 sessions: quick reloads
+    shutil.copytree(root / "hamnet_onnx", root / "scraped")  # only the Prometheus test sends it requests
     for version in ("1", "2"):  # an A/B split between two versions
         shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
     (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 4\n")
@@ -242,7 +243,8 @@ def test_health_reflection_and_repository_control(server, client):
     channel.close()
     index = client.get_model_repository_index(as_json=True)["models"]
     assert {(m["name"], m["version"], m["state"]) for m in index} == {
-        ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY")}
+        ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY"),
+        ("scraped", "1", "READY")}
     client.unload_model("hamnet_onnx")
     assert not client.is_model_ready("hamnet_onnx")
     with pytest.raises(tc.InferenceServerException, match="not loaded"):
@@ -409,3 +411,97 @@ def test_ab_split_shares_and_stickiness(server, stub):
         assert seen.setdefault(subject, version) == version
     assert set(seen.values()) <= {"1", "2"}
     assert sum(server.servicer.repository.splits["ab"].counts.values()) == 9
+
+
+def _scrape(server) -> dict[str, float]:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics", timeout=30).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_ab_assignments_are_exported(server, stub):
+    _, request = request_of(server, "ab", 1, seed=10)
+    counts = server.servicer.repository.splits["ab"].counts
+    before = dict(counts)
+    for subject in range(12):
+        message = raw_request(request, model="ab")
+        message.parameters["subject_id"].string_param = f"unit-{subject}"
+        stub.ModelInfer(message)
+    samples = _scrape(server)
+    exported = {v: samples.get(f'hamnet_ab_assignments_total{{model="ab",version="{v}"}}', 0.0) for v in ("1", "2")}
+    assert exported == {v: float(counts[v]) for v in ("1", "2")}
+    assert sum(exported.values()) - sum(before.values()) == 12
+
+
+def test_live_drift_metrics_flag_shifted_lifestyle_and_missing_imaging(server, client, tiny_run, tmp_path):
+    """The service's drift gauges on answered requests of a cohort with shifted lifestyle and no imaging."""
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.data.profile import DataProfile
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.monitoring.live_drift import LiveDrift
+    from tests.test_drift import _shifted_cohort
+
+    model = server.servicer.repository.get("hamnet_onnx")
+    assert model.drift is not None  # the run keeps its data profile: drift is on
+    model.drift = LiveDrift(DataProfile.load(tiny_run / "data_profile.npz"), model.raw.spec.widths, max_age_s=0)
+    shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
+    run = load_run(tiny_run)
+    request = cohort_to_raw(load_cohort(shifted, run.schema, run.config.data, require_target=False), model.raw.spec)
+    n = len(request["visit_times"])
+    for start in range(0, n, 8):
+        client.infer("hamnet_onnx", infer_inputs({k: v[start:start + 8] for k, v in request.items()}))
+    samples = _scrape(server)
+    key = 'model="hamnet_onnx",version="1"'
+    assert samples[f"hamnet_drift_window_subjects{{{key}}}"] == n
+    assert samples[f"hamnet_drift_features_drifted{{{key}}}"] == len(lifestyle)
+    assert samples[f"hamnet_drift_psi_max{{{key}}}"] >= 0.2
+    share = 'hamnet_drift_modality_absent_{}{{modality="{}",model="hamnet_onnx",version="1"}}'.format  # sorted labels
+    assert samples[share("share", "imaging")] == 1.0
+    assert samples[share("change", "clinical")] == pytest.approx(0.0, abs=0.05)
+    assert f"hamnet_drift_prediction_psi{{{key}}}" in samples
+
+
+def test_a_real_prometheus_server_scrapes_the_request_count(server, client, tmp_path):
+    """Debian's `prometheus` scrapes the service's /metrics; a query returns the requests this test sent."""
+    import json
+    import socket
+    import time
+    import urllib.parse
+    import urllib.request
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("the prometheus server is not installed (Debian: apt install prometheus)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n  - job_name: hamnet\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{server.metrics.port}']}}]\n")
+    sent = 7
+    _, request = request_of(server, "scraped", 1, seed=12)
+    for _ in range(sent):
+        client.infer("scraped", infer_inputs(request))
+    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
+    query = urllib.parse.quote('sum(hamnet_requests_total{job="hamnet",model="scraped",status="OK"})')
+    value = None
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and value != sent:
+            time.sleep(1)
+            try:
+                reply = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query={query}",
+                                                          timeout=5).read())
+            except OSError:
+                continue  # not listening yet
+            result = reply["data"]["result"]
+            value = int(float(result[0]["value"][1])) if result else None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert value == sent, (tmp_path / "prometheus.log").read_text()[-2000:]

@@ -122,12 +122,22 @@ def drift_report(profile: DataProfile, arrays: CohortArrays, schema: Schema,
     attended = last_visit_rows(arrays)  # one observation per subject, as the profile holds
     values = np.concatenate([arrays.values[m][attended] for m in MODALITIES
                              if m in schema.modalities and schema.numeric_columns(m)], axis=1)
+    return drift_of_rows(profile, values, arrays.categorical[attended], predictions, thresholds)
+
+
+def drift_of_rows(profile: DataProfile, values: np.ndarray, cats: np.ndarray, predictions: np.ndarray | None = None,
+                  thresholds: DriftThresholds = DriftThresholds()) -> dict[str, Any]:
+    """`drift_report` on one row per subject (its last visit): `values` [n, F] in the
+    profile's numeric column order, `cats` [n, C] its categorical columns (NaN = missing)."""
+    names = profile.numeric_names
+    if values.shape[1:] != (len(names),) or cats.shape[1:] != (len(profile.categorical_names),):
+        raise InputError(f"drift: rows of {values.shape[1:]} numeric and {cats.shape[1:]} categorical values; the "
+                         f"profile has {len(names)} and {len(profile.categorical_names)}")
     tests = len(names) + len(profile.categorical_names)
-    n_ref, n_new = profile.subjects, arrays.num_subjects
+    n_ref, n_new = profile.subjects, values.shape[0]
     features = numeric_drift(profile.numeric, values, names, thresholds, tests)
     for row, modality in zip(features, profile.numeric_modality, strict=True):
         row["modality"] = modality
-    cats = arrays.categorical[attended]
     for j, name in enumerate(profile.categorical_names):
         x = cats[:, j]
         shares = [float(np.mean(x == v)) for v in profile.categorical_levels[j]] + [float(np.isnan(x).mean())]

@@ -5,6 +5,10 @@
 * `hamnet_queue_depth{model,version}`                     requests waiting in the batcher
 * `hamnet_batches_total{model,version,subjects}`          batcher executions by batch size
 * `hamnet_cache_hits_total` / `hamnet_cache_misses_total{model,version}`  result cache
+* `hamnet_ab_assignments_total{model,version}`           requests the A/B split routed to each arm
+* `hamnet_drift_*{model,version}`                         live input / prediction drift of the last
+  2,000 answered subjects against the run's training data (window_subjects, features_drifted,
+  psi_max, prediction_psi, modality_absent_share / _change{modality}), once 100 have come
 
 Counters the serving objects keep anyway (batcher, cache) are read at scrape time by a
 collector, so the hot path records only the request count and latency.
@@ -19,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from hamnet_jax.inference.result_cache import CachedPredictor
+from hamnet_jax.monitoring.drift import max_psi
 from hamnet_jax.serving.repository import Repository
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -36,6 +41,12 @@ class _StateCollector:
                                    labels=["model", "version"])
         misses = CounterMetricFamily("hamnet_cache_misses", "subjects the model computed behind the cache",
                                      labels=["model", "version"])
+        assignments = CounterMetricFamily("hamnet_ab_assignments", "requests the A/B split sent to each version",
+                                          labels=["model", "version"])
+        for name, split in sorted(self.repository.splits.items()):
+            for version, count in sorted(split.counts.items()):
+                assignments.add_metric([name, version], count)
+        yield assignments
         for m in self.repository.loaded():
             if m.batcher is not None:
                 depth.add_metric([m.name, m.version], m.batcher.depth)
@@ -46,6 +57,35 @@ class _StateCollector:
                 hits.add_metric([m.name, m.version], stats["hits"])
                 misses.add_metric([m.name, m.version], stats["misses"])
         yield from (depth, batches, hits, misses)
+        yield from _drift_families(self.repository)
+
+
+def _drift_families(repository: Repository) -> Iterator[Any]:
+    """Each served version's live drift (monitoring/live_drift.py) once its window fills."""
+    labels = ["model", "version"]
+    gauges = {key: GaugeMetricFamily(f"hamnet_drift_{key}", doc, labels=labels) for key, doc in (
+        ("window_subjects", "subjects in the drift window (their last visits)"),
+        ("features_drifted", "features flagged against the training data (PSI / KS with significance)"),
+        ("psi_max", "the largest feature PSI against the training data"),
+        ("prediction_psi", "PSI of the predictions against the validation split's"))}
+    absent = GaugeMetricFamily("hamnet_drift_modality_absent_share", "share of window subjects lacking a modality",
+                               labels=[*labels, "modality"])
+    absent_change = GaugeMetricFamily("hamnet_drift_modality_absent_change",
+                                      "change of that share against the training data", labels=[*labels, "modality"])
+    for m in repository.loaded():
+        report = m.drift.report() if m.drift is not None else None
+        if report is None:
+            continue
+        key = [m.name, m.version]
+        gauges["window_subjects"].add_metric(key, report["window_subjects"])
+        gauges["features_drifted"].add_metric(key, len(report["drifted_features"]))
+        gauges["psi_max"].add_metric(key, max_psi(report))
+        if "predictions" in report:
+            gauges["prediction_psi"].add_metric(key, report["predictions"]["psi"])
+        for modality, row in sorted(report["modalities"].items()):
+            absent.add_metric([*key, modality], row["absent_share"])
+            absent_change.add_metric([*key, modality], row["change"])
+    yield from (*gauges.values(), absent, absent_change)
 
 
 class ServingMetrics:

@@ -28,11 +28,13 @@ import yaml
 
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.config.sections import InferenceSection
+from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.factory import build_predictor
 from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
+from hamnet_jax.monitoring.live_drift import LiveDrift
 from hamnet_jax.run_dir import load_run
 from hamnet_jax.serving.ab_split import ABSplit
 from hamnet_jax.serving.batcher import DynamicBatcher
@@ -74,6 +76,7 @@ class ServedModel:
     raw: RawModel
     predictor: Predictor
     batcher: DynamicBatcher | None = None
+    drift: LiveDrift | None = None  # the answered requests against the run's data profile
     stats: Statistics = dataclasses.field(default_factory=Statistics)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -104,6 +107,8 @@ class ServedModel:
             raise
         with self.lock:
             self.stats.record(len(next(iter(out.values()))), started, True)
+        if self.drift is not None:
+            self.drift.observe(checked, out.get("prediction"))
         return out
 
 
@@ -132,7 +137,9 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
     if options.dynamic_batching:
         batcher = DynamicBatcher(predictor, options.batch_size, options.max_queue_delay_us,
                                  options.preferred_batch_sizes, options.max_queue_size)
-    return ServedModel(name, version, run_dir, options, raw, predictor, batcher)
+    profile = run_dir / "data_profile.npz"
+    drift = LiveDrift(DataProfile.load(profile), raw.spec.widths) if profile.exists() else None
+    return ServedModel(name, version, run_dir, options, raw, predictor, batcher, drift)
 
 
 class Repository:
