@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hamnet_jax.bench.models import param_count  # noqa: E402
 from hamnet_jax.data.batch import random_batch  # noqa: E402
 from hamnet_jax.data.dataset import load_cohort, split_cohort  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
@@ -54,10 +55,6 @@ def base_tier(like: RawModel) -> RawModel:
         "imaging_group_size", "genetic_group_size", "classification")})
     params = init_params(HAMNet(config), random_batch(config, 2, like.spec.max_visits), jax.random.key(0))
     return RawModel(CompressedModel(config, params), like.preprocessor, like.std_scale, like.spec)
-
-
-def param_count(raw: RawModel) -> int:
-    return int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
 
 
 def predictors(raw: RawModel, name: str, work: Path, train, test) -> dict[str, tuple[Predictor, int]]:

@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from hamnet_jax.bench.hardware import process_cpu_seconds  # noqa: E402
+from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
 from hamnet_jax.bench.scalability import add_to_repository, start_server  # noqa: E402
 from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
@@ -150,26 +152,14 @@ def compare(url: str, mls_url: str, raw: RawModel, levels: list[int], duration: 
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def sweep_model(url: str, pid: int, name: str, raw: RawModel, levels: list[int], duration: float) -> list[dict]:
     requests = [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)]
     payloads = serialized(name, requests)
     rows = []
     for level in levels:
-        cpu = cpu_seconds(pid)
+        cpu = process_cpu_seconds(pid)
         row = run_level(url, payloads, level, duration)
-        row["server_cpu_ms_per_request"] = (cpu_seconds(pid) - cpu) * 1e3 / max(row["requests"], 1)
+        row["server_cpu_ms_per_request"] = (process_cpu_seconds(pid) - cpu) * 1e3 / max(row["requests"], 1)
         rows.append({"model": name, **row})
         print(f"{name} x{level}: {row['throughput']:,.0f} infer/s, p50 {row['p50_ms']:.2f} ms, "
               f"p95 {row['p95_ms']:.2f} ms, errors {row['errors']}", flush=True)
@@ -180,12 +170,12 @@ def fuzz(url: str, pid: int, raw: RawModel, count: int) -> dict:
     valid = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
     cases = malformed_requests(valid, MAIN, count, seed=0)
     half = len(cases) // 2
-    rss = [rss_mb(pid)]
+    rss = [host_rss_bytes(pid) / 2**20]
     codes: list[str] = []
     started = time.perf_counter()
     for part in (cases[:half], cases[half:]):
         codes += statuses(url, [c[1] for c in part], concurrency=8)
-        rss.append(rss_mb(pid))
+        rss.append(host_rss_bytes(pid) / 2**20)
     by_code: dict[str, int] = {}
     ok_mutations = sorted({name for (name, _), code in zip(cases, codes, strict=True) if code == "OK"})
     for code in codes:

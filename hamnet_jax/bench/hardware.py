@@ -18,6 +18,12 @@ import numpy as np
 import psutil
 
 
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process (this one by default) has used."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _nvml_handles() -> tuple[Any, list[Any]]:
     """(the pynvml module, one handle per GPU), or (None, []) without NVML or GPUs."""
     try:

@@ -10,9 +10,9 @@ from typing import Any
 import psutil
 
 
-def host_rss_bytes() -> int:
-    """Resident memory of this process now."""
-    return int(psutil.Process().memory_info().rss)
+def host_rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of a process (this one by default) now."""
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 def peak_rss_bytes() -> int:
