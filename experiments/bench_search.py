@@ -21,7 +21,9 @@ Hyperband find what full-budget random search finds for a third of the training?
   Every trial's learning-rate schedule spans the 9 epochs (`schedule_epochs`, as `hamnet
   search` sets it), so a promoted trial trains exactly as its full-budget twin and the two
   sides differ only in which configurations Hyperband stops early. Reported: each side's
-  best validation MAE at 9 epochs and the trial-epochs each spent.
+  best validation MAE at 9 epochs and the trial-epochs each spent, and, as the scale of
+  chance differences, the median over random search's trials of the standard deviation
+  of their last 3 epochs' validation MAE.
 
 Every study lives under `--work` and resumes when the script is run again (a finished
 study is only re-read); the JSON is written after each part. Plots:
@@ -80,6 +82,12 @@ def cohort_file(path: Path, subjects: int) -> Path:
         write_table(frame, path)
         path.with_name(path.stem + ".schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
     return path
+
+
+def last_epochs_sd(run_dir: Path, epochs: int = 3) -> float:
+    """Standard deviation of a run's validation MAE over its last `epochs` epochs."""
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return float(np.std([h["val_mae"] for h in history[-epochs:]], ddof=1))
 
 
 def study(root: Path, space: SearchSpace, objectives: list[Objective], scheduler, proposer, trial_fn,
@@ -172,12 +180,16 @@ def part_hpo(work: Path) -> dict:
             best = min(at_full, key=at_full.get)
             row[name] = {"configurations": len(records), "trial_epochs": trial_epochs(records),
                          "best_val_mae": at_full[best], "best_trial": best, "best_config": records[best].config,
-                         "seconds": run["seconds"], "full_budget_val_mae": at_full}
+                         "seconds": run["seconds"], "full_budget_val_mae": at_full,
+                         "last_epochs_sd": {t: last_epochs_sd(run["store"].run_dir(t)) for t in at_full}}
         hb_row, rs_row = row["hyperband"], row["random_full_budget"]
         row["epoch_ratio"] = hb_row["trial_epochs"] / rs_row["trial_epochs"]
         row["relative_gap"] = hb_row["best_val_mae"] / rs_row["best_val_mae"] - 1
         row["reached"] = hb_row["best_val_mae"] <= rs_row["best_val_mae"]
         row["same_configuration"] = hb_row["best_config"] == rs_row["best_config"]
+        # how much a trial's best validation MAE moves by chance: the spread of its last 3 epochs
+        row["epoch_noise_sd"] = float(np.median(list(rs_row["last_epochs_sd"].values())))
+        row["within_epoch_noise"] = hb_row["best_val_mae"] - rs_row["best_val_mae"] <= row["epoch_noise_sd"]
         out["seeds"][str(seed)] = row
     out["holds"] = all(r["reached"] and r["epoch_ratio"] <= 1 / 3 + 1e-9 for r in out["seeds"].values())
     return out

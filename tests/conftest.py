@@ -45,13 +45,16 @@ def tiny_config_file(tmp_path_factory) -> Path:
     return path
 
 
+TINY_RUN_EPOCHS: list[dict] = []  # what train_run's on_epoch callback got while training tiny_run
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cohort, tmp_path_factory) -> Path:
     from hamnet_jax.training.train_run import train_run
 
     data, schema = tiny_cohort
     out = tmp_path_factory.mktemp("runs") / "run"
-    train_run(data, schema, config_from_dict(TINY_CONFIG), out, progress=False)
+    train_run(data, schema, config_from_dict(TINY_CONFIG), out, progress=False, on_epoch=TINY_RUN_EPOCHS.append)
     return out
 
 

@@ -83,3 +83,39 @@ def test_run_directory_is_complete(tiny_run):
     assert np.isfinite(summary["test"]["mae"]) and 0 <= summary["test"]["coverage_90"] <= 1
     assert summary["best_epoch"] in (1, 2)
     assert 0 <= summary["test"]["auroc"] <= 1 and 0 <= summary["test"]["accuracy"] <= 1  # mortality head
+
+
+def test_on_epoch_gets_timing_the_run_log_does_not_keep(tiny_run):
+    """An exporter's callback sees each epoch's seconds and samples; metrics.jsonl stays
+    deterministic (no wall-clock figures in it)."""
+    from tests.conftest import TINY_RUN_EPOCHS
+
+    history = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert [r["epoch"] for r in TINY_RUN_EPOCHS] == [h["epoch"] for h in history] == [1, 2]
+    assert all(r["seconds"] > 0 and r["samples"] == summary["subjects"]["train"] for r in TINY_RUN_EPOCHS)
+    assert all({k: r[k] for k in h} == h for r, h in zip(TINY_RUN_EPOCHS, history, strict=True))
+    assert not any("seconds" in h or "samples" in h for h in history)
+
+
+def test_job_metrics_serve_training_and_search_figures(capsys):
+    import urllib.request
+
+    from hamnet_jax.cli.setup import job_metrics
+    from hamnet_jax.errors import InputError
+
+    with pytest.raises(InputError, match="--metrics-port 70000: expected a port"):
+        job_metrics(70000)
+    assert job_metrics(None) is None
+    metrics = job_metrics(0)
+    try:
+        url = capsys.readouterr().err.split("metrics on ")[1].split()[0]
+        metrics.record_epoch(1, 0.9, 0.8, seconds=2.0, samples=1000)
+        metrics.record_trial("done", {"val_mae": 0.5})
+        metrics.record_trial("done", {"val_mae": 0.7})
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+    finally:
+        metrics.close()
+    assert "hamnet_train_samples_per_second 500.0" in text and 'hamnet_train_loss{split="val"} 0.8' in text
+    assert 'hamnet_search_trials_total{status="done"} 2.0' in text
+    assert 'hamnet_search_best{objective="val_mae"} 0.5' in text

@@ -15,7 +15,7 @@ from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.search_commands import add_search_parser
-from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup  # noqa: F401 (USES: tests)
+from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.errors import InputError
 
 log = logging.getLogger("hamnet_jax")
@@ -65,7 +65,18 @@ def cmd_train(args: argparse.Namespace) -> None:
                                                                   num_epochs=args.epochs))
     out = args.out or str(Path(config.general.output_dir) / time.strftime("run-%Y%m%d-%H%M%S"))
     start = time.time()
-    summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet)
+    metrics = job_metrics(args.metrics_port)
+
+    def on_epoch(record: dict) -> None:
+        metrics.record_epoch(record["epoch"], record.get("train_loss"), record.get("val_loss"),
+                             seconds=record["seconds"], samples=record["samples"])
+
+    try:
+        summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet,
+                            on_epoch=on_epoch if metrics else None)
+    finally:
+        if metrics:
+            metrics.close()
     t = summary["test"]
     print(f"run {out}: best epoch {summary['best_epoch']}/{summary['epochs_run']}, "
           f"{time.time() - start:.0f} s; test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, "
@@ -257,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target", help="target column (default: the schema's)")
     t.add_argument("--epochs", type=int, help="override training.num_epochs")
     t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")
+    t.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics (epoch, losses, epoch seconds, "
+                                                    "samples/s) on this port while training (0: a free one)")
     _loop_arguments(t)
     g = t.add_argument_group("multi-process (multi-host) training; or set JAX_COORDINATOR_ADDRESS, "
                              "JAX_NUM_PROCESSES, JAX_PROCESS_ID")

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from hamnet_jax.cli.setup import _setup
+from hamnet_jax.cli.setup import _setup, job_metrics
 from hamnet_jax.errors import InputError
 
 SCHEDULERS = ("asha", "hyperband", "full")
@@ -125,12 +125,23 @@ def cmd_search(args: argparse.Namespace) -> None:
     trial_fn = functools.partial(hamnet_trial, data=str(args.data), config=base, early_stop_patience=patience,
                                  measure_speed=speed, schedule_epochs=max_epochs)
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
+    metrics = job_metrics(args.metrics_port)
+
+    def progress(record) -> None:
+        bar.update(1)
+        if metrics is not None:
+            last = record.last()
+            losses = dict(zip([o.metric for o in objectives], last["losses"], strict=True)) if last else None
+            metrics.record_trial(record.status, losses)
+
     try:
         records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
-                            progress=lambda record: bar.update(1), max_trial_epochs=args.budget)
+                            progress=progress, max_trial_epochs=args.budget)
     finally:
         bar.close()
         executor.shutdown()
+        if metrics is not None:
+            metrics.close()
     report = finalize_study(store, records, objectives, max_epochs, None if args.no_best_run else trial_fn)
     for row in report["pareto_front"]:
         print(json.dumps({"trial": row["trial"], **row["objectives"], "config": row["config"]}, default=str))
@@ -178,4 +189,6 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue the study in --out")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics (trials, best value per objective) "
+                                                    "on this port while the study runs (0: a free one)")
     s.set_defaults(func=cmd_search)

@@ -71,3 +71,20 @@ def _setup(args: argparse.Namespace):
     return config
 
 
+
+
+def job_metrics(port: int | None):
+    """A training job's or a study's Prometheus metrics (`monitoring.metrics.JobMetrics`)
+    served on `port` (0: a free one; None: off); where is said on stderr."""
+    if port is None:
+        return None
+    if not 0 <= port <= 65535:
+        raise InputError(f"--metrics-port {port}: expected a port in 0-65535 (0: a free one)")
+    try:
+        from hamnet_jax.monitoring.metrics import JobMetrics
+    except ImportError as err:
+        raise InputError(f"--metrics-port needs prometheus-client and scipy ({err}): "
+                         "pip install 'hamnet-jax[monitoring]'") from None
+    metrics = JobMetrics()
+    print(f"metrics on http://127.0.0.1:{metrics.serve(port)}/metrics", file=sys.stderr, flush=True)
+    return metrics

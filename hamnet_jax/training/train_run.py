@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +62,11 @@ def training_plan(config: Config, model_config: HAMNetConfig) -> tuple[HAMNetCon
 
 
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
-              resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, calibrate, evaluate on the test split; returns the summary (also summary.json)."""
+              resume: bool = False, progress: bool = True,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train, calibrate, evaluate on the test split; returns the summary (also summary.json).
+    `on_epoch` gets each epoch's record plus its wall `seconds` (validation included) and the
+    training `samples` it saw (for a metrics exporter; metrics.jsonl stays deterministic)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
         raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
@@ -96,10 +101,20 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         meta = ckpt.read_meta()
         ckpt.close()
     runlog = RunLog(out, meta["history"] if meta else []) if primary else None
+    clock = [time.perf_counter()]
+
+    def log_epoch(record: dict[str, Any]) -> None:
+        if runlog:
+            runlog.log_epoch(record)
+        if on_epoch:
+            now = time.perf_counter()
+            on_epoch({**record, "seconds": now - clock[0], "samples": int(parts["train"].num_subjects)})
+            clock[0] = now
+
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,
-                     on_epoch=runlog.log_epoch if runlog else None, progress=progress, plan=plan)
+                     on_epoch=log_epoch if runlog or on_epoch else None, progress=progress, plan=plan)
     finally:
         if runlog:
             runlog.close()
