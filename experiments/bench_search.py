@@ -84,6 +84,17 @@ def cohort_file(path: Path, subjects: int) -> Path:
     return path
 
 
+def val_mae_at(run_dir: Path, epoch: int) -> float:
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return next(h["val_mae"] for h in history if h["epoch"] == epoch)
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation (Pearson's on ranks; ties do not occur in these MAEs)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def last_epochs_sd(run_dir: Path, epochs: int = 3) -> float:
     """Standard deviation of a run's validation MAE over its last `epochs` epochs."""
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -190,6 +201,13 @@ def part_hpo(work: Path) -> dict:
         # how much a trial's best validation MAE moves by chance: the spread of its last 3 epochs
         row["epoch_noise_sd"] = float(np.median(list(rs_row["last_epochs_sd"].values())))
         row["within_epoch_noise"] = hb_row["best_val_mae"] - rs_row["best_val_mae"] <= row["epoch_noise_sd"]
+        # how well a low rung ranks the configurations: Spearman's rho between random search's
+        # trials' validation MAE after 1 (and 3) epochs and their best over 9
+        rs_dirs = {t: work / f"hpo-{HPO['subjects']}-seed{seed}" / "random_full_budget" / "runs" / f"{t:05d}"
+                   for t in rs_row["full_budget_val_mae"]}
+        row["rank_correlation"] = {str(e): spearman([val_mae_at(d, e) for d in rs_dirs.values()],
+                                                    list(rs_row["full_budget_val_mae"].values()))
+                                   for e in (1, HPO["eta"])}
         out["seeds"][str(seed)] = row
     out["holds"] = all(r["reached"] and r["epoch_ratio"] <= 1 / 3 + 1e-9 for r in out["seeds"].values())
     return out

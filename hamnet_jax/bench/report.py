@@ -138,12 +138,12 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
         rows = results["scalability"]["rows"]
         fig, ax = plt.subplots(figsize=(6, 4))
         levels = [r["concurrency"] for r in rows]
-        ax.plot(levels, [r["throughput"] for r in rows], "o-", label="throughput (req/s)")
+        lines = ax.plot(levels, [r["throughput"] for r in rows], "o-", label="throughput (req/s)")
         ax.set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title="deployment scalability")
         twin = ax.twinx()
-        twin.plot(levels, [r["p95_ms"] or 0 for r in rows], "s--", color="tab:red", label="p95 latency (ms)")
+        lines += twin.plot(levels, [r["p95_ms"] or 0 for r in rows], "s--", color="tab:red", label="p95 latency (ms)")
         twin.set_ylabel("p95 latency (ms)")
-        fig.legend(fontsize=8, loc="upper left")
+        ax.legend(handles=lines, fontsize=8, loc="upper left")
         fig.tight_layout()
         written.append(_save(fig, out / "scalability.png"))
         plt.close(fig)
