@@ -55,7 +55,7 @@ def param_count(raw: RawModel) -> int:
 def jax_model(name: str, run_dir: Path, batch_sizes: tuple[int, ...]) -> BenchModel:
     raw = RawModel.from_run(load_run(run_dir), 0)
     m = raw.model
-    return BenchModel(name, "jax/fp32" if m.mode is None else f"jax/int8-{m.mode}",
+    return BenchModel(name, "jax/fp32" if m.mode is None else "jax/int8",  # (int8: a quantized run)
                       JaxPredictor(raw, batch_sizes), compressed_bytes(m.params, m.quant, m.bits),
                       param_count(raw), raw, run_dir)
 

@@ -71,8 +71,6 @@ def _setup(args: argparse.Namespace):
     return config
 
 
-
-
 def job_metrics(port: int | None):
     """A training job's or a study's Prometheus metrics (`monitoring.metrics.JobMetrics`)
     served on `port` (0: a free one; None: off); where is said on stderr."""

@@ -1,6 +1,6 @@
 """Drift of the requests a service answers, against the training data's profile.
 
-    live = LiveDrift(profile, window=2000)
+    live = LiveDrift(profile, raw.spec.widths, window=2000)
     live.observe(checked_request, predictions)     # after each answered request
     live.report()                                  # drift_of_rows over the window (cached)
 
@@ -46,7 +46,7 @@ class LiveDrift:
         self.predictions = np.full(self.window, np.nan, np.float32)
         self.seen = 0  # subjects observed since the start
         self._lock = threading.Lock()
-        self._cached: tuple[float, int, dict[str, Any] | None] = (-np.inf, -1, None)
+        self._cached: tuple[float, dict[str, Any] | None] = (-np.inf, None)  # (when, report)
 
     def observe(self, arrays: Mapping[str, np.ndarray], predictions: np.ndarray | None = None) -> None:
         """Record one checked request (`Predictor.validate`'s arrays) and its predictions."""
@@ -70,7 +70,7 @@ class LiveDrift:
         """The window's drift report, or None while it holds fewer than `min_subjects`."""
         now = time.monotonic()
         with self._lock:
-            at, _, cached = self._cached
+            at, cached = self._cached
             if cached is not None and now - at < self.max_age_s:
                 return cached
             n = min(self.seen, self.window)
@@ -83,5 +83,5 @@ class LiveDrift:
                                finite if finite.size >= self.min_subjects else None, self.thresholds)
         report["window_subjects"], report["observed_subjects"] = n, seen
         with self._lock:
-            self._cached = (now, seen, report)
+            self._cached = (now, report)
         return report

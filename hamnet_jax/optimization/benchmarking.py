@@ -53,10 +53,10 @@ class BenchmarkVisualizer:
         measured; and the report as Markdown."""
         models = {}
         for m in results["models"]:
-            rows = [r for r in results["latency"] if r["model"] == m["name"]]
+            rows = sorted((r for r in results["latency"] if r["model"] == m["name"]), key=lambda r: r["batch_size"])
             models[m["name"]] = {"backend": m["backend"], "size_mb": m["size_bytes"] / 1e6,
-                                 "latency_ms": rows[0]["p50_ms"] if rows else None,
-                                 "throughput": rows[-1]["throughput"] if rows else None,
+                                 "latency_ms": rows[0]["p50_ms"] if rows else None,  # the smallest batch's
+                                 "throughput": rows[-1]["throughput"] if rows else None,  # the largest's
                                  "mae": m.get("accuracy", {}).get("mae")}
         return {"models": models, "not_measured": results["absent"], "markdown": markdown(results, [])}
 
