@@ -1,12 +1,10 @@
 """The gRPC inference service against stock clients: tritonclient.grpc, grpc.health.v1,
-reflection; bad and fuzzed requests; repository load / unload; `hamnet serve`."""
+reflection; bad and fuzzed requests; repository load / unload; metrics, A/B and live drift
+(`hamnet serve` as a process: test_serve_process.py)."""
 
-import os
 import queue
 import shutil
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -37,7 +35,6 @@ def repository_dir(tiny_run, tmp_path_factory):
     export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
     (root / "hamnet_onnx" / "inference.yaml").write_text(
         "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 8\n")  # 8 sessions: quick reloads
-    shutil.copytree(root / "hamnet_onnx", root / "scraped")  # only the Prometheus test sends it requests
     for version in ("1", "2"):  # an A/B split between two versions
         shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
     (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 4\n")
@@ -243,8 +240,7 @@ def test_health_reflection_and_repository_control(server, client):
     channel.close()
     index = client.get_model_repository_index(as_json=True)["models"]
     assert {(m["name"], m["version"], m["state"]) for m in index} == {
-        ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY"),
-        ("scraped", "1", "READY")}
+        ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY")}
     client.unload_model("hamnet_onnx")
     assert not client.is_model_ready("hamnet_onnx")
     with pytest.raises(tc.InferenceServerException, match="not loaded"):
@@ -253,38 +249,6 @@ def test_health_reflection_and_repository_control(server, client):
     assert client.is_model_ready("hamnet_onnx")
     stats = client.get_inference_statistics("hamnet", as_json=True)["model_stats"][0]
     assert int(stats["inference_count"]) > 0 and int(stats["inference_stats"]["fail"]["count"]) > 0
-
-
-def test_hamnet_serve_starts_answers_and_stops_on_sigterm(tiny_run, tmp_path):
-    import json
-    import socket
-
-    from hamnet_jax.serving import probe
-
-    with socket.socket() as s:  # a free port, given the way a container gives it: HAMNET_API_PORT
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HAMNET_API_PORT": str(port)}
-    config = tmp_path / "serve.yaml"
-    config.write_text("inference:\n  batch_size: 4\n")  # buckets 1, 2, 4: a short warm-up
-    proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run),
-                             "--metrics-port", "0", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith(f"serving hamnet/1 (jax) on 127.0.0.1:{port} "), (line, proc.stderr.read())
-        c = tc.InferenceServerClient(f"127.0.0.1:{port}")
-        assert c.is_server_live() and c.is_model_ready("hamnet")
-        c.close()
-        assert probe.main(["--port", str(port)]) == 0  # the image's HEALTHCHECK
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert probe.main(["--port", str(port), "--timeout", "1"]) == 1
-        logs = [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
-        assert any(x["logger"] == "hamnet_jax.serving" and "serving" in x["message"] for x in logs)  # JSON logs
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_dynamic_batcher_batches_concurrent_requests_and_bounds_its_queue(server):
@@ -461,47 +425,3 @@ def test_live_drift_metrics_flag_shifted_lifestyle_and_missing_imaging(server, c
     assert samples[share("share", "imaging")] == 1.0
     assert samples[share("change", "clinical")] == pytest.approx(0.0, abs=0.05)
     assert f"hamnet_drift_prediction_psi{{{key}}}" in samples
-
-
-def test_a_real_prometheus_server_scrapes_the_request_count(server, client, tmp_path):
-    """Debian's `prometheus` scrapes the service's /metrics; a query returns the requests this test sent."""
-    import json
-    import socket
-    import time
-    import urllib.parse
-    import urllib.request
-
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("the prometheus server is not installed (Debian: apt install prometheus)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n  - job_name: hamnet\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{server.metrics.port}']}}]\n")
-    sent = 7
-    _, request = request_of(server, "scraped", 1, seed=12)
-    for _ in range(sent):
-        client.infer("scraped", infer_inputs(request))
-    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
-    query = urllib.parse.quote('sum(hamnet_requests_total{job="hamnet",model="scraped",status="OK"})')
-    value = None
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and value != sent:
-            time.sleep(1)
-            try:
-                reply = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query={query}",
-                                                          timeout=5).read())
-            except OSError:
-                continue  # not listening yet
-            result = reply["data"]["result"]
-            value = int(float(result[0]["value"][1])) if result else None
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert value == sent, (tmp_path / "prometheus.log").read_text()[-2000:]
