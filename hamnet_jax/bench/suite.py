@@ -3,7 +3,7 @@ them on this machine in one run, serve the most optimized one under load, and wr
 `results.json` (atomically) and the report.
 
     results = run_benchmarks("runs/main/fp32", "cohort.parquet", "benchmarks",
-                             BenchSettings(batch_sizes=(1, 32, 256)), pruned="runs/pruned",
+                             BenchSettings.from_section(batch_sizes=(1, 32, 256)), pruned="runs/pruned",
                              distilled="runs/student")
 
 What is measured follows `settings.types` (the `benchmarking:` section's
@@ -29,6 +29,7 @@ from hamnet_jax.bench.models import BenchModel, optimization_models
 from hamnet_jax.bench.profiling import profile_trace, trace_files
 from hamnet_jax.bench.report import write_report
 from hamnet_jax.bench.scalability import add_to_repository, scalability_rows, start_server, stop_server
+from hamnet_jax.config.sections import BenchmarkingSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 
@@ -37,14 +38,26 @@ TYPES = ("latency", "throughput", "memory", "accuracy", "scalability")
 
 @dataclasses.dataclass(frozen=True)
 class BenchSettings:
-    types: tuple[str, ...] = ("latency", "throughput", "memory", "accuracy", "scalability")
-    iterations: int = 50
-    batch_sizes: tuple[int, ...] = (1, 8, 32, 256)
-    concurrency: tuple[int, ...] = (1, 10, 50)
-    duration_s: float = 5.0
-    profile: bool = False
-    monitor_hardware: bool = True
+    """What one benchmark run measures; `from_section` takes the `benchmarking:` section's
+    values (and its defaults), with any of them overridden."""
+
+    types: tuple[str, ...]
+    iterations: int
+    batch_sizes: tuple[int, ...]
+    concurrency: tuple[int, ...]
+    duration_s: float
+    profile: bool
+    monitor_hardware: bool
     tensorrt: bool = True
+
+    @classmethod
+    def from_section(cls, section: BenchmarkingSection | None = None, **overrides: Any) -> BenchSettings:
+        c = section or BenchmarkingSection()
+        values = {"types": tuple(c.benchmark_types), "iterations": c.num_iterations,
+                  "batch_sizes": tuple(c.batch_sizes), "concurrency": tuple(c.concurrency),
+                  "duration_s": c.load_duration_s, "profile": c.enable_profiling,
+                  "monitor_hardware": c.monitor_hardware}
+        return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.types if t not in TYPES]
@@ -103,10 +116,11 @@ def _served(models: list[BenchModel], out: Path, settings: BenchSettings) -> dic
 
 
 def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
-                   settings: BenchSettings = BenchSettings(), pruned: str | os.PathLike | None = None,
+                   settings: BenchSettings | None = None, pruned: str | os.PathLike | None = None,
                    distilled: str | os.PathLike | None = None) -> dict[str, Any]:
     from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw
 
+    settings = settings or BenchSettings.from_section()
     run, data, out = Path(run), Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -41,15 +41,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} {path}: not a run directory")
     if not Path(args.data).exists():
         raise InputError(f"--data {args.data}: no such file")
-    settings = BenchSettings(
-        types=tuple(args.types.split(",")) if args.types else tuple(section.benchmark_types),
-        iterations=section.num_iterations if args.iterations is None else args.iterations,
-        batch_sizes=_ints(args.batch_sizes, "--batch-sizes") or tuple(section.batch_sizes),
-        concurrency=_ints(args.concurrency, "--concurrency") or tuple(section.concurrency),
-        duration_s=section.load_duration_s if args.duration is None else args.duration,
-        profile=args.profile or section.enable_profiling,
-        monitor_hardware=section.monitor_hardware and not args.no_hardware,
-        tensorrt=not args.no_tensorrt)
+    settings = BenchSettings.from_section(
+        section, types=tuple(args.types.split(",")) if args.types else None, iterations=args.iterations,
+        batch_sizes=_ints(args.batch_sizes, "--batch-sizes"), concurrency=_ints(args.concurrency, "--concurrency"),
+        duration_s=args.duration, profile=args.profile or None,
+        monitor_hardware=False if args.no_hardware else None, tensorrt=not args.no_tensorrt)
     out = Path(args.out or section.output_dir)
     results = run_benchmarks(args.run, args.data, out, settings, args.pruned, args.distilled)
     for m in results["models"]:

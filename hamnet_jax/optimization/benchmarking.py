@@ -63,16 +63,11 @@ class BenchmarkVisualizer:
 
 class HAMNetBenchmarkSuite:
     def __init__(self, model: str | os.PathLike, config: BenchmarkingSection | None = None,
-                 pruned: str | os.PathLike | None = None, distilled: str | os.PathLike | None = None,
-                 concurrency: tuple[int, ...] | None = None) -> None:
+                 pruned: str | os.PathLike | None = None, distilled: str | os.PathLike | None = None) -> None:
         self.run_dir, self.config = Path(model), config or BenchmarkingSection()
         self.pruned, self.distilled = pruned, distilled
         self.visualizer = BenchmarkVisualizer()
-        c = self.config
-        self.settings = BenchSettings(types=tuple(c.benchmark_types), iterations=c.num_iterations,
-                                      batch_sizes=tuple(c.batch_sizes),
-                                      concurrency=tuple(concurrency or c.concurrency), duration_s=c.load_duration_s,
-                                      profile=c.enable_profiling, monitor_hardware=c.monitor_hardware)
+        self.settings = BenchSettings.from_section(self.config)
 
     def run_benchmarks(self, test_data: str | os.PathLike) -> dict[str, Any]:
         """Measure on `test_data` (the run's data file: its test split gives accuracy);
