@@ -1,12 +1,14 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from hamnet_jax.config import DataConfig
-from hamnet_jax.data.arrays import frame_to_arrays
+from hamnet_jax.data.arrays import check_trainable, frame_to_arrays
 from hamnet_jax.data.dataset import load_cohort
 from hamnet_jax.data.preprocess import Preprocessor
-from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.data.split import split_subjects
 from hamnet_jax.data.tables import read_table, write_table
 from hamnet_jax.errors import InputError
@@ -86,6 +88,50 @@ def test_nan_target_names_row(tiny_cohort, frame):
     assert np.isnan(arrays.targets).all()
 
 
+def test_infinite_cells_are_rejected_naming_column_and_file_row(tiny_cohort, frame):
+    """NaN is the missing marker; ±inf in a feature, target or time cell is an error naming
+    the column and the file's row (rows are named in file order, before sorting by subject)."""
+    _, schema = tiny_cohort
+    shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    for col, value in (("creatinine", np.inf), ("age", -np.inf), ("years_since_baseline", np.inf),
+                       ("creatinine", 1e39)):
+        if col not in shuffled:
+            continue
+        bad = shuffled.astype({col: np.float64})
+        bad.loc[11, col] = value
+        what = "infinite" if np.isinf(value) else r"out-of-range \(beyond float32\)"
+        text = re.escape(format(value, "g"))
+        with pytest.raises(InputError, match=rf"column '{col}': {what} value {text} at row 11; leave a missing"):
+            frame_to_arrays(bad, schema)
+    as_text = shuffled.astype({"creatinine": object})
+    as_text.loc[4, "creatinine"] = "inf"
+    with pytest.raises(InputError, match=r"column 'creatinine': infinite value inf at row 4"):
+        frame_to_arrays(as_text, schema)
+    # arrays built in a library call are checked too, naming the field and the subject
+    arrays = frame_to_arrays(frame, schema)
+    arrays.values["clinical"][3, 0, 2] = np.inf
+    with pytest.raises(InputError, match=r"CohortArrays.values\['clinical'\]: infinite value at index \(3, 0, 2\) "
+                                         rf"\(subject '{arrays.subject_ids[3]}'\)"):
+        Preprocessor.fit(arrays)
+
+
+def test_training_data_checks_name_the_column(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    check_trainable(frame_to_arrays(frame, schema), schema)  # the generated cohort passes
+    empty = frame.assign(albumin=np.nan)
+    with pytest.raises(InputError, match=r"column 'albumin' \(clinical\) has no value in any row"):
+        check_trainable(frame_to_arrays(empty, schema), schema)
+    cat = schema.categorical_columns[0]
+    with pytest.raises(InputError, match=rf"column '{cat}' \(lifestyle\) has no value in any row"):
+        check_trainable(frame_to_arrays(frame.assign(**{cat: np.nan}), schema), schema)
+    with pytest.raises(InputError, match=r"column 'age' has the single value 60 in every row"):
+        check_trainable(frame_to_arrays(frame.assign(age=60.0), schema), schema)
+    if schema.outcome:
+        with pytest.raises(InputError, match=rf"column '{schema.outcome}': the outcome is binary; found the value 2"):
+            labels = np.where(np.arange(len(frame)) % 2, 2.0, 0.0)
+            check_trainable(frame_to_arrays(frame.assign(**{schema.outcome: labels}), schema), schema)
+
+
 def test_duplicate_visit_names_subject_and_row(tiny_cohort, frame):
     _, schema = tiny_cohort
     bad = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
@@ -104,6 +150,14 @@ def test_schema_errors():
                           "categorical": {"smoke": ["never", "current"]}})
     with pytest.raises(InputError, match="'subject_id'"):
         Schema.from_dict({"modalities": {"clinical": ["a"]}})
+    with pytest.raises(InputError, match="'categorical' must map each categorical lifestyle column to its levels"):
+        Schema.from_dict({"subject_id": "eid", "modalities": {"lifestyle": ["smoke"]}, "categorical": ["smoke"]})
+
+
+def test_the_sidecar_schema_keeps_every_dot_but_the_extension():
+    assert sidecar_path("runs/cohort.parquet").name == "cohort.schema.yaml"
+    assert sidecar_path("/d/my.data.csv").name == "my.data.schema.yaml"
+    assert sidecar_path("v1.2.cohort.npz").name == "v1.2.cohort.schema.yaml"
 
 
 def test_ukb_example_schema_loads_a_ukb_style_file():

@@ -51,20 +51,69 @@ class CohortArrays:
         return dataclasses.replace(self, values=values, categorical=cat)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite(data: CohortArrays) -> None:
+    """±inf anywhere in library-built arrays is an error naming the field, the index and the
+    subject (NaN is the missing marker); files are checked cell by cell when read."""
+    fields = {f"values[{m!r}]": v for m, v in data.values.items()}
+    fields |= {"categorical": data.categorical, "visit_times": data.visit_times, "targets": data.targets,
+               "labels": data.labels}
+    for name, x in fields.items():
+        bad = np.argwhere(np.isinf(x))
+        if bad.size:
+            index = tuple(int(i) for i in bad[0])
+            raise InputError(f"CohortArrays.{name}: infinite value at index {index} (subject "
+                             f"{str(data.subject_ids[index[0]])!r}); NaN marks a missing value, ±inf is not accepted")
+
+
+def check_trainable(data: CohortArrays, schema: Schema) -> None:
+    """What training data must have beyond being readable: every schema column observed in
+    some row, and a target (and outcome) that varies."""
+    columns = {m: schema.numeric_columns(m) for m in MODALITIES}
+    for m, names in columns.items():
+        never = np.flatnonzero(np.all(np.isnan(data.values[m]), axis=(0, 1))) if data.num_subjects else []
+        if len(never):
+            raise InputError(f"column {names[never[0]]!r} ({m}) has no value in any row of the data file; "
+                             "remove it from the schema")
+    never = np.flatnonzero(np.all(np.isnan(data.categorical), axis=(0, 1)))
+    if never.size:
+        raise InputError(f"column {schema.categorical_columns[never[0]]!r} (lifestyle) has no value in any row "
+                         "of the data file; remove it from the schema")
+    for name, values in ((schema.target, data.targets), (schema.outcome, data.labels)):
+        distinct = np.unique(values[np.isfinite(values)])
+        if name and distinct.size == 1:
+            raise InputError(f"column {name!r} has the single value {distinct[0]:g} in every row; "
+                             "a model cannot learn from a constant")
+    labels = data.labels[np.isfinite(data.labels)]
+    if schema.outcome and not np.isin(labels, (0.0, 1.0)).all():
+        raise InputError(f"column {schema.outcome!r}: the outcome is binary; found the value "
+                         f"{labels[~np.isin(labels, (0.0, 1.0))][0]:g} (expected 0 or 1)")
+
+
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """Columns as float64, raising with the column and first row that is not a number."""
+    """Columns as float64, raising with the column and first row that is not a number, is
+    ±inf (NaN is the missing marker; an infinite cell would poison the fitted statistics),
+    or does not fit in float32."""
     out = np.empty((len(frame), len(columns)), np.float64)
     for j, col in enumerate(columns):
         series = frame[col]
         if series.dtype.kind in "biuf":
             out[:, j] = series.to_numpy(np.float64, na_value=np.nan)
-            continue
-        coerced = pd.to_numeric(series, errors="coerce")
-        bad = coerced.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"column {col!r}: non-numeric value {series.iloc[row]!r} at row {row}")
-        out[:, j] = coerced.to_numpy(np.float64, na_value=np.nan)
+        else:
+            coerced = pd.to_numeric(series, errors="coerce")
+            bad = coerced.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InputError(f"column {col!r}: non-numeric value {series.iloc[row]!r} at row {row}")
+            out[:, j] = coerced.to_numpy(np.float64, na_value=np.nan)
+        huge = np.abs(out[:, j]) > FLOAT32_MAX
+        if huge.any():
+            row = int(np.flatnonzero(huge)[0])
+            what = "infinite" if np.isinf(out[row, j]) else "out-of-range (beyond float32)"
+            raise InputError(f"column {col!r}: {what} value {out[row, j]:g} at row {row}; "
+                             "leave a missing value empty (NaN), never ±inf")
     return out
 
 
@@ -115,18 +164,25 @@ def frame_to_arrays(
     """
     _check_columns(frame, schema, require_target)
     frame = frame.reset_index(drop=True)
-    has_target = bool(schema.target) and schema.target in frame.columns
-    target = _numeric(frame, [schema.target])[:, 0] if has_target else np.full(len(frame), np.nan)
+    # every column converted (and checked) in file order, so errors name the file's row
+    column = lambda name: _numeric(frame, [name])[:, 0]
+    target = column(schema.target) if schema.target and schema.target in frame.columns else np.full(len(frame), np.nan)
     if require_target and np.isnan(target).any():
         row = int(np.flatnonzero(np.isnan(target))[0])
         raise InputError(f"column {schema.target!r}: target is NaN at row {row}")
+    times = column(schema.time) if schema.time else None
+    if times is not None and np.isnan(times).any():
+        row = int(np.flatnonzero(np.isnan(times))[0])
+        raise InputError(f"column {schema.time!r}: visit time is NaN at row {row}")
+    numeric = {m: _numeric(frame, list(schema.numeric_columns(m))).astype(np.float32) for m in MODALITIES}
+    categorical = _numeric(frame, list(schema.categorical_columns))
+    labels = column(schema.outcome) if schema.outcome and schema.outcome in frame else np.full(len(frame), np.nan)
+    extra = {c: column(c) for c in schema.extra if c in frame.columns}
 
     subject_key = frame[schema.subject_id].astype(str).to_numpy()
     order = _visit_order(frame, schema, subject_key)
-    frame = frame.iloc[order].reset_index(drop=True)
-    target = target[order]
     codes, subjects = pd.factorize(subject_key[order], sort=False)
-    rank = frame.groupby(codes, sort=False).cumcount().to_numpy()
+    rank = pd.Series(codes).groupby(codes, sort=False).cumcount().to_numpy()
     counts = np.bincount(codes)
     v_total = int(counts.max())
     v = min(v_total, max_visits) if max_visits else v_total
@@ -136,32 +192,26 @@ def frame_to_arrays(
     n = len(subjects)
 
     def pad(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """File-order rows -> [N, V, ...] by subject and visit slot."""
+        values = values[order]
         out = np.full((n, v) + values.shape[1:], fill, values.dtype)
         out[codes[keep], slot[keep]] = values[keep]
         return out
 
-    if schema.time:
-        times = _numeric(frame, [schema.time])[:, 0]
-        if np.isnan(times).any():
-            row = int(np.flatnonzero(np.isnan(times))[0])
-            raise InputError(f"column {schema.time!r}: visit time is NaN at row {row}")
-    else:
-        times = rank.astype(np.float64)  # one year per visit when no time column is given
+    if times is None:
+        times = np.empty(len(frame))
+        times[order] = rank  # one year per visit when no time column is given
     visit_mask = pad(np.ones(len(frame), np.float32), 0.0)
     n_visits = visit_mask.sum(1).astype(int)
     last_slot = n_visits - 1
     time_grid = pad(times)
     last_time = time_grid[np.arange(n), last_slot]
     visit_times = np.nan_to_num((time_grid - last_time[:, None]) * visit_mask).astype(np.float32)
-
-    values = {m: pad(_numeric(frame, list(schema.numeric_columns(m))).astype(np.float32)) for m in MODALITIES}
-    categorical = pad(_numeric(frame, list(schema.categorical_columns)))
     at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]
-    labels = (at_last(_numeric(frame, [schema.outcome])[:, 0]) if schema.outcome and schema.outcome in frame
-              else np.full(n, np.nan))
-    extras = {c: at_last(_numeric(frame, [c])[:, 0]) for c in schema.extra if c in frame.columns}
+    values = {m: pad(x) for m, x in numeric.items()}
+    extras = {c: at_last(x) for c, x in extra.items()}
     return CohortArrays(
-        values=values, categorical=categorical, visit_mask=visit_mask, visit_times=visit_times,
-        targets=at_last(target).astype(np.float32), labels=labels.astype(np.float32),
+        values=values, categorical=pad(categorical), visit_mask=visit_mask, visit_times=visit_times,
+        targets=at_last(target).astype(np.float32), labels=at_last(labels).astype(np.float32),
         subject_ids=np.asarray(subjects, dtype=str), extras=extras,
     )

@@ -101,7 +101,7 @@ def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
 def subjects_without_modality(batch: Batch) -> np.ndarray:
     """Row indices of subjects with no modality measured at any real visit."""
     present = np.asarray(batch.modality_mask) * np.asarray(batch.visit_mask)[..., None]
-    return np.flatnonzero(present.reshape(present.shape[0], -1).sum(axis=1) == 0)
+    return np.flatnonzero(present.sum(axis=(1, 2)) == 0)
 
 
 def random_batch(config: HAMNetConfig, batch_size: int, num_visits: int = 4, seed: int = 0) -> Batch:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.arrays import CohortArrays, check_finite
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
@@ -32,6 +32,7 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, train: CohortArrays, categorical_levels: list[tuple] | None = None) -> Preprocessor:
+        check_finite(train)
         means, stds = {}, {}
         for m in MODALITIES:
             x = train.values[m][train.visit_mask > 0]  # [rows, D]
@@ -54,6 +55,7 @@ class Preprocessor:
         return {m: int(self.means[m].shape[0]) for m in MODALITIES}
 
     def transform(self, data: CohortArrays) -> Batch:
+        check_finite(data)
         inputs, masks = {}, {}
         for m in MODALITIES:
             x = data.values[m]

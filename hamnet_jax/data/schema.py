@@ -60,6 +60,9 @@ class Schema:
             if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
                 raise InputError(f"{source}: modalities.{m} must be a list of column names")
         cats = raw.get("categorical") or {}
+        if not isinstance(cats, dict):
+            raise InputError(f"{source}: 'categorical' must map each categorical lifestyle column to its levels, "
+                             f"e.g. 'categorical: {{smoking_status: [0, 1, 2]}}'; got a {type(cats).__name__}")
         lifestyle = set(mods.get("lifestyle", []))
         for col, levels in cats.items():
             if col not in lifestyle:
@@ -134,6 +137,7 @@ class Schema:
 
 
 def sidecar_path(data_path: str | os.PathLike) -> Path:
-    """`cohort.parquet` -> `cohort.schema.yaml` (the schema written beside a data file)."""
+    """`cohort.parquet` -> `cohort.schema.yaml`, `my.data.csv` -> `my.data.schema.yaml`: the
+    schema beside a data file (only the file's extension is replaced)."""
     p = Path(data_path)
-    return p.with_name(p.name.split(".")[0] + ".schema.yaml")
+    return p.with_name(p.stem + ".schema.yaml")

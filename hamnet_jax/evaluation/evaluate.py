@@ -52,6 +52,21 @@ def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[
     return m
 
 
+def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray], kept: np.ndarray,
+                         had: np.ndarray) -> dict[str, float]:
+    """Metrics of HAMNet on `sub` (test subjects `kept`, one modality removed from each), and
+    how much worse the subjects that `had` the modality get without it."""
+    p = predict_run(run, sub)
+    p.pop("outcome_probability", None)
+    row = prediction_metrics(sub, p)
+    row["subjects"] = float(sub.num_subjects)
+    row["subjects_with_modality"] = float(had.sum())
+    row["mae_with_modality"] = float(np.abs(pred["prediction"][kept][had] - sub.targets[had]).mean())
+    row["mae_modality_removed"] = float(np.abs(p["prediction"][had] - sub.targets[had]).mean())
+    row["mae_increase_on_affected"] = row["mae_modality_removed"] - row["mae_with_modality"]
+    return row
+
+
 def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True) -> dict[str, Any]:
     arrays = load_cohort(data_path, run.schema, run.config.data)
     parts = split_cohort(arrays, run.config.data)
@@ -62,23 +77,17 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     pred = predict_run(run, test)
     rows["HAMNet"] = prediction_metrics(test, pred)
     full_batch = run.preprocessor.transform(test)
+    skipped: dict[str, str] = {}
     for i, m in enumerate(MODALITIES):
         if run.model_config.has_modality(m):
             ablated = test.without_modality(m)
             kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
                 run.preprocessor.transform(ablated)))
-            sub = ablated.subset(kept)
-            p = predict_run(run, sub)
-            p.pop("outcome_probability", None)
-            row = prediction_metrics(sub, p)
-            # the subjects that had this modality: how much worse they get without it
-            had = full_batch.modality_mask[kept, :, i].any(axis=1)
-            row["subjects"] = float(sub.num_subjects)
-            row["subjects_with_modality"] = float(had.sum())
-            row["mae_with_modality"] = float(np.abs(pred["prediction"][kept][had] - sub.targets[had]).mean())
-            row["mae_modality_removed"] = float(np.abs(p["prediction"][had] - sub.targets[had]).mean())
-            row["mae_increase_on_affected"] = row["mae_modality_removed"] - row["mae_with_modality"]
-            rows[f"HAMNet without {m}"] = row
+            if kept.size == 0:
+                skipped[f"HAMNet without {m}"] = f"no test subject has a modality other than {m}"
+                continue
+            rows[f"HAMNet without {m}"] = modality_removed_row(run, ablated.subset(kept), pred, kept,
+                                                              full_batch.modality_mask[kept, :, i].any(axis=1))
     if baselines:
         for name, fitted in fit_baselines(parts["train"], run.config.training.seed).items():
             rows[name] = prediction_metrics(test, {"prediction": predict_baseline(fitted, test)})
@@ -86,6 +95,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
     return {
         "test_subjects": test.num_subjects,
         "rows": rows,
+        "skipped_rows": skipped,
         "mae_ratio_vs_hist_gradient_boosting": rows["HAMNet"]["mae"] / hgb["mae"] if hgb else None,
     }
 
@@ -99,6 +109,8 @@ def format_table(result: dict[str, Any]) -> str:
         if "subjects_with_modality" in row:
             lines.append(f"{name}: on the {int(row['subjects_with_modality'])} test subjects that had it, MAE "
                          f"{row['mae_with_modality']:.3f} -> {row['mae_modality_removed']:.3f}")
+    for name, why in result.get("skipped_rows", {}).items():
+        lines.append(f"{name}: not measured ({why})")
     if result.get("mae_ratio_vs_hist_gradient_boosting") is not None:
         lines.append(f"HAMNet MAE / HistGradientBoosting MAE = {result['mae_ratio_vs_hist_gradient_boosting']:.3f}"
                      f"  (test subjects: {result['test_subjects']})")

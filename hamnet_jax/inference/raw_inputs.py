@@ -135,7 +135,8 @@ def standardize(arrays: Mapping[str, Any], preprocessor: Preprocessor, spec: Raw
     for m in MODALITIES:
         width = dict(spec.widths).get(m, 0)
         if not width:
-            inputs[m] = masks[m] = jnp.zeros((b, v, 0), jnp.float32)
+            # two arrays, not one: each graph output needs its own value to carry its name
+            inputs[m], masks[m] = jnp.zeros((b, v, 0), jnp.float32), jnp.zeros((b, v, 0), jnp.float32)
             continue
         x = arrays[m]
         observed = ~jnp.isnan(x)

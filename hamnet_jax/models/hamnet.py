@@ -62,8 +62,9 @@ class HAMNet(nn.Module):
         encoders = self._encoders()
         tokens = []
         for m in MODALITIES:
-            if m not in encoders:
-                tokens.append(jnp.zeros((n, c.embed_dim), jnp.float32))
+            if m not in encoders:  # a zero token, its batch size taken from an input so that a
+                # symbolic batch dimension (ONNX export) stays symbolic: jnp.zeros((n, E)) would not
+                tokens.append(flat(batch.visit_mask)[:, None].astype(jnp.float32) * jnp.zeros((1, c.embed_dim)))
             elif m == "lifestyle":
                 tokens.append(encoders[m](flat(batch.inputs[m]), flat(batch.feature_masks[m]),
                                           flat(batch.categorical), deterministic))

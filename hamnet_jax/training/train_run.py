@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from hamnet_jax.config import Config, TrainingConfig
+from hamnet_jax.data.arrays import check_trainable
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.profile import DataProfile
@@ -75,6 +76,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_cohort(data_path, schema, config.data)
+    check_trainable(arrays, schema)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
         raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "
