@@ -41,16 +41,51 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     np.testing.assert_allclose(pred["total_std"] ** 2, pred["aleatoric_std"] ** 2 + pred["epistemic_std"] ** 2,
                                rtol=2e-3, atol=2e-3)
 
+    for old in tiny_run.glob("baselines-*.pkl"):
+        old.unlink()
     assert main(["evaluate", "--run", str(tiny_run), "--data", str(data)]) == 0
-    table = capsys.readouterr().out
+    out = capsys.readouterr()
+    table = out.out
     assert "hist_gradient_boosting" in table and "ridge" in table and "HAMNet without imaging" in table
+    assert "fitting hist_gradient_boosting on" in out.err  # progress while the baselines fit
     result = json.loads((tiny_run / "eval.json").read_text())
+    assert result["baselines_cached"] is False and result["baseline_features"] == "all-visits"
+    # a second evaluate of the same run and data reuses the fitted baselines: same table
+    assert main(["evaluate", "--run", str(tiny_run), "--data", str(data), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "(reused from the run directory)" in out.out and out.err == ""
+    again = json.loads((tiny_run / "eval.json").read_text())
+    assert again["baselines_cached"] is True and again["rows"] == result["rows"]
     rows = result["rows"]
     assert np.isfinite(rows["HAMNet without imaging"]["mae"])
     assert rows["HAMNet without imaging"]["subjects_with_modality"] > 0
     assert np.isfinite(rows["HAMNet without imaging"]["mae_increase_on_affected"])
     assert result["mae_ratio_vs_hist_gradient_boosting"] == pytest.approx(
         rows["HAMNet"]["mae"] / rows["hist_gradient_boosting"]["mae"])
+
+
+def test_baselines_are_refitted_when_the_training_data_changes(tiny_cohort, tmp_path):
+    from hamnet_jax.config import DataConfig
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.evaluation.baseline_cache import cached_baselines
+    from hamnet_jax.evaluation.baselines import flatten_features, predict_baseline
+
+    data, schema = tiny_cohort
+    train = load_cohort(data, schema, DataConfig()).subset(np.arange(120))
+    said = []
+    first, cached = cached_baselines(tmp_path, train, 0, "last-visit", said.append)
+    assert not cached and any("fitting ridge on 120 subjects" in s for s in said)
+    assert flatten_features(train, "last-visit").shape[1] * train.visit_mask.shape[1] == \
+        flatten_features(train).shape[1]
+    again, cached = cached_baselines(tmp_path, train, 0, "last-visit")
+    assert cached
+    np.testing.assert_array_equal(predict_baseline(again["ridge"], train), predict_baseline(first["ridge"], train))
+    train.targets[5] += 1.0  # one value the fit depends on changed: refitted
+    _, cached = cached_baselines(tmp_path, train, 0, "last-visit")
+    assert not cached
+    (tmp_path / "baselines-last-visit.pkl").write_bytes(b"torn")  # an unreadable file: refitted too
+    _, cached = cached_baselines(tmp_path, train, 0, "last-visit", said.append)
+    assert not cached and any("is unreadable (UnpicklingError); refitting" in s for s in said)
 
 
 def _error_line(capsys):

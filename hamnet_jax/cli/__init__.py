@@ -120,7 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _setup(args)
     run = load_run(args.run)
-    result = evaluate_run(run, args.data, baselines=not args.no_baselines)
+    result = evaluate_run(run, args.data, baselines=not args.no_baselines, baseline_features=args.baseline_features,
+                          progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(result))
     write_json_atomic(Path(args.run) / "eval.json", result)
 
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True)
     e.add_argument("--data", required=True)
     e.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    e.add_argument("--baseline-features", choices=("all-visits", "last-visit"), default="all-visits",
+                   help="fit the baselines on every visit's features (default) or the last visit's only (faster on "
+                        "wide data); fitted once per training split and kept in the run directory")
+    e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_evaluate)
 
     add_inference_parsers(sub)

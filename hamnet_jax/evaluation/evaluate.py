@@ -4,6 +4,7 @@ run's training split, plus HAMNet with each modality removed from every test sub
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.batch import subjects_without_modality
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
-from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
+from hamnet_jax.evaluation.baseline_cache import cached_baselines
+from hamnet_jax.evaluation.baselines import predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
@@ -67,13 +69,19 @@ def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray
     return row
 
 
-def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True) -> dict[str, Any]:
+def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
+                 baseline_features: str = "all-visits",
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """HAMNet's test metrics, modality-removal rows and (fitted once per training split, then
+    cached in the run directory) the baselines on `baseline_features`."""
+    say = progress or (lambda _: None)
     arrays = load_cohort(data_path, run.schema, run.config.data)
     parts = split_cohort(arrays, run.config.data)
     test = parts["test"]
     if test.num_subjects == 0:
         raise InputError(f"{data_path}: no subject of this file falls in the run's test split")
     rows: dict[str, dict[str, float]] = {}
+    say(f"HAMNet on {test.num_subjects:,} test subjects")
     pred = predict_run(run, test)
     rows["HAMNet"] = prediction_metrics(test, pred)
     full_batch = run.preprocessor.transform(test)
@@ -83,19 +91,25 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True)
             ablated = test.without_modality(m)
             kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
                 run.preprocessor.transform(ablated)))
+            say(f"HAMNet without {m}")
             if kept.size == 0:
                 skipped[f"HAMNet without {m}"] = f"no test subject has a modality other than {m}"
                 continue
             rows[f"HAMNet without {m}"] = modality_removed_row(run, ablated.subset(kept), pred, kept,
                                                               full_batch.modality_mask[kept, :, i].any(axis=1))
+    cached = None
     if baselines:
-        for name, fitted in fit_baselines(parts["train"], run.config.training.seed).items():
-            rows[name] = prediction_metrics(test, {"prediction": predict_baseline(fitted, test)})
+        fitted, cached = cached_baselines(run.path, parts["train"], run.config.training.seed, baseline_features,
+                                          progress)
+        for name, model in fitted.items():
+            rows[name] = prediction_metrics(test, {"prediction": predict_baseline(model, test)})
     hgb = rows.get("hist_gradient_boosting")
     return {
         "test_subjects": test.num_subjects,
         "rows": rows,
         "skipped_rows": skipped,
+        "baseline_features": baseline_features if baselines else None,
+        "baselines_cached": cached,
         "mae_ratio_vs_hist_gradient_boosting": rows["HAMNet"]["mae"] / hgb["mae"] if hgb else None,
     }
 
@@ -111,6 +125,9 @@ def format_table(result: dict[str, Any]) -> str:
                          f"{row['mae_with_modality']:.3f} -> {row['mae_modality_removed']:.3f}")
     for name, why in result.get("skipped_rows", {}).items():
         lines.append(f"{name}: not measured ({why})")
+    if result.get("baseline_features"):
+        lines.append(f"baselines fitted on the training split's {result['baseline_features']} features"
+                     + (" (reused from the run directory)" if result.get("baselines_cached") else ""))
     if result.get("mae_ratio_vs_hist_gradient_boosting") is not None:
         lines.append(f"HAMNet MAE / HistGradientBoosting MAE = {result['mae_ratio_vs_hist_gradient_boosting']:.3f}"
                      f"  (test subjects: {result['test_subjects']})")

@@ -1,0 +1,58 @@
+"""Fitted baselines kept in the run directory, so a second `hamnet evaluate` does not refit.
+
+The key is a SHA-256 of what the fit depends on: the training split's flattened features
+and targets (so a changed data file, split or schema invalidates it, whatever the file's
+name or format), the seed, the feature mode, and the scikit-learn version (pickles do not
+cross versions). One file per feature mode, `baselines-<features>.pkl`, replaced
+atomically when its key changes. The run directory is the user's own: the pickle is as
+trusted as its checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.evaluation.baselines import fit_baselines, flatten_features
+from hamnet_jax.io_atomic import write_atomic
+
+CACHE_FORMAT = 1  # bump when the baselines' models or settings change
+
+
+def baseline_key(train: CohortArrays, seed: int, features: str) -> str:
+    import sklearn
+
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{sklearn.__version__}|{seed}|{features}|".encode())
+    x = np.ascontiguousarray(flatten_features(train, features))
+    digest.update(str(x.shape).encode())
+    digest.update(x.tobytes())
+    digest.update(np.ascontiguousarray(train.targets, np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def cached_baselines(run_dir: str | Path, train: CohortArrays, seed: int, features: str = "all-visits",
+                     progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], bool]:
+    """(fitted baselines, whether they came from the cache)."""
+    say = progress or (lambda _: None)
+    path = Path(run_dir) / f"baselines-{features}.pkl"
+    key = baseline_key(train, seed, features)
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                stored = pickle.load(f)
+            if stored.get("key") == key:
+                say(f"baselines: reusing {path.name} (fitted on this training split)")
+                return stored["models"], True
+            say(f"baselines: {path.name} was fitted on other data; refitting")
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as e:
+            say(f"baselines: {path.name} is unreadable ({type(e).__name__}); refitting")
+    models = fit_baselines(train, seed, features, progress)
+    write_atomic(path, lambda f: pickle.dump({"key": key, "models": models}, f, protocol=pickle.HIGHEST_PROTOCOL),
+                 mode="wb")
+    return models, False
