@@ -3,7 +3,10 @@ suite compiles each model shape once."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,13 @@ from hamnet_jax.data.tables import write_table
 # start inherit it, and add their own device-count flag to it.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+# One persistent compilation cache per test run, shared by the xdist workers (they inherit
+# the controller's environment) and the subprocesses tests start: what one process compiled
+# the others load. Never the user's ~/.cache (which `hamnet` commands use), so a local run
+# starts as cold as CI does.
+if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hamnet-jax-test-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
 TINY_CONFIG = {

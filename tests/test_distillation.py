@@ -128,6 +128,7 @@ def test_student_config_is_within_ten_percent(ratio):
         student_config(teacher, 1.5)
 
 
+@pytest.mark.slow  # two teachers + attention transfer + EMA step, ~90 s cold; `hamnet distill` is in the default suite
 def test_facade_distills_and_self_distills():
     train, val = random_batch(CFG, 64, seed=5), random_batch(CFG, 32, seed=6)
     teacher = init_params(HAMNet(CFG), train, jax.random.key(0))
@@ -156,6 +157,7 @@ def test_facade_distills_and_self_distills():
     assert max(moved) > 0  # the EMA teacher follows the student
 
 
+@pytest.mark.slow  # self-distillation and two born-again generations, ~75 s cold
 def test_facade_self_distillation_born_again_and_several_teachers():
     """Each method runs through the facade: self-distillation keeps the teacher's
     architecture and trains against its own EMA; born-again runs its generations (each a

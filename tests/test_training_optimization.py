@@ -193,6 +193,7 @@ def test_largest_batch_within_budget_bisects():
         largest_batch_within_budget(fake, budget_bytes=10, max_batch=256)
 
 
+@pytest.mark.slow  # every option composed, ~100 s of compiles cold; each option alone is tested above
 def test_fit_with_every_training_option():
     cfg = TrainingConfig(batch_size=8, num_epochs=2, precision_mode="bf16", gradient_accumulation_steps=2,
                          gradient_checkpointing="full", memory_efficient_attention="blockwise",

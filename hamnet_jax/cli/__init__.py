@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from hamnet_jax.cli.bench_commands import add_bench_parser
+from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, job_metrics  # noqa: F401 (USES: tests)
+from hamnet_jax.cli.setup import data_schema as _schema
 from hamnet_jax.errors import InputError
 
 log = logging.getLogger("hamnet_jax")
@@ -39,15 +41,6 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     write_text_atomic(side, yaml.safe_dump(schema, sort_keys=False))
     print(f"wrote {len(frame)} rows ({args.subjects} subjects, {frame.shape[1]} columns) to {args.out}; "
           f"schema {side}")
-
-
-def _schema(args: argparse.Namespace):
-    from hamnet_jax.data.schema import Schema, sidecar_path
-
-    path = Path(args.schema) if args.schema else sidecar_path(args.data)
-    if not path.exists():
-        raise InputError(f"no schema: {path} does not exist (pass --schema FILE)")
-    return Schema.load(path).with_target(getattr(args, "target", None))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -291,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_evaluate)
 
+    add_cv_parser(sub)
     add_inference_parsers(sub)
     add_search_parser(sub)
     add_monitoring_parsers(sub)

@@ -25,6 +25,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": GENERAL},
     "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "evaluate": {"general": GENERAL},
+    "cv": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "predict": {"general": GENERAL, "inference": PREDICTOR_KEYS},
     "export": {"general": GENERAL},
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
@@ -69,6 +70,16 @@ def _setup(args: argparse.Namespace):
         jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return config
+
+
+def data_schema(args: argparse.Namespace):
+    """The schema of `--data`: `--schema`, else the sidecar beside the file; `--target` overrides."""
+    from hamnet_jax.data.schema import Schema, sidecar_path
+
+    path = Path(args.schema) if args.schema else sidecar_path(args.data)
+    if not path.exists():
+        raise InputError(f"no schema: {path} does not exist (pass --schema FILE)")
+    return Schema.load(path).with_target(getattr(args, "target", None))
 
 
 def job_metrics(port: int | None):

@@ -97,6 +97,10 @@ class DataConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: NonNegativeInt = 0
     max_visits: PositiveInt = 4
+    # k-fold cross-validation (`hamnet cv` sets them): with cv_folds >= 2, fold cv_fold is the
+    # test set and `split`'s train:val ratio divides the rest (data/split.py `kfold_split`)
+    cv_folds: NonNegativeInt = 0
+    cv_fold: NonNegativeInt = 0
 
     @field_validator("split")
     @classmethod
@@ -104,6 +108,15 @@ class DataConfig:
         if min(split) < 0 or abs(sum(split) - 1) > 1e-6 or split[0] == 0:
             raise ValueError(f"data.split: expected three fractions (train, val, test) summing to 1, got {split}")
         return split
+
+    @model_validator(mode="after")
+    def _folds(self) -> DataConfig:
+        if self.cv_folds == 1:
+            raise ValueError("data.cv_folds: 1 fold is no cross-validation; use 0 (off, the split above) or >= 2")
+        if self.cv_folds and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"data.cv_fold: {self.cv_fold} is not a fold of cv_folds={self.cv_folds} "
+                             f"(0-{self.cv_folds - 1})")
+        return self
 
 
 @section("general")
