@@ -61,8 +61,8 @@ def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path
     assert run.model.mode == "dynamic" and run.model.quant is not None
     evaluated = evaluate_run(run, data, baselines=False)["rows"]["HAMNet"]["mae"]
     assert evaluated == pytest.approx(summary["test"]["mae"], rel=1e-6)
-    float_run_mae = evaluate_run(load_run(tiny_run), data, baselines=False)["rows"]["HAMNet"]["mae"]
-    assert evaluated != float_run_mae
+    # ... and not the float model's: int8 changes the (deterministic) test MAE
+    assert summary["optimized_metrics"]["mae"] != summary["baseline_metrics"]["mae"]
     # its ONNX export carries the run's own int8 codes (Cast * scale), equal to the weight-only model
     assert main(["export", "--run", str(out), "--out", str(tmp_path / "q.onnx"), "--mc-samples", "0"]) == 0
     stored = json.loads((tmp_path / "q.onnx.json").read_text())
