@@ -250,6 +250,7 @@ def test_fit_runs_and_config_errors_name_the_field():
         RegularizationConfig(modality_dropout_rate=1.0)
 
 
+@pytest.mark.slow  # `hamnet train` with a regularization section, ~50 s cold; fit with techniques stays
 def test_regularization_section_drives_training(tiny_cohort, tmp_path, capsys):
     """With a `regularization:` section, `hamnet train` runs the regularized objective: the
     per-epoch metrics carry the enabled techniques' terms, and nothing is reported unused."""

@@ -53,6 +53,9 @@ def cached_baselines(run_dir: str | Path, train: CohortArrays, seed: int, featur
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as e:
             say(f"baselines: {path.name} is unreadable ({type(e).__name__}); refitting")
     models = fit_baselines(train, seed, features, progress)
-    write_atomic(path, lambda f: pickle.dump({"key": key, "models": models}, f, protocol=pickle.HIGHEST_PROTOCOL),
-                 mode="wb")
+    try:
+        write_atomic(path, lambda f: pickle.dump({"key": key, "models": models}, f,
+                                                 protocol=pickle.HIGHEST_PROTOCOL), mode="wb")
+    except OSError as e:  # a read-only run directory: the evaluation stands, only the reuse is lost
+        say(f"baselines: not cached ({path}: {e.strerror or e})")
     return models, False
