@@ -130,6 +130,10 @@ def test_training_data_checks_name_the_column(tiny_cohort, frame):
         with pytest.raises(InputError, match=rf"column '{schema.outcome}': the outcome is binary; found the value 2"):
             labels = np.where(np.arange(len(frame)) % 2, 2.0, 0.0)
             check_trainable(frame_to_arrays(frame.assign(**{schema.outcome: labels}), schema), schema)
+        constant = frame_to_arrays(frame.assign(**{schema.outcome: 0.0}), schema)
+        with pytest.raises(InputError, match=rf"column '{schema.outcome}' has the single value 0"):
+            check_trainable(constant, schema)
+        check_trainable(constant, schema, outcome=False)  # no classification head: the outcome is not learned
 
 
 def test_duplicate_visit_names_subject_and_row(tiny_cohort, frame):

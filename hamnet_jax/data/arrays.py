@@ -68,9 +68,10 @@ def check_finite(data: CohortArrays) -> None:
                              f"{str(data.subject_ids[index[0]])!r}); NaN marks a missing value, ±inf is not accepted")
 
 
-def check_trainable(data: CohortArrays, schema: Schema) -> None:
+def check_trainable(data: CohortArrays, schema: Schema, outcome: bool = True) -> None:
     """What training data must have beyond being readable: every schema column observed in
-    some row, and a target (and outcome) that varies."""
+    some row, a target that varies and, when a classification head trains on it (`outcome`),
+    a 0/1 outcome with both values."""
     columns = {m: schema.numeric_columns(m) for m in MODALITIES}
     for m, names in columns.items():
         never = np.flatnonzero(np.all(np.isnan(data.values[m]), axis=(0, 1))) if data.num_subjects else []
@@ -81,13 +82,14 @@ def check_trainable(data: CohortArrays, schema: Schema) -> None:
     if never.size:
         raise InputError(f"column {schema.categorical_columns[never[0]]!r} (lifestyle) has no value in any row "
                          "of the data file; remove it from the schema")
-    for name, values in ((schema.target, data.targets), (schema.outcome, data.labels)):
+    learned = ((schema.target, data.targets),) + (((schema.outcome, data.labels),) if outcome else ())
+    for name, values in learned:
         distinct = np.unique(values[np.isfinite(values)])
         if name and distinct.size == 1:
             raise InputError(f"column {name!r} has the single value {distinct[0]:g} in every row; "
                              "a model cannot learn from a constant")
     labels = data.labels[np.isfinite(data.labels)]
-    if schema.outcome and not np.isin(labels, (0.0, 1.0)).all():
+    if outcome and schema.outcome and not np.isin(labels, (0.0, 1.0)).all():
         raise InputError(f"column {schema.outcome!r}: the outcome is binary; found the value "
                          f"{labels[~np.isin(labels, (0.0, 1.0))][0]:g} (expected 0 or 1)")
 

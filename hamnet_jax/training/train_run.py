@@ -76,7 +76,6 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
     arrays = load_cohort(data_path, schema, config.data)
-    check_trainable(arrays, schema)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
         raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "
@@ -89,6 +88,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     model_config, training, plan = training_plan(config, model_config)
     if model_config.classification and not np.isfinite(arrays.labels).any():
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
+    check_trainable(arrays, schema, outcome=model_config.classification)
     primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
     if primary:
         schema.save(out / "schema.yaml")
