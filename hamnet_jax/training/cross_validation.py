@@ -9,7 +9,8 @@ by `data.split`'s train:val ratio (`data.split.kfold_split`).
 
 A crash resumes where it stopped: finished folds (their `eval.json`) are kept, a fold
 interrupted in training resumes from its checkpoint. `OUT/cv_plan.json` records the data
-file and fold count, so a rerun with other settings into the same directory is refused.
+file, fold count, config and schema, so a rerun with other settings into the same directory
+is refused rather than mixing folds trained differently.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def fold_config(config: Config, folds: int, fold: int) -> Config:
 
 def _check_plan(out: Path, plan: dict[str, Any]) -> None:
     path = out / "cv_plan.json"
+    plan = json.loads(json.dumps(plan))  # compared as it reads back (tuples become lists)
     if path.exists():
         before = json.loads(path.read_text())
         if before != plan:
@@ -79,8 +81,8 @@ def cross_validate(data_path: str | os.PathLike, schema: Schema, config: Config,
     say = say or (lambda _: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_plan(out, {"data": str(Path(data_path).resolve()), "folds": folds, "split_seed": config.data.split_seed,
-                      "baselines": baselines, "baseline_features": baseline_features})
+    _check_plan(out, {"data": str(Path(data_path).resolve()), "folds": folds, "config": config.to_dict(),
+                      "schema": schema.to_dict(), "baselines": baselines, "baseline_features": baseline_features})
     results = []
     for k in range(folds):
         fold_dir = out / f"fold-{k}"
