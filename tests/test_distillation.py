@@ -26,7 +26,7 @@ from hamnet_jax.training.distill_step import (DistillSpec, DistillState, Teacher
                                               distill_step, ema_distill_step, forward)
 from hamnet_jax.training.state import count_params
 from hamnet_jax.transforms import distillation as kd
-from hamnet_jax.compression.student import param_count, student_config
+from hamnet_jax.compression.student import counts_by_width, param_count, student_config
 
 CFG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=48, genetic_dim=40, lifestyle_dim=6,
                              imaging_group_size=16, genetic_group_size=16, classification=True,
@@ -126,6 +126,13 @@ def test_student_config_is_within_ten_percent(ratio):
     assert student.embed_dim % student.num_heads == 0 and student.embed_dim < teacher.embed_dim
     with pytest.raises(InputError, match="compression_ratio"):
         student_config(teacher, 1.5)
+
+
+def test_parameter_counts_by_width_are_exact():
+    base = CFG.replace(embed_dim=64, num_heads=4, num_layers=2, lifestyle_cardinalities=(3, 5))
+    counts = counts_by_width(base, range(4, 65, 4))  # traced at 4 widths, the other 12 predicted
+    for e in (8, 44):
+        assert counts[e] == param_count(base.replace(embed_dim=e))
 
 
 @pytest.mark.slow  # two teachers + attention transfer + EMA step, ~90 s cold; `hamnet distill` is in the default suite

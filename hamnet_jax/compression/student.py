@@ -13,10 +13,16 @@ The rule (documented because users must be able to predict it):
    the whole grid, preferring the deeper on ties.
 4. If no candidate is within the tolerance, raise `InputError` with the closest count.
 
-Parameter counts are exact: `jax.eval_shape` of the initializer, no memory allocated.
+Parameter counts are exact: `jax.eval_shape` of the initializer, no memory allocated. At a
+fixed depth every weight is e x e, e x k or k wide (head and MLP widths scale with `embed_dim`
+= e), so the count is a quadratic in e: three traced counts give every width's, a fourth
+confirms the fit (tracing HAMNet's init costs about a second per width; a miss falls back
+to tracing every width).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -34,6 +40,22 @@ def param_count(config: HAMNetConfig) -> int:
     return int(sum(np.prod(s.shape) for s in jax.tree_util.tree_leaves(shapes)))
 
 
+def counts_by_width(base: HAMNetConfig, widths: Sequence[int]) -> dict[int, int]:
+    """Exact parameter count of `base` at every `embed_dim` in `widths` (quadratic in the
+    width; see the module docstring)."""
+    widths = sorted(widths)
+    count = lambda e: param_count(base.replace(embed_dim=e))
+    if len(widths) <= 4:
+        return {e: count(e) for e in widths}
+    probes = (widths[0], widths[len(widths) // 2], widths[-1])
+    coeffs = np.polyfit(np.asarray(probes, np.float64), [count(e) for e in probes], 2)
+    predict = lambda e: int(round(np.polyval(coeffs, e)))
+    check = widths[len(widths) // 4]
+    if predict(check) != count(check):
+        return {e: count(e) for e in widths}
+    return {e: predict(e) for e in widths}
+
+
 def _dense_widths(teacher: HAMNetConfig) -> HAMNetConfig:
     return teacher.replace(head_dim=0, mlp_dim=0, head_hidden_dim=0, clinical_hidden_dim=0,
                            imaging_kept_features=(), genetic_kept_features=())
@@ -47,14 +69,14 @@ def student_config(teacher: HAMNetConfig, compression_ratio: float, tolerance: f
     base = _dense_widths(teacher)
     target = compression_ratio * param_count(teacher)
     heads = teacher.num_heads
-    widths = range(heads, max(teacher.embed_dim, heads) + 1, heads)
+    widths = list(range(heads, max(teacher.embed_dim, heads) + 1, heads))
     counts: dict[tuple[int, int, int], int] = {}
 
     def closest(depths: list[tuple[int, int]]) -> tuple[tuple[int, int, int], float]:
         for layers, temporal in depths:
-            for e in widths:
-                counts.setdefault((e, layers, temporal), param_count(
-                    base.replace(embed_dim=e, num_layers=layers, temporal_layers=temporal)))
+            if (widths[0], layers, temporal) not in counts:
+                at_depth = base.replace(num_layers=layers, temporal_layers=temporal)
+                counts.update({(e, layers, temporal): c for e, c in counts_by_width(at_depth, widths).items()})
         grid = [k for k in counts if (k[1], k[2]) in depths]
         best = min(grid, key=lambda k: (abs(counts[k] - target), -k[1] - k[2], -k[0]))
         return best, abs(counts[best] - target) / target
