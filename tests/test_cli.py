@@ -34,7 +34,8 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     pred = pd.read_csv(out)
     assert list(pred.columns)[:7] == ["subject_id", "prediction", "aleatoric_std", "epistemic_std", "total_std",
                                       "lower_90", "upper_90"]
-    assert list(pred.columns)[7:] == ["outcome_probability"]  # the tiny run has a mortality head
+    # the tiny run has a mortality head: its probability and the spread over MC-dropout samples
+    assert list(pred.columns)[7:] == ["outcome_probability", "outcome_probability_std"]
     assert pred["outcome_probability"].between(0, 1).all()
     assert pred["subject_id"].is_unique and np.isfinite(pred.drop(columns="subject_id").to_numpy()).all()
     assert (pred["lower_90"] < pred["prediction"]).all() and (pred["prediction"] < pred["upper_90"]).all()
@@ -79,7 +80,8 @@ def test_baselines_are_refitted_when_the_training_data_changes(tiny_cohort, tmp_
         flatten_features(train).shape[1]
     again, cached = cached_baselines(tmp_path, train, 0, "last-visit")
     assert cached
-    np.testing.assert_array_equal(predict_baseline(again["ridge"], train), predict_baseline(first["ridge"], train))
+    np.testing.assert_array_equal(predict_baseline(again["ridge"], train)["prediction"],
+                                  predict_baseline(first["ridge"], train)["prediction"])
     train.targets[5] += 1.0  # one value the fit depends on changed: refitted
     _, cached = cached_baselines(tmp_path, train, 0, "last-visit")
     assert not cached

@@ -71,10 +71,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if metrics:
             metrics.close()
     t = summary["test"]
-    print(f"run {out}: best epoch {summary['best_epoch']}/{summary['epochs_run']}, "
-          f"{time.time() - start:.0f} s; test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, "
-          f"r {t['pearson_r']:.3f}, 90% coverage {t['coverage_90']:.3f}"
-          + (f", age-gap r {t['age_gap_r']:.3f}" if "age_gap_r" in t else ""))
+    parts = []
+    if "mae" in t:
+        gap = f", age-gap r {t['age_gap_r']:.3f}" if "age_gap_r" in t else ""
+        parts.append(f"test MAE {t['mae']:.3f}, RMSE {t['rmse']:.3f}, R2 {t['r2']:.3f}, r {t['pearson_r']:.3f}, "
+                     f"90% coverage {t['coverage_90']:.3f}{gap}")
+    if "auroc" in t:
+        parts.append(f"outcome AUROC {t['auroc']:.3f}, accuracy {t['accuracy']:.3f}, log loss {t['log_loss']:.3f}, "
+                     f"Brier {t['brier']:.3f}")
+    print(f"run {out}: best epoch {summary['best_epoch']}/{summary['epochs_run']}, {time.time() - start:.0f} s; "
+          + "; ".join(parts))
 
 
 def _training_flags(training, args: argparse.Namespace, precision: str | None, **more):

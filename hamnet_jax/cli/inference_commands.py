@@ -41,6 +41,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from hamnet_jax.data.dataset import load_cohort, split_cohort
     from hamnet_jax.export.formats import FORMATS, export_format
+    from hamnet_jax.inference.predictor import primary_output
     from hamnet_jax.inference.raw_model import RawModel
     from hamnet_jax.run_dir import load_run
 
@@ -73,14 +74,18 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"note: {args.run} computes in {run.model_config.dtype}; traced in float32 (jax2onnx half-precision "
               "graphs do not load in ONNX Runtime)")
     parity = d["parity"]
+    primary = primary_output(d["outputs"])
     for bs in (1, 64):
         p = parity[f"batch_{bs}"]
-        print(f"parity vs JAX float32 at batch {bs}: prediction max |diff| {p['max_abs']['prediction']:.2e} "
-              f"({p['prediction_max_rel']:.2e} relative), total_std {p['max_abs']['total_std']:.2e}")
-    if "test_mae" in parity:
-        t = parity["test_mae"]
-        print(f"test MAE ({t['subjects']} subjects): {t['onnx']:.4f} vs JAX float32 {t['jax_fp32']:.4f} "
-              f"({t['relative_change']:+.2%})")
+        spread = "total_std" if "total_std" in p["max_abs"] else None
+        print(f"parity vs JAX float32 at batch {bs}: {primary} max |diff| {p['max_abs'][primary]:.2e} "
+              f"({p[f'{primary}_max_rel']:.2e} relative)"
+              + (f", {spread} {p['max_abs'][spread]:.2e}" if spread else ""))
+    for key, what in (("test_mae", "test MAE"), ("test_log_loss", "test log loss")):
+        if key in parity:
+            t = parity[key]
+            print(f"{what} ({t['subjects']} subjects): {t['onnx']:.4f} vs JAX float32 {t['jax_fp32']:.4f} "
+                  f"({t['relative_change']:+.2%})")
     print(f"described in {d['path']}.json")
 
 

@@ -32,9 +32,11 @@ from hamnet_jax.training.state import count_params
 Teachers = Sequence[tuple[HAMNetConfig, Any]]
 
 
-def distillation_spec(cfg: DistillationConfig, classification: bool, loss: str = "gaussian_nll") -> DistillSpec:
-    """The objective's terms: soft targets always, plus what the method and switches add."""
-    terms: list[tuple[str, float]] = [("gaussian_kl", 1.0)]
+def distillation_spec(cfg: DistillationConfig, classification: bool, loss: str = "gaussian_nll",
+                      regression: bool = True) -> DistillSpec:
+    """The objective's terms: soft targets of every head the teacher has (the predictive
+    Gaussian, the class probability), plus what the method and switches add."""
+    terms: list[tuple[str, float]] = [("gaussian_kl", 1.0)] if regression else []
     if classification:
         terms.append(("soft_target_kl", 1.0))
     m = cfg.method
@@ -97,7 +99,7 @@ def distill_model(teachers: Teachers, cfg: DistillationConfig, train: Batch, val
     options = options or FitOptions()
     teacher_config = teachers[0][0]
     student = student_architecture(teacher_config, cfg, compression_ratio)
-    spec = distillation_spec(cfg, teacher_config.classification)
+    spec = distillation_spec(cfg, teacher_config.classification, regression=teacher_config.regression)
     train_cfg = stage_config(cfg, options)
     if cfg.method is DistillationMethod.SELF_DISTILLATION:
         run = distill_student([], student, train, val, spec, train_cfg, ema_decay=cfg.ema_decay, options=options)

@@ -107,7 +107,8 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
     val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, 1.0,
                         run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
                         visit_slots=run.config.data.max_visits)
-    std_scale = calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
+    std_scale = (calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
+                 if model.config.regression else 1.0)
     save_calibration(out, std_scale)
     return std_scale
 

@@ -88,10 +88,16 @@ def check_trainable(data: CohortArrays, schema: Schema, outcome: bool = True) ->
         if name and distinct.size == 1:
             raise InputError(f"column {name!r} has the single value {distinct[0]:g} in every row; "
                              "a model cannot learn from a constant")
-    labels = data.labels[np.isfinite(data.labels)]
-    if outcome and schema.outcome and not np.isin(labels, (0.0, 1.0)).all():
+    if not (outcome and schema.outcome):
+        return
+    missing = np.flatnonzero(np.isnan(data.labels))
+    if missing.size:
+        raise InputError(f"column {schema.outcome!r}: subject {str(data.subject_ids[missing[0]])!r} has no outcome "
+                         f"at its last visit ({missing.size} subject(s) without one); the classification head "
+                         "learns it for every subject")
+    if not np.isin(data.labels, (0.0, 1.0)).all():
         raise InputError(f"column {schema.outcome!r}: the outcome is binary; found the value "
-                         f"{labels[~np.isin(labels, (0.0, 1.0))][0]:g} (expected 0 or 1)")
+                         f"{data.labels[~np.isin(data.labels, (0.0, 1.0))][0]:g} (expected 0 or 1)")
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -123,10 +129,11 @@ def _check_columns(frame: pd.DataFrame, schema: Schema, require_target: bool) ->
     """Every column the schema names is present, there are rows, and every row has a subject id."""
     needed = [schema.subject_id] + [c for m in MODALITIES for c in schema.modalities[m]]
     needed += [c for c in (schema.visit, schema.time) if c]
-    if require_target:
-        if not schema.target:
-            raise InputError("schema has no 'target' column and none was given (--target)")
-        needed.append(schema.target)
+    if require_target:  # labelled data: the target and / or the outcome a model learns
+        if not (schema.target or schema.outcome):
+            raise InputError("schema names neither a 'target' (regression) nor an 'outcome' (binary "
+                             "classification) column, and no --target was given")
+        needed.append(schema.target or schema.outcome)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -169,7 +176,7 @@ def frame_to_arrays(
     # every column converted (and checked) in file order, so errors name the file's row
     column = lambda name: _numeric(frame, [name])[:, 0]
     target = column(schema.target) if schema.target and schema.target in frame.columns else np.full(len(frame), np.nan)
-    if require_target and np.isnan(target).any():
+    if require_target and schema.target and np.isnan(target).any():
         row = int(np.flatnonzero(np.isnan(target))[0])
         raise InputError(f"column {schema.target!r}: target is NaN at row {row}")
     times = column(schema.time) if schema.time else None

@@ -45,11 +45,9 @@ class Preprocessor:
             cats = train.categorical[train.visit_mask > 0]
             categorical_levels = [tuple(np.unique(c[~np.isnan(c)])) for c in cats.T]
         y = train.targets[np.isfinite(train.targets)]
-        if y.size == 0:
-            raise InputError("the training split has no finite target values")
-        sd = float(y.std())
+        mean, sd = (float(y.mean()), float(y.std())) if y.size else (0.0, 1.0)  # no target: outcome-only
         return cls(means, stds, [np.asarray(lv, np.float64) for lv in categorical_levels],
-                   float(y.mean()), sd if sd > 1e-8 else 1.0)
+                   mean, sd if sd > 1e-8 else 1.0)
 
     def widths(self) -> dict[str, int]:
         return {m: int(self.means[m].shape[0]) for m in MODALITIES}

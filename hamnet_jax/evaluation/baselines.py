@@ -1,4 +1,6 @@
-"""Tabular baselines on the flattened features: Ridge and HistGradientBoostingRegressor.
+"""Tabular baselines on the flattened features, fitted per task head the model has:
+Ridge and HistGradientBoostingRegressor for the regression target, L2 logistic regression
+and HistGradientBoostingClassifier for the binary outcome.
 
 Flattening puts the most recent visit first (slot 0 = the visit the prediction is for),
 then earlier visits, each slot holding every feature (NaN where missing) and its visit
@@ -10,6 +12,7 @@ only: V times fewer columns, much faster to fit on wide data. Needs scikit-learn
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,34 +48,64 @@ def _sklearn():
         raise InputError("baselines need scikit-learn: pip install 'hamnet-jax[baselines]'") from None
 
 
-def fit_baselines(train: CohortArrays, seed: int = 0, features: str = "all-visits",
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fitted {'ridge': ..., 'hist_gradient_boosting': ...} on the training subjects;
-    `progress` hears what is being fitted, and how long it took."""
-    _sklearn()
-    from sklearn.ensemble import HistGradientBoostingRegressor
+BASELINE_TASKS: tuple[str, ...] = ("regression", "classification")
+CLASSIFIER_NAMES = ("logistic_regression", "hist_gradient_boosting_classifier")
+
+
+def _models(task: str, seed: int) -> tuple[tuple[str, Any], ...]:
+    """(name, unfitted model) of one task: a linear model with its penalty chosen by
+    internal cross-validation, and gradient boosting (scikit-learn defaults, learning rate
+    0.1, early stopping on a held-out 15%). Missing values: mean-imputed with indicators
+    for the linear model, native for the trees."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x, y = flatten_features(train, features), train.targets
+    boosting = dict(max_iter=400, learning_rate=0.1, early_stopping=True, validation_fraction=0.15,
+                    n_iter_no_change=20, random_state=seed)
+    linear = lambda model: make_pipeline(SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True),
+                                         StandardScaler(), model)
+    if task == "regression":
+        return (("ridge", linear(RidgeCV(alphas=np.logspace(0, 5, 11)))),
+                ("hist_gradient_boosting", HistGradientBoostingRegressor(**boosting)))
+    return ((CLASSIFIER_NAMES[0], linear(LogisticRegressionCV(Cs=np.logspace(-3, 2, 11), cv=5, scoring="neg_log_loss",
+                                                              max_iter=2000))),
+            (CLASSIFIER_NAMES[1], HistGradientBoostingClassifier(**boosting)))
+
+
+def fit_baselines(train: CohortArrays, seed: int = 0, features: str = "all-visits",
+                  progress: Callable[[str], None] | None = None,
+                  tasks: tuple[str, ...] = ("regression",)) -> dict[str, Any]:
+    """Fitted baselines of each of `tasks` ({'ridge', 'hist_gradient_boosting'} on the
+    targets, {'logistic_regression', 'hist_gradient_boosting_classifier'} on the outcome)
+    on the training subjects; `progress` hears what is being fitted, and how long it took."""
+    _sklearn()
+    unknown = sorted(set(tasks) - set(BASELINE_TASKS))
+    if unknown:
+        raise InputError(f"baseline task {unknown[0]!r}: expected one of {list(BASELINE_TASKS)}")
+    x = flatten_features(train, features)
     keep = ~np.all(np.isnan(x), axis=0)  # columns never observed in training carry nothing
     say = progress or (lambda _: None)
-    ridge = make_pipeline(SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True),
-                          StandardScaler(), RidgeCV(alphas=np.logspace(0, 5, 11)))
-    # scikit-learn defaults (learning rate 0.1) with early stopping on a held-out 15%
-    hgb = HistGradientBoostingRegressor(max_iter=400, learning_rate=0.1, early_stopping=True,
-                                        validation_fraction=0.15, n_iter_no_change=20, random_state=seed)
     fitted = {}
-    for name, model in (("ridge", ridge), ("hist_gradient_boosting", hgb)):
-        say(f"fitting {name} on {len(y):,} subjects x {int(keep.sum()):,} columns ({features})")
-        start = time.perf_counter()
-        fitted[name] = (model.fit(x[:, keep], y), keep, features)
-        say(f"fitted {name} in {time.perf_counter() - start:.1f} s")
+    for task in tasks:
+        y = train.targets if task == "regression" else train.labels
+        known = np.isfinite(y)
+        for name, model in _models(task, seed):
+            say(f"fitting {name} on {int(known.sum()):,} subjects x {int(keep.sum()):,} columns ({features})")
+            start = time.perf_counter()
+            with warnings.catch_warnings():  # LogisticRegressionCV's notices of future defaults (l2 stays l2)
+                warnings.simplefilter("ignore", FutureWarning)
+                fitted[name] = (model.fit(x[known][:, keep], y[known]), keep, features)
+            say(f"fitted {name} in {time.perf_counter() - start:.1f} s")
     return fitted
 
 
-def predict_baseline(fitted: tuple[Any, np.ndarray, str], data: CohortArrays) -> np.ndarray:
+def predict_baseline(fitted: tuple[Any, np.ndarray, str], data: CohortArrays) -> dict[str, np.ndarray]:
+    """{'prediction': ...} of a regressor, {'outcome_probability': ...} of a classifier."""
     model, keep, features = fitted
-    return model.predict(flatten_features(data, features)[:, keep])
+    x = flatten_features(data, features)[:, keep]
+    if hasattr(model, "predict_proba"):
+        return {"outcome_probability": model.predict_proba(x)[:, 1]}
+    return {"prediction": model.predict(x)}

@@ -1,5 +1,9 @@
 """`evaluate_run`: HAMNet on the test split beside the tabular baselines fitted on the
-run's training split, plus HAMNet with each modality removed from every test subject."""
+run's training split, plus HAMNet with each modality removed from every test subject.
+
+Regression metrics for a model with a regression head (beside ridge and gradient-boosting
+regressors), classification metrics for one with a classification head (beside logistic
+regression and a gradient-boosting classifier); a model with both gets both."""
 
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ from hamnet_jax.evaluation.baselines import predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
-from hamnet_jax.evaluation.metrics import age_gap_correlation, classification_metrics, regression_metrics
+from hamnet_jax.evaluation.metrics import (CLASSIFICATION_COLUMNS, REGRESSION_COLUMNS, age_gap_correlation,
+                                           classification_metrics, per_subject_log_loss, regression_metrics)
 
-COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
+COLUMNS = REGRESSION_COLUMNS + CLASSIFICATION_COLUMNS
 
 
 def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
@@ -40,32 +45,48 @@ def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
 
 
 def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Metrics of `pred` (`prediction`, optional `total_std` and `outcome_probability`) on `data`:
-    regression metrics, age-gap correlation when `bio_age` is known, AUROC / accuracy."""
-    std = pred.get("total_std")
-    m = regression_metrics(data.targets, pred["prediction"], std if std is not None else
-                           np.full_like(pred["prediction"], np.nan))
-    if std is None:
-        m["coverage_90"] = m["nll"] = float("nan")
-    m["age_gap_r"] = (age_gap_correlation(pred["prediction"], data.targets, data.extras["bio_age"])
-                      if "bio_age" in data.extras else float("nan"))
+    """Metrics of `pred` on `data`: with a `prediction` (optional `total_std`), regression
+    metrics and the age-gap correlation when `bio_age` is known; with an
+    `outcome_probability`, AUROC / accuracy / log loss / Brier score."""
+    m: dict[str, float] = {}
+    if "prediction" in pred:
+        std = pred.get("total_std")
+        m = regression_metrics(data.targets, pred["prediction"], std if std is not None else
+                               np.full_like(pred["prediction"], np.nan))
+        if std is None:
+            m["coverage_90"] = m["nll"] = float("nan")
+        m["age_gap_r"] = (age_gap_correlation(pred["prediction"], data.targets, data.extras["bio_age"])
+                          if "bio_age" in data.extras else float("nan"))
     if "outcome_probability" in pred:
         m.update(classification_metrics(data.labels, pred["outcome_probability"]))
     return m
 
 
+def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+    """The error a modality-removal row compares: absolute error of the regression head,
+    else the log loss of the outcome."""
+    if "prediction" in pred:
+        return "mae", np.abs(pred["prediction"] - data.targets)
+    return "log_loss", per_subject_log_loss(data.labels, pred["outcome_probability"])
+
+
 def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray], kept: np.ndarray,
                          had: np.ndarray) -> dict[str, float]:
     """Metrics of HAMNet on `sub` (test subjects `kept`, one modality removed from each), and
-    how much worse the subjects that `had` the modality get without it."""
+    how much worse the subjects that `had` the modality get without it (MAE, or the log loss
+    of an outcome-only model)."""
     p = predict_run(run, sub)
-    p.pop("outcome_probability", None)
+    if "prediction" in p:  # the regression table's row; the outcome has its own full-data row
+        p.pop("outcome_probability", None)
     row = prediction_metrics(sub, p)
     row["subjects"] = float(sub.num_subjects)
     row["subjects_with_modality"] = float(had.sum())
-    row["mae_with_modality"] = float(np.abs(pred["prediction"][kept][had] - sub.targets[had]).mean())
-    row["mae_modality_removed"] = float(np.abs(p["prediction"][had] - sub.targets[had]).mean())
-    row["mae_increase_on_affected"] = row["mae_modality_removed"] - row["mae_with_modality"]
+    name, before = _per_subject_error(sub, {k: v[kept] for k, v in pred.items()})
+    _, after = _per_subject_error(sub, p)
+    row["error_metric"] = name
+    row[f"{name}_with_modality"] = float(before[had].mean())
+    row[f"{name}_modality_removed"] = float(after[had].mean())
+    row[f"{name}_increase_on_affected"] = row[f"{name}_modality_removed"] - row[f"{name}_with_modality"]
     return row
 
 
@@ -99,10 +120,11 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
                                                               full_batch.modality_mask[kept, :, i].any(axis=1))
     cached = None
     if baselines:
+        tasks = ("regression",) * run.model_config.regression + ("classification",) * run.model_config.classification
         fitted, cached = cached_baselines(run.path, parts["train"], run.config.training.seed, baseline_features,
-                                          progress)
+                                          progress, tasks)
         for name, model in fitted.items():
-            rows[name] = prediction_metrics(test, {"prediction": predict_baseline(model, test)})
+            rows[name] = prediction_metrics(test, predict_baseline(model, test))
     hgb = rows.get("hist_gradient_boosting")
     return {
         "test_subjects": test.num_subjects,
@@ -114,15 +136,28 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     }
 
 
-def format_table(result: dict[str, Any]) -> str:
-    head = f"{'model':<28}" + "".join(f"{c:>12}" for c in COLUMNS)
+def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> list[str]:
+    head = f"{'model':<34}" + "".join(f"{c:>12}" for c in columns)
     lines = [head, "-" * len(head)]
-    for name, row in result["rows"].items():
-        lines.append(f"{name:<28}" + "".join(f"{row.get(c, float('nan')):>12.4f}" for c in COLUMNS))
+    for name, row in rows.items():
+        lines.append(f"{name:<34}" + "".join(f"{row.get(c, float('nan')):>12.4f}" for c in columns))
+    return lines
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The regression table (rows with a regression metric) and the classification table
+    (rows with an outcome metric), then the notes."""
+    lines: list[str] = []
+    for columns in (REGRESSION_COLUMNS, CLASSIFICATION_COLUMNS):
+        rows = {n: r for n, r in result["rows"].items() if columns[0] in r}
+        if rows:
+            lines += ([""] if lines else []) + _table(rows, columns)
     for name, row in result["rows"].items():
         if "subjects_with_modality" in row:
-            lines.append(f"{name}: on the {int(row['subjects_with_modality'])} test subjects that had it, MAE "
-                         f"{row['mae_with_modality']:.3f} -> {row['mae_modality_removed']:.3f}")
+            metric = row.get("error_metric", "mae")
+            what = "MAE" if metric == "mae" else "log loss"
+            lines.append(f"{name}: on the {int(row['subjects_with_modality'])} test subjects that had it, {what} "
+                         f"{row[f'{metric}_with_modality']:.3f} -> {row[f'{metric}_modality_removed']:.3f}")
     for name, why in result.get("skipped_rows", {}).items():
         lines.append(f"{name}: not measured ({why})")
     if result.get("baseline_features"):

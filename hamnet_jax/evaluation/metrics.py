@@ -12,6 +12,8 @@ from hamnet_jax.data.batch import Batch
 from hamnet_jax.inference.batched import map_batched
 from hamnet_jax.models.uncertainty import Z90
 
+REGRESSION_COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
+CLASSIFICATION_COLUMNS = ("auroc", "accuracy", "log_loss", "brier")
 
 
 def regression_metrics(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
@@ -47,9 +49,25 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
-    """AUROC and accuracy at threshold 0.5 of predicted outcome probabilities."""
-    correct = (np.asarray(probability) > 0.5) == (np.asarray(labels) > 0.5)
-    return {"auroc": auroc(labels, probability), "accuracy": float(correct.mean())}
+    """AUROC, accuracy at threshold 0.5, log loss and Brier score of predicted outcome
+    probabilities, over the subjects whose outcome is known (NaN labels are skipped)."""
+    labels, probability = np.asarray(labels, np.float64), np.asarray(probability, np.float64)
+    known = np.isfinite(labels)
+    y, p = labels[known], np.clip(probability[known], 1e-7, 1 - 1e-7)
+    if y.size == 0:
+        return {name: float("nan") for name in CLASSIFICATION_COLUMNS}
+    return {
+        "auroc": auroc(y, p),
+        "accuracy": float(((p > 0.5) == (y > 0.5)).mean()),
+        "log_loss": float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()),
+        "brier": float(((p - y) ** 2).mean()),
+    }
+
+
+def per_subject_log_loss(labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(labels, np.float64)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
 def age_gap_correlation(pred: np.ndarray, age: np.ndarray, bio_age: np.ndarray) -> float:

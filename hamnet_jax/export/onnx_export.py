@@ -31,7 +31,9 @@ from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, j
                                           standardize_graph)
 from hamnet_jax.export.onnx_int8_weights import embed_int8_weights
 from hamnet_jax.export.onnx_precision import to_precision
+from hamnet_jax.evaluation.metrics import per_subject_log_loss
 from hamnet_jax.inference.factory import sidecar
+from hamnet_jax.inference.predictor import primary_output
 from hamnet_jax.inference.predictors import onnx_session
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw, validate_raw
 from hamnet_jax.inference.raw_model import RawModel
@@ -140,6 +142,7 @@ def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
     precision's tolerance is not met."""
     reference = on_cpu(raw.float32().__call__)
     result: dict[str, Any] = {"reference": "JAX float32 model"}
+    primary = primary_output(raw.output_names)  # `prediction`, or an outcome-only model's probability
     worst_abs = worst_rel = 0.0
     for bs in (1, 64):
         request = random_raw(raw.spec, raw.preprocessor, bs, seed=bs)
@@ -147,22 +150,25 @@ def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
         got = dict(zip(names, session.run(names, graph_feeds(raw, request, raw_inputs)), strict=True))
         want = {k: np.asarray(v) for k, v in reference(validate_raw(request, raw.spec)).items()}
         diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in want}
-        gap = np.abs(got["prediction"] - want["prediction"])
-        rel = float((gap / np.maximum(np.abs(want["prediction"]), 1e-6)).max())
-        result[f"batch_{bs}"] = {"max_abs": diffs, "prediction_max_rel": rel}
-        worst_abs, worst_rel = max(worst_abs, diffs["prediction"]), max(worst_rel, rel)
+        gap = np.abs(got[primary] - want[primary])
+        rel = float((gap / np.maximum(np.abs(want[primary]), 1e-6)).max())
+        result[f"batch_{bs}"] = {"max_abs": diffs, f"{primary}_max_rel": rel}
+        worst_abs, worst_rel = max(worst_abs, diffs[primary]), max(worst_rel, rel)
     if test is not None:
         request = cohort_to_raw(test, raw.spec)
-        got = session.run(["prediction"], graph_feeds(raw, request, raw_inputs))[0]
-        want = np.asarray(reference(validate_raw(request, raw.spec))["prediction"])
-        y = test.targets
-        result["test_mae"] = {"onnx": float(np.abs(got - y).mean()), "jax_fp32": float(np.abs(want - y).mean()),
-                              "subjects": int(y.size)}
-        result["test_mae"]["relative_change"] = result["test_mae"]["onnx"] / result["test_mae"]["jax_fp32"] - 1.0
+        got = session.run([primary], graph_feeds(raw, request, raw_inputs))[0]
+        want = np.asarray(reference(validate_raw(request, raw.spec))[primary])
+        if primary == "prediction":
+            key, error = "test_mae", lambda p: float(np.abs(p - test.targets).mean())
+        else:
+            key, error = "test_log_loss", lambda p: float(per_subject_log_loss(test.labels, p).mean())
+        result[key] = {"onnx": error(got), "jax_fp32": error(want), "subjects": int(test.num_subjects)}
+        result[key]["relative_change"] = result[key]["onnx"] / result[key]["jax_fp32"] - 1.0
     if precision == "fp32" and worst_abs > FP32_TOLERANCE:
-        result["failed"] = f"fp32 prediction differs from JAX by {worst_abs:.2e} > {FP32_TOLERANCE:g}"
+        result["failed"] = f"fp32 {primary} differs from JAX by {worst_abs:.2e} > {FP32_TOLERANCE:g}"
     elif precision == "fp16" and worst_rel > FP16_TOLERANCE:
-        result["failed"] = f"fp16 prediction differs from JAX by {worst_rel:.2e} relative > {FP16_TOLERANCE:g}"
-    elif precision.startswith("int8") and "test_mae" in result:
-        result["within_tolerance"] = result["test_mae"]["relative_change"] <= INT8_MAE_TOLERANCE
+        result["failed"] = f"fp16 {primary} differs from JAX by {worst_rel:.2e} relative > {FP16_TOLERANCE:g}"
+    elif precision.startswith("int8") and test is not None:
+        test_key = "test_mae" if primary == "prediction" else "test_log_loss"
+        result["within_tolerance"] = result[test_key]["relative_change"] <= INT8_MAE_TOLERANCE
     return result

@@ -8,7 +8,7 @@ standard deviations and the 90% interval.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -53,19 +53,38 @@ def predict_batch(
 
 def calibrated_outputs(stats: dict, target_mean: float, target_std: float, std_scale: float) -> dict:
     """Standardized statistics (`mean`, `aleatoric_std`, optional `epistemic_std`,
-    `total_std`, `probability`) -> `hamnet predict`'s outputs in target units: prediction,
-    calibrated stds (multiplied by `std_scale`), the 90% interval, `outcome_probability`.
-    Works on numpy and traced arrays alike (it runs inside exported graphs too)."""
-    scale = target_std * std_scale
-    result = {"prediction": stats["mean"] * target_std + target_mean}
-    for name in ("aleatoric_std", "epistemic_std", "total_std"):
-        if name in stats:
-            result[name] = stats[name] * scale
-    result["lower_90"] = result["prediction"] - Z90 * result["total_std"]
-    result["upper_90"] = result["prediction"] + Z90 * result["total_std"]
+    `total_std` of a regression head; `probability`, optional `probability_std` of a
+    classification head) -> `hamnet predict`'s outputs in target units: prediction,
+    calibrated stds (multiplied by `std_scale`), the 90% interval, `outcome_probability`
+    and its MC-dropout spread `outcome_probability_std`. Works on numpy and traced arrays
+    alike (it runs inside exported graphs too)."""
+    result = {}
+    if "mean" in stats:
+        scale = target_std * std_scale
+        result["prediction"] = stats["mean"] * target_std + target_mean
+        for name in ("aleatoric_std", "epistemic_std", "total_std"):
+            if name in stats:
+                result[name] = stats[name] * scale
+        result["lower_90"] = result["prediction"] - Z90 * result["total_std"]
+        result["upper_90"] = result["prediction"] + Z90 * result["total_std"]
     if "probability" in stats:
         result["outcome_probability"] = stats["probability"]
+    if "probability_std" in stats:
+        result["outcome_probability_std"] = stats["probability_std"]
     return result
+
+
+PRIMARY_OUTPUTS = ("prediction", "outcome_probability")
+
+
+def primary_output(names: Iterable[str]) -> str:
+    """The output a model is judged and monitored by: the regression `prediction`, or the
+    `outcome_probability` of an outcome-only model."""
+    names = set(names)
+    for name in PRIMARY_OUTPUTS:
+        if name in names:
+            return name
+    raise ValueError(f"no prediction among the outputs {sorted(names)}")
 
 
 def calibrate_std_scale(y: np.ndarray, prediction: np.ndarray, total_std: np.ndarray) -> float:

@@ -5,11 +5,13 @@
 or int8):
 
 1. `standardize`  raw arrays (inference/raw_inputs.py) -> standardized `Batch`;
-2. `samples`      Batch -> `mean`, `log_var` (+ `logits`), each [K, B] under the K fixed
-                  MC-dropout mask sets (models/mc_dropout.py), or [1, B] deterministic;
+2. `samples`      Batch -> `mean`, `log_var` (regression head) and / or `logits`
+                  (classification head), each [K, B] under the K fixed MC-dropout mask
+                  sets (models/mc_dropout.py), or [1, B] deterministic;
 3. `outputs`      samples -> `prediction`, `aleatoric_std`, `epistemic_std` (MC only),
-                  `total_std`, `lower_90`, `upper_90`, `outcome_probability` (with a
-                  classification head), in target units, stds calibrated.
+                  `total_std`, `lower_90`, `upper_90` (regression head), in target units,
+                  stds calibrated; `outcome_probability` and `outcome_probability_std`
+                  (MC only) with a classification head.
 
 With the run's `mc_samples` and seed, `prediction` and every std equal `hamnet predict`'s
 (`predict_batch` draws the same masks from the same key). Deterministic mode
@@ -95,14 +97,22 @@ class RawModel:
         return bool(self.model.config.classification)
 
     @property
+    def has_regression(self) -> bool:
+        return bool(self.model.config.regression)
+
+    @property
     def sample_names(self) -> tuple[str, ...]:
-        return SAMPLE_NAMES if self.has_outcome else SAMPLE_NAMES[:2]
+        return SAMPLE_NAMES[:2] * self.has_regression + SAMPLE_NAMES[2:] * self.has_outcome
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        names = ("prediction", "aleatoric_std") + (("epistemic_std",) if self.masks is not None else ())
-        names += ("total_std", "lower_90", "upper_90")
-        return names + (("outcome_probability",) if self.has_outcome else ())
+        mc = self.masks is not None
+        names: tuple[str, ...] = ()
+        if self.has_regression:
+            names += ("prediction", "aleatoric_std") + ("epistemic_std",) * mc + ("total_std", "lower_90", "upper_90")
+        if self.has_outcome:
+            names += ("outcome_probability",) + ("outcome_probability_std",) * mc
+        return names
 
     def exportable(self) -> None:
         """Raise unless every random draw of MC mode is one of the fixed masks."""
@@ -131,8 +141,10 @@ class RawModel:
 
     def outputs(self, samples: Mapping[str, Any]) -> dict:
         if self.masks is None:
-            std = jnp.exp(0.5 * samples["log_var"][0])
-            stats = {"mean": samples["mean"][0], "aleatoric_std": std, "total_std": std}
+            stats = {}
+            if "mean" in samples:
+                std = jnp.exp(0.5 * samples["log_var"][0])
+                stats = {"mean": samples["mean"][0], "aleatoric_std": std, "total_std": std}
             if "logits" in samples:
                 stats["probability"] = jax.nn.sigmoid(samples["logits"][0])
         else:

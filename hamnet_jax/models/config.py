@@ -64,7 +64,8 @@ class HAMNetConfig:
     # projection reads, the same count in every group; () = every feature
     imaging_kept_features: tuple[int, ...] = ()
     genetic_kept_features: tuple[int, ...] = ()
-    classification: bool = False
+    regression: bool = True  # the heteroscedastic regression head (mean, log_var)
+    classification: bool = False  # a binary classification head (logits); alone: an outcome-only model
     # variational information bottleneck on the subject summary (Alemi et al. 2017): the head
     # reads z ~ N(mu, sigma^2) in training and mu in evaluation; aux carries mu and log sigma^2
     information_bottleneck: bool = False
@@ -176,9 +177,11 @@ class HAMNetConfig:
         for i, c in enumerate(self.lifestyle_cardinalities):
             if c < 1:
                 fail("lifestyle_cardinalities", f"entry {i} must be >= 1 level, got {c}")
-        for name in ("classification", "information_bottleneck"):
+        for name in ("regression", "classification", "information_bottleneck"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, f"must be true or false, got {getattr(self, name)!r}")
+        if not (self.regression or self.classification):
+            fail("regression", "a model needs a regression head, a classification head or both")
         if self.log_var_min >= self.log_var_max:
             fail("log_var_min", "must be below log_var_max")
         for name, allowed in (("dtype", COMPUTE_DTYPES), ("attention", ATTENTION_IMPLEMENTATIONS),

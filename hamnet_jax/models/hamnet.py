@@ -2,8 +2,9 @@
 
 `HAMNet(config).apply({"params": p}, batch, deterministic=...)` returns `(outputs, aux)`:
 
-* outputs: `mean` [B], `log_var` [B] (heteroscedastic Gaussian), and `logits` [B] when
-  `config.classification` is set;
+* outputs: `mean` [B], `log_var` [B] (heteroscedastic Gaussian) when `config.regression`
+  is set (the default), and `logits` [B] when `config.classification` is set (alone: an
+  outcome-only model);
 * aux: `modality_embeddings` [B, V, M, E], `visit_embeddings` [B, V, E], `fused` [B, 2E],
   `modality_weights` [B, V, M], `visit_weights` [B, V]; with `information_bottleneck`,
   also `bottleneck_mean` and `bottleneck_log_var` [B, 2E].
@@ -94,10 +95,11 @@ class HAMNet(nn.Module):
         h = MLP(c.head_hidden_dim or c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32,
                 name="head_mlp")(summary, deterministic)
         h = nn.gelu(h)
-        mean = dense(1, ("embed", None), jnp.float32, "mean_head")(h)[:, 0]
-        raw = dense(1, ("embed", None), jnp.float32, "log_var_head")(h)[:, 0]
-        log_var = c.log_var_min + (c.log_var_max - c.log_var_min) * jax.nn.sigmoid(raw)
-        outputs: dict[str, Any] = {"mean": mean, "log_var": log_var}
+        outputs: dict[str, Any] = {}
+        if c.regression:
+            outputs["mean"] = dense(1, ("embed", None), jnp.float32, "mean_head")(h)[:, 0]
+            raw = dense(1, ("embed", None), jnp.float32, "log_var_head")(h)[:, 0]
+            outputs["log_var"] = c.log_var_min + (c.log_var_max - c.log_var_min) * jax.nn.sigmoid(raw)
         if c.classification:
             outputs["logits"] = dense(1, ("embed", None), jnp.float32, "class_head")(h)[:, 0]
         aux = {

@@ -20,27 +20,28 @@ Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 
 
 def mc_statistics(samples: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Mean and aleatoric / epistemic / total standard deviations over the leading sample
-    axis of `samples` (`mean`, `log_var`, optional `logits`, each [K, B])."""
-    means = samples["mean"]
-    aleatoric = jnp.exp(samples["log_var"]).mean(axis=0)
-    epistemic = means.var(axis=0)
-    result = {
-        "mean": means.mean(axis=0),
-        "aleatoric_std": jnp.sqrt(aleatoric),
-        "epistemic_std": jnp.sqrt(epistemic),
-        "total_std": jnp.sqrt(aleatoric + epistemic),
-    }
-    if "logits" in samples:  # MC-averaged outcome probability of the classification head
-        result["probability"] = jax.nn.sigmoid(samples["logits"]).mean(axis=0)
+    """Over the leading sample axis of `samples` (`mean`, `log_var` and / or `logits`, each
+    [K, B]): the mean and aleatoric / epistemic / total standard deviations of the
+    regression head, and the MC-averaged outcome probability with its spread over the K
+    samples (`probability`, `probability_std`) of the classification head."""
+    result = {}
+    if "mean" in samples:
+        means = samples["mean"]
+        aleatoric = jnp.exp(samples["log_var"]).mean(axis=0)
+        epistemic = means.var(axis=0)
+        result.update(mean=means.mean(axis=0), aleatoric_std=jnp.sqrt(aleatoric),
+                      epistemic_std=jnp.sqrt(epistemic), total_std=jnp.sqrt(aleatoric + epistemic))
+    if "logits" in samples:
+        probabilities = jax.nn.sigmoid(samples["logits"])
+        result.update(probability=probabilities.mean(axis=0), probability_std=probabilities.std(axis=0))
     return result
 
 
 def predict_with_uncertainty(
     model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
 ) -> dict[str, jax.Array]:
-    """Mean and aleatoric / epistemic / total standard deviations, each [B]
-    (plus `probability` [B] when the model has a classification head), over `num_samples`
+    """`mc_statistics` (mean and aleatoric / epistemic / total standard deviations, and / or
+    the outcome probability and its spread, each [B]) over `num_samples`
     dropout mask sets drawn from `key` and shared by every subject (models/mc_dropout.py:
     a subject's result does not depend on the rest of the batch). `model` is a HAMNet or
     an apply function with its signature (a quantized model's execution path)."""

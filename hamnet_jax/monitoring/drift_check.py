@@ -17,6 +17,7 @@ from typing import Any
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.evaluation.evaluate import predict_run
+from hamnet_jax.inference.predictor import primary_output
 from hamnet_jax.monitoring.drift import DriftThresholds, drift_report
 from hamnet_jax.run_dir import Run, load_run
 
@@ -36,6 +37,9 @@ def check_run_drift(run_dir: str | Path, data: str | Path, reference: str | Path
     run = load_run(run_dir)
     profile = run_profile(run, reference)
     arrays = load_cohort(data, run.schema, run.config.data, require_target=False)
-    predicted = predict_run(run, arrays)["prediction"] if predictions and profile.predictions is not None else None
+    predicted = None
+    if predictions and profile.predictions is not None:
+        out = predict_run(run, arrays)
+        predicted = out[primary_output(out)]
     report = drift_report(profile, arrays, run.schema, predicted, thresholds or DriftThresholds())
     return {"run": str(run_dir), "data": str(data), **report}

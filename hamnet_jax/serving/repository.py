@@ -31,6 +31,7 @@ from hamnet_jax.config.sections import InferenceSection
 from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.factory import build_predictor
+from hamnet_jax.inference.predictor import primary_output
 from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
@@ -108,7 +109,7 @@ class ServedModel:
         with self.lock:
             self.stats.record(len(next(iter(out.values()))), started, True)
         if self.drift is not None:
-            self.drift.observe(checked, out.get("prediction"))
+            self.drift.observe(checked, out.get(primary_output(out)))
         return out
 
 

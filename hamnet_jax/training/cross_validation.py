@@ -99,11 +99,18 @@ def cross_validate(data_path: str | os.PathLike, schema: Schema, config: Config,
     return summary
 
 
-def format_cv_table(summary: dict[str, Any], metrics: tuple[str, ...] = ("mae", "rmse", "r2", "coverage_90")) -> str:
-    head = f"{'model':<28}" + "".join(f"{m:>20}" for m in metrics)
+CV_TABLE_METRICS = ("mae", "rmse", "r2", "coverage_90", "auroc", "log_loss", "brier")
+
+
+def format_cv_table(summary: dict[str, Any], metrics: tuple[str, ...] | None = None) -> str:
+    """mean ± sd per model of `metrics` (default: those of CV_TABLE_METRICS some model has:
+    the regression and / or the classification metrics)."""
+    if metrics is None:
+        metrics = tuple(m for m in CV_TABLE_METRICS if any(m in row for row in summary["models"].values()))
+    head = f"{'model':<34}" + "".join(f"{m:>20}" for m in metrics)
     lines = [f"{summary['folds']}-fold cross-validation (mean ± sd over folds; test subjects per fold "
              f"{summary['test_subjects']})", head, "-" * len(head)]
     for name, row in summary["models"].items():
         cells = [f"{row[m]['mean']:.4f} ± {row[m]['sd']:.4f}" if m in row else "-" for m in metrics]
-        lines.append(f"{name:<28}" + "".join(f"{c:>20}" for c in cells))
+        lines.append(f"{name:<34}" + "".join(f"{c:>20}" for c in cells))
     return "\n".join(lines)

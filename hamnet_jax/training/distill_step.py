@@ -20,10 +20,9 @@ from typing import Any
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.transforms.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss, task_metrics
 from hamnet_jax.training.state import TrainState
 from hamnet_jax.training.steps import train_step_fn
 from hamnet_jax.transforms.distillation import DISTILL_LOSSES, combine_teachers, distill_loss, ema_update
@@ -104,7 +103,7 @@ def distill_loss_fn(params: Any, state: DistillState, batch: Batch, key: jax.Arr
         metrics[kind] = value
         distill = distill + weight * value
     total = (1.0 - spec.alpha) * task + spec.alpha * distill
-    metrics.update(loss=total, abs_err=jnp.abs(student[0]["mean"] - batch.targets).mean())
+    metrics.update(loss=total, **task_metrics(student[0], batch.targets, batch.labels))
     return total, metrics
 
 

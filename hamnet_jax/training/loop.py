@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 from jax.sharding import Mesh
 
 from hamnet_jax.config import TrainingConfig
@@ -49,12 +50,23 @@ class FitResult:
 
 
 def validation_loss(apply_fn: Callable, params: Any, batch: Batch, batch_size: int) -> dict[str, float]:
-    """Mean Gaussian NLL and MAE (standardized units) of deterministic predictions of
-    `apply_fn` (a model's apply, or a wrapped one that runs a pruned/quantized model)."""
+    """Deterministic predictions of `apply_fn` (a model's apply, or a wrapped one that runs
+    a pruned/quantized model) on `batch`: the Gaussian NLL and MAE (standardized units) of a
+    regression head, the log loss and accuracy of a classification head. `val_loss`, which
+    selects the best epoch, is the NLL, or the log loss of an outcome-only model."""
     out = map_batched(lambda b: eval_step(apply_fn, params, b), batch, batch_size)
-    y = np.asarray(batch.targets)
-    nll = np.asarray(gaussian_nll(out["mean"], out["log_var"], y))
-    return {"val_loss": float(nll.mean()), "val_mae": float(np.abs(out["mean"] - y).mean())}
+    record = {}
+    if "logits" in out:
+        labels = np.asarray(batch.labels)
+        bce = np.asarray(optax.sigmoid_binary_cross_entropy(out["logits"], labels))
+        record.update(val_log_loss=float(bce.mean()),
+                      val_accuracy=float(((np.asarray(out["logits"]) > 0) == (labels > 0.5)).mean()))
+        record["val_loss"] = record["val_log_loss"]
+    if "mean" in out:
+        y = np.asarray(batch.targets)
+        nll = np.asarray(gaussian_nll(out["mean"], out["log_var"], y))
+        record.update(val_loss=float(nll.mean()), val_mae=float(np.abs(out["mean"] - y).mean()))
+    return record
 
 
 def execution_config(model_config: HAMNetConfig, cfg: TrainingConfig, policy: PrecisionPolicy) -> HAMNetConfig:
@@ -211,7 +223,8 @@ def fit(
         if on_epoch and primary:
             on_epoch(record)
         if progress and primary:
-            epochs.set_postfix(val_loss=f"{record['val_loss']:.3f}", val_mae=f"{record['val_mae']:.3f}")
+            shown = ("val_loss", "val_mae") if "val_mae" in record else ("val_loss", "val_accuracy")
+            epochs.set_postfix({k: f"{record[k]:.3f}" for k in shown})
 
     if ckpt:
         ckpt.close()

@@ -19,7 +19,7 @@ import optax
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.transforms.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss, task_metrics
 from hamnet_jax.training.plan import Plan
 from hamnet_jax.training.state import TrainState
 from hamnet_jax.training.steps import train_step_fn
@@ -46,7 +46,7 @@ def regularized_loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.A
     task = task_loss(outputs, batch.targets, labels, loss, class_weight).mean()
     terms = regularization_terms(config, params, batch, outputs, aux, forward, k_terms, loss, class_weight)
     total = task + sum(terms.values(), jnp.float32(0))
-    metrics = {"loss": total, "task_loss": task, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean(),
+    metrics = {"loss": total, "task_loss": task, **task_metrics(outputs, batch.targets, batch.labels),
                **{f"reg_{k}": v for k, v in terms.items()}}
     return total, metrics
 

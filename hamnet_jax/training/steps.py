@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.transforms.losses import task_loss
+from hamnet_jax.transforms.losses import task_loss, task_metrics
 from hamnet_jax.training.precision import all_finite
 from hamnet_jax.training.state import TrainState
 
@@ -32,7 +32,7 @@ def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: 
     """The task loss of one stochastic forward pass; the default objective of `train_step_fn`."""
     outputs, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": key})
     total = task_loss(outputs, batch.targets, batch.labels, loss, class_weight).mean()
-    return total, {"loss": total, "abs_err": jnp.abs(outputs["mean"] - batch.targets).mean()}
+    return total, {"loss": total, **task_metrics(outputs, batch.targets, batch.labels)}
 
 
 def micro_batches(batch: Batch, k: int) -> Batch:

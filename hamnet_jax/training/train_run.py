@@ -25,7 +25,7 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.evaluation.evaluate import prediction_metrics
-from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
+from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints
@@ -33,7 +33,7 @@ from hamnet_jax.training.loop import fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.regularized_step import (regularized_model_config, regularized_plan,
                                                  regularized_weight_decay)
-from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true
+from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true, plot_reliability
 from hamnet_jax.training.run_log import RunLog
 from hamnet_jax.transforms.regularization import RegularizationConfig
 
@@ -62,6 +62,20 @@ def training_plan(config: Config, model_config: HAMNetConfig) -> tuple[HAMNetCon
                                                     class_weight=training.classification_weight)
 
 
+def task_heads(schema: Schema, config: Config) -> dict[str, bool]:
+    """The heads the data asks for: a regression head for the schema's target; a schema with
+    an outcome and no target trains the classification head alone (outcome-only)."""
+    if schema.target:
+        return {}
+    if not schema.outcome:
+        raise InputError("schema names neither a 'target' (regression) nor an 'outcome' (binary classification) "
+                         "column; give one or both (or --target)")
+    if config.model.get("classification") is False:
+        raise InputError(f"model.classification is false, but the schema names no 'target': an outcome-only "
+                         f"model ({schema.outcome!r}) is its classification head")
+    return {"regression": False, "classification": True}
+
+
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
               resume: bool = False, progress: bool = True,
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -84,6 +98,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     pre = Preprocessor.fit(parts["train"], levels)
     model_config = config.model_config(
         **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
+        **task_heads(schema, config),
     )
     model_config, training, plan = training_plan(config, model_config)
     if model_config.classification and not np.isfinite(arrays.labels).any():
@@ -130,9 +145,10 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     val_pred = predict("val")
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
-        DataProfile.fit(parts["train"], schema).with_predictions(val_pred["prediction"]).save(
+        DataProfile.fit(parts["train"], schema).with_predictions(val_pred[primary_output(val_pred)]).save(
             out / "data_profile.npz")
-    std_scale = calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
+    std_scale = (calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
+                 if model_config.regression else 1.0)
     test_pred = predict("test", std_scale)
     metrics = prediction_metrics(parts["test"], test_pred)
     summary = {
@@ -146,7 +162,12 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         return summary
     save_calibration(out, std_scale)
     write_json_atomic(out / "summary.json", summary)
-    plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch)
-    plot_pred_vs_true(parts["test"].targets, test_pred["prediction"], test_pred["lower_90"], test_pred["upper_90"],
-                      out / "plots" / "pred_vs_true.png", label=schema.target or "target")
+    plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch,
+                        *(() if model_config.regression else ("log loss of the outcome",)))
+    if model_config.regression:
+        plot_pred_vs_true(parts["test"].targets, test_pred["prediction"], test_pred["lower_90"],
+                          test_pred["upper_90"], out / "plots" / "pred_vs_true.png", label=schema.target or "target")
+    if model_config.classification:
+        plot_reliability(parts["test"].labels, test_pred["outcome_probability"], out / "plots" / "reliability.png",
+                         label=schema.outcome or "outcome")
     return summary

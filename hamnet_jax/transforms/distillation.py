@@ -165,20 +165,28 @@ def combine_teachers(outputs: Sequence[dict], weights: Sequence[float] | None = 
     """
     if not outputs:
         raise ValueError("combine_teachers: no teacher outputs given")
-    means = jnp.stack([sg(o["mean"]) for o in outputs])  # [K, B]
-    log_vars = jnp.stack([sg(o["log_var"]) for o in outputs])
-    if mode == "uncertainty":
-        w = jax.nn.softmax(-log_vars, axis=0)
-    elif mode == "weighted":
-        raw = jnp.ones(len(outputs)) if weights is None else jnp.asarray(weights, jnp.float32)
-        if raw.shape != (len(outputs),):
-            raise ValueError(f"combine_teachers: {len(outputs)} teachers but weights of shape {raw.shape}")
-        w = (raw / raw.sum())[:, None] * jnp.ones_like(means)
-    else:
+    if mode not in ("weighted", "uncertainty"):
         raise ValueError(f"combine_teachers: unknown mode {mode!r}; expected 'weighted' or 'uncertainty'")
-    mean = (w * means).sum(0)
-    var = (w * (jnp.exp(log_vars) + (means - mean) ** 2)).sum(0)
-    combined = {"mean": mean, "log_var": jnp.log(var)}
+    regression = all("mean" in o for o in outputs)
+    if mode == "uncertainty" and not regression:
+        raise ValueError("combine_teachers: 'uncertainty' weights by the teachers' predicted variance; "
+                         "outcome-only teachers have none (use 'weighted')")
+    raw = jnp.ones(len(outputs)) if weights is None else jnp.asarray(weights, jnp.float32)
+    if mode == "weighted" and raw.shape != (len(outputs),):
+        raise ValueError(f"combine_teachers: {len(outputs)} teachers but weights of shape {raw.shape}")
+    batch = next(iter(outputs[0].values())).shape
+    if mode == "uncertainty":
+        log_vars = jnp.stack([sg(o["log_var"]) for o in outputs])  # [K, B]
+        w = jax.nn.softmax(-log_vars, axis=0)
+    else:
+        w = (raw / raw.sum())[:, None] * jnp.ones((len(outputs),) + batch)
+    combined = {}
+    if regression:
+        means = jnp.stack([sg(o["mean"]) for o in outputs])
+        log_vars = jnp.stack([sg(o["log_var"]) for o in outputs])
+        mean = (w * means).sum(0)
+        var = (w * (jnp.exp(log_vars) + (means - mean) ** 2)).sum(0)
+        combined = {"mean": mean, "log_var": jnp.log(var)}
     if all("logits" in o for o in outputs):
         combined["logits"] = (w * jnp.stack([sg(o["logits"]) for o in outputs])).sum(0)
     return combined

@@ -59,4 +59,7 @@ def information_bottleneck_kl(aux: dict) -> jax.Array:
 
 
 def consistency(outputs_a: dict, outputs_b: dict) -> jax.Array:
-    return jnp.mean((outputs_a["mean"] - outputs_b["mean"]) ** 2)
+    """Mean squared difference of two passes' predictions: the regression mean, or the
+    logit of an outcome-only model."""
+    key = "mean" if "mean" in outputs_a else "logits"
+    return jnp.mean((outputs_a[key] - outputs_b[key]) ** 2)

@@ -35,9 +35,23 @@ def classification_loss(outputs: dict, labels: jax.Array) -> jax.Array:
 
 
 def task_loss(outputs: dict, targets: jax.Array, labels: jax.Array, kind: str, class_weight: float) -> jax.Array:
-    """Per-example training objective: the regression loss `kind`, plus `class_weight` x the
-    classification loss when the model has a classification head."""
+    """Per-example training objective: the regression loss `kind` when the model has a
+    regression head, plus `class_weight` x the classification loss when it has a
+    classification head (an outcome-only model: that loss alone, unweighted)."""
+    if "mean" not in outputs:
+        return classification_loss(outputs, labels)
     per_example = regression_loss(outputs, targets, kind)
     if "logits" in outputs:
         per_example = per_example + class_weight * classification_loss(outputs, labels)
     return per_example
+
+
+def task_metrics(outputs: dict, targets: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    """Batch means a training step reports besides its loss: the absolute error of the mean
+    (regression head) and the accuracy at 0.5 (classification head)."""
+    metrics = {}
+    if "mean" in outputs:
+        metrics["abs_err"] = jnp.abs(outputs["mean"] - targets).mean()
+    if "logits" in outputs:
+        metrics["accuracy"] = ((outputs["logits"] > 0) == (labels > 0.5)).mean()
+    return metrics
