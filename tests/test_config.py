@@ -114,7 +114,8 @@ def test_training_optimization_errors(tmp_path, training, match):
     ("model:\n  dropout: 1.5\n", r"HAMNetConfig.dropout: must be in \[0, 1\), got 1.5"),
     ("model:\n  hidden_size: 64\n  num_heads: 5\n", r"5 heads do not divide embed_dim=64"),
     ("training:\n  batch_size: many\n", r"training.batch_size: Input should be a valid integer \(got 'many'\)"),
-    ("training:\n  loss: l7\n", r"training.loss: Input should be 'gaussian_nll', 'mse' or 'huber' \(got 'l7'\)"),
+    ("training:\n  loss: l7\n",
+     r"training.loss: Input should be 'gaussian_nll', 'beta_nll', 'mse' or 'huber' \(got 'l7'\)"),
 ])
 def test_config_errors_name_key_and_section(tmp_path, text, match):
     with pytest.raises(InputError, match=match):

@@ -43,7 +43,35 @@ def test_train_step_learns_a_fixed_batch(tiny_model_config):
     assert final < first - 0.3
 
 
-@pytest.mark.parametrize("kind", ["gaussian_nll", "mse", "huber"])
+def test_beta_nll_weights_the_mean_gradient_by_the_variance():
+    import jax.numpy as jnp
+
+    from hamnet_jax.transforms.losses import beta_nll, gaussian_nll
+
+    mean, y = jnp.array([0.0, 0.0]), jnp.array([1.0, 1.0])
+    log_var = jnp.log(jnp.array([0.25, 4.0]))
+    # NLL: d/dmu = (mu - y) / var; beta-NLL multiplies it by var^beta (here 0.5): (mu - y) / sqrt(var)
+    g_nll = jax.grad(lambda m: gaussian_nll(m, log_var, y).sum())(mean)
+    g_beta = jax.grad(lambda m: beta_nll(m, log_var, y).sum())(mean)
+    np.testing.assert_allclose(g_nll, [-4.0, -0.25], rtol=1e-6)
+    np.testing.assert_allclose(g_beta, [-2.0, -0.5], rtol=1e-6)
+    np.testing.assert_allclose(beta_nll(mean, log_var, y, beta=0.0), gaussian_nll(mean, log_var, y))
+
+
+def test_selection_metric_picks_the_epoch_and_drives_early_stopping():
+    from hamnet_jax.training.loop import _bookkeeping, _fresh_meta
+
+    records = [{"epoch": 1, "val_loss": 1.0, "val_mae": 0.9}, {"epoch": 2, "val_loss": 0.8, "val_mae": 0.95},
+               {"epoch": 3, "val_loss": 0.9, "val_mae": 0.7}]
+    for metric, best, bad in (("val_loss", 2, 1), ("val_mae", 3, 0)):
+        meta = _fresh_meta()
+        for r in records:
+            meta, _ = _bookkeeping(meta, r, True, metric)
+        assert (meta["best_epoch"], meta["bad_epochs"]) == (best, bad)
+        assert meta["best_val_loss"] == records[best - 1][metric]
+
+
+@pytest.mark.parametrize("kind", ["gaussian_nll", "beta_nll", "mse", "huber"])
 def test_regression_losses_train_the_variance_head(kind):
     import jax.numpy as jnp
 

@@ -17,7 +17,8 @@ GENERAL = ("log_level", "device")
 # learning rate, seed, warmup and early stopping; see training.fit_options)
 EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
              "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
-             "classification_weight", "eval_batch_size", "mc_samples", "grad_clip_norm", "weight_decay")
+             "classification_weight", "selection_metric", "eval_batch_size", "mc_samples", "grad_clip_norm",
+             "weight_decay")
 # the inference keys a predictor reads; the batcher keys (max_queue_*, preferred_batch_sizes) are `serve`'s
 PREDICTOR_KEYS = ("backend", "precision_mode", "batch_size", "dynamic_batching", "enable_caching", "cache_size",
                   "mc_samples", "optimization_level", "intra_op_threads", "inter_op_threads", "execution_providers")

@@ -11,7 +11,7 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 from hamnet_jax.config.schema import Bool, Fraction, NonNegativeInt, Port, PositiveInt, section, set_field
 from hamnet_jax.config.strategies import PrecisionMode, resolve_training_options
 
-REGRESSION_LOSSES = ("gaussian_nll", "mse", "huber")  # transforms.losses implements each (tested)
+REGRESSION_LOSSES = ("gaussian_nll", "beta_nll", "mse", "huber")  # transforms.losses implements each (tested)
 DEVICES = ("auto", "cpu", "gpu", "cuda", "tpu")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # the original framework's RegularizationType names (transforms.regularization; tested equal)
@@ -46,7 +46,11 @@ class TrainingConfig:
     schedule_epochs: NonNegativeInt = 0
     grad_clip_norm: Annotated[float, Field(gt=0)] = 1.0
     early_stop_patience: NonNegativeInt = 8
-    loss: Literal["gaussian_nll", "mse", "huber"] = "gaussian_nll"
+    loss: Literal["gaussian_nll", "beta_nll", "mse", "huber"] = "gaussian_nll"
+    # the validation metric that picks the best epoch and drives early stopping: the NLL
+    # (val_loss; an outcome-only model's log loss), or val_mae, which protects the mean from
+    # a variance head that wins the NLL early while the mean is still learning
+    selection_metric: Literal["val_loss", "val_mae"] = "val_loss"
     classification_weight: Annotated[float, Field(ge=0)] = 1.0
     seed: NonNegativeInt = 0
     mc_samples: PositiveInt = 20

@@ -22,8 +22,9 @@ from hamnet_jax.evaluation.baselines import predict_baseline
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
+from hamnet_jax.transforms.losses import probability_log_loss
 from hamnet_jax.evaluation.metrics import (CLASSIFICATION_COLUMNS, REGRESSION_COLUMNS, age_gap_correlation,
-                                           classification_metrics, per_subject_log_loss, regression_metrics)
+                                           classification_metrics, regression_metrics)
 
 COLUMNS = REGRESSION_COLUMNS + CLASSIFICATION_COLUMNS
 
@@ -67,7 +68,7 @@ def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple
     else the log loss of the outcome."""
     if "prediction" in pred:
         return "mae", np.abs(pred["prediction"] - data.targets)
-    return "log_loss", per_subject_log_loss(data.labels, pred["outcome_probability"])
+    return "log_loss", np.asarray(probability_log_loss(data.labels, pred["outcome_probability"]))
 
 
 def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray], kept: np.ndarray,

@@ -11,6 +11,7 @@ import numpy as np
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.inference.batched import map_batched
 from hamnet_jax.models.uncertainty import Z90
+from hamnet_jax.transforms.losses import probability_log_loss
 
 REGRESSION_COLUMNS = ("mae", "rmse", "r2", "pearson_r", "coverage_90", "nll", "age_gap_r")
 CLASSIFICATION_COLUMNS = ("auroc", "accuracy", "log_loss", "brier")
@@ -59,15 +60,9 @@ def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[
     return {
         "auroc": auroc(y, p),
         "accuracy": float(((p > 0.5) == (y > 0.5)).mean()),
-        "log_loss": float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()),
+        "log_loss": float(np.mean(probability_log_loss(y, p))),
         "brier": float(((p - y) ** 2).mean()),
     }
-
-
-def per_subject_log_loss(labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(probability, np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(labels, np.float64)
-    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
 def age_gap_correlation(pred: np.ndarray, age: np.ndarray, bio_age: np.ndarray) -> float:

@@ -31,13 +31,13 @@ from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, j
                                           standardize_graph)
 from hamnet_jax.export.onnx_int8_weights import embed_int8_weights
 from hamnet_jax.export.onnx_precision import to_precision
-from hamnet_jax.evaluation.metrics import per_subject_log_loss
 from hamnet_jax.inference.factory import sidecar
 from hamnet_jax.inference.predictor import primary_output
 from hamnet_jax.inference.predictors import onnx_session
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw, validate_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.io_atomic import write_atomic, write_json_atomic
+from hamnet_jax.transforms.losses import probability_log_loss
 
 FP32_TOLERANCE = 1e-4  # max |ONNX - JAX| on `prediction`, target units
 FP16_TOLERANCE = 1e-2  # max relative difference on `prediction`
@@ -161,7 +161,7 @@ def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
         if primary == "prediction":
             key, error = "test_mae", lambda p: float(np.abs(p - test.targets).mean())
         else:
-            key, error = "test_log_loss", lambda p: float(per_subject_log_loss(test.labels, p).mean())
+            key, error = "test_log_loss", lambda p: float(np.mean(probability_log_loss(test.labels, p)))
         result[key] = {"onnx": error(got), "jax_fp32": error(want), "subjects": int(test.num_subjects)}
         result[key]["relative_change"] = result[key]["onnx"] / result[key]["jax_fp32"] - 1.0
     if precision == "fp32" and worst_abs > FP32_TOLERANCE:

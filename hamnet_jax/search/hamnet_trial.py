@@ -15,7 +15,8 @@ one trained for 9 epochs at once, and a low rung ranks the configurations as the
 will (without it, each budget gets its own shorter schedule, restarted on promotion).
 
 Metrics: `val_mae` and `val_loss` (best epoch, standardized target units: the training
-loop's validation split, never the test split), `params`, `latency_ms` (batch-1 p50 of
+loop's validation split, never the test split; an outcome-only model reports `val_loss` =
+`val_log_loss` and no `val_mae`), `params`, `latency_ms` (batch-1 p50 of
 the run's JAX predictor on this machine), `flops` (XLA's cost analysis of one batch-1
 forward pass; both only with `measure_speed`, as they cost two compilations), `epochs`,
 and the run's test metrics as `test_*` for reporting only.
@@ -34,8 +35,10 @@ from hamnet_jax.config.run_config import Config
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 
-TEST_METRICS = ("mae", "rmse", "r2", "pearson_r", "nll", "coverage_90", "age_gap_r", "auroc", "accuracy")
-METRICS = ("val_mae", "val_loss", "epochs", "params", "latency_ms", "flops", *(f"test_{m}" for m in TEST_METRICS))
+TEST_METRICS = ("mae", "rmse", "r2", "pearson_r", "nll", "coverage_90", "age_gap_r", "auroc", "accuracy", "log_loss",
+                "brier")
+METRICS = ("val_mae", "val_loss", "val_log_loss", "epochs", "params", "latency_ms", "flops",
+           *(f"test_{m}" for m in TEST_METRICS))
 
 TRAINING_KEYS = ("learning_rate", "batch_size", "weight_decay", "warmup_epochs", "loss", "precision_mode",
                  "grad_clip_norm", "gradient_accumulation_steps", "classification_weight")
@@ -80,11 +83,13 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     resume = any((run_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
     summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    validated = [h for h in history if "val_mae" in h]
+    validated = [h for h in history if "val_loss" in h]
     if not validated:
         raise InputError(f"trial {trial}: {run_dir}/metrics.jsonl holds no validation metrics")
-    metrics = {"val_mae": min(h["val_mae"] for h in validated), "val_loss": min(h["val_loss"] for h in validated),
-               "epochs": summary["epochs_run"], **{f"test_{k}": v for k, v in summary["test"].items()}}
+    # the best epoch's value of each validation metric the run's heads report (an
+    # outcome-only model has val_log_loss and no val_mae)
+    metrics = {k: min(h[k] for h in validated) for k in ("val_mae", "val_loss", "val_log_loss") if k in validated[-1]}
+    metrics.update(epochs=summary["epochs_run"], **{f"test_{k}": v for k, v in summary["test"].items()})
     metrics.update(measure_run(run_dir, latency_reps if measure_speed else 0))
     return metrics
 

@@ -141,12 +141,14 @@ def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: Tr
                    "padding_fraction": padding_fraction(counts, batches)}
 
 
-def _bookkeeping(meta: dict[str, Any], record: dict[str, float], eligible: bool) -> tuple[dict[str, Any], bool]:
-    """The loop's state after an epoch, and whether the epoch is the best so far."""
-    improved = eligible and (record["val_loss"] < meta["best_val_loss"] or meta["best_epoch"] == 0)
+def _bookkeeping(meta: dict[str, Any], record: dict[str, float], eligible: bool,
+                 metric: str = "val_loss") -> tuple[dict[str, Any], bool]:
+    """The loop's state after an epoch, and whether the epoch is the best so far by `metric`
+    (`best_val_loss` holds the best value of that metric)."""
+    improved = eligible and (record[metric] < meta["best_val_loss"] or meta["best_epoch"] == 0)
     return {
         "epoch": record["epoch"],
-        "best_val_loss": record["val_loss"] if improved else meta["best_val_loss"],
+        "best_val_loss": record[metric] if improved else meta["best_val_loss"],
         "best_epoch": record["epoch"] if improved else meta["best_epoch"],
         "bad_epochs": 0 if improved else meta["bad_epochs"] + 1,
         "history": meta["history"] + [record],
@@ -165,7 +167,8 @@ def fit(
     mesh: Mesh | None = None,
     plan: Plan = DEFAULT_PLAN,
 ) -> FitResult:
-    """Train HAMNet on `train`, select the epoch with the lowest validation NLL.
+    """Train HAMNet on `train`, select the epoch with the lowest `cfg.selection_metric`
+    (validation NLL by default).
 
     Runs on `mesh` (default: built from `cfg.mesh` over all devices of all processes);
     every process passes the same host data and transfers only its own rows. `plan` says
@@ -176,6 +179,9 @@ def fit(
     """
     validate_batch(train, model_config)
     validate_batch(val, model_config)
+    if cfg.selection_metric == "val_mae" and not model_config.regression:
+        raise InputError("training.selection_metric: val_mae needs a regression head; an outcome-only model "
+                         "selects by val_loss (its log loss)")
     policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
     model = HAMNet(execution_config(model_config, cfg, policy))
     mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
@@ -213,7 +219,7 @@ def fit(
         state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch)
         params_now = host_params(state.params)
         record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
-        meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch)
+        meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)
         if improved:
             best = (params_now, host_params(state.opt_state))
         if ckpt:
@@ -230,5 +236,5 @@ def fit(
         ckpt.close()
     if best is None:  # no eligible epoch: the last one
         best = (host_params(state.params), host_params(state.opt_state))
-        meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1]["val_loss"]
+        meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1][cfg.selection_metric]
     return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1])
