@@ -46,3 +46,28 @@ def test_latent_is_recoverable_signal():
     last = frame.groupby("subject_id").tail(1)
     died = last["died"].to_numpy()
     assert last["bio_age"][died == 1].mean() > last["bio_age"][died == 0].mean() + 3
+
+
+def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
+    from hamnet_jax.cli import main
+    from hamnet_jax.data.arrays import frame_to_arrays
+    from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
+
+    dims = CohortDims(clinical=12, imaging=16, genetic=30, lifestyle_numeric=4)
+    a, schema = generate_frailty_cohort(800, seed=1, dims=dims)
+    b, _ = generate_frailty_cohort(800, seed=1, dims=dims)
+    pd.testing.assert_frame_equal(a, b)
+    default, default_schema = generate_cohort(50, seed=1, dims=dims)
+    assert list(a.columns) == list(default.columns) and schema == default_schema
+    assert set(a.groupby("subject_id").size()) == {1, 2}  # fewer visits than the default world
+    arrays = frame_to_arrays(a, Schema.from_dict(schema))
+    assert set(np.unique(arrays.labels)) == {0.0, 1.0}
+    # missing not at random: imaging is measured more often in the biologically younger
+    gap = a["bio_age"] - a["age"]
+    imaged = a[schema["modalities"]["imaging"]].notna().any(axis=1)
+    assert a["bio_age"][imaged].mean() < a["bio_age"][~imaged].mean() - 3
+    assert np.corrcoef(gap, a["age"])[0, 1] < 0.2
+    out = tmp_path / "frailty.csv"
+    assert main(["cohort", "--generator", "frailty", "--subjects", "30", "--out", str(out), "--clinical-dim", "12",
+                 "--imaging-dim", "16", "--genetic-dim", "30", "--lifestyle-numeric-dim", "4"]) == 0
+    assert pd.read_csv(out)["subject_id"].nunique() == 30 and (tmp_path / "frailty.schema.yaml").exists()

@@ -27,6 +27,7 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     import yaml
 
     from hamnet_jax.data.cohort import CohortDims, generate_cohort
+    from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
     from hamnet_jax.data.schema import sidecar_path
     from hamnet_jax.data.tables import write_table
     from hamnet_jax.io_atomic import write_text_atomic
@@ -35,7 +36,8 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     defaults = CohortDims()
     dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
                         ("clinical", "imaging", "genetic", "lifestyle_numeric")))
-    frame, schema = generate_cohort(args.subjects, args.seed, dims)
+    generate = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}[args.generator]
+    frame, schema = generate(args.subjects, args.seed, dims)
     write_table(frame, args.out)
     side = sidecar_path(args.out)
     write_text_atomic(side, yaml.safe_dump(schema, sort_keys=False))
@@ -255,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--subjects", type=int, default=DEFAULT_SUBJECTS, help=f"subjects (default {DEFAULT_SUBJECTS})")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="cohort.parquet", help="data file (.parquet, .csv or .npz)")
+    c.add_argument("--generator", choices=("hamnet", "frailty"), default="hamnet",
+                   help="hamnet: the default cohort (data/cohort.py); frailty: a second world with other "
+                        "assumptions (deficit thresholds, 1-2 visits, values missing not at random; "
+                        "data/cohort_frailty.py)")
     for m, default in (("clinical", 96), ("imaging", 512), ("genetic", 1000), ("lifestyle_numeric", 40)):
         c.add_argument(f"--{m.replace('_', '-')}-dim", type=int, default=None,
                        help=f"{m} width (default {default})")

@@ -209,7 +209,7 @@ def _mortality(rng: np.random.Generator, n: int, bio: np.ndarray, n_visits: np.n
     return (rng.random(n) < 1.0 - np.exp(-cum_hazard)).astype(np.int64)
 
 
-def _long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: np.ndarray,
+def long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: np.ndarray,
                 obs: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One row per real visit, and the schema naming its columns."""
     v_max = subj["t"].shape[1]
@@ -273,4 +273,4 @@ def generate_cohort(
     obs = _observations(rng, n, v_max, w, dims, subj, gen, life, (bio - 55.0) / 10.0)
     obs = _missingness(rng, n, v_max, w, dims, obs, subj["sex"], life)
     died = _mortality(rng, n, bio, subj["n_visits"])
-    return _long_frame(seed, dims, subj, bio, died, obs)
+    return long_frame(seed, dims, subj, bio, died, obs)

@@ -1,0 +1,101 @@
+"""Training that protects the mean: the standard tier with the plain Gaussian NLL, β-NLL, and
+selection by validation MAE, beside ridge and gradient boosting, on one generator's world.
+
+    python experiments/bench_mean_protection.py --generator frailty [--subjects 6000]
+        [--variants nll,beta_nll,beta_nll+val_mae] [--out runs/mean_protection]
+
+HAMNet and the baselines train on the same training subjects of a cohort drawn with seed 0
+(HAMNet selects its epoch and calibrates its intervals on that cohort's validation split);
+every model is then tested on a fresh cohort of the same world (seed 1, all its subjects).
+Baselines see the last visit's features (`--baseline-features last-visit`, the faster mode;
+`all-visits` is the other). A finished variant's run directory is reused on a rerun.
+Prints a table; writes experiments/results/mean_protection_<generator>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.data.arrays import frame_to_arrays
+from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
+from hamnet_jax.data.dataset import split_cohort
+from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.tables import write_table
+from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
+from hamnet_jax.evaluation.evaluate import prediction_metrics, predict_run
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.run_dir import load_run
+from hamnet_jax.training.train_run import train_run
+
+RESULTS = Path(__file__).parent / "results"
+GENERATORS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}
+VARIANTS = {
+    "nll": {},
+    "beta_nll": {"loss": "beta_nll"},
+    "nll+val_mae": {"selection_metric": "val_mae"},
+    "beta_nll+val_mae": {"loss": "beta_nll", "selection_metric": "val_mae"},
+}
+METRICS = ("mae", "rmse", "r2", "coverage_90")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default="frailty")
+    parser.add_argument("--subjects", type=int, default=6000)
+    parser.add_argument("--variants", default="nll,beta_nll,beta_nll+val_mae")
+    parser.add_argument("--baseline-features", default="last-visit", choices=("last-visit", "all-visits"))
+    parser.add_argument("--out", default="runs/mean_protection")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")
+    out = Path(args.out) / args.generator
+    out.mkdir(parents=True, exist_ok=True)
+    generate = GENERATORS[args.generator]
+    train_frame, schema_dict = generate(args.subjects, 0)
+    test_frame, _ = generate(args.subjects, 1)
+    schema = Schema.from_dict(schema_dict)
+    data = out / "cohort-seed0.parquet"
+    if not data.exists():
+        write_table(train_frame, data)
+
+    result: dict = {"generator": args.generator, "subjects": args.subjects, "test": "fresh cohort, seed 1, "
+                    f"all {args.subjects} subjects", "baseline_features": args.baseline_features, "rows": {}}
+    fresh = frame_to_arrays(test_frame, schema, max_visits=4)
+    train = split_cohort(frame_to_arrays(train_frame, schema, max_visits=4), config_from_dict({}).data)["train"]
+    start = time.perf_counter()
+    for name, model in fit_baselines(train, 0, args.baseline_features).items():
+        result["rows"][name] = prediction_metrics(fresh, predict_baseline(model, fresh))
+    result["baseline_seconds"] = time.perf_counter() - start
+    for variant in variants:
+        run_dir = out / variant
+        if not (run_dir / "summary.json").exists():
+            config = config_from_dict({"model": {"tier": "standard"}, "training": VARIANTS[variant]})
+            start = time.perf_counter()
+            train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
+            write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
+        summary = json.loads((run_dir / "summary.json").read_text())
+        row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
+        row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
+                   train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
+        result["rows"][f"HAMNet ({variant})"] = row
+    best = min(result["rows"][n]["mae"] for n in ("ridge", "hist_gradient_boosting"))
+    for name, row in result["rows"].items():
+        row["mae_vs_best_baseline"] = row["mae"] / best
+    write_json_atomic(RESULTS / f"mean_protection_{args.generator}.json", result)
+    print(f"{args.generator} world: trained on seed 0 ({args.subjects} subjects), tested on seed 1 (all subjects)")
+    print(f"{'model':<30}" + "".join(f"{m:>12}" for m in METRICS) + f"{'MAE/best':>10}{'epoch':>8}")
+    for name, row in result["rows"].items():
+        epoch = f"{row['best_epoch']}/{row['epochs_run']}" if "best_epoch" in row else "-"
+        print(f"{name:<30}" + "".join(f"{row[m]:>12.4f}" for m in METRICS)
+              + f"{row['mae_vs_best_baseline']:>10.3f}{epoch:>8}")
+
+
+if __name__ == "__main__":
+    main()
