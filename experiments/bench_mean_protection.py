@@ -86,7 +86,7 @@ def main() -> None:
                    train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
         result["rows"][f"HAMNet ({variant})"] = row
     best = min(result["rows"][n]["mae"] for n in ("ridge", "hist_gradient_boosting"))
-    for name, row in result["rows"].items():
+    for row in result["rows"].values():
         row["mae_vs_best_baseline"] = row["mae"] / best
     write_json_atomic(RESULTS / f"mean_protection_{args.generator}.json", result)
     print(f"{args.generator} world: trained on seed 0 ({args.subjects} subjects), tested on seed 1 (all subjects)")

@@ -86,8 +86,11 @@ def _clinical(rng: np.random.Generator, z: np.ndarray, sex: np.ndarray, metaboli
     return w["clin_center"] * (1 + 0.1 * values)
 
 
+DEFAULT_DIMS = CohortDims()
+
+
 def generate_frailty_cohort(n_subjects: int, seed: int = 0,
-                            dims: CohortDims = CohortDims()) -> tuple[pd.DataFrame, dict[str, Any]]:
+                            dims: CohortDims = DEFAULT_DIMS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Draw the deficit-accumulation cohort; returns (long frame, schema dict) like
     `generate_cohort`. Same seed, same data."""
     if n_subjects < 1:
@@ -109,14 +112,16 @@ def generate_frailty_cohort(n_subjects: int, seed: int = 0,
     employment = rng.choice(4, size=n, p=[0.5, 0.35, 0.1, 0.05])
     activity = rng.normal(0, 1, n)
     sleep = np.clip(rng.normal(7.0, 1.2, n), 3.0, 12.0)
-    s = 1.0 * (smoking == 2) + 1.0 * (activity < -1.0) + 0.8 * (sleep < 5.5) + 0.6 * (alcohol == 6) - 0.5 * (education >= 4)
+    s = (1.0 * (smoking == 2) + 1.0 * (activity < -1.0) + 0.8 * (sleep < 5.5) + 0.6 * (alcohol == 6)
+         - 0.5 * (education >= 4))
     d = 2.2 * h + 1.2 * h * metabolic + 1.5 * (s - s.mean()) + rng.normal(0, 2.2, n)
     bio = age + d[:, None]
     z = (bio - 60.0) / 10.0
 
     clin = _clinical(rng, z, sex, metabolic, w)
     factors = np.stack([z, z**2 - 1.0, np.broadcast_to(sex[:, None], z.shape)], axis=-1)
-    img = w["img_center"] * (1 + 0.1 * (factors @ w["img_loadings"] + 0.5 * rng.standard_t(4, (n, v_max, dims.imaging))))
+    heavy_tailed = 0.5 * rng.standard_t(4, (n, v_max, dims.imaging))
+    img = w["img_center"] * (1 + 0.1 * (factors @ w["img_loadings"] + heavy_tailed))
     life_latent = np.stack([activity, sleep - 7.0], axis=1)
     life_num = (life_latent @ w["life_loadings"])[:, None, :] + rng.normal(0, 0.4, (n, v_max, dims.lifestyle_numeric))
     life_num[..., 0] = np.exp(7.2 + 0.8 * activity)[:, None] * np.exp(rng.normal(0, 0.1, (n, v_max)))
