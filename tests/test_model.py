@@ -112,3 +112,24 @@ def test_mc_dropout_result_of_a_subject_does_not_depend_on_its_batch(model_and_p
     whole, part = f(params, batch), f(params, batch.take(np.arange(3, 6)))
     for k in ("mean", "epistemic_std", "total_std"):
         np.testing.assert_allclose(np.asarray(part[k]), np.asarray(whole[k])[3:6], atol=1e-5)
+
+
+def test_the_wide_path_adds_a_linear_function_of_the_last_visit():
+    config = HAMNetConfig.from_tier("base", clinical_dim=6, imaging_dim=0, genetic_dim=0, lifestyle_dim=3,
+                                    lifestyle_cardinalities=(2, 3), wide=True, classification=True)
+    batch = random_batch(config, 4, 3)
+    params = init_params(HAMNet(config), batch, jax.random.key(0))
+    assert params["wide"]["kernel"].shape == (2 * 6 + 2 * 3 + 2 + 3, 2)  # features + masks + one-hot codes
+    assert not np.asarray(params["wide"]["kernel"]).any()  # zero-initialized: starts as the deep model
+    params["wide"]["kernel"] = jnp.ones_like(params["wide"]["kernel"])
+    deep = config.replace(wide=False)
+    out = jax.jit(HAMNet(config).apply)({"params": params}, batch)[0]
+    ref = jax.jit(HAMNet(deep).apply)({"params": {k: v for k, v in params.items() if k != "wide"}}, batch)[0]
+    last = np.asarray(batch.visit_mask).sum(1).astype(int) - 1
+    codes = np.asarray(batch.categorical)
+    x = np.concatenate([np.asarray(a) for a in (batch.inputs["clinical"], batch.feature_masks["clinical"],
+                                                batch.inputs["lifestyle"], batch.feature_masks["lifestyle"])]
+                       + [np.eye(3)[codes[..., 0]][..., 1:], np.eye(4)[codes[..., 1]][..., 1:]], axis=-1)
+    linear = x[np.arange(4), last].sum(-1)
+    np.testing.assert_allclose(np.asarray(out["mean"] - ref["mean"]), linear, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["logits"] - ref["logits"]), linear, rtol=1e-5, atol=1e-5)

@@ -51,7 +51,8 @@ def test_classification_metrics_against_their_definitions():
 
 @pytest.fixture(scope="module")
 def outcome_data(tmp_path_factory):
-    """The tiny cohort's clinical and lifestyle columns with the outcome and no target."""
+    """The tiny cohort's clinical and lifestyle columns with the outcome and no target; the
+    model has the wide (linear) path too, so its export is tested here."""
     from hamnet_jax.data.cohort import generate_cohort
     from .conftest import TINY_DIMS
 
@@ -65,8 +66,8 @@ def outcome_data(tmp_path_factory):
     write_table(frame.drop(columns=["age"]), path)
     (root / "outcome.schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({"model": {k: v for k, v in TINY_CONFIG["model"].items() if k != "classification"},
-                                      "training": TINY_CONFIG["training"]}))
+    model = {**{k: v for k, v in TINY_CONFIG["model"].items() if k != "classification"}, "wide": True}
+    config.write_text(yaml.safe_dump({"model": model, "training": TINY_CONFIG["training"]}))
     return path, config, root
 
 
@@ -82,6 +83,7 @@ def test_outcome_only_train_evaluate_predict_export(outcome_data, outcome_run, t
     path, _, _ = outcome_data
     summary = json.loads((outcome_run / "summary.json").read_text())
     assert summary["model"]["regression"] is False and summary["model"]["classification"] is True
+    assert summary["model"]["wide"] is True
     assert set(summary["test"]) == {"auroc", "accuracy", "log_loss", "brier"}
     assert (outcome_run / "plots" / "reliability.png").exists()
     assert not (outcome_run / "plots" / "pred_vs_true.png").exists()

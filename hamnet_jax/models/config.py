@@ -66,6 +66,9 @@ class HAMNetConfig:
     genetic_kept_features: tuple[int, ...] = ()
     regression: bool = True  # the heteroscedastic regression head (mean, log_var)
     classification: bool = False  # a binary classification head (logits); alone: an outcome-only model
+    # a linear path beside the deep one (Wide & Deep, Cheng et al. 2016): the mean and the logit
+    # add a linear function of the last visit's standardized features, masks and category codes
+    wide: bool = False
     # variational information bottleneck on the subject summary (Alemi et al. 2017): the head
     # reads z ~ N(mu, sigma^2) in training and mu in evaluation; aux carries mu and log sigma^2
     information_bottleneck: bool = False
@@ -177,7 +180,7 @@ class HAMNetConfig:
         for i, c in enumerate(self.lifestyle_cardinalities):
             if c < 1:
                 fail("lifestyle_cardinalities", f"entry {i} must be >= 1 level, got {c}")
-        for name in ("regression", "classification", "information_bottleneck"):
+        for name in ("regression", "classification", "wide", "information_bottleneck"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, f"must be true or false, got {getattr(self, name)!r}")
         if not (self.regression or self.classification):

@@ -28,7 +28,7 @@ from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.encoders import DenseEncoder, GroupTokenEncoder, LifestyleEncoder
 from hamnet_jax.models.fusion import CrossModalFusion
 from hamnet_jax.models.layers import MLP
-from hamnet_jax.models.logical import dense
+from hamnet_jax.models.logical import dense, logical_init
 from hamnet_jax.models.temporal import TemporalEncoder
 
 
@@ -96,12 +96,17 @@ class HAMNet(nn.Module):
                 name="head_mlp")(summary, deterministic)
         h = nn.gelu(h)
         outputs: dict[str, Any] = {}
+        linear = self._wide(batch) if c.wide else None
         if c.regression:
             outputs["mean"] = dense(1, ("embed", None), jnp.float32, "mean_head")(h)[:, 0]
+            if linear is not None:
+                outputs["mean"] = outputs["mean"] + linear[:, 0]
             raw = dense(1, ("embed", None), jnp.float32, "log_var_head")(h)[:, 0]
             outputs["log_var"] = c.log_var_min + (c.log_var_max - c.log_var_min) * jax.nn.sigmoid(raw)
         if c.classification:
             outputs["logits"] = dense(1, ("embed", None), jnp.float32, "class_head")(h)[:, 0]
+            if linear is not None:
+                outputs["logits"] = outputs["logits"] + linear[:, -1]
         aux = {
             "modality_embeddings": tokens.reshape(b, v, len(MODALITIES), c.embed_dim),
             "visit_embeddings": visits,
@@ -111,6 +116,23 @@ class HAMNet(nn.Module):
             **bottleneck,
         }
         return outputs, aux
+
+    def _wide(self, batch: Batch) -> jax.Array:
+        """[B, heads] linear function of the last real visit's standardized features, their
+        observed masks and one-hot category codes (0 = missing), zero-initialized so training
+        starts from the deep model alone. The last visit is picked by a mask product, not a
+        gather, so the path exports with a symbolic batch."""
+        c = self.config
+        following = jnp.concatenate([batch.visit_mask[:, 1:], jnp.zeros_like(batch.visit_mask[:, :1])], axis=1)
+        is_last = batch.visit_mask * (1.0 - following)  # visits are left-aligned: slot n_visits - 1
+        parts = [a for m in MODALITIES if getattr(c, f"{m}_dim") for a in (batch.inputs[m], batch.feature_masks[m])]
+        for k, levels in enumerate(c.lifestyle_cardinalities):
+            parts.append(jax.nn.one_hot(batch.categorical[..., k], levels + 1)[..., 1:])
+        x = jnp.einsum("bv,bvf->bf", is_last, jnp.concatenate([p.astype(jnp.float32) for p in parts], axis=-1))
+        heads = int(c.regression) + int(c.classification)
+        return nn.Dense(heads, dtype=jnp.float32, name="wide",
+                        kernel_init=logical_init(nn.initializers.zeros_init(), (None, None)),
+                        bias_init=logical_init(nn.initializers.zeros_init(), (None,)))(x)
 
     def _bottleneck(self, summary: jax.Array, deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Variational information bottleneck (Alemi et al. 2017, "Deep Variational Information
