@@ -5,7 +5,8 @@
 
 Each cohort is `hamnet cohort` at small widths (10 clinical markers, 4 lifestyle numerics
 and the 6 lifestyle categories) cut to one visit per subject (the first), with one
-modality (clinical) or two (clinical + lifestyle). Its target, age, is partly linear in the
+modality (clinical) or two (clinical + lifestyle), keeping the subjects with a value of
+those modalities at that visit (a few percent have none). Its target, age, is partly linear in the
 markers (linear, quadratic, saturating and exponential responses to biological age). Every
 model is scored by `hamnet cv --folds 5` (the same folds for HAMNet and the baselines; the
 baselines on the last visit's features). Regression: R² and MAE; an outcome-only task
@@ -44,7 +45,9 @@ def write_cohort(root: Path, subjects: int, modalities: tuple[str, ...], outcome
     if outcome_only:
         schema.pop("target")
     kept = [schema["subject_id"], schema["visit"], schema["time"], "age", "died", "bio_age"]
-    frame = frame[kept + [c for m in modalities for c in schema["modalities"][m]]]
+    features = [c for m in modalities for c in schema["modalities"][m]]
+    frame = frame[kept + features]
+    frame = frame[frame[features].notna().any(axis=1)].reset_index(drop=True)  # subjects with a measurement
     path = root / f"n{subjects}-{'+'.join(modalities)}{'-outcome' if outcome_only else ''}.parquet"
     write_table(frame, path)
     sidecar_path(path).write_text(yaml.safe_dump(schema, sort_keys=False))
@@ -52,6 +55,7 @@ def write_cohort(root: Path, subjects: int, modalities: tuple[str, ...], outcome
 
 
 def cv(data: Path, variant: str, out: Path) -> dict:
+    out.parent.mkdir(parents=True, exist_ok=True)
     config = out.parent / f"{variant}.yaml"
     config.write_text(yaml.safe_dump(VARIANTS[variant]))
     if not (out / "cv.json").exists():

@@ -72,7 +72,7 @@ def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple
 
 
 def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray], kept: np.ndarray,
-                         had: np.ndarray) -> dict[str, float]:
+                         had: np.ndarray) -> dict[str, Any]:
     """Metrics of HAMNet on `sub` (test subjects `kept`, one modality removed from each), and
     how much worse the subjects that `had` the modality get without it (MAE, or the log loss
     of an outcome-only model)."""
