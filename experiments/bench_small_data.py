@@ -12,7 +12,8 @@ model is scored by `hamnet cv --folds 5` (the same folds for HAMNet and the base
 baselines on the last visit's features). Regression: R² and MAE; an outcome-only task
 (the `died` outcome, no target) on the two-modality cohorts: AUROC beside logistic
 regression. Variants are HAMNet configs: `defaults` is what a user gets with no config,
-`wide` adds the linear path (`model.wide: true`). A finished CV is reused on a rerun.
+`wide` adds the linear path (`model.wide: true`). A finished CV is reused on a rerun, and
+the JSON keeps the rows of earlier invocations (other sizes or variants).
 Prints a table; writes experiments/results/bench_small_data.json.
 """
 
@@ -75,7 +76,9 @@ def main() -> None:
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     variants = args.variants.split(",")
-    rows = []
+    # rows of earlier invocations (other sizes or variants) are kept; a cell measured again replaces its row
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    key = lambda r: (r["subjects"], r["modalities"], r["task"], r["variant"])
     for n in (int(s) for s in args.sizes.split(",")):
         for name, modalities in MODALITY_SETS.items():
             for outcome_only in (False, True) if len(modalities) > 1 else (False,):
@@ -92,11 +95,11 @@ def main() -> None:
                         row.update({m: models[m]["r2"] for m in ("HAMNet", "ridge", "hist_gradient_boosting")})
                         row["holds"] = (row["HAMNet"]["mean"] >= 0.95 * row["ridge"]["mean"]
                                         and row["HAMNet"]["mean"] >= row["hist_gradient_boosting"]["mean"])
-                    rows.append(row)
+                    rows = [r for r in rows if key(r) != key(row)] + [row]
                     write_json_atomic(RESULTS, {"folds": 5, "rows": rows})
     head = "".join(f"{c:>16}" for c in ("HAMNet", "linear", "HGB"))
     print(f"{'subjects':>8} {'modalities':<20}{'task':<11}{'variant':<10}{head}  holds")
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["subjects"], r["modalities"], r["task"], r["variant"])):
         names = (["HAMNet", "ridge", "hist_gradient_boosting"] if r["task"] == "regression"
                  else ["HAMNet", "logistic_regression", "hist_gradient_boosting_classifier"])
         cells = "".join(f"{r[m]['mean']:>9.3f} ± {r[m]['sd']:.3f}" for m in names)
