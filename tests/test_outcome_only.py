@@ -117,6 +117,10 @@ def test_outcome_only_train_evaluate_predict_export(outcome_data, outcome_run, t
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["outcome_probability", "outcome_probability_std"]
 
+    capsys.readouterr()  # compression compares regression accuracy: refused with the reason, not a KeyError
+    assert main(["prune", "--run", str(outcome_run), "--data", str(path), "--out", str(tmp_path / "p")]) == 2
+    assert "is an outcome-only run (no regression head)" in capsys.readouterr().err
+
 
 def test_outcome_data_errors_name_the_column(outcome_data, tmp_path, capsys):
     path, config, root = outcome_data
@@ -132,6 +136,11 @@ def test_outcome_data_errors_name_the_column(outcome_data, tmp_path, capsys):
     (tmp_path / "bad.schema.yaml").write_text(yaml.safe_dump(neither))
     assert main(["train", "--data", str(bad), "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert "neither a 'target' (regression) nor an 'outcome'" in capsys.readouterr().err
+
+    weighted = tmp_path / "weighted.yaml"
+    weighted.write_text(yaml.safe_dump({"model": {"tier": "base"}, "training": {"loss": "beta_nll"}}))
+    assert main(["train", "--data", str(path), "--config", str(weighted), "--out", str(tmp_path / "r")]) == 2
+    assert "training.loss: applies to the regression head" in capsys.readouterr().err
 
     off = tmp_path / "off.yaml"
     off.write_text(yaml.safe_dump({"model": {"tier": "base", "classification": False}}))

@@ -21,6 +21,7 @@ from hamnet_jax.compression.distill_student import distill_student
 from hamnet_jax.compression.student import student_config
 from hamnet_jax.config import DistillationConfig, DistillationMethod, TrainingConfig
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.metrics import point_metrics
 from hamnet_jax.evaluation.timing import latency_ms
 from hamnet_jax.inference.compressed import CompressedModel
@@ -98,6 +99,9 @@ def distill_model(teachers: Teachers, cfg: DistillationConfig, train: Batch, val
     """(student config, student params, the last generation's `FitResult` with its history)."""
     options = options or FitOptions()
     teacher_config = teachers[0][0]
+    if cfg.teacher_mode == "uncertainty" and not teacher_config.regression:
+        raise InputError("distillation.teacher_mode: 'uncertainty' weights teachers by their predicted variance; "
+                         "outcome-only teachers have none (use 'weighted')")
     student = student_architecture(teacher_config, cfg, compression_ratio)
     spec = distillation_spec(cfg, teacher_config.classification, regression=teacher_config.regression)
     train_cfg = stage_config(cfg, options)

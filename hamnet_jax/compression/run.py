@@ -52,6 +52,9 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     """A trained run, the raw train/val/test parts of `data_path` under the run's split,
     and their preprocessed batches."""
     run = load_run(run_dir)
+    if not run.model_config.regression:  # their accuracy figures (MAE, its drop) are the regression head's
+        raise InputError(f"{run_dir} is an outcome-only run (no regression head); pruning, quantization and "
+                         "distillation measure and compare the regression head, so they take runs that have one")
     arrays = load_cohort(data_path, run.schema, run.config.data)
     parts = split_cohort(arrays, run.config.data)
     if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:

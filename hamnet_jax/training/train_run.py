@@ -100,6 +100,11 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
         **task_heads(schema, config),
     )
+    if not model_config.regression:
+        unused = [k for k in ("loss", "classification_weight") if k in config.given.get("training", ())]
+        if unused:
+            raise InputError(f"training.{unused[0]}: applies to the regression head, and this outcome-only model "
+                             f"({schema.outcome!r}, no target) has none")
     model_config, training, plan = training_plan(config, model_config)
     if model_config.classification and not np.isfinite(arrays.labels).any():
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
