@@ -37,7 +37,8 @@ def repository_dir(tiny_run, tmp_path_factory):
         "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 8\n")  # 8 sessions: quick reloads
     for version in ("1", "2"):  # an A/B split between two versions
         shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
-    (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 4\n")
+    # one-row requests only: one compiled bucket per version
+    (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 1\n")
     (root / "ab" / "ab.yaml").write_text('weights: {"1": 0.7, "2": 0.3}\nkey: subject_id\n')
     return root
 
