@@ -16,7 +16,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 from hamnet_jax.config import TrainingConfig
@@ -27,7 +26,7 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_within_budget, padding_fraction
-from hamnet_jax.transforms.losses import gaussian_nll
+from hamnet_jax.transforms.losses import classification_loss, gaussian_nll
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy, resolve_policy
 from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_sharded_training
@@ -58,8 +57,7 @@ def validation_loss(apply_fn: Callable, params: Any, batch: Batch, batch_size: i
     record = {}
     if "logits" in out:
         labels = np.asarray(batch.labels)
-        bce = np.asarray(optax.sigmoid_binary_cross_entropy(out["logits"], labels))
-        record.update(val_log_loss=float(bce.mean()),
+        record.update(val_log_loss=float(np.mean(classification_loss(out, labels))),
                       val_accuracy=float(((np.asarray(out["logits"]) > 0) == (labels > 0.5)).mean()))
         record["val_loss"] = record["val_log_loss"]
     if "mean" in out:

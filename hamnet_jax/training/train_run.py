@@ -66,10 +66,7 @@ def task_heads(schema: Schema, config: Config) -> dict[str, bool]:
     """The heads the data asks for: a regression head for the schema's target; a schema with
     an outcome and no target trains the classification head alone (outcome-only)."""
     if schema.target:
-        return {}
-    if not schema.outcome:
-        raise InputError("schema names neither a 'target' (regression) nor an 'outcome' (binary classification) "
-                         "column; give one or both (or --target)")
+        return {}  # (reading labelled data has already refused a schema with neither column)
     if config.model.get("classification") is False:
         raise InputError(f"model.classification is false, but the schema names no 'target': an outcome-only "
                          f"model ({schema.outcome!r}) is its classification head")
