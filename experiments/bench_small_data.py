@@ -1,6 +1,6 @@
 """Small cohorts: 5-fold cross-validated HAMNet against ridge and gradient boosting.
 
-    python experiments/bench_small_data.py [--sizes 300,1000,3000] [--variants defaults,wide]
+    python experiments/bench_small_data.py [--sizes 300,1000,3000] [--variants defaults,standard,wide]
         [--out runs/small_data]
 
 Each cohort is `hamnet cohort` at small widths (10 clinical markers, 4 lifestyle numerics
@@ -11,8 +11,10 @@ markers (linear, quadratic, saturating and exponential responses to biological a
 model is scored by `hamnet cv --folds 5` (the same folds for HAMNet and the baselines; the
 baselines on the last visit's features). Regression: R² and MAE; an outcome-only task
 (the `died` outcome, no target) on the two-modality cohorts: AUROC beside logistic
-regression. Variants are HAMNet configs: `defaults` is what a user gets with no config,
-`wide` adds the linear path (`model.wide: true`). A finished CV is reused on a rerun, and
+regression. Variants are HAMNet configs: `defaults` is what a user gets with no config
+(`tier: auto`: on these cohorts the wide path started at its ridge / logistic fit),
+`standard` the standard tier from a random start (the default before `auto`), `wide` that
+with the linear path learned from zero (`model.wide: true`). A finished CV is reused on a rerun, and
 the JSON keeps the rows of earlier invocations (other sizes or variants).
 Prints a table; writes experiments/results/bench_small_data.json.
 """
@@ -33,7 +35,8 @@ from hamnet_jax.io_atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "bench_small_data.json"
 DIMS = CohortDims(clinical=10, imaging=8, genetic=20, lifestyle_numeric=4)
-VARIANTS = {"defaults": {}, "wide": {"model": {"wide": True}}}
+VARIANTS = {"defaults": {}, "standard": {"model": {"tier": "standard"}},
+            "wide": {"model": {"tier": "standard", "wide": True}}}
 MODALITY_SETS = {"clinical": ("clinical",), "clinical+lifestyle": ("clinical", "lifestyle")}
 
 
@@ -70,7 +73,7 @@ def cv(data: Path, variant: str, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="300,1000,3000")
-    parser.add_argument("--variants", default="defaults,wide")
+    parser.add_argument("--variants", default="defaults,standard,wide")
     parser.add_argument("--out", default="runs/small_data")
     args = parser.parse_args()
     root = Path(args.out)

@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="data file: .parquet, .csv or .npz")
     t.add_argument("--schema", help="schema YAML (default: the data file's .schema.yaml sidecar)")
     t.add_argument("--config", help="hamnet_config.yaml (original framework format)")
-    t.add_argument("--tier", choices=("base", "standard", "comprehensive"), help="model tier")
+    t.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
+                   help="model tier (auto, the default: standard, with a fitted linear start below 4,000 training subjects)")
     t.add_argument("--target", help="target column (default: the schema's)")
     t.add_argument("--epochs", type=int, help="override training.num_epochs")
     t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")

@@ -42,7 +42,8 @@ def add_cv_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--schema", help="schema YAML (default: the data file's .schema.yaml sidecar)")
     c.add_argument("--config", help="hamnet_config.yaml (original framework format)")
     c.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    c.add_argument("--tier", choices=("base", "standard", "comprehensive"), help="model tier")
+    c.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
+                   help="model tier (auto, the default: standard, with a fitted linear start below 4,000 training subjects)")
     c.add_argument("--target", help="target column (default: the schema's)")
     c.add_argument("--epochs", type=int, help="override training.num_epochs")
     c.add_argument("--out", help="directory of the folds' runs (default: $HAMNET_OUTPUT_DIR/cv-<time>)")

@@ -35,9 +35,16 @@ ORIGINAL = {
 MODEL_KEYS = {f.name for f in dataclasses.fields(HAMNetConfig)} | set(ALIASES) | {"input_size", "tier"}
 
 
+# `model.tier: auto` (the default): the standard tier, and below this many training subjects
+# also the wide path started at its linear fit (training.wide_start: fitted), so a small
+# cohort's model starts from ridge / logistic regression (measured: bench_small_data.py)
+AUTO_BASE_TIER = "standard"
+AUTO_SMALL_SUBJECTS = 4000
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: dict[str, Any] = dataclasses.field(default_factory=lambda: {"tier": "standard"})
+    model: dict[str, Any] = dataclasses.field(default_factory=lambda: {"tier": "auto"})
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     general: GeneralConfig = GeneralConfig()
@@ -47,7 +54,10 @@ class Config:
     def model_config(self, **data_fields: Any) -> HAMNetConfig:
         """HAMNetConfig from the `model` section, with widths taken from the data."""
         section = dict(self.model)
-        tier = section.pop("tier", "standard")
+        tier = section.pop("tier", "auto")
+        if tier == "auto":
+            raise InputError("model.tier: auto is resolved from the training subjects (resolve_auto_tier) "
+                             "before a model is built")
         for key, value in data_fields.items():
             if key in section and section[key] != value:
                 raise InputError(f"model.{key}: the config says {section[key]!r} but the data has {value!r} "
@@ -177,8 +187,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     for key in model:
         if key not in MODEL_KEYS:
             raise InputError(f"config model.{key}: unknown key; known keys: {sorted(MODEL_KEYS)}")
-    model.setdefault("tier", "standard")
-    HAMNetConfig.from_tier(model["tier"], **{k: v for k, v in model.items() if k != "tier"})  # validate early
+    model.setdefault("tier", "auto")
+    HAMNetConfig.from_tier(AUTO_BASE_TIER if model["tier"] == "auto" else model["tier"],  # validate early
+                           **{k: v for k, v in model.items() if k != "tier"})
     sections = {name: build(cls, raw[name]) for name, cls in ORIGINAL.items() if name in raw}
     given = {name: tuple(raw[name] or {}) for name in raw}
     return Config(model=model, sections=sections, given=given, **typed)
@@ -191,3 +202,18 @@ def section_from_keywords(name: str, keys: dict[str, Any], source: str) -> Any:
 
     values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in keys.items()}
     return config_from_dict({name: values}, source).section(name)
+
+
+def resolve_auto_tier(config: Config, train_subjects: int) -> Config:
+    """`config` with `model.tier: auto` made concrete for `train_subjects` training subjects:
+    the standard tier, plus `model.wide: true` and `training.wide_start: fitted` below
+    AUTO_SMALL_SUBJECTS, each unless the user set it. Any other tier is returned as is."""
+    if config.model.get("tier", "auto") != "auto":
+        return config
+    model = {**config.model, "tier": AUTO_BASE_TIER}
+    training = config.training
+    if train_subjects < AUTO_SMALL_SUBJECTS:
+        model.setdefault("wide", True)
+        if model["wide"] and "wide_start" not in config.given.get("training", ()):
+            training = dataclasses.replace(training, wide_start="fitted")
+    return dataclasses.replace(config, model=model, training=training)

@@ -52,6 +52,10 @@ class TrainingConfig:
     # a variance head that wins the NLL early while the mean is still learning
     selection_metric: Literal["val_loss", "val_mae"] = "val_loss"
     classification_weight: Annotated[float, Field(ge=0)] = 1.0
+    # where the wide path (model.wide) starts: zeros (the deep model alone), or fitted: a ridge
+    # / L2-logistic fit on the training split, the deep heads zeroed, so training starts from
+    # the linear model and the deep part learns what it misses (training/wide_start.py)
+    wide_start: Literal["zeros", "fitted"] = "zeros"
     seed: NonNegativeInt = 0
     mc_samples: PositiveInt = 20
     eval_batch_size: PositiveInt = 512

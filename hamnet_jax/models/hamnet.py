@@ -118,21 +118,12 @@ class HAMNet(nn.Module):
         return outputs, aux
 
     def _wide(self, batch: Batch) -> jax.Array:
-        """[B, heads] linear function of the last real visit's standardized features, their
-        observed masks and one-hot category codes (0 = missing), zero-initialized so training
-        starts from the deep model alone. The last visit is picked by a mask product, not a
-        gather, so the path exports with a symbolic batch."""
-        c = self.config
-        following = jnp.concatenate([batch.visit_mask[:, 1:], jnp.zeros_like(batch.visit_mask[:, :1])], axis=1)
-        is_last = batch.visit_mask * (1.0 - following)  # visits are left-aligned: slot n_visits - 1
-        parts = [a for m in MODALITIES if getattr(c, f"{m}_dim") for a in (batch.inputs[m], batch.feature_masks[m])]
-        for k, levels in enumerate(c.lifestyle_cardinalities):
-            parts.append(jax.nn.one_hot(batch.categorical[..., k], levels + 1)[..., 1:])
-        x = jnp.einsum("bv,bvf->bf", is_last, jnp.concatenate([p.astype(jnp.float32) for p in parts], axis=-1))
-        heads = int(c.regression) + int(c.classification)
+        """[B, heads] linear function of `wide_features`, zero-initialized so training starts
+        from the deep model alone (or from a fitted linear model: training/wide_start.py)."""
+        heads = int(self.config.regression) + int(self.config.classification)
         return nn.Dense(heads, dtype=jnp.float32, name="wide",
                         kernel_init=logical_init(nn.initializers.zeros_init(), (None, None)),
-                        bias_init=logical_init(nn.initializers.zeros_init(), (None,)))(x)
+                        bias_init=logical_init(nn.initializers.zeros_init(), (None,)))(wide_features(self.config, batch))
 
     def _bottleneck(self, summary: jax.Array, deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Variational information bottleneck (Alemi et al. 2017, "Deep Variational Information
@@ -145,6 +136,18 @@ class HAMNet(nn.Module):
         if not deterministic:
             z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(self.make_rng("dropout"), mu.shape)
         return z, {"bottleneck_mean": mu, "bottleneck_log_var": log_var}
+
+
+def wide_features(config: HAMNetConfig, batch: Batch) -> jax.Array:
+    """[B, F] inputs of the wide path: the last real visit's standardized features, their
+    observed masks and one-hot category codes (0 = missing). The last visit is picked by a
+    mask product, not a gather, so the path exports with a symbolic batch."""
+    following = jnp.concatenate([batch.visit_mask[:, 1:], jnp.zeros_like(batch.visit_mask[:, :1])], axis=1)
+    is_last = batch.visit_mask * (1.0 - following)  # visits are left-aligned: slot n_visits - 1
+    parts = [a for m in MODALITIES if getattr(config, f"{m}_dim") for a in (batch.inputs[m], batch.feature_masks[m])]
+    for k, levels in enumerate(config.lifestyle_cardinalities):
+        parts.append(jax.nn.one_hot(batch.categorical[..., k], levels + 1)[..., 1:])
+    return jnp.einsum("bv,bvf->bf", is_last, jnp.concatenate([p.astype(jnp.float32) for p in parts], axis=-1))
 
 
 def boxed_init(model: HAMNet, batch: Batch, key: jax.Array) -> Any:

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from hamnet_jax.config import Config, TrainingConfig
+from hamnet_jax.config.run_config import resolve_auto_tier
 from hamnet_jax.data.arrays import check_trainable
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
@@ -35,6 +36,7 @@ from hamnet_jax.training.regularized_step import (regularized_model_config, regu
                                                  regularized_weight_decay)
 from hamnet_jax.training.plots import plot_learning_curve, plot_pred_vs_true, plot_reliability
 from hamnet_jax.training.run_log import RunLog
+from hamnet_jax.training.wide_start import fitted_plan
 from hamnet_jax.transforms.regularization import RegularizationConfig
 
 log = logging.getLogger("hamnet_jax")
@@ -91,6 +93,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
         raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "
                          f"{config.data.split}")
+    config = resolve_auto_tier(config, parts["train"].num_subjects)
     levels = [schema.categorical[c] for c in schema.categorical_columns]
     pre = Preprocessor.fit(parts["train"], levels)
     model_config = config.model_config(
@@ -130,6 +133,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
             on_epoch({**record, "seconds": now - clock[0], "samples": int(parts["train"].num_subjects)})
             clock[0] = now
 
+    if training.wide_start == "fitted" and not resume:
+        plan = fitted_plan(plan, model_config, batches["train"], training.seed)
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,

@@ -1,0 +1,140 @@
+"""A fitted start for the wide path (`training.wide_start: fitted`).
+
+On a small cohort a deep model trained from a random start can end below a linear model fitted
+on the same rows: it has to discover the linear part of the signal through noisy gradients
+and stops early. Starting the wide path at the linear model's solution — ridge regression for
+the mean, L2-regularized logistic regression for the outcome — with the deep heads' last
+layers zeroed makes the untrained network exactly that linear model; training then moves
+the deep part where the validation metric says it helps. The log-variance head starts at the
+ridge's leave-one-out residual variance, so the Gaussian NLL starts calibrated.
+
+The fits are closed-form numpy rather than scikit-learn (an optional extra, and this runs
+in every small-cohort training): ridge picks its penalty by exact leave-one-out error from
+one SVD (Golub, Heath and Wahba 1979); logistic regression by Newton's method (IRLS) with
+the penalty picked by k-fold cross-validated log loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from hamnet_jax.data.batch import Batch
+from hamnet_jax.errors import InputError
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet, init_params, wide_features
+from hamnet_jax.training.plan import Plan
+
+RIDGE_PENALTIES = np.logspace(-2, 5, 29)
+LOGISTIC_PENALTIES = np.logspace(-2, 4, 13)
+LOGISTIC_FOLDS = 5
+
+
+def ridge_loo(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = RIDGE_PENALTIES
+              ) -> tuple[np.ndarray, float, float]:
+    """(weights, intercept, leave-one-out mean squared error) of ridge regression with the
+    penalty (from `penalties`) of least exact leave-one-out error; the intercept is not
+    penalized (the columns are centered)."""
+    mean_x, mean_y = x.mean(0), y.mean()
+    xc, yc = x - mean_x, y - mean_y
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    uty = u.T @ yc
+    best = None
+    for alpha in penalties:
+        shrink = s**2 / (s**2 + alpha)
+        fitted = u @ (shrink * uty)
+        leverage = (u**2) @ shrink + 1.0 / len(y)  # the intercept's leverage too
+        loo = float(np.mean(((yc - fitted) / (1.0 - leverage)) ** 2))
+        if best is None or loo < best[0]:
+            best = (loo, alpha)
+    loo, alpha = best
+    w = vt.T @ (s / (s**2 + alpha) * uty)
+    return w, float(mean_y - mean_x @ w), loo
+
+
+def logistic_newton(x: np.ndarray, y: np.ndarray, penalty: float, iterations: int = 25,
+                    start: np.ndarray | None = None) -> np.ndarray:
+    """[weights..., intercept] minimizing the summed log loss + penalty/2 |w|^2 (intercept
+    free) by Newton's method from `start` (zeros): strictly convex, so it converges."""
+    xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    reg = np.full(xa.shape[1], penalty)
+    reg[-1] = 1e-8
+    beta = np.zeros(xa.shape[1]) if start is None else start.copy()
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ beta, -30, 30)))
+        grad = xa.T @ (p - y) + reg * beta
+        hess = (xa * (p * (1 - p))[:, None]).T @ xa + np.diag(reg)
+        step = np.linalg.solve(hess, grad)
+        beta = beta - step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return beta
+
+
+def logistic_cv(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = LOGISTIC_PENALTIES,
+                folds: int = LOGISTIC_FOLDS, seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """(weights, intercept, penalty): `logistic_newton` refitted on all rows with the penalty
+    of least `folds`-fold cross-validated log loss."""
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    penalties = np.sort(penalties)[::-1]  # strongest first: each fit warm-starts the next
+    losses = np.zeros(len(penalties))
+    for k in range(folds):
+        fit, held = fold != k, fold == k
+        beta = None
+        for i, penalty in enumerate(penalties):
+            beta = logistic_newton(x[fit], y[fit], penalty, start=beta)
+            p = np.clip(1.0 / (1.0 + np.exp(-(x[held] @ beta[:-1] + beta[-1]))), 1e-12, 1 - 1e-12)
+            losses[i] -= float(np.sum(y[held] * np.log(p) + (1 - y[held]) * np.log(1 - p)))
+    penalty = float(penalties[int(np.argmin(losses))])
+    beta = logistic_newton(x, y, penalty)
+    return beta[:-1], float(beta[-1]), penalty
+
+
+def _log_var_bias(config: HAMNetConfig, variance: float) -> float:
+    """The log-variance head's raw bias whose output is log(`variance`) (the head maps raw
+    through a sigmoid into [log_var_min, log_var_max])."""
+    lo, hi = config.log_var_min, config.log_var_max
+    frac = np.clip((np.log(max(variance, 1e-12)) - lo) / (hi - lo), 1e-4, 1 - 1e-4)
+    return float(np.log(frac / (1 - frac)))
+
+
+def fitted_wide_start(config: HAMNetConfig, params: Any, train: Batch, seed: int = 0) -> Any:
+    """`params` with the wide path set to linear fits on `train` (standardized target for the
+    mean column, the outcome for the logit column) and the deep heads' last layers zeroed,
+    so the network's outputs equal the linear models'."""
+    if not config.wide:
+        raise InputError("training.wide_start: fitted needs the wide path (model.wide: true)")
+    x = np.asarray(jax.jit(wide_features, static_argnums=0)(config, train), np.float64)
+    kernel = np.zeros(params["wide"]["kernel"].shape, np.float32)
+    bias = np.zeros(params["wide"]["bias"].shape, np.float32)
+    params = jax.tree_util.tree_map(np.asarray, params)
+    params = {**params, "wide": {"kernel": kernel, "bias": bias}}
+    if config.regression:
+        y = np.asarray(train.targets, np.float64)
+        rows = np.isfinite(y)
+        w, b, loo = ridge_loo(x[rows], y[rows])
+        kernel[:, 0], bias[0] = w, b
+        params["mean_head"] = {k: np.zeros_like(v) for k, v in params["mean_head"].items()}
+        params["log_var_head"] = {"kernel": np.zeros_like(params["log_var_head"]["kernel"]),
+                                  "bias": np.full_like(params["log_var_head"]["bias"], _log_var_bias(config, loo))}
+    if config.classification:
+        y = np.asarray(train.labels, np.float64)
+        rows = np.isfinite(y)
+        if len(np.unique(y[rows])) == 2:  # (a one-class outcome leaves the logit column at zero)
+            w, b, _ = logistic_cv(x[rows], y[rows], seed=seed)
+            kernel[:, -1], bias[-1] = w, b
+            params["class_head"] = {k: np.zeros_like(v) for k, v in params["class_head"].items()}
+    return params
+
+
+def fitted_plan(plan: Plan, config: HAMNetConfig, train: Batch, seed: int) -> Plan:
+    """`plan` starting from `fitted_wide_start` of its start params (the seeded init, as
+    `fit` would make it, when the plan gives none)."""
+    start = plan.init_params
+    if start is None:
+        start = init_params(HAMNet(config), train.take(np.arange(min(train.size, 2))),
+                            jax.random.fold_in(jax.random.key(seed), 0))
+    return dataclasses.replace(plan, init_params=fitted_wide_start(config, start, train, seed))
