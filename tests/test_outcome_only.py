@@ -52,7 +52,8 @@ def test_classification_metrics_against_their_definitions():
 @pytest.fixture(scope="module")
 def outcome_data(tmp_path_factory):
     """The tiny cohort's clinical and lifestyle columns with the outcome and no target; the
-    model has the wide (linear) path too, so its export is tested here."""
+    model has the wide (linear) path too, started at its logistic fit, so both are tested here
+    through train and export."""
     from hamnet_jax.data.cohort import generate_cohort
     from .conftest import TINY_DIMS
 
@@ -67,7 +68,7 @@ def outcome_data(tmp_path_factory):
     (root / "outcome.schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
     config = root / "config.yaml"
     model = {**{k: v for k, v in TINY_CONFIG["model"].items() if k != "classification"}, "wide": True}
-    config.write_text(yaml.safe_dump({"model": model, "training": TINY_CONFIG["training"]}))
+    config.write_text(yaml.safe_dump({"model": model, "training": {**TINY_CONFIG["training"], "wide_start": "fitted"}}))
     return path, config, root
 
 
@@ -84,6 +85,7 @@ def test_outcome_only_train_evaluate_predict_export(outcome_data, outcome_run, t
     summary = json.loads((outcome_run / "summary.json").read_text())
     assert summary["model"]["regression"] is False and summary["model"]["classification"] is True
     assert summary["model"]["wide"] is True
+    assert yaml.safe_load((outcome_run / "config.yaml").read_text())["training"]["wide_start"] == "fitted"
     assert set(summary["test"]) == {"auroc", "accuracy", "log_loss", "brier"}
     assert (outcome_run / "plots" / "reliability.png").exists()
     assert not (outcome_run / "plots" / "pred_vs_true.png").exists()

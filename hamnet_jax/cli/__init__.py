@@ -16,7 +16,7 @@ from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.search_commands import add_search_parser
-from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, job_metrics  # noqa: F401 (USES: tests)
+from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.cli.setup import data_schema as _schema
 from hamnet_jax.errors import InputError
 
@@ -270,8 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="data file: .parquet, .csv or .npz")
     t.add_argument("--schema", help="schema YAML (default: the data file's .schema.yaml sidecar)")
     t.add_argument("--config", help="hamnet_config.yaml (original framework format)")
-    t.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
-                   help="model tier (auto, the default: standard, with a fitted linear start below 4,000 training subjects)")
+    add_tier_argument(t)
     t.add_argument("--target", help="target column (default: the schema's)")
     t.add_argument("--epochs", type=int, help="override training.num_epochs")
     t.add_argument("--out", help="run directory (default: $HAMNET_OUTPUT_DIR/run-<time>)")

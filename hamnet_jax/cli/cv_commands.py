@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from hamnet_jax.cli.setup import _setup, data_schema
+from hamnet_jax.cli.setup import _setup, add_tier_argument, data_schema
 
 
 def cmd_cv(args: argparse.Namespace) -> None:
@@ -42,8 +42,7 @@ def add_cv_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--schema", help="schema YAML (default: the data file's .schema.yaml sidecar)")
     c.add_argument("--config", help="hamnet_config.yaml (original framework format)")
     c.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    c.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
-                   help="model tier (auto, the default: standard, with a fitted linear start below 4,000 training subjects)")
+    add_tier_argument(c)
     c.add_argument("--target", help="target column (default: the schema's)")
     c.add_argument("--epochs", type=int, help="override training.num_epochs")
     c.add_argument("--out", help="directory of the folds' runs (default: $HAMNET_OUTPUT_DIR/cv-<time>)")

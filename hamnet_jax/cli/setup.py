@@ -98,3 +98,10 @@ def job_metrics(port: int | None):
     metrics = JobMetrics()
     print(f"metrics on http://127.0.0.1:{metrics.serve(port)}/metrics", file=sys.stderr, flush=True)
     return metrics
+
+
+def add_tier_argument(parser: argparse.ArgumentParser) -> None:
+    """--tier for the commands that train (train, cv)."""
+    parser.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
+                        help="model tier (auto, the default: standard, with the wide path started at its linear "
+                             "fit below 4,000 training subjects)")

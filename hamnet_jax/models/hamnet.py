@@ -121,9 +121,10 @@ class HAMNet(nn.Module):
         """[B, heads] linear function of `wide_features`, zero-initialized so training starts
         from the deep model alone (or from a fitted linear model: training/wide_start.py)."""
         heads = int(self.config.regression) + int(self.config.classification)
-        return nn.Dense(heads, dtype=jnp.float32, name="wide",
+        wide = nn.Dense(heads, dtype=jnp.float32, name="wide",
                         kernel_init=logical_init(nn.initializers.zeros_init(), (None, None)),
-                        bias_init=logical_init(nn.initializers.zeros_init(), (None,)))(wide_features(self.config, batch))
+                        bias_init=logical_init(nn.initializers.zeros_init(), (None,)))
+        return wide(wide_features(self.config, batch))
 
     def _bottleneck(self, summary: jax.Array, deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Variational information bottleneck (Alemi et al. 2017, "Deep Variational Information
