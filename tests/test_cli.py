@@ -42,7 +42,7 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     np.testing.assert_allclose(pred["total_std"] ** 2, pred["aleatoric_std"] ** 2 + pred["epistemic_std"] ** 2,
                                rtol=2e-3, atol=2e-3)
 
-    for old in tiny_run.glob("baselines-*.pkl"):
+    for old in [*tiny_run.glob("baselines-*.pkl"), *tiny_run.glob("predictions-*.npz")]:
         old.unlink()
     assert main(["evaluate", "--run", str(tiny_run), "--data", str(data)]) == 0
     out = capsys.readouterr()
@@ -51,12 +51,16 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     assert "fitting hist_gradient_boosting on" in out.err  # progress while the baselines fit
     result = json.loads((tiny_run / "eval.json").read_text())
     assert result["baselines_cached"] is False and result["baseline_features"] == "all-visits"
-    # a second evaluate of the same run and data reuses the fitted baselines: same table
+    assert result["predictions_cached"] is False
+    # a second evaluate of the same run and data reuses the fitted baselines and HAMNet's
+    # predictions: the same table
     assert main(["evaluate", "--run", str(tiny_run), "--data", str(data), "--quiet"]) == 0
     out = capsys.readouterr()
     assert "(reused from the run directory)" in out.out and out.err == ""
+    assert "HAMNet's predictions reused from the run directory" in out.out
     again = json.loads((tiny_run / "eval.json").read_text())
-    assert again["baselines_cached"] is True and again["rows"] == result["rows"]
+    assert again["baselines_cached"] is True and again["predictions_cached"] is True
+    assert again["rows"] == result["rows"]
     rows = result["rows"]
     assert np.isfinite(rows["HAMNet without imaging"]["mae"])
     assert rows["HAMNet without imaging"]["subjects_with_modality"] > 0
@@ -88,6 +92,52 @@ def test_baselines_are_refitted_when_the_training_data_changes(tiny_cohort, tmp_
     (tmp_path / "baselines-last-visit.pkl").write_bytes(b"torn")  # an unreadable file: refitted too
     _, cached = cached_baselines(tmp_path, train, 0, "last-visit", said.append)
     assert not cached and any("is unreadable (UnpicklingError); refitting" in s for s in said)
+
+
+def test_predictions_are_recomputed_when_the_run_or_an_input_changes(tiny_run, tiny_cohort, tmp_path):
+    import dataclasses
+    import shutil
+
+    import jax
+
+    from hamnet_jax.config import DataConfig
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.evaluation.evaluate import predict_run
+    from hamnet_jax.evaluation.prediction_cache import cached_predictions, run_fingerprint
+    from hamnet_jax.run_dir import load_run
+
+    data, schema = tiny_cohort
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir, ignore=shutil.ignore_patterns("predictions-*", "checkpoints"))
+    run = load_run(run_dir)
+    subjects = load_cohort(data, schema, DataConfig()).subset(np.arange(40))
+    calls = []
+
+    def predict(run, arrays):
+        calls.append(1)
+        return predict_run(run, arrays)
+
+    def cached(run, arrays):
+        return cached_predictions(run, run_fingerprint(run), arrays, "test", lambda: predict(run, arrays))
+
+    first, hit = cached(run, subjects)
+    assert not hit and len(calls) == 1
+    again, hit = cached(run, subjects)
+    assert hit and len(calls) == 1
+    for k in first:
+        np.testing.assert_array_equal(again[k], first[k])
+    subjects.values["clinical"][3, 0, 0] += 1.0  # one input cell changed
+    _, hit = cached(run, subjects)
+    assert not hit and len(calls) == 2
+    changed = dataclasses.replace(run, std_scale=run.std_scale * 1.1)  # recalibrated
+    assert run_fingerprint(changed) != run_fingerprint(run)
+    params = jax.tree_util.tree_map(lambda p: p, run.params)
+    params["mean_head"]["bias"] = params["mean_head"]["bias"] + 1.0  # retrained
+    assert run_fingerprint(dataclasses.replace(run, params=params, model=None)) != run_fingerprint(run)
+    (run_dir / "predictions-test.npz").write_bytes(b"torn")  # unreadable: predicted again and replaced
+    _, hit = cached(run, subjects)
+    assert not hit and len(calls) == 3
+    assert cached(run, subjects)[1]
 
 
 def _error_line(capsys):

@@ -19,6 +19,7 @@ from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.baseline_cache import cached_baselines
 from hamnet_jax.evaluation.baselines import predict_baseline
+from hamnet_jax.evaluation.prediction_cache import cached_predictions, run_fingerprint
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
 from hamnet_jax.run_dir import Run
@@ -71,12 +72,12 @@ def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple
     return "log_loss", np.asarray(probability_log_loss(data.labels, pred["outcome_probability"]))
 
 
-def modality_removed_row(run: Run, sub: CohortArrays, pred: dict[str, np.ndarray], kept: np.ndarray,
-                         had: np.ndarray) -> dict[str, Any]:
-    """Metrics of HAMNet on `sub` (test subjects `kept`, one modality removed from each), and
-    how much worse the subjects that `had` the modality get without it (MAE, or the log loss
-    of an outcome-only model)."""
-    p = predict_run(run, sub)
+def modality_removed_row(sub: CohortArrays, pred: dict[str, np.ndarray], p: dict[str, np.ndarray],
+                         kept: np.ndarray, had: np.ndarray) -> dict[str, Any]:
+    """Metrics of HAMNet's predictions `p` on `sub` (test subjects `kept`, one modality removed
+    from each), and how much worse the subjects that `had` the modality get without it than
+    in `pred` (MAE, or the log loss of an outcome-only model)."""
+    p = dict(p)
     if "prediction" in p:  # the regression table's row; the outcome has its own full-data row
         p.pop("outcome_probability", None)
     row = prediction_metrics(sub, p)
@@ -103,8 +104,16 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     if test.num_subjects == 0:
         raise InputError(f"{data_path}: no subject of this file falls in the run's test split")
     rows: dict[str, dict[str, float]] = {}
+    fingerprint = run_fingerprint(run)
+    reused: list[bool] = []
+
+    def predict(data: CohortArrays, name: str) -> dict[str, np.ndarray]:
+        pred, hit = cached_predictions(run, fingerprint, data, name, lambda: predict_run(run, data))
+        reused.append(hit)
+        return pred
+
     say(f"HAMNet on {test.num_subjects:,} test subjects")
-    pred = predict_run(run, test)
+    pred = predict(test, "test")
     rows["HAMNet"] = prediction_metrics(test, pred)
     full_batch = run.preprocessor.transform(test)
     skipped: dict[str, str] = {}
@@ -117,7 +126,8 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
             if kept.size == 0:
                 skipped[f"HAMNet without {m}"] = f"no test subject has a modality other than {m}"
                 continue
-            rows[f"HAMNet without {m}"] = modality_removed_row(run, ablated.subset(kept), pred, kept,
+            sub = ablated.subset(kept)
+            rows[f"HAMNet without {m}"] = modality_removed_row(sub, pred, predict(sub, f"without-{m}"), kept,
                                                               full_batch.modality_mask[kept, :, i].any(axis=1))
     cached = None
     if baselines:
@@ -133,6 +143,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
         "skipped_rows": skipped,
         "baseline_features": baseline_features if baselines else None,
         "baselines_cached": cached,
+        "predictions_cached": all(reused),
         "mae_ratio_vs_hist_gradient_boosting": rows["HAMNet"]["mae"] / hgb["mae"] if hgb else None,
     }
 
@@ -161,6 +172,8 @@ def format_table(result: dict[str, Any]) -> str:
                          f"{row[f'{metric}_with_modality']:.3f} -> {row[f'{metric}_modality_removed']:.3f}")
     for name, why in result.get("skipped_rows", {}).items():
         lines.append(f"{name}: not measured ({why})")
+    if result.get("predictions_cached"):
+        lines.append("HAMNet's predictions reused from the run directory (same run, same inputs)")
     if result.get("baseline_features"):
         lines.append(f"baselines fitted on the training split's {result['baseline_features']} features"
                      + (" (reused from the run directory)" if result.get("baselines_cached") else ""))
