@@ -1,11 +1,13 @@
-"""How long `hamnet evaluate` takes on the default cohort, the first time (baselines fitted)
-and the second (baselines reused from the run directory), for both baseline feature modes.
+"""How long `hamnet evaluate` takes on the default cohort, the first time (baselines fitted,
+HAMNet's MC-dropout predictions computed) and the second (both reused from the run
+directory), for both baseline feature modes (HAMNet's predictions do not depend on the mode:
+the last-visit evaluates reuse the ones the all-visits evaluate made).
 
     python experiments/bench_evaluate.py [--run runs/main/fp32] [--data runs/main/cohort.parquet]
 
 Each evaluate is a fresh `hamnet evaluate` process (what a user waits for, imports and
 compiles included) on a copy of the run without its checkpoints, so the run itself keeps
-no cache. Prints a table; writes experiments/results/bench_evaluate.json.
+no cache: the first evaluate starts from none. Prints a table; writes experiments/results/bench_evaluate.json.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def timed_evaluate(run: Path, data: str, features: str) -> dict:
         raise SystemExit(proc.stderr)
     result = json.loads((run / "eval.json").read_text())
     return {"features": features, "seconds": seconds, "baselines_cached": result["baselines_cached"],
+            "predictions_cached": result["predictions_cached"],
             "mae": {k: v["mae"] for k, v in result["rows"].items()}}
 
 
@@ -44,12 +47,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "tb", "plots", "baselines-*.pkl"))
+        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "tb", "plots", "baselines-*.pkl",
+                                                                    "predictions-*.npz"))
         for features in ("all-visits", "last-visit"):
             for attempt in ("first", "second"):
                 row = {"evaluate": attempt, **timed_evaluate(run, args.data, features)}
                 rows.append(row)
-                print(f"{features:<11} {attempt:<7} {row['seconds']:7.1f} s  cached={row['baselines_cached']}  "
+                print(f"{features:<11} {attempt:<7} {row['seconds']:7.1f} s  baselines cached="
+                      f"{row['baselines_cached']}  predictions cached={row['predictions_cached']}  "
                       f"HGB MAE {row['mae'].get('hist_gradient_boosting', float('nan')):.4f}", flush=True)
     write_json_atomic(RESULTS, {"run": args.run, "data": args.data, "rows": rows})
     print(f"wrote {RESULTS}")
