@@ -2,13 +2,16 @@
 
 1. per tier (fp32, batch 256): samples/s and achieved FLOP/s against a float32 matmul
    measured in the same run;
-2. standard tier at batch 256: fp32, bf16, fp16 (loss scaling), remat, gradient
-   accumulation, attention kernels, and the PyTorch reference of the same architecture
-   (eager and torch.compile, when torch is installed: the `bench-torch` extra);
+2. standard tier at batch 256: fp32, fp32 with Flax's `bernoulli` dropout masks (the A/B of
+   `models.layers.keep_mask`), bf16, fp16 (loss scaling), remat, gradient accumulation,
+   attention kernels, and the PyTorch reference of the same architecture (eager and
+   torch.compile, when torch is installed: the `bench-torch` extra), each the median of
+   `--reps` interleaved repetitions (every round runs every row once, so the machine's
+   load moves all rows alike), with the spread;
 3. temporary memory of the compiled step at long visit histories (64 and 512 visits) for
    naive vs blockwise attention and remat.
 
-    python experiments/bench_train.py [--batch 256] [--steps 10] [--out experiments/results/bench_train.json]
+    python experiments/bench_train.py [--batch 256] [--steps 10] [--reps 3] [--out experiments/results/bench_train.json]
 
 Memory is XLA's memory analysis of the compiled step (arguments + outputs + temporaries
 - aliased buffers); FLOPs come from XLA's cost analysis of the compiled step.
@@ -17,9 +20,12 @@ Memory is XLA's memory analysis of the compiled step (arguments + outputs + temp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -32,11 +38,12 @@ from hamnet_jax.data.cohort import CohortDims  # noqa: E402
 from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
+from hamnet_jax.models import layers  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
 from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
-from hamnet_jax.training.steps import train_step  # noqa: E402
+from hamnet_jax.training.steps import train_step, train_step_fn  # noqa: E402
 
 MIB = 2**20
 
@@ -67,34 +74,56 @@ def matmul_flops_per_s(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def bench_jax(name: str, cfg: HAMNetConfig, batch_size: int, steps: int, precision: str = "fp32",
-              accumulation: int = 1, visits: int = 4) -> dict:
+@contextlib.contextmanager
+def flax_bernoulli_masks():
+    """Trace the model with `jax.random.bernoulli` dropout masks (Flax's), the generator
+    `models.layers.keep_mask` replaced: the A/B of the mask generator."""
+    packed = layers.keep_mask
+    layers.keep_mask = lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape)
+    try:
+        yield
+    finally:
+        layers.keep_mask = packed
+
+
+def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
+              visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+              ) -> tuple[dict, Callable[[int], float]]:
+    """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call."""
     policy = resolve_policy(precision)
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
     state = create_train_state(HAMNet(cfg), batch, jax.random.key(0), OptimizerConfig(), policy)
     key = jax.random.key(1)
     t0 = time.perf_counter()
-    compiled = train_step.lower(state, batch, key, accumulation_steps=accumulation).compile()
+
+    def step(state, batch, key):  # a new function per timer: jit's trace cache never serves another's trace
+        return train_step_fn(state, batch, key, "gaussian_nll", 1.0, accumulation)
+
+    with trace():
+        compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
     compile_s = time.perf_counter() - t0
     memory = compiled.memory_analysis()
-    for _ in range(2):  # warm-up
-        state, m = train_step(state, batch, key, accumulation_steps=accumulation)
-    jax.block_until_ready(m)
-    start = time.perf_counter()
-    for i in range(steps):
-        state, m = train_step(state, batch, jax.random.fold_in(key, i), accumulation_steps=accumulation)
-    jax.block_until_ready(m)
-    per_step = (time.perf_counter() - start) / steps
-    flops = compiled_flops(compiled)
-    return {"name": name, "framework": "jax", "device": jax.default_backend(), "tier": cfg.tier,
-            "params": count_params(state.params),
-            "batch": batch_size, "visits": visits, "samples_per_s": batch_size / per_step, "step_ms": per_step * 1e3,
+    holder = [state]
+
+    def run(steps: int) -> float:
+        st, m = compiled(holder[0], batch, key)  # warm-up
+        jax.block_until_ready(m)
+        start = time.perf_counter()
+        for i in range(steps):
+            st, m = compiled(st, batch, jax.random.fold_in(key, i))
+        jax.block_until_ready(m)
+        holder[0] = st
+        return batch_size * steps / (time.perf_counter() - start)
+
+    info = {"name": name, "framework": "jax", "device": jax.default_backend(), "tier": cfg.tier,
+            "params": count_params(state.params), "batch": batch_size, "visits": visits,
             "peak_mib": compiled_memory_bytes(compiled) / MIB, "temp_mib": memory.temp_size_in_bytes / MIB,
-            "flops_per_step": flops, "achieved_flops_per_s": flops / per_step, "compile_s": compile_s}
+            "flops_per_step": compiled_flops(compiled), "compile_s": compile_s}
+    return info, run
 
 
-def bench_torch(cfg: HAMNetConfig, batch_size: int, steps: int, compile_model: bool) -> dict | None:
+def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool) -> tuple[dict, Callable[[int], float]] | None:
     try:
         import torch
 
@@ -110,15 +139,37 @@ def bench_torch(cfg: HAMNetConfig, batch_size: int, steps: int, compile_model: b
     t0 = time.perf_counter()
     step(batch)  # compiles under torch.compile
     compile_s = time.perf_counter() - t0
-    step(batch)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(batch)
-    per_step = (time.perf_counter() - start) / steps
-    return {"name": "torch " + ("compile" if compile_model else "eager"), "framework": f"torch {torch.__version__}",
+
+    def run(steps: int) -> float:
+        step(batch)  # warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(batch)
+        return batch_size * steps / (time.perf_counter() - start)
+
+    info = {"name": "torch " + ("compile" if compile_model else "eager"), "framework": f"torch {torch.__version__}",
             "tier": cfg.tier, "params": sum(p.numel() for p in model.parameters()), "batch": batch_size, "visits": 4,
-            "samples_per_s": batch_size / per_step, "step_ms": per_step * 1e3, "peak_mib": None, "temp_mib": None,
-            "compile_s": compile_s, "threads": torch.get_num_threads(), "device": "cpu"}
+            "peak_mib": None, "temp_mib": None, "compile_s": compile_s, "threads": torch.get_num_threads(),
+            "device": "cpu"}
+    return info, run
+
+
+def interleaved(timers: list[tuple[dict, Callable[[int], float]]], steps: int, reps: int) -> list[dict]:
+    """Each timer's samples/s over `reps` rounds, every round running every timer once in
+    turn (so a change in the machine's load hits all of them alike): median and spread."""
+    runs: list[list[float]] = [[] for _ in timers]
+    for _ in range(reps):
+        for i, (_, run) in enumerate(timers):
+            runs[i].append(run(steps))
+    rows = []
+    for (info, _), rates in zip(timers, runs, strict=True):
+        median = statistics.median(rates)
+        row = {**info, "samples_per_s": median, "samples_per_s_runs": rates, "samples_per_s_min": min(rates),
+               "samples_per_s_max": max(rates), "step_ms": info["batch"] / median * 1e3}
+        if info.get("flops_per_step") is not None:
+            row["achieved_flops_per_s"] = info["flops_per_step"] * median / info["batch"]
+        rows.append(row)
+    return rows
 
 
 def long_history_memory(batch_size: int, visits: int) -> list[dict]:
@@ -143,26 +194,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the standard-tier rows")
     p.add_argument("--tiers", nargs="+", default=list(TIERS))
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default="experiments/results/bench_train.json")
     args = p.parse_args()
 
     peak = matmul_flops_per_s()
-    tiers = [bench_jax(f"{t} fp32", cohort_config(t), args.batch, args.steps) for t in args.tiers]
+    tiers = interleaved([jax_timer(f"{t} fp32", cohort_config(t), args.batch) for t in args.tiers if t != "standard"],
+                        args.steps, 1)
     std = cohort_config("standard")
-    variants = [
-        bench_jax("fp32", std, args.batch, args.steps),
-        bench_jax("bf16", std, args.batch, args.steps, precision="bf16"),
-        bench_jax("fp16 + loss scaling", std, args.batch, args.steps, precision="fp16"),
-        bench_jax("fp32 remat full", std.replace(remat_policy="full"), args.batch, args.steps),
-        bench_jax("fp32 accumulation x4", std, args.batch, args.steps, accumulation=4),
-        bench_jax("fp32 dot_product attention", std.replace(attention="dot_product"), args.batch, args.steps),
-        bench_jax("fp32 blockwise attention", std.replace(attention="blockwise"), args.batch, args.steps),
+    timers = [
+        jax_timer("fp32", std, args.batch),
+        jax_timer("fp32, Flax bernoulli dropout masks", std, args.batch, trace=flax_bernoulli_masks),
+        jax_timer("bf16", std, args.batch, precision="bf16"),
+        jax_timer("fp16 + loss scaling", std, args.batch, precision="fp16"),
+        jax_timer("fp32 remat full", std.replace(remat_policy="full"), args.batch),
+        jax_timer("fp32 accumulation x4", std, args.batch, accumulation=4),
+        jax_timer("fp32 dot_product attention", std.replace(attention="dot_product"), args.batch),
+        jax_timer("fp32 blockwise attention", std.replace(attention="blockwise"), args.batch),
     ]
     if not args.no_torch:
-        variants += [r for r in (bench_torch(std, args.batch, args.steps, False),
-                                 bench_torch(std, args.batch, args.steps, True)) if r]
+        timers += [t for t in (torch_timer(std, args.batch, False), torch_timer(std, args.batch, True)) if t]
+    variants = interleaved(timers, args.steps, args.reps)
+    if "standard" in args.tiers:
+        tiers.insert(list(args.tiers).index("standard"), {**variants[0], "name": "standard fp32"})
     memory = long_history_memory(32, 64) + long_history_memory(4, 512)
 
     device = jax.devices()[0]
@@ -176,12 +232,20 @@ def main() -> None:
     eager = next((r for r in variants if r["name"] == "torch eager"), None)
     print(f"\nstandard tier, batch {args.batch}, 4 visits"
           + ("" if device.platform == "cpu" else " (torch rows: the CPU build, on the host CPU)"))
-    print(f"{'configuration':<30}{'samples/s':>11}{'step ms':>10}{'peak MiB':>10}{'vs torch eager':>16}")
+    print(f"median of {args.reps} interleaved repetitions of {args.steps} steps (min-max)")
+    print(f"{'configuration':<36}{'samples/s':>11}{'min-max':>13}{'step ms':>10}{'peak MiB':>10}"
+          f"{'vs torch eager':>16}")
     for r in variants:
         r["vs_torch_eager"] = r["samples_per_s"] / eager["samples_per_s"] if eager else None
+        if eager:  # the ratio's spread: every round's ratio (the two sides ran back to back)
+            ratios = [a / b for a, b in zip(r["samples_per_s_runs"], eager["samples_per_s_runs"], strict=True)]
+            r["vs_torch_eager_min"], r["vs_torch_eager_max"] = min(ratios), max(ratios)
+        if r.get("achieved_flops_per_s"):
+            r["fraction_of_matmul"] = r["achieved_flops_per_s"] / peak
         peak_mib = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "n/a"
         ratio = f"{r['vs_torch_eager']:.2f}x" if eager else "-"
-        print(f"{r['name']:<30}{r['samples_per_s']:>11.0f}{r['step_ms']:>10.1f}{peak_mib:>10}{ratio:>16}")
+        spread = f"{r['samples_per_s_min']:.0f}-{r['samples_per_s_max']:.0f}"
+        print(f"{r['name']:<36}{r['samples_per_s']:>11.0f}{spread:>13}{r['step_ms']:>10.1f}{peak_mib:>10}{ratio:>16}")
     print("\ncompiled step temporary memory, standard tier, long visit histories")
     print(f"{'configuration':<26}{'visits':>7}{'batch':>7}{'temp MiB':>10}{'cut vs naive':>14}")
     for r in memory:

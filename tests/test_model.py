@@ -9,7 +9,7 @@ from hamnet_jax.data.batch import random_batch, validate_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
-from hamnet_jax.models.layers import masked_softmax
+from hamnet_jax.models.layers import Dropout, keep_mask, masked_softmax
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
 
 
@@ -133,3 +133,23 @@ def test_the_wide_path_adds_a_linear_function_of_the_last_visit():
     linear = x[np.arange(4), last].sum(-1)
     np.testing.assert_allclose(np.asarray(out["mean"] - ref["mean"]), linear, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(out["logits"] - ref["logits"]), linear, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 33), (256, 64)])
+def test_keep_masks_are_bernoulli_at_the_rate_and_fixed_by_the_key(shape):
+    key = jax.random.key(4)
+    mask = np.asarray(keep_mask(key, 0.9, shape))
+    assert mask.shape == shape and mask.dtype == bool
+    np.testing.assert_array_equal(mask, keep_mask(key, 0.9, shape))  # the same key, the same mask
+    assert not np.array_equal(keep_mask(jax.random.key(5), 0.9, (256, 64)), keep_mask(key, 0.9, (256, 64)))
+    big = np.asarray(keep_mask(key, 0.7, (400, 1000)))  # 400,000 draws: sd of the mean 0.0007
+    assert abs(big.mean() - 0.7) < 0.004
+    assert abs(big[:, ::2].mean() - big[:, 1::2].mean()) < 0.006  # the two halves of a word are alike
+    assert not keep_mask(key, 0.0, (100,)).any() and keep_mask(key, 1.0 - 2**-17, (100,)).all()
+
+
+def test_dropout_scales_what_it_keeps():
+    x = jnp.ones((64, 32))
+    y = np.asarray(Dropout(0.25).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}))
+    np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
+    np.testing.assert_array_equal(Dropout(0.25).apply({}, x, deterministic=True), x)
