@@ -2,12 +2,13 @@
 
 1. per tier (fp32, batch 256): samples/s and achieved FLOP/s against a float32 matmul
    measured in the same run;
-2. standard tier at batch 256: fp32, fp32 with Flax's `bernoulli` dropout masks (the A/B of
-   `models.layers.keep_mask`), bf16, fp16 (loss scaling), remat, gradient accumulation,
-   attention kernels, and the PyTorch reference of the same architecture (eager and
-   torch.compile, when torch is installed: the `bench-torch` extra), each the median of
-   `--reps` interleaved repetitions (every round runs every row once, so the machine's
-   load moves all rows alike), with the spread;
+2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
+   says): fp32, fp32 with Flax's `bernoulli` dropout masks (the A/B of
+   `models.layers.keep_mask`), fp32 with the genotypes encoded at every visit, bf16, fp16
+   (loss scaling), remat, gradient accumulation, attention kernels, and the PyTorch
+   reference of the same architecture (eager and torch.compile, when torch is installed:
+   the `bench-torch` extra), each the median of `--reps` interleaved repetitions (every
+   round runs every row once, so the machine's load moves all rows alike), with the spread;
 3. temporary memory of the compiled step at long visit histories (64 and 512 visits) for
    naive vs blockwise attention and remat.
 
@@ -49,11 +50,14 @@ MIB = 2**20
 
 
 def cohort_config(tier: str, **overrides) -> HAMNetConfig:
+    """The model `hamnet train` builds for the default cohort (genotypes subject-level, as
+    its schema says)."""
     dims = CohortDims()
     return HAMNetConfig.from_tier(
         tier, clinical_dim=dims.clinical, imaging_dim=dims.imaging, genetic_dim=dims.genetic,
         lifestyle_dim=dims.lifestyle_numeric,
-        lifestyle_cardinalities=tuple(len(v) for v in LIFESTYLE_CATEGORICAL.values()), **overrides)
+        lifestyle_cardinalities=tuple(len(v) for v in LIFESTYLE_CATEGORICAL.values()),
+        **{"subject_level": ("genetic",), **overrides})
 
 
 def compiled_flops(compiled) -> float:
@@ -207,6 +211,7 @@ def main() -> None:
     timers = [
         jax_timer("fp32", std, args.batch),
         jax_timer("fp32, Flax bernoulli dropout masks", std, args.batch, trace=flax_bernoulli_masks),
+        jax_timer("fp32, genotypes encoded per visit", std.replace(subject_level=()), args.batch),
         jax_timer("bf16", std, args.batch, precision="bf16"),
         jax_timer("fp16 + loss scaling", std, args.batch, precision="fp16"),
         jax_timer("fp32 remat full", std.replace(remat_policy="full"), args.batch),

@@ -156,6 +156,27 @@ def test_schema_errors():
         Schema.from_dict({"modalities": {"clinical": ["a"]}})
     with pytest.raises(InputError, match="'categorical' must map each categorical lifestyle column to its levels"):
         Schema.from_dict({"subject_id": "eid", "modalities": {"lifestyle": ["smoke"]}, "categorical": ["smoke"]})
+    with pytest.raises(InputError, match="subject_level: 'genetic' is not a modality of the schema"):
+        Schema.from_dict({"subject_id": "eid", "modalities": {"clinical": ["a"]}, "subject_level": ["genetic"]})
+    with pytest.raises(InputError, match="'subject_level' must be a list of modalities"):
+        Schema.from_dict({"subject_id": "eid", "modalities": {"clinical": ["a"]}, "subject_level": "clinical"})
+
+
+def test_a_subject_level_column_must_hold_one_value_per_subject(tiny_cohort, frame):
+    _, schema = tiny_cohort
+    assert schema.subject_level == ("genetic",)  # the generated cohort's genotypes
+    column = schema.modalities["genetic"][0]
+    arrays = frame_to_arrays(frame, schema)  # repeated at each visit: accepted
+    assert arrays.values["genetic"].shape[1] > 1
+    bad = frame.copy()
+    row = int(np.flatnonzero((bad["visit"] == 1).to_numpy() & bad[column].notna().to_numpy())[0])
+    bad.loc[row, column] = bad.loc[row, column] + 1.0
+    sid = bad["subject_id"].iloc[row]
+    with pytest.raises(InputError, match=f"column '{re.escape(column)}' \\(genetic\\) is subject_level in the schema, "
+                                         f"but subject '{sid}' has different values at different visits"):
+        frame_to_arrays(bad, schema)
+    bad.loc[row, column] = np.nan  # missing at a visit is fine
+    frame_to_arrays(bad, schema)
 
 
 def test_the_sidecar_schema_keeps_every_dot_but_the_extension():

@@ -153,3 +153,29 @@ def test_dropout_scales_what_it_keeps():
     y = np.asarray(Dropout(0.25).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}))
     np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
     np.testing.assert_array_equal(Dropout(0.25).apply({}, x, deterministic=True), x)
+
+
+def test_a_subject_level_modality_is_encoded_once_per_subject():
+    config = HAMNetConfig.from_tier("base", clinical_dim=5, imaging_dim=0, genetic_dim=40, lifestyle_dim=0,
+                                    genetic_group_size=16)
+    once = config.replace(subject_level=("genetic",))
+    batch = random_batch(config, 6, 3)
+    g = np.asarray(batch.inputs["genetic"]).copy()
+    m = np.asarray(batch.feature_masks["genetic"]).copy()
+    g[:], m[:] = g[:, :1], m[:, :1]  # one genotype per subject, repeated at each visit
+    modality_mask = np.asarray(batch.modality_mask).copy()
+    modality_mask[..., 2] = 1.0
+    repeated = batch.replace(inputs={**batch.inputs, "genetic": g}, feature_masks={**batch.feature_masks, "genetic": m},
+                             modality_mask=modality_mask)
+    params = init_params(HAMNet(config), batch, jax.random.key(0))
+    per_visit = HAMNet(config).apply({"params": params}, repeated)[0]
+    subject = HAMNet(once).apply({"params": params}, repeated)[0]
+    np.testing.assert_allclose(subject["mean"], per_visit["mean"], rtol=1e-5, atol=1e-5)
+    # measured at the first visit only: the subject-level model still knows it at every visit
+    modality_mask[:, 1:, 2] = 0.0
+    only_first = repeated.replace(modality_mask=modality_mask)
+    np.testing.assert_allclose(HAMNet(once).apply({"params": params}, only_first)[0]["mean"], subject["mean"],
+                               rtol=1e-5, atol=1e-5)
+    flops = lambda c: jax.jit(lambda p, b: HAMNet(c).apply({"params": p}, b)[0]).lower(
+        params, repeated).compile().cost_analysis()["flops"]
+    assert flops(once) < flops(config)  # the genetic encoder runs on 6 rows, not 18

@@ -132,13 +132,25 @@ class HAMNetTorch(nn.Module):
         bsz, v = b["visit_mask"].shape
         n = bsz * v
         flat = lambda a: a.reshape((n,) + a.shape[2:])
+        had = b["modality_mask"] * b["visit_mask"][..., None]  # [B, V, M]
+        first = had * (torch.cumsum(had, 1) == 1).float()
         tokens = []
-        for m in MODALITIES:
+        for i, m in enumerate(MODALITIES):
+            if m in c.subject_level:  # once per subject (first visit with it), broadcast over visits
+                pick = first[..., i]
+                args = (torch.einsum("bv,bvf->bf", pick, b[m]), torch.einsum("bv,bvf->bf", pick, b[f"{m}_mask"]))
+                if m == "lifestyle":
+                    args += ((pick.long()[..., None] * b["categorical"]).sum(1),)
+                token = self.encoders[m](*args)
+                tokens.append(token[:, None].expand(bsz, v, token.shape[-1]).reshape(n, -1))
+                continue
             args = (flat(b[m]), flat(b[f"{m}_mask"]))
             tokens.append(self.encoders[m](*args, flat(b["categorical"])) if m == "lifestyle"
                           else self.encoders[m](*args))
         tokens = torch.stack(tokens, 1)
-        mask = flat(b["modality_mask"]) * flat(b["visit_mask"])[:, None]
+        subject = torch.tensor([float(m in c.subject_level) for m in MODALITIES])
+        known = torch.maximum(b["modality_mask"], subject * had.amax(1, keepdim=True))
+        mask = flat(known) * flat(b["visit_mask"])[:, None]
         x = (tokens + self.modality_embed) * mask[..., None]
         for block in self.fusion:
             x = block(x, mask)

@@ -61,7 +61,7 @@ class Config:
         for key, value in data_fields.items():
             if key in section and section[key] != value:
                 raise InputError(f"model.{key}: the config says {section[key]!r} but the data has {value!r} "
-                                 f"(modality width does not match the data schema)")
+                                 f"(the data schema decides it)")
             section[key] = value
         return HAMNetConfig.from_tier(tier, **section)
 

@@ -219,8 +219,33 @@ def frame_to_arrays(
     at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]
     values = {m: pad(x) for m, x in numeric.items()}
     extras = {c: at_last(x) for c, x in extra.items()}
-    return CohortArrays(
+    arrays = CohortArrays(
         values=values, categorical=pad(categorical), visit_mask=visit_mask, visit_times=visit_times,
         targets=at_last(target).astype(np.float32), labels=at_last(labels).astype(np.float32),
         subject_ids=np.asarray(subjects, dtype=str), extras=extras,
     )
+    check_subject_level(arrays, schema)
+    return arrays
+
+
+def check_subject_level(data: CohortArrays, schema: Schema) -> None:
+    """A modality the schema marks `subject_level` is encoded once per subject, so each of
+    its columns must hold one value per subject (missing at some visits is fine)."""
+    for m in schema.subject_level:
+        columns = list(schema.numeric_columns(m))
+        grids = [data.values[m]]
+        if m == "lifestyle" and schema.categorical_columns:
+            columns += list(schema.categorical_columns)
+            grids.append(data.categorical)
+        grid = np.concatenate([g.astype(np.float64) for g in grids], axis=-1)  # [N, V, D]
+        if not grid.size:
+            continue
+        lo = np.where(np.isnan(grid), np.inf, grid).min(axis=1)
+        hi = np.where(np.isnan(grid), -np.inf, grid).max(axis=1)
+        differs = np.isfinite(lo) & (hi - lo > 1e-6 * np.maximum(np.abs(lo), 1.0))
+        if differs.any():
+            subject, col = map(int, np.argwhere(differs)[0])
+            raise InputError(f"column {columns[col]!r} ({m}) is subject_level in the schema, but subject "
+                             f"{str(data.subject_ids[subject])!r} has different values at different visits "
+                             f"({lo[subject, col]:g} and {hi[subject, col]:g}); remove {m} from subject_level "
+                             f"or give one value per subject")

@@ -248,6 +248,7 @@ def long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: n
             "lifestyle": blocks[3][0] + cat_cols,
         },
         "categorical": {c: list(levels) for c, levels in names.LIFESTYLE_CATEGORICAL.items()},
+        "subject_level": ["genetic"],  # genotypes: one value per subject, repeated at each visit
         "extra": ["bio_age"],
     }
     return frame, schema

@@ -12,6 +12,8 @@ modalities:                    # any subset of clinical / imaging / genetic / li
   lifestyle: [20116-0.0, 22040-0.0]
 categorical:                   # optional: lifestyle columns that are categories, with their numeric codes
   20116-0.0: [0, 1, 2]
+subject_level: [genetic]       # optional: modalities constant within a subject (genotypes):
+                               # encoded once per subject and broadcast over its visits
 extra: [bio_age]               # optional: columns carried along for evaluation only
 ```
 """
@@ -28,7 +30,8 @@ import yaml
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
-SCHEMA_KEYS = {"subject_id", "visit", "time", "target", "outcome", "modalities", "categorical", "extra"}
+SCHEMA_KEYS = {"subject_id", "visit", "time", "target", "outcome", "modalities", "categorical", "subject_level",
+               "extra"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Schema:
     outcome: str | None = None
     categorical: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     extra: tuple[str, ...] = ()
+    subject_level: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "schema") -> Schema:
@@ -73,6 +77,14 @@ class Schema:
             if bad:
                 raise InputError(f"{source}: categorical.{col}: level {bad[0]!r} is not a number; categories "
                                  "are numeric codes (as UK Biobank encodes them)")
+        subject_level = raw.get("subject_level") or []
+        if not isinstance(subject_level, list):
+            raise InputError(f"{source}: 'subject_level' must be a list of modalities, e.g. 'subject_level: "
+                             f"[genetic]'; got {subject_level!r}")
+        for m in subject_level:
+            if m not in mods:
+                raise InputError(f"{source}: subject_level: {m!r} is not a modality of the schema "
+                                 f"(it has {sorted(mods)})")
         seen: dict[str, str] = {}
         for m, cols in mods.items():
             for c in cols:
@@ -88,6 +100,7 @@ class Schema:
             outcome=raw.get("outcome"),
             categorical={str(c): tuple(v) for c, v in cats.items()},
             extra=tuple(raw.get("extra") or ()),
+            subject_level=tuple(m for m in MODALITIES if m in subject_level),
         )
 
     @classmethod
@@ -109,6 +122,8 @@ class Schema:
         d["modalities"] = {m: list(c) for m, c in self.modalities.items() if c}
         if self.categorical:
             d["categorical"] = {c: list(v) for c, v in self.categorical.items()}
+        if self.subject_level:
+            d["subject_level"] = list(self.subject_level)
         if self.extra:
             d["extra"] = list(self.extra)
         return d

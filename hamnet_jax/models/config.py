@@ -69,6 +69,9 @@ class HAMNetConfig:
     # a linear path beside the deep one (Wide & Deep, Cheng et al. 2016): the mean and the logit
     # add a linear function of the last visit's standardized features, masks and category codes
     wide: bool = False
+    # modalities constant within a subject (the schema's subject_level, e.g. genotypes): encoded
+    # once per subject, from its first visit that has them, and present at all its visits
+    subject_level: tuple[str, ...] = ()
     # variational information bottleneck on the subject summary (Alemi et al. 2017): the head
     # reads z ~ N(mu, sigma^2) in training and mu in evaluation; aux carries mu and log sigma^2
     information_bottleneck: bool = False
@@ -84,6 +87,7 @@ class HAMNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lifestyle_cardinalities", tuple(int(c) for c in self.lifestyle_cardinalities))
         object.__setattr__(self, "remat_blocks", tuple(self.remat_blocks))
+        object.__setattr__(self, "subject_level", tuple(self.subject_level))
         for m in ("imaging", "genetic"):
             name = f"{m}_kept_features"
             object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
@@ -125,6 +129,7 @@ class HAMNetConfig:
         d = dataclasses.asdict(self)
         d["lifestyle_cardinalities"] = list(self.lifestyle_cardinalities)
         d["remat_blocks"] = list(self.remat_blocks)
+        d["subject_level"] = list(self.subject_level)
         for m in ("imaging", "genetic"):
             d[f"{m}_kept_features"] = list(getattr(self, f"{m}_kept_features"))
         return d
@@ -191,6 +196,9 @@ class HAMNetConfig:
                               ("remat_policy", REMAT_POLICIES)):
             if getattr(self, name) not in allowed:
                 fail(name, f"unknown value {getattr(self, name)!r}; expected one of {list(allowed)}")
+        unknown = sorted(set(self.subject_level) - set(MODALITIES))
+        if unknown:
+            fail("subject_level", f"unknown modality {unknown[0]!r}; expected some of {list(MODALITIES)}")
         unknown = sorted(set(self.remat_blocks) - set(REMAT_BLOCKS))
         if unknown:
             fail("remat_blocks", f"unknown block(s) {unknown}; expected a subset of {list(REMAT_BLOCKS)}")

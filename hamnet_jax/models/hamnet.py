@@ -61,19 +61,34 @@ class HAMNet(nn.Module):
         n = b * v
         flat = lambda a: a.reshape((n,) + a.shape[2:])
         encoders = self._encoders()
+        # subject-level modalities: one encoder row per subject, from its first visit with the
+        # modality (a mask product, not a gather: the batch dimension stays symbolic in export)
+        had = batch.modality_mask * batch.visit_mask[..., None]  # [B, V, M]
+        first = had * (jnp.cumsum(had, axis=1) == 1)
         tokens = []
-        for m in MODALITIES:
+        for i, m in enumerate(MODALITIES):
             if m not in encoders:  # a zero token, its batch size taken from an input so that a
                 # symbolic batch dimension (ONNX export) stays symbolic: jnp.zeros((n, E)) would not
                 tokens.append(flat(batch.visit_mask)[:, None].astype(jnp.float32) * jnp.zeros((1, c.embed_dim)))
-            elif m == "lifestyle":
-                tokens.append(encoders[m](flat(batch.inputs[m]), flat(batch.feature_masks[m]),
-                                          flat(batch.categorical), deterministic))
-            else:
-                tokens.append(encoders[m](flat(batch.inputs[m]), flat(batch.feature_masks[m]), deterministic))
+                continue
+            if m in c.subject_level:
+                pick = first[..., i]
+                args = [jnp.einsum("bv,bvf->bf", pick, batch.inputs[m].astype(jnp.float32)).astype(
+                    batch.inputs[m].dtype), jnp.einsum("bv,bvf->bf", pick, batch.feature_masks[m])]
+                if m == "lifestyle":
+                    args.append((pick.astype(batch.categorical.dtype)[..., None] * batch.categorical).sum(1))
+                token = encoders[m](*args, deterministic)  # [B, E]
+                tokens.append(flat(jnp.broadcast_to(token[:, None], (b, v, token.shape[-1]))))
+                continue
+            args = [flat(batch.inputs[m]), flat(batch.feature_masks[m])]
+            if m == "lifestyle":
+                args.append(flat(batch.categorical))
+            tokens.append(encoders[m](*args, deterministic))
         tokens = jnp.stack(tokens, axis=1)  # [N, M, E]
         present = jnp.asarray([m in encoders for m in MODALITIES], jnp.float32)
-        modality_mask = flat(batch.modality_mask) * present * flat(batch.visit_mask)[:, None]
+        subject = jnp.asarray([m in c.subject_level for m in MODALITIES], jnp.float32)
+        known = jnp.maximum(batch.modality_mask, subject * had.max(axis=1, keepdims=True))  # [B, V, M]
+        modality_mask = flat(known) * present * flat(batch.visit_mask)[:, None]
         dtype = jnp.dtype(c.dtype)
         fused, modality_weights = CrossModalFusion(
             c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, c.attention,

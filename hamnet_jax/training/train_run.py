@@ -98,7 +98,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     pre = Preprocessor.fit(parts["train"], levels)
     model_config = config.model_config(
         **{f"{m}_dim": w for m, w in schema.widths().items()}, lifestyle_cardinalities=schema.cardinalities(),
-        **task_heads(schema, config),
+        subject_level=schema.subject_level, **task_heads(schema, config),
     )
     if not model_config.regression:
         unused = [k for k in ("loss", "classification_weight") if k in config.given.get("training", ())]
