@@ -44,6 +44,7 @@ def write_cohort(root: Path, subjects: int, modalities: tuple[str, ...], outcome
     frame, schema = generate_cohort(subjects, seed=subjects, dims=DIMS)
     frame = frame[frame["visit"] == 0].reset_index(drop=True)
     schema["modalities"] = {m: schema["modalities"][m] for m in modalities}
+    schema["subject_level"] = [m for m in schema.get("subject_level", []) if m in modalities]
     if "lifestyle" not in modalities:
         schema.pop("categorical", None)
     if outcome_only:

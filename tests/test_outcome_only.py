@@ -61,6 +61,7 @@ def outcome_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("outcome")
     schema = {k: v for k, v in schema.items() if k != "target"}
     schema["modalities"] = {m: schema["modalities"][m] for m in ("clinical", "lifestyle")}
+    schema.pop("subject_level")  # (the genotypes it names are not kept)
     schema["categorical"] = {c: v for c, v in schema.get("categorical", {}).items()
                              if c in schema["modalities"]["lifestyle"]}
     path = root / "outcome.parquet"
