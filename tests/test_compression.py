@@ -96,6 +96,7 @@ def test_bad_flags_and_sections_name_the_key(tiny_run, tiny_cohort, tmp_path, ca
     assert PruningConfig.from_section({"method": "snip"}).method == PruningMethod.SNIP
 
 
+@pytest.mark.slow  # (39 s; each precision's export alone: test_export's test_reduced_precision_exports_stay_close)
 def test_half_precision_and_int8_runs_export_to_onnx(tiny_run, tiny_cohort, tmp_path, capsys):
     pytest.importorskip("jax2onnx")
     data, _ = tiny_cohort
