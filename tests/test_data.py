@@ -198,8 +198,10 @@ def test_ukb_example_schema_loads_a_ukb_style_file():
     frame[schema.time] = np.tile([0.0, 2.5, 5.0], 4)
     for c, levels in schema.categorical.items():
         frame[c] = rng.choice(levels, size=12)
+    for c in schema.modalities["genetic"]:  # one polygenic score per participant (subject_level)
+        frame[c] = np.repeat(rng.normal(size=4), 3)
     a = frame_to_arrays(frame, schema)
-    assert a.num_subjects == 4 and a.visit_mask.shape == (4, 3)
+    assert a.num_subjects == 4 and a.visit_mask.shape == (4, 3) and schema.subject_level == ("genetic",)
     assert "30000-0.0" in schema.modalities["clinical"]
 
 
