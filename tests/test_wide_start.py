@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
@@ -16,7 +18,8 @@ from hamnet_jax.data.batch import random_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params, wide_features
-from hamnet_jax.training.wide_start import fitted_wide_start, logistic_cv, logistic_newton, ridge_loo
+from hamnet_jax.training.wide_start import (fitted_wide_start, freeze_wide, logistic_cv, logistic_newton,
+                                            ridge_loo)
 
 
 def _regression_data(rng: np.random.Generator, n: int = 120, p: int = 15) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +73,15 @@ def test_the_fitted_start_makes_the_untrained_network_the_linear_models(wide_mod
     np.testing.assert_allclose(out["logits"], x @ lw + lb, rtol=1e-4, atol=1e-4)
     for name in ("fusion", "temporal", "head_mlp"):  # the deep part keeps its seeded init
         jax.tree_util.tree_map(np.testing.assert_array_equal, start[name], params[name])
+
+
+def test_the_fitted_wide_path_stays_fixed_in_training(wide_model):
+    config, batch, _, params = wide_model
+    tx = freeze_wide(optax.adamw(0.1, weight_decay=0.1))
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert not any(np.asarray(u).any() for u in jax.tree_util.tree_leaves(updates["wide"]))
+    assert all(np.asarray(u).all() for u in jax.tree_util.tree_leaves(updates["mean_head"]))
 
 
 def test_the_fitted_start_needs_the_wide_path(wide_model):

@@ -133,8 +133,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
             on_epoch({**record, "seconds": now - clock[0], "samples": int(parts["train"].num_subjects)})
             clock[0] = now
 
-    if training.wide_start == "fitted" and not resume:
-        plan = fitted_plan(plan, model_config, batches["train"], training.seed)
+    if training.wide_start == "fitted":
+        plan = fitted_plan(plan, model_config, batches["train"], training.seed, start_params=not resume)
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,

@@ -4,9 +4,10 @@ On a small cohort a deep model trained from a random start can end below a linea
 on the same rows: it has to discover the linear part of the signal through noisy gradients
 and stops early. Starting the wide path at the linear model's solution — ridge regression for
 the mean, L2-regularized logistic regression for the outcome — with the deep heads' last
-layers zeroed makes the untrained network exactly that linear model; training then moves
-the deep part where the validation metric says it helps. The log-variance head starts at the
-ridge's leave-one-out residual variance, so the Gaussian NLL starts calibrated.
+layers zeroed makes the untrained network exactly that linear model; the wide path then
+stays fixed (`freeze_wide`) while training moves the deep part where the validation metric
+says it helps. The log-variance head starts at the ridge's leave-one-out residual variance,
+so the Gaussian NLL starts calibrated.
 
 The fits are closed-form numpy rather than scikit-learn (an optional extra, and this runs
 in every small-cohort training): ridge picks its penalty by exact leave-one-out error from
@@ -20,7 +21,9 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.errors import InputError
@@ -130,9 +133,30 @@ def fitted_wide_start(config: HAMNetConfig, params: Any, train: Batch, seed: int
     return params
 
 
-def fitted_plan(plan: Plan, config: HAMNetConfig, train: Batch, seed: int) -> Plan:
-    """`plan` starting from `fitted_wide_start` of its start params (the seeded init, as
-    `fit` would make it, when the plan gives none)."""
+def freeze_wide(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with the wide path's gradients and updates zeroed: Adam moves each weight by about
+    the learning rate per step whatever its gradient, so on a few thousand wide inputs a
+    trainable linear start is lost within an epoch (measured on the frailty world: MAE 1.24x
+    the best baseline, best epoch 1). Zeroed before `tx` (gradient clipping ignores them) and
+    after it (decoupled weight decay would still move them); stateless, so the optimizer
+    state keeps the parameters' tree, which sharding the state relies on."""
+    def zero(updates: Any, params: Any = None) -> Any:
+        if "wide" not in updates:
+            return updates
+        return {**updates, "wide": jax.tree_util.tree_map(jnp.zeros_like, updates["wide"])}
+
+    return optax.chain(optax.stateless(zero), tx, optax.stateless(zero))
+
+
+def fitted_plan(plan: Plan, config: HAMNetConfig, train: Batch, seed: int, start_params: bool = True) -> Plan:
+    """`plan` with the wide path fixed at its linear fit: the optimizer leaves it alone, and
+    with `start_params` (not when resuming: the checkpoint holds them) training starts from
+    `fitted_wide_start` of the plan's start params (the seeded init, as `fit` makes it, when
+    the plan gives none)."""
+    wrap = plan.wrap_tx
+    plan = dataclasses.replace(plan, wrap_tx=lambda tx: freeze_wide(wrap(tx)))
+    if not start_params:
+        return plan
     start = plan.init_params
     if start is None:
         start = init_params(HAMNet(config), train.take(np.arange(min(train.size, 2))),
