@@ -102,6 +102,8 @@ def job_metrics(port: int | None):
 
 def add_tier_argument(parser: argparse.ArgumentParser) -> None:
     """--tier for the commands that train (train, cv)."""
-    parser.add_argument("--tier", choices=("auto", "base", "standard", "comprehensive"),
-                        help="model tier (auto, the default: standard, with the wide path started at its linear "
+    from hamnet_jax.models.config import TIERS
+
+    parser.add_argument("--tier", choices=("auto", *TIERS),
+                        help="model tier (auto, the default: standard, with the wide path fixed at its linear "
                              "fit below 4,000 training subjects)")
