@@ -54,7 +54,7 @@ def base_tier(like: RawModel) -> RawModel:
         "clinical_dim", "imaging_dim", "genetic_dim", "lifestyle_dim", "lifestyle_cardinalities",
         "imaging_group_size", "genetic_group_size", "classification")})
     params = init_params(HAMNet(config), random_batch(config, 2, like.spec.max_visits), jax.random.key(0))
-    return RawModel(CompressedModel(config, params), like.preprocessor, like.std_scale, like.spec)
+    return RawModel(CompressedModel(config, params), like.preprocessor, like.calibration, like.spec)
 
 
 def predictors(raw: RawModel, name: str, work: Path, train, test) -> dict[str, tuple[Predictor, int]]:

@@ -11,11 +11,13 @@ markers (linear, quadratic, saturating and exponential responses to biological a
 model is scored by `hamnet cv --folds 5` (the same folds for HAMNet and the baselines; the
 baselines on the last visit's features). Regression: R² and MAE; an outcome-only task
 (the `died` outcome, no target) on the two-modality cohorts: AUROC beside logistic
-regression. Variants are HAMNet configs: `defaults` is what a user gets with no config
-(`tier: auto`: on these cohorts the wide path started at its ridge / logistic fit),
-`standard` the standard tier from a random start (the default before `auto`), `wide` that
-with the linear path learned from zero (`model.wide: true`). A finished CV is reused on a rerun, and
-the JSON keeps the rows of earlier invocations (other sizes or variants).
+regression, with the probabilities' 5-fold log loss and Brier score (HAMNet's are
+temperature-scaled on each fold's validation part). Variants are HAMNet configs:
+`defaults` is what a user gets with no config (`tier: auto`: on these cohorts the wide
+path fixed at its ridge / logistic fit), `standard` the standard tier from a random start
+(the default before `auto`), `wide` that with the linear path learned from zero
+(`model.wide: true`). A finished CV is reused on a rerun, and the JSON keeps the rows of
+earlier invocations (other sizes or variants).
 Prints a table; writes experiments/results/bench_small_data.json.
 """
 
@@ -95,6 +97,9 @@ def main() -> None:
                         row.update({m: models[m]["auroc"] for m in
                                     ("HAMNet", "logistic_regression", "hist_gradient_boosting_classifier")})
                         row["holds"] = row["HAMNet"]["mean"] >= row["logistic_regression"]["mean"] - 0.01
+                        # calibration: the probabilities' log loss and Brier score beside logistic regression's
+                        row["probability"] = {m: {k: models[m][k]["mean"] for k in ("log_loss", "brier")}
+                                              for m in ("HAMNet", "logistic_regression")}
                     else:
                         row.update({m: models[m]["r2"] for m in ("HAMNet", "ridge", "hist_gradient_boosting")})
                         row["holds"] = (row["HAMNet"]["mean"] >= 0.95 * row["ridge"]["mean"]
@@ -110,6 +115,14 @@ def main() -> None:
         print(f"{r['subjects']:>8} {r['modalities']:<20}{r['task']:<11}{r['variant']:<10}{cells}  {r['holds']}")
     print("regression cells: 5-fold R² (mean ± sd); outcome cells: AUROC. holds: R² >= 0.95 x ridge and >= HGB; "
           "AUROC >= logistic regression - 0.01")
+    calibrated = [r for r in rows if "probability" in r]
+    if calibrated:
+        print(f"\n{'subjects':>8} {'variant':<10}{'log loss HAMNet':>17}{'logistic':>10}"
+              f"{'Brier HAMNet':>14}{'logistic':>10}")
+        for r in sorted(calibrated, key=lambda r: (r["subjects"], r["variant"])):
+            h, lr = r["probability"]["HAMNet"], r["probability"]["logistic_regression"]
+            print(f"{r['subjects']:>8} {r['variant']:<10}{h['log_loss']:>17.4f}{lr['log_loss']:>10.4f}"
+                  f"{h['brier']:>14.4f}{lr['brier']:>10.4f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ RUN_DIR/
   config.yaml        resolved run config, with the model section as trained
   schema.yaml        the data schema used (target included)
   preprocessor.npz   standardization fitted on the training split
-  calibration.json   variance scale fitted on the validation split
+  calibration.json   interval scale and outcome temperature fitted on the validation split
   data_profile.npz   the training split's feature distributions and the validation
                      predictions' (data/profile.py), for drift checks
   params/            final (best-validation) parameters, orbax (trained runs)
@@ -34,6 +34,7 @@ import yaml
 from hamnet_jax.config import Config, config_from_dict
 from hamnet_jax.export.compressed_checkpoint import load_compressed, save_compressed
 from hamnet_jax.inference.compressed import CompressedModel
+from hamnet_jax.inference.calibration import Calibration
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
@@ -51,7 +52,7 @@ class Run:
     schema: Schema
     preprocessor: Preprocessor
     params: Any  # float params (dequantized for an int8 run)
-    std_scale: float
+    calibration: Calibration
     model: CompressedModel | None = None  # the execution path: int8 codes + scales, or float params
 
     def __post_init__(self) -> None:
@@ -91,8 +92,8 @@ def load_compressed_model(run_dir: Path, config: HAMNetConfig) -> CompressedMode
     return CompressedModel(config, codes, scales, bits, mode)
 
 
-def save_calibration(run_dir: Path, std_scale: float) -> None:
-    write_json_atomic(run_dir / "calibration.json", {"std_scale": std_scale})
+def save_calibration(run_dir: Path, calibration: Calibration) -> None:
+    write_json_atomic(run_dir / "calibration.json", calibration.to_dict())
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -122,6 +123,6 @@ def load_run(run_dir: str | Path) -> Run:
         with ocp.StandardCheckpointer() as ckptr:
             params = ckptr.restore((path / "params").absolute())
         model = None
-    std_scale = float(json.loads((path / "calibration.json").read_text())["std_scale"])
+    calibration = Calibration.from_dict(json.loads((path / "calibration.json").read_text()))
     return Run(path, config, model_config, Schema.load(path / "schema.yaml"),
-               Preprocessor.load(path / "preprocessor.npz"), params, std_scale, model)
+               Preprocessor.load(path / "preprocessor.npz"), params, calibration, model)

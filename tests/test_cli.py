@@ -129,7 +129,8 @@ def test_predictions_are_recomputed_when_the_run_or_an_input_changes(tiny_run, t
     subjects.values["clinical"][3, 0, 0] += 1.0  # one input cell changed
     _, hit = cached(run, subjects)
     assert not hit and len(calls) == 2
-    changed = dataclasses.replace(run, std_scale=run.std_scale * 1.1)  # recalibrated
+    recalibrated = dataclasses.replace(run.calibration, std_scale=run.calibration.std_scale * 1.1)
+    changed = dataclasses.replace(run, calibration=recalibrated)
     assert run_fingerprint(changed) != run_fingerprint(run)
     params = jax.tree_util.tree_map(lambda p: p, run.params)
     params["mean_head"]["bias"] = params["mean_head"]["bias"] + 1.0  # retrained

@@ -3,6 +3,7 @@ head alone; evaluate, predict, export and cross-validation report outcome metric
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -14,11 +15,16 @@ import yaml
 
 from hamnet_jax.cli import main
 from hamnet_jax.data.batch import random_batch
+from hamnet_jax.data.dataset import load_cohort
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.metrics import classification_metrics
+from hamnet_jax.inference.calibration import UNCALIBRATED, tempered_probability
+from hamnet_jax.inference.raw_inputs import cohort_to_raw
+from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.run_dir import load_run
 from hamnet_jax.transforms.losses import task_loss
 
 from .conftest import TINY_CONFIG
@@ -109,6 +115,15 @@ def test_outcome_only_train_evaluate_predict_export(outcome_data, outcome_run, t
     pred = pd.read_csv(pred_file)
     assert list(pred.columns) == ["subject_id", "outcome_probability", "outcome_probability_std"]
     assert pred["outcome_probability"].between(0, 1).all() and (pred["outcome_probability_std"] > 0).any()
+    # the probabilities are temperature-scaled by the run's validation fit
+    calibration = json.loads((outcome_run / "calibration.json").read_text())
+    assert calibration["logit_temperature"] == summary["logit_temperature"] != 1.0
+    run = load_run(outcome_run)
+    raw = dataclasses.replace(RawModel.from_run(run), calibration=UNCALIBRATED)  # the uncalibrated model
+    data = load_cohort(path, run.schema, run.config.data, require_target=False)
+    uncalibrated = raw(cohort_to_raw(data, raw.spec))["outcome_probability"]
+    expected, _ = tempered_probability(np.asarray(uncalibrated), None, calibration["logit_temperature"])
+    np.testing.assert_allclose(pred["outcome_probability"], expected, atol=6e-5)
 
     onnx_file = tmp_path / "outcome.onnx"
     assert main(["export", "--run", str(outcome_run), "--data", str(path), "--out", str(onnx_file),

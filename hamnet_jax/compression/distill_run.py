@@ -30,11 +30,11 @@ def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_di
     student, params, fitted = distill_model([(run.model_config, run.params)], config, batches["train"],
                                             batches["val"], ratio, options)
     model = CompressedModel(student, params)
-    std_scale = write_derived_run(out, run_dir, run, parts, batches, model, compressed=False)
+    calibration = write_derived_run(out, run_dir, run, parts, batches, model, compressed=False)
     result = measure_distillation((run.model_config, run.params), student, params, batches["test"], fitted.history,
                                   fitted.best_epoch, run.preprocessor.target_std)
-    summary = {"source_run": str(run_dir), "method": str(config.method), **result.summary(), "std_scale": std_scale,
-               "test": derived_test_metrics(run, parts, batches, model, std_scale)}
+    summary = {"source_run": str(run_dir), "method": str(config.method), **result.summary(), **calibration.to_dict(),
+               "test": derived_test_metrics(run, parts, batches, model, calibration)}
     summary["loop"] = loop_summary(options.training)
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -23,7 +23,8 @@ from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.compressed import CompressedModel
-from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch
+from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
+from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
                                 save_params)
@@ -94,7 +95,7 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
                       model: CompressedModel, compressed: bool) -> float:
     """A run directory for a model derived from `run` (same schema, preprocessing and split):
     config, weights (`weights.safetensors` when `compressed`: the pruned / quantized weights
-    themselves; orbax `params/` otherwise) and the interval scale recalibrated on the
+    themselves; orbax `params/` otherwise) and the calibration (interval scale, temperature) refitted on the
     validation part through the model's own execution path, which it returns. The caller
     writes `summary.json` last, so its presence marks a finished run."""
     pre = run.preprocessor
@@ -107,21 +108,20 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
         save_compressed_model(out, model)
     else:
         save_params(out, model.params)
-    val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, 1.0,
+    val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, UNCALIBRATED,
                         run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
                         visit_slots=run.config.data.max_visits)
-    std_scale = (calibrate_std_scale(parts["val"].targets, val["prediction"], val["total_std"])
-                 if model.config.regression else 1.0)
-    save_calibration(out, std_scale)
-    return std_scale
+    calibration = fit_calibration(parts["val"].targets, parts["val"].labels, val)
+    save_calibration(out, calibration)
+    return calibration
 
 
 def derived_test_metrics(run: Run, parts: dict, batches: dict[str, Batch], model: CompressedModel,
-                         std_scale: float) -> dict[str, float]:
+                         calibration: Calibration) -> dict[str, float]:
     """Test-split metrics of the derived model computed exactly as `hamnet evaluate` computes
     them on the written run (calibrated MC-dropout predictions on its own execution path)."""
     pre, training = run.preprocessor, run.config.training
-    pred = predict_batch(model.config, model.params, batches["test"], pre.target_mean, pre.target_std, std_scale,
+    pred = predict_batch(model.config, model.params, batches["test"], pre.target_mean, pre.target_std, calibration,
                          training.mc_samples, training.seed, apply_fn=model.apply_fn(),
                          visit_slots=run.config.data.max_visits)
     return prediction_metrics(parts["test"], pred)
@@ -138,13 +138,13 @@ def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_d
     options = fit_options(out, training or run.config.training, resume, progress)
     model, pruning_report, quantization_report = compress_model(
         run.model_config, run.params, batches["train"], batches["val"], pruning, quantization, options)
-    std_scale = write_derived_run(out, run_dir, run, parts, batches, model, compressed=True)
+    calibration = write_derived_run(out, run_dir, run, parts, batches, model, compressed=True)
     result = measure_compression(run.model, model, batches["test"], run.preprocessor.target_std,
                                  pruning=pruning_report, quantization=quantization_report)
     if result.pruning.get("sparsity"):
         plot_layer_sparsity(result.pruning["sparsity"], out / "plots" / "layer_sparsity.png")
-    summary = {"source_run": str(run_dir), **result.summary(), "std_scale": std_scale,
-               "test": derived_test_metrics(run, parts, batches, model, std_scale),
+    summary = {"source_run": str(run_dir), **result.summary(), **calibration.to_dict(),
+               "test": derived_test_metrics(run, parts, batches, model, calibration),
                "weights_file": str(out / WEIGHTS_FILE), "weights_file_bytes": (out / WEIGHTS_FILE).stat().st_size}
     summary["loop"] = loop_summary(options.training)
     write_json_atomic(out / "summary.json", summary)

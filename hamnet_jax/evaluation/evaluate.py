@@ -41,7 +41,7 @@ def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
     model = run.model  # the run's own execution path: int8 codes for a quantized run
     # padded to the run's visit slots: a subject's MC masks, hence its result, then do not
     # depend on how many visits other subjects of the file have (models/mc_dropout.py)
-    return predict_batch(model.config, model.params, batch, pre.target_mean, pre.target_std, run.std_scale,
+    return predict_batch(model.config, model.params, batch, pre.target_mean, pre.target_std, run.calibration,
                          run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
                          visit_slots=run.config.data.max_visits)
 

@@ -40,7 +40,7 @@ def _update(digest: Any, array: np.ndarray) -> None:
 def run_fingerprint(run: Run) -> str:
     """SHA-256 of what the run's predictions depend on besides the inputs."""
     c = run.config
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{type(run.model).__name__}|{run.model_config!r}|{run.std_scale!r}|"
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{type(run.model).__name__}|{run.model_config!r}|{run.calibration!r}|"
                             f"{c.training.mc_samples}|{c.training.seed}|{c.data.max_visits}|".encode())
     digest.update((run.path / "preprocessor.npz").read_bytes())
     for path, leaf in jax.tree_util.tree_leaves_with_path(run.model.params):

@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, tempered_probability
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.models.uncertainty import Z90, predict_with_uncertainty
@@ -34,10 +36,10 @@ def _plain_apply(config: HAMNetConfig) -> Callable:
 
 def predict_batch(
     config: HAMNetConfig, params: Any, batch: Batch, target_mean: float, target_std: float,
-    std_scale: float = 1.0, num_samples: int = 20, seed: int = 0, chunk: int = 256,
+    calibration: Calibration = UNCALIBRATED, num_samples: int = 20, seed: int = 0, chunk: int = 256,
     apply_fn: Callable | None = None, visit_slots: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """MC-dropout predictions in target units; stds are multiplied by `std_scale`.
+    """MC-dropout predictions in target units, with the run's `calibration` applied.
     `apply_fn` (default `HAMNet(config).apply`) is the execution path, e.g. a quantized
     model's (`CompressedModel.apply_fn()`) with `params` its int8 codes. The batch is
     padded to `visit_slots` (the run's `data.max_visits`): the MC masks, drawn for that
@@ -48,19 +50,20 @@ def predict_batch(
     key = jax.random.key(seed)
     apply_fn = apply_fn or _plain_apply(config)
     out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
-    return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, std_scale).items()}
+    return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
 
 
-def calibrated_outputs(stats: dict, target_mean: float, target_std: float, std_scale: float) -> dict:
+def calibrated_outputs(stats: dict, target_mean: float, target_std: float, calibration: Calibration) -> dict:
     """Standardized statistics (`mean`, `aleatoric_std`, optional `epistemic_std`,
     `total_std` of a regression head; `probability`, optional `probability_std` of a
     classification head) -> `hamnet predict`'s outputs in target units: prediction,
-    calibrated stds (multiplied by `std_scale`), the 90% interval, `outcome_probability`
-    and its MC-dropout spread `outcome_probability_std`. Works on numpy and traced arrays
-    alike (it runs inside exported graphs too)."""
+    calibrated stds (multiplied by `calibration.std_scale`), the 90% interval, the
+    temperature-scaled `outcome_probability` and its MC-dropout spread
+    `outcome_probability_std`. Works on numpy and traced arrays alike (it runs inside
+    exported graphs too)."""
     result = {}
     if "mean" in stats:
-        scale = target_std * std_scale
+        scale = target_std * calibration.std_scale
         result["prediction"] = stats["mean"] * target_std + target_mean
         for name in ("aleatoric_std", "epistemic_std", "total_std"):
             if name in stats:
@@ -68,9 +71,11 @@ def calibrated_outputs(stats: dict, target_mean: float, target_std: float, std_s
         result["lower_90"] = result["prediction"] - Z90 * result["total_std"]
         result["upper_90"] = result["prediction"] + Z90 * result["total_std"]
     if "probability" in stats:
-        result["outcome_probability"] = stats["probability"]
-    if "probability_std" in stats:
-        result["outcome_probability_std"] = stats["probability_std"]
+        probability, spread = tempered_probability(stats["probability"], stats.get("probability_std"),
+                                                   calibration.logit_temperature, jnp)
+        result["outcome_probability"] = probability
+        if spread is not None:
+            result["outcome_probability_std"] = spread
     return result
 
 
@@ -85,11 +90,3 @@ def primary_output(names: Iterable[str]) -> str:
         if name in names:
             return name
     raise ValueError(f"no prediction among the outputs {sorted(names)}")
-
-
-def calibrate_std_scale(y: np.ndarray, prediction: np.ndarray, total_std: np.ndarray) -> float:
-    """Factor s so that prediction ± 1.645 s σ covers 90% of held-out targets
-    (std scaling, Levi et al. 2022, 'Evaluating and calibrating uncertainty prediction
-    in regression tasks'): the 90% quantile of |error| / σ over 1.645."""
-    z = np.abs(np.asarray(y) - prediction) / np.maximum(total_std, 1e-12)
-    return float(np.quantile(z, 0.9) / Z90)

@@ -33,6 +33,7 @@ from hamnet_jax.data.batch import random_batch
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.compressed import CompressedModel
+from hamnet_jax.inference.calibration import Calibration
 from hamnet_jax.inference.predictor import calibrated_outputs
 from hamnet_jax.inference.raw_inputs import RawInputSpec, standardize
 from hamnet_jax.models.mc_dropout import dropout_masks, mc_samples, uses_other_dropout
@@ -52,7 +53,7 @@ class RawModel:
 
     model: CompressedModel
     preprocessor: Preprocessor
-    std_scale: float
+    calibration: Calibration
     spec: RawInputSpec
     masks: tuple | None = None
     seed: int = 0
@@ -64,7 +65,7 @@ class RawModel:
         draws), 0 = deterministic."""
         k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)
         spec = RawInputSpec.of(run.preprocessor, run.config.data.max_visits)
-        raw = cls(run.model, run.preprocessor, run.std_scale, spec)
+        raw = cls(run.model, run.preprocessor, run.calibration, spec)
         return raw.with_mc_samples(k, run.config.training.seed)
 
     def with_mc_samples(self, num_samples: int, seed: int = 0) -> RawModel:
@@ -150,7 +151,7 @@ class RawModel:
         else:
             stats = mc_statistics(dict(samples))
         pre = self.preprocessor
-        out = calibrated_outputs(stats, pre.target_mean, pre.target_std, self.std_scale)
+        out = calibrated_outputs(stats, pre.target_mean, pre.target_std, self.calibration)
         return {k: out[k] for k in self.output_names}
 
     def __call__(self, raw: Mapping[str, Any]) -> dict:

@@ -26,7 +26,8 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.evaluation.evaluate import prediction_metrics
-from hamnet_jax.inference.predictor import calibrate_std_scale, predict_batch, primary_output
+from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
+from hamnet_jax.inference.predictor import predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints
@@ -145,29 +146,28 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if primary:
         save_params(out, result.params)
 
-    def predict(split: str, std_scale: float = 1.0) -> dict[str, np.ndarray]:
+    def predict(split: str, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
-                             std_scale, config.training.mc_samples, config.training.seed,
+                             calibration, config.training.mc_samples, config.training.seed,
                              visit_slots=config.data.max_visits)
 
     val_pred = predict("val")
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
         DataProfile.fit(parts["train"], schema).with_predictions(val_pred[primary_output(val_pred)]).save(
             out / "data_profile.npz")
-    std_scale = (calibrate_std_scale(parts["val"].targets, val_pred["prediction"], val_pred["total_std"])
-                 if model_config.regression else 1.0)
-    test_pred = predict("test", std_scale)
+    calibration = fit_calibration(parts["val"].targets, parts["val"].labels, val_pred)
+    test_pred = predict("test", calibration)
     metrics = prediction_metrics(parts["test"], test_pred)
     summary = {
         "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early, "std_scale": std_scale,
+        "stopped_early": result.stopped_early, **calibration.to_dict(),
         "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
         "batch_size": result.batch_size,
         "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
     }
     if not primary:
         return summary
-    save_calibration(out, std_scale)
+    save_calibration(out, calibration)
     write_json_atomic(out / "summary.json", summary)
     plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch,
                         *(() if model_config.regression else ("log loss of the outcome",)))

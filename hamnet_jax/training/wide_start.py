@@ -11,19 +11,21 @@ so the Gaussian NLL starts calibrated.
 
 The fits are closed-form numpy rather than scikit-learn (an optional extra, and this runs
 in every small-cohort training): ridge picks its penalty by exact leave-one-out error from
-one SVD (Golub, Heath and Wahba 1979); logistic regression by Newton's method (IRLS) with
-the penalty picked by k-fold cross-validated log loss.
+one SVD (Golub, Heath and Wahba 1979); logistic regression by L-BFGS (scipy) along a
+warm-started penalty path, the penalty picked by k-fold cross-validated log loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy.optimize import minimize
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.errors import InputError
@@ -58,29 +60,33 @@ def ridge_loo(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = RIDGE_PENALT
     return w, float(mean_y - mean_x @ w), loo
 
 
-def logistic_newton(x: np.ndarray, y: np.ndarray, penalty: float, iterations: int = 25,
-                    start: np.ndarray | None = None) -> np.ndarray:
+def logistic_fit(x: np.ndarray, y: np.ndarray, penalty: float, start: np.ndarray | None = None,
+                 tolerance: float = 1e-10) -> np.ndarray:
     """[weights..., intercept] minimizing the summed log loss + penalty/2 |w|^2 (intercept
-    free) by Newton's method from `start` (zeros): strictly convex, so it converges."""
-    xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-    reg = np.full(xa.shape[1], penalty)
-    reg[-1] = 1e-8
-    beta = np.zeros(xa.shape[1]) if start is None else start.copy()
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ beta, -30, 30)))
-        grad = xa.T @ (p - y) + reg * beta
-        hess = (xa * (p * (1 - p))[:, None]).T @ xa + np.diag(reg)
-        step = np.linalg.solve(hess, grad)
-        beta = beta - step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return beta
+    free), from `start` (zeros). Strictly convex, solved by L-BFGS (scipy): two matrix-vector
+    products per step, where a Newton step forms and solves the F x F Hessian (26 s for a
+    cross-validated path at 2,000 rows x 1,000 wide inputs, minutes at UK Biobank widths)."""
+    n, f = x.shape
+
+    def loss_and_grad(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ beta[:f] + beta[f]
+        loss = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * penalty * beta[:f] @ beta[:f]
+        residual = 0.5 * (1.0 + np.tanh(0.5 * z)) - y  # sigmoid(z) - y, overflow-free
+        grad = np.append(x.T @ residual + penalty * beta[:f], residual.sum())
+        return float(loss / n), grad / n
+
+    beta = np.zeros(f + 1) if start is None else start
+    result = minimize(loss_and_grad, beta, jac=True, method="L-BFGS-B",
+                      options={"maxiter": 20_000, "maxcor": 30, "gtol": tolerance, "ftol": 1e-15})
+    return result.x
 
 
 def logistic_cv(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = LOGISTIC_PENALTIES,
-                folds: int = LOGISTIC_FOLDS, seed: int = 0) -> tuple[np.ndarray, float, float]:
-    """(weights, intercept, penalty): `logistic_newton` refitted on all rows with the penalty
-    of least `folds`-fold cross-validated log loss."""
+                folds: int = LOGISTIC_FOLDS, seed: int = 0, solver: Callable[..., np.ndarray] = logistic_fit,
+                ) -> tuple[np.ndarray, float, float]:
+    """(weights, intercept, penalty): `solver` (`logistic_fit`; experiments/bench_wide_start.py
+    passes Newton's method) refitted on all rows with the penalty of least `folds`-fold
+    cross-validated log loss."""
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
     penalties = np.sort(penalties)[::-1]  # strongest first: each fit warm-starts the next
     losses = np.zeros(len(penalties))
@@ -88,11 +94,11 @@ def logistic_cv(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = LOGISTIC_P
         fit, held = fold != k, fold == k
         beta = None
         for i, penalty in enumerate(penalties):
-            beta = logistic_newton(x[fit], y[fit], penalty, start=beta)
+            beta = solver(x[fit], y[fit], penalty, start=beta)
             p = np.clip(1.0 / (1.0 + np.exp(-(x[held] @ beta[:-1] + beta[-1]))), 1e-12, 1 - 1e-12)
             losses[i] -= float(np.sum(y[held] * np.log(p) + (1 - y[held]) * np.log(1 - p)))
     penalty = float(penalties[int(np.argmin(losses))])
-    beta = logistic_newton(x, y, penalty)
+    beta = solver(x, y, penalty)
     return beta[:-1], float(beta[-1]), penalty
 
 
