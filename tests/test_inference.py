@@ -35,7 +35,7 @@ def test_a_subject_gets_the_same_result_in_any_batch_without_recompiling(raw, ja
     for n in (1, 3, 8, 9, 20):
         part = jax_predictor.predict(rows(request, np.arange(n)))
         for name in raw.output_names:
-            np.testing.assert_allclose(part[name], whole[name][:n], atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(part[name], whole[name][:n], rtol=1e-6, atol=1e-5, err_msg=name)  # a few ulps
     assert jax_predictor.compiled_shapes <= 3  # one compilation per bucket, none per request size
     assert set(whole) == set(raw.output_names) and whole["prediction"].shape == (45,)
     assert np.all(whole["epistemic_std"] > 0) and np.all(whole["lower_90"] < whole["upper_90"])
