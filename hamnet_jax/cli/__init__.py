@@ -26,23 +26,33 @@ log = logging.getLogger("hamnet_jax")
 def cmd_cohort(args: argparse.Namespace) -> None:
     import yaml
 
-    from hamnet_jax.data.cohort import CohortDims, generate_cohort
+    from hamnet_jax.data.cohort import CohortDims, cohort_blocks
     from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
     from hamnet_jax.data.schema import sidecar_path
-    from hamnet_jax.data.tables import write_table
+    from hamnet_jax.data.tables import write_table_chunks
     from hamnet_jax.io_atomic import write_text_atomic
 
     _setup(args)
     defaults = CohortDims()
     dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
                         ("clinical", "imaging", "genetic", "lifestyle_numeric")))
-    generate = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}[args.generator]
-    frame, schema = generate(args.subjects, args.seed, dims)
-    write_table(frame, args.out)
+    if args.generator == "hamnet":  # drawn and written a block of subjects at a time
+        blocks = cohort_blocks(args.subjects, args.seed, dims)
+    else:
+        blocks = iter([generate_frailty_cohort(args.subjects, args.seed, dims)])
+    schema: dict = {}
+    width = [0]
+
+    def frames():
+        for frame, block_schema in blocks:
+            schema.update(block_schema)
+            width[0] = frame.shape[1]
+            yield frame
+
+    rows = write_table_chunks(frames(), args.out)
     side = sidecar_path(args.out)
     write_text_atomic(side, yaml.safe_dump(schema, sort_keys=False))
-    print(f"wrote {len(frame)} rows ({args.subjects} subjects, {frame.shape[1]} columns) to {args.out}; "
-          f"schema {side}")
+    print(f"wrote {rows} rows ({args.subjects} subjects, {width[0]} columns) to {args.out}; schema {side}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -109,6 +109,9 @@ class DataConfig:
     # test set and `split`'s train:val ratio divides the rest (data/split.py `kfold_split`)
     cv_folds: NonNegativeInt = 0
     cv_fold: NonNegativeInt = 0
+    # `hamnet train` reads the file once, in chunks, into a memory-mapped cohort cache in the run
+    # directory (data/cohort_cache.py) and trains from it with bounded memory; false: all in memory
+    cache: bool = True
 
     @field_validator("split")
     @classmethod

@@ -8,6 +8,7 @@ row of the file, header excluded).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ import pandas as pd
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
+
+SUBJECTS_PER_CHUNK = 8192  # subjects per chunk of a streaming pass (~100 MB at UK Biobank widths)
 
 
 @dataclasses.dataclass
@@ -33,6 +36,12 @@ class CohortArrays:
     @property
     def num_subjects(self) -> int:
         return int(self.visit_mask.shape[0])
+
+    def chunks(self, size: int = SUBJECTS_PER_CHUNK) -> Iterator[CohortArrays]:
+        """Consecutive subjects, `size` at a time: what streaming reductions (the
+        preprocessor's statistics, the data checks) run over, in memory or from a cache."""
+        for start in range(0, self.num_subjects, size):
+            yield self.subset(np.arange(start, min(start + size, self.num_subjects)))
 
     def subset(self, index: np.ndarray) -> CohortArrays:
         return CohortArrays(
@@ -73,12 +82,18 @@ def check_trainable(data: CohortArrays, schema: Schema, outcome: bool = True) ->
     some row, a target that varies and, when a classification head trains on it (`outcome`),
     a 0/1 outcome with both values."""
     columns = {m: schema.numeric_columns(m) for m in MODALITIES}
+    seen = {m: np.zeros(len(names), bool) for m, names in columns.items()}
+    seen_categorical = np.zeros(len(schema.categorical_columns), bool)
+    for chunk in data.chunks():  # (one streaming pass when the cohort is cached)
+        for m in MODALITIES:
+            seen[m] |= ~np.all(np.isnan(chunk.values[m]), axis=(0, 1))
+        seen_categorical |= ~np.all(np.isnan(chunk.categorical), axis=(0, 1))
     for m, names in columns.items():
-        never = np.flatnonzero(np.all(np.isnan(data.values[m]), axis=(0, 1))) if data.num_subjects else []
+        never = np.flatnonzero(~seen[m]) if data.num_subjects else []
         if len(never):
             raise InputError(f"column {names[never[0]]!r} ({m}) has no value in any row of the data file; "
                              "remove it from the schema")
-    never = np.flatnonzero(np.all(np.isnan(data.categorical), axis=(0, 1)))
+    never = np.flatnonzero(~seen_categorical)
     if never.size:
         raise InputError(f"column {schema.categorical_columns[never[0]]!r} (lifestyle) has no value in any row "
                          "of the data file; remove it from the schema")
@@ -100,10 +115,11 @@ def check_trainable(data: CohortArrays, schema: Schema, outcome: bool = True) ->
                          f"{data.labels[~np.isin(data.labels, (0.0, 1.0))][0]:g} (expected 0 or 1)")
 
 
-def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def numeric_columns(frame: pd.DataFrame, columns: list[str], first_row: int = 0) -> np.ndarray:
     """Columns as float64, raising with the column and first row that is not a number, is
     ±inf (NaN is the missing marker; an infinite cell would poison the fitted statistics),
-    or does not fit in float32."""
+    or does not fit in float32. `first_row` is the file row of the frame's first row (a
+    chunk of a file read in chunks), so errors name the file's row."""
     out = np.empty((len(frame), len(columns)), np.float64)
     for j, col in enumerate(columns):
         series = frame[col]
@@ -114,19 +130,28 @@ def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
             bad = coerced.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise InputError(f"column {col!r}: non-numeric value {series.iloc[row]!r} at row {row}")
+                raise InputError(f"column {col!r}: non-numeric value {series.iloc[row]!r} at row {first_row + row}")
             out[:, j] = coerced.to_numpy(np.float64, na_value=np.nan)
         huge = np.abs(out[:, j]) > FLOAT32_MAX
         if huge.any():
             row = int(np.flatnonzero(huge)[0])
             what = "infinite" if np.isinf(out[row, j]) else "out-of-range (beyond float32)"
-            raise InputError(f"column {col!r}: {what} value {out[row, j]:g} at row {row}; "
+            raise InputError(f"column {col!r}: {what} value {out[row, j]:g} at row {first_row + row}; "
                              "leave a missing value empty (NaN), never ±inf")
     return out
 
 
-def _check_columns(frame: pd.DataFrame, schema: Schema, require_target: bool) -> None:
-    """Every column the schema names is present, there are rows, and every row has a subject id."""
+def key_columns(schema: Schema) -> list[str]:
+    """The columns that place a row (subject, visit, time) or hold one value per subject
+    (target, outcome, extras): read whole when the features are read in chunks."""
+    names = [schema.subject_id, schema.visit, schema.time, schema.target, schema.outcome, *schema.extra]
+    return list(dict.fromkeys(c for c in names if c))
+
+
+def _check_columns(frame: pd.DataFrame, schema: Schema, require_target: bool,
+                   file_columns: list[str] | None = None) -> None:
+    """Every column the schema names is present (among `file_columns`, the file's header,
+    when `frame` holds only the key columns), there are rows, and every row has a subject id."""
     needed = [schema.subject_id] + [c for m in MODALITIES for c in schema.modalities[m]]
     needed += [c for c in (schema.visit, schema.time) if c]
     if require_target:  # labelled data: the target and / or the outcome a model learns
@@ -134,7 +159,8 @@ def _check_columns(frame: pd.DataFrame, schema: Schema, require_target: bool) ->
             raise InputError("schema names neither a 'target' (regression) nor an 'outcome' (binary "
                              "classification) column, and no --target was given")
         needed.append(schema.target or schema.outcome)
-    missing = [c for c in needed if c not in frame.columns]
+    present = set(frame.columns if file_columns is None else file_columns)
+    missing = [c for c in needed if c not in present]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"missing column {missing[0]!r}{more} in the data file; the schema requires it")
@@ -150,7 +176,7 @@ def _visit_order(frame: pd.DataFrame, schema: Schema, subject_key: np.ndarray) -
     twice for a subject is an error naming the row."""
     if not schema.visit:
         return np.argsort(subject_key, kind="stable")
-    visit = _numeric(frame, [schema.visit])[:, 0]
+    visit = numeric_columns(frame, [schema.visit])[:, 0]
     if np.isnan(visit).any():
         row = int(np.flatnonzero(np.isnan(visit))[0])
         raise InputError(f"column {schema.visit!r}: visit is missing at row {row}")
@@ -164,17 +190,50 @@ def _visit_order(frame: pd.DataFrame, schema: Schema, subject_key: np.ndarray) -
     return order
 
 
-def frame_to_arrays(
-    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None
-) -> CohortArrays:
-    """Group rows by subject (ordered by visit) and pad to V visit slots.
+@dataclasses.dataclass(frozen=True)
+class VisitLayout:
+    """Where each file row goes: its subject's index and its visit slot (-1: a visit beyond
+    `max_visits`, dropped)."""
 
-    With `max_visits`, subjects with more visits keep their most recent `max_visits`.
-    """
-    _check_columns(frame, schema, require_target)
+    subject_of_row: np.ndarray  # [rows] int64
+    slot_of_row: np.ndarray     # [rows] int64
+    num_subjects: int
+    num_slots: int
+
+    def scatter(self, out: np.ndarray, values: np.ndarray, first_row: int = 0) -> np.ndarray:
+        """Write file rows `first_row ...` (`values`, one row each) into `out` [N, V, ...]."""
+        rows = slice(first_row, first_row + len(values))
+        slot = self.slot_of_row[rows]
+        keep = slot >= 0
+        out[self.subject_of_row[rows][keep], slot[keep]] = values[keep]
+        return out
+
+    def pad(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """File-order rows -> [N, V, ...] by subject and visit slot."""
+        out = np.full((self.num_subjects, self.num_slots) + values.shape[1:], fill, values.dtype)
+        return self.scatter(out, values)
+
+
+Allocate = Callable[[str, tuple[int, ...], type], np.ndarray]
+
+
+def _in_memory(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.full(shape, np.nan, dtype)
+
+
+def subject_layout(
+    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None,
+    file_columns: list[str] | None = None, allocate: Allocate = _in_memory,
+) -> tuple[VisitLayout, CohortArrays]:
+    """The key columns of `frame` (`key_columns`; any others are ignored) checked and laid
+    out: each row's subject and visit slot, ordered by visit, keeping each subject's most
+    recent `max_visits`. Returns the layout and the cohort's arrays with the per-subject
+    fields filled and the feature arrays (`values`, `categorical`) from `allocate`, all
+    NaN, for `VisitLayout.scatter` to fill."""
+    _check_columns(frame, schema, require_target, file_columns)
     frame = frame.reset_index(drop=True)
     # every column converted (and checked) in file order, so errors name the file's row
-    column = lambda name: _numeric(frame, [name])[:, 0]
+    column = lambda name: numeric_columns(frame, [name])[:, 0]
     target = column(schema.target) if schema.target and schema.target in frame.columns else np.full(len(frame), np.nan)
     if require_target and schema.target and np.isnan(target).any():
         row = int(np.flatnonzero(np.isnan(target))[0])
@@ -183,8 +242,6 @@ def frame_to_arrays(
     if times is not None and np.isnan(times).any():
         row = int(np.flatnonzero(np.isnan(times))[0])
         raise InputError(f"column {schema.time!r}: visit time is NaN at row {row}")
-    numeric = {m: _numeric(frame, list(schema.numeric_columns(m))).astype(np.float32) for m in MODALITIES}
-    categorical = _numeric(frame, list(schema.categorical_columns))
     labels = column(schema.outcome) if schema.outcome and schema.outcome in frame else np.full(len(frame), np.nan)
     extra = {c: column(c) for c in schema.extra if c in frame.columns}
 
@@ -196,34 +253,52 @@ def frame_to_arrays(
     v_total = int(counts.max())
     v = min(v_total, max_visits) if max_visits else v_total
     drop = counts[codes] - v  # keep the most recent v visits
-    slot = rank - np.maximum(drop, 0)
-    keep = slot >= 0
     n = len(subjects)
-
-    def pad(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
-        """File-order rows -> [N, V, ...] by subject and visit slot."""
-        values = values[order]
-        out = np.full((n, v) + values.shape[1:], fill, values.dtype)
-        out[codes[keep], slot[keep]] = values[keep]
-        return out
+    subject_of_row, slot_of_row = np.empty(len(frame), np.int64), np.empty(len(frame), np.int64)
+    subject_of_row[order], slot_of_row[order] = codes, np.where(rank - np.maximum(drop, 0) >= 0,
+                                                                 rank - np.maximum(drop, 0), -1)
+    layout = VisitLayout(subject_of_row, slot_of_row, n, v)
 
     if times is None:
         times = np.empty(len(frame))
         times[order] = rank  # one year per visit when no time column is given
-    visit_mask = pad(np.ones(len(frame), np.float32), 0.0)
+    visit_mask = layout.pad(np.ones(len(frame), np.float32), 0.0)
     n_visits = visit_mask.sum(1).astype(int)
     last_slot = n_visits - 1
-    time_grid = pad(times)
+    time_grid = layout.pad(times)
     last_time = time_grid[np.arange(n), last_slot]
     visit_times = np.nan_to_num((time_grid - last_time[:, None]) * visit_mask).astype(np.float32)
-    at_last = lambda col_values: pad(col_values)[np.arange(n), last_slot]
-    values = {m: pad(x) for m, x in numeric.items()}
-    extras = {c: at_last(x) for c, x in extra.items()}
+    at_last = lambda col_values: layout.pad(col_values)[np.arange(n), last_slot]
+    values = {m: allocate(f"values_{m}", (n, v, len(schema.numeric_columns(m))), np.float32) for m in MODALITIES}
     arrays = CohortArrays(
-        values=values, categorical=pad(categorical), visit_mask=visit_mask, visit_times=visit_times,
+        values=values, categorical=allocate("categorical", (n, v, len(schema.categorical_columns)), np.float64),
+        visit_mask=visit_mask, visit_times=visit_times,
         targets=at_last(target).astype(np.float32), labels=at_last(labels).astype(np.float32),
-        subject_ids=np.asarray(subjects, dtype=str), extras=extras,
+        subject_ids=np.asarray(subjects, dtype=str), extras={c: at_last(x) for c, x in extra.items()},
     )
+    return layout, arrays
+
+
+def scatter_features(layout: VisitLayout, arrays: CohortArrays, frame: pd.DataFrame, schema: Schema,
+                     first_row: int = 0) -> None:
+    """Convert (and check) the feature columns of `frame`, file rows `first_row ...`, into
+    `arrays`' feature arrays."""
+    for m in MODALITIES:
+        layout.scatter(arrays.values[m], numeric_columns(frame, list(schema.numeric_columns(m)), first_row)
+                       .astype(np.float32), first_row)
+    layout.scatter(arrays.categorical, numeric_columns(frame, list(schema.categorical_columns), first_row),
+                   first_row)
+
+
+def frame_to_arrays(
+    frame: pd.DataFrame, schema: Schema, require_target: bool = True, max_visits: int | None = None
+) -> CohortArrays:
+    """Group rows by subject (ordered by visit) and pad to V visit slots.
+
+    With `max_visits`, subjects with more visits keep their most recent `max_visits`.
+    """
+    layout, arrays = subject_layout(frame, schema, require_target, max_visits)
+    scatter_features(layout, arrays, frame.reset_index(drop=True), schema)
     check_subject_level(arrays, schema)
     return arrays
 
@@ -231,6 +306,11 @@ def frame_to_arrays(
 def check_subject_level(data: CohortArrays, schema: Schema) -> None:
     """A modality the schema marks `subject_level` is encoded once per subject, so each of
     its columns must hold one value per subject (missing at some visits is fine)."""
+    for chunk in data.chunks():
+        _check_subject_level_chunk(chunk, schema)
+
+
+def _check_subject_level_chunk(data: CohortArrays, schema: Schema) -> None:
     for m in schema.subject_level:
         columns = list(schema.numeric_columns(m))
         grids = [data.values[m]]

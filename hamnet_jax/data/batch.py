@@ -79,15 +79,15 @@ def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
     for m in MODALITIES:
         want = (b, v, getattr(config, f"{m}_dim"))
         for field in ("inputs", "feature_masks"):
-            got = tuple(np.shape(getattr(batch, field)[m]))
+            got = tuple(getattr(batch, field)[m].shape)  # (arrays, or the shapes a CohortBatches gives)
             if got != want:
                 raise InputError(
                     f"batch.{field}[{m!r}] has shape {got}; the model config expects {want} "
                     f"({m}_dim={want[2]})"
                 )
     want_k = (b, v, len(config.lifestyle_cardinalities))
-    if tuple(np.shape(batch.categorical)) != want_k:
-        raise InputError(f"batch.categorical has shape {tuple(np.shape(batch.categorical))}; expected {want_k}")
+    if tuple(batch.categorical.shape) != want_k:
+        raise InputError(f"batch.categorical has shape {tuple(batch.categorical.shape)}; expected {want_k}")
     if tuple(np.shape(batch.modality_mask)) != (b, v, len(MODALITIES)):
         raise InputError(f"batch.modality_mask has shape {np.shape(batch.modality_mask)}; expected {(b, v, 4)}")
     empty = subjects_without_modality(batch)

@@ -36,6 +36,7 @@ The file has one row per subject and visit: `subject_id`, `visit`, `years_since_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ from hamnet_jax.data import cohort_features as names
 
 WORLD_SEED = 20240917
 DEFAULT_SUBJECTS = 6000
+COHORT_BLOCK = 20_000  # subjects drawn (and written) at a time: ~2 GB at the default widths
 
 
 @dataclass(frozen=True)
@@ -210,14 +212,15 @@ def _mortality(rng: np.random.Generator, n: int, bio: np.ndarray, n_visits: np.n
 
 
 def long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: np.ndarray,
-                obs: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One row per real visit, and the schema naming its columns."""
+                obs: dict, first_subject: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per real visit, and the schema naming its columns; subjects are numbered
+    from `first_subject` (a block of a cohort drawn in blocks)."""
     v_max = subj["t"].shape[1]
     keep = np.arange(v_max)[None, :] < subj["n_visits"][:, None]
     subj_idx, visit_idx = np.nonzero(keep)
     cat_cols = list(names.LIFESTYLE_CATEGORICAL)
     columns: dict[str, Any] = {
-        "subject_id": np.char.add("S", np.char.zfill((seed * 10_000_000 + subj_idx).astype(str), 8)),
+        "subject_id": np.char.add("S", np.char.zfill((seed * 10_000_000 + first_subject + subj_idx).astype(str), 8)),
         "visit": visit_idx,
         "years_since_baseline": np.round(subj["t"][keep], 2),
         "age": np.round(subj["age"][keep], 2),
@@ -254,16 +257,9 @@ def long_frame(seed: int, dims: CohortDims, subj: dict, bio: np.ndarray, died: n
     return frame, schema
 
 
-def generate_cohort(
-    n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims()
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Draw a cohort; returns (long frame with one row per subject-visit, schema dict).
-    The steps draw from one generator in a fixed order: same seed, same data."""
-    if n_subjects < 1:
-        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    w = _world(dims)
-    rng = np.random.default_rng(seed)
-    n, v_max = n_subjects, 4
+def _draw(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims) -> tuple:
+    """Steps 1-7 for `n` subjects, drawn from `rng` in a fixed order."""
+    v_max = 4
     subj = _subjects(rng, n, v_max)
     gen = _genetics(rng, n, w, dims)
     life = _lifestyle(rng, n)
@@ -274,4 +270,29 @@ def generate_cohort(
     obs = _observations(rng, n, v_max, w, dims, subj, gen, life, (bio - 55.0) / 10.0)
     obs = _missingness(rng, n, v_max, w, dims, obs, subj["sex"], life)
     died = _mortality(rng, n, bio, subj["n_visits"])
-    return long_frame(seed, dims, subj, bio, died, obs)
+    return subj, bio, died, obs
+
+
+def cohort_blocks(n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims(),
+                  block: int = COHORT_BLOCK) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
+    """The cohort `block` subjects at a time (long frame, schema), so a UK Biobank-sized one
+    is written with one block in memory. Every block shares the world; block 0 draws from
+    `seed` (a cohort of one block is `generate_cohort`'s), block b > 0 from (seed, b)."""
+    if n_subjects < 1:
+        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
+    w = _world(dims)
+    for b, start in enumerate(range(0, n_subjects, block)):
+        n = min(block, n_subjects - start)
+        rng = np.random.default_rng(seed if b == 0 else [seed, b])
+        yield long_frame(seed, dims, *_draw(rng, n, w, dims), first_subject=start)
+
+
+def generate_cohort(
+    n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims()
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Draw a cohort; returns (long frame with one row per subject-visit, schema dict).
+    The steps draw from one generator in a fixed order: same seed, same data (cohorts of
+    more than `COHORT_BLOCK` subjects: `cohort_blocks`, joined)."""
+    parts = list(cohort_blocks(n_subjects, seed, dims))
+    frame = parts[0][0] if len(parts) == 1 else pd.concat([p[0] for p in parts], ignore_index=True)
+    return frame, parts[0][1]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
+from hamnet_jax.data.cohort_cache import CachedCohort, build_cohort_cache, load_cohort_cache
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.split import kfold_split, split_subjects
 from hamnet_jax.data.tables import read_table
@@ -13,13 +15,27 @@ from hamnet_jax.data.tables import read_table
 if TYPE_CHECKING:  # type hints only: data sits below config in the layers
     from hamnet_jax.config import DataConfig
 
+Cohort = TypeVar("Cohort", CohortArrays, CachedCohort)
+CACHE_DIR = "data_cache"
+
 
 def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig,
                 require_target: bool = True) -> CohortArrays:
     return frame_to_arrays(read_table(path), schema, require_target, data_cfg.max_visits)
 
 
-def split_cohort(arrays: CohortArrays, data_cfg: DataConfig) -> dict[str, CohortArrays]:
+def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig, run_dir: str | os.PathLike,
+                require_target: bool = True) -> CohortArrays | CachedCohort:
+    """The cohort as `data.cache` says: read in chunks into the run directory's cohort cache
+    (`data_cache/`, reused while the file and schema are unchanged) and read from it by
+    rows, or whole into memory."""
+    if not data_cfg.cache:
+        return load_cohort(path, schema, data_cfg, require_target)
+    directory = build_cohort_cache(path, schema, data_cfg.max_visits, require_target, Path(run_dir) / CACHE_DIR)
+    return load_cohort_cache(directory)
+
+
+def split_cohort(arrays: Cohort, data_cfg: DataConfig) -> dict[str, Cohort]:
     if data_cfg.cv_folds:
         idx = kfold_split(arrays.subject_ids, data_cfg.cv_folds, data_cfg.cv_fold, data_cfg.split, data_cfg.split_seed)
     else:

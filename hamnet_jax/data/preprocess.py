@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +20,37 @@ from hamnet_jax.data.arrays import CohortArrays, check_finite
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
+
+if TYPE_CHECKING:
+    from hamnet_jax.data.cohort_batches import CohortBatches
+    from hamnet_jax.data.cohort_cache import CachedCohort
+
+
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]  # per column: count, mean, sum of squared deviations
+
+
+def _moments(x: np.ndarray) -> Moments:
+    """Count, mean and sum of squared deviations of each column's non-NaN values ([rows, D])."""
+    x = x.astype(np.float64)
+    observed = ~np.isnan(x)
+    count = observed.sum(0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(observed, x, 0.0).sum(0) / count
+    m2 = np.where(observed, (x - np.nan_to_num(mean)) ** 2, 0.0).sum(0)
+    return count, np.nan_to_num(mean), m2
+
+
+def _merge(a: Moments | None, b: Moments) -> Moments:
+    """The moments of two disjoint sets of rows from theirs (Chan, Golub and LeVeque 1979)."""
+    if a is None:
+        return b
+    (na, ma, sa), (nb, mb, sb) = a, b
+    n = na + nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = mb - ma
+        mean = np.where(n > 0, ma + delta * nb / n, 0.0)
+        m2 = sa + sb + np.where(n > 0, delta**2 * na * nb / n, 0.0)
+    return n, mean, m2
 
 
 @dataclasses.dataclass
@@ -31,19 +62,31 @@ class Preprocessor:
     target_std: float
 
     @classmethod
-    def fit(cls, train: CohortArrays, categorical_levels: list[tuple] | None = None) -> Preprocessor:
-        check_finite(train)
+    def fit(cls, train: CohortArrays | CachedCohort, categorical_levels: list[tuple] | None = None) -> Preprocessor:
+        """Means and standard deviations of each feature's observed training values, and the
+        target's. One streaming pass over `train.chunks()` (in memory or from a cohort cache:
+        the same chunks, so the same statistics), each chunk's count, mean and sum of squared
+        deviations merged by Chan et al.'s pairwise update (1979) in float64."""
+        moments = {m: None for m in MODALITIES}
+        seen_levels: list[set] = []
+        for chunk in train.chunks():
+            check_finite(chunk)
+            attended = chunk.visit_mask > 0
+            for m in MODALITIES:
+                moments[m] = _merge(moments[m], _moments(chunk.values[m][attended]))
+            if categorical_levels is None:
+                cats = chunk.categorical[attended]
+                seen_levels = [(seen_levels[k] if seen_levels else set()) | set(np.unique(c[~np.isnan(c)]).tolist())
+                               for k, c in enumerate(cats.T)]
         means, stds = {}, {}
         for m in MODALITIES:
-            x = train.values[m][train.visit_mask > 0]  # [rows, D]
-            with warnings.catch_warnings():  # all-NaN columns (never observed) are expected
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
-            means[m] = np.nan_to_num(mu).astype(np.float32)
+            count, mu, m2 = moments[m] if moments[m] is not None else (np.zeros(0),) * 3
+            with np.errstate(invalid="ignore", divide="ignore"):  # never-observed columns: NaN, then 0 / 1
+                sd = np.sqrt(m2 / count)
+            means[m] = np.nan_to_num(np.where(count > 0, mu, np.nan)).astype(np.float32)
             stds[m] = np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0).astype(np.float32)
         if categorical_levels is None:
-            cats = train.categorical[train.visit_mask > 0]
-            categorical_levels = [tuple(np.unique(c[~np.isnan(c)])) for c in cats.T]
+            categorical_levels = [tuple(sorted(levels)) for levels in seen_levels]
         y = train.targets[np.isfinite(train.targets)]
         mean, sd = (float(y.mean()), float(y.std())) if y.size else (0.0, 1.0)  # no target: outcome-only
         return cls(means, stds, [np.asarray(lv, np.float64) for lv in categorical_levels],
@@ -51,6 +94,15 @@ class Preprocessor:
 
     def widths(self) -> dict[str, int]:
         return {m: int(self.means[m].shape[0]) for m in MODALITIES}
+
+    def batches(self, data: CohortArrays | CachedCohort) -> Batch | CohortBatches:
+        """The model's input for `data`: a `Batch` of an in-memory cohort, standardized rows
+        on demand (`CohortBatches`) of a cached one."""
+        from hamnet_jax.data.cohort_batches import CohortBatches
+
+        if isinstance(data, CohortArrays):
+            return self.transform(data)
+        return CohortBatches(data, self)
 
     def transform(self, data: CohortArrays) -> Batch:
         check_finite(data)

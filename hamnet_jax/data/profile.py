@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_atomic
@@ -58,6 +59,19 @@ class NumericProfile:
             shares[j] = bin_shares(x, edges[j])
         missing = 1.0 - observed / max(n, 1)
         return cls(quantiles, edges, shares, missing, observed)
+
+
+PROFILE_SUBJECTS = 50_000
+
+
+def profile_subjects(cohort: CohortArrays | CachedCohort, seed: int = 0) -> CohortArrays:
+    """The subjects a training profile is fitted on, in memory: every subject up to
+    `PROFILE_SUBJECTS`, else a seeded sample of that many (in memory or cached alike), so a
+    UK Biobank-sized cohort is profiled without reading all of it into memory."""
+    n = cohort.num_subjects
+    index = (np.arange(n) if n <= PROFILE_SUBJECTS
+             else np.sort(np.random.default_rng(seed).choice(n, PROFILE_SUBJECTS, replace=False)))
+    return cohort.subset(index) if isinstance(cohort, CohortArrays) else cohort.rows(index)
 
 
 def last_visit_rows(arrays: CohortArrays) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,9 @@ import numpy as np
 from hamnet_jax.config import Config, TrainingConfig
 from hamnet_jax.config.run_config import resolve_auto_tier
 from hamnet_jax.data.arrays import check_trainable
-from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
-from hamnet_jax.data.profile import DataProfile
+from hamnet_jax.data.profile import DataProfile, profile_subjects
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
@@ -89,7 +89,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if resume and not any((out / "checkpoints").glob("**/_CHECKPOINT_METADATA")):
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
-    arrays = load_cohort(data_path, schema, config.data)
+    arrays = open_cohort(data_path, schema, config.data, out)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
         raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "
@@ -115,7 +115,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         schema.save(out / "schema.yaml")
         pre.save(out / "preprocessor.npz")
         save_config(out, config, model_config)
-    batches = {k: pre.transform(v) for k, v in parts.items()}
+    batches = {k: pre.batches(v) for k, v in parts.items()}
 
     # on resume, the log restarts from the checkpoint's history: it is the source of truth
     meta = None
@@ -153,8 +153,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     val_pred = predict("val")
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
-        DataProfile.fit(parts["train"], schema).with_predictions(val_pred[primary_output(val_pred)]).save(
-            out / "data_profile.npz")
+        profile = DataProfile.fit(profile_subjects(parts["train"], training.seed), schema)
+        profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
     calibration = fit_calibration(parts["val"].targets, parts["val"].labels, val_pred)
     test_pred = predict("test", calibration)
     metrics = prediction_metrics(parts["test"], test_pred)

@@ -28,6 +28,8 @@ import optax
 from scipy.optimize import minimize
 
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.data.cohort_batches import CohortBatches
+from hamnet_jax.inference.batched import map_batched
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params, wide_features
@@ -36,6 +38,7 @@ from hamnet_jax.training.plan import Plan
 RIDGE_PENALTIES = np.logspace(-2, 5, 29)
 LOGISTIC_PENALTIES = np.logspace(-2, 4, 13)
 LOGISTIC_FOLDS = 5
+WIDE_CHUNK = 4096  # subjects per pass of the wide features (a cached cohort is read in chunks)
 
 
 def ridge_loo(x: np.ndarray, y: np.ndarray, penalties: np.ndarray = RIDGE_PENALTIES
@@ -110,13 +113,14 @@ def _log_var_bias(config: HAMNetConfig, variance: float) -> float:
     return float(np.log(frac / (1 - frac)))
 
 
-def fitted_wide_start(config: HAMNetConfig, params: Any, train: Batch, seed: int = 0) -> Any:
+def fitted_wide_start(config: HAMNetConfig, params: Any, train: Batch | CohortBatches, seed: int = 0) -> Any:
     """`params` with the wide path set to linear fits on `train` (standardized target for the
     mean column, the outcome for the logit column) and the deep heads' last layers zeroed,
     so the network's outputs equal the linear models'."""
     if not config.wide:
         raise InputError("training.wide_start: fitted needs the wide path (model.wide: true)")
-    x = np.asarray(jax.jit(wide_features, static_argnums=0)(config, train), np.float64)
+    features = jax.jit(wide_features, static_argnums=0)
+    x = np.asarray(map_batched(lambda b: {"x": features(config, b)}, train, WIDE_CHUNK)["x"], np.float64)
     kernel = np.zeros(params["wide"]["kernel"].shape, np.float32)
     bias = np.zeros(params["wide"]["bias"].shape, np.float32)
     params = jax.tree_util.tree_map(np.asarray, params)
@@ -154,7 +158,8 @@ def freeze_wide(tx: optax.GradientTransformation) -> optax.GradientTransformatio
     return optax.chain(optax.stateless(zero), tx, optax.stateless(zero))
 
 
-def fitted_plan(plan: Plan, config: HAMNetConfig, train: Batch, seed: int, start_params: bool = True) -> Plan:
+def fitted_plan(plan: Plan, config: HAMNetConfig, train: Batch | CohortBatches, seed: int,
+                start_params: bool = True) -> Plan:
     """`plan` with the wide path fixed at its linear fit: the optimizer leaves it alone, and
     with `start_params` (not when resuming: the checkpoint holds them) training starts from
     `fitted_wide_start` of the plan's start params (the seeded init, as `fit` makes it, when

@@ -1,0 +1,177 @@
+"""The on-disk cohort cache: built in chunks, equal to the in-memory arrays, reused while the
+file is unchanged, rebuilt after a kill; streaming statistics and batches equal in-memory ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hamnet_jax.cli import main
+from hamnet_jax.data import cohort_cache
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_cache import build_cohort_cache, load_cohort_cache
+from hamnet_jax.data.dataset import load_cohort
+from hamnet_jax.data.preprocess import Preprocessor
+from hamnet_jax.data.tables import read_table, write_table
+from hamnet_jax.config import config_from_dict
+from hamnet_jax.errors import InputError
+from hamnet_jax.modalities import MODALITIES
+
+from .conftest import TINY_CONFIG
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CFG = config_from_dict({}).data
+
+
+def assert_same_arrays(a: CohortArrays, b: CohortArrays) -> None:
+    for m in MODALITIES:
+        np.testing.assert_array_equal(a.values[m], b.values[m])
+    for field in ("categorical", "visit_mask", "visit_times", "targets", "labels", "subject_ids"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert a.extras.keys() == b.extras.keys()
+    for k in a.extras:
+        np.testing.assert_array_equal(a.extras[k], b.extras[k])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".npz"])
+def test_the_cache_holds_what_the_in_memory_reader_builds(tiny_cohort, tmp_path, monkeypatch, suffix):
+    data, schema = tiny_cohort
+    frame = read_table(data).sample(frac=1.0, random_state=0)  # rows of a subject scattered over chunks
+    path = tmp_path / f"cohort{suffix}"
+    write_table(frame, path)
+    monkeypatch.setattr(cohort_cache, "ROWS_PER_CHUNK", 97)  # ~10 chunks
+    directory = build_cohort_cache(path, schema, DATA_CFG.max_visits, True, tmp_path / "cache")
+    cached = load_cohort_cache(directory)
+    assert isinstance(cached.features["values_imaging"], cohort_cache.MappedArray)
+    expected = load_cohort(path, schema, DATA_CFG)
+    assert_same_arrays(cached.in_memory(), expected)
+    # a split of a split reads the same subjects as the in-memory one
+    index = np.random.default_rng(0).permutation(expected.num_subjects)[:50]
+    assert_same_arrays(cached.subset(index).subset(np.arange(10, 40)).rows(np.arange(30)),
+                       expected.subset(index[10:40]))
+
+
+def test_the_cache_is_reused_until_the_file_or_schema_changes(tiny_cohort, tmp_path):
+    data, schema = tiny_cohort
+    path = tmp_path / "c.parquet"
+    path.write_bytes(data.read_bytes())
+    root = tmp_path / "cache"
+    first = build_cohort_cache(path, schema, 4, True, root)
+    stamp = (first / "values_clinical.npy").stat().st_mtime_ns
+    assert build_cohort_cache(path, schema, 4, True, root) == first
+    assert (first / "values_clinical.npy").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert build_cohort_cache(path, schema, 3, True, root) != first  # another max_visits
+    frame = read_table(path)
+    frame.loc[0, schema.modalities["clinical"][0]] += 1.0  # one cell changed
+    write_table(frame, path)
+    changed = build_cohort_cache(path, schema, 4, True, root)
+    assert changed != first
+    assert load_cohort_cache(changed).rows(np.arange(240)).values["clinical"].tolist() != \
+        load_cohort_cache(first).rows(np.arange(240)).values["clinical"].tolist()
+
+
+def test_errors_name_the_file_row_across_chunks(tiny_cohort, tmp_path, monkeypatch):
+    data, schema = tiny_cohort
+    frame = read_table(data)
+    column = schema.modalities["imaging"][3]
+    frame[column] = frame[column].astype(object)
+    row = len(frame) - 3  # in the last of several chunks
+    frame.loc[row, column] = "high"
+    path = tmp_path / "bad.csv"
+    write_table(frame, path)
+    monkeypatch.setattr(cohort_cache, "ROWS_PER_CHUNK", 100)
+    with pytest.raises(InputError, match=rf"column '{column}': non-numeric value 'high' at row {row}"):
+        build_cohort_cache(path, schema, 4, True, tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left
+
+
+def test_a_build_killed_midway_is_rebuilt(tmp_path):
+    """SIGKILL while the cache is being written, then the same build again: complete, equal
+    to the in-memory arrays, and the killed build's leftovers are gone."""
+    from hamnet_jax.data.cohort import CohortDims, generate_cohort
+    from hamnet_jax.data.schema import Schema
+
+    frame, raw_schema = generate_cohort(3000, seed=1, dims=CohortDims(clinical=40, imaging=400, genetic=300,
+                                                                        lifestyle_numeric=10))
+    path = tmp_path / "big.csv"
+    write_table(frame, path)
+    schema = Schema.from_dict(raw_schema)
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(raw_schema))
+    root = tmp_path / "cache"
+    schema_file = str(tmp_path / "schema.yaml")
+    script = ("from hamnet_jax.data.cohort_cache import build_cohort_cache; "
+              "from hamnet_jax.data.schema import Schema; "
+              f"build_cohort_cache({str(path)!r}, Schema.load({schema_file!r}), 4, True, {str(root)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 120
+    while not list(root.glob("*.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    time.sleep(0.5)  # into the feature pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not any((d / cohort_cache.META).exists() for d in root.iterdir())  # no cache that looks complete
+    directory = build_cohort_cache(path, schema, 4, True, root)
+    assert [d.name for d in root.iterdir()] == [directory.name]
+    assert_same_arrays(load_cohort_cache(directory).in_memory(), load_cohort(path, schema, DATA_CFG))
+
+
+def test_streaming_statistics_and_batches_equal_the_in_memory_ones(tiny_cohort, tmp_path, monkeypatch):
+    import warnings
+
+    data, schema = tiny_cohort
+    cached = load_cohort_cache(build_cohort_cache(data, schema, 4, True, tmp_path / "cache"))
+    arrays = load_cohort(data, schema, DATA_CFG)
+    monkeypatch.setattr("hamnet_jax.data.arrays.SUBJECTS_PER_CHUNK", 37)  # several chunks, a ragged last one
+    pre = Preprocessor.fit(cached)
+    same = Preprocessor.fit(arrays)
+    for m in MODALITIES:  # identical: the same chunks in the same order
+        np.testing.assert_array_equal(pre.means[m], same.means[m])
+        np.testing.assert_array_equal(pre.stds[m], same.stds[m])
+        x = arrays.values[m][arrays.visit_mask > 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            np.testing.assert_allclose(pre.means[m], np.nan_to_num(np.nanmean(x.astype(np.float64), 0)), rtol=1e-6,
+                                       atol=1e-6)
+            sd = np.nanstd(x.astype(np.float64), 0)
+        np.testing.assert_allclose(pre.stds[m], np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0), rtol=1e-5)
+    assert [lv.tolist() for lv in pre.levels] == [lv.tolist() for lv in same.levels]
+    lazy, eager = pre.batches(cached), pre.batches(arrays)
+    rows = np.array([5, 0, 239, 17, 17])
+    for a, b in zip(jax_leaves(lazy.take(rows)), jax_leaves(eager.take(rows)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lazy.modality_mask, eager.modality_mask)
+    for field in ("visit_mask", "targets", "labels"):
+        np.testing.assert_array_equal(getattr(lazy, field), getattr(eager, field))
+    padded = lazy.pad_visits(6)
+    assert padded.visit_mask.shape == (240, 6) and padded.take(rows).visit_mask.shape == (5, 6)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
+def test_training_from_the_cache_equals_training_in_memory(tiny_run, tiny_cohort, tmp_path):
+    """The default run (`tiny_run`: `data.cache: true`) and the same config held in memory
+    see identical batches, so their metrics.jsonl are identical."""
+    data, _ = tiny_cohort
+    assert list((tiny_run / "data_cache").iterdir())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "data": {"cache": False}}))
+    out = tmp_path / "in_memory"
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert not (out / "data_cache").exists()
+    assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    a, b = (json.loads((d / "summary.json").read_text())["test"] for d in (tiny_run, out))
+    assert a == b
