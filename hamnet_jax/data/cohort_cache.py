@@ -40,7 +40,7 @@ CACHE_FORMAT = 1
 ROWS_PER_CHUNK = 20_000  # file rows per chunk of the feature pass (~500 MB of float64 at 3,300 columns)
 DIGEST_BLOCK = 8 << 20
 META = "meta.json"
-RELEASE_EVERY = 64  # row reads between releases of the maps' resident pages
+RELEASE_EVERY = 1  # row reads between releases of the maps' resident pages (one batch's rows are MBs)
 SMALL_FIELDS = ("visit_mask", "visit_times", "targets", "labels", "subject_ids")
 
 

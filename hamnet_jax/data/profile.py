@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.arrays import SUBJECTS_PER_CHUNK, CohortArrays, concat_cohorts
 from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
@@ -61,17 +61,30 @@ class NumericProfile:
         return cls(quantiles, edges, shares, missing, observed)
 
 
-PROFILE_SUBJECTS = 50_000
+PROFILE_SUBJECTS = 20_000
 
 
 def profile_subjects(cohort: CohortArrays | CachedCohort, seed: int = 0) -> CohortArrays:
-    """The subjects a training profile is fitted on, in memory: every subject up to
-    `PROFILE_SUBJECTS`, else a seeded sample of that many (in memory or cached alike), so a
-    UK Biobank-sized cohort is profiled without reading all of it into memory."""
+    """The subjects a training profile is fitted on, as one visit each (their last: what a
+    profile describes), read a chunk at a time: every subject up to `PROFILE_SUBJECTS`,
+    else a seeded sample of that many (in memory or cached alike). A UK Biobank-sized
+    cohort is profiled in ~0.13 GB (20,000 x 1,650 float32 columns), not all of its visits;
+    deciles of 20,000 values are within about 0.5 percentile points of the population's."""
     n = cohort.num_subjects
     index = (np.arange(n) if n <= PROFILE_SUBJECTS
              else np.sort(np.random.default_rng(seed).choice(n, PROFILE_SUBJECTS, replace=False)))
-    return cohort.subset(index) if isinstance(cohort, CohortArrays) else cohort.rows(index)
+    read = cohort.subset if isinstance(cohort, CohortArrays) else cohort.rows
+    return concat_cohorts([last_visit_only(read(index[start:start + SUBJECTS_PER_CHUNK]))
+                           for start in range(0, max(index.size, 1), SUBJECTS_PER_CHUNK)])
+
+
+def last_visit_only(arrays: CohortArrays) -> CohortArrays:
+    """Each subject's last attended visit as its only visit."""
+    rows, last = last_visit_rows(arrays)
+    one = lambda a: a[rows, last][:, None]
+    return dataclasses.replace(arrays, values={m: one(v) for m, v in arrays.values.items()},
+                               categorical=one(arrays.categorical), visit_mask=np.ones((rows.size, 1), np.float32),
+                               visit_times=np.zeros((rows.size, 1), np.float32))
 
 
 def last_visit_rows(arrays: CohortArrays) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +120,7 @@ class DataProfile:
         absent = {}
         for m in MODALITIES:
             cols = schema.numeric_columns(m) if m in schema.modalities else ()
-            values = arrays.values[m][attended] if cols else np.zeros((arrays.num_subjects, 0))
+            values = arrays.values[m][attended] if cols else np.zeros((arrays.num_subjects, 0), np.float32)
             names += cols
             owners += [m] * len(cols)
             columns.append(values)
