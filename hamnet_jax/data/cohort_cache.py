@@ -185,7 +185,8 @@ def build_cohort_cache(path: str | os.PathLike, schema: Schema, max_visits: int 
             scatter_features(layout, arrays, chunk, schema, first_row)
             for array in mapped:
                 array.release()
-        check_subject_level(arrays, schema)
+        # (read back through a CachedCohort, which releases the pages it reads)
+        check_subject_level(_as_cached(arrays), schema)
         for field in SMALL_FIELDS:
             np.save(work / f"{field}.npy", getattr(arrays, field))
         np.savez(work / "extras.npz", **arrays.extras)
@@ -203,6 +204,12 @@ def build_cohort_cache(path: str | os.PathLike, schema: Schema, max_visits: int 
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
+
+
+def _as_cached(arrays: CohortArrays) -> CachedCohort:
+    features = {f"values_{m}": arrays.values[m] for m in MODALITIES} | {"categorical": arrays.categorical}
+    return CachedCohort(features=features, **{f: getattr(arrays, f) for f in SMALL_FIELDS}, extras=arrays.extras,
+                        index=np.arange(arrays.num_subjects, dtype=np.int64))
 
 
 def load_cohort_cache(directory: str | os.PathLike) -> CachedCohort:

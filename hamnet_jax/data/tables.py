@@ -89,6 +89,7 @@ def iter_table_chunks(path: str | os.PathLike, columns: list[str], rows: int | N
                 yield start, chunk[columns].reset_index(drop=True)
                 start += len(chunk)
         elif kind == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             file = pq.ParquetFile(path)
@@ -96,9 +97,13 @@ def iter_table_chunks(path: str | os.PathLike, columns: list[str], rows: int | N
                 yield 0, file.read(columns=columns).to_pandas()
                 return
             start = 0
+            pool = pa.default_memory_pool()
             for batch in file.iter_batches(batch_size=rows, columns=columns):
-                yield start, batch.to_pandas()
-                start += batch.num_rows
+                frame = batch.to_pandas()
+                del batch
+                pool.release_unused()  # (Arrow's allocator keeps freed row groups otherwise: GBs at 500,000 subjects)
+                yield start, frame
+                start += len(frame)
         else:
             with np.load(path, allow_pickle=False) as npz:
                 total = len(npz[columns[0]]) if columns else 0
