@@ -40,7 +40,7 @@ class CohortArrays:
     def chunks(self, size: int = SUBJECTS_PER_CHUNK) -> Iterator[CohortArrays]:
         """Consecutive subjects, `size` at a time: what streaming reductions (the
         preprocessor's statistics, the data checks) run over, in memory or from a cache."""
-        for start in range(0, self.num_subjects, size):
+        for start in range(0, max(self.num_subjects, 1), size):  # (an empty cohort: one empty chunk)
             yield self.subset(np.arange(start, min(start + size, self.num_subjects)))
 
     def subset(self, index: np.ndarray) -> CohortArrays:

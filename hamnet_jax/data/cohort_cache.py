@@ -106,7 +106,7 @@ class CachedCohort:
 
     def chunks(self, size: int = SUBJECTS_PER_CHUNK) -> Iterator[CohortArrays]:
         """Consecutive subjects, `size` at a time, in memory (as `CohortArrays.chunks`)."""
-        for start in range(0, self.num_subjects, size):
+        for start in range(0, max(self.num_subjects, 1), size):  # (an empty cohort: one empty chunk)
             yield self.rows(np.arange(start, min(start + size, self.num_subjects)))
 
     def in_memory(self) -> CohortArrays:

@@ -67,20 +67,20 @@ class Preprocessor:
         target's. One streaming pass over `train.chunks()` (in memory or from a cohort cache:
         the same chunks, so the same statistics), each chunk's count, mean and sum of squared
         deviations merged by Chan et al.'s pairwise update (1979) in float64."""
-        moments = {m: None for m in MODALITIES}
-        seen_levels: list[set] = []
-        for chunk in train.chunks():
+        moments: dict[str, Moments | None] = {m: None for m in MODALITIES}
+        seen_levels: list[set] | None = None
+        for chunk in train.chunks():  # (at least one, possibly empty: the widths come from it)
             check_finite(chunk)
             attended = chunk.visit_mask > 0
             for m in MODALITIES:
                 moments[m] = _merge(moments[m], _moments(chunk.values[m][attended]))
-            if categorical_levels is None:
-                cats = chunk.categorical[attended]
-                seen_levels = [(seen_levels[k] if seen_levels else set()) | set(np.unique(c[~np.isnan(c)]).tolist())
-                               for k, c in enumerate(cats.T)]
+            cats = chunk.categorical[attended]
+            seen_levels = seen_levels or [set() for _ in range(cats.shape[1])]
+            for levels, c in zip(seen_levels, cats.T, strict=True):
+                levels.update(np.unique(c[~np.isnan(c)]).tolist())
         means, stds = {}, {}
         for m in MODALITIES:
-            count, mu, m2 = moments[m] if moments[m] is not None else (np.zeros(0),) * 3
+            count, mu, m2 = moments[m]
             with np.errstate(invalid="ignore", divide="ignore"):  # never-observed columns: NaN, then 0 / 1
                 sd = np.sqrt(m2 / count)
             means[m] = np.nan_to_num(np.where(count > 0, mu, np.nan)).astype(np.float32)
