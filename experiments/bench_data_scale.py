@@ -5,7 +5,8 @@
 For each size: `hamnet cohort --subjects N` (drawn and written 20,000 subjects at a time),
 then `hamnet train --epochs 1 --tier base` on it (the file read in chunks into the run's
 memory-mapped cohort cache, batches read from it by rows). Each command runs in its own
-process; its peak resident memory is the kernel's (`ru_maxrss` of that child alone), its
+process; its peak resident memory is the kernel's (`ru_maxrss` of that child alone, in GiB
+= 2^30 bytes: the JSON's `peak_rss_gb` and `cache_gb` fields are GiB), its
 time the wall clock (train: compile, cache build, one epoch, validation and test
 prediction). A size already measured is kept (delete its row from the JSON to measure it again).
 Prints a table; writes experiments/results/bench_data_scale.json and bench_data_scale.png.
@@ -49,8 +50,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for key, label in (("cohort", "hamnet cohort"), ("train", "hamnet train --epochs 1")):
         a.plot(n, [r[key]["peak_rss_gb"] for r in rows], "o-", label=label)
         b.plot(n, [r[key]["seconds"] for r in rows], "o-", label=label)
-    a.axhline(4.0, color="grey", ls="--", lw=1, label="4 GB")
-    for ax, title in ((a, "peak resident memory (GB)"), (b, "wall time (s)")):
+    a.axhline(4.0, color="grey", ls="--", lw=1, label="4 GiB")
+    for ax, title in ((a, "peak resident memory (GiB)"), (b, "wall time (s)")):
         ax.set_xscale("log")
         ax.set_xlabel("subjects")
         ax.set_title(title)
@@ -84,16 +85,15 @@ def main() -> None:
         cache_bytes = sum(f.stat().st_size for f in (run / "data_cache").rglob("*") if f.is_file())
         rows[n] = {"subjects": n, "file_mb": data.stat().st_size / 2**20, "cohort": cohort, "train": train,
                    "cache_gb": cache_bytes / 2**30, "test_mae": summary["test"].get("mae")}
-        ordered = [rows[k] for k in sorted(rows)]
-        write_json_atomic(RESULTS, {"rows": ordered})
-        plot(ordered, RESULTS.with_suffix(".png"))
-    print(f"{'subjects':>9} {'file MB':>8} {'cohort s':>9} {'cohort GB':>10} {'train s':>8} {'train GB':>9} "
-          f"{'cache GB':>9} {'s/1k subj':>10}")
+        write_json_atomic(RESULTS, {"rows": [rows[k] for k in sorted(rows)]})
+    plot([rows[k] for k in sorted(rows)], RESULTS.with_suffix(".png"))
+    print(f"{'subjects':>9} {'file MB':>8} {'cohort s':>9} {'cohort GiB':>10} {'train s':>8} {'train GiB':>9} "
+          f"{'cache GiB':>9} {'s/1k subj':>10}")
     for r in (rows[k] for k in sorted(rows)):
         print(f"{r['subjects']:>9} {r['file_mb']:>8.0f} {r['cohort']['seconds']:>9.1f} "
               f"{r['cohort']['peak_rss_gb']:>10.2f} {r['train']['seconds']:>8.1f} {r['train']['peak_rss_gb']:>9.2f} "
               f"{r['cache_gb']:>9.2f} {1000 * r['train']['seconds'] / r['subjects']:>10.2f}")
-    print("peak GB: the command's peak resident memory; train: one epoch of the base tier, compile, cache build, "
+    print("peak GiB: the command's peak resident memory; train: one epoch of the base tier, compile, cache build, "
           "validation and test prediction included")
 
 

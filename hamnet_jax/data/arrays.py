@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ import pandas as pd
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
+
+if TYPE_CHECKING:  # (the cache module builds on this one)
+    from hamnet_jax.data.cohort_cache import CachedCohort
 
 SUBJECTS_PER_CHUNK = 2048  # subjects per chunk of a streaming pass (~55 MB of float32 at 1,650 columns)
 
@@ -89,7 +93,7 @@ def check_finite(data: CohortArrays) -> None:
                              f"{str(data.subject_ids[index[0]])!r}); NaN marks a missing value, ±inf is not accepted")
 
 
-def check_trainable(data: CohortArrays, schema: Schema, outcome: bool = True) -> None:
+def check_trainable(data: CohortArrays | CachedCohort, schema: Schema, outcome: bool = True) -> None:
     """What training data must have beyond being readable: every schema column observed in
     some row, a target that varies and, when a classification head trains on it (`outcome`),
     a 0/1 outcome with both values."""
@@ -315,7 +319,7 @@ def frame_to_arrays(
     return arrays
 
 
-def check_subject_level(data: CohortArrays, schema: Schema) -> None:
+def check_subject_level(data: CohortArrays | CachedCohort, schema: Schema) -> None:
     """A modality the schema marks `subject_level` is encoded once per subject, so each of
     its columns must hold one value per subject (missing at some visits is fine)."""
     for chunk in data.chunks():
