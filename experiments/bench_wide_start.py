@@ -1,15 +1,16 @@
-"""The fitted wide start's logistic fit: L-BFGS (the library's) against Newton's method.
+"""The fitted wide start's logistic fit: L-BFGS against Newton's method (`logistic_fit` picks
+Newton up to `NEWTON_MAX_FEATURES` wide inputs, L-BFGS beyond).
 
     python experiments/bench_wide_start.py [--shapes 2000x1000,2000x2000,3000x3300] [--newton-up-to 2000]
 
 `logistic_cv` picks the L2 penalty by 5-fold CV along a warm-started path of 13 penalties,
-then refits on every row. The reference is the same path solved by Newton's method (what
-`training/wide_start.py` ran before), which forms and solves the F x F Hessian at every
-step. Both run on the same rows here, one after the other; the table gives each one's
-seconds, their ratio, the penalty each picked and the largest difference of the final
-weights. Newton's method runs only up to `--newton-up-to` features (its cost grows as F^3:
-minutes per path beyond), so wider rows time L-BFGS alone. Rows are standardized Gaussian
-features with a sparse true logit (UK Biobank's wide inputs number about 3,300). Writes
+then refits on every row, along the same path by either method: Newton's forms and solves
+the F x F Hessian at every step, L-BFGS takes two matrix-vector products per step. Both
+run on the same rows here, one after the other; the table gives each one's seconds, their
+ratio, the penalty each picked and the largest difference of the final weights. Newton's
+method runs only up to `--newton-up-to` features (its cost grows as F^3: minutes per path
+beyond), so wider rows time L-BFGS alone. Rows are standardized Gaussian features with a
+sparse true logit (UK Biobank's wide inputs number about 3,300). Writes
 experiments/results/bench_wide_start.json.
 """
 
@@ -25,22 +26,6 @@ from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.training import wide_start
 
 RESULTS = Path(__file__).parent / "results" / "bench_wide_start.json"
-
-
-def newton(x: np.ndarray, y: np.ndarray, penalty: float, start: np.ndarray | None = None,
-           iterations: int = 25) -> np.ndarray:
-    """The reference: Newton's method on the same objective (summed log loss + penalty/2 |w|^2)."""
-    xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
-    reg = np.full(xa.shape[1], penalty)
-    reg[-1] = 1e-8
-    beta = np.zeros(xa.shape[1]) if start is None else start.copy()
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ beta, -30, 30)))
-        step = np.linalg.solve((xa * (p * (1 - p))[:, None]).T @ xa + np.diag(reg), xa.T @ (p - y) + reg * beta)
-        beta = beta - step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return beta
 
 
 def data(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +46,8 @@ def main() -> None:
         n, f = (int(v) for v in shape.split("x"))
         x, y = data(n, f)
         seconds, betas, penalties = {}, {}, {}
-        solvers = {"lbfgs": wide_start.logistic_fit, **({"newton": newton} if f <= args.newton_up_to else {})}
+        solvers = {"lbfgs": wide_start.logistic_lbfgs,
+                   **({"newton": wide_start.logistic_newton} if f <= args.newton_up_to else {})}
         for name, solver in solvers.items():
             start = time.perf_counter()
             w, b, penalties[name] = wide_start.logistic_cv(x, y, solver=solver)

@@ -18,7 +18,7 @@ from hamnet_jax.data.batch import random_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params, wide_features
-from hamnet_jax.training.wide_start import (fitted_wide_start, freeze_wide, logistic_cv, logistic_fit,
+from hamnet_jax.training.wide_start import (fitted_wide_start, freeze_wide, logistic_cv, logistic_fit, logistic_lbfgs,
                                             ridge_loo)
 
 
@@ -41,10 +41,10 @@ def test_logistic_regression_matches_scikit_learn_at_a_penalty():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 8))
     y = (rng.random(300) < 1 / (1 + np.exp(-(x @ rng.standard_normal(8) - 0.5)))).astype(float)
-    beta = logistic_fit(x, y, penalty=4.0)
     ref = LogisticRegression(C=1 / 4.0, tol=1e-10, max_iter=10_000).fit(x, y)  # intercept not penalized
-    np.testing.assert_allclose(beta[:-1], ref.coef_[0], atol=1e-5)
-    assert beta[-1] == pytest.approx(ref.intercept_[0], abs=1e-5)
+    for beta in (logistic_fit(x, y, penalty=4.0), logistic_lbfgs(x, y, penalty=4.0)):  # Newton, and L-BFGS
+        np.testing.assert_allclose(beta[:-1], ref.coef_[0], atol=1e-5)
+        assert beta[-1] == pytest.approx(ref.intercept_[0], abs=1e-5)
     _, _, penalty = logistic_cv(x, y, penalties=np.array([1e-2, 1.0, 1e6]))
     assert penalty != 1e6  # a penalty that zeroes every weight loses when the outcome depends on x
 
