@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.data.preprocess import model_labels
 from hamnet_jax.modalities import MODALITIES
 
 if TYPE_CHECKING:
@@ -49,12 +50,11 @@ class CohortBatches:
 
     @property
     def targets(self) -> np.ndarray:
-        pre = self.preprocessor
-        return np.nan_to_num((self.cohort.targets - pre.target_mean) / pre.target_std).astype(np.float32)
+        return self.preprocessor.standardized_targets(self.cohort.targets)
 
     @property
     def labels(self) -> np.ndarray:
-        return np.nan_to_num(self.cohort.labels).astype(np.float32)
+        return model_labels(self.cohort.labels)
 
     @property
     def inputs(self) -> dict[str, jax.ShapeDtypeStruct]:

@@ -40,7 +40,6 @@ CACHE_FORMAT = 1
 ROWS_PER_CHUNK = 20_000  # file rows per chunk of the feature pass (~500 MB of float64 at 3,300 columns)
 DIGEST_BLOCK = 8 << 20
 META = "meta.json"
-RELEASE_EVERY = 1  # row reads between releases of the maps' resident pages (one batch's rows are MBs)
 SMALL_FIELDS = ("visit_mask", "visit_times", "targets", "labels", "subject_ids")
 
 
@@ -72,7 +71,6 @@ class CachedCohort:
     subject_ids: np.ndarray
     extras: dict[str, np.ndarray]
     index: np.ndarray
-    _reads: int = 0
 
     @property
     def num_subjects(self) -> int:
@@ -93,13 +91,12 @@ class CachedCohort:
         back = np.empty_like(order)
         back[order] = np.arange(order.size)
         read = lambda a: a[source[order]][back]
-        self._reads += 1
-        if self._reads % RELEASE_EVERY == 0:
-            for array in self.features.values():
-                array.release()
+        values = {m: read(self.features[f"values_{m}"]) for m in MODALITIES}
+        categorical = read(self.features["categorical"])
+        for array in self.features.values():  # (a copy is read: the pages it touched go back)
+            array.release()
         return CohortArrays(
-            values={m: read(self.features[f"values_{m}"]) for m in MODALITIES},
-            categorical=read(self.features["categorical"]), visit_mask=self.visit_mask[index],
+            values=values, categorical=categorical, visit_mask=self.visit_mask[index],
             visit_times=self.visit_times[index], targets=self.targets[index], labels=self.labels[index],
             subject_ids=self.subject_ids[index], extras={k: v[index] for k, v in self.extras.items()},
         )
@@ -117,8 +114,8 @@ class MappedArray(np.ndarray):
     """A `.npy` file's array over a memory map this process owns, so `release()` can hand its
     pages back: the pages a memory-mapped read or write touches count in the process's
     resident memory until the kernel needs them, which would grow with the cohort. The
-    cache's writer releases after every chunk and the readers every few hundred batches,
-    so resident memory stays bounded (the data stays in the page cache or on disk)."""
+    cache's writer releases after every chunk and the reader after every read, so
+    resident memory stays bounded (the data stays in the page cache or on disk)."""
 
     _map: mmap.mmap
 

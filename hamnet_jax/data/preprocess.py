@@ -53,6 +53,11 @@ def _merge(a: Moments | None, b: Moments) -> Moments:
     return n, mean, m2
 
 
+def model_labels(labels: np.ndarray) -> np.ndarray:
+    """The batch's `labels`: the 0/1 outcome, a missing one 0 (no outcome head reads it then)."""
+    return np.nan_to_num(labels).astype(np.float32)
+
+
 @dataclasses.dataclass
 class Preprocessor:
     means: dict[str, np.ndarray]
@@ -126,12 +131,16 @@ class Preprocessor:
         modality_mask = np.stack(
             [masks[m].any(-1) | (cat_present if m == "lifestyle" else False) for m in MODALITIES], -1
         ).astype(np.float32) * data.visit_mask[..., None]
-        targets = np.nan_to_num((data.targets - self.target_mean) / self.target_std).astype(np.float32)
+        targets = self.standardized_targets(data.targets)
         return Batch(
             inputs=inputs, feature_masks=masks, categorical=codes, modality_mask=modality_mask,
             visit_mask=data.visit_mask.astype(np.float32), visit_times=data.visit_times.astype(np.float32),
-            targets=targets, labels=np.nan_to_num(data.labels).astype(np.float32),
+            targets=targets, labels=model_labels(data.labels),
         )
+
+    def standardized_targets(self, targets: np.ndarray) -> np.ndarray:
+        """The batch's `targets`: standardized, a missing one 0 (outcome-only data has none)."""
+        return np.nan_to_num((targets - self.target_mean) / self.target_std).astype(np.float32)
 
     def to_target_units(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return mean * self.target_std + self.target_mean, std * self.target_std
