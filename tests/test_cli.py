@@ -61,6 +61,14 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     again = json.loads((tiny_run / "eval.json").read_text())
     assert again["baselines_cached"] is True and again["predictions_cached"] is True
     assert again["rows"] == result["rows"]
+    assert "fitted on the training split's all-visits features" in out.out
+    # baselines on a sample of the training split: refitted, and the table says so
+    assert main(["evaluate", "--run", str(tiny_run), "--data", str(data), "--quiet", "--baseline-subjects", "60"]) == 0
+    out = capsys.readouterr().out
+    sampled = json.loads((tiny_run / "eval.json").read_text())
+    assert sampled["baseline_training_subjects"]["subjects"] == 60 and not sampled["baselines_cached"]
+    assert f"a seeded sample of 60 of the {sampled['baseline_training_subjects']['of']:,} training subjects'" in out
+    assert sampled["rows"]["HAMNet"] == result["rows"]["HAMNet"]
     rows = result["rows"]
     assert np.isfinite(rows["HAMNet without imaging"]["mae"])
     assert rows["HAMNet without imaging"]["subjects_with_modality"] > 0

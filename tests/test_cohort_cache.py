@@ -175,3 +175,39 @@ def test_training_from_the_cache_equals_training_in_memory(tiny_run, tiny_cohort
     assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
     a, b = (json.loads((d / "summary.json").read_text())["test"] for d in (tiny_run, out))
     assert a == b
+    # evaluation reads the test split through the run's cache (modality removal included)
+    # and gets the in-memory run's table
+    from hamnet_jax.evaluation.evaluate import evaluate_run
+    from hamnet_jax.run_dir import load_run
+
+    cached, in_memory = (evaluate_run(load_run(d), data, baselines=False) for d in (tiny_run, out))
+    assert "HAMNet without imaging" in cached["rows"]
+    assert cached["rows"] == in_memory["rows"]
+
+
+def test_a_cached_cohort_without_a_modality_reads_it_as_missing(tiny_cohort, tmp_path):
+    data, schema = tiny_cohort
+    cached = load_cohort_cache(build_cohort_cache(data, schema, None, True, tmp_path))
+    memory = load_cohort(data, schema, DATA_CFG)
+    rows = np.array([7, 3, 100])
+    for m in ("imaging", "lifestyle"):
+        assert_same_arrays(cached.without_modality(m).subset(rows).in_memory(),
+                           memory.without_modality(m).subset(rows))
+    assert_same_arrays(cached.in_memory(), memory)  # the cohort itself is unchanged
+    with pytest.raises(InputError, match="unknown modality 'retina'"):
+        cached.without_modality("retina")
+
+
+def test_baselines_fit_on_a_seeded_sample_of_a_large_training_split(tiny_cohort, tmp_path):
+    from hamnet_jax.evaluation.baselines import baseline_training_subjects
+
+    data, schema = tiny_cohort
+    cached = load_cohort_cache(build_cohort_cache(data, schema, None, True, tmp_path))
+    memory = load_cohort(data, schema, DATA_CFG)
+    sample = baseline_training_subjects(cached, 50, seed=4)
+    assert sample.num_subjects == 50 and len(set(sample.subject_ids)) == 50
+    assert_same_arrays(sample, baseline_training_subjects(memory, 50, seed=4))  # same draw, either storage
+    assert set(sample.subject_ids) != set(baseline_training_subjects(cached, 50, seed=5).subject_ids)
+    assert_same_arrays(baseline_training_subjects(cached, 10_000), memory)  # a small split: every subject
+    with pytest.raises(InputError, match="baseline subjects: expected at least 1, got 0"):
+        baseline_training_subjects(cached, 0)

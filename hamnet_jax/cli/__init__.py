@@ -132,6 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _setup(args)
     run = load_run(args.run)
     result = evaluate_run(run, args.data, baselines=not args.no_baselines, baseline_features=args.baseline_features,
+                          baseline_subjects=args.baseline_subjects,
                           progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(result))
     write_json_atomic(Path(args.run) / "eval.json", result)
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline-features", choices=("all-visits", "last-visit"), default="all-visits",
                    help="fit the baselines on every visit's features (default) or the last visit's only (faster on "
                         "wide data); fitted once per training split and kept in the run directory")
+    e.add_argument("--baseline-subjects", type=int, default=20_000, metavar="N",
+                   help="fit the baselines on at most N training subjects, a seeded sample of a larger split "
+                        "(default 20,000: a flattened cohort-scale split does not fit in memory)")
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(func=cmd_evaluate)
 

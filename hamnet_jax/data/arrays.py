@@ -56,6 +56,13 @@ class CohortArrays:
             extras={k: v[index] for k, v in self.extras.items()},
         )
 
+    def rows(self, index: np.ndarray) -> CohortArrays:
+        """Subjects `index` in memory (as `CachedCohort.rows`, which reads them from disk)."""
+        return self.subset(index)
+
+    def in_memory(self) -> CohortArrays:
+        return self
+
     def without_modality(self, modality: str) -> CohortArrays:
         """A copy with one modality removed from every subject (ablation)."""
         values = dict(self.values)

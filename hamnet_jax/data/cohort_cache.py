@@ -71,10 +71,18 @@ class CachedCohort:
     subject_ids: np.ndarray
     extras: dict[str, np.ndarray]
     index: np.ndarray
+    removed: tuple[str, ...] = ()  # modalities read as missing (`without_modality`)
 
     @property
     def num_subjects(self) -> int:
         return int(self.index.size)
+
+    def without_modality(self, modality: str) -> CachedCohort:
+        """This cohort with one modality read as missing for every subject (ablation), as
+        `CohortArrays.without_modality`; nothing is copied."""
+        if modality not in MODALITIES:
+            raise InputError(f"unknown modality {modality!r}; expected one of {list(MODALITIES)}")
+        return dataclasses.replace(self, removed=self.removed + (modality,))
 
     def subset(self, index: np.ndarray) -> CachedCohort:
         """Subjects `index` of this one (a split of a split composes)."""
@@ -95,11 +103,14 @@ class CachedCohort:
         categorical = read(self.features["categorical"])
         for array in self.features.values():  # (a copy is read: the pages it touched go back)
             array.release()
-        return CohortArrays(
+        data = CohortArrays(
             values=values, categorical=categorical, visit_mask=self.visit_mask[index],
             visit_times=self.visit_times[index], targets=self.targets[index], labels=self.labels[index],
             subject_ids=self.subject_ids[index], extras={k: v[index] for k, v in self.extras.items()},
         )
+        for modality in self.removed:
+            data = data.without_modality(modality)
+        return data
 
     def chunks(self, size: int = SUBJECTS_PER_CHUNK) -> Iterator[CohortArrays]:
         """Consecutive subjects, `size` at a time, in memory (as `CohortArrays.chunks`)."""
@@ -162,6 +173,7 @@ def build_cohort_cache(path: str | os.PathLike, schema: Schema, max_visits: int 
                        root: str | os.PathLike) -> Path:
     """The cache directory of `path` under `root`, built unless a complete one exists."""
     root = Path(root)
+    table_columns(path)  # a missing or unreadable file is named before anything is written
     key = cache_key(path, schema, max_visits, require_target)
     final = root / key
     if (final / META).exists():

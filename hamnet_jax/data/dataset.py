@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -31,7 +33,16 @@ def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig, r
     rows, or whole into memory."""
     if not data_cfg.cache:
         return load_cohort(path, schema, data_cfg, require_target)
-    directory = build_cohort_cache(path, schema, data_cfg.max_visits, require_target, Path(run_dir) / CACHE_DIR)
+    root = Path(run_dir) / CACHE_DIR
+    try:
+        directory = build_cohort_cache(path, schema, data_cfg.max_visits, require_target, root)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # a read-only run directory: the command still runs, from memory
+        warnings.warn(f"cohort cache not written ({e.filename or root}: {e.strerror or e}); reading {path} "
+                      "into memory", stacklevel=2)
+        return load_cohort(path, schema, data_cfg, require_target)
     return load_cohort_cache(directory)
 
 

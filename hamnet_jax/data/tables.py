@@ -19,11 +19,7 @@ READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"data file {path} does not exist")
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise InputError(f"data file {path}: unsupported extension {path.suffix!r}; use one of {sorted(READERS)}")
+    kind = _kind(path)
     try:
         if kind == "csv":
             return pd.read_csv(path, low_memory=False)

@@ -15,10 +15,11 @@ import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.batch import subjects_without_modality
-from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.data.cohort_cache import CachedCohort
+from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.baseline_cache import cached_baselines
-from hamnet_jax.evaluation.baselines import predict_baseline
+from hamnet_jax.evaluation.baselines import BASELINE_MAX_SUBJECTS, baseline_training_subjects, predict_baseline
 from hamnet_jax.evaluation.prediction_cache import cached_predictions, run_fingerprint
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
@@ -30,10 +31,11 @@ from hamnet_jax.evaluation.metrics import (CLASSIFICATION_COLUMNS, REGRESSION_CO
 COLUMNS = REGRESSION_COLUMNS + CLASSIFICATION_COLUMNS
 
 
-def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
-    """Calibrated MC-dropout predictions of a run on raw cohort arrays."""
+def predict_run(run: Run, data: CohortArrays | CachedCohort) -> dict[str, np.ndarray]:
+    """Calibrated MC-dropout predictions of a run on raw cohort arrays (or a cached cohort,
+    standardized a chunk at a time)."""
     pre = run.preprocessor
-    batch = pre.transform(data)
+    batch = pre.batches(data)
     empty = subjects_without_modality(batch)
     if empty.size:
         raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "
@@ -46,7 +48,7 @@ def predict_run(run: Run, data: CohortArrays) -> dict[str, np.ndarray]:
                          visit_slots=run.config.data.max_visits)
 
 
-def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[str, float]:
+def prediction_metrics(data: CohortArrays | CachedCohort, pred: dict[str, np.ndarray]) -> dict[str, float]:
     """Metrics of `pred` on `data`: with a `prediction` (optional `total_std`), regression
     metrics and the age-gap correlation when `bio_age` is known; with an
     `outcome_probability`, AUROC / accuracy / log loss / Brier score."""
@@ -64,7 +66,7 @@ def prediction_metrics(data: CohortArrays, pred: dict[str, np.ndarray]) -> dict[
     return m
 
 
-def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+def _per_subject_error(data: CohortArrays | CachedCohort, pred: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
     """The error a modality-removal row compares: absolute error of the regression head,
     else the log loss of the outcome."""
     if "prediction" in pred:
@@ -72,7 +74,7 @@ def _per_subject_error(data: CohortArrays, pred: dict[str, np.ndarray]) -> tuple
     return "log_loss", np.asarray(probability_log_loss(data.labels, pred["outcome_probability"]))
 
 
-def modality_removed_row(sub: CohortArrays, pred: dict[str, np.ndarray], p: dict[str, np.ndarray],
+def modality_removed_row(sub: CohortArrays | CachedCohort, pred: dict[str, np.ndarray], p: dict[str, np.ndarray],
                          kept: np.ndarray, had: np.ndarray) -> dict[str, Any]:
     """Metrics of HAMNet's predictions `p` on `sub` (test subjects `kept`, one modality removed
     from each), and how much worse the subjects that `had` the modality get without it than
@@ -94,11 +96,14 @@ def modality_removed_row(sub: CohortArrays, pred: dict[str, np.ndarray], p: dict
 
 def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
                  baseline_features: str = "all-visits",
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None,
+                 baseline_subjects: int = BASELINE_MAX_SUBJECTS) -> dict[str, Any]:
     """HAMNet's test metrics, modality-removal rows and (fitted once per training split, then
-    cached in the run directory) the baselines on `baseline_features`."""
+    cached in the run directory) the baselines on `baseline_features`, fitted on at most
+    `baseline_subjects` training subjects (a seeded sample above that). The data file is
+    read through the run directory's cohort cache (`data.cache`), as training read it."""
     say = progress or (lambda _: None)
-    arrays = load_cohort(data_path, run.schema, run.config.data)
+    arrays = open_cohort(data_path, run.schema, run.config.data, run.path)
     parts = split_cohort(arrays, run.config.data)
     test = parts["test"]
     if test.num_subjects == 0:
@@ -107,7 +112,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     fingerprint = run_fingerprint(run)
     reused: list[bool] = []
 
-    def predict(data: CohortArrays, name: str) -> dict[str, np.ndarray]:
+    def predict(data: CohortArrays | CachedCohort, name: str) -> dict[str, np.ndarray]:
         pred, hit = cached_predictions(run, fingerprint, data, name, lambda: predict_run(run, data))
         reused.append(hit)
         return pred
@@ -115,24 +120,26 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     say(f"HAMNet on {test.num_subjects:,} test subjects")
     pred = predict(test, "test")
     rows["HAMNet"] = prediction_metrics(test, pred)
-    full_batch = run.preprocessor.transform(test)
+    modality_mask = run.preprocessor.batches(test).modality_mask
     skipped: dict[str, str] = {}
     for i, m in enumerate(MODALITIES):
         if run.model_config.has_modality(m):
             ablated = test.without_modality(m)
             kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
-                run.preprocessor.transform(ablated)))
+                run.preprocessor.batches(ablated)))
             say(f"HAMNet without {m}")
             if kept.size == 0:
                 skipped[f"HAMNet without {m}"] = f"no test subject has a modality other than {m}"
                 continue
             sub = ablated.subset(kept)
             rows[f"HAMNet without {m}"] = modality_removed_row(sub, pred, predict(sub, f"without-{m}"), kept,
-                                                              full_batch.modality_mask[kept, :, i].any(axis=1))
-    cached = None
+                                                              modality_mask[kept, :, i].any(axis=1))
+    cached = fitted_on = None
     if baselines:
         tasks = ("regression",) * run.model_config.regression + ("classification",) * run.model_config.classification
-        fitted, cached = cached_baselines(run.path, parts["train"], run.config.training.seed, baseline_features,
+        sample = baseline_training_subjects(parts["train"], baseline_subjects, run.config.training.seed)
+        fitted_on = {"subjects": sample.num_subjects, "of": parts["train"].num_subjects}
+        fitted, cached = cached_baselines(run.path, sample, run.config.training.seed, baseline_features,
                                           progress, tasks)
         for name, model in fitted.items():
             rows[name] = prediction_metrics(test, predict_baseline(model, test))
@@ -143,6 +150,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
         "skipped_rows": skipped,
         "baseline_features": baseline_features if baselines else None,
         "baselines_cached": cached,
+        "baseline_training_subjects": fitted_on,
         "predictions_cached": all(reused),
         "mae_ratio_vs_hist_gradient_boosting": rows["HAMNet"]["mae"] / hgb["mae"] if hgb else None,
     }
@@ -175,7 +183,10 @@ def format_table(result: dict[str, Any]) -> str:
     if result.get("predictions_cached"):
         lines.append("HAMNet's predictions reused from the run directory (same run, same inputs)")
     if result.get("baseline_features"):
-        lines.append(f"baselines fitted on the training split's {result['baseline_features']} features"
+        fitted_on = result.get("baseline_training_subjects") or {}
+        whose = ("the training split's" if fitted_on.get("subjects") == fitted_on.get("of") else
+                 f"a seeded sample of {fitted_on['subjects']:,} of the {fitted_on['of']:,} training subjects'")
+        lines.append(f"baselines fitted on {whose} {result['baseline_features']} features"
                      + (" (reused from the run directory)" if result.get("baselines_cached") else ""))
     if result.get("mae_ratio_vs_hist_gradient_boosting") is not None:
         lines.append(f"HAMNet MAE / HistGradientBoosting MAE = {result['mae_ratio_vs_hist_gradient_boosting']:.3f}"

@@ -22,10 +22,11 @@ import jax
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.io_atomic import write_atomic
 from hamnet_jax.run_dir import Run
 
-CACHE_FORMAT = 1  # bump when what a prediction depends on changes
+CACHE_FORMAT = 2  # bump when what a prediction depends on changes
 
 
 def _update(digest: Any, array: np.ndarray) -> None:
@@ -49,18 +50,20 @@ def run_fingerprint(run: Run) -> str:
     return digest.hexdigest()
 
 
-def prediction_key(fingerprint: str, data: CohortArrays) -> str:
-    """SHA-256 of the run's fingerprint and the inputs of `data`'s subjects."""
+def prediction_key(fingerprint: str, data: CohortArrays | CachedCohort) -> str:
+    """SHA-256 of the run's fingerprint and the inputs of `data`'s subjects, read a chunk of
+    subjects at a time."""
     digest = hashlib.sha256(fingerprint.encode())
-    for name in sorted(data.values):
-        digest.update(name.encode())
-        _update(digest, data.values[name])
-    for array in (data.categorical, data.visit_mask, data.visit_times, data.subject_ids):
-        _update(digest, array)
+    for chunk in data.chunks():
+        for name in sorted(chunk.values):
+            digest.update(name.encode())
+            _update(digest, chunk.values[name])
+        for array in (chunk.categorical, chunk.visit_mask, chunk.visit_times, chunk.subject_ids):
+            _update(digest, array)
     return digest.hexdigest()
 
 
-def cached_predictions(run: Run, fingerprint: str, data: CohortArrays, name: str,
+def cached_predictions(run: Run, fingerprint: str, data: CohortArrays | CachedCohort, name: str,
                        predict: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
     """(`predict()`'s result for the set `name`, whether it came from the run directory)."""
     path = Path(run.path) / f"predictions-{name}.npz"
