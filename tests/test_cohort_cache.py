@@ -211,3 +211,30 @@ def test_baselines_fit_on_a_seeded_sample_of_a_large_training_split(tiny_cohort,
     assert_same_arrays(baseline_training_subjects(cached, 10_000), memory)  # a small split: every subject
     with pytest.raises(InputError, match="baseline subjects: expected at least 1, got 0"):
         baseline_training_subjects(cached, 0)
+
+
+def test_predict_streams_chunks_of_subjects_through_a_temporary_cache(tiny_run, tiny_cohort, tmp_path, monkeypatch):
+    """`hamnet predict` in chunks of 50 subjects read from a cache writes what one in-memory
+    request gives (to float32 rounding: chunks of 50 run in another compiled bucket), and
+    leaves nothing but its CSV behind."""
+    import pandas as pd
+
+    from hamnet_jax.inference import predict_file
+    from hamnet_jax.inference.predictors import JaxPredictor
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.run_dir import load_run
+
+    data, schema = tiny_cohort
+    monkeypatch.setattr(predict_file, "PREDICT_CHUNK", 50)
+    out = tmp_path / "pred" / "streamed.csv"
+    assert main(["predict", "--run", str(tiny_run), "--data", str(data), "--out", str(out)]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["streamed.csv"]
+    predictor = JaxPredictor(RawModel.from_run(load_run(tiny_run)))
+    whole = load_cohort(data, schema, DATA_CFG, require_target=False)
+    pred = predictor.run_validated(validate_raw(cohort_to_raw(whole, predictor.spec), predictor.spec))
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["subject_id", *pred]
+    np.testing.assert_array_equal(got["subject_id"].astype(str), whole.subject_ids.astype(str))
+    for name, values in pred.items():
+        np.testing.assert_allclose(got[name], values, atol=1.5e-4, rtol=0, err_msg=name)

@@ -71,6 +71,18 @@ def test_hamnet_drift_flags_shifted_lifestyle_and_missing_imaging_only(tiny_run,
     report = json.loads(out.read_text())
     assert report["drifted_features"] == [] and report["drifted_modalities"] == []
     assert not report["prediction_drifted"]
+    assert report["subjects"] == report["subjects_in_file"] == 240
+
+
+def test_drift_of_a_large_file_is_checked_on_a_seeded_sample(tiny_run, tmp_path, monkeypatch):
+    from hamnet_jax.data import profile
+    from hamnet_jax.monitoring.drift_check import check_run_drift
+
+    shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
+    monkeypatch.setattr(profile, "PROFILE_SUBJECTS", 150)
+    report = check_run_drift(tiny_run, shifted)
+    assert report["subjects_in_file"] == 240 and report["subjects"] == 150
+    assert sorted(report["drifted_features"]) == sorted(lifestyle) and report["drifted_modalities"] == ["imaging"]
 
 
 def test_live_drift_window_gives_the_batch_reports_figures(tiny_run, tmp_path):

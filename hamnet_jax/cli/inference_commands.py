@@ -14,13 +14,9 @@ from hamnet_jax.errors import InputError
 def cmd_predict(args: argparse.Namespace) -> None:
     import dataclasses
 
-    import pandas as pd
-
-    from hamnet_jax.data.dataset import load_cohort
     from hamnet_jax.inference.factory import build_predictor
-    from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
+    from hamnet_jax.inference.predict_file import predict_file
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.io_atomic import write_atomic
     from hamnet_jax.run_dir import load_run
 
     config = _setup(args)
@@ -28,18 +24,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.backend:
         options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
     run = load_run(args.run)
-    data = load_cohort(args.data, run.schema, run.config.data, require_target=False)
-    raw = RawModel.from_run(run)
-    predictor = build_predictor(raw, options, args.model)
-    request = validate_raw(cohort_to_raw(data, raw.spec), raw.spec, data.subject_ids)
-    pred = predictor.run_validated(request)
-    frame = pd.DataFrame({"subject_id": data.subject_ids, **pred})
-    write_atomic(Path(args.out), lambda f: frame.to_csv(f, index=False, float_format="%.4f"))
-    print(f"wrote predictions for {len(frame)} subjects to {args.out} ({options.backend} backend)")
+    predictor = build_predictor(RawModel.from_run(run), options, args.model)
+    subjects = predict_file(run, predictor, args.data, args.out)
+    print(f"wrote predictions for {subjects} subjects to {args.out} ({options.backend} backend)")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from hamnet_jax.data.dataset import load_cohort, split_cohort
+    from hamnet_jax.data.dataset import open_cohort, split_cohort
     from hamnet_jax.export.formats import FORMATS, export_format
     from hamnet_jax.inference.predictor import primary_output
     from hamnet_jax.inference.raw_model import RawModel
@@ -55,7 +46,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     raw = RawModel.from_run(run, args.mc_samples)
     train = test = None
     if args.data:
-        parts = split_cohort(load_cohort(args.data, run.schema, run.config.data), run.config.data)
+        # (through the run's cohort cache, as training read the file: only the subjects
+        # calibration reads and the test split a chunk at a time are in memory)
+        parts = split_cohort(open_cohort(args.data, run.schema, run.config.data, args.run), run.config.data)
         train, test = parts["train"], parts["test"]
     raw_inputs = args.raw_inputs or args.format.startswith("tensorrt")
     d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",

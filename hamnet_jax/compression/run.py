@@ -19,7 +19,7 @@ from typing import Any
 from hamnet_jax.compression.optimize import compress_model, measure_compression
 from hamnet_jax.config import PruningConfig, QuantizationConfig, TrainingConfig
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.compressed import CompressedModel
@@ -51,16 +51,17 @@ def plot_layer_sparsity(report: dict[str, Any], path: Path) -> None:
 
 def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) -> tuple[Run, dict, dict[str, Batch]]:
     """A trained run, the raw train/val/test parts of `data_path` under the run's split,
-    and their preprocessed batches."""
+    and their preprocessed batches: read through the source run's cohort cache (as its
+    training read the file; `data.cache`), standardized a batch at a time."""
     run = load_run(run_dir)
     if not run.model_config.regression:  # their accuracy figures (MAE, its drop) are the regression head's
         raise InputError(f"{run_dir} is an outcome-only run (no regression head); pruning, quantization and "
                          "distillation measure and compare the regression head, so they take runs that have one")
-    arrays = load_cohort(data_path, run.schema, run.config.data)
+    arrays = open_cohort(data_path, run.schema, run.config.data, run_dir)
     parts = split_cohort(arrays, run.config.data)
     if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
         raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")
-    return run, parts, {k: run.preprocessor.transform(v) for k, v in parts.items()}
+    return run, parts, {k: run.preprocessor.batches(v) for k, v in parts.items()}
 
 
 def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False) -> Path:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +71,17 @@ def profile_subjects(cohort: CohortArrays | CachedCohort, seed: int = 0) -> Coho
     else a seeded sample of that many (in memory or cached alike). A UK Biobank-sized
     cohort is profiled in ~0.13 GB (20,000 x 1,650 float32 columns), not all of its visits;
     deciles of 20,000 values are within about 0.5 percentile points of the population's."""
+    return concat_cohorts([last_visit_only(part) for part in sampled_chunks(cohort, seed)])
+
+
+def sampled_chunks(cohort: CohortArrays | CachedCohort, seed: int = 0) -> Iterator[CohortArrays]:
+    """Every subject of `cohort` up to `PROFILE_SUBJECTS`, else a seeded sample of that many
+    (in cohort order), in memory a chunk of subjects at a time."""
     n = cohort.num_subjects
     index = (np.arange(n) if n <= PROFILE_SUBJECTS
              else np.sort(np.random.default_rng(seed).choice(n, PROFILE_SUBJECTS, replace=False)))
-    read = cohort.subset if isinstance(cohort, CohortArrays) else cohort.rows
-    return concat_cohorts([last_visit_only(read(index[start:start + SUBJECTS_PER_CHUNK]))
-                           for start in range(0, max(index.size, 1), SUBJECTS_PER_CHUNK)])
+    for start in range(0, max(index.size, 1), SUBJECTS_PER_CHUNK):
+        yield cohort.rows(index[start:start + SUBJECTS_PER_CHUNK])
 
 
 def last_visit_only(arrays: CohortArrays) -> CohortArrays:

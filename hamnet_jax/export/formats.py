@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.export.onnx_export import export_run_onnx
 from hamnet_jax.inference.factory import sidecar
@@ -34,8 +35,9 @@ FORMATS: dict[str, str] = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "in
 
 
 def export_format(raw: RawModel, out: str | os.PathLike, fmt: str = "onnx", raw_inputs: bool = True,
-                  train: CohortArrays | Mapping[str, np.ndarray] | None = None, test: CohortArrays | None = None,
-                  calibration_method: str = "minmax", max_batch: int = 256) -> dict[str, Any]:
+                  train: CohortArrays | CachedCohort | Mapping[str, np.ndarray] | None = None,
+                  test: CohortArrays | CachedCohort | None = None, calibration_method: str = "minmax",
+                  max_batch: int = 256) -> dict[str, Any]:
     """Write `out` in `fmt`; returns (and stores in `<out>.json`) its description:
     precision, inputs, outputs, size, and parity against the float32 JAX model."""
     if fmt not in FORMATS:

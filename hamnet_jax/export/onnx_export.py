@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.export.onnx_graph import (STANDARDIZED_NAMES, batch_to_arrays, join, model_graph, outputs_graph,
                                           standardize_graph)
@@ -74,12 +75,17 @@ def graph_feeds(raw: RawModel, requests: dict[str, np.ndarray], raw_inputs: bool
     return dict(zip(STANDARDIZED_NAMES, batch_to_arrays(jax.jit(raw.standardize)(checked)), strict=True))
 
 
-def calibration_feeds(raw: RawModel, train: CohortArrays | Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(raw: RawModel, train: CohortArrays | CachedCohort | Mapping[str, np.ndarray]
+                      ) -> list[dict[str, np.ndarray]]:
     """Input feeds of the model part (standardized arrays) for static int8 calibration:
     up to `CALIBRATION_BATCHES` batches of `CALIBRATION_BATCH` subjects of the training
-    split (`CohortArrays`) or of a raw request."""
-    requests = cohort_to_raw(train, raw.spec) if isinstance(train, CohortArrays) else dict(train)
-    n = min(next(iter(requests.values())).shape[0], CALIBRATION_BATCH * CALIBRATION_BATCHES)
+    split (only those subjects are read) or of a raw request."""
+    most = CALIBRATION_BATCH * CALIBRATION_BATCHES
+    if isinstance(train, Mapping):
+        requests = dict(train)
+    else:
+        requests = cohort_to_raw(train.rows(np.arange(min(train.num_subjects, most))), raw.spec)
+    n = min(next(iter(requests.values())).shape[0], most)
     feeds = []
     for start in range(0, n, CALIBRATION_BATCH):
         part = {k: v[start:start + CALIBRATION_BATCH] for k, v in requests.items()}
@@ -88,8 +94,8 @@ def calibration_feeds(raw: RawModel, train: CohortArrays | Mapping[str, np.ndarr
 
 
 def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str = "fp32", raw_inputs: bool = True,
-                    train: CohortArrays | Mapping[str, np.ndarray] | None = None, test: CohortArrays | None = None,
-                    calibration_method: str = "minmax") -> OnnxExport:
+                    train: CohortArrays | CachedCohort | Mapping[str, np.ndarray] | None = None,
+                    test: CohortArrays | CachedCohort | None = None, calibration_method: str = "minmax") -> OnnxExport:
     """Write the graph atomically, check it against JAX, store `<file>.json`.
     `train` (the training split, or a raw request) calibrates static int8; `test` adds
     the test-MAE comparison."""
@@ -136,10 +142,10 @@ def on_cpu(fn: Callable) -> Callable:
 
 
 def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
-                 test: CohortArrays | None = None) -> dict[str, Any]:
+                 test: CohortArrays | CachedCohort | None = None) -> dict[str, Any]:
     """Max |ONNX - JAX| per output at batch 1 and 64 on random raw requests, the relative
-    difference on `prediction`, and with `test` both test MAEs; `failed` says why when the
-    precision's tolerance is not met."""
+    difference on `prediction`, and with `test` both test MAEs (a chunk of subjects at a
+    time); `failed` says why when the precision's tolerance is not met."""
     reference = on_cpu(raw.float32().__call__)
     result: dict[str, Any] = {"reference": "JAX float32 model"}
     primary = primary_output(raw.output_names)  # `prediction`, or an outcome-only model's probability
@@ -155,9 +161,12 @@ def check_parity(session: Any, raw: RawModel, precision: str, raw_inputs: bool,
         result[f"batch_{bs}"] = {"max_abs": diffs, f"{primary}_max_rel": rel}
         worst_abs, worst_rel = max(worst_abs, diffs[primary]), max(worst_rel, rel)
     if test is not None:
-        request = cohort_to_raw(test, raw.spec)
-        got = session.run([primary], graph_feeds(raw, request, raw_inputs))[0]
-        want = np.asarray(reference(validate_raw(request, raw.spec))[primary])
+        got_parts, want_parts = [], []
+        for part in test.chunks():
+            request = cohort_to_raw(part, raw.spec)
+            got_parts.append(session.run([primary], graph_feeds(raw, request, raw_inputs))[0])
+            want_parts.append(np.asarray(reference(validate_raw(request, raw.spec))[primary]))
+        got, want = np.concatenate(got_parts), np.concatenate(want_parts)
         if primary == "prediction":
             key, error = "test_mae", lambda p: float(np.abs(p - test.targets).mean())
         else:

@@ -1,0 +1,47 @@
+"""`predict_file`: a predictor over every subject of a data file, a chunk of subjects at a
+time, written to CSV as it goes.
+
+A cohort-scale file does not fit in memory as one request (500,000 subjects x 4 visits x
+3,300 columns), so with `data.cache` (the default) the file is read into a cohort cache in a
+temporary directory beside the output (removed afterwards: a one-off file should not leave
+gigabytes in the run directory) and each chunk of `PREDICT_CHUNK` subjects is read from it,
+checked, predicted and appended to the CSV. The CSV is written atomically: a killed run
+leaves no partial file under the output's name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from hamnet_jax.data.dataset import open_cohort
+from hamnet_jax.inference.predictors import Predictor
+from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
+from hamnet_jax.io_atomic import write_atomic
+from hamnet_jax.run_dir import Run
+
+PREDICT_CHUNK = 2048
+
+
+def predict_file(run: Run, predictor: Predictor, data_path: str | os.PathLike, out: str | os.PathLike,
+                 chunk: int | None = None) -> int:
+    """Predictions for every subject of `data_path` written to the CSV `out` (one row per
+    subject: `subject_id`, then the predictor's outputs); returns the number of subjects."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = chunk or PREDICT_CHUNK
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cache-") as scratch:
+        cohort = open_cohort(data_path, run.schema, run.config.data, scratch, require_target=False)
+
+        def write(f: IO[str]) -> None:
+            for i, part in enumerate(cohort.chunks(size)):
+                request = validate_raw(cohort_to_raw(part, predictor.spec), predictor.spec, part.subject_ids)
+                frame = pd.DataFrame({"subject_id": part.subject_ids, **predictor.run_validated(request)})
+                frame.to_csv(f, index=False, header=i == 0, float_format="%.4f")
+
+        write_atomic(out, write)
+    return cohort.num_subjects
