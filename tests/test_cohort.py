@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from hamnet_jax.data.cohort import CohortDims, generate_cohort
 from hamnet_jax.data.schema import Schema
@@ -71,3 +72,18 @@ def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
     assert main(["cohort", "--generator", "frailty", "--subjects", "30", "--out", str(out), "--clinical-dim", "12",
                  "--imaging-dim", "16", "--genetic-dim", "30", "--lifestyle-numeric-dim", "4"]) == 0
     assert pd.read_csv(out)["subject_id"].nunique() == 30 and (tmp_path / "frailty.schema.yaml").exists()
+
+
+@pytest.mark.parametrize("generator", ["hamnet", "frailty"])
+def test_a_cohort_drawn_in_blocks_starts_with_the_one_block_cohort(generator):
+    from hamnet_jax.data.cohort import cohort_blocks
+    from hamnet_jax.data.cohort_frailty import frailty_blocks
+
+    blocks_of = cohort_blocks if generator == "hamnet" else frailty_blocks
+    dims = CohortDims(clinical=6, imaging=8, genetic=12, lifestyle_numeric=2)
+    parts = list(blocks_of(250, 2, dims, block=100))
+    assert [p[0]["subject_id"].nunique() for p in parts] == [100, 100, 50]
+    whole = pd.concat([p[0] for p in parts], ignore_index=True)
+    assert whole["subject_id"].nunique() == 250
+    pd.testing.assert_frame_equal(parts[0][0], next(blocks_of(100, 2, dims, block=100))[0])
+    assert not parts[1][0][parts[0][1]["target"]].equals(parts[0][0][parts[0][1]["target"]])  # new draws

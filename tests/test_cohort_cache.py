@@ -163,12 +163,14 @@ def jax_leaves(tree):
 
 
 def test_training_from_the_cache_equals_training_in_memory(tiny_run, tiny_cohort, tmp_path):
-    """The default run (`tiny_run`: `data.cache: true`) and the same config held in memory
-    see identical batches, so their metrics.jsonl are identical."""
+    """The default run (`tiny_run`: `data.cache: true`, batches prefetched) and the same
+    config held in memory, each batch made when the step asks, see identical batches, so
+    their metrics.jsonl are identical."""
     data, _ = tiny_cohort
     assert list((tiny_run / "data_cache").iterdir())
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**TINY_CONFIG, "data": {"cache": False}}))
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "data": {"cache": False},
+                                      "training": {**TINY_CONFIG["training"], "prefetch_batches": 0}}))
     out = tmp_path / "in_memory"
     assert main(["train", "--data", str(data), "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert not (out / "data_cache").exists()

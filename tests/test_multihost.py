@@ -1,6 +1,6 @@
 """Two processes joined by `jax.distributed` on 127.0.0.1 (2 CPU devices each) train the
 same model with `fit()`; both end with identical parameters, equal to one process with 4
-devices."""
+devices, each having read only its own half of every batch."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def test_two_processes_train_identical_params(tmp_path):
             continue
         np.testing.assert_allclose(p0[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
     assert (multi / "checkpoints" / "latest").exists()
+    # each process read only the half of every global batch its devices hold
+    rows = [np.load(multi / f"rows_2_{pid}.npy") for pid in (0, 1)]
+    single = np.load(tmp_path / "single" / "rows_1_0.npy")
+    assert rows[0].shape == rows[1].shape == (single.shape[0], 8) and single.shape[1] == 16
+    np.testing.assert_array_equal(np.concatenate(rows, axis=1), single)
 
 
 @pytest.mark.parametrize("kwargs, environ, match", [

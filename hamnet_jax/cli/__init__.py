@@ -27,7 +27,7 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     import yaml
 
     from hamnet_jax.data.cohort import CohortDims, cohort_blocks
-    from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
+    from hamnet_jax.data.cohort_frailty import frailty_blocks
     from hamnet_jax.data.schema import sidecar_path
     from hamnet_jax.data.tables import write_table_chunks
     from hamnet_jax.io_atomic import write_text_atomic
@@ -36,10 +36,8 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     defaults = CohortDims()
     dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
                         ("clinical", "imaging", "genetic", "lifestyle_numeric")))
-    if args.generator == "hamnet":  # drawn and written a block of subjects at a time
-        blocks = cohort_blocks(args.subjects, args.seed, dims)
-    else:
-        blocks = iter([generate_frailty_cohort(args.subjects, args.seed, dims)])
+    # drawn and written a block of subjects at a time
+    blocks = (cohort_blocks if args.generator == "hamnet" else frailty_blocks)(args.subjects, args.seed, dims)
     schema: dict = {}
     width = [0]
 

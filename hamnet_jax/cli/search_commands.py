@@ -75,6 +75,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     import yaml
     from tqdm import tqdm
 
+    from hamnet_jax.data.dataset import CACHE_DIR
     from hamnet_jax.search.engine import Constraint, Objective, run_study
     from hamnet_jax.search.executors import ProcessExecutor, RayExecutor, SerialExecutor
     from hamnet_jax.search.finalize import finalize_study
@@ -112,6 +113,8 @@ def cmd_search(args: argparse.Namespace) -> None:
                 "max_epochs": max_epochs, "eta": args.eta, "trials": trials, "seed": args.seed,
                 "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
     store = open_study(args.out, identity, args.resume)
+    # one cohort cache for every trial (unless the base config names one)
+    base = {**base, "data": {"cache_dir": str((store.root / CACHE_DIR).resolve()), **(base.get("data") or {})}}
     if not args.no_compilation_cache:
         _share_compilations(store.root / "xla_cache")
     if args.executor == "ray":

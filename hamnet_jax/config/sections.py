@@ -69,6 +69,9 @@ class TrainingConfig:
     mesh: dict[str, int] = Field(default_factory=lambda: {"data": -1})  # data / fsdp / tensor sizes
     bucket_by_visits: Bool = False  # dynamic batching: batches of similar visit counts, trimmed
     memory_budget_mb: Annotated[float, Field(ge=0)] = 0.0  # > 0: batch size = largest that fits
+    # training batches read, standardized and put on the devices ahead of the step, on a
+    # background thread (training/prefetch.py); 0: each one when the step asks for it
+    prefetch_batches: NonNegativeInt = 2
 
     @field_validator("gradient_checkpointing", "memory_efficient_attention", mode="before")
     @classmethod
@@ -112,6 +115,9 @@ class DataConfig:
     # `hamnet train` reads the file once, in chunks, into a memory-mapped cohort cache in the run
     # directory (data/cohort_cache.py) and trains from it with bounded memory; false: all in memory
     cache: bool = True
+    # where the cache lives (default: the run directory's data_cache/); `hamnet cv` and `hamnet
+    # search` point every fold and trial at one beside them, so the file is converted once
+    cache_dir: str | None = None
 
     @field_validator("split")
     @classmethod

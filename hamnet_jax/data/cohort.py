@@ -36,7 +36,7 @@ The file has one row per subject and visit: `subject_id`, `visit`, `years_since_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,18 +273,33 @@ def _draw(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims)
     return subj, bio, died, obs
 
 
-def cohort_blocks(n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims(),
-                  block: int = COHORT_BLOCK) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
-    """The cohort `block` subjects at a time (long frame, schema), so a UK Biobank-sized one
-    is written with one block in memory. Every block shares the world; block 0 draws from
-    `seed` (a cohort of one block is `generate_cohort`'s), block b > 0 from (seed, b)."""
+def drawn_blocks(n_subjects: int, seed: int, dims: CohortDims, block: int, world: Callable[[CohortDims], Any],
+                 draw: Callable[..., tuple]) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
+    """A synthetic world's cohort `block` subjects at a time (long frame, schema): every block
+    shares `world(dims)`; `draw(rng, n, world, dims)` draws a block's (subjects, biological
+    age, deaths, observations), block 0 from `seed` (a cohort of one block is the whole
+    cohort's draw), block b > 0 from (seed, b)."""
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    w = _world(dims)
+    w = world(dims)
     for b, start in enumerate(range(0, n_subjects, block)):
         n = min(block, n_subjects - start)
         rng = np.random.default_rng(seed if b == 0 else [seed, b])
-        yield long_frame(seed, dims, *_draw(rng, n, w, dims), first_subject=start)
+        yield long_frame(seed, dims, *draw(rng, n, w, dims), first_subject=start)
+
+
+def cohort_blocks(n_subjects: int = DEFAULT_SUBJECTS, seed: int = 0, dims: CohortDims = CohortDims(),
+                  block: int = COHORT_BLOCK) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
+    """The cohort `block` subjects at a time (long frame, schema), so a UK Biobank-sized one
+    is written with one block in memory (`drawn_blocks`)."""
+    return drawn_blocks(n_subjects, seed, dims, block, _world, _draw)
+
+
+def joined_blocks(blocks: Iterator[tuple[pd.DataFrame, dict[str, Any]]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One (long frame, schema) of a cohort drawn in blocks."""
+    parts = list(blocks)
+    frame = parts[0][0] if len(parts) == 1 else pd.concat([p[0] for p in parts], ignore_index=True)
+    return frame, parts[0][1]
 
 
 def generate_cohort(
@@ -293,6 +308,4 @@ def generate_cohort(
     """Draw a cohort; returns (long frame with one row per subject-visit, schema dict).
     The steps draw from one generator in a fixed order: same seed, same data (cohorts of
     more than `COHORT_BLOCK` subjects: `cohort_blocks`, joined)."""
-    parts = list(cohort_blocks(n_subjects, seed, dims))
-    frame = parts[0][0] if len(parts) == 1 else pd.concat([p[0] for p in parts], ignore_index=True)
-    return frame, parts[0][1]
+    return joined_blocks(cohort_blocks(n_subjects, seed, dims))

@@ -27,13 +27,14 @@ seeds are samples of the same population.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hamnet_jax.data import cohort_features as names
-from hamnet_jax.data.cohort import CohortDims, long_frame
+from hamnet_jax.data.cohort import COHORT_BLOCK, CohortDims, drawn_blocks, joined_blocks
 
 FRAILTY_WORLD_SEED = 20261129
 
@@ -93,11 +94,20 @@ def generate_frailty_cohort(n_subjects: int, seed: int = 0,
                             dims: CohortDims = DEFAULT_DIMS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Draw the deficit-accumulation cohort; returns (long frame, schema dict) like
     `generate_cohort`. Same seed, same data."""
-    if n_subjects < 1:
-        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    w = _world(dims)
-    rng = np.random.default_rng(seed)
-    n, v_max = n_subjects, 2
+    return joined_blocks(frailty_blocks(n_subjects, seed, dims))
+
+
+def frailty_blocks(n_subjects: int, seed: int = 0, dims: CohortDims = DEFAULT_DIMS,
+                   block: int = COHORT_BLOCK) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
+    """The deficit-accumulation cohort `block` subjects at a time (`drawn_blocks`). Its
+    missing-not-at-random threshold (each clinical column's 90th percentile) is a block's:
+    a cohort of up to `block` subjects is the one drawn whole."""
+    return drawn_blocks(n_subjects, seed, dims, block, _world, _draw)
+
+
+def _draw(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims) -> tuple:
+    """One block of `n` subjects, drawn from `rng` in a fixed order."""
+    v_max = 2
     sex = (rng.random(n) < 0.5).astype(float)
     n_visits = rng.choice([1, 2], size=n, p=[0.7, 0.3])
     t = np.concatenate([np.zeros((n, 1)), rng.uniform(4.0, 8.0, (n, 1))], axis=1)
@@ -151,4 +161,4 @@ def generate_frailty_cohort(n_subjects: int, seed: int = 0,
     died = (rng.random(n) < 1.0 / (1.0 + np.exp(-(bio_last - 85.0) / 5.0))).astype(np.int64)
     subj = {"t": t, "n_visits": n_visits, "age": age}
     obs = {"clin": clin, "img": img, "genetic": genetic, "life_num": life_num, "cats": cats}
-    return long_frame(seed, dims, subj, bio, died, obs)
+    return subj, bio, died, obs

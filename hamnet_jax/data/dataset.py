@@ -28,12 +28,12 @@ def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig,
 
 def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig, run_dir: str | os.PathLike,
                 require_target: bool = True) -> CohortArrays | CachedCohort:
-    """The cohort as `data.cache` says: read in chunks into the run directory's cohort cache
-    (`data_cache/`, reused while the file and schema are unchanged) and read from it by
-    rows, or whole into memory."""
+    """The cohort as `data.cache` says: read in chunks into a cohort cache (`data.cache_dir`,
+    default the run directory's `data_cache/`; reused while the file and schema are
+    unchanged) and read from it by rows, or whole into memory."""
     if not data_cfg.cache:
         return load_cohort(path, schema, data_cfg, require_target)
-    root = Path(run_dir) / CACHE_DIR
+    root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else Path(run_dir) / CACHE_DIR
     try:
         directory = build_cohort_cache(path, schema, data_cfg.max_visits, require_target, root)
     except OSError as e:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.config import Config
+from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.evaluate import COLUMNS, evaluate_run
@@ -83,6 +84,9 @@ def cross_validate(data_path: str | os.PathLike, schema: Schema, config: Config,
     out.mkdir(parents=True, exist_ok=True)
     _check_plan(out, {"data": str(Path(data_path).resolve()), "folds": folds, "config": config.to_dict(),
                       "schema": schema.to_dict(), "baselines": baselines, "baseline_features": baseline_features})
+    if config.data.cache and not config.data.cache_dir:  # one cohort cache for every fold
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, cache_dir=str((out / CACHE_DIR).resolve())))
     results = []
     for k in range(folds):
         fold_dir = out / f"fold-{k}"

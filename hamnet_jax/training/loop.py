@@ -29,6 +29,7 @@ from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_wi
 from hamnet_jax.transforms.losses import classification_loss, gaussian_nll
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy, resolve_policy
+from hamnet_jax.training.prefetch import prefetch
 from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_sharded_training
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
@@ -126,13 +127,16 @@ def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool) -> tuple
 def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: TrainingConfig, epoch: int,
                  bs: int, steps_per_epoch: int) -> tuple[TrainState, dict[str, float]]:
     """One epoch of steps; the epoch's shuffle comes from (seed, epoch), each step's key from
-    the step number. Metrics stay on device until the epoch ends (no host sync per step)."""
+    the step number. Each process reads only its devices' rows of a batch, `cfg.prefetch_batches`
+    ahead of the step on a background thread. Metrics stay on device until the epoch ends
+    (no host sync per step)."""
     counts = train.visit_counts()
     rng = np.random.default_rng([cfg.seed, epoch])
     batches = epoch_batches(counts, bs, rng, int(np.shape(train.visit_mask)[1]), cfg.bucket_by_visits)
+    on_device = prefetch((sharded.read_batch(train, rows, visits) for rows, visits in batches), cfg.prefetch_batches)
     step_metrics = []
-    for i, (rows, visits) in enumerate(batches):
-        state, m = sharded.train_step(state, train.take(rows).trim_visits(visits), epoch * steps_per_epoch + i)
+    for i, batch in enumerate(on_device):
+        state, m = sharded.device_step(state, batch, epoch * steps_per_epoch + i)
         step_metrics.append(m)
     means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
     return state, {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},

@@ -21,7 +21,7 @@ from hamnet_jax.models.hamnet import HAMNet, param_logical_axes
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy
 from hamnet_jax.training.sharding import (
-    DEFAULT_RULES, batch_sharding, param_shardings, put_global_batch, state_shardings,
+    DEFAULT_RULES, batch_sharding, local_rows, param_shardings, put_global_batch, put_local_rows, state_shardings,
 )
 from hamnet_jax.training.state import OptimizerConfig, TrainState, state_init_fn
 from hamnet_jax.training.steps import train_step_fn
@@ -38,8 +38,19 @@ class ShardedSetup:
     def put_batch(self, batch: Batch) -> Batch:
         return put_global_batch(batch, self.batch_sharding)
 
+    def read_batch(self, source: Any, rows: np.ndarray, visits: int) -> Batch:
+        """Global batch `rows` of `source` (a `Batch` or `CohortBatches`) cut to `visits` slots,
+        on the devices: this process reads and transfers only the rows its devices hold."""
+        local = source.take(local_rows(rows, self.batch_sharding)).trim_visits(visits)
+        return put_local_rows(local, self.batch_sharding, len(rows))
+
     def train_step(self, state: TrainState, batch: Batch, step_number: int) -> tuple[TrainState, dict]:
-        return self.step(state, self.put_batch(batch), self.base_key, np.int32(step_number))
+        """One step on a host batch (every process passes the same global rows)."""
+        return self.device_step(state, self.put_batch(batch), step_number)
+
+    def device_step(self, state: TrainState, batch: Batch, step_number: int) -> tuple[TrainState, dict]:
+        """One step on a batch already on the devices (`read_batch`)."""
+        return self.step(state, batch, self.base_key, np.int32(step_number))
 
 
 def _logical_for(tree: Any, model_logical: Any) -> Any:

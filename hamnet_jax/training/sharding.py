@@ -146,16 +146,29 @@ def process_rows(sharding: NamedSharding, global_rows: int) -> slice:
     return slice(min(starts), max(stops))
 
 
+def local_rows(rows: np.ndarray, sharding: NamedSharding) -> np.ndarray:
+    """The part of a global batch's subject `rows` that this process's devices hold: the
+    only rows a process needs to read (every process computes the same global `rows`)."""
+    if len(rows) % batch_divisor(sharding.mesh):
+        raise InputError(f"batch of {len(rows)} subjects does not split over the {batch_divisor(sharding.mesh)} "
+                         f"data x fsdp devices of the mesh {dict(sharding.mesh.shape)}")
+    return np.asarray(rows)[process_rows(sharding, len(rows))]
+
+
+def put_local_rows(local: Any, sharding: NamedSharding, global_rows: int) -> Any:
+    """A batch of this process's rows (`local_rows`) as the global arrays of a batch of
+    `global_rows`: each process transfers only its own rows."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a), (global_rows, *np.shape(a)[1:])),
+        local)
+
+
 def put_global_batch(batch: Any, sharding: NamedSharding) -> Any:
     """A host batch (the same global rows on every process) as global arrays: each process
     transfers only the rows its own devices hold."""
     rows = int(jax.tree_util.tree_leaves(batch)[0].shape[0])
-    if rows % batch_divisor(sharding.mesh):
-        raise InputError(f"batch of {rows} subjects does not split over the {batch_divisor(sharding.mesh)} "
-                         f"data x fsdp devices of the mesh {dict(sharding.mesh.shape)}")
-    local = process_rows(sharding, rows)
-    return jax.tree_util.tree_map(
-        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)[local], np.shape(a)), batch)
+    local = local_rows(np.arange(rows), sharding)
+    return put_local_rows(jax.tree_util.tree_map(lambda a: np.asarray(a)[local], batch), sharding, rows)
 
 
 def sharding_report(params: Any) -> list[dict[str, Any]]:
