@@ -1,14 +1,19 @@
 """Memory and time of `hamnet cohort` and one epoch of `hamnet train` as the cohort grows.
 
-    python experiments/bench_data_scale.py [--sizes 6000,60000,500000] [--out runs/data_scale]
+    python experiments/bench_data_scale.py [--sizes 6000,60000,500000] [--serve-sizes 6000,60000]
+                                           [--out runs/data_scale] [--again]
 
 For each size: `hamnet cohort --subjects N` (drawn and written 20,000 subjects at a time),
 then `hamnet train --epochs 1 --tier base` on it (the file read in chunks into the run's
-memory-mapped cohort cache, batches read from it by rows). Each command runs in its own
+memory-mapped cohort cache, batches read from it by rows); at the `--serve-sizes`, also
+`hamnet evaluate --baseline-features last-visit` (the test split through the run's cache,
+20 MC-dropout passes over it and over each of its four modality-removal copies, baselines on
+at most 20,000 training subjects) and `hamnet predict` on every subject of the file (a
+temporary cache, 2,048 subjects at a time). Each command runs in its own
 process; its peak resident memory is the kernel's (`ru_maxrss` of that child alone, in GiB
 = 2^30 bytes: the JSON's `peak_rss_gb` and `cache_gb` fields are GiB), its
 time the wall clock (train: compile, cache build, one epoch, validation and test
-prediction). A size already measured is kept (delete its row from the JSON to measure it again).
+prediction). A size already measured is kept (`--again` measures every size anew).
 Prints a table; writes experiments/results/bench_data_scale.json and bench_data_scale.png.
 """
 
@@ -64,11 +69,15 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="6000,60000,500000")
+    parser.add_argument("--serve-sizes", default="6000,60000", help="sizes at which evaluate and predict are measured")
     parser.add_argument("--out", default="runs/data_scale")
+    parser.add_argument("--again", action="store_true", help="measure every size anew")
     args = parser.parse_args()
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
-    rows = {r["subjects"]: r for r in json.loads(RESULTS.read_text())["rows"]} if RESULTS.exists() else {}
+    serve_sizes = {int(s) for s in args.serve_sizes.split(",") if s}
+    rows = ({r["subjects"]: r for r in json.loads(RESULTS.read_text())["rows"]}
+            if RESULTS.exists() and not args.again else {})
     hamnet = [sys.executable, "-m", "hamnet_jax.cli"]
     for n in (int(s) for s in args.sizes.split(",")):
         if n in rows:
@@ -85,6 +94,12 @@ def main() -> None:
         cache_bytes = sum(f.stat().st_size for f in (run / "data_cache").rglob("*") if f.is_file())
         rows[n] = {"subjects": n, "file_mb": data.stat().st_size / 2**20, "cohort": cohort, "train": train,
                    "cache_gb": cache_bytes / 2**30, "test_mae": summary["test"].get("mae")}
+        if n in serve_sizes:
+            rows[n]["evaluate"] = measured([*hamnet, "evaluate", "--run", str(run), "--data", str(data),
+                                            "--baseline-features", "last-visit", "--quiet"])
+            rows[n]["evaluate"]["test_subjects"] = json.loads((run / "eval.json").read_text())["test_subjects"]
+            rows[n]["predict"] = measured([*hamnet, "predict", "--run", str(run), "--data", str(data),
+                                           "--out", str(run / "predictions.csv")])
         write_json_atomic(RESULTS, {"rows": [rows[k] for k in sorted(rows)]})
     plot([rows[k] for k in sorted(rows)], RESULTS.with_suffix(".png"))
     print(f"{'subjects':>9} {'file MB':>8} {'cohort s':>9} {'cohort GiB':>10} {'train s':>8} {'train GiB':>9} "
@@ -95,6 +110,10 @@ def main() -> None:
               f"{r['cache_gb']:>9.2f} {1000 * r['train']['seconds'] / r['subjects']:>10.2f}")
     print("peak GiB: the command's peak resident memory; train: one epoch of the base tier, compile, cache build, "
           "validation and test prediction included")
+    for r in (rows[k] for k in sorted(rows) if "evaluate" in rows[k]):
+        e, p = r["evaluate"], r["predict"]
+        print(f"{r['subjects']:>9} subjects: evaluate {e['seconds']:.1f} s, {e['peak_rss_gb']:.2f} GiB "
+              f"({e['test_subjects']} test subjects); predict {p['seconds']:.1f} s, {p['peak_rss_gb']:.2f} GiB")
 
 
 if __name__ == "__main__":

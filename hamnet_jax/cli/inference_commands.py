@@ -25,7 +25,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
     run = load_run(args.run)
     predictor = build_predictor(RawModel.from_run(run), options, args.model)
-    subjects = predict_file(run, predictor, args.data, args.out)
+    subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out)
     print(f"wrote predictions for {subjects} subjects to {args.out} ({options.backend} backend)")
 
 

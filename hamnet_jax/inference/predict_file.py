@@ -14,28 +14,32 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
 from hamnet_jax.data.dataset import open_cohort
+from hamnet_jax.data.schema import Schema
 from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
 from hamnet_jax.io_atomic import write_atomic
-from hamnet_jax.run_dir import Run
+
+if TYPE_CHECKING:  # type hints only: inference sits below config in the layers
+    from hamnet_jax.config import DataConfig
 
 PREDICT_CHUNK = 2048
 
 
-def predict_file(run: Run, predictor: Predictor, data_path: str | os.PathLike, out: str | os.PathLike,
-                 chunk: int | None = None) -> int:
-    """Predictions for every subject of `data_path` written to the CSV `out` (one row per
-    subject: `subject_id`, then the predictor's outputs); returns the number of subjects."""
+def predict_file(predictor: Predictor, schema: Schema, data_cfg: DataConfig, data_path: str | os.PathLike,
+                 out: str | os.PathLike, chunk: int | None = None) -> int:
+    """Predictions for every subject of `data_path` (read with the run's `schema` and `data`
+    section) written to the CSV `out` (one row per subject: `subject_id`, then the
+    predictor's outputs); returns the number of subjects."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = chunk or PREDICT_CHUNK
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cache-") as scratch:
-        cohort = open_cohort(data_path, run.schema, run.config.data, scratch, require_target=False)
+        cohort = open_cohort(data_path, schema, data_cfg, scratch, require_target=False)
 
         def write(f: IO[str]) -> None:
             for i, part in enumerate(cohort.chunks(size)):
