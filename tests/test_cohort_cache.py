@@ -240,3 +240,18 @@ def test_predict_streams_chunks_of_subjects_through_a_temporary_cache(tiny_run, 
     np.testing.assert_array_equal(got["subject_id"].astype(str), whole.subject_ids.astype(str))
     for name, values in pred.items():
         np.testing.assert_allclose(got[name], values, atol=1.5e-4, rtol=0, err_msg=name)
+
+
+def test_a_run_directory_that_cannot_be_written_reads_the_file_into_memory(tiny_cohort, tmp_path, monkeypatch):
+    import errno
+
+    from hamnet_jax.data import dataset
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / "data_cache"))
+
+    data, schema = tiny_cohort
+    monkeypatch.setattr(dataset, "build_cohort_cache", read_only)
+    with pytest.warns(UserWarning, match="cohort cache not written .*Read-only file system.*into memory"):
+        arrays = dataset.open_cohort(data, schema, DATA_CFG, tmp_path)
+    assert_same_arrays(arrays, load_cohort(data, schema, DATA_CFG))

@@ -14,6 +14,7 @@ run's own training split (inputs only: no prediction profile then).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ def check_run_drift(run_dir: str | Path, data: str | Path, reference: str | Path
     predicting = predictions and profile.predictions is not None
     parts, predicted = [], []
     with tempfile.TemporaryDirectory(prefix="hamnet-drift-") as scratch:
-        cohort = open_cohort(data, run.schema, run.config.data, scratch, require_target=False)
+        scratch_cfg = dataclasses.replace(run.config.data, cache_dir=None)  # (not a shared cache the run names)
+        cohort = open_cohort(data, run.schema, scratch_cfg, scratch, require_target=False)
         for chunk in sampled_chunks(cohort, run.config.training.seed):
             if predicting:  # from every visit of the subject, as served
                 out = predict_run(run, chunk)
