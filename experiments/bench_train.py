@@ -4,7 +4,8 @@
    measured in the same run;
 2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
    says): fp32, fp32 with Flax's `bernoulli` dropout masks (the A/B of
-   `models.layers.keep_mask`), fp32 with the genotypes encoded at every visit, bf16, fp16
+   `models.layers.keep_mask`), fp32 with rbg / unsafe_rbg dropout keys (`training.dropout_rng`:
+   masks from XLA's RngBitGenerator), fp32 with the genotypes encoded at every visit, bf16, fp16
    (loss scaling), remat, gradient accumulation, attention kernels, and the PyTorch
    reference of the same architecture (eager and torch.compile, when torch is installed:
    the `bench-torch` extra), each the median of `--reps` interleaved repetitions (every
@@ -91,14 +92,14 @@ def flax_bernoulli_masks():
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
-              visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-              ) -> tuple[dict, Callable[[int], float]]:
+              visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+              key_impl: str = "threefry") -> tuple[dict, Callable[[int], float]]:
     """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call."""
     policy = resolve_policy(precision)
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
     state = create_train_state(HAMNet(cfg), batch, jax.random.key(0), OptimizerConfig(), policy)
-    key = jax.random.key(1)
+    key = jax.random.key(1, impl=key_impl)  # the dropout keys' implementation (training.dropout_rng)
     t0 = time.perf_counter()
 
     def step(state, batch, key):  # a new function per timer: jit's trace cache never serves another's trace
@@ -211,6 +212,8 @@ def main() -> None:
     timers = [
         jax_timer("fp32", std, args.batch),
         jax_timer("fp32, Flax bernoulli dropout masks", std, args.batch, trace=flax_bernoulli_masks),
+        jax_timer("fp32, rbg dropout keys", std, args.batch, key_impl="rbg"),
+        jax_timer("fp32, unsafe_rbg dropout keys", std, args.batch, key_impl="unsafe_rbg"),
         jax_timer("fp32, genotypes encoded per visit", std.replace(subject_level=()), args.batch),
         jax_timer("bf16", std, args.batch, precision="bf16"),
         jax_timer("fp16 + loss scaling", std, args.batch, precision="fp16"),

@@ -212,3 +212,23 @@ def test_fit_errors_name_the_training_key():
         fit(CFG, TrainingConfig(batch_size=8, num_epochs=1, memory_budget_mb=0.001), data, data)
     with pytest.raises(InputError, match=r"training.batch_size=3 .* smaller than 4"):
         fit(CFG, TrainingConfig(batch_size=3, num_epochs=1, gradient_accumulation_steps=4), data, data)
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_rbg_dropout_keys_give_seeded_masks_of_the_keep_rate(impl):
+    from hamnet_jax.models.layers import keep_mask
+    from hamnet_jax.training.sharded_setup import step_dropout_key
+
+    base = np.asarray(jax.random.key_data(jax.random.key(7)))
+    masks = jax.jit(lambda number, rng: keep_mask(jax.random.fold_in(step_dropout_key(base, number, rng), 3), 0.9,
+                                                  (400, 250)), static_argnums=1)
+    first = np.asarray(masks(jnp.int32(5), impl))
+    assert jax.random.key_impl(step_dropout_key(base, jnp.int32(5), impl)) == impl
+    np.testing.assert_array_equal(first, np.asarray(masks(jnp.int32(5), impl)))  # same seed and step: same masks
+    assert (first != np.asarray(masks(jnp.int32(6), impl))).mean() > 0.1  # the next step: other masks
+    assert (first != np.asarray(masks(jnp.int32(5), "threefry"))).mean() > 0.1
+    assert first.mean() == pytest.approx(0.9, abs=0.005)
+    with pytest.raises(ValueError, match="training.dropout_rng: 'philox' is not one of"):
+        step_dropout_key(base, jnp.int32(0), "philox")
+    with pytest.raises(ValueError, match="dropout_rng"):
+        TrainingConfig(dropout_rng="philox")

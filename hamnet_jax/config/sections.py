@@ -72,6 +72,9 @@ class TrainingConfig:
     # training batches read, standardized and put on the devices ahead of the step, on a
     # background thread (training/prefetch.py); 0: each one when the step asks for it
     prefetch_batches: NonNegativeInt = 2
+    # the training step's dropout-mask generator: threefry (jax.random's default), or rbg /
+    # unsafe_rbg (XLA's RngBitGenerator; training/sharded_setup.py `step_dropout_key`)
+    dropout_rng: Literal["threefry", "rbg", "unsafe_rbg"] = "threefry"
 
     @field_validator("gradient_checkpointing", "memory_efficient_attention", mode="before")
     @classmethod

@@ -193,7 +193,8 @@ def fit(
     def make_setup(total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
         opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
-                                      cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan)
+                                      cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan,
+                                      dropout_rng=cfg.dropout_rng)
 
     # the schedule needs the step count, hence the batch size; a memory budget measures the
     # compiled step first, on a provisional state of the same shapes

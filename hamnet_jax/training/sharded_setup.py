@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -67,10 +68,10 @@ def _logical_for(tree: Any, model_logical: Any) -> Any:
 def setup_sharded_training(
     model: HAMNet, example: Batch, opt_cfg: OptimizerConfig, policy: PrecisionPolicy, mesh: Mesh,
     seed: int, loss: str = "gaussian_nll", class_weight: float = 1.0, accumulation_steps: int = 1,
-    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES, plan: Plan = DEFAULT_PLAN,
+    rules: Sequence[tuple[str, Any]] = DEFAULT_RULES, plan: Plan = DEFAULT_PLAN, dropout_rng: str = "threefry",
 ) -> tuple[TrainState, ShardedSetup]:
     """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`
-    (or the plan's), dropout keys from `fold_in(fold_in(seed, 1), step)`."""
+    (or the plan's), dropout keys from `step_dropout_key`."""
     init = state_init_fn(model, example, opt_cfg, policy, plan.wrap_apply, plan.wrap_tx, plan.state_cls,
                          plan.state_fields)
     start = plan.init_params
@@ -88,7 +89,7 @@ def setup_sharded_training(
         np.asarray(jax.random.key_data(key)), start)
 
     def step(state: TrainState, batch: Batch, base_key: jax.Array, number: jax.Array):
-        dropout_key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(base_key), 1), number)
+        dropout_key = step_dropout_key(base_key, number, dropout_rng)
         return train_step_fn(state, batch, dropout_key, loss, class_weight, accumulation_steps,
                              objective=plan.objective, after_update=plan.after_update)
 
@@ -96,6 +97,23 @@ def setup_sharded_training(
     jitted = jax.jit(step, in_shardings=(state_sh, bsh, replicated, replicated),
                      out_shardings=(state_sh, replicated), donate_argnums=(0,))
     return state, ShardedSetup(mesh, state_sh, bsh, jitted, np.asarray(jax.random.key_data(key)))
+
+
+DROPOUT_RNGS = ("threefry", "rbg", "unsafe_rbg")
+
+
+def step_dropout_key(base_key: jax.Array, number: jax.Array, dropout_rng: str = "threefry") -> jax.Array:
+    """Step `number`'s dropout key: `fold_in(fold_in(seed, 1), number)` (threefry), or with
+    `dropout_rng` "rbg" / "unsafe_rbg" a key of that implementation seeded from it, whose
+    random bits (the dropout masks) come from XLA's RngBitGenerator instead of threefry
+    rounds (JAX's `jax.random` docs: rbg is faster on accelerators; the same seed and step
+    give the same masks on the same backend)."""
+    if dropout_rng not in DROPOUT_RNGS:
+        raise ValueError(f"training.dropout_rng: {dropout_rng!r} is not one of {list(DROPOUT_RNGS)}")
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(base_key), 1), number)
+    if dropout_rng == "threefry":
+        return key
+    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl=dropout_rng)
 
 
 def host_params(params: Any) -> Any:
