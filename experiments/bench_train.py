@@ -13,7 +13,8 @@
 3. temporary memory of the compiled step at long visit histories (64 and 512 visits) for
    naive vs blockwise attention and remat.
 
-    python experiments/bench_train.py [--batch 256] [--steps 10] [--reps 3] [--out experiments/results/bench_train.json]
+    python experiments/bench_train.py [--batch 256] [--steps 10] [--reps 3] [--only ROW ...] [--no-torch]
+                                      [--out experiments/results/bench_train.json]
 
 Memory is XLA's memory analysis of the compiled step (arguments + outputs + temporaries
 - aliased buffers); FLOPs come from XLA's cost analysis of the compiled step.
@@ -202,6 +203,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the standard-tier rows")
     p.add_argument("--tiers", nargs="+", default=list(TIERS))
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--only", nargs="+", metavar="ROW", help="the standard-tier rows to run (fp32 always runs)")
     p.add_argument("--out", default="experiments/results/bench_train.json")
     args = p.parse_args()
 
@@ -209,25 +211,29 @@ def main() -> None:
     tiers = interleaved([jax_timer(f"{t} fp32", cohort_config(t), args.batch) for t in args.tiers if t != "standard"],
                         args.steps, 1)
     std = cohort_config("standard")
-    timers = [
-        jax_timer("fp32", std, args.batch),
-        jax_timer("fp32, Flax bernoulli dropout masks", std, args.batch, trace=flax_bernoulli_masks),
-        jax_timer("fp32, rbg dropout keys", std, args.batch, key_impl="rbg"),
-        jax_timer("fp32, unsafe_rbg dropout keys", std, args.batch, key_impl="unsafe_rbg"),
-        jax_timer("fp32, genotypes encoded per visit", std.replace(subject_level=()), args.batch),
-        jax_timer("bf16", std, args.batch, precision="bf16"),
-        jax_timer("fp16 + loss scaling", std, args.batch, precision="fp16"),
-        jax_timer("fp32 remat full", std.replace(remat_policy="full"), args.batch),
-        jax_timer("fp32 accumulation x4", std, args.batch, accumulation=4),
-        jax_timer("fp32 dot_product attention", std.replace(attention="dot_product"), args.batch),
-        jax_timer("fp32 blockwise attention", std.replace(attention="blockwise"), args.batch),
+    rows: list[tuple[str, Callable[[str], tuple[dict, Callable[[int], float]]]]] = [
+        ("fp32", lambda n: jax_timer(n, std, args.batch)),
+        ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
+        ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
+        ("fp32, unsafe_rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="unsafe_rbg")),
+        ("fp32, genotypes encoded per visit", lambda n: jax_timer(n, std.replace(subject_level=()), args.batch)),
+        ("bf16", lambda n: jax_timer(n, std, args.batch, precision="bf16")),
+        ("fp16 + loss scaling", lambda n: jax_timer(n, std, args.batch, precision="fp16")),
+        ("fp32 remat full", lambda n: jax_timer(n, std.replace(remat_policy="full"), args.batch)),
+        ("fp32 accumulation x4", lambda n: jax_timer(n, std, args.batch, accumulation=4)),
+        ("fp32 dot_product attention", lambda n: jax_timer(n, std.replace(attention="dot_product"), args.batch)),
+        ("fp32 blockwise attention", lambda n: jax_timer(n, std.replace(attention="blockwise"), args.batch)),
     ]
+    unknown = sorted(set(args.only or ()) - {name for name, _ in rows})
+    if unknown:
+        raise SystemExit(f"--only: no row named {unknown[0]!r}; rows: {[name for name, _ in rows]}")
+    timers = [make(name) for name, make in rows if name == "fp32" or not args.only or name in args.only]
     if not args.no_torch:
         timers += [t for t in (torch_timer(std, args.batch, False), torch_timer(std, args.batch, True)) if t]
     variants = interleaved(timers, args.steps, args.reps)
     if "standard" in args.tiers:
         tiers.insert(list(args.tiers).index("standard"), {**variants[0], "name": "standard fp32"})
-    memory = long_history_memory(32, 64) + long_history_memory(4, 512)
+    memory = [] if args.only else long_history_memory(32, 64) + long_history_memory(4, 512)
 
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
