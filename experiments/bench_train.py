@@ -100,7 +100,8 @@ def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "f
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
     state = create_train_state(HAMNet(cfg), batch, jax.random.key(0), OptimizerConfig(), policy)
-    key = jax.random.key(1, impl=key_impl)  # the dropout keys' implementation (training.dropout_rng)
+    # the dropout keys' implementation (training.dropout_rng; "threefry" is jax.random's default)
+    key = jax.random.key(1, impl=None if key_impl == "threefry" else key_impl)
     t0 = time.perf_counter()
 
     def step(state, batch, key):  # a new function per timer: jit's trace cache never serves another's trace
