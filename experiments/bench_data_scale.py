@@ -1,7 +1,7 @@
 """Memory and time of `hamnet cohort` and one epoch of `hamnet train` as the cohort grows.
 
     python experiments/bench_data_scale.py [--sizes 6000,60000,500000] [--serve-sizes 6000,60000]
-                                           [--out runs/data_scale] [--again]
+                                           [--out runs/data_scale] [--again | --retrain]
 
 For each size: `hamnet cohort --subjects N` (drawn and written 20,000 subjects at a time),
 then `hamnet train --epochs 1 --tier base` on it (the file read in chunks into the run's
@@ -13,7 +13,8 @@ temporary cache, 2,048 subjects at a time). Each command runs in its own
 process; its peak resident memory is the kernel's (`ru_maxrss` of that child alone, in GiB
 = 2^30 bytes: the JSON's `peak_rss_gb` and `cache_gb` fields are GiB), its
 time the wall clock (train: compile, cache build, one epoch, validation and test
-prediction). A size already measured is kept (`--again` measures every size anew).
+prediction). A size already measured is kept (`--again` measures every size anew;
+`--retrain` keeps the cohort files and their figures and measures the rest anew).
 Prints a table; writes experiments/results/bench_data_scale.json and bench_data_scale.png.
 """
 
@@ -72,18 +73,24 @@ def main() -> None:
     parser.add_argument("--serve-sizes", default="6000,60000", help="sizes at which evaluate and predict are measured")
     parser.add_argument("--out", default="runs/data_scale")
     parser.add_argument("--again", action="store_true", help="measure every size anew")
+    parser.add_argument("--retrain", action="store_true",
+                        help="measure train, evaluate and predict anew, keeping a size's cohort file and its figures")
     args = parser.parse_args()
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     serve_sizes = {int(s) for s in args.serve_sizes.split(",") if s}
     rows = ({r["subjects"]: r for r in json.loads(RESULTS.read_text())["rows"]}
             if RESULTS.exists() and not args.again else {})
+    cohorts = {n: r["cohort"] for n, r in rows.items()}
+    if args.retrain:
+        rows = {}
     hamnet = [sys.executable, "-m", "hamnet_jax.cli"]
     for n in (int(s) for s in args.sizes.split(",")):
         if n in rows:
             continue
         data = root / f"cohort-{n}.parquet"
-        cohort = measured([*hamnet, "cohort", "--subjects", str(n), "--seed", "0", "--out", str(data)])
+        cohort = cohorts[n] if n in cohorts and data.exists() else \
+            measured([*hamnet, "cohort", "--subjects", str(n), "--seed", "0", "--out", str(data)])
         run = root / f"run-{n}"
         subprocess.run(["rm", "-rf", str(run)], check=True)
         start = time.perf_counter()
