@@ -65,6 +65,8 @@ class CohortArrays:
 
     def without_modality(self, modality: str) -> CohortArrays:
         """A copy with one modality removed from every subject (ablation)."""
+        if modality not in MODALITIES:
+            raise InputError(f"unknown modality {modality!r}; expected one of {list(MODALITIES)}")
         values = dict(self.values)
         values[modality] = np.full_like(values[modality], np.nan)
         cat = np.full_like(self.categorical, np.nan) if modality == "lifestyle" else self.categorical
