@@ -26,6 +26,7 @@ import numpy as np
 from hamnet_jax.data.arrays import SUBJECTS_PER_CHUNK, CohortArrays, concat_cohorts
 from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.data.schema import Schema
+from hamnet_jax.data.split import seeded_sample
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_atomic
 from hamnet_jax.modalities import MODALITIES
@@ -77,9 +78,7 @@ def profile_subjects(cohort: CohortArrays | CachedCohort, seed: int = 0) -> Coho
 def sampled_chunks(cohort: CohortArrays | CachedCohort, seed: int = 0) -> Iterator[CohortArrays]:
     """Every subject of `cohort` up to `PROFILE_SUBJECTS`, else a seeded sample of that many
     (in cohort order), in memory a chunk of subjects at a time."""
-    n = cohort.num_subjects
-    index = (np.arange(n) if n <= PROFILE_SUBJECTS
-             else np.sort(np.random.default_rng(seed).choice(n, PROFILE_SUBJECTS, replace=False)))
+    index = seeded_sample(cohort.num_subjects, PROFILE_SUBJECTS, seed)
     for start in range(0, max(index.size, 1), SUBJECTS_PER_CHUNK):
         yield cohort.rows(index[start:start + SUBJECTS_PER_CHUNK])
 

@@ -50,3 +50,12 @@ def kfold_split(subject_ids: np.ndarray, folds: int, fold: int,
     val = _unit_hash(subject_ids, f"val:{seed}") < fractions[1] / (fractions[0] + fractions[1])
     test = which == fold
     return {"train": np.flatnonzero(~test & ~val), "val": np.flatnonzero(~test & val), "test": np.flatnonzero(test)}
+
+
+def seeded_sample(n: int, most: int, seed: int = 0) -> np.ndarray:
+    """Rows 0..n-1 when n <= `most`, else `most` of them drawn without replacement with
+    `seed`, in cohort order: the subjects a bounded-memory step (a profile, the baselines)
+    reads from a cohort of any size."""
+    if n <= most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, most, replace=False))

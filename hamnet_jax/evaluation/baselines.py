@@ -26,6 +26,7 @@ import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.cohort_cache import CachedCohort
+from hamnet_jax.data.split import seeded_sample
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import MODALITIES
 
@@ -40,10 +41,9 @@ def baseline_training_subjects(train: CohortArrays | CachedCohort, max_subjects:
     most `max_subjects`, else a sample of that many drawn with `seed` (in cohort order)."""
     if max_subjects < 1:
         raise InputError(f"baseline subjects: expected at least 1, got {max_subjects}")
-    n = train.num_subjects
-    if n <= max_subjects:
+    if train.num_subjects <= max_subjects:
         return train.in_memory()
-    return train.rows(np.sort(np.random.default_rng(seed).choice(n, max_subjects, replace=False)))
+    return train.rows(seeded_sample(train.num_subjects, max_subjects, seed))
 
 
 def flatten_features(data: CohortArrays, features: str = "all-visits") -> np.ndarray:

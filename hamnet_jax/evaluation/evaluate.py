@@ -120,20 +120,22 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     say(f"HAMNet on {test.num_subjects:,} test subjects")
     pred = predict(test, "test")
     rows["HAMNet"] = prediction_metrics(test, pred)
-    modality_mask = run.preprocessor.batches(test).modality_mask
+    test_batches = run.preprocessor.batches(test)  # (its modality mask: one pass over the test split)
+    present = np.asarray(test_batches.modality_mask) * np.asarray(test_batches.visit_mask)[..., None]
     skipped: dict[str, str] = {}
     for i, m in enumerate(MODALITIES):
         if run.model_config.has_modality(m):
             ablated = test.without_modality(m)
-            kept = np.setdiff1d(np.arange(ablated.num_subjects), subjects_without_modality(
-                run.preprocessor.batches(ablated)))
+            # removing m zeroes its column of the modality mask and nothing else: the
+            # subjects left with some modality, without reading the split again
+            kept = np.flatnonzero(np.delete(present, i, axis=-1).sum(axis=(1, 2)) > 0)
             say(f"HAMNet without {m}")
             if kept.size == 0:
                 skipped[f"HAMNet without {m}"] = f"no test subject has a modality other than {m}"
                 continue
             sub = ablated.subset(kept)
             rows[f"HAMNet without {m}"] = modality_removed_row(sub, pred, predict(sub, f"without-{m}"), kept,
-                                                              modality_mask[kept, :, i].any(axis=1))
+                                                              present[kept, :, i].any(axis=1))
     cached = fitted_on = None
     if baselines:
         tasks = ("regression",) * run.model_config.regression + ("classification",) * run.model_config.classification
