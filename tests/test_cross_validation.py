@@ -39,6 +39,8 @@ def test_fold_keys_are_validated():
         DataConfig(cv_folds=1)
     with pytest.raises(InputError, match=r"data.cv_fold: 5 is not a fold of cv_folds=5 \(0-4\)"):
         DataConfig(cv_folds=5, cv_fold=5)
+    with pytest.raises(InputError, match="data.cache_dir: names where the cohort cache lives, and data.cache is false"):
+        DataConfig(cache=False, cache_dir="elsewhere")
 
 
 def test_hamnet_cv_reports_every_model_over_the_folds_and_resumes(tiny_cohort, tmp_path, capsys):

@@ -113,8 +113,8 @@ def cmd_search(args: argparse.Namespace) -> None:
                 "max_epochs": max_epochs, "eta": args.eta, "trials": trials, "seed": args.seed,
                 "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
     store = open_study(args.out, identity, args.resume)
-    # one cohort cache for every trial (unless the base config names one)
-    base = {**base, "data": {"cache_dir": str((store.root / CACHE_DIR).resolve()), **(base.get("data") or {})}}
+    if (base.get("data") or {}).get("cache", True):  # one cohort cache for every trial (unless the base names one)
+        base = {**base, "data": {"cache_dir": str((store.root / CACHE_DIR).resolve()), **(base.get("data") or {})}}
     if not args.no_compilation_cache:
         _share_compilations(store.root / "xla_cache")
     if args.executor == "ray":

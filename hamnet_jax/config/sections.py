@@ -133,6 +133,9 @@ class DataConfig:
     def _folds(self) -> DataConfig:
         if self.cv_folds == 1:
             raise ValueError("data.cv_folds: 1 fold is no cross-validation; use 0 (off, the split above) or >= 2")
+        if self.cache_dir and not self.cache:
+            raise ValueError("data.cache_dir: names where the cohort cache lives, and data.cache is false (the file "
+                             "is read into memory); drop one of them")
         if self.cv_folds and self.cv_fold >= self.cv_folds:
             raise ValueError(f"data.cv_fold: {self.cv_fold} is not a fold of cv_folds={self.cv_folds} "
                              f"(0-{self.cv_folds - 1})")
