@@ -52,8 +52,9 @@ def param_count(raw: RawModel) -> int:
     return int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
 
 
-def jax_model(name: str, run_dir: Path, batch_sizes: tuple[int, ...]) -> BenchModel:
-    raw = RawModel.from_run(load_run(run_dir), 0)
+def jax_model(name: str, run_dir: Path, batch_sizes: tuple[int, ...], mc_samples: int = 0) -> BenchModel:
+    """The run on JAX's predictor, `mc_samples` MC-dropout passes per request (0: deterministic)."""
+    raw = RawModel.from_run(load_run(run_dir), mc_samples)
     m = raw.model
     return BenchModel(name, "jax/fp32" if m.mode is None else "jax/int8",  # (int8: a quantized run)
                       JaxPredictor(raw, batch_sizes), compressed_bytes(m.params, m.quant, m.bits),

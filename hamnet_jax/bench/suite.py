@@ -84,7 +84,7 @@ def machine() -> dict[str, Any]:
             "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind})"}
 
 
-def _test_split(run: Path, data: Path) -> Any:
+def run_test_split(run: Path, data: Path) -> Any:
     """The run's test split of `data` (the split the run was trained with)."""
     from hamnet_jax.data.dataset import load_cohort, split_cohort
     from hamnet_jax.run_dir import load_run
@@ -96,14 +96,13 @@ def _test_split(run: Path, data: Path) -> Any:
     return test
 
 
-def _served(models: list[BenchModel], out: Path, settings: BenchSettings) -> dict[str, Any]:
-    """The most optimized model a server loads (the last with an ONNX graph, else the
-    baseline on the JAX backend) under closed-loop load at each concurrency level."""
-    model = next((m for m in reversed(models) if m.graph is not None and m.backend.startswith("onnxruntime")),
-                 models[0])
+def serve_under_load(model: BenchModel, out: Path, settings: BenchSettings) -> dict[str, Any]:
+    """`model` in a `hamnet serve` process (from a temporary repository under `out`) under
+    closed-loop load at each concurrency level."""
     precision = model.backend.split("/", 1)[1]
-    options = {"backend": model.backend.split("/", 1)[0], "precision_mode": precision, "mc_samples": 0,
-               "batch_size": max(settings.batch_sizes), "dynamic_batching": True}
+    options = {"backend": model.backend.split("/", 1)[0], "precision_mode": precision,
+               "mc_samples": model.raw.num_samples, "batch_size": max(settings.batch_sizes),
+               "dynamic_batching": True}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         root = Path(tmp) / "repository"
         add_to_repository(root, "hamnet", model.run_dir, model.graph, options)
@@ -113,6 +112,14 @@ def _served(models: list[BenchModel], out: Path, settings: BenchSettings) -> dic
         finally:
             stop_server(process)
     return {"model": model.name, "backend": model.backend, "duration_s": settings.duration_s, "rows": rows}
+
+
+def _served(models: list[BenchModel], out: Path, settings: BenchSettings) -> dict[str, Any]:
+    """The most optimized model a server loads (the last with an ONNX graph, else the
+    baseline on the JAX backend) under load."""
+    model = next((m for m in reversed(models) if m.graph is not None and m.backend.startswith("onnxruntime")),
+                 models[0])
+    return serve_under_load(model, out, settings)
 
 
 def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
@@ -128,7 +135,7 @@ def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | o
     if monitor:
         monitor.start()
     try:
-        test = _test_split(run, data)
+        test = run_test_split(run, data)
         models, absent = optimization_models(run, out / "models", settings.batch_sizes,
                                              Path(pruned) if pruned else None,
                                              Path(distilled) if distilled else None, settings.tensorrt)

@@ -15,6 +15,7 @@ from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
+from hamnet_jax.cli.pipeline_commands import add_pipeline_parser
 from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.cli.setup import data_schema as _schema
@@ -24,33 +25,15 @@ log = logging.getLogger("hamnet_jax")
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
-    import yaml
-
-    from hamnet_jax.data.cohort import CohortDims, cohort_blocks
-    from hamnet_jax.data.cohort_frailty import frailty_blocks
-    from hamnet_jax.data.schema import sidecar_path
-    from hamnet_jax.data.tables import write_table_chunks
-    from hamnet_jax.io_atomic import write_text_atomic
+    from hamnet_jax.data.cohort import CohortDims
+    from hamnet_jax.data.cohort_file import write_cohort
 
     _setup(args)
     defaults = CohortDims()
     dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
                         ("clinical", "imaging", "genetic", "lifestyle_numeric")))
-    # drawn and written a block of subjects at a time
-    blocks = (cohort_blocks if args.generator == "hamnet" else frailty_blocks)(args.subjects, args.seed, dims)
-    schema: dict = {}
-    width = [0]
-
-    def frames():
-        for frame, block_schema in blocks:
-            schema.update(block_schema)
-            width[0] = frame.shape[1]
-            yield frame
-
-    rows = write_table_chunks(frames(), args.out)
-    side = sidecar_path(args.out)
-    write_text_atomic(side, yaml.safe_dump(schema, sort_keys=False))
-    print(f"wrote {rows} rows ({args.subjects} subjects, {width[0]} columns) to {args.out}; schema {side}")
+    rows, columns, side = write_cohort(args.out, args.subjects, args.seed, dims, args.generator)
+    print(f"wrote {rows} rows ({args.subjects} subjects, {columns} columns) to {args.out}; schema {side}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -313,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_parser(sub)
     add_monitoring_parsers(sub)
     add_bench_parser(sub)
+    add_pipeline_parser(sub)
 
     _compression_parsers(sub)
     return p

@@ -36,6 +36,9 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "loadtest": {"general": GENERAL},
     "drift": {"general": GENERAL},
     "bench": {"general": GENERAL, "benchmarking": None},
+    "pipeline": {name: None for name in ("model", "data", "training", "general", "regularization", "optimization",
+                                         "nas", "hyperparameter_optimization", "pruning", "quantization",
+                                         "distillation", "inference", "monitoring", "benchmarking", "pipeline")},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay

@@ -51,10 +51,26 @@ def distillation_spec(cfg: DistillationConfig, classification: bool, loss: str =
                        teacher_mode=cfg.teacher_mode, teacher_weights=cfg.teacher_weights, loss=loss)
 
 
-def student_architecture(teacher: HAMNetConfig, cfg: DistillationConfig, compression_ratio: float) -> HAMNetConfig:
-    """The student's config: the teacher's for self-distillation and born-again, else the
-    sizing rule of `student_config` (parameters within 10% of ratio x teacher)."""
-    return teacher if cfg.keeps_architecture else student_config(teacher, compression_ratio)
+# what a student must share with its teacher: the inputs and heads the data decides
+SHARED_WITH_TEACHER = ("clinical_dim", "imaging_dim", "genetic_dim", "lifestyle_dim", "lifestyle_cardinalities",
+                       "regression", "classification", "subject_level")
+
+
+def student_architecture(teacher: HAMNetConfig, cfg: DistillationConfig, compression_ratio: float,
+                         student: HAMNetConfig | None = None) -> HAMNetConfig:
+    """The student's config: the teacher's for self-distillation and born-again; else
+    `student` when given (an architecture of the user's or a search's, on the same data);
+    else the sizing rule of `student_config` (parameters within 10% of ratio x teacher)."""
+    if student is None:
+        return teacher if cfg.keeps_architecture else student_config(teacher, compression_ratio)
+    if cfg.keeps_architecture:
+        raise InputError(f"distillation.method {cfg.method.value} trains the teacher's own architecture; "
+                         "a given student architecture does not apply")
+    differs = [f for f in SHARED_WITH_TEACHER if getattr(student, f) != getattr(teacher, f)]
+    if differs:
+        raise InputError(f"distillation student: its {', '.join(differs)} differ from the teacher's; a student "
+                         "takes the teacher's data (inputs and heads)")
+    return student
 
 
 def stage_config(cfg: DistillationConfig, options: FitOptions) -> TrainingConfig:
@@ -95,14 +111,16 @@ class DistillationResult:
 
 
 def distill_model(teachers: Teachers, cfg: DistillationConfig, train: Batch, val: Batch,
-                  compression_ratio: float, options: FitOptions | None = None) -> tuple[HAMNetConfig, Any, Any]:
-    """(student config, student params, the last generation's `FitResult` with its history)."""
+                  compression_ratio: float, options: FitOptions | None = None,
+                  student: HAMNetConfig | None = None) -> tuple[HAMNetConfig, Any, Any]:
+    """(student config, student params, the last generation's `FitResult` with its history);
+    `student` fixes the student's architecture (else `compression_ratio` sizes it)."""
     options = options or FitOptions()
     teacher_config = teachers[0][0]
     if cfg.teacher_mode == "uncertainty" and not teacher_config.regression:
         raise InputError("distillation.teacher_mode: 'uncertainty' weights teachers by their predicted variance; "
                          "outcome-only teachers have none (use 'weighted')")
-    student = student_architecture(teacher_config, cfg, compression_ratio)
+    student = student_architecture(teacher_config, cfg, compression_ratio, student)
     spec = distillation_spec(cfg, teacher_config.classification, regression=teacher_config.regression)
     train_cfg = stage_config(cfg, options)
     if cfg.method is DistillationMethod.SELF_DISTILLATION:

@@ -20,7 +20,7 @@ from hamnet_jax.config.compression import DistillationConfig, PruningConfig, Qua
 from hamnet_jax.config.schema import build, keys
 from hamnet_jax.config.sections import (
     BenchmarkingSection, DataConfig, DeploymentSection, GeneralConfig, HyperparameterSection, InferenceSection,
-    MonitoringSection, NASSection, OptimizationSection, RegularizationSection, TrainingConfig,
+    MonitoringSection, NASSection, OptimizationSection, PipelineSection, RegularizationSection, TrainingConfig,
 )
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import ALIASES, HAMNetConfig
@@ -30,7 +30,7 @@ ORIGINAL = {
     "optimization": OptimizationSection, "nas": NASSection, "hyperparameter_optimization": HyperparameterSection,
     "pruning": PruningConfig, "quantization": QuantizationConfig, "distillation": DistillationConfig,
     "regularization": RegularizationSection, "inference": InferenceSection, "deployment": DeploymentSection,
-    "monitoring": MonitoringSection, "benchmarking": BenchmarkingSection,
+    "monitoring": MonitoringSection, "benchmarking": BenchmarkingSection, "pipeline": PipelineSection,
 }
 MODEL_KEYS = {f.name for f in dataclasses.fields(HAMNetConfig)} | set(ALIASES) | {"input_size", "tier"}
 
@@ -151,8 +151,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Config from an optional YAML file, then `HAMNET_*` environment overrides."""
+def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+                defaults: Mapping[str, Any] | None = None) -> Config:
+    """Config from `defaults` (a preset's sections), an optional YAML file's sections over
+    them key by key, then `HAMNET_*` environment overrides."""
     raw: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -166,7 +168,12 @@ def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str
             raise InputError(f"config file {p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise InputError(f"config file {p}: expected sections at the top level")
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in (defaults or {}).items()}
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = dict(values) if isinstance(values, dict) else values
     for section, values in env_overrides(os.environ if environ is None else environ).items():
         if merged.get(section) is None:
             merged[section] = {}

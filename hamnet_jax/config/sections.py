@@ -172,6 +172,36 @@ class OptimizationSection:
     enable_inference_opt: Bool = False
     enable_monitoring: Bool = False
     enable_benchmarking: Bool = False
+    # this version's: the pipeline's quantize stage (None: with enable_pruning, as the original's
+    # pruning_quantization module does both)
+    enable_quantization: Bool | None = None
+
+    @property
+    def quantization(self) -> bool:
+        return self.enable_pruning if self.enable_quantization is None else self.enable_quantization
+
+
+PIPELINE_EXPORTS = ("onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic", "tensorrt", "tensorrt-int8")
+
+
+@section("pipeline")
+class PipelineSection:
+    """What `hamnet pipeline` compares and keeps (hamnet_jax/pipeline): the accuracy the
+    optimized model may give up (relative test MAE; it also picks NAS's architecture: the
+    fewest FLOPs within it of the best validation MAE), the NAS
+    objectives, the search spaces (a YAML space, `name: {type, low, high, options, ...}`;
+    None: the built-in ones), the formats the export stage writes (the fastest within the
+    tolerance is served) and the served model's name. The baseline is the `model:` section
+    as given (tier `auto`: standard)."""
+
+    accuracy_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.02
+    nas_objectives: Annotated[tuple[str, ...], Field(min_length=1)] = ("val_mae", "flops")
+    search_min_epochs: PositiveInt = 1
+    nas_space: dict[str, dict[str, Any]] | None = None
+    hpo_space: dict[str, dict[str, Any]] | None = None
+    export_formats: Annotated[tuple[Literal[PIPELINE_EXPORTS], ...], Field(min_length=1)] = (  # type: ignore[valid-type]
+        "onnx", "onnx-int8-dynamic")
+    model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "hamnet"
 
 
 @section("nas")

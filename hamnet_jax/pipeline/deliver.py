@@ -1,0 +1,84 @@
+"""The pipeline's last stages: the model repository `hamnet serve --repository` loads, and
+(with `enable_monitoring`) what watches it in production.
+
+The repository holds one version of `pipeline.model_name`: the benchmark stage's choice
+(else the first export, else the chain's model on JAX), copied so the directory stands
+alone, with the inference options it was measured with. The stage loads it as the server
+does and answers the test split's first subjects, so a repository that does not serve
+fails the pipeline here. Monitoring writes Prometheus alert rules beside it (thresholds
+from the `monitoring:` section) and a drift report of the data against the served run's
+training profile: the reference a live service's drift is read against.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hamnet_jax.bench.scalability import add_to_repository
+from hamnet_jax.bench.suite import run_test_split
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.pipeline.stages import Context, Done, current_run, served_mc_samples
+
+
+def served_choice(ctx: Context, done: Done) -> tuple[Path, Path | None, str, str]:
+    """(run, graph or None, backend, precision) of the model to serve."""
+    if "bench" in done:
+        results = json.loads(Path(done["bench"]["results"]).read_text())
+        row = next(r for r in results["models"] if r["name"] == results["served"])
+        backend, precision = row["backend"].split("/", 1)
+        return Path(row["run_dir"]), Path(row["graph"]) if row["graph"] else None, backend, precision
+    if "export" in done:
+        first = done["export"]["exports"][0]
+        backend = "tensorrt" if first["format"].startswith("tensorrt") else "onnxruntime"
+        return Path(done["export"]["run"]), Path(first["path"]), backend, first["precision"]
+    return current_run(done), None, "jax", "fp32"
+
+
+def stage_repository(ctx: Context, done: Done) -> dict[str, Any]:
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.serving.repository import Repository
+
+    name = ctx.config.section("pipeline").model_name
+    run, graph, backend, precision = served_choice(ctx, done)
+    options = {"backend": backend, "precision_mode": precision, "mc_samples": served_mc_samples(ctx),
+               "batch_size": max(ctx.config.section("benchmarking").batch_sizes), "dynamic_batching": True}
+    root = ctx.stage_dir("repository")
+    staging = root.with_name(root.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    add_to_repository(staging, name, run, graph, options, copy=True)
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)  # a crash leaves the staging copy, never half a repository
+    repository = Repository(root)
+    try:
+        served = repository.load(name)[0]
+        test = run_test_split(run, ctx.data)
+        request = {k: v[:8] for k, v in cohort_to_raw(test, served.raw.spec).items()}
+        answer = served.predictor.predict(request)
+    finally:
+        for model in repository.loaded():
+            model.close()
+    prediction = np.asarray(answer["prediction"], dtype=np.float64)
+    return {"repository": str(root), "model": name, "version": "1", "run": str(run),
+            "graph": str(graph) if graph else None, "options": options,
+            "check": {"subjects": int(prediction.size), "mae": float(np.abs(prediction - test.targets[:8]).mean())}}
+
+
+def stage_monitoring(ctx: Context, done: Done) -> dict[str, Any]:
+    from hamnet_jax.monitoring.alerts import default_rules, write_rule_file
+    from hamnet_jax.monitoring.drift import DriftThresholds, max_psi
+    from hamnet_jax.monitoring.drift_check import check_run_drift
+
+    m = ctx.config.section("monitoring")
+    out = ctx.stage_dir("monitoring")
+    out.mkdir(parents=True, exist_ok=True)
+    rules = write_rule_file(default_rules(m.alert_latency_p95_ms / 1e3, m.alert_error_rate, m.alert_drift_psi),
+                            out / "alerts.yml")
+    run = Path(done["repository"]["run"]) if "repository" in done else current_run(done)
+    report = check_run_drift(run, ctx.data, thresholds=DriftThresholds(psi=m.alert_drift_psi))
+    write_json_atomic(out / "drift.json", report)
+    return {"alert_rules": str(rules), "drift": str(out / "drift.json"), "max_psi": float(max_psi(report))}

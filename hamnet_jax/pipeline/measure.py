@@ -1,0 +1,90 @@
+"""The pipeline's benchmark stage: every model of the chain, and each export of the last,
+measured side by side on this machine in one run (accuracy on the test split; latency and
+throughput at each `benchmarking.batch_sizes`, interleaved), with the inference section's
+MC-dropout samples (the quick preset: deterministic). "+ All" is the served model: the
+fastest at the largest batch of every model measured (the chain's and the last one's
+exports) among those within `pipeline.accuracy_tolerance` of the baseline's test MAE, so
+a stage that costs speed on this machine (int8 emulated where the CPU lacks fast int8
+kernels) is left out of what is served rather than imposed on it.
+
+`results.json` has the shape of `hamnet bench`'s (models, latency, settings), so its
+tables render the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.bench.measure import accuracy, latency_table, warm_memory
+from hamnet_jax.bench.models import BenchModel, jax_model
+from hamnet_jax.bench.suite import BenchSettings, machine, run_test_split, serve_under_load
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.pipeline.stages import MODEL_STAGES, Context, Done, current_run, served_mc_samples
+
+
+def _graph_model(export: dict[str, Any], like: BenchModel, batch_sizes: tuple[int, ...]) -> BenchModel:
+    path = Path(export["path"])
+    if export["format"].startswith("tensorrt"):
+        from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
+
+        predictor: Any = TensorRTPredictor(path, like.raw.spec, max(batch_sizes), None)
+        backend = f"tensorrt/{export['precision']}"
+    else:
+        from hamnet_jax.inference.predictors import OnnxPredictor
+
+        predictor = OnnxPredictor(path, like.raw.spec, max_batch=max(batch_sizes), buckets=batch_sizes)
+        backend = f"onnxruntime/{export['precision']}"
+    return BenchModel(f"export {export['format']}", backend, predictor, int(export["bytes"]), like.params,
+                      like.raw, like.run_dir, path)
+
+
+def throughput_at(latency: list[dict[str, Any]], name: str, batch: int) -> float:
+    return next(r["throughput"] for r in latency if r["model"] == name and r["batch_size"] == batch)
+
+
+def choose_served(rows: list[dict[str, Any]], latency: list[dict[str, Any]], batch: int,
+                  tolerance: float) -> str:
+    """The fastest model at `batch` whose test MAE is within `tolerance` (relative) of the
+    baseline's (the first row); when none is, the fastest of all."""
+    mae = {r["name"]: r["accuracy"]["mae"] for r in rows if "accuracy" in r}
+    names = [r["name"] for r in rows]
+    allowed = [n for n in names if n not in mae or mae[n] <= mae[names[0]] * (1 + tolerance)] or names
+    return max(allowed, key=lambda n: throughput_at(latency, n, batch))
+
+
+def stage_bench(ctx: Context, done: Done) -> dict[str, Any]:
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw
+
+    settings = BenchSettings.from_section(ctx.config.section("benchmarking"))
+    types = set(settings.types)
+    batches, mc = tuple(settings.batch_sizes), served_mc_samples(ctx)
+    models = [jax_model(done[s]["row"], Path(done[s]["run"]), batches, mc) for s in MODEL_STAGES if s in done]
+    last = models[-1]
+    models += [_graph_model(e, last, batches) for e in done.get("export", {}).get("exports", [])]
+    test = run_test_split(current_run(done), ctx.data)
+    request = random_raw(last.raw.spec, last.raw.preprocessor, max(batches), seed=0)
+    rows = []
+    for m in models:
+        row = {"name": m.name, "backend": m.backend, "size_bytes": m.size_bytes, "params": m.params,
+               "run_dir": str(m.run_dir), "graph": str(m.graph) if m.graph else None}
+        if "memory" in types:
+            row["memory"] = warm_memory(m, request, batches)
+        if "accuracy" in types:
+            row["accuracy"] = accuracy(m, cohort_to_raw(test, m.raw.spec), test.targets)
+        rows.append(row)
+    timed = bool({"latency", "throughput"} & types)
+    latency = latency_table(models, request, batches, settings.iterations) if timed else []
+    tolerance = ctx.config.section("pipeline").accuracy_tolerance
+    served = choose_served(rows, latency, max(batches), tolerance) if timed else models[-1].name
+    out = ctx.stage_dir("bench")
+    out.mkdir(parents=True, exist_ok=True)
+    scalability = None
+    if "scalability" in types:
+        scalability = serve_under_load(next(m for m in models if m.name == served), out, settings)
+    results = {"machine": machine(), "data": str(ctx.data), "test_subjects": int(test.num_subjects),
+               "mc_samples": mc, "settings": dataclasses.asdict(settings), "models": rows, "absent": {},
+               "latency": latency, "scalability": scalability, "served": served}
+    write_json_atomic(out / "results.json", results)
+    return {"results": str(out / "results.json"), "served": served}

@@ -1,0 +1,170 @@
+"""`run_pipeline`: the end-to-end optimization job, stage by stage, resumable.
+
+    cohort -> baseline -> nas -> hpo -> train -> distill -> prune -> quantize -> export
+           -> bench -> repository -> monitoring
+
+Each stage is switched by the `optimization:` section (and `HAMNET_ENABLE_*`):
+`enable_nas` (nas), `enable_hyperparameter_opt` (hpo), any of those or
+`enable_regularization` / `enable_training_opt` (train: the searched, regularized,
+optimized model), `enable_distillation` (distill), `enable_pruning` (prune),
+`enable_quantization` (quantize; default: with pruning), `enable_inference_opt` (export),
+`enable_benchmarking` (bench), `enable_monitoring` (monitoring). The cohort stage runs
+when no data file is given (the preset's built-in cohort); baseline and repository
+always run.
+
+Distillation comes before pruning and quantization, not after: its student is a new
+network (the searched architecture, taught by the baseline), so distilling last would
+drop the pruning and quantization before it; in this order every switched-on technique
+is in the final model.
+
+A stage is done when its `<stage>/stage.json` exists (written atomically, last); a rerun
+of the same command skips done stages and continues the one that was killed from what it
+left. `pipeline.json` holds the job's identity (data and resolved config): rerunning in
+the same directory with other inputs is an error, not a mix of two jobs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.config import Config, load_config
+from hamnet_jax.data.schema import Schema, sidecar_path
+from hamnet_jax.errors import InputError
+from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.pipeline.deliver import stage_monitoring, stage_repository
+from hamnet_jax.pipeline.measure import stage_bench
+from hamnet_jax.pipeline.presets import Preset, preset
+from hamnet_jax.pipeline.report import write_report
+from hamnet_jax.pipeline.stage_configs import trains_again, unused_keys
+from hamnet_jax.pipeline.stages import STAGE_FUNCTIONS, STAGES, Context, Done
+
+BUILTIN_COHORT = "cohort/cohort.parquet"
+
+
+def planned_stages(config: Config, builtin_cohort: bool) -> list[str]:
+    s = config.section("optimization")
+    on = {"cohort": builtin_cohort, "baseline": True, "nas": s.enable_nas, "hpo": s.enable_hyperparameter_opt,
+          "train": trains_again(config), "distill": s.enable_distillation, "prune": s.enable_pruning,
+          "quantize": s.quantization, "export": s.enable_inference_opt, "bench": s.enable_benchmarking,
+          "repository": True, "monitoring": s.enable_monitoring}
+    return [name for name in STAGES if on[name]]
+
+
+def _fingerprint(data: Path) -> dict[str, Any]:
+    if not data.exists():
+        raise InputError(f"--data {data}: no such file")
+    stat = data.stat()
+    return {"path": str(data.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _identity(config: Config, data: Path | None, chosen: Preset | None) -> dict[str, Any]:
+    if data is None:
+        source: dict[str, Any] = {"builtin": chosen.name if chosen else "default", "seed": chosen.seed if chosen else 0}
+    else:
+        source = _fingerprint(data)
+    return json.loads(json.dumps({"data": source, "config": config.to_dict()}, default=str))
+
+
+def _claim(out: Path, identity: dict[str, Any]) -> None:
+    marker = out / "pipeline.json"
+    if marker.exists():
+        stored = json.loads(marker.read_text())
+        if stored != identity:
+            differs = sorted(k for k in set(stored["config"]) | set(identity["config"])
+                             if stored["config"].get(k) != identity["config"].get(k))
+            what = (["the data file"] if stored["data"] != identity["data"] else []) + [f"config section {k}"
+                                                                                        for k in differs]
+            raise InputError(f"{out} holds a pipeline of other inputs ({', '.join(what)} differ); rerun it with "
+                             "the same ones to continue it, or choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} is not empty and holds no pipeline.json: choose an empty or new --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(marker, identity)
+
+
+def _event(out: Path, record: dict[str, Any]) -> None:
+    with open(out / "events.jsonl", "a") as f:
+        f.write(json.dumps({"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **record})
+                + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _builtin_cohort(out: Path, chosen: Preset | None) -> dict[str, Any]:
+    from hamnet_jax.data.cohort import DEFAULT_SUBJECTS, CohortDims
+    from hamnet_jax.data.cohort_file import write_cohort
+
+    path = out / BUILTIN_COHORT
+    subjects = chosen.subjects if chosen else DEFAULT_SUBJECTS
+    rows, columns, _ = write_cohort(path, subjects, chosen.seed if chosen else 0,
+                                    chosen.dims if chosen else CohortDims())
+    return {"data": str(path), "subjects": subjects, "rows": rows, "columns": columns}
+
+
+def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+                 config_path: str | os.PathLike | None = None, preset_name: str | None = None,
+                 progress: bool = True, environ: Mapping[str, str] | None = None,
+                 say: Callable[[str], None] | None = None, schema_path: str | os.PathLike | None = None
+                 ) -> dict[str, Any]:
+    """Run (or continue) the pipeline into `out` (default `$HAMNET_OUTPUT_DIR/pipeline`) on
+    `data` (default: the preset's built-in synthetic cohort; its schema: `schema_path`, else
+    the file's sidecar); returns the results the report was written from (`summary`,
+    `table`, `stages`, `report`)."""
+    chosen = preset(preset_name)
+    config = load_config(config_path, environ, chosen.config if chosen else None)
+    out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
+    data_path = Path(data) if data is not None else None
+    _claim(out, _identity(config, data_path, chosen))
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    unused = unused_keys(config)
+    if unused:
+        say(f"pipeline: note: config values the switched-off stages do not use: {', '.join(unused)}")
+    plan = planned_stages(config, data_path is None)
+    done: Done = {}
+
+    def stage(i: int, name: str, work: Callable[[], dict[str, Any]]) -> None:
+        marker = out / name / "stage.json"
+        if marker.exists():
+            done[name] = json.loads(marker.read_text())["outputs"]
+            say(f"pipeline [{i}/{len(plan)}] {name}: done earlier")
+            return
+        say(f"pipeline [{i}/{len(plan)}] {name} ...")
+        _event(out, {"stage": name, "event": "start"})
+        started = time.perf_counter()
+        outputs = work()
+        seconds = time.perf_counter() - started
+        write_json_atomic(marker, {"stage": name, "seconds": seconds, "outputs": outputs,
+                                   "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+        _event(out, {"stage": name, "event": "done", "seconds": seconds})
+        done[name] = outputs
+        say(f"pipeline [{i}/{len(plan)}] {name}: done in {seconds:.0f} s")
+
+    if data_path is None:
+        stage(1, "cohort", lambda: _builtin_cohort(out, chosen))
+        data_path = Path(done["cohort"]["data"])
+    ctx = Context(out, data_path, _schema(data_path, schema_path), config, progress)
+    for i, name in enumerate(plan, 1):
+        if name != "cohort":
+            stage(i, name, lambda name=name: _STAGES[name](ctx, done))
+    results = write_report(out)
+    say(f"pipeline: report {results['report']}")
+    return results
+
+
+def _schema(data: Path, schema_path: str | os.PathLike | None) -> Schema:
+    side = Path(schema_path) if schema_path else sidecar_path(data)
+    if not side.exists():
+        raise InputError(f"--data {data}: its schema {side} does not exist (give --schema, or write the data "
+                         "with `hamnet cohort`)")
+    return Schema.load(side)
+
+
+_STAGES = {**STAGE_FUNCTIONS, "bench": stage_bench, "repository": stage_repository, "monitoring": stage_monitoring}

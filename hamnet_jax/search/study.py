@@ -1,0 +1,182 @@
+"""A HAMNet architecture (nas) or hyperparameter (hpo) study on a data file, in one call:
+what `hamnet search` runs and the pipeline's search stages call.
+
+    request = StudyRequest(kind="nas", data="cohort.parquet", out="studies/nas", trials=27, max_epochs=9,
+                           objectives=("val_mae", "flops"))
+    report = run_search(request, config)       # config: the run config (nas / hpo sections)
+
+The base config (`request.base`, a YAML mapping) supplies everything the search does not
+vary; the `nas:` / `hyperparameter_optimization:` sections supply the original defaults
+(strategy, depth bounds, population, trials, epochs per trial); the request's fields
+override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hamnet_jax.config import Config
+from hamnet_jax.errors import InputError
+
+SCHEDULERS = ("asha", "hyperband", "full")
+BASE_SECTIONS = ("model", "training", "data", "general", "regularization")  # what a trial's run config takes
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRequest:
+    """One study: `None` fields take the config sections' values."""
+
+    kind: str  # nas | hpo
+    data: str
+    out: str
+    base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    space: Any = None  # a SearchSpace; None: the built-in space of `kind`
+    strategy: str | None = None
+    scheduler: str | None = None
+    trials: int | None = None
+    min_epochs: int = 1
+    max_epochs: int | None = None
+    eta: int = 3
+    budget: int | None = None
+    objectives: tuple[str, ...] = ("val_mae",)
+    max_params: float | None = None
+    max_latency_ms: float | None = None
+    min_layers: int | None = None
+    max_layers: int | None = None
+    workers: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    share_compilations: bool = True
+    best_run: bool = True
+    seed: int = 0
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("nas", "hpo"):
+            raise InputError(f"search kind {self.kind!r}: expected nas or hpo")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise InputError(f"search scheduler {self.scheduler!r}: expected one of {list(SCHEDULERS)}")
+
+
+def study_space(request: StudyRequest, config: Config) -> Any:
+    from hamnet_jax.search.spaces import architecture_space, training_space
+
+    if request.space is not None:
+        return request.space
+    if request.kind == "hpo":
+        return training_space()
+    nas = config.section("nas")
+    given = config.given.get("nas", ())
+    low = request.min_layers or (nas.min_layers if "min_layers" in given else 1)
+    high = request.max_layers or (nas.max_layers if "max_layers" in given else 4)
+    return architecture_space(low, high)
+
+
+def study_strategy(request: StudyRequest, config: Config) -> tuple[str, str]:
+    """(proposer, scheduler) from the request or the section's original strategy name."""
+    if request.kind == "nas":
+        strategy = request.strategy or config.section("nas").search_strategy
+    else:
+        strategy = request.strategy or config.section("hyperparameter_optimization").strategy
+    scheduler = request.scheduler
+    if strategy in ("hyperband", "asha"):  # the original names of schedulers, over random proposals
+        strategy, scheduler = "random", scheduler or strategy
+    if strategy in ("differentiable", "reinforcement"):
+        raise InputError(f"search strategy {strategy!r} is not implemented; use one of random, grid, evolutionary, "
+                         "differential, bayesian, cma, ngopt")
+    return strategy, scheduler or "asha"
+
+
+def share_compilations(cache: Path) -> None:
+    """Trials of a study compile many of the same programs (evaluation, prediction, a
+    promoted trial's steps): JAX's persistent compilation cache in the study lets them
+    reuse each other's. Measured in experiments/bench_search.py's HPO part: a base-tier
+    trial job 60 -> 30 s. Worker processes (and a local Ray instance) inherit the
+    environment; this process takes the config."""
+    import jax
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache.resolve())
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    jax.config.update("jax_compilation_cache_dir", str(cache.resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def _scheduler(name: str, request: StudyRequest, trials: int, max_epochs: int) -> tuple[Any, int]:
+    from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband
+
+    if name == "asha":
+        return ASHA(request.min_epochs, max_epochs, trials, request.eta), trials
+    if name == "hyperband":
+        scheduler = Hyperband(request.min_epochs, max_epochs, request.eta)
+        return scheduler, scheduler.trials_planned
+    return FullBudget(max_epochs, trials), trials
+
+
+def _executor(request: StudyRequest) -> Any:
+    from hamnet_jax.search.executors import ProcessExecutor, RayExecutor, SerialExecutor
+
+    if request.executor == "ray":
+        return RayExecutor(request.workers, request.ray_address)
+    if request.executor != "local":
+        raise InputError(f"search executor {request.executor!r}: expected local or ray")
+    return ProcessExecutor(request.workers) if request.workers > 1 else SerialExecutor()
+
+
+def run_search(request: StudyRequest, config: Config,
+               progress: Callable[[Any, list[str]], None] | None = None) -> dict[str, Any]:
+    """Run (or, with `request.resume`, continue) the study in `request.out`; returns the
+    finalized report (Pareto front, analysis, `best_run` unless `best_run=False`).
+    `progress(record, objective_names)` is called as each trial job ends."""
+    from hamnet_jax.data.dataset import CACHE_DIR
+    from hamnet_jax.search.engine import Constraint, Objective, run_study
+    from hamnet_jax.search.finalize import finalize_study
+    from hamnet_jax.search.hamnet_trial import check_metrics, hamnet_trial
+    from hamnet_jax.search.proposers import Proposer
+    from hamnet_jax.search.store import open_study
+
+    space = study_space(request, config)
+    strategy, scheduler_name = study_strategy(request, config)
+    hpo, nas = config.section("hyperparameter_optimization"), config.section("nas")
+    trials = request.trials or (nas.population_size * nas.generations if request.kind == "nas" else hpo.max_trials)
+    max_epochs = request.max_epochs or hpo.max_epochs_per_trial
+    objectives = [Objective(*(name.split(":") + ["min"])[:2]) for name in request.objectives if name]
+    check_metrics([o.metric for o in objectives])
+    constraints = ([Constraint("params", request.max_params)] if request.max_params else []) + (
+        [Constraint("latency_ms", request.max_latency_ms)] if request.max_latency_ms else [])
+    scheduler, trials = _scheduler(scheduler_name, request, trials, max_epochs)
+    proposer = Proposer(space, strategy, trials, request.seed, nas.population_size, nas.mutation_rate,
+                        nas.crossover_rate)
+    if proposer.size is not None and trials > proposer.size:
+        raise InputError(f"--trials {trials}: the grid holds {proposer.size} points")
+    base = {k: v for k, v in dict(request.base).items() if k in BASE_SECTIONS}
+    identity = {"kind": request.kind, "data": str(Path(request.data).resolve()), "space": space.describe(),
+                "strategy": strategy, "scheduler": scheduler_name, "min_epochs": request.min_epochs,
+                "max_epochs": max_epochs, "eta": request.eta, "trials": trials, "seed": request.seed,
+                "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
+    store = open_study(request.out, identity, request.resume)
+    if (base.get("data") or {}).get("cache", True):  # one cohort cache for every trial (unless the base names one)
+        base = {**base, "data": {"cache_dir": str((store.root / CACHE_DIR).resolve()), **(base.get("data") or {})}}
+    if request.share_compilations:
+        share_compilations(store.root / "xla_cache")
+    executor = _executor(request)
+    patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
+    speed = bool({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]})
+    trial_fn = functools.partial(hamnet_trial, data=str(request.data), config=base, early_stop_patience=patience,
+                                 measure_speed=speed, schedule_epochs=max_epochs)
+    names = [o.metric for o in objectives]
+    try:
+        records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
+                            progress=(lambda record: progress(record, names)) if progress else None,
+                            max_trial_epochs=request.budget)
+    finally:
+        executor.shutdown()
+    report = finalize_study(store, records, objectives, max_epochs, trial_fn if request.best_run else None)
+    report["trials"] = len(records)
+    report["store"] = str(store.root)
+    return report
