@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Batch": "hamnet_jax.data.batch",
+    "create_comprehensive_optimizer": "hamnet_jax.optimization.pipeline",
+    "optimize_hamnet_pipeline": "hamnet_jax.optimization.pipeline",
+    "run_pipeline": "hamnet_jax.pipeline",
     "CohortArrays": "hamnet_jax.data.arrays",
     "CohortDims": "hamnet_jax.data.cohort",
     "CompressedModel": "hamnet_jax.inference.compressed",

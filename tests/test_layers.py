@@ -18,7 +18,8 @@ RANKS = {
     "search": 11, "monitoring": 11, "deployment": 11,
     "serving": 12,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
     "bench": 13,  # above serving: it serves the model it measures under load
-    "optimization": 14, "pipeline": 15, "cli": 16, "__init__": 16,
+    "pipeline": 14, "optimization": 15,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
+    "cli": 16, "__init__": 16,
 }
 
 

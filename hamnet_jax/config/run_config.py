@@ -152,9 +152,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
-                defaults: Mapping[str, Any] | None = None) -> Config:
+                defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Config from `defaults` (a preset's sections), an optional YAML file's sections over
-    them key by key, then `HAMNET_*` environment overrides."""
+    them key by key, `overrides` (a caller's sections) over those, then `HAMNET_*`
+    environment overrides."""
     raw: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -169,11 +170,12 @@ def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str
         if not isinstance(raw, dict):
             raise InputError(f"config file {p}: expected sections at the top level")
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in (defaults or {}).items()}
-    for section, values in raw.items():
-        if isinstance(values, dict) and isinstance(merged.get(section), dict):
-            merged[section].update(values)
-        else:
-            merged[section] = dict(values) if isinstance(values, dict) else values
+    for layer in (raw, overrides or {}):
+        for section, values in layer.items():
+            if isinstance(values, Mapping) and isinstance(merged.get(section), dict):
+                merged[section].update(values)
+            else:
+                merged[section] = dict(values) if isinstance(values, Mapping) else values
     for section, values in env_overrides(os.environ if environ is None else environ).items():
         if merged.get(section) is None:
             merged[section] = {}

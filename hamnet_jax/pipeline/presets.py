@@ -51,8 +51,8 @@ QUICK = Preset("quick", {
 
 TINY = Preset("tiny", {
     "optimization": ALL_STAGES_ON,
-    "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16},
-    "training": {"num_epochs": 1, "batch_size": 32, "mc_samples": 2, "eval_batch_size": 64},
+    "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16, "classification": True},
+    "training": {"num_epochs": 2, "batch_size": 32, "mc_samples": 4, "eval_batch_size": 64},
     "nas": {"search_strategy": "random", "population_size": 2, "generations": 1},
     "hyperparameter_optimization": {"strategy": "random", "max_trials": 2, "max_epochs_per_trial": 1},
     "distillation": {"epochs": 1, "batch_size": 32},

@@ -112,14 +112,15 @@ def _builtin_cohort(out: Path, chosen: Preset | None) -> dict[str, Any]:
 def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                  config_path: str | os.PathLike | None = None, preset_name: str | None = None,
                  progress: bool = True, environ: Mapping[str, str] | None = None,
-                 say: Callable[[str], None] | None = None, schema_path: str | os.PathLike | None = None
-                 ) -> dict[str, Any]:
+                 say: Callable[[str], None] | None = None, schema_path: str | os.PathLike | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run (or continue) the pipeline into `out` (default `$HAMNET_OUTPUT_DIR/pipeline`) on
     `data` (default: the preset's built-in synthetic cohort; its schema: `schema_path`, else
     the file's sidecar); returns the results the report was written from (`summary`,
-    `table`, `stages`, `report`)."""
+    `table`, `report`) and each stage's outputs (`stages`). `overrides` (YAML sections) go
+    over the config file, under `HAMNET_*`."""
     chosen = preset(preset_name)
-    config = load_config(config_path, environ, chosen.config if chosen else None)
+    config = load_config(config_path, environ, chosen.config if chosen else None, overrides)
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
     data_path = Path(data) if data is not None else None
     _claim(out, _identity(config, data_path, chosen))
@@ -156,7 +157,7 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
             stage(i, name, lambda name=name: _STAGES[name](ctx, done))
     results = write_report(out)
     say(f"pipeline: report {results['report']}")
-    return results
+    return {**results, "stages": done}
 
 
 def _schema(data: Path, schema_path: str | os.PathLike | None) -> Schema:

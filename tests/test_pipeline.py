@@ -1,0 +1,235 @@
+"""The end-to-end pipeline: stage planning and configs, the choices it makes, its
+identity guard, the facades, and one tiny pipeline killed with SIGKILL mid-stage and
+rerun, whose directory the report tests read (the full tiny preset, with every stage,
+is the slow test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hamnet_jax.config import config_from_dict, load_config
+from hamnet_jax.errors import InputError
+from hamnet_jax.pipeline.measure import choose_served
+from hamnet_jax.pipeline.runner import _claim, planned_stages
+from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, unused_keys
+from hamnet_jax.pipeline.stages import _pick
+
+
+def test_stages_follow_the_switches():
+    everything = config_from_dict({"optimization": {k: True for k in (
+        "enable_nas", "enable_hyperparameter_opt", "enable_pruning", "enable_distillation", "enable_inference_opt",
+        "enable_benchmarking", "enable_monitoring")}})
+    assert planned_stages(everything, builtin_cohort=True) == [
+        "cohort", "baseline", "nas", "hpo", "train", "distill", "prune", "quantize", "export", "bench", "repository",
+        "monitoring"]
+    assert planned_stages(config_from_dict({}), builtin_cohort=False) == ["baseline", "repository"]
+    # quantization follows pruning unless switched on its own (HAMNET_ENABLE_QUANTIZATION too)
+    pruning = config_from_dict({"optimization": {"enable_pruning": True, "enable_quantization": False}})
+    assert planned_stages(pruning, False) == ["baseline", "prune", "repository"]
+    env = load_config(None, {"HAMNET_ENABLE_QUANTIZATION": "true", "HAMNET_ENABLE_REGULARIZATION": "true"})
+    assert planned_stages(env, False) == ["baseline", "train", "quantize", "repository"]
+
+
+def test_baseline_is_plain_and_the_switches_add_to_it():
+    config = config_from_dict({
+        "optimization": {"enable_regularization": False, "enable_training_opt": True},
+        "training": {"precision_mode": "bf16", "num_epochs": 3}, "regularization": {"dropout_rate": 0.2}})
+    base = baseline_config(config)
+    assert base.model["tier"] == "standard" and base.training.precision_mode == "fp32"
+    assert base.training.num_epochs == 3 and "regularization" not in base.sections
+    opt = optimized_config(config, {"embed_dim": 32}, {"learning_rate": 1e-3})
+    assert opt.model["embed_dim"] == 32 and opt.training.learning_rate == 1e-3
+    assert opt.training.precision_mode == "bf16"  # enable_training_opt keeps the optimization keys
+    assert "regularization" not in opt.sections  # enable_regularization is off ...
+    assert unused_keys(config) == ["regularization.dropout_rate"]  # ... and that is said
+
+
+def test_config_layers_preset_file_overrides_environment(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"training": {"num_epochs": 5, "batch_size": 16}}))
+    config = load_config(path, {"HAMNET_BATCH_SIZE": "8"}, defaults={"training": {"num_epochs": 9, "seed": 4}},
+                         overrides={"training": {"num_epochs": 7}})
+    assert (config.training.num_epochs, config.training.batch_size, config.training.seed) == (7, 8, 4)
+
+
+def test_nas_picks_the_cheapest_architecture_within_the_tolerance():
+    front = [{"trial": 0, "objectives": {"val_mae": 3.00, "flops": 900.0}},
+             {"trial": 1, "objectives": {"val_mae": 3.05, "flops": 400.0}},
+             {"trial": 2, "objectives": {"val_mae": 3.50, "flops": 100.0}}]
+    assert _pick(front, ["val_mae", "flops"], 0.02)["trial"] == 1
+    assert _pick(front, ["val_mae", "flops"], 0.001)["trial"] == 0
+    assert _pick(front, ["val_mae"], 0.5)["trial"] == 0
+
+
+def test_the_served_model_is_the_fastest_within_the_tolerance():
+    rows = [{"name": "base", "accuracy": {"mae": 3.0}}, {"name": "small", "accuracy": {"mae": 3.05}},
+            {"name": "tiny", "accuracy": {"mae": 3.2}}]
+    latency = [{"model": n, "batch_size": 256, "throughput": t} for n, t in (("base", 1.0), ("small", 2.0),
+                                                                              ("tiny", 9.0))]
+    assert choose_served(rows, latency, 256, 0.02) == "small"
+    assert choose_served(rows, latency, 256, 0.10) == "tiny"
+
+
+def test_a_directory_holding_another_pipeline_is_refused(tmp_path):
+    identity = {"data": {"builtin": "tiny"}, "config": {"training": {"num_epochs": 2}}}
+    _claim(tmp_path / "p", identity)
+    _claim(tmp_path / "p", identity)  # the same job: continued
+    with pytest.raises(InputError, match="config section training"):
+        _claim(tmp_path / "p", {**identity, "config": {"training": {"num_epochs": 3}}})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("")
+    with pytest.raises(InputError, match="holds no pipeline.json"):
+        _claim(tmp_path / "other", identity)
+
+
+def test_the_facades_check_their_arguments(tiny_model_config):
+    from hamnet_jax.optimization import create_comprehensive_optimizer, optimize_hamnet_pipeline
+    from hamnet_jax.optimization.nas import HAMNetNAS
+    from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
+
+    with pytest.raises(InputError, match="val_loader"):
+        optimize_hamnet_pipeline(train_loader="a.parquet", val_loader="b.parquet")
+    with pytest.raises(InputError, match="enable_nass"):
+        optimize_hamnet_pipeline(optimization_config={"enable_nass": True})
+    with pytest.raises(InputError, match="data file"):
+        optimize_hamnet_pipeline(train_loader=[1, 2, 3])
+    optimizers = create_comprehensive_optimizer(tiny_model_config, enable_nas=True, enable_pruning=True,
+                                                enable_distillation=True)
+    assert sorted(optimizers) == ["distillation", "nas", "pruning"]
+    assert isinstance(optimizers["nas"], HAMNetNAS) and isinstance(optimizers["pruning"], HAMNetOptimizer)
+    assert create_comprehensive_optimizer(tiny_model_config) == {}
+
+
+def _pipeline(out: Path, data: Path | None, env: dict[str, str]) -> subprocess.Popen:
+    args = [sys.executable, "-m", "hamnet_jax.cli", "pipeline", "--preset", "tiny", "--out", str(out), "--quiet"]
+    if data is not None:
+        args += ["--data", str(data)]
+    return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _events(out: Path) -> list[dict]:
+    path = out / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_in: str, timeout: float) -> str:
+    """Run the tiny pipeline, SIGKILL it once stage `kill_in` has started (and worked a
+    moment), rerun the same command to the end; returns the rerun's output."""
+    first = _pipeline(out, data, env)
+    deadline = time.time() + timeout
+    while not any(e["stage"] == kill_in and e["event"] == "start" for e in _events(out)):
+        assert first.poll() is None, first.communicate()[0][-3000:]
+        assert time.time() < deadline, f"stage {kill_in} never started"
+        time.sleep(0.5)
+    time.sleep(3)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = _pipeline(out, data, env)
+    output = second.communicate(timeout=timeout)[0]
+    assert second.returncode == 0, output[-3000:]
+    return output
+
+
+FEW_STAGES = {"HAMNET_ENABLE_NAS": "false", "HAMNET_ENABLE_HYPERPARAMETER_OPT": "false",
+              "HAMNET_ENABLE_DISTILLATION": "false", "HAMNET_ENABLE_PRUNING": "false",
+              "HAMNET_ENABLE_QUANTIZATION": "true", "HAMNET_ENABLE_MONITORING": "false"}
+
+
+@pytest.fixture(scope="module")
+def resumed_pipeline(tiny_cohort, tiny_run, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny preset with the stages that do not search or fine-tune (baseline, quantize,
+    export, bench, repository) on the tiny cohort, killed in the quantize stage and rerun.
+    (`tiny_run` first: the baseline is the same model, so its programs are compiled.)"""
+    out = tmp_path_factory.mktemp("pipeline") / "p"
+    output = killed_and_rerun(out, tiny_cohort[0], FEW_STAGES, "quantize", timeout=600)
+    return out, output
+
+
+def test_a_killed_pipeline_finishes_without_repeating_a_finished_stage(resumed_pipeline):
+    out, output = resumed_pipeline
+    events = _events(out)
+    finished = [e["stage"] for e in events if e["event"] == "done"]
+    assert finished == ["baseline", "quantize", "export", "bench", "repository"]  # each once, in order
+    starts = [e["stage"] for e in events if e["event"] == "start"]
+    assert starts.count("quantize") == 2 and starts.count("baseline") == 1
+    assert "baseline: done earlier" in output
+    assert "serve it with: hamnet serve --repository" in output
+
+
+def test_the_report_is_regenerated_from_the_stage_files(resumed_pipeline):
+    from hamnet_jax.pipeline import write_report
+
+    out, _ = resumed_pipeline
+    written = (out / "report.md").read_text()
+    table = json.loads((out / "report.json").read_text())["table"]
+    for name in ("report.md", "report.json", "latency.png", "accuracy_vs_size.png"):
+        (out / name).unlink()
+    again = write_report(out)
+    assert (out / "report.md").read_text() == written
+    assert again["table"] == table
+    assert (out / "latency.png").stat().st_size > 0 and (out / "accuracy_vs_size.png").stat().st_size > 0
+    # every figure is the benchmark file's
+    bench = json.loads((out / "bench" / "results.json").read_text())
+    largest = max(bench["settings"]["batch_sizes"])
+    assert [r["technique"] for r in table] == ["Baseline HAMNet", "+ Quantization (INT8)",
+                                               f"+ All (served: {bench['served']})"]
+    for row in table:
+        model = next(m for m in bench["models"] if m["name"] == row["model"])
+        timed = next(r for r in bench["latency"] if r["model"] == row["model"] and r["batch_size"] == largest)
+        assert row["throughput"] == timed["throughput"] and row["mae"] == model["accuracy"]["mae"]
+        assert row["size_mb"] == model["size_bytes"] / 1e6
+        assert f"{row['mae']:.3f}" in written and f"{row['throughput']:,.0f}" in written
+    assert table[-1]["speedup"] == pytest.approx(table[-1]["throughput"] / table[0]["throughput"])
+
+
+def test_the_repository_serves_the_chosen_model(resumed_pipeline, tiny_cohort):
+    from hamnet_jax.bench.suite import run_test_split
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.serving.repository import Repository
+
+    out, _ = resumed_pipeline
+    stage = json.loads((out / "repository" / "stage.json").read_text())["outputs"]
+    bench = json.loads((out / "bench" / "results.json").read_text())
+    served = next(m for m in bench["models"] if m["name"] == bench["served"])
+    assert f"{stage['options']['backend']}/{stage['options']['precision_mode']}" == served["backend"]
+    version = out / "repository" / "hamnet" / "1"
+    assert not any(p.is_symlink() for p in version.rglob("*")) and not (version / "checkpoints").exists()
+    repository = Repository(out / "repository")
+    model = repository.load("hamnet")[0]
+    try:
+        test = run_test_split(Path(stage["run"]), tiny_cohort[0])
+        answer = model.predictor.predict({k: v[:8] for k, v in cohort_to_raw(test, model.raw.spec).items()})
+    finally:
+        model.close()
+    # the copied repository answers as the stage's own check of it did
+    mae = float(np.abs(np.asarray(answer["prediction"], np.float64) - test.targets[:8]).mean())
+    assert stage["check"]["subjects"] == 8 and mae == pytest.approx(stage["check"]["mae"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
+    out = tmp_path / "p"
+    killed_and_rerun(out, None, {}, "nas", timeout=1500)
+    events = _events(out)
+    finished = [e["stage"] for e in events if e["event"] == "done"]
+    assert finished == ["cohort", "baseline", "nas", "hpo", "train", "distill", "prune", "quantize", "export",
+                        "bench", "repository", "monitoring"]
+    report = json.loads((out / "report.json").read_text())
+    assert [r["technique"] for r in report["table"]][:5] == [
+        "Baseline HAMNet", "+ NAS", "+ Knowledge Distill.", "+ Pruning", "+ Quantization (INT8)"]
+    assert (out / "pareto_front.png").exists() and (out / "monitoring" / "alerts.yml").exists()
+    nas = json.loads((out / "nas" / "stage.json").read_text())["outputs"]
+    assert nas["trials"] == 2 and nas["chosen"]["config"]
+    distill = json.loads((out / "distill" / "stage.json").read_text())["outputs"]
+    assert distill["student"] == "searched architecture"
