@@ -197,6 +197,7 @@ class PipelineSection:
     accuracy_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.02
     nas_objectives: Annotated[tuple[str, ...], Field(min_length=1)] = ("val_mae", "flops")
     search_min_epochs: PositiveInt = 1
+    search_workers: PositiveInt = 1  # trials at once (local processes)
     nas_space: dict[str, dict[str, Any]] | None = None
     hpo_space: dict[str, dict[str, Any]] | None = None
     export_formats: Annotated[tuple[Literal[PIPELINE_EXPORTS], ...], Field(min_length=1)] = (  # type: ignore[valid-type]

@@ -1,12 +1,13 @@
 """Presets of `hamnet pipeline`: a config (under the user's file and `HAMNET_*`) and the
 built-in cohort the pipeline draws when no data file is given.
 
-`quick` tours every stage on the default synthetic cohort (6,000 subjects) in about a
-quarter of an hour on two CPU cores: short studies (6 architectures, 3 training setups,
-at most 3 epochs each), a 10-epoch standard-tier baseline, the searched model trained
-for 10 epochs, distilled from the baseline for 6, pruned 50% (structured) with 2
-fine-tuning epochs, int8-quantized, exported to ONNX fp32 and dynamic int8, measured
-deterministically (no MC dropout) at batch 1 and 256. `tiny` is for tests and smoke
+`quick` tours every stage on the default synthetic cohort (6,000 subjects) in under a
+quarter of an hour on two CPU cores: short studies on two worker processes (4
+architectures smaller than the standard tier, 2 learning-rate / weight-decay settings, at
+most 2 epochs each), a standard-tier baseline of at most 10 epochs, the searched model
+trained for up to 10, distilled from the baseline for 6, pruned 50% (structured) with 2
+fine-tuning epochs, int8-quantized (dynamic), exported to ONNX fp32 and dynamic int8, and
+measured deterministically (no MC dropout) at batch 1 and 256. `tiny` is for tests and smoke
 checks: 240 subjects of narrow data, one-epoch studies of two points each.
 """
 
@@ -36,17 +37,27 @@ QUICK = Preset("quick", {
     "optimization": ALL_STAGES_ON,
     "model": {"tier": "standard"},
     "training": {"num_epochs": 10, "early_stop_patience": 3},
-    "nas": {"search_strategy": "evolutionary", "population_size": 6, "generations": 1, "min_layers": 1,
-            "max_layers": 3},
-    "hyperparameter_optimization": {"strategy": "random", "max_trials": 3, "max_epochs_per_trial": 3},
+    "nas": {"search_strategy": "evolutionary", "population_size": 4, "generations": 1},
+    "hyperparameter_optimization": {"strategy": "random", "max_trials": 2, "max_epochs_per_trial": 2},
     "distillation": {"epochs": 6},
     "pruning": {"method": "structured", "target_sparsity": 0.5, "finetune_epochs": 2},
     "quantization": {"mode": "dynamic", "precision": "int8"},
     "inference": {"mc_samples": 0},
     "benchmarking": {"benchmark_types": ["latency", "throughput", "accuracy"], "batch_sizes": [1, 256],
                      "num_iterations": 20},
-    "pipeline": {"hpo_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 6e-3, "log": True},
-                               "batch_size": {"type": "choice", "options": [64, 128, 256]}}},
+    "pipeline": {
+        "search_workers": 2,
+        # architectures smaller than the standard tier: the search is for a faster model
+        "nas_space": {"embed_dim": {"type": "choice", "options": [24, 32, 48]},
+                      "num_heads": {"type": "choice", "options": [2, 4]},
+                      "num_layers": {"type": "int", "low": 1, "high": 2},
+                      "mlp_ratio": {"type": "choice", "options": [1, 2]},
+                      "clinical_hidden_dim": {"type": "choice", "options": [32, 64]},
+                      "imaging_group_size": {"type": "choice", "options": [32, 64]},
+                      "genetic_group_size": {"type": "choice", "options": [64, 128]},
+                      "dropout": {"type": "float", "low": 0.0, "high": 0.2}},
+        "hpo_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 6e-3, "log": True},
+                      "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}}},
 }, DEFAULT_SUBJECTS)
 
 TINY = Preset("tiny", {

@@ -69,8 +69,10 @@ def apply_point(config: Config, point: dict[str, Any], budget: int, early_stop_p
 
 def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial: int, *, data: str,
                  config: dict[str, Any] | None = None, latency_reps: int = 50,
-                 early_stop_patience: int = 0, measure_speed: bool = True,
+                 early_stop_patience: int = 0, measure_speed: bool | tuple[str, ...] = True,
                  schedule_epochs: int = 0) -> dict[str, Any]:
+    """Train the point's run for `budget` epochs (continuing its checkpoints) and return its
+    metrics; `measure_speed` adds latency_ms and flops (True), the ones it names, or neither."""
     from hamnet_jax.data.schema import Schema, sidecar_path
     from hamnet_jax.training.train_run import train_run
 
@@ -90,7 +92,8 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     # outcome-only model has val_log_loss and no val_mae)
     metrics = {k: min(h[k] for h in validated) for k in ("val_mae", "val_loss", "val_log_loss") if k in validated[-1]}
     metrics.update(epochs=summary["epochs_run"], **{f"test_{k}": v for k, v in summary["test"].items()})
-    metrics.update(measure_run(run_dir, latency_reps if measure_speed else 0))
+    speed = ("latency_ms", "flops") if measure_speed is True else tuple(measure_speed or ())
+    metrics.update(measure_run(run_dir, latency_reps if "latency_ms" in speed else 0, "flops" in speed))
     return metrics
 
 
@@ -101,37 +104,40 @@ def _run_model(run_dir: Path):
     return RawModel.from_run(load_run(run_dir), 0)
 
 
-def _latency_ms(raw, reps: int) -> tuple[float, dict]:
-    """Batch-1 p50 milliseconds of the run's JAX predictor, and the validated request."""
-    import numpy as np
-
+def _latency_ms(raw, reps: int) -> float:
+    """Batch-1 p50 milliseconds of the run's JAX predictor."""
     from hamnet_jax.evaluation.timing import request_latency
     from hamnet_jax.inference.predictors import JaxPredictor
     from hamnet_jax.inference.raw_inputs import random_raw
 
-    predictor = JaxPredictor(raw, (1,))
-    request = random_raw(raw.spec, raw.preprocessor, 1, seed=0)
-    latency = request_latency(predictor, request, 1, reps=reps).p50
-    return latency, {k: np.asarray(v) for k, v in predictor.validate(request).items()}
+    return request_latency(JaxPredictor(raw, (1,)), random_raw(raw.spec, raw.preprocessor, 1, seed=0), 1,
+                           reps=reps).p50
 
 
 def run_latency_ms(run_dir: str | Path, reps: int = 200) -> float:
     """Batch-1 p50 latency of a run's model on this machine (comparisons measure again,
     side by side, rather than trusting numbers taken under other load)."""
-    return _latency_ms(_run_model(Path(run_dir)), reps)[0]
+    return _latency_ms(_run_model(Path(run_dir)), reps)
 
 
-def measure_run(run_dir: Path, latency_reps: int = 50) -> dict[str, float]:
-    """Parameter count, batch-1 latency (p50 ms) and XLA-counted FLOPs of a run's model;
-    with `latency_reps=0` only the parameter count (the others cost two compilations)."""
+def measure_run(run_dir: Path, latency_reps: int = 50, flops: bool = True) -> dict[str, float]:
+    """Parameter count, batch-1 latency (p50 ms; `latency_reps=0`: not measured) and the
+    FLOPs XLA counts in the batch-1 program (from the lowered program: no compilation)."""
     import jax
     import numpy as np
 
+    from hamnet_jax.inference.predictors import JaxPredictor
+    from hamnet_jax.inference.raw_inputs import random_raw
+
     raw = _run_model(run_dir)
-    params = int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))
-    if latency_reps <= 0:
-        return {"params": params}
-    latency, checked = _latency_ms(raw, latency_reps)
-    cost = jax.jit(lambda arrays: raw(arrays)).lower(checked).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return {"params": params, "latency_ms": latency, "flops": float((cost or {}).get("flops", float("nan")))}
+    out: dict[str, float] = {
+        "params": int(sum(np.asarray(p).size for p in jax.tree_util.tree_leaves(raw.model.float_params())))}
+    if latency_reps > 0:
+        out["latency_ms"] = _latency_ms(raw, latency_reps)
+    if flops:
+        checked = JaxPredictor(raw, (1,)).validate(random_raw(raw.spec, raw.preprocessor, 1, seed=0))
+        checked = {k: np.asarray(v) for k, v in checked.items()}
+        cost = jax.jit(lambda arrays: raw(arrays)).lower(checked).cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        out["flops"] = float((cost or {}).get("flops", float("nan")))
+    return out

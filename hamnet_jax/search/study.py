@@ -160,13 +160,14 @@ def run_search(request: StudyRequest, config: Config,
                 "max_epochs": max_epochs, "eta": request.eta, "trials": trials, "seed": request.seed,
                 "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
     store = open_study(request.out, identity, request.resume)
-    if (base.get("data") or {}).get("cache", True):  # one cohort cache for every trial (unless the base names one)
-        base = {**base, "data": {"cache_dir": str((store.root / CACHE_DIR).resolve()), **(base.get("data") or {})}}
+    data = dict(base.get("data") or {})
+    if data.get("cache", True) and not data.get("cache_dir"):  # one cohort cache for every trial (unless named)
+        base = {**base, "data": {**data, "cache_dir": str((store.root / CACHE_DIR).resolve())}}
     if request.share_compilations:
         share_compilations(store.root / "xla_cache")
     executor = _executor(request)
     patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
-    speed = bool({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]})
+    speed = tuple(sorted({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]}))
     trial_fn = functools.partial(hamnet_trial, data=str(request.data), config=base, early_stop_patience=patience,
                                  measure_speed=speed, schedule_epochs=max_epochs)
     names = [o.metric for o in objectives]
