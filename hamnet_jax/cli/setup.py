@@ -22,6 +22,15 @@ EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gr
 # the inference keys a predictor reads; the batcher keys (max_queue_*, preferred_batch_sizes) are `serve`'s
 PREDICTOR_KEYS = ("backend", "precision_mode", "batch_size", "dynamic_batching", "enable_caching", "cache_size",
                   "mc_samples", "optimization_level", "intra_op_threads", "inter_op_threads", "execution_providers")
+
+
+def keys_of(section: str) -> tuple[str, ...]:
+    from hamnet_jax.config.run_config import ORIGINAL
+    from hamnet_jax.config.schema import keys
+
+    return tuple(keys(ORIGINAL[section]))
+
+
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": GENERAL},
     "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
@@ -36,9 +45,13 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "loadtest": {"general": GENERAL},
     "drift": {"general": GENERAL},
     "bench": {"general": GENERAL, "benchmarking": None},
-    "pipeline": {name: None for name in ("model", "data", "training", "general", "regularization", "optimization",
-                                         "nas", "hyperparameter_optimization", "pruning", "quantization",
-                                         "distillation", "inference", "monitoring", "benchmarking", "pipeline")},
+    "pipeline": {**{name: None for name in ("model", "data", "training", "general", "regularization", "optimization",
+                                            "nas", "pruning", "quantization", "distillation", "pipeline")},
+                 "hyperparameter_optimization": ("strategy", "max_trials", "max_epochs_per_trial"),
+                 # (backend and precision: the benchmark's choice; output_dir: OUT/bench)
+                 "inference": tuple(k for k in keys_of("inference") if k not in ("backend", "precision_mode")),
+                 "benchmarking": tuple(k for k in keys_of("benchmarking") if k != "output_dir"),
+                 "monitoring": ("alert_latency_p95_ms", "alert_error_rate", "alert_drift_psi")},
     "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
     "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay

@@ -25,6 +25,9 @@ from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.pipeline.stages import Context, Done, current_run, served_mc_samples
 
 
+CHOSEN = ("backend", "precision_mode")  # inference keys the pipeline decides (the fastest measured)
+
+
 def served_choice(ctx: Context, done: Done) -> tuple[Path, Path | None, str, str]:
     """(run, graph or None, backend, precision) of the model to serve."""
     if "bench" in done:
@@ -45,8 +48,12 @@ def stage_repository(ctx: Context, done: Done) -> dict[str, Any]:
 
     name = ctx.config.section("pipeline").model_name
     run, graph, backend, precision = served_choice(ctx, done)
-    options = {"backend": backend, "precision_mode": precision, "mc_samples": served_mc_samples(ctx),
-               "batch_size": max(ctx.config.section("benchmarking").batch_sizes), "dynamic_batching": True}
+    # the inference section's serving keys as given; the backend and precision are the benchmark's choice
+    given = {k: getattr(ctx.config.section("inference"), k) for k in ctx.config.given.get("inference", ())
+             if k not in CHOSEN}
+    options = {"batch_size": max(ctx.config.section("benchmarking").batch_sizes), **given, "backend": backend,
+               "precision_mode": precision, "mc_samples": served_mc_samples(ctx)}
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
     root = ctx.stage_dir("repository")
     staging = root.with_name(root.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

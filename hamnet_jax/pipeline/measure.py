@@ -17,14 +17,18 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from hamnet_jax.bench.hardware import HardwareMonitor
 from hamnet_jax.bench.measure import accuracy, latency_table, warm_memory
 from hamnet_jax.bench.models import BenchModel, jax_model
+from hamnet_jax.bench.profiling import profile_trace, trace_files
 from hamnet_jax.bench.suite import BenchSettings, machine, run_test_split, serve_under_load
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.pipeline.stages import MODEL_STAGES, Context, Done, current_run, served_mc_samples
 
 
-def _graph_model(export: dict[str, Any], like: BenchModel, batch_sizes: tuple[int, ...]) -> BenchModel:
+def _graph_model(export: dict[str, Any], like: BenchModel, batch_sizes: tuple[int, ...], options: Any) -> BenchModel:
+    """An export of `like`, run as the repository will serve it (`options`: the inference
+    section's threads, graph optimization level and execution providers)."""
     path = Path(export["path"])
     if export["format"].startswith("tensorrt"):
         from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
@@ -34,7 +38,9 @@ def _graph_model(export: dict[str, Any], like: BenchModel, batch_sizes: tuple[in
     else:
         from hamnet_jax.inference.predictors import OnnxPredictor
 
-        predictor = OnnxPredictor(path, like.raw.spec, max_batch=max(batch_sizes), buckets=batch_sizes)
+        predictor = OnnxPredictor(path, like.raw.spec, options.intra_op_threads, options.inter_op_threads,
+                                  options.optimization_level, options.execution_providers,
+                                  max_batch=max(batch_sizes), buckets=batch_sizes)
         backend = f"onnxruntime/{export['precision']}"
     return BenchModel(f"export {export['format']}", backend, predictor, int(export["bytes"]), like.params,
                       like.raw, like.run_dir, path)
@@ -55,14 +61,32 @@ def choose_served(rows: list[dict[str, Any]], latency: list[dict[str, Any]], bat
 
 
 def stage_bench(ctx: Context, done: Done) -> dict[str, Any]:
+    """Measure, with the machine's CPU / memory / GPU sampled meanwhile when
+    `benchmarking.monitor_hardware` says so."""
+    settings = BenchSettings.from_section(ctx.config.section("benchmarking"))
+    monitor = HardwareMonitor() if settings.monitor_hardware else None
+    if monitor:
+        monitor.start()
+    try:
+        results = _measure(ctx, done, settings)
+    finally:
+        if monitor:
+            monitor.stop()
+    results["hardware"] = monitor.summary() if monitor else None
+    out = ctx.stage_dir("bench")
+    write_json_atomic(out / "results.json", results)
+    return {"results": str(out / "results.json"), "served": results["served"]}
+
+
+def _measure(ctx: Context, done: Done, settings: BenchSettings) -> dict[str, Any]:
     from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw
 
-    settings = BenchSettings.from_section(ctx.config.section("benchmarking"))
     types = set(settings.types)
     batches, mc = tuple(settings.batch_sizes), served_mc_samples(ctx)
     models = [jax_model(done[s]["row"], Path(done[s]["run"]), batches, mc) for s in MODEL_STAGES if s in done]
     last = models[-1]
-    models += [_graph_model(e, last, batches) for e in done.get("export", {}).get("exports", [])]
+    options = ctx.config.section("inference")
+    models += [_graph_model(e, last, batches, options) for e in done.get("export", {}).get("exports", [])]
     test = run_test_split(current_run(done), ctx.data)
     request = random_raw(last.raw.spec, last.raw.preprocessor, max(batches), seed=0)
     rows = []
@@ -80,11 +104,13 @@ def stage_bench(ctx: Context, done: Done) -> dict[str, Any]:
     served = choose_served(rows, latency, max(batches), tolerance) if timed else models[-1].name
     out = ctx.stage_dir("bench")
     out.mkdir(parents=True, exist_ok=True)
-    scalability = None
-    if "scalability" in types:
-        scalability = serve_under_load(next(m for m in models if m.name == served), out, settings)
-    results = {"machine": machine(), "data": str(ctx.data), "test_subjects": int(test.num_subjects),
-               "mc_samples": mc, "settings": dataclasses.asdict(settings), "models": rows, "absent": {},
-               "latency": latency, "scalability": scalability, "served": served}
-    write_json_atomic(out / "results.json", results)
-    return {"results": str(out / "results.json"), "served": served}
+    chosen = next(m for m in models if m.name == served)
+    profile = None
+    if settings.profile:  # a jax.profiler trace (TensorBoard) of the served model's calls
+        with profile_trace(out / "profile") as trace_dir:
+            latency_table([chosen], request, batches, min(settings.iterations, 10))
+        profile = {"model": served, "dir": str(trace_dir), "files": [str(p) for p in trace_files(trace_dir)]}
+    scalability = serve_under_load(chosen, out, settings) if "scalability" in types else None
+    return {"machine": machine(), "data": str(ctx.data), "test_subjects": int(test.num_subjects),
+            "mc_samples": mc, "settings": dataclasses.asdict(settings), "models": rows, "absent": {},
+            "latency": latency, "scalability": scalability, "profile": profile, "served": served}
