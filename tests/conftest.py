@@ -6,8 +6,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,29 +16,16 @@ from hamnet_jax.config import config_from_dict
 from hamnet_jax.data.cohort import CohortDims, generate_cohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import write_table
+from hamnet_jax.search.fast_compile import LLVM_O0, fast_compile_flags
 
-# Tests run tiny models, whose time goes into compiling, not executing. Measured on the tiny
-# four-modality train step (2 CPU cores): 15.1 s to compile by default, 10.6 s at LLVM
-# optimization level 0, 4.7 s adding XLA:CPU's legacy fusion emitters and runtime (same
-# results to float tolerance); a tiny `train_run` 43.8 s -> 33.4 s. Set before any test
-# imports jax (importing hamnet_jax loads none); subprocesses the tests start inherit it,
-# and add their own device-count flag to it. XLA aborts on a flag it does not know, so the
-# legacy switches are probed once in a subprocess and dropped if a newer jaxlib lacks them.
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-LEGACY_CPU_BACKEND = "--xla_cpu_use_fusion_emitters=false --xla_cpu_use_thunk_runtime=false"
-
-
-def _accepted(flags: str) -> bool:
-    probe = "import jax.numpy as jnp; jnp.zeros(2).block_until_ready()"
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120).returncode == 0
-
-
+# Tests run tiny models, whose time goes into compiling, not executing: the suite compiles
+# with `search.fast_compile`'s flags (a tiny `train_run` 43.8 s -> 33.4 s). Set before any
+# test starts a JAX backend; subprocesses the tests start inherit them, and add their own
+# device-count flag.
 if "PYTEST_XDIST_WORKER" not in os.environ and "HAMNET_TEST_XLA_FLAGS" not in os.environ:
     # (the controller decides once; xdist workers and test subprocesses inherit its choice)
-    legacy = f"{FAST_COMPILE} {LEGACY_CPU_BACKEND}"
-    os.environ["HAMNET_TEST_XLA_FLAGS"] = legacy if _accepted(legacy) else FAST_COMPILE
-TEST_XLA_FLAGS = os.environ.get("HAMNET_TEST_XLA_FLAGS", FAST_COMPILE)
+    os.environ["HAMNET_TEST_XLA_FLAGS"] = fast_compile_flags()
+TEST_XLA_FLAGS = os.environ.get("HAMNET_TEST_XLA_FLAGS", LLVM_O0)
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 # One persistent compilation cache per test run, shared by the xdist workers (they inherit
 # the controller's environment) and the subprocesses tests start: what one process compiled

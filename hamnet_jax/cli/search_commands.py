@@ -37,7 +37,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         eta=args.eta, budget=args.budget, objectives=tuple(args.objectives.split(",")),
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, min_layers=args.min_layers,
         max_layers=args.max_layers, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
-        share_compilations=not args.no_compilation_cache, best_run=not args.no_best_run, seed=args.seed,
+        share_compilations=not args.no_compilation_cache, fast_compile=args.fast_compile,
+        best_run=not args.no_best_run, seed=args.seed,
         resume=args.resume)
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
     metrics = job_metrics(args.metrics_port)
@@ -96,6 +97,9 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--ray-address", help="a Ray cluster to join (default: start a local Ray instance)")
     s.add_argument("--no-compilation-cache", action="store_true",
                    help="do not share compiled programs between trials (JAX's persistent cache in OUT/xla_cache)")
+    s.add_argument("--fast-compile", action="store_true",
+                   help="worker processes compile trials with XLA flags that compile ~3x faster and run slower "
+                        "(needs --workers >= 2 and no latency_ms objective; FLOPs are unaffected)")
     s.add_argument("--no-best-run", action="store_true",
                    help="skip writing OUT/best (the best trial's run, trained to the full budget)")
     s.add_argument("--seed", type=int, default=0)

@@ -198,6 +198,9 @@ class PipelineSection:
     nas_objectives: Annotated[tuple[str, ...], Field(min_length=1)] = ("val_mae", "flops")
     search_min_epochs: PositiveInt = 1
     search_workers: PositiveInt = 1  # trials at once (local processes)
+    # trials' worker processes compile with search.fast_compile's flags (needs search_workers >= 2 and no
+    # latency_ms objective: latency under them is not the optimized program's)
+    search_fast_compile: Bool = False
     nas_space: dict[str, dict[str, Any]] | None = None
     hpo_space: dict[str, dict[str, Any]] | None = None
     export_formats: Annotated[tuple[Literal[PIPELINE_EXPORTS], ...], Field(min_length=1)] = (  # type: ignore[valid-type]

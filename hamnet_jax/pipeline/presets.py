@@ -46,7 +46,7 @@ QUICK = Preset("quick", {
     "benchmarking": {"benchmark_types": ["latency", "throughput", "accuracy"], "batch_sizes": [1, 256],
                      "num_iterations": 20},
     "pipeline": {
-        "search_workers": 2,
+        "search_workers": 2, "search_fast_compile": True,
         # architectures smaller than the standard tier: the search is for a faster model
         "nas_space": {"embed_dim": {"type": "choice", "options": [24, 32, 48]},
                       "num_heads": {"type": "choice", "options": [2, 4]},

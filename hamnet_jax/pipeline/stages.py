@@ -95,7 +95,7 @@ def _study(ctx: Context, kind: str, base: dict[str, Any], objectives: tuple[str,
     space = SearchSpace.from_dict(space_yaml, f"pipeline.{kind}_space") if space_yaml else None
     request = StudyRequest(kind=kind, data=str(ctx.data), out=str(root / "study"), base=base, space=space,
                            objectives=objectives, min_epochs=pipeline.search_min_epochs, best_run=False,
-                           workers=pipeline.search_workers,
+                           workers=pipeline.search_workers, fast_compile=pipeline.search_fast_compile,
                            seed=ctx.config.training.seed, resume=resume and (root / "study" / "study.json").exists())
     (root / "study.json").parent.mkdir(parents=True, exist_ok=True)
     (root / "study.json").touch()  # this stage's study is under way: continue it, never restart it

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
@@ -42,12 +43,20 @@ class SerialExecutor:
         pass
 
 
+def _set_environment(env: dict[str, str]) -> None:
+    """A worker's initializer: its environment before JAX starts its backend."""
+    os.environ.update(env)
+
+
 class ProcessExecutor:
-    def __init__(self, workers: int) -> None:
+    """`env`: variables set in each worker before its first trial (e.g. XLA_FLAGS)."""
+
+    def __init__(self, workers: int, env: dict[str, str] | None = None) -> None:
         if workers < 1:
             raise InputError(f"workers: expected at least 1, got {workers}")
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_set_environment, initargs=(dict(env or {}),))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         return self.pool.submit(fn, *args)

@@ -52,6 +52,7 @@ class StudyRequest:
     executor: str = "local"
     ray_address: str | None = None
     share_compilations: bool = True
+    fast_compile: bool = False  # worker processes compile with search.fast_compile's flags (no latency objective)
     best_run: bool = True
     seed: int = 0
     resume: bool = False
@@ -118,14 +119,23 @@ def _scheduler(name: str, request: StudyRequest, trials: int, max_epochs: int) -
     return FullBudget(max_epochs, trials), trials
 
 
-def _executor(request: StudyRequest) -> Any:
+def _executor(request: StudyRequest, timed: bool) -> Any:
+    """Where the trials run; `fast_compile` needs worker processes and no latency timing."""
     from hamnet_jax.search.executors import ProcessExecutor, RayExecutor, SerialExecutor
+    from hamnet_jax.search.fast_compile import with_fast_compile
 
+    if request.fast_compile and (timed or request.executor != "local" or request.workers < 2):
+        raise InputError("search fast_compile: compiles trials in worker processes with flags that slow the "
+                         "compiled program, so it needs the local executor with workers >= 2 and no latency_ms "
+                         "objective or constraint")
     if request.executor == "ray":
         return RayExecutor(request.workers, request.ray_address)
     if request.executor != "local":
         raise InputError(f"search executor {request.executor!r}: expected local or ray")
-    return ProcessExecutor(request.workers) if request.workers > 1 else SerialExecutor()
+    if request.workers < 2:
+        return SerialExecutor()
+    env = {"XLA_FLAGS": with_fast_compile(os.environ.get("XLA_FLAGS"))} if request.fast_compile else None
+    return ProcessExecutor(request.workers, env)
 
 
 def run_search(request: StudyRequest, config: Config,
@@ -165,9 +175,9 @@ def run_search(request: StudyRequest, config: Config,
         base = {**base, "data": {**data, "cache_dir": str((store.root / CACHE_DIR).resolve())}}
     if request.share_compilations:
         share_compilations(store.root / "xla_cache")
-    executor = _executor(request)
-    patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
     speed = tuple(sorted({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]}))
+    executor = _executor(request, "latency_ms" in speed)
+    patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
     trial_fn = functools.partial(hamnet_trial, data=str(request.data), config=base, early_stop_patience=patience,
                                  measure_speed=speed, schedule_epochs=max_epochs)
     names = [o.metric for o in objectives]
