@@ -398,3 +398,22 @@ def test_every_built_in_space_point_is_a_valid_config():
         point = arch.decode(arch.parametrization(seed).sample().value)
         HAMNetConfig.from_tier("standard", **point)  # raises InputError naming a bad field
         dc.replace(TrainingConfig(), **train.decode(train.parametrization(seed).sample().value))
+
+
+def test_fast_compile_flags_reach_the_workers_and_are_refused_where_they_mislead():
+    import os
+
+    from hamnet_jax.search.executors import ProcessExecutor
+    from hamnet_jax.search.fast_compile import LLVM_O0
+    from hamnet_jax.search.study import StudyRequest
+
+    executor = ProcessExecutor(2, {"XLA_FLAGS": LLVM_O0})
+    try:
+        assert executor.submit(os.getenv, "XLA_FLAGS").result(timeout=120) == LLVM_O0
+    finally:
+        executor.shutdown()
+    for request in (dict(workers=1), dict(workers=2, objectives=("val_mae", "latency_ms")),
+                    dict(workers=2, max_latency_ms=5.0)):
+        with pytest.raises(InputError, match="fast_compile"):
+            StudyRequest(kind="nas", data="x.parquet", out="unused", fast_compile=True, **request)
+    StudyRequest(kind="nas", data="x.parquet", out="unused", fast_compile=True, workers=2)

@@ -62,6 +62,11 @@ class StudyRequest:
             raise InputError(f"search kind {self.kind!r}: expected nas or hpo")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise InputError(f"search scheduler {self.scheduler!r}: expected one of {list(SCHEDULERS)}")
+        timed = self.max_latency_ms is not None or any(o.split(":")[0] == "latency_ms" for o in self.objectives)
+        if self.fast_compile and (timed or self.executor != "local" or self.workers < 2):
+            raise InputError("search fast_compile: compiles trials in worker processes with flags that slow the "
+                             "compiled program, so it needs the local executor with workers >= 2 and no latency_ms "
+                             "objective or constraint")
 
 
 def study_space(request: StudyRequest, config: Config) -> Any:
@@ -119,15 +124,10 @@ def _scheduler(name: str, request: StudyRequest, trials: int, max_epochs: int) -
     return FullBudget(max_epochs, trials), trials
 
 
-def _executor(request: StudyRequest, timed: bool) -> Any:
-    """Where the trials run; `fast_compile` needs worker processes and no latency timing."""
+def _executor(request: StudyRequest) -> Any:
     from hamnet_jax.search.executors import ProcessExecutor, RayExecutor, SerialExecutor
     from hamnet_jax.search.fast_compile import with_fast_compile
 
-    if request.fast_compile and (timed or request.executor != "local" or request.workers < 2):
-        raise InputError("search fast_compile: compiles trials in worker processes with flags that slow the "
-                         "compiled program, so it needs the local executor with workers >= 2 and no latency_ms "
-                         "objective or constraint")
     if request.executor == "ray":
         return RayExecutor(request.workers, request.ray_address)
     if request.executor != "local":
@@ -176,7 +176,7 @@ def run_search(request: StudyRequest, config: Config,
     if request.share_compilations:
         share_compilations(store.root / "xla_cache")
     speed = tuple(sorted({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]}))
-    executor = _executor(request, "latency_ms" in speed)
+    executor = _executor(request)
     patience = hpo.early_stop_patience if scheduler_name == "full" else 0  # schedulers stop trials themselves
     trial_fn = functools.partial(hamnet_trial, data=str(request.data), config=base, early_stop_patience=patience,
                                  measure_speed=speed, schedule_epochs=max_epochs)
