@@ -232,4 +232,4 @@ def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
     nas = json.loads((out / "nas" / "stage.json").read_text())["outputs"]
     assert nas["trials"] == 2 and nas["chosen"]["config"]
     distill = json.loads((out / "distill" / "stage.json").read_text())["outputs"]
-    assert distill["student"] == "searched architecture"
+    assert distill["student"].startswith("the searched model")

@@ -17,23 +17,32 @@ from hamnet_jax.compression.run import (derived_test_metrics, fit_options, load_
                                         write_derived_run)
 from hamnet_jax.config import DistillationConfig, TrainingConfig
 from hamnet_jax.inference.compressed import CompressedModel
+from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.run_dir import load_run
 
 
 def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                 config: DistillationConfig, compression_ratio: float | None = None,
                 training: TrainingConfig | None = None, resume: bool = False, progress: bool = False,
-                student: HAMNetConfig | None = None) -> dict:
+                student: str | os.PathLike | HAMNetConfig | None = None) -> dict:
     """Distill the run at `run_dir` into a student written to `out_dir`: an architecture
-    `compression_ratio` (default `config.compression_ratio`) the teacher's size, or `student`."""
+    `compression_ratio` (default `config.compression_ratio`) the teacher's size, or `student`:
+    an architecture trained from scratch, or a trained run (on the same data) taught further
+    from its weights."""
     out = new_run_dir(run_dir, out_dir, resume)
     run, parts, batches = load_run_splits(run_dir, data_path)
     ratio = config.compression_ratio if compression_ratio is None else compression_ratio
     options = fit_options(out, training or run.config.training, resume, progress)
+    student_params = None
+    if student is not None and not isinstance(student, HAMNetConfig):
+        trained = load_run(student)
+        if trained.model.mode is not None:
+            raise InputError(f"distillation student {student}: an int8 run; teach a float run")
+        student, student_params = trained.model_config, trained.params
     student, params, fitted = distill_model([(run.model_config, run.params)], config, batches["train"],
-                                            batches["val"], ratio, options,
-                                            student)
+                                            batches["val"], ratio, options, student, student_params)
     model = CompressedModel(student, params)
     calibration = write_derived_run(out, run_dir, run, parts, batches, model, compressed=False)
     result = measure_distillation((run.model_config, run.params), student, params, batches["test"], fitted.history,

@@ -112,9 +112,15 @@ class DistillationResult:
 
 def distill_model(teachers: Teachers, cfg: DistillationConfig, train: Batch, val: Batch,
                   compression_ratio: float, options: FitOptions | None = None,
-                  student: HAMNetConfig | None = None) -> tuple[HAMNetConfig, Any, Any]:
+                  student: HAMNetConfig | None = None,
+                  student_params: Any = None) -> tuple[HAMNetConfig, Any, Any]:
     """(student config, student params, the last generation's `FitResult` with its history);
-    `student` fixes the student's architecture (else `compression_ratio` sizes it)."""
+    `student` fixes the student's architecture (else `compression_ratio` sizes it) and
+    `student_params` its starting weights (a trained student taught further; else a fresh one)."""
+    if student_params is not None and (student is None or cfg.method in (DistillationMethod.SELF_DISTILLATION,
+                                                                        DistillationMethod.BORN_AGAIN)):
+        raise InputError("distillation: starting weights need the student's architecture (student=...) and a "
+                         "teacher method (not self_distillation or born_again)")
     options = options or FitOptions()
     teacher_config = teachers[0][0]
     if cfg.teacher_mode == "uncertainty" and not teacher_config.regression:
@@ -136,7 +142,8 @@ def distill_model(teachers: Teachers, cfg: DistillationConfig, train: Batch, val
             current = [(student, run.params)]
         run.history = history
         return student, run.params, run
-    run = distill_student(teachers, student, train, val, spec, train_cfg, options=options)
+    run = distill_student(teachers, student, train, val, spec, train_cfg, student_params=student_params,
+                          options=options)
     return student, run.params, run
 
 

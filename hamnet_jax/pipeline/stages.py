@@ -138,20 +138,19 @@ def stage_train(ctx: Context, done: Done) -> dict[str, Any]:
 
 
 def stage_distill(ctx: Context, done: Done) -> dict[str, Any]:
-    """The baseline teaches the searched architecture (when NAS ran), else a student
-    `distillation.compression_ratio` its size."""
+    """The baseline teaches the searched model further (when NAS ran: the train stage's run,
+    from its weights), else a fresh student `distillation.compression_ratio` its size."""
     from hamnet_jax.compression.distill_run import distill_run
     from hamnet_jax.config import DistillationConfig
-    from hamnet_jax.run_dir import load_run
 
     section = ctx.config.section("distillation")
     cfg = DistillationConfig(**{k: getattr(section, k) for k in ctx.config.given.get("distillation", ())})
-    student = load_run(done["train"]["run"]).model_config if "nas" in done else None
+    student = done["train"]["run"] if "nas" in done else None
     run_dir = ctx.stage_dir("distill") / "run"
     resume = continue_or_clear(run_dir)
     summary = distill_run(done["baseline"]["run"], ctx.data, run_dir, cfg, None, None, resume, ctx.progress, student)
     return {**_model_result(run_dir, summary, "+ Knowledge Distill."), "teacher": done["baseline"]["run"],
-            "student": "searched architecture" if student is not None else f"{cfg.compression_ratio}x the teacher"}
+            "student": f"the searched model ({student})" if student else f"{cfg.compression_ratio}x the teacher"}
 
 
 def _compress(ctx: Context, done: Done, name: str, row: str, pruning: Any, quantization: Any) -> dict[str, Any]:
