@@ -204,3 +204,18 @@ def test_cli_distill_writes_a_working_student_run(tiny_run, tiny_cohort, tmp_pat
     assert main(["distill", "--run", str(tiny_run), "--data", str(data), "--out", str(tmp_path / "x"),
                  "--alpha", "2"]) == 2
     assert "distillation.alpha" in capsys.readouterr().err
+
+
+def test_a_given_student_must_take_the_teachers_data_and_a_teaching_method(tiny_model_config):
+    from hamnet_jax.compression.distillation import distill_model, student_architecture
+
+    cfg = DistillationConfig()
+    smaller = dataclasses.replace(tiny_model_config, embed_dim=16)
+    assert student_architecture(tiny_model_config, cfg, 0.5, smaller) is smaller
+    with pytest.raises(InputError, match="genetic_dim differ from the teacher"):
+        student_architecture(tiny_model_config, cfg, 0.5, dataclasses.replace(smaller, genetic_dim=7))
+    with pytest.raises(InputError, match="teacher's own architecture"):
+        student_architecture(tiny_model_config, DistillationConfig(method="born_again"), 0.5, smaller)
+    batch = random_batch(tiny_model_config, 2, 2)
+    with pytest.raises(InputError, match="starting weights need the student's architecture"):
+        distill_model([(tiny_model_config, None)], cfg, batch, batch, 0.5, student_params={"w": 1})

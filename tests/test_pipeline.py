@@ -217,6 +217,28 @@ def test_the_repository_serves_the_chosen_model(resumed_pipeline, tiny_cohort):
     assert stage["check"]["subjects"] == 8 and mae == pytest.approx(stage["check"]["mae"], rel=1e-5)
 
 
+def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(resumed_pipeline, tiny_cohort):
+    from hamnet_jax.bench.suite import run_test_split
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.optimization import optimize_hamnet_pipeline
+
+    out, _ = resumed_pipeline
+    switches = {"enable_" + k[len("HAMNET_ENABLE_"):].lower(): v == "true" for k, v in FEW_STAGES.items()}
+    results = optimize_hamnet_pipeline(train_loader=tiny_cohort[0], optimization_config=switches, out=out,
+                                       preset="tiny")
+    assert results["summary"]["speedup"] == json.loads((out / "report.json").read_text())["summary"]["speedup"]
+    model = results["optimized_model"]
+    stage = json.loads((out / "repository" / "stage.json").read_text())["outputs"]
+    assert str(model.run_dir) == stage["run"] and model.options == stage["options"]
+    test = run_test_split(model.run_dir, tiny_cohort[0])
+    answer = model.predict({k: v[:8] for k, v in cohort_to_raw(test, model.predictor.spec).items()})
+    mae = float(np.abs(np.asarray(answer["prediction"], np.float64) - test.targets[:8]).mean())
+    assert mae == pytest.approx(stage["check"]["mae"], rel=1e-5)
+    with pytest.raises(InputError, match="config section optimization"):  # other switches: not this pipeline
+        optimize_hamnet_pipeline(train_loader=tiny_cohort[0], optimization_config={**switches, "enable_nas": True},
+                                 out=out, preset="tiny")
+
+
 @pytest.mark.slow
 def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
     out = tmp_path / "p"

@@ -207,6 +207,14 @@ class PipelineSection:
         "onnx", "onnx-int8-dynamic")
     model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "hamnet"
 
+    @field_validator("nas_objectives")
+    @classmethod
+    def _minimized(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(":" in name for name in value):
+            raise ValueError(f"pipeline.nas_objectives: {list(value)}: give metric names (each is minimized: "
+                             "accuracy first, then cost)")
+        return value
+
 
 @section("nas")
 class NASSection:

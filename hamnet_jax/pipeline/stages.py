@@ -90,15 +90,13 @@ def _study(ctx: Context, kind: str, base: dict[str, Any], objectives: tuple[str,
     from hamnet_jax.search.study import StudyRequest, run_search
 
     root = ctx.stage_dir(kind)
-    resume = continue_or_clear(root, "study.json")
+    resume = continue_or_clear(root, "study/study.json")
     pipeline = ctx.config.section("pipeline")
     space = SearchSpace.from_dict(space_yaml, f"pipeline.{kind}_space") if space_yaml else None
     request = StudyRequest(kind=kind, data=str(ctx.data), out=str(root / "study"), base=base, space=space,
                            objectives=objectives, min_epochs=pipeline.search_min_epochs, best_run=False,
                            workers=pipeline.search_workers, fast_compile=pipeline.search_fast_compile,
-                           seed=ctx.config.training.seed, resume=resume and (root / "study" / "study.json").exists())
-    (root / "study.json").parent.mkdir(parents=True, exist_ok=True)
-    (root / "study.json").touch()  # this stage's study is under way: continue it, never restart it
+                           seed=ctx.config.training.seed, resume=resume)
     report = run_search(request, ctx.config)
     names = [o.split(":")[0] for o in objectives]
     front = [row for row in report["pareto_front"] if all(row["objectives"].get(n) is not None for n in names)]
