@@ -145,6 +145,7 @@ def charts(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
             labels = [r["technique"] for r in timed]
             ax.barh(labels, [r["latency_ms"] for r in timed])
             ax.invert_yaxis()
+            ax.set_xlim(0, 1.5 * max(r["latency_ms"] for r in timed))  # room for the throughput labels
             ax.set_xlabel(f"p50 latency at batch {timed[0]['latency_batch']} (ms)")
             for i, r in enumerate(timed):
                 ax.annotate(f" {r['throughput']:,.0f}/s at batch {r['throughput_batch']}",
