@@ -41,8 +41,8 @@ def add_pipeline_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="hamnet_config.yaml: the optimization switches and every stage's section "
                                     "(over the preset's)")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="quick: every stage on the default cohort in about 15 minutes on 2 CPU cores; tiny: a "
-                        "smoke run in about a minute")
+                   help="quick: every stage on the default cohort in under 15 minutes on 2 CPU cores; tiny: every "
+                        "stage on 240 subjects of narrow data (a smoke run)")
     p.add_argument("--out", help="the pipeline's directory (default $HAMNET_OUTPUT_DIR/pipeline); rerun the same "
                                  "command to continue a killed pipeline")
     p.add_argument("--quiet", action="store_true", help="no progress bars inside the stages")

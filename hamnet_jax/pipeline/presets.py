@@ -9,7 +9,8 @@ searched model trained for up to 10, taught by the baseline for 3 more, pruned 4
 (structured) with 3 fine-tuning epochs, int8-quantized (dynamic), exported to ONNX, and
 measured deterministically (no MC dropout) at batch 1 and 256; runs predict with 10
 MC-dropout samples where they report uncertainty. `tiny` is for tests and smoke
-checks: 240 subjects of narrow data, one-epoch studies of two points each.
+checks: 240 subjects of narrow data, one-epoch studies of two points each (on two worker
+processes), every stage on.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ TINY = Preset("tiny", {
     "inference": {"mc_samples": 0},
     "benchmarking": {"benchmark_types": ["latency", "throughput", "accuracy"], "batch_sizes": [1, 8],
                      "num_iterations": 3},
-    "pipeline": {"export_formats": ["onnx"],
+    "pipeline": {"export_formats": ["onnx"], "search_workers": 2, "search_fast_compile": True,
                  "nas_space": {"embed_dim": {"type": "choice", "options": [16, 32]},
                                "num_layers": {"type": "int", "low": 1, "high": 2}},
                  "hpo_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True}}},
