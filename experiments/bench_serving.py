@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 
 from hamnet_jax.bench.hardware import process_cpu_seconds  # noqa: E402
 from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
-from hamnet_jax.bench.scalability import add_to_repository, start_server  # noqa: E402
+from hamnet_jax.bench.scalability import start_server  # noqa: E402
+from hamnet_jax.serving.repository import add_to_repository  # noqa: E402
 from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.predictors import OnnxPredictor  # noqa: E402

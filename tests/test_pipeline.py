@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +124,15 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_in: str, timeout: float) -> str:
-    """Run the tiny pipeline, SIGKILL it once stage `kill_in` has started (and worked a
-    moment), rerun the same command to the end; returns the rerun's output."""
+def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_in: str, timeout: float,
+                     ready: Callable[[], bool] = lambda: True) -> str:
+    """Run the tiny pipeline, SIGKILL it once stage `kill_in` has started and `ready()` holds
+    (else a moment later), rerun the same command to the end; returns the rerun's output."""
     first = _pipeline(out, data, env)
     deadline = time.time() + timeout
-    while not any(e["stage"] == kill_in and e["event"] == "start" for e in _events(out)):
+    while not (any(e["stage"] == kill_in and e["event"] == "start" for e in _events(out)) and ready()):
         assert first.poll() is None, first.communicate()[0][-3000:]
-        assert time.time() < deadline, f"stage {kill_in} never started"
+        assert time.time() < deadline, f"stage {kill_in} never started (or got ready)"
         time.sleep(0.5)
     time.sleep(3)
     first.send_signal(signal.SIGKILL)
@@ -242,7 +244,15 @@ def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(r
 @pytest.mark.slow
 def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
     out = tmp_path / "p"
-    killed_and_rerun(out, None, {}, "nas", timeout=1500)
+    study_log = out / "nas" / "study" / "events.jsonl"
+
+    def trial_done() -> bool:  # killed once the study has finished a trial job, so it is continued
+        return study_log.exists() and '"done"' in study_log.read_text()
+
+    killed_and_rerun(out, None, {}, "nas", timeout=1500, ready=trial_done)
+    jobs = [json.loads(line) for line in study_log.read_text().splitlines()]
+    done_jobs = [(e["trial"], e["rung"]) for e in jobs if e["event"] == "done"]
+    assert len(done_jobs) == len(set(done_jobs))  # no trial job of the killed study ran twice
     events = _events(out)
     finished = [e["stage"] for e in events if e["event"] == "done"]
     assert finished == ["cohort", "baseline", "nas", "hpo", "train", "distill", "prune", "quantize", "export",

@@ -10,48 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.serving.loadtest import run_level, serialized
-
-
-NOT_SERVED = ("checkpoints", "tb", "data_cache", "plots")  # what a copied version leaves out
-
-
-def add_to_repository(root: Path, name: str, run_dir: Path, graph: Path | None, options: dict[str, Any],
-                      copy: bool = False) -> Path:
-    """`<root>/<name>/1/`: the run's files linked (`copy`: copied, less training's
-    checkpoints, logs and caches, so the repository stands alone), the export (if any) as
-    `model.onnx` or `model.engine`; `<root>/<name>/inference.yaml` holds `options`."""
-    version = root / name / "1"
-    version.mkdir(parents=True)
-
-    def place(source: Path, target: Path) -> None:
-        if not copy:
-            target.symlink_to(source.resolve())
-        elif source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
-
-    for item in Path(run_dir).iterdir():
-        if not (copy and item.name in NOT_SERVED):
-            place(item, version / item.name)
-    if graph is not None:
-        target = "model.engine" if options.get("backend") == "tensorrt" else "model.onnx"
-        place(Path(graph), version / target)
-        place(Path(f"{graph}.json"), version / f"{target}.json")
-    (root / name / "inference.yaml").write_text(yaml.safe_dump({"inference": options}))
-    return version
 
 
 def start_server(repository: Path, log: Path, metrics_port: int = -1,

@@ -28,10 +28,10 @@ from hamnet_jax.bench.memory import peak_rss_bytes
 from hamnet_jax.bench.models import BenchModel, optimization_models
 from hamnet_jax.bench.profiling import profile_trace, trace_files
 from hamnet_jax.bench.report import write_report
-from hamnet_jax.bench.scalability import add_to_repository, scalability_rows, start_server, stop_server
 from hamnet_jax.config.sections import BenchmarkingSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.serving.repository import add_to_repository
 
 TYPES = ("latency", "throughput", "memory", "accuracy", "scalability")
 
@@ -99,6 +99,11 @@ def run_test_split(run: Path, data: Path) -> Any:
 def serve_under_load(model: BenchModel, out: Path, settings: BenchSettings) -> dict[str, Any]:
     """`model` in a `hamnet serve` process (from a temporary repository under `out`) under
     closed-loop load at each concurrency level."""
+    try:  # (the load generator needs the serving extra; nothing else here does)
+        from hamnet_jax.bench.scalability import scalability_rows, start_server, stop_server
+    except ImportError as err:
+        raise InputError(f"benchmark type scalability serves the model under load and needs grpcio ({err}): "
+                         "pip install 'hamnet-jax[serving]', or leave scalability out of benchmark_types") from None
     precision = model.backend.split("/", 1)[1]
     options = {"backend": model.backend.split("/", 1)[0], "precision_mode": precision,
                "mc_samples": model.raw.num_samples, "batch_size": max(settings.batch_sizes),

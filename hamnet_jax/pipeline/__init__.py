@@ -7,7 +7,19 @@
     results["summary"]["speedup"], results["report"]
 """
 
-from hamnet_jax.pipeline.report import write_report
-from hamnet_jax.pipeline.runner import planned_stages, run_pipeline
+from typing import Any
 
 __all__ = ["planned_stages", "run_pipeline", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    """Imported on first use: `hamnet --help` reads the presets without loading the stages."""
+    if name == "write_report":
+        from hamnet_jax.pipeline.report import write_report
+
+        return write_report
+    if name in ("planned_stages", "run_pipeline"):
+        from hamnet_jax.pipeline import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'hamnet_jax.pipeline' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -141,6 +142,36 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
     profile = run_dir / "data_profile.npz"
     drift = LiveDrift(DataProfile.load(profile), raw.spec.widths) if profile.exists() else None
     return ServedModel(name, version, run_dir, options, raw, predictor, batcher, drift)
+
+
+NOT_SERVED = ("checkpoints", "tb", "data_cache", "plots")  # what a copied version leaves out
+
+
+def add_to_repository(root: Path, name: str, run_dir: Path, graph: Path | None, options: dict[str, Any],
+                      copy: bool = False) -> Path:
+    """`<root>/<name>/1/`: the run's files linked (`copy`: copied, less training's
+    checkpoints, logs and caches, so the repository stands alone), the export (if any) as
+    `model.onnx` or `model.engine`; `<root>/<name>/inference.yaml` holds `options`."""
+    version = root / name / "1"
+    version.mkdir(parents=True)
+
+    def place(source: Path, target: Path) -> None:
+        if not copy:
+            target.symlink_to(source.resolve())
+        elif source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    for item in Path(run_dir).iterdir():
+        if not (copy and item.name in NOT_SERVED):
+            place(item, version / item.name)
+    if graph is not None:
+        target = "model.engine" if options.get("backend") == "tensorrt" else "model.onnx"
+        place(Path(graph), version / target)
+        place(Path(f"{graph}.json"), version / f"{target}.json")
+    (root / name / "inference.yaml").write_text(yaml.safe_dump({"inference": options}))
+    return version
 
 
 class Repository:
