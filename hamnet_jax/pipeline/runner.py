@@ -40,6 +40,7 @@ from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.job_dir import claim, differing_keys, stored_identity
 from hamnet_jax.pipeline.deliver import stage_monitoring, stage_repository
 from hamnet_jax.pipeline.measure import stage_bench
 from hamnet_jax.pipeline.presets import Preset, preset
@@ -75,21 +76,12 @@ def _identity(config: Config, data: Path | None, chosen: Preset | None) -> dict[
 
 
 def _claim(out: Path, identity: dict[str, Any]) -> None:
-    marker = out / "pipeline.json"
-    if marker.exists():
-        stored = json.loads(marker.read_text())
-        if stored != identity:
-            differs = sorted(k for k in set(stored["config"]) | set(identity["config"])
-                             if stored["config"].get(k) != identity["config"].get(k))
-            what = (["the data file"] if stored["data"] != identity["data"] else []) + [f"config section {k}"
-                                                                                        for k in differs]
-            raise InputError(f"{out} holds a pipeline of other inputs ({', '.join(what)} differ); rerun it with "
-                             "the same ones to continue it, or choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} is not empty and holds no pipeline.json: choose an empty or new --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(marker, identity)
+    stored = stored_identity(out, "pipeline.json")
+    if stored is None:
+        claim(out, "pipeline.json", identity)
+    elif stored != identity:
+        raise InputError(f"{out} holds a pipeline of other inputs (its {', '.join(differing_keys(stored, identity))} "
+                         "differ); rerun it with the same ones to continue it, or choose another --out")
 
 
 def _event(out: Path, record: dict[str, Any]) -> None:

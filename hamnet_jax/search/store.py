@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.job_dir import claim, differing_keys, stored_identity
 from hamnet_jax.io_atomic import strict_json, write_json_atomic
 
 
@@ -73,20 +74,13 @@ def open_study(root: str | Path, identity: dict[str, Any], resume: bool) -> Stud
     study needs `resume=True`, and then the same identity."""
     root = Path(root)
     identity = json.loads(json.dumps(strict_json(identity), sort_keys=True, default=str))  # as stored
-    marker = root / "study.json"
-    if marker.exists():
-        if not resume:
-            raise InputError(f"{root} already holds a study; pass --resume to continue it, or choose another "
-                             "directory")
-        stored = json.loads(marker.read_text())
-        if stored != identity:
-            differs = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
-            raise InputError(f"{root} holds a different study (its {', '.join(differs)} differ); resuming would "
-                             "mix two studies' trials")
-    elif root.exists() and any(root.iterdir()):
-        raise InputError(f"{root} is not empty and holds no study.json: choose an empty or new directory")
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(marker, identity)
+    stored = stored_identity(root, "study.json")
+    if stored is None:
+        claim(root, "study.json", identity)
+    elif not resume:
+        raise InputError(f"{root} already holds a study; pass --resume to continue it, or choose another directory")
+    elif stored != identity:
+        raise InputError(f"{root} holds a different study (its {', '.join(differing_keys(stored, identity))} "
+                         "differ); resuming would mix two studies' trials")
     (root / "trials").mkdir(exist_ok=True)
     return StudyStore(root, identity)
