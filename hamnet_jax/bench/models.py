@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hamnet_jax.config.sections import InferenceSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.export.compressed_checkpoint import compressed_bytes
 from hamnet_jax.export.formats import export_format
@@ -61,20 +62,28 @@ def jax_model(name: str, run_dir: Path, batch_sizes: tuple[int, ...], mc_samples
                       param_count(raw), raw, run_dir)
 
 
-def exported_model(name: str, like: BenchModel, fmt: str, out: Path, batch_sizes: tuple[int, ...]) -> BenchModel:
-    """`like`'s run exported to `fmt` (an ONNX precision or a TensorRT engine) under `out`."""
-    path = out / f"{like.run_dir.name}-{fmt}{'.plan' if fmt.startswith('tensorrt') else '.onnx'}"
-    description = export_format(like.raw, path, fmt, max_batch=max(batch_sizes))
+def graph_model(name: str, like: BenchModel, path: Path, fmt: str, precision: str, size_bytes: int,
+                batch_sizes: tuple[int, ...], options: InferenceSection | None = None) -> BenchModel:
+    """`like`'s run as the exported file at `path` (an ONNX graph or a TensorRT engine),
+    run with `options`' ONNX Runtime threads, graph optimization level and providers."""
     if fmt.startswith("tensorrt"):
         from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
 
         predictor: Predictor = TensorRTPredictor(path, like.raw.spec, max(batch_sizes), None)
-        backend = f"tensorrt/{description['precision']}"
+        backend = f"tensorrt/{precision}"
     else:
-        predictor = OnnxPredictor(path, like.raw.spec, max_batch=max(batch_sizes), buckets=batch_sizes)
-        backend = f"onnxruntime/{description['precision']}"
-    return BenchModel(name, backend, predictor, int(description["bytes"]), like.params, like.raw, like.run_dir,
-                      path)
+        o = options or InferenceSection()
+        predictor = OnnxPredictor(path, like.raw.spec, o.intra_op_threads, o.inter_op_threads, o.optimization_level,
+                                  o.execution_providers, max_batch=max(batch_sizes), buckets=batch_sizes)
+        backend = f"onnxruntime/{precision}"
+    return BenchModel(name, backend, predictor, int(size_bytes), like.params, like.raw, like.run_dir, path)
+
+
+def exported_model(name: str, like: BenchModel, fmt: str, out: Path, batch_sizes: tuple[int, ...]) -> BenchModel:
+    """`like`'s run exported to `fmt` (an ONNX precision or a TensorRT engine) under `out`."""
+    path = out / f"{like.run_dir.name}-{fmt}{'.plan' if fmt.startswith('tensorrt') else '.onnx'}"
+    description = export_format(like.raw, path, fmt, max_batch=max(batch_sizes))
+    return graph_model(name, like, path, fmt, description["precision"], description["bytes"], batch_sizes)
 
 
 def tensorrt_missing() -> str | None:

@@ -35,9 +35,9 @@ def optimization_table(results: dict[str, Any]) -> list[str]:
     for m in results["models"]:
         cells = [m["name"], m["backend"], f"{m['size_bytes'] / MB:.3f}", f"{m['params']:,}"]
         if "latency" in types:
-            cells.append(_fmt(_latency(results, m["name"], smallest, "p50_ms")))
+            cells.append(_fmt(latency_of(results, m["name"], smallest, "p50_ms")))
         if "throughput" in types:
-            cells.append(_fmt(_latency(results, m["name"], largest, "throughput"), ",.0f"))
+            cells.append(_fmt(latency_of(results, m["name"], largest, "throughput"), ",.0f"))
         if "accuracy" in types:
             cells += [_fmt(m["accuracy"]["mae"], ".3f"), _fmt(m["accuracy"]["r2"], ".3f")]
         if "memory" in types:
@@ -48,7 +48,8 @@ def optimization_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _latency(results: dict[str, Any], model: str, batch: int, key: str) -> float | None:
+def latency_of(results: dict[str, Any], model: str, batch: int, key: str) -> float | None:
+    """`key` (p50_ms, throughput, ...) of `model` at `batch` in a results dict's latency rows."""
     return next((r[key] for r in results["latency"] if r["model"] == model and r["batch_size"] == batch), None)
 
 

@@ -19,35 +19,12 @@ from typing import Any
 
 from hamnet_jax.bench.hardware import HardwareMonitor
 from hamnet_jax.bench.measure import accuracy, latency_table, warm_memory
-from hamnet_jax.bench.models import BenchModel, jax_model
+from hamnet_jax.bench.models import graph_model, jax_model
 from hamnet_jax.bench.profiling import profile_trace, trace_files
+from hamnet_jax.bench.report import latency_of
 from hamnet_jax.bench.suite import BenchSettings, machine, run_test_split, serve_under_load
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.pipeline.stages import MODEL_STAGES, Context, Done, current_run, served_mc_samples
-
-
-def _graph_model(export: dict[str, Any], like: BenchModel, batch_sizes: tuple[int, ...], options: Any) -> BenchModel:
-    """An export of `like`, run as the repository will serve it (`options`: the inference
-    section's threads, graph optimization level and execution providers)."""
-    path = Path(export["path"])
-    if export["format"].startswith("tensorrt"):
-        from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
-
-        predictor: Any = TensorRTPredictor(path, like.raw.spec, max(batch_sizes), None)
-        backend = f"tensorrt/{export['precision']}"
-    else:
-        from hamnet_jax.inference.predictors import OnnxPredictor
-
-        predictor = OnnxPredictor(path, like.raw.spec, options.intra_op_threads, options.inter_op_threads,
-                                  options.optimization_level, options.execution_providers,
-                                  max_batch=max(batch_sizes), buckets=batch_sizes)
-        backend = f"onnxruntime/{export['precision']}"
-    return BenchModel(f"export {export['format']}", backend, predictor, int(export["bytes"]), like.params,
-                      like.raw, like.run_dir, path)
-
-
-def throughput_at(latency: list[dict[str, Any]], name: str, batch: int) -> float:
-    return next(r["throughput"] for r in latency if r["model"] == name and r["batch_size"] == batch)
 
 
 def choose_served(rows: list[dict[str, Any]], latency: list[dict[str, Any]], batch: int,
@@ -57,7 +34,7 @@ def choose_served(rows: list[dict[str, Any]], latency: list[dict[str, Any]], bat
     mae = {r["name"]: r["accuracy"]["mae"] for r in rows if "accuracy" in r}
     names = [r["name"] for r in rows]
     allowed = [n for n in names if n not in mae or mae[n] <= mae[names[0]] * (1 + tolerance)] or names
-    return max(allowed, key=lambda n: throughput_at(latency, n, batch))
+    return max(allowed, key=lambda n: latency_of({"latency": latency}, n, batch, "throughput"))
 
 
 def stage_bench(ctx: Context, done: Done) -> dict[str, Any]:
@@ -86,7 +63,8 @@ def _measure(ctx: Context, done: Done, settings: BenchSettings) -> dict[str, Any
     models = [jax_model(done[s]["row"], Path(done[s]["run"]), batches, mc) for s in MODEL_STAGES if s in done]
     last = models[-1]
     options = ctx.config.section("inference")
-    models += [_graph_model(e, last, batches, options) for e in done.get("export", {}).get("exports", [])]
+    models += [graph_model(f"export {e['format']}", last, Path(e["path"]), e["format"], e["precision"], e["bytes"],
+                           batches, options) for e in done.get("export", {}).get("exports", [])]
     test = run_test_split(current_run(done), ctx.data)
     request = random_raw(last.raw.spec, last.raw.preprocessor, max(batches), seed=0)
     rows = []

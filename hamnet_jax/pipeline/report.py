@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hamnet_jax.bench.report import latency_of
 from hamnet_jax.io_atomic import write_atomic, write_json_atomic, write_text_atomic
 from hamnet_jax.pipeline.stages import MODEL_STAGES, STAGES
 
@@ -33,10 +34,6 @@ def _fmt(value: Any, spec: str) -> str:
     return "not measured" if value is None else format(value, spec)
 
 
-def _measured(results: dict[str, Any], name: str, batch: int, key: str) -> float | None:
-    return next((r[key] for r in results["latency"] if r["model"] == name and r["batch_size"] == batch), None)
-
-
 def table_rows(out: Path) -> list[dict[str, Any]]:
     """The table's rows, each a dict of its figures (None: not measured)."""
     stages = _stages(out)
@@ -52,8 +49,8 @@ def table_rows(out: Path) -> list[dict[str, Any]]:
             m = next(m for m in bench["models"] if m["name"] == name)
             small, large = min(bench["settings"]["batch_sizes"]), max(bench["settings"]["batch_sizes"])
             row.update(backend=m["backend"], size_mb=m["size_bytes"] / MB, params=m["params"],
-                       latency_batch=small, latency_ms=_measured(bench, name, small, "p50_ms"),
-                       throughput_batch=large, throughput=_measured(bench, name, large, "throughput"),
+                       latency_batch=small, latency_ms=latency_of(bench, name, small, "p50_ms"),
+                       throughput_batch=large, throughput=latency_of(bench, name, large, "throughput"),
                        mae=m.get("accuracy", {}).get("mae"), r2=m.get("accuracy", {}).get("r2"))
         else:
             test = next(c for c in chain if c["row"] == name)["test"]
