@@ -6,8 +6,8 @@ must-hold 1): one fresh process, cohort included, nothing else running.
 
 The pipeline compiles from a fresh XLA cache (a temporary directory), as on a new machine.
 Writes `<out>.json` (wall seconds, each stage's seconds, the report's table and summary)
-and copies the pipeline's `report.md`, charts and benchmark measurements
-(`bench_results.json`) to `<out>/`, so the README's figures come
+and copies the pipeline's `report.md`, charts, benchmark measurements
+(`bench_results.json`) and stage records (`stages/<stage>.json`) to `<out>/`, so the README's figures come
 from files here. `--resume` continues a killed run in --work (its wall time is then the
 rerun's, and the JSON says so).
 """
@@ -53,6 +53,9 @@ def main() -> None:
         shutil.copy2(work / name, out / name)
     if (work / "bench" / "results.json").exists():  # every model's measurements, the exports' included
         shutil.copy2(work / "bench" / "results.json", out / "bench_results.json")
+    (out / "stages").mkdir(exist_ok=True)
+    for marker in work.glob("*/stage.json"):  # what each stage chose and wrote (NAS's front, HPO's pick, ...)
+        shutil.copy2(marker, out / "stages" / f"{marker.parent.name}.json")
     s = report["summary"]
     result = {"command": " ".join(["hamnet", *command[3:]]), "wall_seconds": seconds, "resumed": args.resume,
               "limit_seconds": 900, "within_limit": seconds < 900, "stage_seconds": s["stage_seconds"],
