@@ -3,10 +3,12 @@
 1. per tier (fp32, batch 256): samples/s and achieved FLOP/s against a float32 matmul
    measured in the same run;
 2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
-   says): fp32, fp32 with Flax's `bernoulli` dropout masks (the A/B of
-   `models.layers.keep_mask`), fp32 with rbg / unsafe_rbg dropout keys (`training.dropout_rng`:
-   masks from XLA's RngBitGenerator), fp32 with the genotypes encoded at every visit, bf16, fp16
-   (loss scaling), remat, gradient accumulation, attention kernels, and the PyTorch
+   says; 1-4 real visits per subject, the per-visit work packed onto the real visits as
+   `fit` trains: `HAMNet(packed_visits=)`): fp32, fp32 on every visit slot, fp32 with
+   Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with rbg /
+   unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
+   with the genotypes encoded at every visit, bf16, fp16 (loss scaling), remat, gradient
+   accumulation, attention kernels, and the PyTorch
    reference of the same architecture (eager and torch.compile, when torch is installed:
    the `bench-torch` extra), each the median of `--reps` interleaved repetitions (every
    round runs every row once, so the machine's load moves all rows alike), with the spread;
@@ -47,6 +49,7 @@ from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: 
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
 from hamnet_jax.training.steps import train_step, train_step_fn  # noqa: E402
+from hamnet_jax.training.visit_packing import packing_rows  # noqa: E402
 
 MIB = 2**20
 
@@ -94,12 +97,15 @@ def flax_bernoulli_masks():
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
               visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-              key_impl: str = "threefry") -> tuple[dict, Callable[[int], float]]:
-    """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call."""
+              key_impl: str = "threefry", packed: bool = True) -> tuple[dict, Callable[[int], float]]:
+    """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call.
+    `packed`: the per-visit work runs on the batch's real visits (visit packing, as `fit`
+    trains), else on every visit slot."""
     policy = resolve_policy(precision)
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
-    state = create_train_state(HAMNet(cfg), batch, jax.random.key(0), OptimizerConfig(), policy)
+    rows = packing_rows([int(batch.visit_mask.sum())], batch_size * visits) if packed else 0
+    state = create_train_state(HAMNet(cfg, packed_visits=rows), batch, jax.random.key(0), OptimizerConfig(), policy)
     # the dropout keys' implementation (training.dropout_rng; "threefry" is jax.random's default)
     key = jax.random.key(1, impl=None if key_impl == "threefry" else key_impl)
     t0 = time.perf_counter()
@@ -130,7 +136,8 @@ def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "f
     return info, run
 
 
-def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool) -> tuple[dict, Callable[[int], float]] | None:
+def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool,
+                pack: bool = True) -> tuple[dict, Callable[[int], float]] | None:
     try:
         import torch
 
@@ -138,7 +145,7 @@ def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool) -> tupl
     except ImportError:
         return None
     torch.manual_seed(0)
-    model = HAMNetTorch(cfg)
+    model = HAMNetTorch(cfg, pack=pack)
     step = make_train_step(model)
     if compile_model:
         step = torch.compile(step)
@@ -154,7 +161,8 @@ def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool) -> tupl
             step(batch)
         return batch_size * steps / (time.perf_counter() - start)
 
-    info = {"name": "torch " + ("compile" if compile_model else "eager"), "framework": f"torch {torch.__version__}",
+    name = "torch " + ("compile" if compile_model else "eager") + ("" if pack else ", every visit slot")
+    info = {"name": name, "framework": f"torch {torch.__version__}",
             "tier": cfg.tier, "params": sum(p.numel() for p in model.parameters()), "batch": batch_size, "visits": 4,
             "peak_mib": None, "temp_mib": None, "compile_s": compile_s, "threads": torch.get_num_threads(),
             "device": "cpu"}
@@ -214,6 +222,7 @@ def main() -> None:
     std = cohort_config("standard")
     rows: list[tuple[str, Callable[[str], tuple[dict, Callable[[int], float]]]]] = [
         ("fp32", lambda n: jax_timer(n, std, args.batch)),
+        ("fp32, every visit slot (no packing)", lambda n: jax_timer(n, std, args.batch, packed=False)),
         ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
         ("fp32, unsafe_rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="unsafe_rbg")),
@@ -230,7 +239,10 @@ def main() -> None:
         raise SystemExit(f"--only: no row named {unknown[0]!r}; rows: {[name for name, _ in rows]}")
     timers = [make(name) for name, make in rows if name == "fp32" or not args.only or name in args.only]
     if not args.no_torch:
-        timers += [t for t in (torch_timer(std, args.batch, False), torch_timer(std, args.batch, True)) if t]
+        torch_rows = [torch_timer(std, args.batch, False), torch_timer(std, args.batch, True)]
+        if not args.only or "fp32, every visit slot (no packing)" in args.only:
+            torch_rows.append(torch_timer(std, args.batch, False, pack=False))
+        timers += [t for t in torch_rows if t]
     variants = interleaved(timers, args.steps, args.reps)
     if "standard" in args.tiers:
         tiers.insert(list(args.tiers).index("standard"), {**variants[0], "name": "standard fp32"})

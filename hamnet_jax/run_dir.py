@@ -13,7 +13,7 @@ RUN_DIR/
   weights.safetensors  instead of params/ in a pruned / quantized run: the compressed
                      weights themselves (int8 or 4-bit codes + scales, sparse layers as
                      bitmap + values); compression.json says how they execute
-  checkpoints/       latest/ and best/ train states, orbax
+  checkpoints/       latest/ and best/ train states (training/checkpoints.py)
   metrics.jsonl      one line per epoch
   summary.json       test-split metrics of the trained model
   tb/                TensorBoard scalars

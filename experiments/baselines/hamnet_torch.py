@@ -2,7 +2,9 @@
 layer (same parameter count, checked by `experiments/bench_train.py`), used only as the
 speed reference users would otherwise run. Needs the `bench-torch` extra (torch==2.13.0).
 
-Inputs are the `Batch` fields as torch tensors (see `batch_to_torch`).
+Inputs are the `Batch` fields as torch tensors (see `batch_to_torch`). Like the JAX model
+under `fit` (visit packing), the per-visit encoders and the fusion run on the real visits
+only (`pack=True`); eager PyTorch does it with a boolean index, no fixed row count needed.
 """
 
 from __future__ import annotations
@@ -104,9 +106,11 @@ class LifestyleEncoder(nn.Module):
 
 
 class HAMNetTorch(nn.Module):
-    def __init__(self, c):
-        """`c`: a hamnet_jax HAMNetConfig (all four modalities present)."""
+    def __init__(self, c, pack: bool = True):
+        """`c`: a hamnet_jax HAMNetConfig (all four modalities present); `pack`: per-visit work
+        on the real visits only (else on every visit slot)."""
         super().__init__()
+        self.pack = pack
         e, h, d = c.embed_dim, c.num_heads, c.dropout
         self.c = c
         self.encoders = nn.ModuleDict({
@@ -131,7 +135,9 @@ class HAMNetTorch(nn.Module):
         c = self.c
         bsz, v = b["visit_mask"].shape
         n = bsz * v
-        flat = lambda a: a.reshape((n,) + a.shape[2:])
+        index = b["visit_mask"].reshape(n).nonzero()[:, 0] if self.pack else None
+        flat = lambda a: a.reshape((n,) + a.shape[2:]) if index is None else a.reshape((n,) + a.shape[2:])[index]
+        unpack = lambda a: a if index is None else a.new_zeros((n,) + a.shape[1:]).index_copy(0, index, a)
         had = b["modality_mask"] * b["visit_mask"][..., None]  # [B, V, M]
         first = had * (torch.cumsum(had, 1) == 1).float()
         tokens = []
@@ -142,7 +148,7 @@ class HAMNetTorch(nn.Module):
                 if m == "lifestyle":
                     args += ((pick.long()[..., None] * b["categorical"]).sum(1),)
                 token = self.encoders[m](*args)
-                tokens.append(token[:, None].expand(bsz, v, token.shape[-1]).reshape(n, -1))
+                tokens.append(flat(token[:, None].expand(bsz, v, token.shape[-1])))
                 continue
             args = (flat(b[m]), flat(b[f"{m}_mask"]))
             tokens.append(self.encoders[m](*args, flat(b["categorical"])) if m == "lifestyle"
@@ -156,7 +162,7 @@ class HAMNetTorch(nn.Module):
             x = block(x, mask)
         x = self.fusion_norm(x)
         w = masked_softmax(self.modality_score(x)[..., 0], mask)
-        visits = (w[..., None] * x).sum(1).view(bsz, v, -1)
+        visits, mask = unpack((w[..., None] * x).sum(1)).view(bsz, v, -1), unpack(mask)
         vmask = b["visit_mask"] * (mask.view(bsz, v, -1).sum(-1) > 0).float()
         t = b["visit_times"][..., None] / 10.0
         x = (visits + self.time_embed(torch.cat([t, t * t], -1))) * vmask[..., None]

@@ -29,6 +29,7 @@ from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
                                 save_params)
 from hamnet_jax.training.fit_options import FitOptions
+from hamnet_jax.training.checkpoints import holds_checkpoints
 
 
 def plot_layer_sparsity(report: dict[str, Any], path: Path) -> None:
@@ -71,7 +72,7 @@ def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: 
     if out.resolve() == Path(run_dir).resolve():
         raise InputError("--out must be a new run directory, not the source run")
     if resume:
-        if not any((out / "checkpoints").glob("**/_CHECKPOINT_METADATA")):
+        if not holds_checkpoints(out / "checkpoints"):
             raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"run directory {out} already exists and is not empty; choose another --out "

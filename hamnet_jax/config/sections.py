@@ -68,6 +68,9 @@ class TrainingConfig:
     enabled_strategies: tuple[str, ...] = ()
     mesh: dict[str, int] = Field(default_factory=lambda: {"data": -1})  # data / fsdp / tensor sizes
     bucket_by_visits: Bool = False  # dynamic batching: batches of similar visit counts, trimmed
+    # the per-visit encoders and the fusion run on the batch's real visits only, not on every
+    # visit slot (models/hamnet.py "visit packing"; same results, less work)
+    visit_packing: Bool = True
     memory_budget_mb: Annotated[float, Field(ge=0)] = 0.0  # > 0: batch size = largest that fits
     # training batches read, standardized and put on the devices ahead of the step, on a
     # background thread (training/prefetch.py); 0: each one when the step asks for it

@@ -20,19 +20,29 @@ from hamnet_jax.data.batch import Batch
 MIN_CHUNK = 64
 
 
-def chunks(batch: Batch, size: int):
-    n = batch.size
+def chunk_size(n: int, size: int) -> int:
+    """The chunk `map_batched` runs `n` rows in, for a requested `size`."""
+    return max(1, min(size, max(MIN_CHUNK, 1 << max(n - 1, 0).bit_length())))
+
+
+def chunk_rows(n: int, size: int) -> list[np.ndarray]:
+    """The row indices of each chunk of `size` (the last one padded with its first row)."""
+    out = []
     for start in range(0, n, size):
         idx = np.arange(start, min(start + size, n))
-        pad = size - idx.size
-        if pad:
-            idx = np.concatenate([idx, np.full(pad, idx[0])])
-        yield batch.take(idx), size - pad
+        out.append(np.concatenate([idx, np.full(size - idx.size, idx[0])]))
+    return out
+
+
+def chunks(batch: Batch, size: int):
+    n = batch.size
+    for idx in chunk_rows(n, size):
+        yield batch.take(idx), min(size, n - int(idx[0]))
 
 
 def map_batched(fn: Callable[[Batch], dict], batch: Batch, size: int) -> dict[str, np.ndarray]:
     """Concatenate `fn(chunk)` (a dict of [chunk, ...] arrays) over the whole batch."""
-    size = max(1, min(size, max(MIN_CHUNK, 1 << max(batch.size - 1, 0).bit_length())))
+    size = chunk_size(batch.size, size)
     parts: list[dict[str, Any]] = []
     for chunk, real in chunks(batch, size):
         out = jax.device_get(fn(chunk))

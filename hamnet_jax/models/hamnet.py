@@ -13,6 +13,15 @@ Attention maps are sown into the `intermediates` collection (see models/attentio
 
 Everything is array code under `jit`: missing modalities and padded visits are masks,
 never Python branches on values.
+
+Visit packing (`HAMNet(config, packed_visits=C)`): the per-visit encoders and the fusion,
+three quarters of the step's work, run on C rows holding the batch's real visits instead
+of all B x V visit slots (half of them padding in the default cohort). Outputs are those of
+the unpacked model: the temporal layer zeroes padded visits either way. The caller picks C
+at least the batch's number of real visits (`training.visit_packing.packing_rows`); a
+padded visit's aux embeddings are then zeros. Dropout masks are drawn for the packed rows,
+so packing is for training and deterministic evaluation, not for the MC-dropout replay of
+fixed per-subject masks (models/mc_dropout.py), which runs unpacked.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from hamnet_jax.models.temporal import TemporalEncoder
 
 class HAMNet(nn.Module):
     config: HAMNetConfig
+    packed_visits: int = 0  # execution: > 0 runs per-visit work on that many rows (module docstring)
 
     def _encoders(self) -> dict[str, nn.Module]:
         c = self.config
@@ -59,7 +69,14 @@ class HAMNet(nn.Module):
         c = self.config
         b, v = batch.visit_mask.shape
         n = b * v
-        flat = lambda a: a.reshape((n,) + a.shape[2:])
+        rows = self.packed_visits if 0 < self.packed_visits < n else n
+        if rows < n:  # the real visits first, the rest of the C rows read as zeros
+            index = jnp.nonzero(batch.visit_mask.reshape(n) > 0, size=rows, fill_value=n)[0]
+            flat = lambda a: jnp.take(a.reshape((n,) + a.shape[2:]), index, axis=0, mode="fill", fill_value=0)
+            unpack = lambda a: jnp.zeros((n,) + a.shape[1:], a.dtype).at[index].set(a, mode="drop")
+        else:
+            flat = lambda a: a.reshape((n,) + a.shape[2:])
+            unpack = lambda a: a
         encoders = self._encoders()
         # subject-level modalities: one encoder row per subject, from its first visit with the
         # modality (a mask product, not a gather: the batch dimension stays symbolic in export)
@@ -94,6 +111,7 @@ class HAMNet(nn.Module):
             c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, c.attention,
             c.attention_block_size, c.remat_for("fusion"), dtype, c.head_dim, c.mlp_dim, name="fusion",
         )(tokens, modality_mask, deterministic)
+        tokens, fused, modality_mask, modality_weights = map(unpack, (tokens, fused, modality_mask, modality_weights))
 
         visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
         visits = fused.reshape(b, v, c.embed_dim)

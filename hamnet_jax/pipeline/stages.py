@@ -19,6 +19,7 @@ from hamnet_jax.config import Config
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, search_base
+from hamnet_jax.training.checkpoints import holds_checkpoints
 
 STAGES = ("cohort", "baseline", "nas", "hpo", "train", "distill", "prune", "quantize", "export", "bench",
           "repository", "monitoring")
@@ -48,10 +49,11 @@ def current_run(done: Done) -> Path:
     raise InputError("pipeline: no model stage has run yet")
 
 
-def continue_or_clear(run_dir: Path, marker: str = "checkpoints/**/_CHECKPOINT_METADATA") -> bool:
-    """True when `run_dir` holds what a killed job left to continue from (`marker`); else
-    the directory is cleared (it is the stage's own) and the job starts afresh."""
-    if any(run_dir.glob(marker)):
+def continue_or_clear(run_dir: Path, marker: str | None = None) -> bool:
+    """True when `run_dir` holds what a killed job left to continue from (`marker`, a glob;
+    default: a training checkpoint); else the directory is cleared (it is the stage's own)
+    and the job starts afresh."""
+    if holds_checkpoints(run_dir / "checkpoints") if marker is None else any(run_dir.glob(marker)):
         return True
     shutil.rmtree(run_dir, ignore_errors=True)
     return False

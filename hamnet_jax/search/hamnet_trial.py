@@ -34,6 +34,7 @@ from hamnet_jax.config import config_from_dict
 from hamnet_jax.config.run_config import Config
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.training.checkpoints import holds_checkpoints
 
 TEST_METRICS = ("mae", "rmse", "r2", "pearson_r", "nll", "coverage_90", "age_gap_r", "auroc", "accuracy", "log_loss",
                 "brier")
@@ -82,7 +83,7 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
         raise InputError(f"search data {data}: its schema {schema_path} does not exist")
     run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget,
                              early_stop_patience, schedule_epochs)
-    resume = any((run_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
+    resume = holds_checkpoints(run_dir / "checkpoints")
     summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     validated = [h for h in history if "val_loss" in h]

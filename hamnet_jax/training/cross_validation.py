@@ -32,6 +32,7 @@ from hamnet_jax.evaluation.evaluate import COLUMNS, evaluate_run
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import load_run
 from hamnet_jax.training.train_run import train_run
+from hamnet_jax.training.checkpoints import holds_checkpoints
 
 
 def fold_config(config: Config, folds: int, fold: int) -> Config:
@@ -54,7 +55,7 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
 def _train_fold(data_path: str | os.PathLike, schema: Schema, config: Config, fold_dir: Path, progress: bool) -> None:
     if (fold_dir / "summary.json").exists():
         return
-    resume = any((fold_dir / "checkpoints").glob("**/_CHECKPOINT_METADATA"))
+    resume = holds_checkpoints(fold_dir / "checkpoints")
     train_run(data_path, schema, config, fold_dir, resume=resume, progress=progress)
 
 

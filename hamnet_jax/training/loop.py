@@ -34,6 +34,7 @@ from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_s
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
 from hamnet_jax.training.steps import eval_step
+from hamnet_jax.training.visit_packing import chunked_packing_rows, packing_rows
 
 log = logging.getLogger("hamnet_jax")
 
@@ -124,15 +125,35 @@ def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool) -> tuple
     return state, meta, best
 
 
+def _epoch_plan(counts: np.ndarray, cfg: TrainingConfig, epoch: int, bs: int,
+                max_visits: int) -> list[tuple[np.ndarray, int]]:
+    """The epoch's batches (subject rows, visit slots): its shuffle comes from (seed, epoch)."""
+    return epoch_batches(counts, bs, np.random.default_rng([cfg.seed, epoch]), max_visits, cfg.bucket_by_visits)
+
+
+def _packing(cfg: TrainingConfig, mesh: Mesh, train: Batch, val: Batch, bs: int) -> tuple[int, int]:
+    """Visit-packing rows of the train step and of validation (0: unpacked): the most real
+    visits of any batch of any epoch, of any validation chunk. Off with `training.visit_packing:
+    false`, with batches split over several devices (packing would gather rows across
+    them), and with visit bucketing (its batches are already cut to the visits they need)."""
+    if not cfg.visit_packing or batch_divisor(mesh) > 1 or cfg.bucket_by_visits:
+        return 0, 0
+    counts, max_visits = train.visit_counts(), int(np.shape(train.visit_mask)[1])
+    train_rows = packing_rows((counts[rows].sum() for epoch in range(cfg.num_epochs)
+                               for rows, _ in _epoch_plan(counts, cfg, epoch, bs, max_visits)), bs * max_visits)
+    return train_rows, chunked_packing_rows(val.visit_counts(), cfg.eval_batch_size, int(np.shape(val.visit_mask)[1]))
+
+
 def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: TrainingConfig, epoch: int,
-                 bs: int, steps_per_epoch: int) -> tuple[TrainState, dict[str, float]]:
+                 bs: int, steps_per_epoch: int, packed_rows: int = 0) -> tuple[TrainState, dict[str, float]]:
     """One epoch of steps; the epoch's shuffle comes from (seed, epoch), each step's key from
     the step number. Each process reads only its devices' rows of a batch, `cfg.prefetch_batches`
     ahead of the step on a background thread. Metrics stay on device until the epoch ends
     (no host sync per step)."""
     counts = train.visit_counts()
-    rng = np.random.default_rng([cfg.seed, epoch])
-    batches = epoch_batches(counts, bs, rng, int(np.shape(train.visit_mask)[1]), cfg.bucket_by_visits)
+    batches = _epoch_plan(counts, cfg, epoch, bs, int(np.shape(train.visit_mask)[1]))
+    if packed_rows and max(counts[rows].sum() for rows, _ in batches) > packed_rows:  # never silently drop a visit
+        raise RuntimeError(f"epoch {epoch + 1}: a batch has more real visits than the {packed_rows} packed rows")
     on_device = prefetch((sharded.read_batch(train, rows, visits) for rows, visits in batches), cfg.prefetch_batches)
     step_metrics = []
     for i, batch in enumerate(on_device):
@@ -185,29 +206,31 @@ def fit(
         raise InputError("training.selection_metric: val_mae needs a regression head; an outcome-only model "
                          "selects by val_loss (its log loss)")
     policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
-    model = HAMNet(execution_config(model_config, cfg, policy))
+    config = execution_config(model_config, cfg, policy)
     mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
     n = train.size
     example = train.take(np.arange(min(n, 2)))
 
-    def make_setup(total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
+    def make_setup(model: HAMNet, total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
         opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
                                       cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan,
                                       dropout_rng=cfg.dropout_rng)
 
     # the schedule needs the step count, hence the batch size; a memory budget measures the
-    # compiled step first, on a provisional state of the same shapes
-    probe = make_setup(2, 1) if cfg.memory_budget_mb > 0 else (None, None)
+    # compiled step first, on a provisional (unpacked: the most memory) state of the same shapes
+    probe = make_setup(HAMNet(config), 2, 1) if cfg.memory_budget_mb > 0 else (None, None)
     bs = choose_batch_size(cfg, mesh, n, *probe, example=train.take(np.arange(1)))
     steps_per_epoch = max(n // bs, 1)
     del probe
     schedule_epochs = cfg.schedule_epochs or cfg.num_epochs
-    state, sharded = make_setup(steps_per_epoch * schedule_epochs, int(cfg.warmup_epochs * steps_per_epoch))
+    train_rows, val_rows = _packing(cfg, mesh, train, val, bs)
+    state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
+                                int(cfg.warmup_epochs * steps_per_epoch))
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
-    apply_fn = plan.wrap_apply(model.apply)
+    apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
 
     epochs = range(meta["epoch"], cfg.num_epochs)
     if progress and primary:
@@ -219,7 +242,7 @@ def fit(
         if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
-        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch)
+        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch, train_rows)
         params_now = host_params(state.params)
         record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
         meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)

@@ -30,7 +30,7 @@ from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_cali
 from hamnet_jax.inference.predictor import predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
-from hamnet_jax.training.checkpoints import Checkpoints
+from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
 from hamnet_jax.training.loop import fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.regularized_step import (regularized_model_config, regularized_plan,
@@ -86,7 +86,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
         raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
                          "or choose another --out")
-    if resume and not any((out / "checkpoints").glob("**/_CHECKPOINT_METADATA")):
+    if resume and not holds_checkpoints(out / "checkpoints"):
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
     arrays = open_cohort(data_path, schema, config.data, out)
