@@ -5,9 +5,9 @@ training options, back to back in one run on the same data (issue 14, must-hold 
                                               [--baseline-commit REV]
                                               [--out experiments/results/bench_fast_training.json]
 
-Each side is a fresh `hamnet train` process (imports, compiles, the cohort cache, training
-with early stopping, calibration and the test split's MC-dropout prediction all in its wall
-time). The fast side's training keys default to `bucket_by_visits: true` (batches of similar
+Each side is a fresh `hamnet train` process with an empty XLA cache (imports, compiles, the
+cohort cache, training with early stopping, calibration and the test split's MC-dropout
+prediction all in its wall time). The fast side's training keys default to `bucket_by_visits: true` (batches of similar
 visit counts, cut to the visits they need) and `dropout_rng: rbg`. Reported: wall seconds,
 epochs, test MAE, and the fast / default ratios. A side already measured is kept (delete
 its row from the JSON, or pass --again, to measure it anew).
@@ -45,7 +45,11 @@ def train(name: str, keys: dict, data: Path, work: Path, source: Path | None = N
     subprocess.run(["rm", "-rf", str(out)], check=True)
     command = [sys.executable, "-m", "hamnet_jax.cli", "train", "--data", str(data.resolve()), "--config",
                str(config.resolve()), "--out", str(out.resolve()), "--quiet"]
-    env = None
+    # a fresh, empty XLA cache per side: every side compiles its programs, as a first run does
+    # (hamnet's default cache under ~/.cache would serve a side what an earlier run compiled)
+    cache = work / f"xla-cache-{name}"
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache.resolve())}
     if source is None:
         command += ["--tier", "standard"]
     else:
@@ -54,7 +58,7 @@ def train(name: str, keys: dict, data: Path, work: Path, source: Path | None = N
         old_schema = work / f"{name}.schema.yaml"
         old_schema.write_text(yaml.safe_dump(schema, sort_keys=False))
         command += ["--schema", str(old_schema.resolve())]
-        env = {**os.environ, "PYTHONPATH": str(source.resolve())}
+        env["PYTHONPATH"] = str(source.resolve())
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=source)
     seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ standard deviations and the 90% interval.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hamnet_jax.data.batch import Batch, validate_batch
-from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.inference.batched import compile_ahead, map_batched
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, tempered_probability
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
@@ -44,13 +45,27 @@ def predict_batch(
     model's (`CompressedModel.apply_fn()`) with `params` its int8 codes. The batch is
     padded to `visit_slots` (the run's `data.max_visits`): the MC masks, drawn for that
     shape, are then the ones `hamnet predict` and exported graphs use."""
+    batch, apply_fn = _prepared(config, batch, apply_fn, visit_slots)
+    key = jax.random.key(seed)
+    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
+    return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
+
+
+def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None,
+              visit_slots: int | None) -> tuple[Batch, Callable]:
     if visit_slots is not None:
         batch = batch.pad_visits(visit_slots)
     validate_batch(batch, config)
+    return batch, apply_fn or _plain_apply(config)
+
+
+def compile_predict_ahead(config: HAMNetConfig, params: Any, batch: Batch, num_samples: int = 20, seed: int = 0,
+                          chunk: int = 256, visit_slots: int | None = None) -> threading.Thread:
+    """Compile `predict_batch`'s program for `batch` (same arguments) on a background thread;
+    `params` may be shapes (`jax.ShapeDtypeStruct`s) of the parameters it will get."""
+    batch, apply_fn = _prepared(config, batch, None, visit_slots)
     key = jax.random.key(seed)
-    apply_fn = apply_fn or _plain_apply(config)
-    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
-    return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
+    return compile_ahead(lambda b: _mc.lower(apply_fn, params, b, key, num_samples), batch, chunk)
 
 
 def calibrated_outputs(stats: dict, target_mean: float, target_std: float, calibration: Calibration) -> dict:

@@ -194,6 +194,11 @@ def init_params(model: HAMNet, batch: Batch, key: jax.Array) -> Any:
     return jax.jit(lambda k: nn.unbox(boxed_init(model, batch, k)))(key)
 
 
+def param_shapes(model: HAMNet, batch: Batch) -> Any:
+    """The parameters' shapes and dtypes (`jax.ShapeDtypeStruct`s), nothing computed."""
+    return jax.eval_shape(lambda k: nn.unbox(boxed_init(model, batch, k)), jax.random.key(0))
+
+
 def param_logical_axes(model: HAMNet, batch: Batch) -> Any:
     """Tree shaped like the params with a PartitionSpec of logical axis names per leaf."""
     abstract = jax.eval_shape(lambda k: boxed_init(model, batch, k), jax.random.key(0))

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.errors import InputError
-from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.inference.batched import compile_ahead, map_batched
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
@@ -231,6 +231,9 @@ def fit(
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
+    # validation's forward compiles on the other core while the first epoch's step compiles
+    compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)), b), val,
+                  cfg.eval_batch_size)
 
     epochs = range(meta["epoch"], cfg.num_epochs)
     if progress and primary:

@@ -25,9 +25,10 @@ from hamnet_jax.data.profile import DataProfile, profile_subjects
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet, param_shapes
 from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
-from hamnet_jax.inference.predictor import predict_batch, primary_output
+from hamnet_jax.inference.predictor import compile_predict_ahead, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
@@ -136,6 +137,11 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     if training.wide_start == "fitted":
         plan = fitted_plan(plan, model_config, batches["train"], training.seed, start_params=not resume)
+    # the MC-dropout program of the predictions after training (12-16 s to compile for the
+    # standard tier) compiles on a background thread while training runs
+    predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=config.data.max_visits)
+    compile_predict_ahead(model_config, param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1))),
+                          batches["val"], **predict_args)
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,
@@ -148,8 +154,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     def predict(split: str, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
-                             calibration, config.training.mc_samples, config.training.seed,
-                             visit_slots=config.data.max_visits)
+                             calibration, **predict_args)
 
     val_pred = predict("val")
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics

@@ -1,0 +1,34 @@
+"""Programs compiled ahead on a background thread are the ones the later call runs: the call
+compiles nothing (counted by JAX's backend-compile events)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import monitoring
+
+from hamnet_jax.data.batch import random_batch
+from hamnet_jax.inference.predictor import compile_predict_ahead, predict_batch
+from hamnet_jax.models.config import HAMNetConfig
+from hamnet_jax.models.hamnet import HAMNet, init_params, param_shapes
+
+COMPILES: list[str] = []
+monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: COMPILES.append(name) if name.endswith("backend_compile_duration") else None)
+
+
+def test_predictions_compiled_ahead_from_parameter_shapes_compile_nothing_later():
+    config = HAMNetConfig.from_tier("base", embed_dim=16, num_heads=2, clinical_dim=5, imaging_dim=12, genetic_dim=8,
+                                    lifestyle_dim=2, lifestyle_cardinalities=(3,), imaging_group_size=4,
+                                    genetic_group_size=4)
+    batch = random_batch(config, 40, 3)
+    params = jax.device_get(init_params(HAMNet(config), jax.tree_util.tree_map(jnp.asarray, batch), jax.random.key(0)))
+    before = len(COMPILES)
+    compile_predict_ahead(config, param_shapes(HAMNet(config), batch.take(np.arange(1))), batch, num_samples=3,
+                          seed=1, visit_slots=4).join()
+    assert len(COMPILES) > before  # the MC-dropout program compiled on the thread
+    ahead = len(COMPILES)
+    out = predict_batch(config, params, batch, 50.0, 10.0, num_samples=3, seed=1, visit_slots=4)
+    assert len(COMPILES) == ahead, "predict_batch compiled again: the program compiled ahead was another one"
+    assert out["prediction"].shape == (40,) and np.isfinite(out["total_std"]).all()
