@@ -49,7 +49,7 @@ from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: 
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
 from hamnet_jax.training.steps import train_step, train_step_fn  # noqa: E402
-from hamnet_jax.training.visit_packing import packing_rows  # noqa: E402
+from hamnet_jax.inference.visit_packing import packing_rows  # noqa: E402
 
 MIB = 2**20
 

@@ -13,10 +13,11 @@ import pytest
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.inference.batched import chunks
+from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.training.loop import fit
-from hamnet_jax.training.visit_packing import chunked_packing_rows, packing_rows
+from hamnet_jax.inference.visit_packing import chunked_packing_rows, packing_rows
 
 
 def _model():
@@ -79,3 +80,18 @@ def test_fit_with_packing_trains_like_fit_without():
     outputs = [HAMNet(config).apply({"params": r.params}, val)[0] for r in (packed, plain)]
     for key in ("mean", "log_var"):
         np.testing.assert_allclose(outputs[0][key], outputs[1][key], rtol=1e-3, atol=1e-4)
+
+
+def test_mc_predictions_packed_equal_the_unpacked_ones_under_the_same_masks():
+    """Each packed row gets its (sample, visit slot)'s recorded mask, so packing changes
+    nothing but the order of float sums."""
+    config = _model()
+    batch = random_batch(config, 20, 4, seed=4)
+    params = jax.device_get(init_params(HAMNet(config), jax.tree_util.tree_map(jnp.asarray, batch),
+                                        jax.random.key(0)))
+    packed = predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, seed=2, visit_slots=4)
+    plain = predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, seed=2, visit_slots=4,
+                          visit_packing=False)
+    assert plain["epistemic_std"].min() > 0  # dropout is active: the masks matter
+    for key in ("prediction", "epistemic_std", "total_std", "outcome_probability", "outcome_probability_std"):
+        np.testing.assert_allclose(packed[key], plain[key], rtol=1e-4, atol=1e-5, err_msg=key)

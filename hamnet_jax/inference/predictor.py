@@ -18,54 +18,65 @@ import numpy as np
 
 from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.inference.batched import compile_ahead, map_batched
+from hamnet_jax.inference.visit_packing import chunked_packing_rows
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, tempered_probability
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.models.uncertainty import Z90, predict_with_uncertainty
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "num_samples"))
-def _mc(apply_fn: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int) -> dict:
-    return predict_with_uncertainty(apply_fn, params, batch, key, num_samples)
+@functools.partial(jax.jit, static_argnames=("apply_fn", "num_samples", "packed_visits"))
+def _mc(apply_fn: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int,
+        packed_visits: int = 0) -> dict:
+    return predict_with_uncertainty(apply_fn, params, batch, key, num_samples, packed_visits)
 
 
 @functools.lru_cache(maxsize=32)
-def _plain_apply(config: HAMNetConfig) -> Callable:
-    """One apply function per config, so the jitted MC step is compiled once per model."""
-    return HAMNet(config).apply
+def _plain_apply(config: HAMNetConfig, packed_visits: int = 0) -> Callable:
+    """One apply function per (config, packing), so the jitted MC step compiles once per model."""
+    return HAMNet(config, packed_visits=packed_visits).apply
 
 
 def predict_batch(
     config: HAMNetConfig, params: Any, batch: Batch, target_mean: float, target_std: float,
     calibration: Calibration = UNCALIBRATED, num_samples: int = 20, seed: int = 0, chunk: int = 256,
-    apply_fn: Callable | None = None, visit_slots: int | None = None,
+    apply_fn: Callable | None = None, visit_slots: int | None = None, visit_packing: bool = True,
 ) -> dict[str, np.ndarray]:
     """MC-dropout predictions in target units, with the run's `calibration` applied.
     `apply_fn` (default `HAMNet(config).apply`) is the execution path, e.g. a quantized
     model's (`CompressedModel.apply_fn()`) with `params` its int8 codes. The batch is
     padded to `visit_slots` (the run's `data.max_visits`): the MC masks, drawn for that
-    shape, are then the ones `hamnet predict` and exported graphs use."""
-    batch, apply_fn = _prepared(config, batch, apply_fn, visit_slots)
+    shape, are then the ones `hamnet predict` and exported graphs use. With `visit_packing`
+    the plain model's per-visit work runs on the real visits only (models/hamnet.py), each
+    under its own slot's masks: the same predictions."""
+    batch, apply_fn, packed = _prepared(config, batch, apply_fn, visit_slots, num_samples, chunk, visit_packing)
     key = jax.random.key(seed)
-    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples), batch, chunk)
+    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples, packed), batch, chunk)
     return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
 
 
-def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None,
-              visit_slots: int | None) -> tuple[Batch, Callable]:
+def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, visit_slots: int | None,
+              num_samples: int, chunk: int, visit_packing: bool) -> tuple[Batch, Callable, int]:
+    """The batch padded to the visit slots, the apply function and its packed rows: the
+    plain model packs the real visits of the batch tiled per MC sample (a given execution
+    path, e.g. a quantized model's, runs every slot)."""
     if visit_slots is not None:
         batch = batch.pad_visits(visit_slots)
     validate_batch(batch, config)
-    return batch, apply_fn or _plain_apply(config)
+    if apply_fn is not None or not visit_packing:
+        return batch, apply_fn or _plain_apply(config), 0
+    rows = chunked_packing_rows(batch.visit_counts(), chunk, int(np.shape(batch.visit_mask)[1])) * num_samples
+    return batch, _plain_apply(config, rows), rows
 
 
 def compile_predict_ahead(config: HAMNetConfig, params: Any, batch: Batch, num_samples: int = 20, seed: int = 0,
-                          chunk: int = 256, visit_slots: int | None = None) -> threading.Thread:
+                          chunk: int = 256, visit_slots: int | None = None,
+                          visit_packing: bool = True) -> threading.Thread:
     """Compile `predict_batch`'s program for `batch` (same arguments) on a background thread;
     `params` may be shapes (`jax.ShapeDtypeStruct`s) of the parameters it will get."""
-    batch, apply_fn = _prepared(config, batch, None, visit_slots)
+    batch, apply_fn, packed = _prepared(config, batch, None, visit_slots, num_samples, chunk, visit_packing)
     key = jax.random.key(seed)
-    return compile_ahead(lambda b: _mc.lower(apply_fn, params, b, key, num_samples), batch, chunk)
+    return compile_ahead(lambda b: _mc.lower(apply_fn, params, b, key, num_samples, packed), batch, chunk)
 
 
 def calibrated_outputs(stats: dict, target_mean: float, target_std: float, calibration: Calibration) -> dict:

@@ -18,10 +18,10 @@ Visit packing (`HAMNet(config, packed_visits=C)`): the per-visit encoders and th
 three quarters of the step's work, run on C rows holding the batch's real visits instead
 of all B x V visit slots (half of them padding in the default cohort). Outputs are those of
 the unpacked model: the temporal layer zeroes padded visits either way. The caller picks C
-at least the batch's number of real visits (`training.visit_packing.packing_rows`); a
-padded visit's aux embeddings are then zeros. Dropout masks are drawn for the packed rows,
-so packing is for training and deterministic evaluation, not for the MC-dropout replay of
-fixed per-subject masks (models/mc_dropout.py), which runs unpacked.
+at least the batch's number of real visits (`inference.visit_packing.packing_rows`); a
+padded visit's aux embeddings are then zeros. Dropout masks are drawn for the packed rows;
+the MC-dropout replay of fixed per-subject masks (models/mc_dropout.py) gives each packed row
+the mask of its (sample, visit slot).
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ class HAMNet(nn.Module):
         c = self.config
         b, v = batch.visit_mask.shape
         n = b * v
-        rows = self.packed_visits if 0 < self.packed_visits < n else n
+        rows = packed_rows(self.packed_visits, n)
         if rows < n:  # the real visits first, the rest of the C rows read as zeros
-            index = jnp.nonzero(batch.visit_mask.reshape(n) > 0, size=rows, fill_value=n)[0]
+            index = packed_visit_index(batch.visit_mask, rows)
             flat = lambda a: jnp.take(a.reshape((n,) + a.shape[2:]), index, axis=0, mode="fill", fill_value=0)
             unpack = lambda a: jnp.zeros((n,) + a.shape[1:], a.dtype).at[index].set(a, mode="drop")
         else:
@@ -170,6 +170,18 @@ class HAMNet(nn.Module):
         if not deterministic:
             z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(self.make_rng("dropout"), mu.shape)
         return z, {"bottleneck_mean": mu, "bottleneck_log_var": log_var}
+
+
+def packed_rows(packed_visits: int, slots: int) -> int:
+    """The rows a packed model runs its per-visit work on for `slots` visit slots."""
+    return packed_visits if 0 < packed_visits < slots else slots
+
+
+def packed_visit_index(visit_mask: jax.Array, rows: int) -> jax.Array:
+    """[rows] flat visit-slot index of each packed row: the real visits in order, then the
+    slot count (an out-of-range index: the row reads as zeros and is dropped on the way back)."""
+    n = visit_mask.size
+    return jnp.nonzero(visit_mask.reshape(n) > 0, size=rows, fill_value=n)[0]
 
 
 def wide_features(config: HAMNetConfig, batch: Batch) -> jax.Array:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.models.hamnet import packed_rows, packed_visit_index
 
 
 def _active_dropout(context: Any, args: tuple, kwargs: dict) -> bool:
@@ -56,19 +57,28 @@ def _recording(masks: list) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _replaying(masks: Sequence[jax.Array]) -> Iterator[None]:
+def _replaying(masks: Sequence[jax.Array], packed: tuple[jax.Array, int, int] | None = None) -> Iterator[None]:
     """Every active `nn.Dropout` applies the next recorded site's masks, [K, *one-subject
-    shape], to a batch tiled K times (rows: sample-major, then subject-major)."""
+    shape], to a batch tiled K times (rows: sample-major, then subject-major). `packed`
+    (index, visit slots in all, visit slots per subject): per-visit sites run packed rows
+    (`HAMNet(packed_visits=)`), row c holding the tiled batch's flat visit slot index[c]; it
+    gets that slot's (sample, visit) mask."""
     queue = iter(masks)
 
     def interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
         if not _active_dropout(context, args, kwargs):
             return next_fun(*args, **kwargs)
         x, keep = args[0], next(queue, None)
+        keep_prob = 1.0 - context.module.rate
+        if (packed is not None and keep is not None and x.shape[0] == packed[0].shape[0]
+                and keep.shape[1] == packed[2] and x.shape[1:] == keep.shape[2:]):
+            index, slots, visits = packed
+            samples = keep.shape[0]
+            sample = jnp.minimum(index // (slots // samples), samples - 1)  # fill rows: any mask, dropped later
+            return jnp.where(keep[sample, index % visits], x / keep_prob, 0.0).astype(x.dtype)
         if keep is None or x.shape[1:] != keep.shape[2:] or x.shape[0] % (keep.shape[0] * keep.shape[1]):
             raise ValueError(f"dropout masks do not fit this model: a site with input {x.shape} got "
                              f"{None if keep is None else keep.shape} (record them on the same config)")
-        keep_prob = 1.0 - context.module.rate
         grouped = x.reshape((keep.shape[0], -1) + keep.shape[1:])  # [K, B, s0, ...]
         return jnp.where(keep[:, None], grouped / keep_prob, 0.0).astype(x.dtype).reshape(x.shape)
 
@@ -96,16 +106,21 @@ def dropout_masks(apply: Callable, params: Any, batch: Batch, key: jax.Array, nu
 
 
 def mc_samples(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.Array],
-               key: jax.Array | None = None, num_samples: int | None = None) -> dict:
+               key: jax.Array | None = None, num_samples: int | None = None, packed_visits: int = 0) -> dict:
     """Model outputs under each of the K mask sets (`dropout_masks`), every output [K, B]:
     one pass over the batch tiled K times, each copy under its own masks. `key` feeds
     dropout drawn outside `nn.Dropout` (None: the model draws none, and the pass holds no
     RNG operation, so it exports to ONNX). `num_samples` gives K when the model has no
-    active dropout site (no masks: K identical passes)."""
+    active dropout site (no masks: K identical passes). `packed_visits`: `apply` is a
+    `HAMNet(packed_visits=...)`'s (rows for the tiled batch), whose packed rows get their
+    slots' masks."""
     k = int(masks[0].shape[0]) if masks else int(num_samples or 1)
     tiled = jax.tree_util.tree_map(lambda a: jnp.tile(a, (k,) + (1,) * (a.ndim - 1)), batch)
     rngs = {} if key is None else {"rngs": {"dropout": key}}
-    with _replaying(masks):
+    slots, visits = tiled.visit_mask.size, tiled.visit_mask.shape[1]
+    rows = packed_rows(packed_visits, slots)
+    packed = (packed_visit_index(tiled.visit_mask, rows), slots, visits) if rows < slots else None
+    with _replaying(masks, packed):
         out, _ = apply({"params": params}, tiled, deterministic=False, **rngs)
     return {name: v.reshape((k, -1) + v.shape[1:]) for name, v in out.items()}
 

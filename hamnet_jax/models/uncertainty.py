@@ -38,14 +38,16 @@ def mc_statistics(samples: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 def predict_with_uncertainty(
-    model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20
+    model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20,
+    packed_visits: int = 0,
 ) -> dict[str, jax.Array]:
     """`mc_statistics` (mean and aleatoric / epistemic / total standard deviations, and / or
     the outcome probability and its spread, each [B]) over `num_samples`
     dropout mask sets drawn from `key` and shared by every subject (models/mc_dropout.py:
     a subject's result does not depend on the rest of the batch). `model` is a HAMNet or
-    an apply function with its signature (a quantized model's execution path)."""
+    an apply function with its signature (a quantized model's execution path);
+    `packed_visits`: its `HAMNet(packed_visits=)` rows for the batch tiled `num_samples` times."""
     apply = model.apply if isinstance(model, HAMNet) else model
     mask_key, other_key = jax.random.split(key)
     masks = dropout_masks(apply, params, batch, mask_key, num_samples)
-    return mc_statistics(mc_samples(apply, params, batch, masks, other_key, num_samples))
+    return mc_statistics(mc_samples(apply, params, batch, masks, other_key, num_samples, packed_visits))

@@ -34,7 +34,7 @@ from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_s
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
 from hamnet_jax.training.steps import eval_step
-from hamnet_jax.training.visit_packing import chunked_packing_rows, packing_rows
+from hamnet_jax.inference.visit_packing import chunked_packing_rows, packing_rows
 
 log = logging.getLogger("hamnet_jax")
 
