@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -41,6 +41,7 @@ def predict_batch(
     config: HAMNetConfig, params: Any, batch: Batch, target_mean: float, target_std: float,
     calibration: Calibration = UNCALIBRATED, num_samples: int = 20, seed: int = 0, chunk: int = 256,
     apply_fn: Callable | None = None, visit_slots: int | None = None, visit_packing: bool = True,
+    packed_rows: int | None = None,
 ) -> dict[str, np.ndarray]:
     """MC-dropout predictions in target units, with the run's `calibration` applied.
     `apply_fn` (default `HAMNet(config).apply`) is the execution path, e.g. a quantized
@@ -48,15 +49,18 @@ def predict_batch(
     padded to `visit_slots` (the run's `data.max_visits`): the MC masks, drawn for that
     shape, are then the ones `hamnet predict` and exported graphs use. With `visit_packing`
     the plain model's per-visit work runs on the real visits only (models/hamnet.py), each
-    under its own slot's masks: the same predictions."""
-    batch, apply_fn, packed = _prepared(config, batch, apply_fn, visit_slots, num_samples, chunk, visit_packing)
+    under its own slot's masks: the same predictions; `packed_rows` (`mc_packing_rows`) sets
+    the rows, else they come from this batch."""
+    batch, apply_fn, packed = _prepared(config, batch, apply_fn, visit_slots, num_samples, chunk, visit_packing,
+                                        packed_rows)
     key = jax.random.key(seed)
     out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples, packed), batch, chunk)
     return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
 
 
 def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, visit_slots: int | None,
-              num_samples: int, chunk: int, visit_packing: bool) -> tuple[Batch, Callable, int]:
+              num_samples: int, chunk: int, visit_packing: bool,
+              packed_rows: int | None = None) -> tuple[Batch, Callable, int]:
     """The batch padded to the visit slots, the apply function and its packed rows: the
     plain model packs the real visits of the batch tiled per MC sample (a given execution
     path, e.g. a quantized model's, runs every slot)."""
@@ -65,16 +69,32 @@ def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, vis
     validate_batch(batch, config)
     if apply_fn is not None or not visit_packing:
         return batch, apply_fn or _plain_apply(config), 0
-    rows = chunked_packing_rows(batch.visit_counts(), chunk, int(np.shape(batch.visit_mask)[1])) * num_samples
+    rows = mc_packing_rows([batch], num_samples, chunk) if packed_rows is None else packed_rows
     return batch, _plain_apply(config, rows), rows
 
 
+def mc_packing_rows(batches: Sequence[Batch], num_samples: int, chunk: int = 256,
+                    visit_slots: int | None = None) -> int:
+    """Packed rows of `predict_batch`'s MC pass that hold every chunk of every batch (0: no
+    packing), so several batches (a run's validation and test splits) share one compiled
+    program: pass the result as their `packed_rows`."""
+    most = 0
+    for batch in batches:
+        slots = max(visit_slots or 0, int(np.shape(batch.visit_mask)[1]))
+        rows = chunked_packing_rows(batch.visit_counts(), chunk, slots)
+        if not rows:
+            return 0
+        most = max(most, rows)
+    return most * num_samples
+
+
 def compile_predict_ahead(config: HAMNetConfig, params: Any, batch: Batch, num_samples: int = 20, seed: int = 0,
-                          chunk: int = 256, visit_slots: int | None = None,
-                          visit_packing: bool = True) -> threading.Thread:
+                          chunk: int = 256, visit_slots: int | None = None, visit_packing: bool = True,
+                          packed_rows: int | None = None) -> threading.Thread:
     """Compile `predict_batch`'s program for `batch` (same arguments) on a background thread;
     `params` may be shapes (`jax.ShapeDtypeStruct`s) of the parameters it will get."""
-    batch, apply_fn, packed = _prepared(config, batch, None, visit_slots, num_samples, chunk, visit_packing)
+    batch, apply_fn, packed = _prepared(config, batch, None, visit_slots, num_samples, chunk, visit_packing,
+                                        packed_rows)
     key = jax.random.key(seed)
     return compile_ahead(lambda b: _mc.lower(apply_fn, params, b, key, num_samples, packed), batch, chunk)
 

@@ -28,7 +28,7 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, param_shapes
 from hamnet_jax.evaluation.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
-from hamnet_jax.inference.predictor import compile_predict_ahead, predict_batch, primary_output
+from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_rows, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
@@ -140,6 +140,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     # the MC-dropout program of the predictions after training (12-16 s to compile for the
     # standard tier) compiles on a background thread while training runs
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=config.data.max_visits)
+    predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
+                                                  visit_slots=config.data.max_visits)  # one program for both
     compile_predict_ahead(model_config, param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1))),
                           batches["val"], **predict_args)
     try:
