@@ -73,14 +73,15 @@ class CohortBatches:
     @functools.cached_property
     def modality_mask(self) -> np.ndarray:
         """[N, V, 4], one streaming pass over the cohort (its first use)."""
-        parts = [self.preprocessor.transform(chunk).modality_mask for chunk in self.cohort.chunks()]
+        transform = self.preprocessor.transform
+        parts = [transform(chunk, read_from_file=True).modality_mask for chunk in self.cohort.chunks()]
         return self._pad(np.concatenate(parts) if parts else np.zeros(self.visit_mask.shape + (4,), np.float32))
 
     def visit_counts(self) -> np.ndarray:
         return self.cohort.visit_mask.sum(axis=1).astype(np.int64)
 
     def take(self, index: np.ndarray) -> Batch:
-        batch = self.preprocessor.transform(self.cohort.rows(index))
+        batch = self.preprocessor.transform(self.cohort.rows(index), read_from_file=True)
         return batch.pad_visits(self.visit_slots) if self.visit_slots else batch
 
     def pad_visits(self, num_visits: int) -> CohortBatches:
