@@ -13,7 +13,7 @@ import pytest
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.inference.batched import chunks
-from hamnet_jax.inference.predictor import predict_batch
+from hamnet_jax.inference.predictor import mc_packing_rows, predict_batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.training.loop import fit
@@ -95,3 +95,8 @@ def test_mc_predictions_packed_equal_the_unpacked_ones_under_the_same_masks():
     assert plain["epistemic_std"].min() > 0  # dropout is active: the masks matter
     for key in ("prediction", "epistemic_std", "total_std", "outcome_probability", "outcome_probability_std"):
         np.testing.assert_allclose(packed[key], plain[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    shared = mc_packing_rows([batch, batch.take(np.arange(8))], 5)  # one program for several batches
+    np.testing.assert_allclose(predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, seed=2, visit_slots=4,
+                                             packed_rows=shared)["prediction"], plain["prediction"], rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot hold this batch's real visits"):
+        predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, visit_slots=4, packed_rows=8)

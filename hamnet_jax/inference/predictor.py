@@ -69,7 +69,12 @@ def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, vis
     validate_batch(batch, config)
     if apply_fn is not None or not visit_packing:
         return batch, apply_fn or _plain_apply(config), 0
-    rows = mc_packing_rows([batch], num_samples, chunk) if packed_rows is None else packed_rows
+    rows = mc_packing_rows([batch], num_samples, chunk)
+    if packed_rows is not None:  # rows given for several batches: they must hold this one's visits
+        if packed_rows and not 0 < rows <= packed_rows:
+            raise ValueError(f"packed_rows={packed_rows} cannot hold this batch's real visits (it needs "
+                             f"{rows or 'every slot'}): compute them with mc_packing_rows over every batch")
+        rows = packed_rows
     return batch, _plain_apply(config, rows), rows
 
 
