@@ -145,8 +145,7 @@ def _packing(cfg: TrainingConfig, mesh: Mesh, train: Batch, val: Batch, bs: int)
 
 
 def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: TrainingConfig, epoch: int,
-                 bs: int, steps_per_epoch: int, packed_rows: int = 0,
-                 after_first_step: Callable[[], Any] | None = None) -> tuple[TrainState, dict[str, float]]:
+                 bs: int, steps_per_epoch: int, packed_rows: int = 0) -> tuple[TrainState, dict[str, float]]:
     """One epoch of steps; the epoch's shuffle comes from (seed, epoch), each step's key from
     the step number. Each process reads only its devices' rows of a batch, `cfg.prefetch_batches`
     ahead of the step on a background thread. Metrics stay on device until the epoch ends
@@ -160,8 +159,6 @@ def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: Tr
     for i, batch in enumerate(on_device):
         state, m = sharded.device_step(state, batch, epoch * steps_per_epoch + i)
         step_metrics.append(m)
-        if i == 0 and after_first_step is not None:  # the step has compiled (it runs asynchronously)
-            after_first_step()
     means = {k: float(np.mean([m[k] for m in jax.device_get(step_metrics)])) for k in step_metrics[0]}
     return state, {"epoch": epoch + 1, **{f"train_{k}": v for k, v in means.items()},
                    "padding_fraction": padding_fraction(counts, batches)}
@@ -192,7 +189,6 @@ def fit(
     progress: bool = False,
     mesh: Mesh | None = None,
     plan: Plan = DEFAULT_PLAN,
-    once_compiled: Callable[[], Any] | None = None,
 ) -> FitResult:
     """Train HAMNet on `train`, select the epoch with the lowest `cfg.selection_metric`
     (validation NLL by default).
@@ -202,9 +198,7 @@ def fit(
     what is trained (fresh init or given params, objective, optimizer and apply wrappers):
     pruning, quantization-aware training, distillation and regularization run here too.
     With `resume`, a run continues from the latest checkpoint under `checkpoint_dir` (a
-    fresh start if there is none yet). `once_compiled` runs once the train step has compiled
-    (the caller's compile-ahead: XLA:CPU compiles one program at a time, so a compile started
-    earlier would hold up the step's own).
+    fresh start if there is none yet).
     """
     validate_batch(train, model_config)
     validate_batch(val, model_config)
@@ -237,12 +231,9 @@ def fit(
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
-    val_params = plan.eval_params(host_params(state.params))
-
-    def compile_later() -> None:  # validation's forward (and the caller's programs) compile while the first epoch runs
-        compile_ahead(lambda b: eval_step.lower(apply_fn, val_params, b), val, cfg.eval_batch_size)
-        if once_compiled is not None:
-            once_compiled()
+    # validation's forward compiles on the other core while the first epoch's step compiles
+    compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)), b), val,
+                  cfg.eval_batch_size)
 
     epochs = range(meta["epoch"], cfg.num_epochs)
     if progress and primary:
@@ -254,8 +245,7 @@ def fit(
         if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
-        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch, train_rows,
-                                     compile_later if epoch == meta["epoch"] else None)
+        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch, train_rows)
         params_now = host_params(state.params)
         record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
         meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)

@@ -142,12 +142,12 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=config.data.max_visits)
     predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
                                                   visit_slots=config.data.max_visits)  # one program for both
-    shapes = param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1)))
+    compile_predict_ahead(model_config, param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1))),
+                          batches["val"], **predict_args)
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,
-                     on_epoch=log_epoch if runlog or on_epoch else None, progress=progress, plan=plan,
-                     once_compiled=lambda: compile_predict_ahead(model_config, shapes, batches["val"], **predict_args))
+                     on_epoch=log_epoch if runlog or on_epoch else None, progress=progress, plan=plan)
     finally:
         if runlog:
             runlog.close()
