@@ -100,3 +100,6 @@ def test_mc_predictions_packed_equal_the_unpacked_ones_under_the_same_masks():
                                              packed_rows=shared)["prediction"], plain["prediction"], rtol=1e-4)
     with pytest.raises(ValueError, match="cannot hold this batch's real visits"):
         predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, visit_slots=4, packed_rows=8)
+    with pytest.raises(ValueError, match="packed_rows applies to the plain model"):
+        predict_batch(config, params, batch, 50.0, 10.0, num_samples=5, visit_slots=4, visit_packing=False,
+                      packed_rows=shared)

@@ -16,7 +16,7 @@ GENERAL = ("log_level", "device")
 # the training keys a derived run's fine-tuning keeps (its stage sets epochs, batch size,
 # learning rate, seed, warmup and early stopping; see training.fit_options)
 EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
-             "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "loss",
+             "memory_efficient_attention", "enabled_strategies", "mesh", "bucket_by_visits", "visit_packing", "loss",
              "classification_weight", "selection_metric", "eval_batch_size", "mc_samples", "grad_clip_norm",
              "weight_decay")
 # the inference keys a predictor reads; the batcher keys (max_queue_*, preferred_batch_sizes) are `serve`'s

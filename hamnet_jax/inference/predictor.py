@@ -68,6 +68,9 @@ def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, vis
         batch = batch.pad_visits(visit_slots)
     validate_batch(batch, config)
     if apply_fn is not None or not visit_packing:
+        if packed_rows:
+            raise ValueError("packed_rows applies to the plain model with visit_packing on; this call runs "
+                             + ("a given apply_fn" if apply_fn is not None else "every visit slot"))
         return batch, apply_fn or _plain_apply(config), 0
     rows = mc_packing_rows([batch], num_samples, chunk)
     if packed_rows is not None:  # rows given for several batches: they must hold this one's visits

@@ -69,7 +69,7 @@ class HAMNet(nn.Module):
         c = self.config
         b, v = batch.visit_mask.shape
         n = b * v
-        rows = packed_rows(self.packed_visits, n)
+        rows = packed_row_count(self.packed_visits, n)
         if rows < n:  # the real visits first, the rest of the C rows read as zeros
             index = packed_visit_index(batch.visit_mask, rows)
             flat = lambda a: jnp.take(a.reshape((n,) + a.shape[2:]), index, axis=0, mode="fill", fill_value=0)
@@ -172,7 +172,7 @@ class HAMNet(nn.Module):
         return z, {"bottleneck_mean": mu, "bottleneck_log_var": log_var}
 
 
-def packed_rows(packed_visits: int, slots: int) -> int:
+def packed_row_count(packed_visits: int, slots: int) -> int:
     """The rows a packed model runs its per-visit work on for `slots` visit slots."""
     return packed_visits if 0 < packed_visits < slots else slots
 

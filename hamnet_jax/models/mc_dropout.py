@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.models.hamnet import packed_rows, packed_visit_index
+from hamnet_jax.models.hamnet import packed_row_count, packed_visit_index
 
 
 def _active_dropout(context: Any, args: tuple, kwargs: dict) -> bool:
@@ -118,7 +118,7 @@ def mc_samples(apply: Callable, params: Any, batch: Batch, masks: Sequence[jax.A
     tiled = jax.tree_util.tree_map(lambda a: jnp.tile(a, (k,) + (1,) * (a.ndim - 1)), batch)
     rngs = {} if key is None else {"rngs": {"dropout": key}}
     slots, visits = tiled.visit_mask.size, tiled.visit_mask.shape[1]
-    rows = packed_rows(packed_visits, slots)
+    rows = packed_row_count(packed_visits, slots)
     packed = (packed_visit_index(tiled.visit_mask, rows), slots, visits) if rows < slots else None
     with _replaying(masks, packed):
         out, _ = apply({"params": params}, tiled, deterministic=False, **rngs)
