@@ -8,7 +8,7 @@ training options, back to back in one run on the same data (issue 14, must-hold 
 Each side is a fresh `hamnet train` process with an empty XLA cache (imports, compiles, the
 cohort cache, training with early stopping, calibration and the test split's MC-dropout
 prediction all in its wall time). The fast side's training keys default to `bucket_by_visits: true` (batches of similar
-visit counts, cut to the visits they need) and `dropout_rng: rbg`. Reported: wall seconds,
+visit counts, cut to the visits they need). Reported: wall seconds,
 epochs, test MAE, and the fast / default ratios. A side already measured is kept (delete
 its row from the JSON, or pass --again, to measure it anew).
 
