@@ -11,6 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from hamnet_jax.host_memory import reexec_with_huge_page_malloc, started_as_cli
+
+if started_as_cli():  # before the imports below: the `hamnet` process runs with huge-page malloc
+    reexec_with_huge_page_malloc()
+
 from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers

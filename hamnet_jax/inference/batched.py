@@ -7,23 +7,22 @@ test splits, an evaluation's modality-removal rows) share one compile: a compile
 MC-dropout pass costs seconds, 64 padded rows of it milliseconds.
 
 `compile_ahead` compiles that program on a background thread before the batch is needed
-(while training runs), so the later `map_batched` finds it in jit's cache.
+(while training runs), so the later `map_batched` finds it in jit's cache
+(hamnet_jax/background_compile.py).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
+from hamnet_jax.background_compile import Compiling
 from hamnet_jax.data.batch import Batch
 
 MIN_CHUNK = 64
-log = logging.getLogger("hamnet_jax")
 
 
 def chunk_size(n: int, size: int) -> int:
@@ -56,21 +55,11 @@ def map_batched(fn: Callable[[Batch], dict], batch: Batch, size: int) -> dict[st
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def compile_ahead(lower: Callable[[Batch], Any], batch: Batch, size: int) -> threading.Thread:
-    """Compile, on a daemon thread, the program `map_batched(fn, batch, size)` will run:
+def compile_ahead(lower: Callable[[Batch], Any], batch: Batch, size: int, what: str = "batched") -> Compiling:
+    """Compile, on a background thread, the program `map_batched(fn, batch, size)` will run:
     `lower(chunk)` is `fn`'s jitted function lowered at a chunk (the first one, read here).
-    jit's in-memory cache then serves the later calls at those shapes without compiling, and
-    XLA compiles without holding the GIL, so the compile runs on another core beside the
-    caller's work. Measured in `hamnet train --tier standard`: the MC-dropout program costs
-    12-16 s to compile cold, the validation forward 4 s, both now hidden behind training."""
+    Wait for the result before that `map_batched`. Measured in `hamnet train --tier
+    standard`: the MC-dropout program costs 12-18 s to compile cold, the validation forward
+    4 s, both hidden behind training."""
     chunk = next(chunks(batch, chunk_size(batch.size, size)))[0]
-
-    def work() -> None:
-        try:
-            lower(chunk).compile()
-        except Exception:  # noqa: BLE001 - the real call compiles again and raises in its caller
-            log.debug("compiling ahead failed; the program compiles when it is first called", exc_info=True)
-
-    thread = threading.Thread(target=work, name="hamnet-compile-ahead", daemon=True)
-    thread.start()
-    return thread
+    return Compiling(lambda: lower(chunk), what)

@@ -1,6 +1,7 @@
 """Predictions with uncertainty for a trained run, in target units.
 
-`predict(run, batch)` draws Monte-Carlo dropout samples (`predict_with_uncertainty`),
+`predict(run, batch)` draws Monte-Carlo dropout samples (`predict_with_uncertainty`, in two
+programs: the masks, compiled for speed of compiling, and the passes under them),
 applies the run's variance calibration, and returns mean, aleatoric / epistemic / total
 standard deviations and the 90% interval.
 """
@@ -8,7 +9,6 @@ standard deviations and the 90% interval.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -16,19 +16,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hamnet_jax.background_compile import Compiling
 from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.inference.batched import compile_ahead, map_batched
 from hamnet_jax.inference.visit_packing import chunked_packing_rows
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, tempered_probability
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
-from hamnet_jax.models.uncertainty import Z90, predict_with_uncertainty
+from hamnet_jax.models.mc_dropout import MASK_PROGRAM_OPTIONS
+from hamnet_jax.models.uncertainty import Z90, mc_masks, predict_with_masks
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "num_samples"), compiler_options=MASK_PROGRAM_OPTIONS)
+def _masks(apply_fn: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int) -> tuple:
+    return mc_masks(apply_fn, params, batch, key, num_samples)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "num_samples", "packed_visits"))
-def _mc(apply_fn: Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int,
+def _mc(apply_fn: Callable, params: Any, batch: Batch, masks: tuple, key: jax.Array, num_samples: int,
         packed_visits: int = 0) -> dict:
-    return predict_with_uncertainty(apply_fn, params, batch, key, num_samples, packed_visits)
+    return predict_with_masks(apply_fn, params, batch, masks, key, num_samples, packed_visits)
 
 
 @functools.lru_cache(maxsize=32)
@@ -54,7 +61,11 @@ def predict_batch(
     batch, apply_fn, packed = _prepared(config, batch, apply_fn, visit_slots, num_samples, chunk, visit_packing,
                                         packed_rows)
     key = jax.random.key(seed)
-    out = map_batched(lambda b: _mc(apply_fn, params, b, key, num_samples, packed), batch, chunk)
+    # the masks (drawn for one subject's shapes: the same for every chunk) as host arrays, as
+    # `compile_predict_ahead` compiled the MC program for them
+    masks = jax.device_get(_masks(_mask_apply(config, apply_fn, packed), params, batch.take(np.arange(1)), key,
+                                  num_samples))
+    out = map_batched(lambda b: _mc(apply_fn, params, b, masks, key, num_samples, packed), batch, chunk)
     return {k: np.asarray(v) for k, v in calibrated_outputs(out, target_mean, target_std, calibration).items()}
 
 
@@ -81,6 +92,13 @@ def _prepared(config: HAMNetConfig, batch: Batch, apply_fn: Callable | None, vis
     return batch, _plain_apply(config, rows), rows
 
 
+def _mask_apply(config: HAMNetConfig, apply_fn: Callable, packed: int) -> Callable:
+    """The apply function the masks are drawn with: the unpacked model's when the MC pass
+    packs (a one-subject batch is never packed, so its masks are the same, and one masks
+    program serves every packing)."""
+    return _plain_apply(config) if packed else apply_fn
+
+
 def mc_packing_rows(batches: Sequence[Batch], num_samples: int, chunk: int = 256,
                     visit_slots: int | None = None) -> int:
     """Packed rows of `predict_batch`'s MC pass that hold every chunk of every batch (0: no
@@ -98,13 +116,20 @@ def mc_packing_rows(batches: Sequence[Batch], num_samples: int, chunk: int = 256
 
 def compile_predict_ahead(config: HAMNetConfig, params: Any, batch: Batch, num_samples: int = 20, seed: int = 0,
                           chunk: int = 256, visit_slots: int | None = None, visit_packing: bool = True,
-                          packed_rows: int | None = None) -> threading.Thread:
+                          packed_rows: int | None = None) -> Compiling:
     """Compile `predict_batch`'s program for `batch` (same arguments) on a background thread;
     `params` may be shapes (`jax.ShapeDtypeStruct`s) of the parameters it will get."""
     batch, apply_fn, packed = _prepared(config, batch, None, visit_slots, num_samples, chunk, visit_packing,
                                         packed_rows)
     key = jax.random.key(seed)
-    return compile_ahead(lambda b: _mc.lower(apply_fn, params, b, key, num_samples, packed), batch, chunk)
+    mask_apply = _mask_apply(config, apply_fn, packed)
+
+    def lower(chunk_batch: Batch) -> Any:
+        masks = _masks.lower(mask_apply, params, batch.take(np.arange(1)), key, num_samples)
+        masks.compile()  # (then the MC program, for masks of the shapes it gives)
+        return _mc.lower(apply_fn, params, chunk_batch, masks.out_info, key, num_samples, packed)
+
+    return compile_ahead(lower, batch, chunk, "mc-prediction")
 
 
 def calibrated_outputs(stats: dict, target_mean: float, target_std: float, calibration: Calibration) -> dict:

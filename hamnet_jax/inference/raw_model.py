@@ -36,8 +36,8 @@ from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.calibration import Calibration
 from hamnet_jax.inference.predictor import calibrated_outputs
 from hamnet_jax.inference.raw_inputs import RawInputSpec, standardize
-from hamnet_jax.models.mc_dropout import dropout_masks, mc_samples, uses_other_dropout
-from hamnet_jax.models.uncertainty import mc_statistics
+from hamnet_jax.models.mc_dropout import MASK_PROGRAM_OPTIONS, mc_samples, uses_other_dropout
+from hamnet_jax.models.uncertainty import mc_masks, mc_statistics
 
 if TYPE_CHECKING:
     from hamnet_jax.data.batch import Batch
@@ -77,8 +77,8 @@ class RawModel:
             return dataclasses.replace(self, masks=None, seed=seed, num_samples=0)
         apply, params = self.model.apply_fn(), self.model.params
         example = random_batch(self.model.config, 1, self.spec.max_visits)
-        mask_key = jax.random.split(jax.random.key(seed))[0]  # as predict_with_uncertainty splits it
-        masks = jax.jit(lambda p, b: dropout_masks(apply, p, b, mask_key, num_samples))(params, example)
+        masks = jax.jit(lambda p, b: mc_masks(apply, p, b, jax.random.key(seed), num_samples),
+                        compiler_options=MASK_PROGRAM_OPTIONS)(params, example)
         return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed,
                                    num_samples=int(num_samples))
 

@@ -37,6 +37,19 @@ def mc_statistics(samples: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return result
 
 
+def mc_masks(model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20) -> tuple:
+    """The `num_samples` dropout mask sets `predict_with_uncertainty` draws from `key` (only
+    the batch's shapes matter: models/mc_dropout.py)."""
+    return dropout_masks(_apply(model), params, batch, jax.random.split(key)[0], num_samples)
+
+
+def predict_with_masks(model: HAMNet | Callable, params: Any, batch: Batch, masks: tuple, key: jax.Array,
+                       num_samples: int = 20, packed_visits: int = 0) -> dict[str, jax.Array]:
+    """`predict_with_uncertainty` under given `mc_masks(model, params, batch, key, num_samples)`."""
+    other_key = jax.random.split(key)[1]
+    return mc_statistics(mc_samples(_apply(model), params, batch, masks, other_key, num_samples, packed_visits))
+
+
 def predict_with_uncertainty(
     model: HAMNet | Callable, params: Any, batch: Batch, key: jax.Array, num_samples: int = 20,
     packed_visits: int = 0,
@@ -47,7 +60,9 @@ def predict_with_uncertainty(
     a subject's result does not depend on the rest of the batch). `model` is a HAMNet or
     an apply function with its signature (a quantized model's execution path);
     `packed_visits`: its `HAMNet(packed_visits=)` rows for the batch tiled `num_samples` times."""
-    apply = model.apply if isinstance(model, HAMNet) else model
-    mask_key, other_key = jax.random.split(key)
-    masks = dropout_masks(apply, params, batch, mask_key, num_samples)
-    return mc_statistics(mc_samples(apply, params, batch, masks, other_key, num_samples, packed_visits))
+    masks = mc_masks(model, params, batch, key, num_samples)
+    return predict_with_masks(model, params, batch, masks, key, num_samples, packed_visits)
+
+
+def _apply(model: HAMNet | Callable) -> Callable:
+    return model.apply if isinstance(model, HAMNet) else model

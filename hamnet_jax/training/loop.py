@@ -211,11 +211,12 @@ def fit(
     n = train.size
     example = train.take(np.arange(min(n, 2)))
 
-    def make_setup(model: HAMNet, total_steps: int, warmup_steps: int) -> tuple[TrainState, ShardedSetup]:
+    def make_setup(model: HAMNet, total_steps: int, warmup_steps: int,
+                   step_batch: Batch | None = None) -> tuple[TrainState, ShardedSetup]:
         opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
                                       cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan,
-                                      dropout_rng=cfg.dropout_rng)
+                                      dropout_rng=cfg.dropout_rng, step_batch=step_batch)
 
     # the schedule needs the step count, hence the batch size; a memory budget measures the
     # compiled step first, on a provisional (unpacked: the most memory) state of the same shapes
@@ -225,15 +226,16 @@ def fit(
     del probe
     schedule_epochs = cfg.schedule_epochs or cfg.num_epochs
     train_rows, val_rows = _packing(cfg, mesh, train, val, bs)
+    rows, visits = _epoch_plan(train.visit_counts(), cfg, 0, bs, int(np.shape(train.visit_mask)[1]))[0]
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
-                                int(cfg.warmup_epochs * steps_per_epoch))
+                                int(cfg.warmup_epochs * steps_per_epoch), train.take(rows).trim_visits(visits))
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
     # validation's forward compiles on the other core while the first epoch's step compiles
-    compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)), b), val,
-                  cfg.eval_batch_size)
+    compiling_eval = compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)),
+                                                             b), val, cfg.eval_batch_size, "validation")
 
     epochs = range(meta["epoch"], cfg.num_epochs)
     if progress and primary:
@@ -247,6 +249,7 @@ def fit(
             break
         state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch, train_rows)
         params_now = host_params(state.params)
+        compiling_eval.wait()
         record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
         meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)
         if improved:

@@ -137,13 +137,13 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
 
     if training.wide_start == "fitted":
         plan = fitted_plan(plan, model_config, batches["train"], training.seed, start_params=not resume)
-    # the MC-dropout program of the predictions after training (12-16 s to compile for the
-    # standard tier) compiles on a background thread while training runs
+    # the MC-dropout programs of the predictions after training (~5 s to compile for the
+    # standard tier) compile on a background thread while training starts
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=config.data.max_visits)
     predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
                                                   visit_slots=config.data.max_visits)  # one program for both
-    compile_predict_ahead(model_config, param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1))),
-                          batches["val"], **predict_args)
+    shapes = param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1)))
+    compiling_mc = compile_predict_ahead(model_config, shapes, batches["val"], **predict_args)
     try:
         result = fit(model_config, training, batches["train"], batches["val"],
                      checkpoint_dir=out / "checkpoints", resume=resume,
@@ -158,6 +158,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
                              calibration, **predict_args)
 
+    compiling_mc.wait()  # (a call now would compile it a second time)
     val_pred = predict("val")
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
         profile = DataProfile.fit(profile_subjects(parts["train"], training.seed), schema)
