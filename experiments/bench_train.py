@@ -16,7 +16,11 @@
    naive vs blockwise attention and remat.
 
     python experiments/bench_train.py [--batch 256] [--steps 10] [--reps 3] [--only ROW ...] [--no-torch]
-                                      [--out experiments/results/bench_train.json]
+                                      [--no-huge-pages] [--out experiments/results/bench_train.json]
+
+The process runs with glibc's huge-page malloc (it re-executes itself with the tunable, as
+`hamnet` does: hamnet_jax/host_memory.py), JAX and PyTorch rows alike; `--no-huge-pages`
+measures without it.
 
 Memory is XLA's memory analysis of the compiled step (arguments + outputs + temporaries
 - aliased buffers); FLOPs come from XLA's cost analysis of the compiled step.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import statistics
 import sys
@@ -33,10 +38,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if __name__ == "__main__" and "--no-huge-pages" not in sys.argv:
+    from hamnet_jax.host_memory import reexec_with_huge_page_malloc
+
+    reexec_with_huge_page_malloc()  # both sides in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
 from hamnet_jax.data.cohort import CohortDims  # noqa: E402
@@ -214,6 +224,9 @@ def main() -> None:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--only", nargs="+", metavar="ROW", help="the standard-tier rows to run (fp32 always runs)")
     p.add_argument("--out", default="experiments/results/bench_train.json")
+    p.add_argument("--no-huge-pages", action="store_true",
+                   help="run without glibc's huge-page malloc (by default the process re-executes with it, as "
+                        "`hamnet` does; it applies to the JAX and the PyTorch rows alike)")
     args = p.parse_args()
 
     peak = matmul_flops_per_s()
@@ -278,6 +291,7 @@ def main() -> None:
     for r in memory:
         print(f"{r['name']:<26}{r['visits']:>7}{r['batch']:>7}{r['temp_mib']:>10.1f}{r['cut_vs_naive']:>13.2f}x")
     result = {"device": str(device), "platform": device.platform, "host": platform.node(), "jax": jax.__version__,
+              "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
               "matmul_flops_per_s": peak, "tiers": tiers, "variants": variants, "long_history_memory": memory}
     write_json_atomic(Path(args.out), result)
     print(f"wrote {args.out}")

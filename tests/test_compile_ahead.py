@@ -69,5 +69,5 @@ def test_mask_program_compiled_for_compile_speed_draws_the_same_masks():
     plain = jax.jit(draw)(params, batch)
     cheap = jax.jit(draw, compiler_options=MASK_PROGRAM_OPTIONS)(params, batch)
     assert len(plain) == len(cheap) > 0
-    for a, b in zip(plain, cheap):
+    for a, b in zip(plain, cheap, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -226,9 +226,12 @@ def fit(
     del probe
     schedule_epochs = cfg.schedule_epochs or cfg.num_epochs
     train_rows, val_rows = _packing(cfg, mesh, train, val, bs)
+    # every batch has the first one's shapes, so the step compiles ahead from them (not with
+    # visit bucketing, whose batches' visit slots vary: the first to run depends on the epoch)
     rows, visits = _epoch_plan(train.visit_counts(), cfg, 0, bs, int(np.shape(train.visit_mask)[1]))[0]
+    first = None if cfg.bucket_by_visits else train.take(rows).trim_visits(visits)
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
-                                int(cfg.warmup_epochs * steps_per_epoch), train.take(rows).trim_visits(visits))
+                                int(cfg.warmup_epochs * steps_per_epoch), first)
     primary = jax.process_index() == 0
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     state, meta, best = _restore(ckpt, state, resume)
