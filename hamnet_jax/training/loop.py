@@ -228,8 +228,10 @@ def fit(
     train_rows, val_rows = _packing(cfg, mesh, train, val, bs)
     # every batch has the first one's shapes, so the step compiles ahead from them (not with
     # visit bucketing, whose batches' visit slots vary: the first to run depends on the epoch)
+    # (its shapes from one row: a process reads only its own rows of a training batch)
     rows, visits = _epoch_plan(train.visit_counts(), cfg, 0, bs, int(np.shape(train.visit_mask)[1]))[0]
-    first = None if cfg.bucket_by_visits else train.take(rows).trim_visits(visits)
+    first = None if cfg.bucket_by_visits else jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((len(rows),) + a.shape[1:], a.dtype), train.take(rows[:1]).trim_visits(visits))
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
                                 int(cfg.warmup_epochs * steps_per_epoch), first)
     primary = jax.process_index() == 0

@@ -82,9 +82,9 @@ def setup_sharded_training(
     step_batch: Batch | None = None,
 ) -> tuple[TrainState, ShardedSetup]:
     """The initial (sharded) state and the jitted step. Params come from `fold_in(seed, 0)`
-    (or the plan's), dropout keys from `step_dropout_key`. `step_batch`: a host batch of the
-    global shapes the step will run (the first one): the step then compiles ahead, beside
-    the init (module docstring)."""
+    (or the plan's), dropout keys from `step_dropout_key`. `step_batch`: a batch (host arrays
+    or `jax.ShapeDtypeStruct`s) of the global shapes the step will run: the step then
+    compiles ahead, beside the init (module docstring)."""
     init = state_init_fn(model, example, opt_cfg, policy, plan.wrap_apply, plan.wrap_tx, plan.state_cls,
                          plan.state_fields)
     start = plan.init_params
@@ -113,7 +113,7 @@ def setup_sharded_training(
                                                              weak_type=getattr(a, "weak_type", False))
         # the state and the batch arrive on the devices; the key and the step number as numpy
         args = (jax.tree_util.tree_map(spec, abstract, state_sh),
-                jax.tree_util.tree_map(lambda a: spec(np.asarray(a), bsh), step_batch), spec(base_key),
+                jax.tree_util.tree_map(lambda a: spec(a, bsh), step_batch), spec(base_key),
                 spec(np.int32(0)))
         compiling = Compiling(lambda: jitted.lower(*args), "train-step")
     state = jax.jit(lambda k, p: init(jax.random.fold_in(jax.random.wrap_key_data(k), 0), p),
