@@ -40,10 +40,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-if __name__ == "__main__" and "--no-huge-pages" not in sys.argv:
-    from hamnet_jax.host_memory import reexec_with_huge_page_malloc
+if __name__ == "__main__":
+    from hamnet_jax.host_memory import TUNABLE, reexec_with_huge_page_malloc
 
-    reexec_with_huge_page_malloc()  # both sides in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
+    if "--no-huge-pages" not in sys.argv:
+        reexec_with_huge_page_malloc()  # both sides in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
+    elif f"{TUNABLE}=1" in os.environ.get("GLIBC_TUNABLES", ""):
+        raise SystemExit(f"--no-huge-pages: GLIBC_TUNABLES sets {TUNABLE}=1 for this process; unset it "
+                         "(glibc reads it when the process starts)")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
