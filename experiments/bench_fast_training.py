@@ -7,9 +7,9 @@ training options, back to back in one run on the same data (issue 14, must-hold 
 
 Each side is a fresh `hamnet train` process with an empty XLA cache (imports, compiles, the
 cohort cache, training with early stopping, calibration and the test split's MC-dropout
-prediction all in its wall time), started from an environment without glibc's huge-page
-malloc tunable: this checkout's `hamnet` sets it itself (hamnet_jax/host_memory.py), a
-baseline commit's does not. The fast side's training keys default to `bucket_by_visits: true` (batches of similar
+prediction all in its wall time), started from an environment that sets no allocator
+(no `LD_PRELOAD`, `GLIBC_TUNABLES` or `HAMNET_MALLOC`): this checkout's `hamnet` picks its
+own (hamnet_jax/host_memory.py), a baseline commit's may not. The fast side's training keys default to `bucket_by_visits: true` (batches of similar
 visit counts, cut to the visits they need). Reported: wall seconds,
 epochs, test MAE, and the fast / default ratios. A side already measured is kept (delete
 its row from the JSON, or pass --again, to measure it anew).
@@ -51,11 +51,10 @@ def train(name: str, keys: dict, data: Path, work: Path, source: Path | None = N
     # (hamnet's default cache under ~/.cache would serve a side what an earlier run compiled)
     cache = work / f"xla-cache-{name}"
     subprocess.run(["rm", "-rf", str(cache)], check=True)
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache.resolve())}
-    # each side as `hamnet train` runs from a plain environment: this code's CLI sets glibc's
-    # huge-page malloc itself (hamnet_jax/host_memory.py); a baseline's runs without it
-    env["GLIBC_TUNABLES"] = ":".join(t for t in env.get("GLIBC_TUNABLES", "").split(":")
-                                     if t and not t.startswith("glibc.malloc.hugetlb"))
+    # each side as `hamnet train` runs from a plain environment: this code's CLI picks its
+    # allocator itself (hamnet_jax/host_memory.py); a baseline's may run with glibc's default
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", "HAMNET_MALLOC")}
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache.resolve())
     if source is None:
         command += ["--tier", "standard"]
     else:

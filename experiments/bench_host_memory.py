@@ -1,15 +1,16 @@
-"""The standard-tier train step with and without glibc's huge-page malloc (what `hamnet`
-sets for itself: hamnet_jax/host_memory.py), in alternating fresh processes on the same
-machine: samples/s, page faults and system time per step, and the step's scratch size.
+"""The standard-tier train step under each allocator `hamnet` can run with
+(hamnet_jax/host_memory.py): glibc's malloc on 4 KiB pages, glibc with huge pages, and
+tcmalloc when it is installed, in alternating fresh processes on the same machine:
+samples/s, page faults and system time per step, and the step's scratch size.
 
     python experiments/bench_host_memory.py [--batch 128] [--steps 30] [--pairs 2]
                                             [--out experiments/results/bench_host_memory.json]
 
-glibc reads its tunables when a process starts, so each side is its own process
-(`GLIBC_TUNABLES=glibc.malloc.hugetlb=0` or `=1`); the sides alternate `--pairs` times so
-the machine's load moves both alike. Each process compiles the step once, warms it up, then
-times 3 rounds of `--steps` steps and reports their median, with the page faults and the
-system CPU time of those rounds (`resource.getrusage`).
+An allocator is chosen when a process starts, so each side is its own process
+(`GLIBC_TUNABLES=glibc.malloc.hugetlb=0` or `=1`, or `LD_PRELOAD` of tcmalloc); the sides
+alternate `--pairs` times so the machine's load moves all alike. Each process compiles the
+step once, warms it up, then times 3 rounds of `--steps` steps and reports their median,
+with the page faults and the system CPU time of those rounds (`resource.getrusage`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hamnet_jax.host_memory import CHOICE_VARIABLE, find_tcmalloc, malloc_in_use  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+
+# side name -> the environment it starts with (on top of this one, its allocator settings removed)
+SIDES: dict[str, dict[str, str]] = {
+    "glibc malloc": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"},
+    "glibc, huge pages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    "tcmalloc": {"LD_PRELOAD": find_tcmalloc() or ""},
+}
 
 
 def measure(batch: int, steps: int) -> dict:
@@ -45,15 +54,15 @@ def measure(batch: int, steps: int) -> dict:
             "page_faults_per_step": (after.ru_minflt - before.ru_minflt) / n,
             "system_s_per_step": (after.ru_stime - before.ru_stime) / n,
             "user_s_per_step": (after.ru_utime - before.ru_utime) / n, "wall_s": wall,
-            "temp_mib": info["temp_mib"], "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+            "temp_mib": info["temp_mib"], "malloc": malloc_in_use()}
 
 
-def side(huge_pages: bool, batch: int, steps: int) -> dict:
-    env = {**os.environ, "GLIBC_TUNABLES": f"glibc.malloc.hugetlb={int(huge_pages)}"}
+def side(name: str, batch: int, steps: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD", CHOICE_VARIABLE)}
     done = subprocess.run([sys.executable, __file__, "--measure", "--batch", str(batch), "--steps", str(steps)],
-                          env=env, capture_output=True, text=True, cwd=ROOT)
+                          env={**env, **SIDES[name]}, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
-        raise SystemExit(f"measuring (huge pages {huge_pages}) failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"measuring ({name}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -61,28 +70,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128, help="hamnet train's default batch size")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=2, help="rounds of alternating processes, one per allocator")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bench_host_memory.json"))
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # one side, in this process
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args.batch, args.steps)))
         return
-    runs: dict[str, list[dict]] = {"4 KiB pages": [], "huge pages": []}
+    names = [n for n, env in SIDES.items() if all(env.values())]  # (tcmalloc: when installed)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
     for _ in range(args.pairs):
-        runs["4 KiB pages"].append(side(False, args.batch, args.steps))
-        runs["huge pages"].append(side(True, args.batch, args.steps))
+        for name in names:
+            runs[name].append(side(name, args.batch, args.steps))
     rows = []
     for name, rs in runs.items():
         rows.append({"name": name, "runs": rs, **{k: statistics.median(r[k] for r in rs) for k in (
             "samples_per_s", "page_faults_per_step", "system_s_per_step", "user_s_per_step", "temp_mib")}})
     base = rows[0]
     print(f"standard tier train step, batch {args.batch}; medians of {args.pairs} alternating processes")
-    print(f"{'malloc':<14}{'samples/s':>11}{'faults/step':>13}{'sys ms/step':>13}{'user ms/step':>14}"
+    print(f"{'malloc':<20}{'samples/s':>11}{'faults/step':>13}{'sys ms/step':>13}{'user ms/step':>14}"
           f"{'scratch MiB':>13}{'speed-up':>10}")
     for r in rows:
         r["speedup"] = r["samples_per_s"] / base["samples_per_s"]
-        print(f"{r['name']:<14}{r['samples_per_s']:>11.0f}{r['page_faults_per_step']:>13.0f}"
+        print(f"{r['name']:<20}{r['samples_per_s']:>11.0f}{r['page_faults_per_step']:>13.0f}"
               f"{1e3 * r['system_s_per_step']:>13.1f}{1e3 * r['user_s_per_step']:>14.1f}{r['temp_mib']:>13.1f}"
               f"{r['speedup']:>9.2f}x")
     write_json_atomic(Path(args.out), {"batch": args.batch, "steps": args.steps, "pairs": args.pairs, "rows": rows})

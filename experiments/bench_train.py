@@ -16,11 +16,12 @@
    naive vs blockwise attention and remat.
 
     python experiments/bench_train.py [--batch 256] [--steps 10] [--reps 3] [--only ROW ...] [--no-torch]
-                                      [--no-huge-pages] [--out experiments/results/bench_train.json]
+                                      [--malloc auto|tcmalloc|huge-pages|system]
+                                      [--out experiments/results/bench_train.json]
 
-The process runs with glibc's huge-page malloc (it re-executes itself with the tunable, as
-`hamnet` does: hamnet_jax/host_memory.py), JAX and PyTorch rows alike; `--no-huge-pages`
-measures without it.
+The process runs with the allocator `hamnet` picks (tcmalloc when installed, else glibc's
+huge-page malloc: it re-executes itself as `hamnet` does, hamnet_jax/host_memory.py), JAX
+and PyTorch rows alike; `--malloc` picks another.
 
 Memory is XLA's memory analysis of the compiled step (arguments + outputs + temporaries
 - aliased buffers); FLOPs come from XLA's cost analysis of the compiled step.
@@ -41,18 +42,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 if __name__ == "__main__":
-    from hamnet_jax.host_memory import TUNABLE, reexec_with_huge_page_malloc
+    from hamnet_jax.errors import InputError
+    from hamnet_jax.host_memory import CHOICE_VARIABLE, CHOICES, malloc_in_use, reexec_with_fast_malloc
 
-    if "--no-huge-pages" not in sys.argv:
-        reexec_with_huge_page_malloc()  # both sides in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
-    elif f"{TUNABLE}=1" in os.environ.get("GLIBC_TUNABLES", ""):
-        raise SystemExit(f"--no-huge-pages: GLIBC_TUNABLES sets {TUNABLE}=1 for this process; unset it "
-                         "(glibc reads it when the process starts)")
+    _malloc = argparse.ArgumentParser(add_help=False)
+    _malloc.add_argument("--malloc", choices=CHOICES, default="auto")
+    os.environ[CHOICE_VARIABLE] = _malloc.parse_known_args()[0].malloc
+    if os.environ[CHOICE_VARIABLE] == "system" and malloc_in_use() != "system":
+        raise SystemExit(f"--malloc system: this process was started with {malloc_in_use()}; start it without "
+                         "(LD_PRELOAD and GLIBC_TUNABLES are read when a process starts)")
+    try:  # both frameworks in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
+        reexec_with_fast_malloc()
+    except InputError as e:
+        raise SystemExit(f"--malloc: {e}") from None
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
+from hamnet_jax.host_memory import CHOICES, malloc_in_use  # noqa: E402
 from hamnet_jax.data.cohort import CohortDims  # noqa: E402
 from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
@@ -228,9 +236,9 @@ def main() -> None:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--only", nargs="+", metavar="ROW", help="the standard-tier rows to run (fp32 always runs)")
     p.add_argument("--out", default="experiments/results/bench_train.json")
-    p.add_argument("--no-huge-pages", action="store_true",
-                   help="run without glibc's huge-page malloc (by default the process re-executes with it, as "
-                        "`hamnet` does; it applies to the JAX and the PyTorch rows alike)")
+    p.add_argument("--malloc", choices=CHOICES, default="auto",
+                   help="the allocator this process re-executes with, as `hamnet` does (HAMNET_MALLOC, "
+                        "hamnet_jax/host_memory.py); it applies to the JAX and the PyTorch rows alike")
     args = p.parse_args()
 
     peak = matmul_flops_per_s()
@@ -295,7 +303,7 @@ def main() -> None:
     for r in memory:
         print(f"{r['name']:<26}{r['visits']:>7}{r['batch']:>7}{r['temp_mib']:>10.1f}{r['cut_vs_naive']:>13.2f}x")
     result = {"device": str(device), "platform": device.platform, "host": platform.node(), "jax": jax.__version__,
-              "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+              "malloc": malloc_in_use(),
               "matmul_flops_per_s": peak, "tiers": tiers, "variants": variants, "long_history_memory": memory}
     write_json_atomic(Path(args.out), result)
     print(f"wrote {args.out}")

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 
 # lowest first; a unit may import units of a lower rank (and itself)
 RANKS = {
-    "errors": 0, "io_atomic": 0, "modalities": 0, "background_compile": 0, "host_memory": 0,
-    "job_dir": 1,  # (job_dir: atomic io below it)
+    "errors": 0, "io_atomic": 0, "modalities": 0, "background_compile": 0,
+    "job_dir": 1, "host_memory": 1,  # (job_dir: atomic io below it; host_memory: the error type)
     "data": 1, "models": 2, "config": 3, "transforms": 4, "inference": 5, "export": 6, "run_dir": 7,
     "evaluation": 8, "training": 9, "compression": 10,
     "search": 11, "monitoring": 11, "deployment": 11,

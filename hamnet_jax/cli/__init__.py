@@ -11,10 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from hamnet_jax.host_memory import reexec_with_huge_page_malloc, started_as_cli
+from hamnet_jax.errors import InputError
+from hamnet_jax.host_memory import reexec_with_fast_malloc, started_as_cli
 
-if started_as_cli():  # before the imports below: the `hamnet` process runs with huge-page malloc
-    reexec_with_huge_page_malloc()
+if started_as_cli():  # before the imports below: the `hamnet` process runs with a faster allocator
+    try:
+        reexec_with_fast_malloc()
+    except InputError as e:  # (a bad HAMNET_MALLOC)
+        print(f"hamnet: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.cv_commands import add_cv_parser
@@ -24,7 +29,6 @@ from hamnet_jax.cli.pipeline_commands import add_pipeline_parser
 from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.cli.setup import data_schema as _schema
-from hamnet_jax.errors import InputError
 
 log = logging.getLogger("hamnet_jax")
 
