@@ -9,8 +9,9 @@ Each side is a fresh `hamnet train` process with an empty XLA cache (imports, co
 cohort cache, training with early stopping, calibration and the test split's MC-dropout
 prediction all in its wall time), started from an environment that sets no allocator
 (no `LD_PRELOAD`, `GLIBC_TUNABLES` or `HAMNET_MALLOC`): this checkout's `hamnet` picks its
-own (hamnet_jax/host_memory.py), a baseline commit's may not. The fast side's training keys default to `bucket_by_visits: true` (batches of similar
-visit counts, cut to the visits they need). Reported: wall seconds,
+own (hamnet_jax/host_memory.py), a baseline commit's may not. The fast side's training keys
+default to `bucket_by_visits: true` (batches of similar visit counts, cut to the visits they
+need). Reported: wall seconds,
 epochs, test MAE, and the fast / default ratios. A side already measured is kept (delete
 its row from the JSON, or pass --again, to measure it anew).
 

@@ -19,7 +19,8 @@ hamnet_jax.cli`) re-executes itself with the chosen allocator before it imports 
 process as started; `tcmalloc` or `huge-pages` asks for one of them, and is an error naming
 why when it cannot be used. With `auto`, nothing changes when the environment already
 preloads an allocator or names the tunable (the user's choice is kept), off Linux, or where
-neither is available. A library user starts Python the same way: `LD_PRELOAD=libtcmalloc_minimal.so.4 python train.py`, or
+neither is available. A library user starts Python the same way:
+`LD_PRELOAD=libtcmalloc_minimal.so.4 python train.py`, or
 `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python train.py`.
 """
 
