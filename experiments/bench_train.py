@@ -1,7 +1,8 @@
 """Training speed and compiled memory, measured in one run on one machine:
 
 1. per tier (fp32, batch 256): samples/s and achieved FLOP/s against a float32 matmul
-   measured in the same run;
+   measured in the same run (once at the start of every round of the interleaved rows:
+   their median);
 2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
    says; 1-4 real visits per subject, the per-visit work packed onto the real visits as
    `fit` trains: `HAMNet(packed_visits=)`): fp32, fp32 on every visit slot, fp32 with
@@ -94,15 +95,23 @@ def compiled_flops(compiled) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def matmul_flops_per_s(n: int = 2048, reps: int = 10) -> float:
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(reps):
-        out = f(a)
-    out.block_until_ready()
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+class MatmulReference:
+    """FLOP/s of a float32 n x n matmul, measured at every call (in every round of the
+    interleaved rows, so the machine's load moves it as it moves them); `runs` keeps them."""
+
+    def __init__(self, n: int = 2048, reps: int = 10):
+        self.n, self.reps, self.runs = n, reps, []
+        self.a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        self.f = jax.jit(lambda x: x @ x)
+        self.f(self.a).block_until_ready()
+
+    def __call__(self) -> float:
+        start = time.perf_counter()
+        for _ in range(self.reps):
+            out = self.f(self.a)
+        out.block_until_ready()
+        self.runs.append(2 * self.n**3 * self.reps / (time.perf_counter() - start))
+        return self.runs[-1]
 
 
 @contextlib.contextmanager
@@ -191,11 +200,15 @@ def torch_timer(cfg: HAMNetConfig, batch_size: int, compile_model: bool,
     return info, run
 
 
-def interleaved(timers: list[tuple[dict, Callable[[int], float]]], steps: int, reps: int) -> list[dict]:
+def interleaved(timers: list[tuple[dict, Callable[[int], float]]], steps: int, reps: int,
+                reference: Callable[[], float] | None = None) -> list[dict]:
     """Each timer's samples/s over `reps` rounds, every round running every timer once in
-    turn (so a change in the machine's load hits all of them alike): median and spread."""
+    turn (so a change in the machine's load hits all of them alike): median and spread.
+    `reference` (the matmul) runs at the start of every round."""
     runs: list[list[float]] = [[] for _ in timers]
     for _ in range(reps):
+        if reference is not None:
+            reference()
         for i, (_, run) in enumerate(timers):
             runs[i].append(run(steps))
     rows = []
@@ -241,9 +254,9 @@ def main() -> None:
                         "hamnet_jax/host_memory.py); it applies to the JAX and the PyTorch rows alike")
     args = p.parse_args()
 
-    peak = matmul_flops_per_s()
+    reference = MatmulReference()
     tiers = interleaved([jax_timer(f"{t} fp32", cohort_config(t), args.batch) for t in args.tiers if t != "standard"],
-                        args.steps, 1)
+                        args.steps, 1, reference)
     std = cohort_config("standard")
     rows: list[tuple[str, Callable[[str], tuple[dict, Callable[[int], float]]]]] = [
         ("fp32", lambda n: jax_timer(n, std, args.batch)),
@@ -268,14 +281,16 @@ def main() -> None:
         if not args.only or "fp32, every visit slot (no packing)" in args.only:
             torch_rows.append(torch_timer(std, args.batch, False, pack=False))
         timers += [t for t in torch_rows if t]
-    variants = interleaved(timers, args.steps, args.reps)
+    variants = interleaved(timers, args.steps, args.reps, reference)
+    peak = statistics.median(reference.runs)
     if "standard" in args.tiers:
         tiers.insert(list(args.tiers).index("standard"), {**variants[0], "name": "standard fp32"})
     memory = [] if args.only else long_history_memory(32, 64) + long_history_memory(4, 512)
 
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s); "
-          f"matmul reference {peak / 1e9:.1f} GFLOP/s (float32 2048x2048)")
+          f"matmul reference {peak / 1e9:.1f} GFLOP/s (float32 2048x2048; median of one run per round, "
+          f"{min(reference.runs) / 1e9:.1f}-{max(reference.runs) / 1e9:.1f})")
     print(f"\n{'tier':<22}{'params':>10}{'samples/s':>12}{'step ms':>10}{'GFLOP/s':>10}{'of matmul':>11}")
     for r in tiers:
         r["fraction_of_matmul"] = r["achieved_flops_per_s"] / peak
@@ -304,7 +319,8 @@ def main() -> None:
         print(f"{r['name']:<26}{r['visits']:>7}{r['batch']:>7}{r['temp_mib']:>10.1f}{r['cut_vs_naive']:>13.2f}x")
     result = {"device": str(device), "platform": device.platform, "host": platform.node(), "jax": jax.__version__,
               "malloc": malloc_in_use(),
-              "matmul_flops_per_s": peak, "tiers": tiers, "variants": variants, "long_history_memory": memory}
+              "matmul_flops_per_s": peak, "matmul_flops_per_s_runs": reference.runs, "tiers": tiers,
+              "variants": variants, "long_history_memory": memory}
     write_json_atomic(Path(args.out), result)
     print(f"wrote {args.out}")
 
