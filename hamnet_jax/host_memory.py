@@ -3,7 +3,7 @@
 XLA:CPU allocates each execution's temporary buffer afresh (93 MB for the standard tier's
 train step at batch 128). glibc serves a block that large with `mmap` and unmaps it when it
 is freed, so every step faults in ~22,700 fresh 4 KiB pages that the kernel zeroes: measured
-on this 2-core machine, 74 ms of system time per step (experiments/bench_host_memory.py).
+on this 2-core machine, 75 ms of system time per step (experiments/bench_host_memory.py).
 Two allocators fix it, in this order of preference (`HAMNET_MALLOC=auto`, the default):
 
 * `tcmalloc`: gperftools' tcmalloc (`libtcmalloc_minimal.so.4`; Debian / Ubuntu package
@@ -55,7 +55,10 @@ def find_tcmalloc() -> str | None:
 
 def _huge_pages_available() -> bool:
     libc, version = platform.libc_ver()
-    if libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
+    try:
+        if libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
+            return False
+    except ValueError:  # a version string this does not read
         return False
     try:
         return "[never]" not in THP_MODE.read_text()

@@ -1,10 +1,12 @@
 """Visit packing: the per-visit work on the real visits only gives the unpacked model's
-outputs and gradients, the row counts cover every batch, and `fit` trains the same."""
+outputs and gradients from the same init program, the row counts cover every batch, and
+`fit` trains the same (slow)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +17,7 @@ from hamnet_jax.data.batch import random_batch
 from hamnet_jax.inference.batched import chunks
 from hamnet_jax.inference.predictor import mc_packing_rows, predict_batch
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.models.hamnet import HAMNet, boxed_init, init_params
 from hamnet_jax.training.loop import fit
 from hamnet_jax.inference.visit_packing import chunked_packing_rows, packing_rows
 
@@ -50,6 +52,10 @@ def test_packed_model_gives_the_unpacked_outputs_and_gradients():
         np.testing.assert_allclose(packed_aux["visit_embeddings"] * real_visits,
                                    aux["visit_embeddings"] * real_visits, rtol=1e-4, atol=1e-5)
         assert not np.any(packed_aux["visit_embeddings"] * (1 - real_visits))  # padded visits: zeros
+    # the parameters come from one init program whatever the packing (compiled once, cached)
+    lowered = [jax.jit(lambda k, m=m: nn.unbox(boxed_init(m, batch, k))).lower(jax.random.key(0)).as_text()
+               for m in (HAMNet(config), HAMNet(config, packed_visits=real + 5))]
+    assert lowered[0] == lowered[1]
 
 
 def test_packing_rows_cover_the_largest_batch_and_save_something():
@@ -64,6 +70,7 @@ def test_packing_rows_cover_the_largest_batch_and_save_something():
     assert most <= rows < most + 8 and rows < 64 * 4
 
 
+@pytest.mark.slow  # two fits (~47 s in the suite); the model-level equality above runs in every suite
 def test_fit_with_packing_trains_like_fit_without():
     """Without dropout (whose masks follow the packed shape) packing changes only the order
     of float sums: the same epochs, the same losses to float tolerance."""

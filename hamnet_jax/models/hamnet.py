@@ -197,7 +197,12 @@ def wide_features(config: HAMNetConfig, batch: Batch) -> jax.Array:
 
 
 def boxed_init(model: HAMNet, batch: Batch, key: jax.Array) -> Any:
-    """Parameters still wrapped in `nn.LogicallyPartitioned` boxes (logical axis names)."""
+    """Parameters still wrapped in `nn.LogicallyPartitioned` boxes (logical axis names).
+    Visit packing is execution only (the same parameters, the same values): they come from
+    the unpacked model, so models packed to any row count trace one init program, and a
+    compiled init serves them all (XLA's persistent cache keys on the program)."""
+    if isinstance(model, HAMNet) and model.packed_visits:
+        model = model.clone(packed_visits=0)
     return model.init({"params": key}, batch, deterministic=True)["params"]
 
 
