@@ -42,10 +42,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-if __name__ == "__main__":
-    from hamnet_jax.errors import InputError
-    from hamnet_jax.host_memory import CHOICE_VARIABLE, CHOICES, malloc_in_use, reexec_with_fast_malloc
+from hamnet_jax.errors import InputError  # noqa: E402
+from hamnet_jax.host_memory import CHOICE_VARIABLE, CHOICES, malloc_in_use, reexec_with_fast_malloc  # noqa: E402
 
+if __name__ == "__main__":  # before JAX is imported: the allocator is chosen when the process starts
     _malloc = argparse.ArgumentParser(add_help=False)
     _malloc.add_argument("--malloc", choices=CHOICES, default="auto")
     os.environ[CHOICE_VARIABLE] = _malloc.parse_known_args()[0].malloc
@@ -61,7 +61,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
-from hamnet_jax.host_memory import CHOICES, malloc_in_use  # noqa: E402
 from hamnet_jax.data.cohort import CohortDims  # noqa: E402
 from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402

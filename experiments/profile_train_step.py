@@ -46,15 +46,14 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-if __name__ == "__main__":
-    from hamnet_jax.host_memory import reexec_with_fast_malloc
+from hamnet_jax.host_memory import malloc_in_use, reexec_with_fast_malloc  # noqa: E402
 
-    reexec_with_fast_malloc()  # as `hamnet` runs (hamnet_jax/host_memory.py)
+if __name__ == "__main__":
+    reexec_with_fast_malloc()  # as `hamnet` runs (hamnet_jax/host_memory.py): a new process, same arguments
 
 from bench_train import cohort_config  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
-from hamnet_jax.host_memory import malloc_in_use  # noqa: E402
 from hamnet_jax.inference.visit_packing import packing_rows  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402

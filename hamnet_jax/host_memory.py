@@ -30,6 +30,7 @@ import ctypes.util
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hamnet_jax.errors import InputError
@@ -53,6 +54,11 @@ def find_tcmalloc() -> str | None:
     return None
 
 
+def _preloaded(environ: dict[str, str]) -> list[str]:
+    """The allocators the environment's `LD_PRELOAD` already loads."""
+    return [a for a in PRELOADED_ALLOCATORS if a in environ.get("LD_PRELOAD", "")]
+
+
 def _huge_pages_available() -> bool:
     libc, version = platform.libc_ver()
     try:
@@ -66,16 +72,17 @@ def _huge_pages_available() -> bool:
         return False
 
 
-def fast_malloc_env(environ: dict[str, str] | None = None, tcmalloc: str | None = "find") -> dict[str, str] | None:
+def fast_malloc_env(environ: dict[str, str] | None = None,
+                    find: Callable[[], str | None] = find_tcmalloc) -> dict[str, str] | None:
     """The environment to run with the allocator `HAMNET_MALLOC` chooses (module docstring),
-    or None when there is nothing to change. `tcmalloc`: its library ("find": look it up).
+    or None when there is nothing to change. `find`: tcmalloc's library, or None when absent.
     An allocator asked for by name that cannot be used raises `InputError` saying why."""
     environ = dict(os.environ if environ is None else environ)
     choice = environ.get(CHOICE_VARIABLE, "auto")
     if choice not in CHOICES:
         raise InputError(f"{CHOICE_VARIABLE}={choice!r}: expected one of {', '.join(CHOICES)}")
     preload, tunables = environ.get("LD_PRELOAD", ""), environ.get("GLIBC_TUNABLES", "")
-    preloaded = [a for a in PRELOADED_ALLOCATORS if a in preload]
+    preloaded = _preloaded(environ)
     if (choice == "system" or (choice == "auto" and (preloaded or TUNABLE in tunables))
             or (choice == "tcmalloc" and preloaded == ["tcmalloc"])
             or (choice == "huge-pages" and not preloaded and f"{TUNABLE}=1" in tunables)):
@@ -88,7 +95,7 @@ def fast_malloc_env(environ: dict[str, str] | None = None, tcmalloc: str | None 
             raise InputError(f"{CHOICE_VARIABLE}={choice}: chosen on Linux only (this is {sys.platform})")
         return None
     if choice in ("auto", "tcmalloc"):
-        library = find_tcmalloc() if tcmalloc == "find" else tcmalloc
+        library = find()
         if library:
             environ["LD_PRELOAD"] = f"{library} {preload}".strip()
             environ.setdefault(LARGE_ALLOC_REPORT, str(2**62))
@@ -109,10 +116,9 @@ def fast_malloc_env(environ: dict[str, str] | None = None, tcmalloc: str | None 
 def malloc_in_use(environ: dict[str, str] | None = None) -> str:
     """What this process's environment says about its allocator: the preloaded library, the
     glibc tunable, or "system"."""
-    environ = os.environ if environ is None else environ
-    preload = environ.get("LD_PRELOAD", "")
-    if any(a in preload for a in PRELOADED_ALLOCATORS):
-        return preload
+    environ = dict(os.environ if environ is None else environ)
+    if _preloaded(environ):
+        return environ["LD_PRELOAD"]
     if f"{TUNABLE}=1" in environ.get("GLIBC_TUNABLES", ""):
         return f"{TUNABLE}=1"
     return "system"
