@@ -11,6 +11,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.models.layers import Dropout, keep_mask, masked_softmax
+from hamnet_jax.models.random_bits import threefry_2x32, uniform_halfwords
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
 
 
@@ -136,17 +137,36 @@ def test_the_wide_path_adds_a_linear_function_of_the_last_visit():
     np.testing.assert_allclose(np.asarray(out["logits"] - ref["logits"]), linear, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
 @pytest.mark.parametrize("shape", [(7,), (3, 5, 33), (256, 64)])
-def test_keep_masks_are_bernoulli_at_the_rate_and_fixed_by_the_key(shape):
-    key = jax.random.key(4)
+def test_keep_masks_are_bernoulli_at_the_rate_and_fixed_by_the_key(shape, impl):
+    key = jax.random.key(4, impl=impl)
     mask = np.asarray(keep_mask(key, 0.9, shape))
     assert mask.shape == shape and mask.dtype == bool
     np.testing.assert_array_equal(mask, keep_mask(key, 0.9, shape))  # the same key, the same mask
-    assert not np.array_equal(keep_mask(jax.random.key(5), 0.9, (256, 64)), keep_mask(key, 0.9, (256, 64)))
+    other = jax.random.key(5, impl=impl)
+    assert not np.array_equal(keep_mask(other, 0.9, (256, 64)), keep_mask(key, 0.9, (256, 64)))
     big = np.asarray(keep_mask(key, 0.7, (400, 1000)))  # 400,000 draws: sd of the mean 0.0007
     assert abs(big.mean() - 0.7) < 0.004
-    assert abs(big[:, ::2].mean() - big[:, 1::2].mean()) < 0.006  # the two halves of a word are alike
+    quarters = [big[:, k::4].mean() for k in range(4)]  # the 16-bit parts of a block (or word) are alike
+    assert max(quarters) - min(quarters) < 0.01, quarters
     assert not keep_mask(key, 0.0, (100,)).any() and keep_mask(key, 1.0 - 2**-17, (100,)).all()
+
+
+def test_unrolled_threefry_is_jaxs_hash():
+    """models/random_bits.threefry_2x32 is Threefry-2x32-20: Random123's known answer, and JAX's
+    own bits (partitionable threefry: the XOR of the block's two words at counter (0, i))."""
+    zero = jnp.zeros((), jnp.uint32)
+    assert [int(w) for w in threefry_2x32(jnp.zeros(2, jnp.uint32), zero, zero)] == [0x6B200159, 0x99BA4EFE]
+    key = jax.random.key(7)
+    n = 1001
+    y0, y1 = jax.jit(lambda k: threefry_2x32(k, jnp.zeros(n, jnp.uint32), jnp.arange(n, dtype=jnp.uint32)))(
+        jax.random.key_data(key))
+    if jax.config.jax_threefry_partitionable:
+        np.testing.assert_array_equal(np.asarray(y0 ^ y1), np.asarray(jax.random.bits(key, (n,), jnp.uint32)))
+    halves = np.asarray(uniform_halfwords(key, 9))  # four 16-bit draws per block, y0's then y1's
+    np.testing.assert_array_equal(halves[:4], np.stack([np.asarray(y0[:1]), np.asarray(y1[:1])], -1)
+                                  .view(np.uint16).reshape(-1))
 
 
 def test_dropout_scales_what_it_keeps():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from hamnet_jax.models.attention import MultiHeadAttention, masked_softmax
+from hamnet_jax.models.random_bits import is_threefry_key, uniform_halfwords
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 # jax.checkpoint policies by config name: what the backward pass may keep from the forward
@@ -30,19 +32,21 @@ KEEP_BITS = 16  # resolution of the keep probability: 2^-16
 
 
 def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.Array:
-    """Bernoulli(`keep_prob`) mask (True = keep) from 16-bit uniforms, two per 32-bit random
-    word: `jax.random.bernoulli` spends a whole threefry word per element, and the threefry
-    rounds were ~28% of the standard tier's CPU training step. Measured on this CPU: the mask
-    alone 2.2x faster, the standard-tier step 1.12x (experiments/bench_train.py, its "Flax
-    bernoulli dropout masks" row). The keep probability is exact to 2^-16 (0.9 -> 58982 /
+    """Bernoulli(`keep_prob`) mask (True = keep) from 16-bit uniforms: `jax.random.bernoulli`
+    spends a whole 32-bit word per element, and the threefry rounds were ~28% of the
+    standard tier's CPU training step. Threefry keys (the default) draw four per Threefry
+    block, unrolled (models/random_bits.py); other key implementations (rbg, unsafe_rbg) two
+    per `jax.random.bits` word. Measured on this CPU: experiments/bench_train.py's "Flax
+    bernoulli dropout masks" row. The keep probability is exact to 2^-16 (0.9 -> 58982 /
     65536 = 0.899994)."""
-    n = 1
-    for d in shape:
-        n *= d
-    words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
-    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(shape)
+    n = math.prod(shape)
+    if is_threefry_key(key):
+        halves = uniform_halfwords(key, n)
+    else:
+        words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+        halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n]
     threshold = min(round(keep_prob * 2**KEEP_BITS), 2**KEEP_BITS - 1)
-    return halves < jnp.uint16(threshold)
+    return halves.reshape(shape) < jnp.uint16(threshold)
 
 
 class Dropout(nn.Dropout):
