@@ -6,7 +6,8 @@
 2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
    says; 1-4 real visits per subject, the per-visit work packed onto the real visits as
    `fit` trains: `HAMNet(packed_visits=)`): fp32, fp32 on every visit slot, fp32 with
-   Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with rbg /
+   Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with masks
+   from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with rbg /
    unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
    with the genotypes encoded at every visit, bf16, fp16 (loss scaling), remat, gradient
    accumulation, attention kernels, and the PyTorch
@@ -123,6 +124,19 @@ def flax_bernoulli_masks():
         yield
     finally:
         layers.keep_mask = packed
+
+
+@contextlib.contextmanager
+def jax_random_bits_masks():
+    """Trace the model with threefry keys' dropout masks from `jax.random.bits` (two 16-bit
+    uniforms per word, JAX's rolled CPU threefry loop) instead of the unrolled Threefry of
+    `models.random_bits` (four per block): the A/B of the unrolled generator."""
+    unrolled = layers.is_threefry_key
+    layers.is_threefry_key = lambda key: False
+    try:
+        yield
+    finally:
+        layers.is_threefry_key = unrolled
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
@@ -261,6 +275,7 @@ def main() -> None:
         ("fp32", lambda n: jax_timer(n, std, args.batch)),
         ("fp32, every visit slot (no packing)", lambda n: jax_timer(n, std, args.batch, packed=False)),
         ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
+        ("fp32, jax.random.bits dropout masks", lambda n: jax_timer(n, std, args.batch, trace=jax_random_bits_masks)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
         ("fp32, unsafe_rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="unsafe_rbg")),
         ("fp32, genotypes encoded per visit", lambda n: jax_timer(n, std.replace(subject_level=()), args.batch)),
