@@ -5,7 +5,8 @@
    their median);
 2. standard tier at batch 256 (genotypes subject-level, as the default cohort's schema
    says; 1-4 real visits per subject, the per-visit work packed onto the real visits as
-   `fit` trains: `HAMNet(packed_visits=)`): fp32, fp32 on every visit slot, fp32 with
+   `fit` trains: `HAMNet(packed_visits=)`, compiled with `fit`'s XLA options): fp32, fp32 on
+   every visit slot, fp32 with XLA:CPU's multi-threaded Eigen (the A/B of those options), fp32 with
    Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with masks
    from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with rbg /
    unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
@@ -71,7 +72,7 @@ from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
 from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
-from hamnet_jax.training.steps import train_step, train_step_fn  # noqa: E402
+from hamnet_jax.training.steps import step_compiler_options, train_step, train_step_fn  # noqa: E402
 from hamnet_jax.inference.visit_packing import packing_rows  # noqa: E402
 
 MIB = 2**20
@@ -141,10 +142,12 @@ def jax_random_bits_masks():
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
               visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-              key_impl: str = "threefry", packed: bool = True) -> tuple[dict, Callable[[int], float]]:
+              key_impl: str = "threefry", packed: bool = True,
+              compiler_options: dict | None | str = "as fit") -> tuple[dict, Callable[[int], float]]:
     """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call.
     `packed`: the per-visit work runs on the batch's real visits (visit packing, as `fit`
-    trains), else on every visit slot."""
+    trains), else on every visit slot. `compiler_options`: the step's XLA options ("as fit":
+    `training.steps.step_compiler_options`)."""
     policy = resolve_policy(precision)
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
@@ -157,8 +160,11 @@ def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "f
     def step(state, batch, key):  # a new function per timer: jit's trace cache never serves another's trace
         return train_step_fn(state, batch, key, "gaussian_nll", 1.0, accumulation)
 
+    if compiler_options == "as fit":
+        compiler_options = step_compiler_options(jax.devices())
     with trace():
-        compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
+        compiled = jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options).lower(
+            state, batch, key).compile()
     compile_s = time.perf_counter() - t0
     memory = compiled.memory_analysis()
     holder = [state]
@@ -274,6 +280,7 @@ def main() -> None:
     rows: list[tuple[str, Callable[[str], tuple[dict, Callable[[int], float]]]]] = [
         ("fp32", lambda n: jax_timer(n, std, args.batch)),
         ("fp32, every visit slot (no packing)", lambda n: jax_timer(n, std, args.batch, packed=False)),
+        ("fp32, multi-threaded Eigen", lambda n: jax_timer(n, std, args.batch, compiler_options=None)),
         ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
         ("fp32, jax.random.bits dropout masks", lambda n: jax_timer(n, std, args.batch, trace=jax_random_bits_masks)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),

@@ -59,7 +59,7 @@ from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, create_train_state  # noqa: E402
-from hamnet_jax.training.steps import train_step_fn  # noqa: E402
+from hamnet_jax.training.steps import step_compiler_options, train_step_fn  # noqa: E402
 
 INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*?) ([\w\-]+)\((.*)$")
 COMPUTATION = re.compile(r"^\s*(?:ENTRY )?%?([\w.\-]+) (?:\(.*\) -> .*)?\{\s*$")
@@ -150,8 +150,8 @@ def profile(dropout_rng: str, batch_size: int, steps: int, trace_dir: Path, pack
     state = create_train_state(HAMNet(cfg, packed_visits=rows), batch, jax.random.key(0), OptimizerConfig(),
                                resolve_policy("fp32"))
     key = jax.random.key(1, impl=None if dropout_rng == "threefry" else dropout_rng)
-    compiled = jax.jit(lambda s, b, k: train_step_fn(s, b, k, "gaussian_nll", 1.0, 1),
-                       donate_argnums=(0,)).lower(state, batch, key).compile()
+    compiled = jax.jit(lambda s, b, k: train_step_fn(s, b, k, "gaussian_nll", 1.0, 1), donate_argnums=(0,),
+                       compiler_options=step_compiler_options(jax.devices())).lower(state, batch, key).compile()
     instructions, computations = parse_hlo(compiled.as_text())
     for i in range(3):  # warm-up
         state, m = compiled(state, batch, jax.random.fold_in(key, i))

@@ -3,9 +3,12 @@ compiles nothing (counted by JAX's backend-compile events)."""
 
 from __future__ import annotations
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax import monitoring
 
 from hamnet_jax.data.batch import random_batch
@@ -71,3 +74,27 @@ def test_mask_program_compiled_for_compile_speed_draws_the_same_masks():
     assert len(plain) == len(cheap) > 0
     for a, b in zip(plain, cheap, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_train_step_compiles_with_the_cpu_step_options(monkeypatch):
+    """`training.steps.CPU_STEP_OPTIONS` reach the train step's compile on CPU devices (a bogus
+    option added to them makes that compile fail, naming it), and only there."""
+    from hamnet_jax.training import steps
+    from hamnet_jax.training.precision import resolve_policy
+    from hamnet_jax.training.sharded_setup import setup_sharded_training
+    from hamnet_jax.training.sharding import make_mesh
+    from hamnet_jax.training.state import OptimizerConfig
+
+    cpu = jax.default_backend() == "cpu"
+    assert steps.step_compiler_options(jax.devices()) == ({"xla_cpu_multi_thread_eigen": False} if cpu else None)
+    assert steps.step_compiler_options([types.SimpleNamespace(platform="gpu")]) is None
+    if not cpu:
+        pytest.skip("the CPU options apply to CPU devices only")
+    monkeypatch.setitem(steps.CPU_STEP_OPTIONS, "xla_no_such_option_here", True)
+    config = HAMNetConfig.from_tier("base", embed_dim=8, num_heads=2, clinical_dim=3, imaging_dim=0, genetic_dim=0,
+                                    lifestyle_dim=0)
+    batch = random_batch(config, 4, 2)
+    state, setup = setup_sharded_training(HAMNet(config), batch.take(np.arange(2)), OptimizerConfig(),
+                                          resolve_policy("fp32"), make_mesh(None), 0)
+    with pytest.raises(Exception, match="xla_no_such_option_here"):
+        setup.device_step(state, setup.read_batch(batch, np.arange(4), 2), 0)

@@ -31,7 +31,7 @@ from hamnet_jax.training.sharding import (
     DEFAULT_RULES, batch_sharding, local_rows, param_shardings, put_global_batch, put_local_rows, state_shardings,
 )
 from hamnet_jax.training.state import OptimizerConfig, TrainState, state_init_fn
-from hamnet_jax.training.steps import train_step_fn
+from hamnet_jax.training.steps import step_compiler_options, train_step_fn
 
 
 @dataclasses.dataclass
@@ -105,7 +105,8 @@ def setup_sharded_training(
 
     bsh = batch_sharding(mesh)
     jitted = jax.jit(step, in_shardings=(state_sh, bsh, replicated, replicated),
-                     out_shardings=(state_sh, replicated), donate_argnums=(0,))
+                     out_shardings=(state_sh, replicated), donate_argnums=(0,),
+                     compiler_options=step_compiler_options(mesh.devices.flat))
     base_key = np.asarray(jax.random.key_data(key))
     compiling = None
     if step_batch is not None:

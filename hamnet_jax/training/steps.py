@@ -26,6 +26,20 @@ from hamnet_jax.training.state import TrainState
 
 LossFn = Callable[[Any, TrainState, Batch, jax.Array], tuple[jax.Array, dict]]
 
+# XLA:CPU hands the matmuls YNNPACK does not take (the attention's batched per-head products)
+# to Eigen, multi-threaded by default: each goes to Eigen's thread pool while the step's
+# executor waits for it (the profile shows idle gaps around them). Single-threaded, each runs
+# on an executor thread while the other core takes independent operations: the standard
+# tier's step 1.05x on this 2-core CPU (experiments/bench_train.py's "fp32, multi-threaded
+# Eigen" row is the A/B).
+CPU_STEP_OPTIONS: dict[str, Any] = {"xla_cpu_multi_thread_eigen": False}
+
+
+def step_compiler_options(devices: Any) -> dict[str, Any] | None:
+    """The train step's XLA compile options on `devices` (an iterable of jax devices): the
+    CPU ones when every device is a CPU, else none."""
+    return dict(CPU_STEP_OPTIONS) if all(d.platform == "cpu" for d in devices) else None
+
 
 def loss_fn(params: Any, state: TrainState, batch: Batch, key: jax.Array, loss: str = "gaussian_nll",
             class_weight: float = 1.0) -> tuple[jax.Array, dict]:
