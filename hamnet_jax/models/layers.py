@@ -37,8 +37,8 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.A
     standard tier's CPU training step. Threefry keys (the default) draw four per Threefry
     block, unrolled (models/random_bits.py); other key implementations (rbg, unsafe_rbg) two
     per `jax.random.bits` word. Measured on this CPU: experiments/bench_train.py's "Flax
-    bernoulli dropout masks" row. The keep probability is exact to 2^-16 (0.9 -> 58982 /
-    65536 = 0.899994)."""
+    bernoulli dropout masks" and "jax.random.bits dropout masks" rows. The keep probability
+    is exact to 2^-16 (0.9 -> 58982 / 65536 = 0.899994)."""
     n = math.prod(shape)
     if is_threefry_key(key):
         halves = uniform_halfwords(key, n)

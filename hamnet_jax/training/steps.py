@@ -29,9 +29,9 @@ LossFn = Callable[[Any, TrainState, Batch, jax.Array], tuple[jax.Array, dict]]
 # XLA:CPU hands the matmuls YNNPACK does not take (the attention's batched per-head products)
 # to Eigen, multi-threaded by default: each goes to Eigen's thread pool while the step's
 # executor waits for it (the profile shows idle gaps around them). Single-threaded, each runs
-# on an executor thread while the other core takes independent operations: the standard
-# tier's step 1.05x on this 2-core CPU (experiments/bench_train.py's "fp32, multi-threaded
-# Eigen" row is the A/B).
+# on an executor thread while the other core takes independent operations: a small gain for
+# the standard tier on this 2-core CPU, within its noise (experiments/bench_train.py's "fp32,
+# multi-threaded Eigen" row is the A/B).
 CPU_STEP_OPTIONS: dict[str, Any] = {"xla_cpu_multi_thread_eigen": False}
 
 
