@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -116,38 +118,33 @@ class MatmulReference:
 
 
 @contextlib.contextmanager
-def flax_bernoulli_masks():
-    """Trace the model with `jax.random.bernoulli` dropout masks (Flax's), the generator
-    `models.layers.keep_mask` replaced: the A/B of the mask generator."""
-    packed = layers.keep_mask
-    layers.keep_mask = lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape)
+def patched_layers(name: str, value: Any):
+    """Trace the model with `models.layers.<name>` replaced by `value`: the A/B rows of the
+    dropout-mask generators."""
+    kept = getattr(layers, name)
+    setattr(layers, name, value)
     try:
         yield
     finally:
-        layers.keep_mask = packed
+        setattr(layers, name, kept)
 
 
-@contextlib.contextmanager
-def jax_random_bits_masks():
-    """Trace the model with threefry keys' dropout masks from `jax.random.bits` (two 16-bit
-    uniforms per word, JAX's rolled CPU threefry loop) instead of the unrolled Threefry of
-    `models.random_bits` (four per block): the A/B of the unrolled generator."""
-    unrolled = layers.is_threefry_key
-    layers.is_threefry_key = lambda key: False
-    try:
-        yield
-    finally:
-        layers.is_threefry_key = unrolled
+# Flax's masks: `jax.random.bernoulli`, a 32-bit word per element (the A/B of `keep_mask`)
+flax_bernoulli_masks = functools.partial(
+    patched_layers, "keep_mask", lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape))
+# threefry keys' masks from `jax.random.bits` (two 16-bit uniforms per word, JAX's rolled CPU
+# threefry loop) instead of `models.random_bits` (four per block): the A/B of the unrolled Threefry
+jax_random_bits_masks = functools.partial(patched_layers, "is_threefry_key", lambda key: False)
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
               visits: int = 4, trace: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
               key_impl: str = "threefry", packed: bool = True,
-              compiler_options: dict | None | str = "as fit") -> tuple[dict, Callable[[int], float]]:
+              compiler_options: dict | None = None) -> tuple[dict, Callable[[int], float]]:
     """(the compiled step's facts, run(steps) -> samples/s): compiled once, timed per call.
     `packed`: the per-visit work runs on the batch's real visits (visit packing, as `fit`
-    trains), else on every visit slot. `compiler_options`: the step's XLA options ("as fit":
-    `training.steps.step_compiler_options`)."""
+    trains), else on every visit slot. `compiler_options`: the step's XLA options (None: as
+    `fit` compiles it, `training.steps.step_compiler_options`; {}: XLA's defaults)."""
     policy = resolve_policy(precision)
     cfg = cfg.replace(dtype=policy.compute_dtype)
     batch = jax.tree_util.tree_map(jnp.asarray, random_batch(cfg, batch_size, visits))
@@ -160,7 +157,7 @@ def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "f
     def step(state, batch, key):  # a new function per timer: jit's trace cache never serves another's trace
         return train_step_fn(state, batch, key, "gaussian_nll", 1.0, accumulation)
 
-    if compiler_options == "as fit":
+    if compiler_options is None:
         compiler_options = step_compiler_options(jax.devices())
     with trace():
         compiled = jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options).lower(
@@ -280,7 +277,7 @@ def main() -> None:
     rows: list[tuple[str, Callable[[str], tuple[dict, Callable[[int], float]]]]] = [
         ("fp32", lambda n: jax_timer(n, std, args.batch)),
         ("fp32, every visit slot (no packing)", lambda n: jax_timer(n, std, args.batch, packed=False)),
-        ("fp32, multi-threaded Eigen", lambda n: jax_timer(n, std, args.batch, compiler_options=None)),
+        ("fp32, multi-threaded Eigen", lambda n: jax_timer(n, std, args.batch, compiler_options={})),
         ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
         ("fp32, jax.random.bits dropout masks", lambda n: jax_timer(n, std, args.batch, trace=jax_random_bits_masks)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
