@@ -8,7 +8,8 @@
    `fit` trains: `HAMNet(packed_visits=)`, compiled with `fit`'s XLA options): fp32, fp32 on
    every visit slot, fp32 with XLA:CPU's multi-threaded Eigen (the A/B of those options), fp32 with
    Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with masks
-   from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with rbg /
+   from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with
+   dropout dividing by a constant (the A/B of `models.layers.opaque_scalar`), fp32 with rbg /
    unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
    with the genotypes encoded at every visit, bf16, fp16 (loss scaling), remat, gradient
    accumulation, attention kernels, and the PyTorch
@@ -120,7 +121,7 @@ class MatmulReference:
 @contextlib.contextmanager
 def patched_layers(name: str, value: Any):
     """Trace the model with `models.layers.<name>` replaced by `value`: the A/B rows of the
-    dropout-mask generators."""
+    dropout-mask generators and of dropout's division."""
     kept = getattr(layers, name)
     setattr(layers, name, value)
     try:
@@ -135,6 +136,9 @@ flax_bernoulli_masks = functools.partial(
 # threefry keys' masks from `jax.random.bits` (two 16-bit uniforms per word, JAX's rolled CPU
 # threefry loop) instead of `models.random_bits` (four per block): the A/B of the unrolled Threefry
 jax_random_bits_masks = functools.partial(patched_layers, "is_threefry_key", lambda key: False)
+# dropout divides by the keep probability as a Python float, which XLA turns into a multiply
+# it recomputes in every consumer: the A/B of `models.layers.opaque_scalar`
+constant_dropout_divisor = functools.partial(patched_layers, "opaque_scalar", lambda value, dtype: value)
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
@@ -280,6 +284,8 @@ def main() -> None:
         ("fp32, multi-threaded Eigen", lambda n: jax_timer(n, std, args.batch, compiler_options={})),
         ("fp32, Flax bernoulli dropout masks", lambda n: jax_timer(n, std, args.batch, trace=flax_bernoulli_masks)),
         ("fp32, jax.random.bits dropout masks", lambda n: jax_timer(n, std, args.batch, trace=jax_random_bits_masks)),
+        ("fp32, dropout divides by a constant",
+         lambda n: jax_timer(n, std, args.batch, trace=constant_dropout_divisor)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
         ("fp32, unsafe_rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="unsafe_rbg")),
         ("fp32, genotypes encoded per visit", lambda n: jax_timer(n, std.replace(subject_level=()), args.batch)),

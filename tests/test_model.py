@@ -1,3 +1,5 @@
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,9 +12,11 @@ from hamnet_jax.data.batch import random_batch, validate_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
+from hamnet_jax.models import layers
 from hamnet_jax.models.layers import Dropout, keep_mask, masked_softmax
 from hamnet_jax.models.random_bits import threefry_2x32, uniform_halfwords
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
+from hamnet_jax.training.steps import CPU_STEP_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +178,32 @@ def test_dropout_scales_what_it_keeps():
     y = np.asarray(Dropout(0.25).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}))
     np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
     np.testing.assert_array_equal(Dropout(0.25).apply({}, x, deterministic=True), x)
+
+
+def transposes_reading_random_bits(hlo: str) -> list[str]:
+    """The compiled HLO's fused computations that transpose and take uint32 operands: copies
+    that recompute a dropout mask from its random bits."""
+    computations = re.findall(r"\n%([\w.\-]+) \(([^\n]*)\) -> [^\n]*\{\n(.*?)\n\}", hlo, re.S)
+    return [name for name, params, body in computations if "u32[" in params and " transpose(" in body]
+
+
+@pytest.mark.parametrize("divisor", ["opaque", "constant"])
+def test_weight_gradients_read_the_stored_dropout_output(monkeypatch, divisor):
+    """Dropout divides by an opaque keep probability (`models.layers.opaque_scalar`), so XLA
+    stores the masked activation and its cotangent once. With a constant, XLA:CPU recomputes
+    them inside the transposed copies in front of the weight gradients, reading the random
+    bits with strided loads: the control case, which shows the check can fail."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the transposed copies are XLA:CPU's")
+    if divisor == "constant":
+        monkeypatch.setattr(layers, "opaque_scalar", lambda value, dtype: value)
+    block = layers.GatedAttentionBlock(num_heads=2, dropout=0.1)
+    x, mask = jax.random.normal(jax.random.key(0), (64, 8, 32)), jnp.ones((64, 8), bool)
+    params = block.init(jax.random.key(1), x, mask, True)
+    grad = jax.grad(lambda p, k: (block.apply(p, x, mask, False, rngs={"dropout": k}) ** 2).sum())
+    hlo = jax.jit(grad, compiler_options=CPU_STEP_OPTIONS).lower(params, jax.random.key(2)).compile().as_text()
+    recomputing = transposes_reading_random_bits(hlo)
+    assert (recomputing == []) == (divisor == "opaque"), recomputing
 
 
 def test_a_subject_level_modality_is_encoded_once_per_subject():

@@ -49,6 +49,24 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.A
     return halves.reshape(shape) < jnp.uint16(threshold)
 
 
+def opaque_scalar(value: float, dtype: Any) -> jax.Array:
+    """`value` as a scalar XLA cannot see as a constant (an optimization barrier).
+
+    Dropout divides by the keep probability through this. XLA rewrites a division by a
+    constant into a multiply, and its fusion pass then recomputes the cheap masked
+    activation, and in the backward pass its cotangent, inside every consumer instead of
+    storing it. One consumer is the transposed copy that XLA:CPU makes before each weight
+    gradient. That copy reads the recomputation's inputs (the random bits and up to three
+    activations) with strided loads. In the standard tier's step the imaging encoder's copy
+    alone took 5 ms. A division by a runtime scalar is an expensive operation to XLA
+    (`InstructionFusion::IsExpensive`), and XLA fuses an expensive operation with several
+    users into none of them. So each masked activation and cotangent is computed once, in
+    order, and the copies read a stored array (tested on a block's compiled gradient). The
+    values are x / p to the last bit. Measured: experiments/bench_train.py's "fp32, dropout
+    divides by a constant" row."""
+    return jax.lax.optimization_barrier(jnp.asarray(value, dtype))
+
+
 class Dropout(nn.Dropout):
     """`nn.Dropout` with its own `__call__` (the same auto-name and RNG stream; the mask from
     `keep_mask`, half the random bits of Flax's). Exporters patch `nn.Dropout.__call__` into
@@ -67,7 +85,7 @@ class Dropout(nn.Dropout):
         rng = self.make_rng(self.rng_collection) if rng is None else rng
         shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
         keep = jnp.broadcast_to(keep_mask(rng, keep_prob, tuple(shape)), inputs.shape)
-        return jax.lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
+        return jax.lax.select(keep, inputs / opaque_scalar(keep_prob, inputs.dtype), jnp.zeros_like(inputs))
 
 
 class MLP(nn.Module):
