@@ -9,7 +9,8 @@
    every visit slot, fp32 with XLA:CPU's multi-threaded Eigen (the A/B of those options), fp32 with
    Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with masks
    from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with
-   dropout dividing by a constant (the A/B of `models.layers.opaque_scalar`), fp32 with rbg /
+   dropout dividing by a constant (the A/B of `models.layers.opaque_scalar`), fp32 with the
+   weight gradients as JAX's transpose rule writes them (the A/B of `models.matmul`), fp32 with rbg /
    unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
    with the genotypes encoded at every visit, bf16, fp16 (loss scaling), remat, gradient
    accumulation, attention kernels, and the PyTorch
@@ -70,7 +71,7 @@ from hamnet_jax.data.cohort import CohortDims  # noqa: E402
 from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
-from hamnet_jax.models import layers  # noqa: E402
+from hamnet_jax.models import layers, logical  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
 from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
@@ -119,26 +120,35 @@ class MatmulReference:
 
 
 @contextlib.contextmanager
-def patched_layers(name: str, value: Any):
-    """Trace the model with `models.layers.<name>` replaced by `value`: the A/B rows of the
-    dropout-mask generators and of dropout's division."""
-    kept = getattr(layers, name)
-    setattr(layers, name, value)
+def patched(module: Any, name: str, value: Any):
+    """Trace the model with `<module>.<name>` replaced by `value`: the A/B rows of the
+    dropout-mask generators, of dropout's division and of the projections' matmul."""
+    kept = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        setattr(layers, name, kept)
+        setattr(module, name, kept)
 
 
 # Flax's masks: `jax.random.bernoulli`, a 32-bit word per element (the A/B of `keep_mask`)
 flax_bernoulli_masks = functools.partial(
-    patched_layers, "keep_mask", lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape))
+    patched, layers, "keep_mask", lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape))
 # threefry keys' masks from `jax.random.bits` (two 16-bit uniforms per word, JAX's rolled CPU
 # threefry loop) instead of `models.random_bits` (four per block): the A/B of the unrolled Threefry
-jax_random_bits_masks = functools.partial(patched_layers, "is_threefry_key", lambda key: False)
+jax_random_bits_masks = functools.partial(patched, layers, "is_threefry_key", lambda key: False)
 # dropout divides by the keep probability as a Python float, which XLA turns into a multiply
 # it recomputes in every consumer: the A/B of `models.layers.opaque_scalar`
-constant_dropout_divisor = functools.partial(patched_layers, "opaque_scalar", lambda value, dtype: value)
+constant_dropout_divisor = functools.partial(patched, layers, "opaque_scalar", lambda value, dtype: value)
+
+
+@contextlib.contextmanager
+def jax_transposed_weight_gradients():
+    """The projections' matmuls as `lax.dot_general` with JAX's own transpose rule (the
+    weight gradient (dy^T x)^T): the A/B of models/matmul.py."""
+    grouped = lambda x, w, batch_dims=1, precision=None: jnp.einsum("gnf,gfe->gne", x, w)  # GroupedDense's
+    with patched(logical, "dense_dot_general", jax.lax.dot_general), patched(layers, "matmul", grouped):
+        yield
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,
@@ -286,6 +296,8 @@ def main() -> None:
         ("fp32, jax.random.bits dropout masks", lambda n: jax_timer(n, std, args.batch, trace=jax_random_bits_masks)),
         ("fp32, dropout divides by a constant",
          lambda n: jax_timer(n, std, args.batch, trace=constant_dropout_divisor)),
+        ("fp32, weight gradients as JAX transposes them",
+         lambda n: jax_timer(n, std, args.batch, trace=jax_transposed_weight_gradients)),
         ("fp32, rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="rbg")),
         ("fp32, unsafe_rbg dropout keys", lambda n: jax_timer(n, std, args.batch, key_impl="unsafe_rbg")),
         ("fp32, genotypes encoded per visit", lambda n: jax_timer(n, std.replace(subject_level=()), args.batch)),

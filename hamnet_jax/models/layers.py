@@ -12,13 +12,16 @@ import jax.numpy as jnp
 from hamnet_jax.models.attention import MultiHeadAttention, masked_softmax
 from hamnet_jax.models.random_bits import is_threefry_key, uniform_halfwords
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
+from hamnet_jax.models.matmul import MATMUL_NAME, matmul
 
 # jax.checkpoint policies by config name: what the backward pass may keep from the forward
 __all__ = ["MLP", "Dropout", "GatedAttentionBlock", "GroupedDense", "attention_block", "masked_mean", "masked_softmax"]
 
 REMAT_POLICY_FNS: dict[str, Any] = {
     "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
-    "save_dots": jax.checkpoint_policies.checkpoint_dots,  # keep matmul outputs, recompute the rest
+    # keep matmul outputs (models/matmul.py's by their checkpoint name), recompute the rest
+    "save_dots": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.checkpoint_dots, jax.checkpoint_policies.save_only_these_names(MATMUL_NAME)),
 }
 
 
@@ -167,5 +170,5 @@ class GroupedDense(nn.Module):
         # two transposes included (1,024 rows x 16 groups x 128 -> 64, measured on this CPU)
         lead = x.shape[:-2]
         x = jnp.moveaxis(x.reshape((-1, groups, width)), 1, 0)
-        y = jnp.moveaxis(jnp.einsum("gnf,gfe->gne", x, kernel), 0, 1)
+        y = jnp.moveaxis(matmul(x, kernel, batch_dims=1), 0, 1)  # weight gradient x^T dy: models/matmul.py
         return y.reshape(lead + (groups, self.features)) + bias
