@@ -55,7 +55,7 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.A
 def opaque_scalar(value: float, dtype: Any) -> jax.Array:
     """`value` as a scalar XLA cannot see as a constant (an optimization barrier).
 
-    Dropout divides by the keep probability through this. XLA rewrites a division by a
+    Dropout divides by the keep probability through this (`drop`). XLA rewrites a division by a
     constant into a multiply, and its fusion pass then recomputes the cheap masked
     activation, and in the backward pass its cotangent, inside every consumer instead of
     storing it. One consumer is the transposed copy that XLA:CPU makes before each weight
@@ -68,6 +68,27 @@ def opaque_scalar(value: float, dtype: Any) -> jax.Array:
     values are x / p to the last bit. Measured: experiments/bench_train.py's "fp32, dropout
     divides by a constant" row."""
     return jax.lax.optimization_barrier(jnp.asarray(value, dtype))
+
+
+@jax.custom_vjp
+def drop(x: jax.Array, keep: jax.Array, divisor: jax.Array) -> jax.Array:
+    """x where `keep`, else 0, divided by `divisor` (inverted dropout). Forward and backward
+    both end in the division, so XLA stores each result once (`opaque_scalar`); JAX's own
+    transpose of a select then a division would end the backward pass in the select, which
+    XLA recomputes in every consumer from the random bits."""
+    return jax.lax.select(keep, x, jnp.zeros_like(x)) / divisor
+
+
+def _drop_fwd(x: jax.Array, keep: jax.Array, divisor: jax.Array) -> tuple[jax.Array, tuple]:
+    return drop(x, keep, divisor), (keep, divisor)
+
+
+def _drop_bwd(residuals: tuple, dy: jax.Array) -> tuple[jax.Array, None, None]:
+    keep, divisor = residuals
+    return jax.lax.select(keep, dy, jnp.zeros_like(dy)) / divisor, None, None
+
+
+drop.defvjp(_drop_fwd, _drop_bwd)
 
 
 class Dropout(nn.Dropout):
@@ -88,7 +109,7 @@ class Dropout(nn.Dropout):
         rng = self.make_rng(self.rng_collection) if rng is None else rng
         shape = [1 if d in self.broadcast_dims else n for d, n in enumerate(inputs.shape)]
         keep = jnp.broadcast_to(keep_mask(rng, keep_prob, tuple(shape)), inputs.shape)
-        return jax.lax.select(keep, inputs / opaque_scalar(keep_prob, inputs.dtype), jnp.zeros_like(inputs))
+        return drop(inputs, keep, opaque_scalar(keep_prob, inputs.dtype))
 
 
 class MLP(nn.Module):
