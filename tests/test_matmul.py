@@ -11,7 +11,7 @@ from jax.ad_checkpoint import print_saved_residuals
 
 from hamnet_jax.models import logical
 from hamnet_jax.models.layers import GroupedDense, attention_block
-from hamnet_jax.models.matmul import matmul
+from hamnet_jax.models.matmul import matmul, without_gradient_rule
 from hamnet_jax.training.steps import CPU_STEP_OPTIONS
 
 
@@ -83,3 +83,15 @@ def test_save_dots_remat_keeps_the_products(capsys):
     print_saved_residuals(lambda p: block.apply(p, x, mask, True).sum(), params)
     saved = capsys.readouterr().out
     assert saved.count("named 'matmul'") == 4, saved  # gate_attn, fc1, fc2, gate_mlp
+
+
+@pytest.mark.parametrize("x_shape, w_shape, batch_dims", [((5, 7, 6), (6, 3), 0), ((4, 9, 6), (4, 6, 3), 1)])
+def test_without_gradient_rule_traces_the_plain_product(x_shape, w_shape, batch_dims):
+    kx, kw = jax.random.split(jax.random.key(5))
+    x, w = jax.random.normal(kx, x_shape), jax.random.normal(kw, w_shape)
+    with without_gradient_rule():
+        jaxpr = str(jax.make_jaxpr(lambda x, w: matmul(x, w, batch_dims))(x, w))
+        plain = np.asarray(matmul(x, w, batch_dims))
+    assert "custom_vjp_call" not in jaxpr and "dot_general" in jaxpr
+    np.testing.assert_allclose(plain, np.asarray(matmul(x, w, batch_dims)), rtol=1e-6)
+    assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x, w: matmul(x, w, batch_dims))(x, w))

@@ -16,18 +16,35 @@ JAX transposes them" row.
 
 The values are the same sums, possibly in another order. The product carries the
 checkpoint name `MATMUL_NAME`, so remat's "save_dots" policy keeps it as it keeps any
-other dot's output (`models.layers.REMAT_POLICY_FNS`).
+other dot's output (`models.layers.REMAT_POLICY_FNS`). Graphs that are never differentiated
+(the ONNX export) trace it under `without_gradient_rule()`: the plain product, with no
+custom_vjp call in the graph.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 MATMUL_NAME = "matmul"  # the checkpoint name of every `matmul` product
+_PLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_matmul", default=False)
+
+
+@contextlib.contextmanager
+def without_gradient_rule() -> Iterator[None]:
+    """Trace `matmul` as a plain `lax.dot_general` in this context (this thread's)."""
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
 
 
 def _dimension_numbers(ndim: int, batch_dims: int) -> tuple:
@@ -38,7 +55,20 @@ def _dimension_numbers(ndim: int, batch_dims: int) -> tuple:
 def matmul(x: jax.Array, w: jax.Array, batch_dims: int = 0, precision: Any = None) -> jax.Array:
     """x [*B, *rows, in] @ w [*B, in, out] -> [*B, *rows, out], the first `batch_dims`
     axes of both a batch (one weight matrix per batch index: `GroupedDense`'s groups)."""
+    if _PLAIN.get():
+        return _plain_product(x, w, batch_dims, precision)
     return checkpoint_name(_matmul(x, w, batch_dims, precision), MATMUL_NAME)
+
+
+def _plain_product(x: jax.Array, w: jax.Array, batch_dims: int, precision: Any) -> jax.Array:
+    """The product without the gradient rule; a batched one as `jnp.einsum`, the form
+    jax2onnx writes as a MatMul that ONNX Runtime's dynamic int8 quantizer accepts (it
+    rejects the one jax2onnx writes for a bare batched `lax.dot_general`)."""
+    if batch_dims:
+        letters = "abcdefghijklmnopqrstuvw"
+        batch, rows = letters[:batch_dims], letters[batch_dims:x.ndim - 1]
+        return jnp.einsum(f"{batch}{rows}y,{batch}yz->{batch}{rows}z", x, w, precision=precision)
+    return jax.lax.dot_general(x, w, _dimension_numbers(x.ndim, batch_dims), precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
