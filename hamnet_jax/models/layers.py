@@ -55,18 +55,18 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.A
 def opaque_scalar(value: float, dtype: Any) -> jax.Array:
     """`value` as a scalar XLA cannot see as a constant (an optimization barrier).
 
-    Dropout divides by the keep probability through this (`drop`). XLA rewrites a division by a
-    constant into a multiply, and its fusion pass then recomputes the cheap masked
+    Dropout divides by the keep probability through this (`drop`). XLA rewrites a division
+    by a constant into a multiply, and its fusion pass then recomputes the cheap masked
     activation, and in the backward pass its cotangent, inside every consumer instead of
     storing it. One consumer is the transposed copy that XLA:CPU makes before each weight
     gradient. That copy reads the recomputation's inputs (the random bits and up to three
-    activations) with strided loads. In the standard tier's step the imaging encoder's copy
-    alone took 5 ms. A division by a runtime scalar is an expensive operation to XLA
+    activations) with strided loads; in the standard tier's step these copies were the
+    largest operations. A division by a runtime scalar is an expensive operation to XLA
     (`InstructionFusion::IsExpensive`), and XLA fuses an expensive operation with several
     users into none of them. So each masked activation and cotangent is computed once, in
     order, and the copies read a stored array (tested on a block's compiled gradient). The
-    values are x / p to the last bit. Measured: experiments/bench_train.py's "fp32, dropout
-    divides by a constant" row."""
+    values are x / p within a rounding (XLA may multiply by 1/p instead). Measured:
+    experiments/bench_train.py's "fp32, dropout divides by a constant" row."""
     return jax.lax.optimization_barrier(jnp.asarray(value, dtype))
 
 

@@ -39,7 +39,8 @@ _PLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_matmul", de
 
 @contextlib.contextmanager
 def without_gradient_rule() -> Iterator[None]:
-    """Trace `matmul` as a plain `lax.dot_general` in this context (this thread's)."""
+    """Trace `matmul` as the plain product, without its gradient rule, in this context
+    (this thread's): for graphs that are never differentiated."""
     token = _PLAIN.set(True)
     try:
         yield
