@@ -71,8 +71,9 @@ from hamnet_jax.data.cohort import CohortDims  # noqa: E402
 from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
-from hamnet_jax.models import layers, logical  # noqa: E402
+from hamnet_jax.models import layers  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
+from hamnet_jax.models.matmul import without_gradient_rule  # noqa: E402
 from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
@@ -122,7 +123,7 @@ class MatmulReference:
 @contextlib.contextmanager
 def patched(module: Any, name: str, value: Any):
     """Trace the model with `<module>.<name>` replaced by `value`: the A/B rows of the
-    dropout-mask generators, of dropout's division and of the projections' matmul."""
+    dropout-mask generators and of dropout's division."""
     kept = getattr(module, name)
     setattr(module, name, value)
     try:
@@ -142,13 +143,9 @@ jax_random_bits_masks = functools.partial(patched, layers, "is_threefry_key", la
 constant_dropout_divisor = functools.partial(patched, layers, "opaque_scalar", lambda value, dtype: value)
 
 
-@contextlib.contextmanager
-def jax_transposed_weight_gradients():
-    """The projections' matmuls as `lax.dot_general` with JAX's own transpose rule (the
-    weight gradient (dy^T x)^T): the A/B of models/matmul.py."""
-    grouped = lambda x, w, batch_dims=1, precision=None: jnp.einsum("gnf,gfe->gne", x, w)  # GroupedDense's
-    with patched(logical, "dense_dot_general", jax.lax.dot_general), patched(layers, "matmul", grouped):
-        yield
+# the projections' matmuls as the plain product, whose weight gradient JAX's own transpose
+# rule writes as (dy^T x)^T: the A/B of models/matmul.py
+jax_transposed_weight_gradients = without_gradient_rule
 
 
 def jax_timer(name: str, cfg: HAMNetConfig, batch_size: int, precision: str = "fp32", accumulation: int = 1,

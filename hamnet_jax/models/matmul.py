@@ -39,8 +39,9 @@ _PLAIN: contextvars.ContextVar[bool] = contextvars.ContextVar("plain_matmul", de
 
 @contextlib.contextmanager
 def without_gradient_rule() -> Iterator[None]:
-    """Trace `matmul` as the plain product, without its gradient rule, in this context
-    (this thread's): for graphs that are never differentiated."""
+    """Trace `matmul` as the plain product in this context (this thread's), which JAX's own
+    transpose rule differentiates: for graphs that are never differentiated (the ONNX
+    export), and for experiments/bench_train.py's A/B row."""
     token = _PLAIN.set(True)
     try:
         yield
