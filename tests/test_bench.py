@@ -38,7 +38,9 @@ def test_interleaved_warms_up_then_alternates_the_calls():
 def test_hardware_monitor_samples_cpu_and_this_process_memory():
     with HardwareMonitor(interval=0.05) as monitor:
         _ = np.ones((2000, 2000)) @ np.ones((2000, 2000))
-        time.sleep(0.2)
+        deadline = time.monotonic() + 60  # (only a hang reaches it)
+        while len(monitor.samples) < 2 and time.monotonic() < deadline:  # sampled on its own thread
+            time.sleep(0.01)
     summary = monitor.summary()
     assert len(monitor.samples) >= 2
     assert 0 <= summary["cpu_percent"]["mean"] <= 100

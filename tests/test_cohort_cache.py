@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,30 +94,28 @@ def test_errors_name_the_file_row_across_chunks(tiny_cohort, tmp_path, monkeypat
 
 
 def test_a_build_killed_midway_is_rebuilt(tmp_path):
-    """SIGKILL while the cache is being written, then the same build again: complete, equal
-    to the in-memory arrays, and the killed build's leftovers are gone."""
+    """SIGKILL at a named point in the feature pass (after its 2nd of 4 chunks), then the same
+    build again: complete, equal to the in-memory arrays, and the killed build's leftovers are gone."""
     from hamnet_jax.data.cohort import CohortDims, generate_cohort
     from hamnet_jax.data.schema import Schema
 
-    frame, raw_schema = generate_cohort(3000, seed=1, dims=CohortDims(clinical=40, imaging=400, genetic=300,
-                                                                        lifestyle_numeric=10))
+    frame, raw_schema = generate_cohort(800, seed=1, dims=CohortDims(clinical=20, imaging=40, genetic=30,
+                                                                       lifestyle_numeric=5))
     path = tmp_path / "big.csv"
     write_table(frame, path)
     schema = Schema.from_dict(raw_schema)
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(raw_schema))
     root = tmp_path / "cache"
     schema_file = str(tmp_path / "schema.yaml")
-    script = ("from hamnet_jax.data.cohort_cache import build_cohort_cache; "
-              "from hamnet_jax.data.schema import Schema; "
-              f"build_cohort_cache({str(path)!r}, Schema.load({schema_file!r}), 4, True, {str(root)!r})")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    deadline = time.monotonic() + 120
-    while not list(root.glob("*.partial-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the build finished before it could be killed"
-    time.sleep(0.5)  # into the feature pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    rows_per_chunk = -(-len(frame) // 4)
+    script = ("import hamnet_jax.data.cohort_cache as cache; from hamnet_jax.data.schema import Schema; "
+              f"cache.ROWS_PER_CHUNK = {rows_per_chunk}; "
+              f"cache.build_cohort_cache({str(path)!r}, Schema.load({schema_file!r}), 4, True, {str(root)!r})")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), HAMNET_KILL_AT="cohort_cache.chunk_written@2"))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "killed at cohort_cache.chunk_written@2" in proc.stderr
+    assert [d.name.split(".partial-")[0] for d in root.iterdir()] == [cohort_cache.cache_key(path, schema, 4, True)]
     assert not any((d / cohort_cache.META).exists() for d in root.iterdir())  # no cache that looks complete
     directory = build_cohort_cache(path, schema, 4, True, root)
     assert [d.name for d in root.iterdir()] == [directory.name]

@@ -82,6 +82,23 @@ def test_export_prints_parity_only_and_stores_it(run, raw_mc_export, capsys, tmp
     assert mc["mc_samples"] == run.config.training.mc_samples and "epistemic_std" in mc["outputs"]
 
 
+def test_the_exported_graph_declares_no_shape_onnx_contradicts(raw_mc_export):
+    """Every declared intermediate shape agrees with ONNX's own inference, so ONNX Runtime opens
+    the graph at its default log level without a word (it used to log `Error merging shape
+    info` for a broadcasting Mul jax2onnx declared with the wrong shape)."""
+    import subprocess
+    import sys
+
+    from hamnet_jax.export.onnx_graph import wrong_shapes
+
+    assert wrong_shapes(onnx.load(raw_mc_export)) == []
+    script = ("import onnxruntime as ort; ort.set_default_logger_severity(2); "
+              f"ort.InferenceSession({str(raw_mc_export)!r}, providers=['CPUExecutionProvider'])")
+    opened = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert opened.returncode == 0, opened.stderr
+    assert [line for line in opened.stderr.splitlines() if "[W:" in line or "[E:" in line] == []
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8", "int8-dynamic"])
 def test_reduced_precision_exports_stay_close(run, splits, precision, tmp_path):
     raw = RawModel.from_run(run, 0)

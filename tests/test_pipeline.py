@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,19 +122,13 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_in: str, timeout: float,
-                     ready: Callable[[], bool] = lambda: True) -> str:
-    """Run the tiny pipeline, SIGKILL it once stage `kill_in` has started and `ready()` holds
-    (else a moment later), rerun the same command to the end; returns the rerun's output."""
-    first = _pipeline(out, data, env)
-    deadline = time.time() + timeout
-    while not (any(e["stage"] == kill_in and e["event"] == "start" for e in _events(out)) and ready()):
-        assert first.poll() is None, first.communicate()[0][-3000:]
-        assert time.time() < deadline, f"stage {kill_in} never started (or got ready)"
-        time.sleep(0.5)
-    time.sleep(3)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_at: str, timeout: float) -> str:
+    """Run the tiny pipeline until it SIGKILLs itself at the named kill point `kill_at`
+    (`HAMNET_KILL_AT`), rerun the same command to the end; returns the rerun's output."""
+    first = _pipeline(out, data, {**env, "HAMNET_KILL_AT": kill_at})
+    output = first.communicate(timeout=timeout)[0]
+    assert first.returncode == -signal.SIGKILL, output[-3000:]
+    assert f"killed at {kill_at}" in output
     second = _pipeline(out, data, env)
     output = second.communicate(timeout=timeout)[0]
     assert second.returncode == 0, output[-3000:]
@@ -154,7 +146,7 @@ def resumed_pipeline(tiny_cohort, tiny_run, tmp_path_factory) -> tuple[Path, str
     export, bench, repository) on the tiny cohort, killed in the quantize stage and rerun.
     (`tiny_run` first: the baseline is the same model, so its programs are compiled.)"""
     out = tmp_path_factory.mktemp("pipeline") / "p"
-    output = killed_and_rerun(out, tiny_cohort[0], FEW_STAGES, "quantize", timeout=600)
+    output = killed_and_rerun(out, tiny_cohort[0], FEW_STAGES, "quantize/pipeline.stage_started", timeout=600)
     return out, output
 
 
@@ -245,11 +237,9 @@ def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(r
 def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
     out = tmp_path / "p"
     study_log = out / "nas" / "study" / "events.jsonl"
-
-    def trial_done() -> bool:  # killed once the study has finished a trial job, so it is continued
-        return study_log.exists() and '"done"' in study_log.read_text()
-
-    killed_and_rerun(out, None, {}, "nas", timeout=1500, ready=trial_done)
+    # killed as the study logs its first finished trial job: the study is continued, not restarted
+    killed_and_rerun(out, None, {}, "nas/search.trial_done", timeout=1500)
+    assert '"done"' in study_log.read_text()
     jobs = [json.loads(line) for line in study_log.read_text().splitlines()]
     done_jobs = [(e["trial"], e["rung"]) for e in jobs if e["event"] == "done"]
     assert len(done_jobs) == len(set(done_jobs))  # no trial job of the killed study ran twice

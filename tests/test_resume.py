@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -19,10 +18,12 @@ from .conftest import TINY_DIMS
 EPOCHS = 8
 
 
-def _train(data, config, out, cache, resume=False):
+def _train(data, config, out, cache, resume=False, kill_at=None):
     cmd = [sys.executable, "-m", "hamnet_jax.cli", "train", "--data", str(data), "--config", str(config),
            "--out", str(out), "--quiet"] + (["--resume"] if resume else [])
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+    if kill_at:
+        env["HAMNET_KILL_AT"] = kill_at
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -47,15 +48,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     reference = _train(data, config, tmp_path / "reference", cache)
     _, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err
-    killed = _train(data, config, tmp_path / "killed", cache)
-    deadline = time.time() + 300
-    while time.time() < deadline and killed.poll() is None:
-        if any(e >= 2 for e in _saved_epochs(tmp_path / "killed")):
-            break
-        time.sleep(0.01)
-    assert killed.poll() is None, "training finished before it could be killed: " + killed.stderr.read()
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
+    killed = _train(data, config, tmp_path / "killed", cache, kill_at="checkpoint.latest_saved@3")
+    _, err = killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL, err
     at_kill = max(_saved_epochs(tmp_path / "killed"))
     assert 2 <= at_kill < EPOCHS
     assert not (tmp_path / "killed" / "summary.json").exists()

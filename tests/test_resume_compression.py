@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -23,11 +22,11 @@ COMMANDS = {
 LOOP_FLAGS = ["--accumulation-steps", "2", "--mesh", "data=1"]
 
 
-def _command(name, run, data, out, config, resume=False):
+def _command(name, run, data, out, config, resume=False, kill_at=None):
     args = [config if a is None else a for a in COMMANDS[name]]
     cmd = [sys.executable, "-m", "hamnet_jax.cli", name, "--run", str(run), "--data", str(data), "--out", str(out),
            "--quiet", *args, *LOOP_FLAGS] + (["--resume"] if resume else [])
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"} | ({"HAMNET_KILL_AT": kill_at} if kill_at else {})
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -48,14 +47,10 @@ def test_sigkill_then_resume_matches_uninterrupted(name, tiny_run, tiny_cohort, 
     reference = _command(name, tiny_run, data, tmp_path / "reference", config)
     _, err = reference.communicate(timeout=900)
     assert reference.returncode == 0, err
-    killed = _command(name, tiny_run, data, tmp_path / "killed", config)
-    deadline = time.time() + 600
-    while time.time() < deadline and killed.poll() is None and not any(
-            e >= 2 for e in _checkpointed_epochs(tmp_path / "killed")):
-        time.sleep(0.01)
-    assert killed.poll() is None, "finished before it could be killed: " + killed.stderr.read()
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
+    killed = _command(name, tiny_run, data, tmp_path / "killed", config, kill_at="checkpoint.latest_saved@3")
+    _, err = killed.communicate(timeout=900)
+    assert killed.returncode == -signal.SIGKILL, err
+    assert 2 <= max(_checkpointed_epochs(tmp_path / "killed")) < 6
     assert not (tmp_path / "killed" / "summary.json").exists()
     resumed = _command(name, tiny_run, data, tmp_path / "killed", config, resume=True)
     _, err = resumed.communicate(timeout=900)

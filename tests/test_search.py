@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("nevergrad")
 
 from hamnet_jax.errors import InputError  # noqa: E402
+from hamnet_jax.kill_points import kill_point  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.pareto import fronts, select_best  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
@@ -175,12 +176,13 @@ def test_a_missing_objective_metric_is_named(tmp_path):
                   FullBudget(1, 2), Proposer(space, "random", budget=2), lambda c, b, d, t: {"loss": 1.0})
 
 
-def slow_trial(config, budget, run_dir, trial):
-    """A trial for the kill-and-resume test: logs its start and end, sleeps meanwhile."""
+def logged_trial(config, budget, run_dir, trial):
+    """A trial for the kill-and-resume test: logs its start and end; between them is the named
+    kill point the test's first process dies at (its 4th job)."""
     log = Path(os.environ["HAMNET_TEST_LOG"])
     with open(log, "a") as f:
         f.write(json.dumps({"start": [trial, budget]}) + "\n")
-    time.sleep(0.4)
+    kill_point("test.trial_running")
     with open(log, "a") as f:
         f.write(json.dumps({"end": [trial, budget]}) + "\n")
     return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / budget}
@@ -190,27 +192,18 @@ def run_small_study(root: str, resume: bool) -> None:
     space = SearchSpace({"x": Float(0.0, 1.0)})
     store = open_study(root, {"study": "kill-resume", "seed": 0}, resume=resume)
     run_study(store, space, [Objective("loss")], ASHA(1, 9, max_trials=9, eta=3),
-              Proposer(space, "random", budget=9, seed=0), slow_trial)
+              Proposer(space, "random", budget=9, seed=0), logged_trial)
 
 
-def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path):
+def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypatch):
     log = tmp_path / "executions.jsonl"
-    env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT),
+           "HAMNET_KILL_AT": "test.trial_running@4"}  # killed in the middle of its fourth job
     code = f"from tests.test_search import run_small_study; run_small_study({str(tmp_path / 'study')!r}, False)"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill it in the middle of its fourth job
-        lines = log.read_text().splitlines() if log.exists() else []
-        if sum('"start"' in x for x in lines) >= 4 and lines[-1].startswith('{"start"'):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    os.environ["HAMNET_TEST_LOG"] = str(log)
-    try:
-        run_small_study(str(tmp_path / "study"), True)
-    finally:
-        del os.environ["HAMNET_TEST_LOG"]
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    monkeypatch.setenv("HAMNET_TEST_LOG", str(log))
+    run_small_study(str(tmp_path / "study"), True)
     events = [json.loads(x) for x in log.read_text().splitlines()]
     ends = [tuple(e["end"]) for e in events if "end" in e]
     starts = [tuple(e["start"]) for e in events if "start" in e]
@@ -417,3 +410,18 @@ def test_fast_compile_flags_reach_the_workers_and_are_refused_where_they_mislead
         with pytest.raises(InputError, match="fast_compile"):
             StudyRequest(kind="nas", data="x.parquet", out="unused", fast_compile=True, **request)
     StudyRequest(kind="nas", data="x.parquet", out="unused", fast_compile=True, workers=2)
+
+
+def test_the_fast_compile_flags_start_jax_silently():
+    """Only flags this jaxlib honours: one it no longer does (XLA warns at every start) or does
+    not know (XLA aborts) is left out, so workers print nothing of their own."""
+    from hamnet_jax.search.fast_compile import LLVM_O0, fast_compile_flags, xla_flag_honoured
+
+    assert not xla_flag_honoured("--xla_no_such_flag=1")
+    flags = fast_compile_flags()
+    assert flags.startswith(LLVM_O0)
+    probe = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(jnp.ones(3).sum())"],
+                           env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "3.0"
+    assert probe.stderr == ""

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from hamnet_jax.cli.third_party_warnings import log_third_party_warnings
 from hamnet_jax.errors import InputError
 
 # what each command reads of the config: section -> keys (None: all of them); only `train`
@@ -66,6 +67,7 @@ def _setup(args: argparse.Namespace):
 
     config = load_config(getattr(args, "config", None))
     logging.basicConfig(level=config.general.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    log_third_party_warnings()
     unused = config.unused(USES[args.command])
     if unused:
         print(f"hamnet {args.command}: note: config values not used by this command: {', '.join(unused)}",

@@ -34,6 +34,7 @@ from hamnet_jax.data.arrays import (SUBJECTS_PER_CHUNK, CohortArrays, check_subj
 from hamnet_jax.data.freed_memory import release_freed_memory
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import iter_table_chunks, read_columns, table_columns
+from hamnet_jax.kill_points import kill_point
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
@@ -195,6 +196,7 @@ def build_cohort_cache(path: str | os.PathLike, schema: Schema, max_visits: int 
             scatter_features(layout, arrays, chunk, schema, first_row)
             for array in mapped:
                 array.release()
+            kill_point("cohort_cache.chunk_written")
         # (read back through a CachedCohort, which releases the pages it reads)
         check_subject_level(_as_cached(arrays), schema)
         for field in SMALL_FIELDS:

@@ -84,8 +84,49 @@ def _trace(fn: Callable, specs: list[jax.ShapeDtypeStruct], input_names: list[st
     except ImportError:
         raise InputError("ONNX export needs jax2onnx: pip install 'hamnet-jax[export]'") from None
     with library_logs_below(), without_gradient_rule():  # inference graphs: plain dot_generals (models/matmul.py)
-        return to_onnx(fn, specs, model_name=name, return_mode="proto", input_names=input_names,
-                       output_names=output_names)
+        model = to_onnx(fn, specs, model_name=name, return_mode="proto", input_names=input_names,
+                        output_names=output_names)
+    return without_wrong_shapes(model)
+
+
+def _dims(value: Any) -> list[int | None] | None:
+    """A value's declared dims (None for a symbolic or unknown one), or None without a shape."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+
+
+def _agree(declared: list[int | None] | None, inferred: list[int | None] | None) -> bool:
+    if declared is None or inferred is None:
+        return True
+    return len(declared) == len(inferred) and all(a is None or b is None or a == b
+                                                  for a, b in zip(declared, inferred, strict=True))
+
+
+def wrong_shapes(model: Any) -> list[str]:
+    """The intermediate values whose declared shape (`value_info`) ONNX's own shape inference
+    contradicts."""
+    import onnx
+
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    inferred = {v.name: _dims(v) for v in onnx.shape_inference.infer_shapes(bare, data_prop=True).graph.value_info}
+    return [v.name for v in model.graph.value_info if not _agree(_dims(v), inferred.get(v.name))]
+
+
+def without_wrong_shapes(model: Any) -> Any:
+    """`model` without the declared shapes ONNX's inference contradicts. jax2onnx 0.17 declares
+    a broadcasting Mul's output with its smaller operand's shape ([B, 4, 1] for [B, 4, 64]);
+    ONNX Runtime then logs `Error merging shape info` at every session start. Without the
+    declaration ONNX Runtime infers the shape itself."""
+    wrong = set(wrong_shapes(model))
+    if wrong:
+        keep = [v for v in model.graph.value_info if v.name not in wrong]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(keep)
+    return model
 
 
 def _spec(shape: tuple, dtype: Any) -> jax.ShapeDtypeStruct:

@@ -41,6 +41,7 @@ from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.job_dir import claim, differing_keys, stored_identity
+from hamnet_jax.kill_points import kill_point, kill_scope
 from hamnet_jax.pipeline.deliver import stage_monitoring, stage_repository
 from hamnet_jax.pipeline.measure import stage_bench
 from hamnet_jax.pipeline.presets import Preset, preset
@@ -137,7 +138,9 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
         say(f"pipeline [{i}/{len(plan)}] {name} ...")
         _event(out, {"stage": name, "event": "start"})
         started = time.perf_counter()
-        outputs = work()
+        with kill_scope(name):
+            kill_point("pipeline.stage_started")
+            outputs = work()
         seconds = time.perf_counter() - started
         write_json_atomic(marker, {"stage": name, "seconds": seconds, "outputs": outputs,
                                    "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})

@@ -29,6 +29,7 @@ from typing import Any
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import AppendLog
+from hamnet_jax.kill_points import kill_point
 from hamnet_jax.search.executors import Executor, SerialExecutor
 from hamnet_jax.search.proposers import Proposer
 from hamnet_jax.search.space import SearchSpace
@@ -128,6 +129,7 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
         record.status, record.seconds = "done", record.seconds + seconds
         store.save(record)
         log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
+        kill_point("search.trial_done")
         scheduler.report(job, losses)
         if job.rung == 0:  # every trial has a lowest-rung result: comparable for the proposer
             proposer.tell(record.raw, losses)
@@ -145,6 +147,7 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
             return
         record.status, record.budget, record.rung = "running", job.budget, job.rung
         store.save(record)
+        kill_point("search.trial_started")
         started = time.perf_counter()  # before submit: a serial executor runs the trial inside it
         future = executor.submit(trial_fn, dict(record.config), job.budget, store.run_dir(job.trial), job.trial)
         running[future] = (job, started)

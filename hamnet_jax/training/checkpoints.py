@@ -29,6 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.kill_points import kill_point
 
 KINDS = ("latest", "best")
 STATE_FILE, META_FILE = "state.npz", "meta.json"
@@ -112,6 +113,7 @@ class Checkpoints:
                     shutil.rmtree(folder / str(old), ignore_errors=True)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"hamnet checkpoint {kind} {step}")
+        kill_point(f"checkpoint.{kind}_saved")
 
     def latest_step(self, kind: str = "latest") -> int | None:
         steps = self._steps(kind)

@@ -1,0 +1,37 @@
+"""The lock (`uv.lock`) agrees with pyproject.toml: the check passes on the committed pair and
+fails on a copy whose pyproject gained a dependency the lock was not refreshed for."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+uv = pytest.importorskip("uv", reason="uv (the dev extra) runs the lock check")
+
+
+def lock_check(project: Path) -> subprocess.CompletedProcess:
+    """`uv lock --check`, offline: an unchanged lock is validated without the network."""
+    return subprocess.run([uv.find_uv_bin(), "lock", "--check", "--offline", "--no-progress"], cwd=project,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_committed_lock_agrees_with_pyproject():
+    result = lock_check(ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_dependency_added_without_refreshing_the_lock_fails_the_check(tmp_path):
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    text = (tmp_path / "pyproject.toml").read_text()
+    line = '  "psutil>=5.9",\n'
+    assert line in text
+    # packaging: already in the lock (a dependency's dependency), so the check resolves offline
+    (tmp_path / "pyproject.toml").write_text(text.replace(line, line + '  "packaging>=20",\n'))
+    result = lock_check(tmp_path)
+    assert result.returncode != 0
+    assert "needs to be updated" in result.stderr
