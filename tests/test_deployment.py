@@ -90,6 +90,10 @@ def test_dockerfile_is_multi_stage_non_root_with_a_grpc_healthcheck(tmp_path):
     assert "HAMNET_API_PORT=8101" in text and "EXPOSE 8101\n" in text and '"--metrics-port", "-1"' in text
     ignore = (tmp_path / "Dockerfile.dockerignore").read_text()
     assert "!hamnet_jax/" in ignore and "**/checkpoints" in ignore
+    # through the lock, the GPU image with TensorRT (the gpu extra), tcmalloc in the runtime
+    assert "!uv.lock" in ignore and "COPY pyproject.toml uv.lock README.md" in text
+    assert text.count("uv sync --locked --no-editable") == 2 and "--extra gpu" in text
+    assert "libtcmalloc-minimal4" in text.split(" AS runtime")[1]
 
 
 def test_deployment_config_checks_values_and_deploy_names_a_missing_tool(tmp_path, monkeypatch):

@@ -174,6 +174,7 @@ def test_fuzzed_requests_are_all_answered_and_the_server_stays_up(server, client
 
 def test_a_model_reloaded_under_load_loses_no_request(server, client):
     import threading
+    import time
 
     model, request = request_of(server, "hamnet_onnx", 1, seed=9)
     message = raw_request(request, "hamnet_onnx")
@@ -190,12 +191,20 @@ def test_a_model_reloaded_under_load_loses_no_request(server, client):
                 codes.append(err.code().name)
         channel.close()
 
+    def sent_at_least(n: int) -> None:  # waits for the senders (a deadline only a hang reaches)
+        deadline = time.monotonic() + 120
+        while len(codes) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(codes) >= n
+
     threads = [threading.Thread(target=send) for _ in range(3)]
     for t in threads:
         t.start()
     old = server.servicer.repository.get("hamnet_onnx")
+    sent_at_least(6)  # calls before the reloads, during them, and after them
     for _ in range(2):
         client.load_model("hamnet_onnx")
+    sent_at_least(len(codes) + 6)
     stop.set()
     for t in threads:
         t.join()
@@ -253,24 +262,17 @@ def test_health_reflection_and_repository_control(server, client):
 
 
 def test_dynamic_batcher_batches_concurrent_requests_and_bounds_its_queue(server):
-    import threading
-
     from hamnet_jax.serving.batcher import DynamicBatcher, QueueFull
 
     model, request = request_of(server, "hamnet", 12, seed=5)
     want = model.predictor.predict(request)
     checked = [model.predictor.validate({k: v[i:i + 1] for k, v in request.items()}) for i in range(12)]
     batcher = DynamicBatcher(model.predictor, max_batch=8, max_queue_delay_us=200_000, preferred_sizes=(4,))
-    futures = [None] * 12
-    threads = [threading.Thread(target=lambda i=i: futures.__setitem__(i, batcher.submit(checked[i])))
-               for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with batcher._cv:  # the 12 requests arrive together: the worker sees them once the lock is free
+        futures = [batcher.submit(checked[i]) for i in range(12)]
     for i, f in enumerate(futures):
         np.testing.assert_allclose(f.result(timeout=60)["prediction"], want["prediction"][i:i + 1], atol=1e-5)
-    assert batcher.batches < 12 and max(batcher.batch_subjects) <= 8  # requests were batched together
+    assert batcher.batch_subjects == {4: 3}  # batched together, cut back to the preferred size
     batcher.close()
     tiny = DynamicBatcher(model.predictor, max_batch=1, max_queue_delay_us=0, max_queue=1)
     with tiny._cv:  # hold the worker: the queue fills

@@ -4,13 +4,16 @@
     docker build --target gpu -t hamnet-jax:gpu .                      # jax[cuda12], onnxruntime-gpu
     docker run -p 8001:8001 -p 8002:8002 hamnet-jax:cpu
 
-Build stages install the package into a virtual environment (compilers and pip caches
-stay behind); the runtime stages copy only the environment and the model repository
+Build stages install the package into a virtual environment through the lock (`uv.lock`:
+the versions the suite was tested with; compilers and caches stay behind); the runtime
+stages install tcmalloc (Debian's libtcmalloc-minimal4, which `hamnet` preloads: the
+allocator the README's figures were measured with), then copy only the environment and the model repository
 (build argument MODEL_REPOSITORY, a directory of `<model>/<version>/` runs), run as an
 unprivileged user, listen on HAMNET_API_HOST / HAMNET_API_PORT, and report health with
 `python -m hamnet_jax.serving.probe` (gRPC `grpc.health.v1`; Docker has no gRPC probe).
 The GPU stage takes CUDA from NVIDIA's pip wheels, so one Python base image serves both;
-the host's driver comes in through the NVIDIA container runtime (`--gpus all`).
+the host's driver comes in through the NVIDIA container runtime (`--gpus all`); TensorRT
+comes with the `gpu` extra. The lock is for Linux x86_64 (build with `--platform linux/amd64`).
 """
 
 from __future__ import annotations
@@ -47,21 +50,24 @@ ARG PYTHON_IMAGE={PYTHON_IMAGE}
 
 # -- build: the package and its serving dependencies in /opt/venv ----------------------
 FROM ${{PYTHON_IMAGE}} AS build-cpu
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1 UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY hamnet_jax ./hamnet_jax
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install ".[serving,export]"
+RUN pip install uv && uv sync --locked --no-editable --extra serving --extra export
 
 FROM build-cpu AS build-gpu
 # onnxruntime and onnxruntime-gpu share a module: the CPU wheel goes before the GPU one comes
-RUN /opt/venv/bin/pip install ".[serving,export,gpu]" && /opt/venv/bin/pip uninstall -y onnxruntime \\
-    && /opt/venv/bin/pip install onnxruntime-gpu
+RUN uv sync --locked --no-editable --extra serving --extra export --extra gpu \\
+    && uv pip uninstall --python /opt/venv/bin/python onnxruntime \\
+    && uv pip install --python /opt/venv/bin/python onnxruntime-gpu
 
 # -- runtime: the environment, the model repository, an unprivileged user --------------
 FROM ${{PYTHON_IMAGE}} AS runtime
 ARG MODEL_REPOSITORY=model_repository
-RUN useradd --create-home --uid {USER_ID} --shell /usr/sbin/nologin hamnet
+RUN apt-get update && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \\
+    && rm -rf /var/lib/apt/lists/* \\
+    && useradd --create-home --uid {USER_ID} --shell /usr/sbin/nologin hamnet
 ENV {env}
 COPY --chown=hamnet:hamnet ${{MODEL_REPOSITORY}} {MODELS_DIR}
 USER hamnet
@@ -85,5 +91,5 @@ ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 def dockerignore() -> str:
     """Keep the build context small: runs, results, caches and virtual environments stay out
     (the model repository is the only data the image takes)."""
-    return "\n".join(["*", "!pyproject.toml", "!README.md", "!hamnet_jax/", "!model_repository/",
+    return "\n".join(["*", "!pyproject.toml", "!uv.lock", "!README.md", "!hamnet_jax/", "!model_repository/",
                       "**/__pycache__", "**/*.pyc", "**/checkpoints", "**/tb", "**/plots", ""])
