@@ -12,15 +12,16 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 
 # lowest first; a unit may import units of a lower rank (and itself)
 RANKS = {
-    "errors": 0, "io_atomic": 0, "modalities": 0, "background_compile": 0,
-    "job_dir": 1, "host_memory": 1,  # (job_dir: atomic io below it; host_memory: the error type)
-    "data": 1, "models": 2, "config": 3, "transforms": 4, "inference": 5, "export": 6, "run_dir": 7,
-    "evaluation": 8, "training": 9, "compression": 10,
-    "search": 11, "monitoring": 11, "deployment": 11,
-    "serving": 12,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
-    "bench": 13,  # above serving: it serves the model it measures under load
-    "pipeline": 14, "optimization": 15,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
-    "cli": 16, "__init__": 16,
+    "errors": 0,
+    "io_atomic": 1, "modalities": 1, "background_compile": 1, "kill_points": 1,  # (kill_points: the error type)
+    "job_dir": 2, "host_memory": 2,  # (job_dir: atomic io below it; host_memory: the error type)
+    "data": 3, "models": 4, "config": 5, "transforms": 6, "inference": 7, "export": 8, "run_dir": 9,
+    "evaluation": 10, "training": 11, "compression": 12,
+    "search": 13, "monitoring": 13, "deployment": 13,
+    "serving": 14,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
+    "bench": 15,  # above serving: it serves the model it measures under load
+    "pipeline": 16, "optimization": 17,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
+    "cli": 18, "__init__": 18,
 }
 
 
