@@ -17,6 +17,7 @@ import yaml
 from hamnet_jax.cli import main
 from hamnet_jax.data import cohort_cache
 from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.cohort_batches import model_input
 from hamnet_jax.data.cohort_cache import build_cohort_cache, load_cohort_cache
 from hamnet_jax.data.dataset import load_cohort
 from hamnet_jax.data.preprocess import Preprocessor
@@ -142,7 +143,7 @@ def test_streaming_statistics_and_batches_equal_the_in_memory_ones(tiny_cohort, 
             sd = np.nanstd(x.astype(np.float64), 0)
         np.testing.assert_allclose(pre.stds[m], np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0), rtol=1e-5)
     assert [lv.tolist() for lv in pre.levels] == [lv.tolist() for lv in same.levels]
-    lazy, eager = pre.batches(cached), pre.batches(arrays)
+    lazy, eager = model_input(pre, cached), model_input(pre, arrays)
     rows = np.array([5, 0, 239, 17, 17])
     for a, b in zip(jax_leaves(lazy.take(rows)), jax_leaves(eager.take(rows)), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,5 +1,8 @@
-"""The package's layers: each package imports only packages below it (no cycles), the core
-never imports the facades (`optimization/`) or the CLI, and `import hamnet_jax` is lazy."""
+"""The package's layers, the one map of them (`RANKS`): each package imports only packages of a
+lower rank, no module imports itself back through others (no circle between files), the
+core never imports the facades (`optimization/`) or the CLI, and `import hamnet_jax` is
+lazy. Every import counts: at module level, inside a function, and type-only ones under
+`if TYPE_CHECKING:` (a type hint is a dependency too)."""
 
 from __future__ import annotations
 
@@ -25,36 +28,81 @@ RANKS = {
 }
 
 
-def unit(path: Path) -> str:
-    rel = path.relative_to(ROOT)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join([root.name, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def unit(path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def runtime_imports(path: Path) -> set[str]:
-    """hamnet_jax units imported at run time (imports under `if TYPE_CHECKING:` are type hints)."""
-    tree = ast.parse(path.read_text())
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+def imported_modules(path: Path, known: set[str], package: str = "hamnet_jax") -> set[str]:
+    """The package's modules `path` imports, anywhere in the file (`from a import b` names the
+    module `a.b` when there is one, else `a`)."""
     out = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "hamnet_jax" and len(parts) > 1:
-                out.add(parts[1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == package:
+            out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                    for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == package}
     return out
 
 
-def edges() -> dict[str, set[str]]:
+def module_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (itself left out)."""
+    files = {module_name(p, root): p for p in root.rglob("*.py")}
+    return {m: imported_modules(p, set(files), root.name) - {m} for m, p in files.items()}
+
+
+def edges(root: Path = ROOT) -> dict[str, set[str]]:
+    """unit (top-level package or module) -> the units it imports."""
     graph: dict[str, set[str]] = {}
-    for path in ROOT.rglob("*.py"):
-        graph.setdefault(unit(path), set()).update(runtime_imports(path) - {unit(path)})
+    for module, targets in module_graph(root).items():
+        source = module.split(".")[1] if "." in module else "__init__"
+        graph.setdefault(source, set()).update(t.split(".")[1] for t in targets if "." in t)
+        graph[source].discard(source)
     return graph
+
+
+def upward_imports(ranks: dict[str, int], root: Path = ROOT) -> list[tuple[str, str]]:
+    return sorted((s, d) for s, ds in edges(root).items() for d in ds if ranks[d] >= ranks[s])
+
+
+def circles(root: Path = ROOT) -> list[list[str]]:
+    """Every set of modules that import one another round a circle (Tarjan's strongly
+    connected components of more than one module)."""
+    graph = module_graph(root)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
 
 
 def test_every_unit_has_a_rank():
@@ -62,26 +110,12 @@ def test_every_unit_has_a_rank():
 
 
 def test_units_import_only_lower_layers():
-    wrong = [(src, dst) for src, dsts in edges().items() for dst in dsts if RANKS[dst] >= RANKS[src]]
-    assert not wrong, f"imports against the layers (importer, imported): {sorted(wrong)}"
+    wrong = upward_imports(RANKS)
+    assert not wrong, f"imports against the layers (importer, imported): {wrong}"
 
 
-def test_no_import_cycle():
-    graph = edges()
-    state: dict[str, int] = {}
-
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = 1
-        for nxt in graph.get(node, ()):
-            if state.get(nxt) == 1:
-                raise AssertionError(f"import cycle: {' -> '.join(stack + [node, nxt])}")
-            if nxt not in state:
-                visit(nxt, stack + [node])
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node, [])
+def test_no_import_circle_between_files():
+    assert not circles(), circles()
 
 
 def test_core_never_imports_facades_or_cli():
@@ -90,11 +124,26 @@ def test_core_never_imports_facades_or_cli():
     assert not bad
 
 
-def test_a_known_violation_is_caught(tmp_path):
-    """The checker itself can fail: an upward import is reported."""
-    bad = tmp_path / "bad.py"
-    bad.write_text("from hamnet_jax.training.loop import fit\nif TYPE_CHECKING:\n    import hamnet_jax.cli\n")
-    assert runtime_imports(bad) == {"training"}
+def test_a_planted_upward_import_and_a_planted_circle_are_caught(tmp_path):
+    """The checkers can fail: a type-only upward import and a circle of function-level
+    imports in a small package are reported, and the same package without them is clean."""
+    pkg = tmp_path / "hamnet_jax"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "high").mkdir()
+    for init in ("__init__.py", "low/__init__.py", "high/__init__.py"):
+        (pkg / init).write_text("")
+    (pkg / "high" / "job.py").write_text("from hamnet_jax.low.a import f\n")
+    (pkg / "low" / "a.py").write_text("def f():\n    return 1\n")
+    (pkg / "low" / "b.py").write_text("")
+    ranks = {"low": 0, "high": 1, "__init__": 2}
+    assert upward_imports(ranks, pkg) == [] and circles(pkg) == []
+    (pkg / "low" / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                      "    from hamnet_jax.high.job import f\n")
+    assert upward_imports(ranks, pkg) == [("low", "high")]
+    assert circles(pkg) == [["hamnet_jax.high.job", "hamnet_jax.low.a"]]
+    (pkg / "low" / "a.py").write_text("def f():\n    from hamnet_jax.low import b\n")
+    (pkg / "low" / "b.py").write_text("def g():\n    import hamnet_jax.low.a\n")
+    assert upward_imports(ranks, pkg) == [] and circles(pkg) == [["hamnet_jax.low.a", "hamnet_jax.low.b"]]
 
 
 def test_import_hamnet_jax_loads_no_jax():

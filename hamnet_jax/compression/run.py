@@ -19,6 +19,7 @@ from typing import Any
 from hamnet_jax.compression.optimize import compress_model, measure_compression
 from hamnet_jax.config import PruningConfig, QuantizationConfig, TrainingConfig
 from hamnet_jax.data.batch import Batch
+from hamnet_jax.data.cohort_batches import model_input
 from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.evaluate import prediction_metrics
@@ -62,7 +63,7 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     parts = split_cohort(arrays, run.config.data)
     if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
         raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")
-    return run, parts, {k: run.preprocessor.batches(v) for k, v in parts.items()}
+    return run, parts, {k: model_input(run.preprocessor, v) for k, v in parts.items()}
 
 
 def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,6 @@ import pandas as pd
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
-
-if TYPE_CHECKING:  # (the cache module builds on this one)
-    from hamnet_jax.data.cohort_cache import CachedCohort
 
 SUBJECTS_PER_CHUNK = 2048  # subjects per chunk of a streaming pass (~55 MB of float32 at 1,650 columns)
 
@@ -102,7 +99,20 @@ def check_finite(data: CohortArrays) -> None:
                              f"{str(data.subject_ids[index[0]])!r}); NaN marks a missing value, ±inf is not accepted")
 
 
-def check_trainable(data: CohortArrays | CachedCohort, schema: Schema, outcome: bool = True) -> None:
+class Chunked(Protocol):
+    """A cohort a check reads in chunks of subjects: `CohortArrays`, or the cohort cache's
+    `CachedCohort` (which builds on this module, so it is named only by what it offers)."""
+
+    targets: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def num_subjects(self) -> int: ...
+
+    def chunks(self) -> Iterator[CohortArrays]: ...
+
+
+def check_trainable(data: Chunked, schema: Schema, outcome: bool = True) -> None:
     """What training data must have beyond being readable: every schema column observed in
     some row, a target that varies and, when a classification head trains on it (`outcome`),
     a 0/1 outcome with both values."""
@@ -328,7 +338,7 @@ def frame_to_arrays(
     return arrays
 
 
-def check_subject_level(data: CohortArrays | CachedCohort, schema: Schema) -> None:
+def check_subject_level(data: Chunked, schema: Schema) -> None:
     """A modality the schema marks `subject_level` is encoded once per subject, so each of
     its columns must hold one value per subject (missing at some visits is fine)."""
     for chunk in data.chunks():

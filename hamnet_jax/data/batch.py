@@ -14,7 +14,8 @@ Shapes (B subjects, V visits):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import flax.struct
 import jax
@@ -23,8 +24,21 @@ import numpy as np
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
-if TYPE_CHECKING:  # type hints only: data sits below models in the layers
-    from hamnet_jax.models.config import HAMNetConfig
+
+class InputWidths(Protocol):
+    """What a batch must match: the widths of a model's inputs (`HAMNetConfig` has them;
+    data sits below models in the layers, so it names only these fields)."""
+
+    clinical_dim: int
+    imaging_dim: int
+    genetic_dim: int
+    lifestyle_dim: int
+    lifestyle_cardinalities: Sequence[int]
+
+
+def model_labels(labels: np.ndarray) -> np.ndarray:
+    """The batch's `labels`: the 0/1 outcome, a missing one 0 (no outcome head reads it then)."""
+    return np.nan_to_num(labels).astype(np.float32)
 
 
 @flax.struct.dataclass
@@ -73,7 +87,7 @@ class Batch:
                             visit_mask=pad(self.visit_mask), visit_times=pad(self.visit_times))
 
 
-def validate_batch(batch: Batch, config: HAMNetConfig) -> None:
+def validate_batch(batch: Batch, config: InputWidths) -> None:
     """Check widths against `config` and that every subject has some modality (host side)."""
     b, v = np.shape(batch.visit_mask)
     for m in MODALITIES:
@@ -104,7 +118,7 @@ def subjects_without_modality(batch: Batch) -> np.ndarray:
     return np.flatnonzero(present.sum(axis=(1, 2)) == 0)
 
 
-def random_batch(config: HAMNetConfig, batch_size: int, num_visits: int = 4, seed: int = 0) -> Batch:
+def random_batch(config: InputWidths, batch_size: int, num_visits: int = 4, seed: int = 0) -> Batch:
     """A batch of random values with random feature, modality and visit masks.
 
     Every subject keeps at least its first visit and one modality there, so the batch is

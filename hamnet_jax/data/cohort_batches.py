@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 import jax
 import numpy as np
 
-from hamnet_jax.data.batch import Batch
-from hamnet_jax.data.preprocess import model_labels
+from hamnet_jax.data.arrays import CohortArrays
+from hamnet_jax.data.batch import Batch, model_labels
+from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.modalities import MODALITIES
 
 if TYPE_CHECKING:
     from hamnet_jax.data.cohort_cache import CachedCohort
-    from hamnet_jax.data.preprocess import Preprocessor
+
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -88,3 +89,11 @@ class CohortBatches:
         if num_visits <= self.visit_mask.shape[1]:
             return self
         return dataclasses.replace(self, visit_slots=num_visits)
+
+
+def model_input(pre: Preprocessor, data: CohortArrays | CachedCohort) -> Batch | CohortBatches:
+    """The model's input for `data`: a `Batch` of an in-memory cohort, standardized rows on
+    demand (`CohortBatches`) of a cached one."""
+    if isinstance(data, CohortArrays):
+        return pre.transform(data)
+    return CohortBatches(data, pre)

@@ -6,7 +6,7 @@ import errno
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
 from hamnet_jax.data.cohort_cache import CachedCohort, build_cohort_cache, load_cohort_cache
@@ -14,8 +14,19 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.split import kfold_split, split_subjects
 from hamnet_jax.data.tables import read_table
 
-if TYPE_CHECKING:  # type hints only: data sits below config in the layers
-    from hamnet_jax.config import DataConfig
+
+
+class DataConfig(Protocol):
+    """The `data:` settings this module reads (`config.DataConfig` has them; data sits below
+    config in the layers, so it names only these fields)."""
+
+    max_visits: int
+    cache: bool
+    cache_dir: str | None
+    split: tuple[float, float, float]
+    split_seed: int
+    cv_folds: int
+    cv_fold: int
 
 Cohort = TypeVar("Cohort", CohortArrays, CachedCohort)
 CACHE_DIR = "data_cache"

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays, check_finite
-from hamnet_jax.data.batch import Batch
+from hamnet_jax.data.batch import Batch, model_labels
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
 if TYPE_CHECKING:
-    from hamnet_jax.data.cohort_batches import CohortBatches
     from hamnet_jax.data.cohort_cache import CachedCohort
 
 
@@ -51,11 +50,6 @@ def _merge(a: Moments | None, b: Moments) -> Moments:
         mean = np.where(n > 0, ma + delta * nb / n, 0.0)
         m2 = sa + sb + np.where(n > 0, delta**2 * na * nb / n, 0.0)
     return n, mean, m2
-
-
-def model_labels(labels: np.ndarray) -> np.ndarray:
-    """The batch's `labels`: the 0/1 outcome, a missing one 0 (no outcome head reads it then)."""
-    return np.nan_to_num(labels).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -99,15 +93,6 @@ class Preprocessor:
 
     def widths(self) -> dict[str, int]:
         return {m: int(self.means[m].shape[0]) for m in MODALITIES}
-
-    def batches(self, data: CohortArrays | CachedCohort) -> Batch | CohortBatches:
-        """The model's input for `data`: a `Batch` of an in-memory cohort, standardized rows
-        on demand (`CohortBatches`) of a cached one."""
-        from hamnet_jax.data.cohort_batches import CohortBatches
-
-        if isinstance(data, CohortArrays):
-            return self.transform(data)
-        return CohortBatches(data, self)
 
     def transform(self, data: CohortArrays, read_from_file: bool = False) -> Batch:
         """The standardized batch of `data`. `read_from_file`: the arrays come from a cohort

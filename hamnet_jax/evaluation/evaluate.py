@@ -15,6 +15,7 @@ import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.batch import subjects_without_modality
+from hamnet_jax.data.cohort_batches import model_input
 from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
@@ -35,7 +36,7 @@ def predict_run(run: Run, data: CohortArrays | CachedCohort) -> dict[str, np.nda
     """Calibrated MC-dropout predictions of a run on raw cohort arrays (or a cached cohort,
     standardized a chunk at a time)."""
     pre = run.preprocessor
-    batch = pre.batches(data)
+    batch = model_input(pre, data)
     empty = subjects_without_modality(batch)
     if empty.size:
         raise InputError(f"subject {data.subject_ids[empty[0]]!r} has no modality measured at any visit "
@@ -120,7 +121,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     say(f"HAMNet on {test.num_subjects:,} test subjects")
     pred = predict(test, "test")
     rows["HAMNet"] = prediction_metrics(test, pred)
-    test_batches = run.preprocessor.batches(test)  # (its modality mask: one pass over the test split)
+    test_batches = model_input(run.preprocessor, test)  # (its modality mask: one pass over the test split)
     present = np.asarray(test_batches.modality_mask) * np.asarray(test_batches.visit_mask)[..., None]
     skipped: dict[str, str] = {}
     for i, m in enumerate(MODALITIES):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,16 @@ from hamnet_jax.models.uncertainty import mc_masks, mc_statistics
 
 if TYPE_CHECKING:
     from hamnet_jax.data.batch import Batch
-    from hamnet_jax.run_dir import Run
+
+
+class TrainedRun(Protocol):
+    """What `RawModel.from_run` reads of a run (`run_dir.Run`, above inference in the layers):
+    its model, preprocessor and calibration, and the config's `training` and `data` sections."""
+
+    model: Any
+    preprocessor: Preprocessor
+    calibration: Calibration
+    config: Any
 
 SAMPLE_NAMES = ("mean", "log_var", "logits")
 
@@ -60,7 +69,7 @@ class RawModel:
     num_samples: int = 0  # K (also when the model has no dropout site, hence no masks)
 
     @classmethod
-    def from_run(cls, run: Run, mc_samples: int | None = None) -> RawModel:
+    def from_run(cls, run: TrainedRun, mc_samples: int | None = None) -> RawModel:
         """The run's own model; `mc_samples` defaults to the run's (what `hamnet predict`
         draws), 0 = deterministic."""
         k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)

@@ -19,6 +19,7 @@ import numpy as np
 from hamnet_jax.config import Config, TrainingConfig
 from hamnet_jax.config.run_config import resolve_auto_tier
 from hamnet_jax.data.arrays import check_trainable
+from hamnet_jax.data.cohort_batches import model_input
 from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.profile import DataProfile, profile_subjects
@@ -116,7 +117,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         schema.save(out / "schema.yaml")
         pre.save(out / "preprocessor.npz")
         save_config(out, config, model_config)
-    batches = {k: pre.batches(v) for k, v in parts.items()}
+    batches = {k: model_input(pre, v) for k, v in parts.items()}
 
     # on resume, the log restarts from the checkpoint's history: it is the source of truth
     meta = None
