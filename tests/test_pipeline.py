@@ -109,12 +109,17 @@ def test_the_facades_check_their_arguments(tiny_model_config):
     assert create_comprehensive_optimizer(tiny_model_config) == {}
 
 
-def _pipeline(out: Path, data: Path | None, env: dict[str, str]) -> subprocess.Popen:
+def _pipeline(out: Path, data: Path | None, env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run the tiny pipeline to its end (or its kill point): (exit status, its output). The
+    output goes through a file, not a pipe: a leftover child could hold a pipe open."""
     args = [sys.executable, "-m", "hamnet_jax.cli", "pipeline", "--preset", "tiny", "--out", str(out), "--quiet"]
     if data is not None:
         args += ["--data", str(data)]
-    return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    log = out.parent / f"{out.name}.{len(list(out.parent.glob(out.name + '.*.log')))}.log"
+    with open(log, "w") as f:
+        code = subprocess.run(args, env={**os.environ, **env}, stdout=f, stderr=subprocess.STDOUT,
+                              timeout=timeout).returncode
+    return code, log.read_text()
 
 
 def _events(out: Path) -> list[dict]:
@@ -125,14 +130,12 @@ def _events(out: Path) -> list[dict]:
 def killed_and_rerun(out: Path, data: Path | None, env: dict[str, str], kill_at: str, timeout: float) -> str:
     """Run the tiny pipeline until it SIGKILLs itself at the named kill point `kill_at`
     (`HAMNET_KILL_AT`), rerun the same command to the end; returns the rerun's output."""
-    first = _pipeline(out, data, {**env, "HAMNET_KILL_AT": kill_at})
-    output = first.communicate(timeout=timeout)[0]
-    assert first.returncode == -signal.SIGKILL, output[-3000:]
+    code, output = _pipeline(out, data, {**env, "HAMNET_KILL_AT": kill_at}, timeout)
+    assert code == -signal.SIGKILL, output[-3000:]
     assert output.splitlines()[-1] == f"HAMNET_KILL_AT: killed at {kill_at}@1"
     assert_only_own_lines(output.splitlines()[:-1])
-    second = _pipeline(out, data, env)
-    output = second.communicate(timeout=timeout)[0]
-    assert second.returncode == 0, output[-3000:]
+    code, output = _pipeline(out, data, env, timeout)
+    assert code == 0, output[-3000:]
     assert_only_own_lines(output.splitlines())
     return output
 

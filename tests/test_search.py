@@ -425,3 +425,38 @@ def test_the_fast_compile_flags_start_jax_silently():
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0 and probe.stdout.strip() == "3.0"
     assert probe.stderr == ""
+
+
+def wait_in_worker(pid_file: str) -> None:
+    """A trial that says which process runs it and never finishes by itself."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(600)
+
+
+def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
+    """SIGKILL of the study's process ends its trial workers (they would go on training and
+    hold its output pipe): the worker is gone, or a zombie no one waits for."""
+    pid_file = tmp_path / "worker.pid"
+    code = ("import os, signal, time; from pathlib import Path; "
+            "from hamnet_jax.search.executors import ProcessExecutor; from tests.test_search import wait_in_worker; "
+            f"ex = ProcessExecutor(1); ex.submit(wait_in_worker, {str(pid_file)!r}); "
+            f"deadline = time.monotonic() + 300\n"
+            f"while not Path({str(pid_file)!r}).exists() and time.monotonic() < deadline: time.sleep(0.01)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    with open(tmp_path / "out.txt", "w") as out:  # (a file: an orphan holding a pipe would hang the test)
+        study = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    assert study.returncode == -signal.SIGKILL, (tmp_path / "out.txt").read_text()
+    worker = int(pid_file.read_text())
+
+    def alive() -> bool:
+        try:
+            state = Path(f"/proc/{worker}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "\nState:\tZ" not in state
+
+    deadline = time.monotonic() + 60  # the kernel signals the worker at once; only a survivor waits this out
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive()

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hamnet_jax.models.layers import Dropout, GroupedDense, attention_block, masked_mean
+from hamnet_jax.models.layers import BlockConfig, Dropout, GroupedDense, masked_mean
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
@@ -43,15 +43,7 @@ class GroupTokenEncoder(nn.Module):
 
     embed_dim: int
     group_size: int
-    num_heads: int
-    dropout: float = 0.0
-    attention: str = "naive"
-    attention_block_size: int = 64
-    remat: str = "none"
-    dtype: Any = jnp.float32
-    mlp_ratio: int = 2
-    head_dim: int = 0
-    mlp_dim: int = 0
+    blocks: BlockConfig
     kept_offsets: tuple[tuple[int, ...], ...] | None = None
 
     @nn.compact
@@ -67,12 +59,9 @@ class GroupTokenEncoder(nn.Module):
             flat = np.asarray([g * self.group_size + o for g, offs in enumerate(self.kept_offsets) for o in offs])
             x = x.reshape(n, -1)[:, flat].reshape(n, groups, kept)
             m = m.reshape(n, -1)[:, flat].reshape(n, groups, kept)
-        tokens = nn.gelu(GroupedDense(self.embed_dim, self.dtype, name="group_proj")(jnp.concatenate([x, m], -1)))
-        tokens = attention_block(self.remat)(
-            self.num_heads, self.mlp_ratio, dropout=self.dropout, attention=self.attention,
-            attention_block_size=self.attention_block_size, dtype=self.dtype, head_dim=self.head_dim,
-            mlp_dim=self.mlp_dim, name="block",
-        )(tokens, token_mask, deterministic)
+        proj = GroupedDense(self.embed_dim, self.blocks.dtype, name="group_proj")
+        tokens = nn.gelu(proj(jnp.concatenate([x, m], -1)))
+        tokens = self.blocks.block("block")(tokens, token_mask, deterministic)
         return layer_norm("norm")(masked_mean(tokens, token_mask, axis=1))
 
 

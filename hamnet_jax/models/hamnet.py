@@ -26,6 +26,7 @@ the mask of its (sample, visit slot).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -36,7 +37,7 @@ from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.config import MODALITIES, HAMNetConfig
 from hamnet_jax.models.encoders import DenseEncoder, GroupTokenEncoder, LifestyleEncoder
 from hamnet_jax.models.fusion import CrossModalFusion
-from hamnet_jax.models.layers import MLP
+from hamnet_jax.models.layers import MLP, BlockConfig
 from hamnet_jax.models.logical import dense, logical_init
 from hamnet_jax.models.temporal import TemporalEncoder
 
@@ -44,6 +45,14 @@ from hamnet_jax.models.temporal import TemporalEncoder
 class HAMNet(nn.Module):
     config: HAMNetConfig
     packed_visits: int = 0  # execution: > 0 runs per-visit work on that many rows (module docstring)
+
+    def _blocks(self, part: str) -> BlockConfig:
+        """The attention blocks' settings of one part: "encoders", "fusion" or "temporal"."""
+        c = self.config
+        return BlockConfig(num_heads=c.num_heads, mlp_ratio=c.mlp_ratio, dropout=c.dropout,
+                           attention_dropout=0.0 if part == "encoders" else c.attention_dropout,
+                           attention=c.attention, attention_block_size=c.attention_block_size,
+                           remat=c.remat_for(part), dtype=jnp.dtype(c.dtype), head_dim=c.head_dim, mlp_dim=c.mlp_dim)
 
     def _encoders(self) -> dict[str, nn.Module]:
         c = self.config
@@ -54,10 +63,8 @@ class HAMNet(nn.Module):
                                            name="clinical_encoder")
         for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
             if c.has_modality(m):
-                enc[m] = GroupTokenEncoder(c.embed_dim, group, c.num_heads, c.dropout, c.attention,
-                                           c.attention_block_size, c.remat_for("encoders"), dtype,
-                                           c.mlp_ratio, c.head_dim, c.mlp_dim, c.kept_offsets(m),
-                                           name=f"{m}_encoder")
+                enc[m] = GroupTokenEncoder(embed_dim=c.embed_dim, group_size=group, blocks=self._blocks("encoders"),
+                                           kept_offsets=c.kept_offsets(m), name=f"{m}_encoder")
         if c.has_modality("lifestyle"):
             enc["lifestyle"] = LifestyleEncoder(
                 c.embed_dim, c.lifestyle_cardinalities, c.dropout, dtype, name="lifestyle_encoder"
@@ -68,25 +75,45 @@ class HAMNet(nn.Module):
     def __call__(self, batch: Batch, deterministic: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         c = self.config
         b, v = batch.visit_mask.shape
-        n = b * v
-        rows = packed_row_count(self.packed_visits, n)
-        if rows < n:  # the real visits first, the rest of the C rows read as zeros
-            index = packed_visit_index(batch.visit_mask, rows)
-            flat = lambda a: jnp.take(a.reshape((n,) + a.shape[2:]), index, axis=0, mode="fill", fill_value=0)
-            unpack = lambda a: jnp.zeros((n,) + a.shape[1:], a.dtype).at[index].set(a, mode="drop")
-        else:
-            flat = lambda a: a.reshape((n,) + a.shape[2:])
-            unpack = lambda a: a
+        rows = _VisitRows.of(batch.visit_mask, self.packed_visits)
+        tokens, modality_mask = self._tokens(batch, rows, deterministic)
+        fused, modality_weights = CrossModalFusion(num_layers=c.num_layers, blocks=self._blocks("fusion"),
+                                                   name="fusion")(tokens, modality_mask, deterministic)
+        tokens, fused, modality_mask, modality_weights = map(rows.unpack, (tokens, fused, modality_mask,
+                                                                           modality_weights))
+        visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
+        visits = fused.reshape(b, v, c.embed_dim)
+        summary, visit_weights = TemporalEncoder(
+            num_layers=c.temporal_layers, blocks=self._blocks("temporal"), kernel_size=c.temporal_kernel_size,
+            name="temporal")(visits, batch.visit_times, visit_mask, deterministic)
+        bottleneck = {}
+        if c.information_bottleneck:
+            summary, bottleneck = self._bottleneck(summary, deterministic)
+        aux = {
+            "modality_embeddings": tokens.reshape(b, v, len(MODALITIES), c.embed_dim),
+            "visit_embeddings": visits,
+            "fused": summary,
+            "modality_weights": modality_weights.reshape(b, v, len(MODALITIES)),
+            "visit_weights": visit_weights,
+            **bottleneck,
+        }
+        return self._heads(summary, batch, deterministic), aux
+
+    def _tokens(self, batch: Batch, rows: _VisitRows, deterministic: bool) -> tuple[jax.Array, jax.Array]:
+        """([N, M, E] modality tokens, [N, M] presence mask) for the N visit rows `rows` keeps.
+        A subject-level modality is encoded once per subject, from its first visit with the
+        modality (a mask product, not a gather: the batch dimension stays symbolic in export),
+        and its token repeated at every visit."""
+        c = self.config
+        b, v = batch.visit_mask.shape
         encoders = self._encoders()
-        # subject-level modalities: one encoder row per subject, from its first visit with the
-        # modality (a mask product, not a gather: the batch dimension stays symbolic in export)
         had = batch.modality_mask * batch.visit_mask[..., None]  # [B, V, M]
         first = had * (jnp.cumsum(had, axis=1) == 1)
         tokens = []
         for i, m in enumerate(MODALITIES):
             if m not in encoders:  # a zero token, its batch size taken from an input so that a
                 # symbolic batch dimension (ONNX export) stays symbolic: jnp.zeros((n, E)) would not
-                tokens.append(flat(batch.visit_mask)[:, None].astype(jnp.float32) * jnp.zeros((1, c.embed_dim)))
+                tokens.append(rows.flat(batch.visit_mask)[:, None].astype(jnp.float32) * jnp.zeros((1, c.embed_dim)))
                 continue
             if m in c.subject_level:
                 pick = first[..., i]
@@ -95,36 +122,21 @@ class HAMNet(nn.Module):
                 if m == "lifestyle":
                     args.append((pick.astype(batch.categorical.dtype)[..., None] * batch.categorical).sum(1))
                 token = encoders[m](*args, deterministic)  # [B, E]
-                tokens.append(flat(jnp.broadcast_to(token[:, None], (b, v, token.shape[-1]))))
+                tokens.append(rows.flat(jnp.broadcast_to(token[:, None], (b, v, token.shape[-1]))))
                 continue
-            args = [flat(batch.inputs[m]), flat(batch.feature_masks[m])]
+            args = [rows.flat(batch.inputs[m]), rows.flat(batch.feature_masks[m])]
             if m == "lifestyle":
-                args.append(flat(batch.categorical))
+                args.append(rows.flat(batch.categorical))
             tokens.append(encoders[m](*args, deterministic))
-        tokens = jnp.stack(tokens, axis=1)  # [N, M, E]
         present = jnp.asarray([m in encoders for m in MODALITIES], jnp.float32)
         subject = jnp.asarray([m in c.subject_level for m in MODALITIES], jnp.float32)
         known = jnp.maximum(batch.modality_mask, subject * had.max(axis=1, keepdims=True))  # [B, V, M]
-        modality_mask = flat(known) * present * flat(batch.visit_mask)[:, None]
-        dtype = jnp.dtype(c.dtype)
-        fused, modality_weights = CrossModalFusion(
-            c.num_layers, c.num_heads, c.mlp_ratio, c.dropout, c.attention_dropout, c.attention,
-            c.attention_block_size, c.remat_for("fusion"), dtype, c.head_dim, c.mlp_dim, name="fusion",
-        )(tokens, modality_mask, deterministic)
-        tokens, fused, modality_mask, modality_weights = map(unpack, (tokens, fused, modality_mask, modality_weights))
+        modality_mask = rows.flat(known) * present * rows.flat(batch.visit_mask)[:, None]
+        return jnp.stack(tokens, axis=1), modality_mask
 
-        visit_mask = batch.visit_mask * (modality_mask.reshape(b, v, -1).sum(-1) > 0)
-        visits = fused.reshape(b, v, c.embed_dim)
-        summary, visit_weights = TemporalEncoder(
-            c.temporal_layers, c.num_heads, c.temporal_kernel_size, c.mlp_ratio, c.dropout,
-            c.attention_dropout, c.attention, c.attention_block_size, c.remat_for("temporal"), dtype,
-            c.head_dim, c.mlp_dim, name="temporal",
-        )(visits, batch.visit_times, visit_mask, deterministic)
-
-        bottleneck = {}
-        if c.information_bottleneck:
-            summary, bottleneck = self._bottleneck(summary, deterministic)
-        # heads in float32: the mean and the variance are what the loss and intervals read
+    def _heads(self, summary: jax.Array, batch: Batch, deterministic: bool) -> dict[str, Any]:
+        """The outputs, in float32: the mean and the variance are what the loss and intervals read."""
+        c = self.config
         h = MLP(c.head_hidden_dim or c.embed_dim * 2, c.embed_dim, c.dropout, jnp.float32,
                 name="head_mlp")(summary, deterministic)
         h = nn.gelu(h)
@@ -140,15 +152,7 @@ class HAMNet(nn.Module):
             outputs["logits"] = dense(1, ("embed", None), jnp.float32, "class_head")(h)[:, 0]
             if linear is not None:
                 outputs["logits"] = outputs["logits"] + linear[:, -1]
-        aux = {
-            "modality_embeddings": tokens.reshape(b, v, len(MODALITIES), c.embed_dim),
-            "visit_embeddings": visits,
-            "fused": summary,
-            "modality_weights": modality_weights.reshape(b, v, len(MODALITIES)),
-            "visit_weights": visit_weights,
-            **bottleneck,
-        }
-        return outputs, aux
+        return outputs
 
     def _wide(self, batch: Batch) -> jax.Array:
         """[B, heads] linear function of `wide_features`, zero-initialized so training starts
@@ -170,6 +174,31 @@ class HAMNet(nn.Module):
         if not deterministic:
             z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(self.make_rng("dropout"), mu.shape)
         return z, {"bottleneck_mean": mu, "bottleneck_log_var": log_var}
+
+
+@dataclasses.dataclass(frozen=True)
+class _VisitRows:
+    """The rows the per-visit work runs on: every B x V visit slot, or with visit packing the
+    real visits first and the rest of the C rows reading as zeros. `flat` takes [B, V, ...]
+    to those rows, `unpack` puts [rows, ...] back at the slots' places."""
+
+    slots: int
+    index: jax.Array | None  # packed: each row's flat visit-slot index (None: every slot, in order)
+
+    @classmethod
+    def of(cls, visit_mask: jax.Array, packed_visits: int) -> _VisitRows:
+        n = visit_mask.size
+        rows = packed_row_count(packed_visits, n)
+        return cls(n, packed_visit_index(visit_mask, rows) if rows < n else None)
+
+    def flat(self, a: jax.Array) -> jax.Array:
+        flat = a.reshape((self.slots,) + a.shape[2:])
+        return flat if self.index is None else jnp.take(flat, self.index, axis=0, mode="fill", fill_value=0)
+
+    def unpack(self, a: jax.Array) -> jax.Array:
+        if self.index is None:
+            return a
+        return jnp.zeros((self.slots,) + a.shape[1:], a.dtype).at[self.index].set(a, mode="drop")
 
 
 def packed_row_count(packed_visits: int, slots: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from typing import Any
 
@@ -165,6 +167,32 @@ def attention_block(policy: str) -> type[GatedAttentionBlock]:
         return GatedAttentionBlock
     # argnums count `self` as 0: (x, mask, deterministic) are 1, 2, 3
     return nn.remat(GatedAttentionBlock, policy=REMAT_POLICY_FNS[policy], static_argnums=(3,))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConfig:
+    """What every gated attention block of one part of the model shares (the fusion, the
+    temporal layer, a token encoder): one value passed by keyword instead of ten fields
+    repeated in each part."""
+
+    num_heads: int
+    mlp_ratio: int = 2
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    attention: str = "naive"
+    attention_block_size: int = 64
+    remat: str = "none"
+    dtype: Any = jnp.float32
+    head_dim: int = 0  # 0 = width // num_heads
+    mlp_dim: int = 0  # 0 = width * mlp_ratio
+
+    def block(self, name: str) -> GatedAttentionBlock:
+        """A block with these settings, rematerialized under `remat` (`attention_block`)."""
+        return attention_block(self.remat)(
+            num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout,
+            attention_dropout=self.attention_dropout, attention=self.attention,
+            attention_block_size=self.attention_block_size, dtype=self.dtype, head_dim=self.head_dim,
+            mlp_dim=self.mlp_dim, name=name)
 
 
 class GroupedDense(nn.Module):

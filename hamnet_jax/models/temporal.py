@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hamnet_jax.models.layers import attention_block, masked_softmax
+from hamnet_jax.models.layers import BlockConfig, masked_softmax
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
 
 
@@ -46,17 +46,8 @@ class TemporalEncoder(nn.Module):
     """
 
     num_layers: int
-    num_heads: int
+    blocks: BlockConfig
     kernel_size: int = 3
-    mlp_ratio: int = 2
-    dropout: float = 0.0
-    attention_dropout: float = 0.0
-    attention: str = "naive"
-    attention_block_size: int = 64
-    remat: str = "none"
-    dtype: Any = jnp.float32
-    head_dim: int = 0
-    mlp_dim: int = 0
 
     @nn.compact
     def __call__(
@@ -67,12 +58,10 @@ class TemporalEncoder(nn.Module):
         x = x + dense(width, ("features", "embed"), jnp.float32, "time_embed")(jnp.concatenate([t, t * t], -1))
         x = x * mask[..., None]
         for i in range(self.num_layers):
-            x = attention_block(self.remat)(
-                self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, self.attention,
-                self.attention_block_size, self.dtype, self.head_dim, self.mlp_dim, name=f"block_{i}",
-            )(x, mask, deterministic)
-        conv = CausalDepthwiseConv(self.kernel_size, self.dtype, name="depthwise_conv")(x)
-        x = (x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "conv_gate")(x)) * conv)
+            x = self.blocks.block(f"block_{i}")(x, mask, deterministic)
+        dtype = self.blocks.dtype
+        conv = CausalDepthwiseConv(self.kernel_size, dtype, name="depthwise_conv")(x)
+        x = (x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), dtype, "conv_gate")(x)) * conv)
         x = layer_norm("norm")(x * mask[..., None])
         weights = masked_softmax(dense(1, ("embed", None), jnp.float32, "pool_score")(x)[..., 0], mask)
         pooled = (weights[..., None] * x).sum(axis=1)
