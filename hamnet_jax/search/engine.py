@@ -97,106 +97,130 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
         raise InputError(f"budget: max_trial_epochs must be at least 1, got {max_trial_epochs}")
     if not objectives:
         raise InputError("a study needs at least one objective")
-    executor = executor or SerialExecutor()
-    records = store.load_all()
-    log = AppendLog(store.root / "events.jsonl")
     proposer_file = store.root / "proposer.pkl"
     if proposer_file.exists():
         proposer = Proposer.load(proposer_file)
-    catch_up(proposer, records)
+    study = _Study(store, objectives, constraints, scheduler, proposer, proposer_file, trial_fn,
+                   executor or SerialExecutor(), progress, max_trial_epochs)
+    for job in study.replay().values():
+        study.launch(job)
+    while True:
+        study.launch_new_jobs()
+        if not study.running:
+            break
+        finished, _ = wait(list(study.running), return_when=FIRST_COMPLETED)
+        for future in finished:
+            study.collect(future)
+    return study.records
 
-    # replay the log: the scheduler makes the decisions it made before the interruption
-    unfinished: dict[tuple[int, int], Any] = {}
-    trained: dict[int, int] = {}  # epochs each trial has been asked to reach (keys: the trials begun)
-    for event in log.read():
-        if event["event"] == "start":
-            trained[event["trial"]] = max(trained.get(event["trial"], 0), event["budget"])
-            job = scheduler.next_job(event["trial"])
-            if job is None or (job.trial, job.rung) != (event["trial"], event["rung"]):
-                raise InputError(f"study {store.root}: its event log does not replay (expected trial "
-                                 f"{event['trial']} rung {event['rung']}, the scheduler gives {job}); "
-                                 "was the study changed?")
-            unfinished[(job.trial, job.rung)] = job
-        else:
-            job = unfinished.pop((event["trial"], event["rung"]))
-            scheduler.report(job, event["losses"])
 
-    running: dict[Future, Any] = {}
+class _Study:
+    """One run of a study: its records, event log, scheduler and proposer, and the jobs running."""
 
-    def finish(job: Any, record: TrialRecord, metrics: dict[str, Any], seconds: float) -> None:
-        losses = losses_of(metrics, objectives, constraints)
-        record.results.append({"budget": job.budget, "rung": job.rung, "metrics": metrics, "losses": losses})
-        record.status, record.seconds = "done", record.seconds + seconds
-        store.save(record)
-        log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
-        kill_point("search.trial_done")
-        scheduler.report(job, losses)
-        if job.rung == 0:  # every trial has a lowest-rung result: comparable for the proposer
-            proposer.tell(record.raw, losses)
-            proposer.save(proposer_file)
-        if progress is not None:
-            progress(record)
+    def __init__(self, store: StudyStore, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                 scheduler: Any, proposer: Proposer, proposer_file: Path, trial_fn: TrialFn, executor: Executor,
+                 progress: Callable[[TrialRecord], None] | None, max_trial_epochs: int | None) -> None:
+        self.store, self.objectives, self.constraints = store, objectives, constraints
+        self.scheduler, self.proposer, self.proposer_file = scheduler, proposer, proposer_file
+        self.trial_fn, self.executor, self.progress = trial_fn, executor, progress
+        self.max_trial_epochs = max_trial_epochs
+        self.records = store.load_all()
+        self.log = AppendLog(store.root / "events.jsonl")
+        self.running: dict[Future, Any] = {}
+        self.trained: dict[int, int] = {}  # epochs each trial has been asked to reach (keys: the trials begun)
+        self.exhausted = False
+        catch_up(proposer, self.records)
 
-    def launch(job: Any) -> None:
-        record = records[job.trial]
+    def replay(self) -> dict[tuple[int, int], Any]:
+        """Replay the log: the scheduler makes the decisions it made before the interruption.
+        Returns the jobs started and not finished then."""
+        unfinished: dict[tuple[int, int], Any] = {}
+        for event in self.log.read():
+            if event["event"] == "start":
+                self.trained[event["trial"]] = max(self.trained.get(event["trial"], 0), event["budget"])
+                job = self.scheduler.next_job(event["trial"])
+                if job is None or (job.trial, job.rung) != (event["trial"], event["rung"]):
+                    raise InputError(f"study {self.store.root}: its event log does not replay (expected trial "
+                                     f"{event['trial']} rung {event['rung']}, the scheduler gives {job}); "
+                                     "was the study changed?")
+                unfinished[(job.trial, job.rung)] = job
+            else:
+                job = unfinished.pop((event["trial"], event["rung"]))
+                self.scheduler.report(job, event["losses"])
+        return unfinished
+
+    def launch_new_jobs(self) -> None:
+        """Start the scheduler's next jobs while a worker is free and the budget allows."""
+        while len(self.running) < self.executor.workers and not self.exhausted:
+            # a new trial's id: the trials begun so far (a record saved just before a crash, never
+            # begun, is that trial: its configuration is reused, not asked for again)
+            job = self.scheduler.next_job(len(self.trained))
+            if job is None:
+                break
+            cost = job.budget - self.trained.get(job.trial, 0)
+            if self.max_trial_epochs is not None and sum(self.trained.values()) + cost > self.max_trial_epochs:
+                self.exhausted = True  # (the scheduler is not asked again: its next answer would differ on resume)
+                break
+            self.trained[job.trial] = max(self.trained.get(job.trial, 0), job.budget)
+            if job.new and job.trial not in self.records:
+                asked = self.proposer.ask()
+                if asked is None:
+                    raise InputError(f"the {self.proposer.strategy} proposer has no point left after "
+                                     f"{len(self.records)} trials (a grid of {self.proposer.size}); ask for at "
+                                     "most that many trials")
+                raw, config = asked
+                self.records[job.trial] = TrialRecord(job.trial, config, raw=raw)
+                self.store.save(self.records[job.trial])  # the record first, then the proposer: see `catch_up`
+                self.proposer.save(self.proposer_file)
+            self.log.append({"event": "start", "trial": job.trial, "rung": job.rung, "budget": job.budget})
+            self.launch(job)
+
+    def launch(self, job: Any) -> None:
+        record = self.records[job.trial]
         done = next((r for r in record.results if r["rung"] == job.rung), None)
         if done is not None:  # finished before the interruption, its completion not yet logged
             losses = [float("inf") if x is None else x for x in done["losses"]]  # (stored JSON has no inf)
-            log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
-            scheduler.report(job, losses)
+            self.log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
+            self.scheduler.report(job, losses)
             return
         record.status, record.budget, record.rung = "running", job.budget, job.rung
-        store.save(record)
+        self.store.save(record)
         kill_point("search.trial_started")
         started = time.perf_counter()  # before submit: a serial executor runs the trial inside it
-        future = executor.submit(trial_fn, dict(record.config), job.budget, store.run_dir(job.trial), job.trial)
-        running[future] = (job, started)
+        future = self.executor.submit(self.trial_fn, dict(record.config), job.budget,
+                                      self.store.run_dir(job.trial), job.trial)
+        self.running[future] = (job, started)
 
-    for job in unfinished.values():
-        launch(job)
-    exhausted = False
-    while True:
-        while len(running) < executor.workers and not exhausted:
-            # a new trial's id: the trials begun so far (a record saved just before a crash, never
-            # begun, is that trial: its configuration is reused, not asked for again)
-            job = scheduler.next_job(len(trained))
-            if job is None:
-                break
-            cost = job.budget - trained.get(job.trial, 0)
-            if max_trial_epochs is not None and sum(trained.values()) + cost > max_trial_epochs:
-                exhausted = True  # (the scheduler is not asked again: its next answer would differ on resume)
-                break
-            trained[job.trial] = max(trained.get(job.trial, 0), job.budget)
-            if job.new and job.trial not in records:
-                asked = proposer.ask()
-                if asked is None:
-                    raise InputError(f"the {proposer.strategy} proposer has no point left after {len(records)} "
-                                     f"trials (a grid of {proposer.size}); ask for at most that many trials")
-                raw, config = asked
-                records[job.trial] = TrialRecord(job.trial, config, raw=raw)
-                store.save(records[job.trial])  # the record first, then the proposer: see `catch_up`
-                proposer.save(proposer_file)
-            log.append({"event": "start", "trial": job.trial, "rung": job.rung, "budget": job.budget})
-            launch(job)
-        if not running:
-            break
-        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-        for future in finished:
-            job, started = running.pop(future)
-            record = records[job.trial]
-            try:
-                metrics = future.result()
-            except InputError:
-                raise
-            except Exception as err:  # a failed trial is recorded and dominated; the study goes on
-                record.status, record.error = "failed", f"{type(err).__name__}: {err}"
-                store.save(record)
-                log.append({"event": "done", "trial": job.trial, "rung": job.rung,
-                            "losses": [float("inf")] * len(objectives)})
-                scheduler.report(job, [float("inf")] * len(objectives))
-                continue
-            finish(job, record, metrics, time.perf_counter() - started)
-    return records
+    def collect(self, future: Future) -> None:
+        """A finished job: its result recorded, or its failure (the study goes on)."""
+        job, started = self.running.pop(future)
+        record = self.records[job.trial]
+        try:
+            metrics = future.result()
+        except InputError:
+            raise
+        except Exception as err:  # a failed trial is recorded and dominated; the study goes on
+            record.status, record.error = "failed", f"{type(err).__name__}: {err}"
+            self.store.save(record)
+            self.log.append({"event": "done", "trial": job.trial, "rung": job.rung,
+                             "losses": [float("inf")] * len(self.objectives)})
+            self.scheduler.report(job, [float("inf")] * len(self.objectives))
+            return
+        self.finish(job, record, metrics, time.perf_counter() - started)
+
+    def finish(self, job: Any, record: TrialRecord, metrics: dict[str, Any], seconds: float) -> None:
+        losses = losses_of(metrics, self.objectives, self.constraints)
+        record.results.append({"budget": job.budget, "rung": job.rung, "metrics": metrics, "losses": losses})
+        record.status, record.seconds = "done", record.seconds + seconds
+        self.store.save(record)
+        self.log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
+        kill_point("search.trial_done")
+        self.scheduler.report(job, losses)
+        if job.rung == 0:  # every trial has a lowest-rung result: comparable for the proposer
+            self.proposer.tell(record.raw, losses)
+            self.proposer.save(self.proposer_file)
+        if self.progress is not None:
+            self.progress(record)
 
 
 def function_study(space: SearchSpace, objective: Objective, scheduler: Any, proposer: Proposer,

@@ -205,9 +205,60 @@ def fit(
     if cfg.selection_metric == "val_mae" and not model_config.regression:
         raise InputError("training.selection_metric: val_mae needs a regression head; an outcome-only model "
                          "selects by val_loss (its log loss)")
+    run = _start(model_config, cfg, train, val, mesh if mesh is not None else make_mesh(cfg.mesh), plan)
+    ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
+    run.state, meta, best = _restore(ckpt, run.state, resume)
+    epochs = range(meta["epoch"], cfg.num_epochs)
+    primary = jax.process_index() == 0
+    if progress and primary:
+        from tqdm import tqdm
+
+        epochs = tqdm(epochs, initial=meta["epoch"], total=cfg.num_epochs, desc="train", unit="epoch")
+    stopped = False
+    for epoch in epochs:
+        if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
+            stopped = True
+            break
+        record, meta, params, improved = _epoch(run, train, val, cfg, plan, epoch, meta)
+        if improved:
+            best = (params, host_params(run.state.opt_state))
+        if ckpt:
+            if improved:
+                ckpt.save("best", epoch + 1, run.state, meta)
+            ckpt.save("latest", epoch + 1, run.state, meta)
+        if on_epoch and primary:
+            on_epoch(record)
+        if progress and primary:
+            shown = ("val_loss", "val_mae") if "val_mae" in record else ("val_loss", "val_accuracy")
+            epochs.set_postfix({k: f"{record[k]:.3f}" for k in shown})
+    if ckpt:
+        ckpt.close()
+    if best is None:  # no eligible epoch: the last one
+        best = (host_params(run.state.params), host_params(run.state.opt_state))
+        meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1][cfg.selection_metric]
+    return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, run.batch_size,
+                     best[1])
+
+
+@dataclasses.dataclass
+class _Training:
+    """What `fit`'s epochs run: the state, its compiled step, the batch size and packing,
+    and the validation forward (compiling ahead on another thread)."""
+
+    state: TrainState
+    sharded: ShardedSetup
+    batch_size: int
+    steps_per_epoch: int
+    train_rows: int
+    apply_fn: Callable
+    compiling_eval: Any
+
+
+def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: Batch, mesh: Mesh,
+           plan: Plan) -> _Training:
+    """The batch size, the initial state and its step, the validation forward compiling."""
     policy = resolve_policy(cfg.precision_mode, param_dtype=cfg.param_dtype)
     config = execution_config(model_config, cfg, policy)
-    mesh = mesh if mesh is not None else make_mesh(cfg.mesh)
     n = train.size
     example = train.take(np.arange(min(n, 2)))
 
@@ -234,44 +285,21 @@ def fit(
         lambda a: jax.ShapeDtypeStruct((len(rows),) + a.shape[1:], a.dtype), train.take(rows[:1]).trim_visits(visits))
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
                                 int(cfg.warmup_epochs * steps_per_epoch), first)
-    primary = jax.process_index() == 0
-    ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-    state, meta, best = _restore(ckpt, state, resume)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
     # validation's forward compiles on the other core while the first epoch's step compiles
     compiling_eval = compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)),
                                                              b), val, cfg.eval_batch_size, "validation")
+    return _Training(state, sharded, bs, steps_per_epoch, train_rows, apply_fn, compiling_eval)
 
-    epochs = range(meta["epoch"], cfg.num_epochs)
-    if progress and primary:
-        from tqdm import tqdm
 
-        epochs = tqdm(epochs, initial=meta["epoch"], total=cfg.num_epochs, desc="train", unit="epoch")
-    stopped = False
-    for epoch in epochs:
-        if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
-            stopped = True
-            break
-        state, record = _train_epoch(sharded, state, train, cfg, epoch, bs, steps_per_epoch, train_rows)
-        params_now = host_params(state.params)
-        compiling_eval.wait()
-        record.update(validation_loss(apply_fn, plan.eval_params(params_now), val, cfg.eval_batch_size))
-        meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)
-        if improved:
-            best = (params_now, host_params(state.opt_state))
-        if ckpt:
-            if improved:
-                ckpt.save("best", epoch + 1, state, meta)
-            ckpt.save("latest", epoch + 1, state, meta)
-        if on_epoch and primary:
-            on_epoch(record)
-        if progress and primary:
-            shown = ("val_loss", "val_mae") if "val_mae" in record else ("val_loss", "val_accuracy")
-            epochs.set_postfix({k: f"{record[k]:.3f}" for k in shown})
-
-    if ckpt:
-        ckpt.close()
-    if best is None:  # no eligible epoch: the last one
-        best = (host_params(state.params), host_params(state.opt_state))
-        meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1][cfg.selection_metric]
-    return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, bs, best[1])
+def _epoch(run: _Training, train: Batch, val: Batch, cfg: TrainingConfig, plan: Plan, epoch: int,
+           meta: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], Any, bool]:
+    """One epoch of steps, then validation: (its record, the bookkeeping, the params on the
+    host, whether they improved)."""
+    run.state, record = _train_epoch(run.sharded, run.state, train, cfg, epoch, run.batch_size, run.steps_per_epoch,
+                                     run.train_rows)
+    params = host_params(run.state.params)
+    run.compiling_eval.wait()
+    record.update(validation_loss(run.apply_fn, plan.eval_params(params), val, cfg.eval_batch_size))
+    meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)
+    return record, meta, params, improved

@@ -33,7 +33,7 @@ from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_row
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
-from hamnet_jax.training.loop import fit
+from hamnet_jax.training.loop import FitResult, fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.regularized_step import (regularized_model_config, regularized_plan,
                                                  regularized_weight_decay)
@@ -91,6 +91,69 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if resume and not holds_checkpoints(out / "checkpoints"):
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     out.mkdir(parents=True, exist_ok=True)
+    run = _prepare(data_path, schema, config, out)
+    primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
+    if primary:
+        schema.save(out / "schema.yaml")
+        run.pre.save(out / "preprocessor.npz")
+        save_config(out, run.config, run.model_config)
+    batches = {k: model_input(run.pre, v) for k, v in run.parts.items()}
+    training = run.training
+    plan = run.plan
+    if training.wide_start == "fitted":
+        plan = fitted_plan(plan, run.model_config, batches["train"], training.seed, start_params=not resume)
+    # the MC-dropout programs of the predictions after training (~5 s to compile for the
+    # standard tier) compile on a background thread while training starts
+    predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=run.config.data.max_visits)
+    predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
+                                                  visit_slots=run.config.data.max_visits)  # one program for both
+    shapes = param_shapes(HAMNet(run.model_config), batches["val"].take(np.arange(1)))
+    compiling_mc = compile_predict_ahead(run.model_config, shapes, batches["val"], **predict_args)
+    result = _fit_logged(run, batches, plan, out, resume, progress, on_epoch, primary)
+    if primary:
+        save_params(out, result.params)
+
+    def predict(split: str, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
+        return predict_batch(run.model_config, result.params, batches[split], run.pre.target_mean,
+                             run.pre.target_std, calibration, **predict_args)
+
+    compiling_mc.wait()  # (a call now would compile it a second time)
+    val_pred = predict("val")
+    if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
+        profile = DataProfile.fit(profile_subjects(run.parts["train"], training.seed), schema)
+        profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
+    calibration = fit_calibration(run.parts["val"].targets, run.parts["val"].labels, val_pred)
+    test_pred = predict("test", calibration)
+    summary = {
+        "test": prediction_metrics(run.parts["test"], test_pred), "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history), "stopped_early": result.stopped_early, **calibration.to_dict(),
+        "subjects": {k: v.num_subjects for k, v in run.parts.items()}, "model": dataclasses.asdict(run.model_config),
+        "batch_size": result.batch_size,
+        "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
+    }
+    if primary:
+        save_calibration(out, calibration)
+        write_json_atomic(out / "summary.json", summary)
+        _plots(result, run, schema, test_pred, out)
+    return summary
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """A run's data and what it trains: the config (its tier resolved), the splits, the
+    preprocessor fitted on the training split, the model config, the training section and plan."""
+
+    config: Config
+    parts: dict[str, Any]
+    pre: Preprocessor
+    model_config: HAMNetConfig
+    training: TrainingConfig
+    plan: Plan
+
+
+def _prepare(data_path: str | os.PathLike, schema: Schema, config: Config, out: Path) -> _Prepared:
+    """Read and split the data, fit the preprocessor, and check that the data trains the
+    configured model (errors name the field or column)."""
     arrays = open_cohort(data_path, schema, config.data, out)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
@@ -112,14 +175,14 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if model_config.classification and not np.isfinite(arrays.labels).any():
         raise InputError("model.classification is set but the schema names no 'outcome' column with values")
     check_trainable(arrays, schema, outcome=model_config.classification)
-    primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
-    if primary:
-        schema.save(out / "schema.yaml")
-        pre.save(out / "preprocessor.npz")
-        save_config(out, config, model_config)
-    batches = {k: model_input(pre, v) for k, v in parts.items()}
+    return _Prepared(config, parts, pre, model_config, training, plan)
 
-    # on resume, the log restarts from the checkpoint's history: it is the source of truth
+
+def _fit_logged(run: _Prepared, batches: dict[str, Any], plan: Plan, out: Path, resume: bool, progress: bool,
+                on_epoch: Callable[[dict[str, Any]], None] | None, primary: bool) -> FitResult:
+    """`fit`, each epoch logged to metrics.jsonl (process 0) and passed to `on_epoch` with its
+    wall seconds and samples. On resume the log restarts from the checkpoint's history, its
+    source of truth."""
     meta = None
     if resume:
         ckpt = Checkpoints(out / "checkpoints")
@@ -133,57 +196,24 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
             runlog.log_epoch(record)
         if on_epoch:
             now = time.perf_counter()
-            on_epoch({**record, "seconds": now - clock[0], "samples": int(parts["train"].num_subjects)})
+            on_epoch({**record, "seconds": now - clock[0], "samples": int(run.parts["train"].num_subjects)})
             clock[0] = now
 
-    if training.wide_start == "fitted":
-        plan = fitted_plan(plan, model_config, batches["train"], training.seed, start_params=not resume)
-    # the MC-dropout programs of the predictions after training (~5 s to compile for the
-    # standard tier) compile on a background thread while training starts
-    predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=config.data.max_visits)
-    predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
-                                                  visit_slots=config.data.max_visits)  # one program for both
-    shapes = param_shapes(HAMNet(model_config), batches["val"].take(np.arange(1)))
-    compiling_mc = compile_predict_ahead(model_config, shapes, batches["val"], **predict_args)
     try:
-        result = fit(model_config, training, batches["train"], batches["val"],
-                     checkpoint_dir=out / "checkpoints", resume=resume,
-                     on_epoch=log_epoch if runlog or on_epoch else None, progress=progress, plan=plan)
+        return fit(run.model_config, run.training, batches["train"], batches["val"],
+                   checkpoint_dir=out / "checkpoints", resume=resume,
+                   on_epoch=log_epoch if runlog or on_epoch else None, progress=progress, plan=plan)
     finally:
         if runlog:
             runlog.close()
-    if primary:
-        save_params(out, result.params)
 
-    def predict(split: str, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
-        return predict_batch(model_config, result.params, batches[split], pre.target_mean, pre.target_std,
-                             calibration, **predict_args)
 
-    compiling_mc.wait()  # (a call now would compile it a second time)
-    val_pred = predict("val")
-    if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
-        profile = DataProfile.fit(profile_subjects(parts["train"], training.seed), schema)
-        profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
-    calibration = fit_calibration(parts["val"].targets, parts["val"].labels, val_pred)
-    test_pred = predict("test", calibration)
-    metrics = prediction_metrics(parts["test"], test_pred)
-    summary = {
-        "test": metrics, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early, **calibration.to_dict(),
-        "subjects": {k: v.num_subjects for k, v in parts.items()}, "model": dataclasses.asdict(model_config),
-        "batch_size": result.batch_size,
-        "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
-    }
-    if not primary:
-        return summary
-    save_calibration(out, calibration)
-    write_json_atomic(out / "summary.json", summary)
+def _plots(result: FitResult, run: _Prepared, schema: Schema, test_pred: dict[str, np.ndarray], out: Path) -> None:
     plot_learning_curve(result.history, out / "plots" / "learning_curve.png", result.best_epoch,
-                        *(() if model_config.regression else ("log loss of the outcome",)))
-    if model_config.regression:
-        plot_pred_vs_true(parts["test"].targets, test_pred["prediction"], test_pred["lower_90"],
+                        *(() if run.model_config.regression else ("log loss of the outcome",)))
+    if run.model_config.regression:
+        plot_pred_vs_true(run.parts["test"].targets, test_pred["prediction"], test_pred["lower_90"],
                           test_pred["upper_90"], out / "plots" / "pred_vs_true.png", label=schema.target or "target")
-    if model_config.classification:
-        plot_reliability(parts["test"].labels, test_pred["outcome_probability"], out / "plots" / "reliability.png",
-                         label=schema.outcome or "outcome")
-    return summary
+    if run.model_config.classification:
+        plot_reliability(run.parts["test"].labels, test_pred["outcome_probability"],
+                         out / "plots" / "reliability.png", label=schema.outcome or "outcome")
