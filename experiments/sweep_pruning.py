@@ -10,7 +10,7 @@ after every point (atomically), so an interrupted sweep resumes where it stopped
     hamnet train --data cohort.parquet --tier standard --out runs/standard
     python experiments/sweep_pruning.py --run runs/standard --data cohort.parquet
 
-Writes experiments/results/pruning_sweep.json and plots/pruning_sweep.png.
+Writes experiments/results/pruning_sweep.json and experiments/results/pruning_sweep.png.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sparsities", default=",".join(str(s) for s in SPARSITIES))
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "pruning_sweep.json"))
-    ap.add_argument("--plot", default=str(ROOT / "plots" / "pruning_sweep.png"))
+    ap.add_argument("--plot", default=str(ROOT / "experiments" / "results" / "pruning_sweep.png"))
     args = ap.parse_args()
     out = Path(args.out)
     points: list[dict] = json.loads(out.read_text())["points"] if out.exists() else []

@@ -7,8 +7,7 @@ command starts fast; `hamnet_jax.fit` imports its module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hamnet_jax.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -89,15 +88,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'hamnet_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 # lowest first; a unit may import units of a lower rank (and itself)
 RANKS = {
     "errors": 0,
-    "io_atomic": 1, "modalities": 1, "background_compile": 1, "kill_points": 1,  # (kill_points: the error type)
+    # (kill_points: the error type)
+    "io_atomic": 1, "modalities": 1, "background_compile": 1, "kill_points": 1, "lazy_exports": 1,
     "job_dir": 2, "host_memory": 2,  # (job_dir: atomic io below it; host_memory: the error type)
     "data": 3, "models": 4, "config": 5, "transforms": 6, "inference": 7, "export": 8, "run_dir": 9,
     "evaluation": 10, "training": 11, "compression": 12,

@@ -30,6 +30,8 @@ from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.cli.setup import data_schema as _schema
 
+__all__ = ["build_parser", "main"]
+
 log = logging.getLogger("hamnet_jax")
 
 

@@ -1,0 +1,12 @@
+"""The Dockerfile, Kubernetes manifests and KServe InferenceService, generated and checked."""
+
+from hamnet_jax.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "dockerignore": "dockerfile",
+    "check_manifests": "kubernetes",
+    "inference_service": "kubernetes",
+    "manifests": "kubernetes",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,17 @@
+"""Metrics beside tabular baselines, `evaluate_run`, latency timing."""
+
+from hamnet_jax.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "fit_baselines": "baselines",
+    "predict_baseline": "baselines",
+    "evaluate_run": "evaluate",
+    "predict_run": "evaluate",
+    "classification_metrics": "metrics",
+    "point_metrics": "metrics",
+    "regression_metrics": "metrics",
+    "LatencyStats": "timing",
+    "interleaved": "timing",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,19 +7,9 @@
     results["summary"]["speedup"], results["report"]
 """
 
-from typing import Any
+from hamnet_jax.lazy_exports import lazy_exports
 
-__all__ = ["planned_stages", "run_pipeline", "write_report"]
-
-
-def __getattr__(name: str) -> Any:
-    """Imported on first use: `hamnet --help` reads the presets without loading the stages."""
-    if name == "write_report":
-        from hamnet_jax.pipeline.report import write_report
-
-        return write_report
-    if name in ("planned_stages", "run_pipeline"):
-        from hamnet_jax.pipeline import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module 'hamnet_jax.pipeline' has no attribute {name!r}")
+# imported on first use: `hamnet --help` reads the presets without loading the stages
+_EXPORTS = {"planned_stages": "runner", "run_pipeline": "runner", "write_report": "report"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,15 @@
+"""The KServe V2 / Triton gRPC service: server, model repository, dynamic batcher, client, load
+generator."""
+
+from hamnet_jax.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "DynamicBatcher": "batcher",
+    "HAMNetClient": "client",
+    "sweep": "loadtest",
+    "Repository": "repository",
+    "add_to_repository": "repository",
+    "start_server": "server",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
