@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from hamnet_jax.compression.run import load_run_splits  # noqa: E402
+from hamnet_jax.runs.compress import load_run_splits  # noqa: E402
 from hamnet_jax.data.batch import Batch  # noqa: E402
-from hamnet_jax.inference.batched import map_batched  # noqa: E402
+from hamnet_jax.data.batched import map_batched  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import MODALITIES, TIERS  # noqa: E402
 from hamnet_jax.optimization.regularization import (HAMNetRegularizer, RegularizationConfig,  # noqa: E402

@@ -36,7 +36,7 @@ import jax  # noqa: E402
 from hamnet_jax.config import PruningConfig, QuantizationConfig  # noqa: E402
 from hamnet_jax.compression.prune import prune_and_finetune  # noqa: E402
 from hamnet_jax.compression.quantize import quantize_model  # noqa: E402
-from hamnet_jax.compression.run import load_run_splits  # noqa: E402
+from hamnet_jax.runs.compress import load_run_splits  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.evaluation.metrics import point_metrics  # noqa: E402
 from hamnet_jax.evaluation.timing import latency_ms  # noqa: E402

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from hamnet_jax.compression.run import load_run_splits  # noqa: E402
+from hamnet_jax.runs.compress import load_run_splits  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet, init_params  # noqa: E402
 from hamnet_jax.compression.distill_student import distill_student  # noqa: E402

@@ -9,7 +9,7 @@ Each side is a fresh `hamnet train` process with an empty XLA cache (imports, co
 cohort cache, training with early stopping, calibration and the test split's MC-dropout
 prediction all in its wall time), started from an environment that sets no allocator
 (no `LD_PRELOAD`, `GLIBC_TUNABLES` or `HAMNET_MALLOC`): this checkout's `hamnet` picks its
-own (hamnet_jax/host_memory.py), a baseline commit's may not. The fast side's training keys
+own (hamnet_jax/platform/host_memory.py), a baseline commit's may not. The fast side's training keys
 default to `bucket_by_visits: true` (batches of similar visit counts, cut to the visits they
 need). Reported: wall seconds,
 epochs, test MAE, and the fast / default ratios. A side already measured is kept (delete
@@ -53,7 +53,7 @@ def train(name: str, keys: dict, data: Path, work: Path, source: Path | None = N
     cache = work / f"xla-cache-{name}"
     subprocess.run(["rm", "-rf", str(cache)], check=True)
     # each side as `hamnet train` runs from a plain environment: this code's CLI picks its
-    # allocator itself (hamnet_jax/host_memory.py); a baseline's may run with glibc's default
+    # allocator itself (hamnet_jax/platform/host_memory.py); a baseline's may run with glibc's default
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", "HAMNET_MALLOC")}
     env["JAX_COMPILATION_CACHE_DIR"] = str(cache.resolve())
     if source is None:

@@ -1,5 +1,5 @@
 """The standard-tier train step under each allocator `hamnet` can run with
-(hamnet_jax/host_memory.py): glibc's malloc on 4 KiB pages, glibc with huge pages, and
+(hamnet_jax/platform/host_memory.py): glibc's malloc on 4 KiB pages, glibc with huge pages, and
 tcmalloc when it is installed, in alternating fresh processes on the same machine:
 samples/s, page faults and system time per step, and the step's scratch size.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hamnet_jax.host_memory import CHOICE_VARIABLE, find_tcmalloc, malloc_in_use  # noqa: E402
+from hamnet_jax.platform.host_memory import CHOICE_VARIABLE, find_tcmalloc, malloc_in_use  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 
 # side name -> the environment it starts with (on top of this one, its allocator settings removed)

@@ -39,7 +39,7 @@ from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet, init_params  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 
 BATCHES = (1, 8, 32, 256)
 REPS = {1: 200, 8: 100, 32: 40, 256: 12}

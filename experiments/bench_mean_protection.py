@@ -26,16 +26,16 @@ import numpy as np
 
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.data.arrays import frame_to_arrays
-from hamnet_jax.data.cohort import generate_cohort
-from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
+from hamnet_jax.cohort.default import generate_cohort
+from hamnet_jax.cohort.frailty import generate_frailty_cohort
 from hamnet_jax.data.dataset import split_cohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
-from hamnet_jax.evaluation.evaluate import prediction_metrics, predict_run
+from hamnet_jax.runs.evaluate import prediction_metrics, predict_run
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.run_dir import load_run
-from hamnet_jax.training.train_run import train_run
+from hamnet_jax.runs.run_dir import load_run
+from hamnet_jax.runs.train import train_run
 
 RESULTS = Path(__file__).parent / "results"
 GENERATORS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}

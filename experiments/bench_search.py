@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
+from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, result_at, trial_epochs, write_plots  # noqa: E402

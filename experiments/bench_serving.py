@@ -53,7 +53,7 @@ from hamnet_jax.inference.predictors import OnnxPredictor  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.fuzz import malformed_requests  # noqa: E402
 from hamnet_jax.serving.loadtest import format_table, run_level, serialized, statuses  # noqa: E402
 

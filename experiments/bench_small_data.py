@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from hamnet_jax.cli import main as hamnet
-from hamnet_jax.data.cohort import CohortDims, generate_cohort
+from hamnet_jax.cohort.default import CohortDims, generate_cohort
 from hamnet_jax.data.schema import sidecar_path
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.io_atomic import write_json_atomic

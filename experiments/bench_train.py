@@ -8,9 +8,9 @@
    `fit` trains: `HAMNet(packed_visits=)`, compiled with `fit`'s XLA options): fp32, fp32 on
    every visit slot, fp32 with XLA:CPU's multi-threaded Eigen (the A/B of those options), fp32 with
    Flax's `bernoulli` dropout masks (the A/B of `models.layers.keep_mask`), fp32 with masks
-   from `jax.random.bits` (the A/B of the unrolled Threefry, `models.random_bits`), fp32 with
+   from `jax.random.bits` (the A/B of the unrolled Threefry, `platform.random_bits`), fp32 with
    dropout dividing by a constant (the A/B of `models.layers.opaque_scalar`), fp32 with the
-   weight gradients as JAX's transpose rule writes them (the A/B of `models.matmul`), fp32 with rbg /
+   weight gradients as JAX's transpose rule writes them (the A/B of `platform.matmul`), fp32 with rbg /
    unsafe_rbg dropout keys (`training.dropout_rng`: masks from XLA's RngBitGenerator), fp32
    with the genotypes encoded at every visit, bf16, fp16 (loss scaling), remat, gradient
    accumulation, attention kernels, and the PyTorch
@@ -25,7 +25,7 @@
                                       [--out experiments/results/bench_train.json]
 
 The process runs with the allocator `hamnet` picks (tcmalloc when installed, else glibc's
-huge-page malloc: it re-executes itself as `hamnet` does, hamnet_jax/host_memory.py), JAX
+huge-page malloc: it re-executes itself as `hamnet` does, hamnet_jax/platform/host_memory.py), JAX
 and PyTorch rows alike; `--malloc` picks another.
 
 Memory is XLA's memory analysis of the compiled step (arguments + outputs + temporaries
@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hamnet_jax.errors import InputError  # noqa: E402
-from hamnet_jax.host_memory import CHOICE_VARIABLE, CHOICES, malloc_in_use, reexec_with_fast_malloc  # noqa: E402
+from hamnet_jax.platform.host_memory import CHOICE_VARIABLE, CHOICES, malloc_in_use, reexec_with_fast_malloc  # noqa: E402
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen when the process starts
     _malloc = argparse.ArgumentParser(add_help=False)
@@ -58,7 +58,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen wh
     if os.environ[CHOICE_VARIABLE] == "system" and malloc_in_use() != "system":
         raise SystemExit(f"--malloc system: this process was started with {malloc_in_use()}; start it without "
                          "(LD_PRELOAD and GLIBC_TUNABLES are read when a process starts)")
-    try:  # both frameworks in this process: as `hamnet` runs (hamnet_jax/host_memory.py)
+    try:  # both frameworks in this process: as `hamnet` runs (hamnet_jax/platform/host_memory.py)
         reexec_with_fast_malloc()
     except InputError as e:
         raise SystemExit(f"--malloc: {e}") from None
@@ -67,18 +67,18 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
-from hamnet_jax.data.cohort import CohortDims  # noqa: E402
-from hamnet_jax.data.cohort_features import LIFESTYLE_CATEGORICAL  # noqa: E402
+from hamnet_jax.cohort.default import CohortDims  # noqa: E402
+from hamnet_jax.cohort.features import LIFESTYLE_CATEGORICAL  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.config import TIERS, HAMNetConfig  # noqa: E402
 from hamnet_jax.models import layers  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
-from hamnet_jax.models.matmul import without_gradient_rule  # noqa: E402
+from hamnet_jax.platform.matmul import without_gradient_rule  # noqa: E402
 from hamnet_jax.training.dynamic_batching import compiled_memory_bytes  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402
 from hamnet_jax.training.state import OptimizerConfig, count_params, create_train_state  # noqa: E402
 from hamnet_jax.training.steps import step_compiler_options, train_step, train_step_fn  # noqa: E402
-from hamnet_jax.inference.visit_packing import packing_rows  # noqa: E402
+from hamnet_jax.data.visit_packing import packing_rows  # noqa: E402
 
 MIB = 2**20
 
@@ -136,7 +136,7 @@ def patched(module: Any, name: str, value: Any):
 flax_bernoulli_masks = functools.partial(
     patched, layers, "keep_mask", lambda key, keep_prob, shape: jax.random.bernoulli(key, keep_prob, shape))
 # threefry keys' masks from `jax.random.bits` (two 16-bit uniforms per word, JAX's rolled CPU
-# threefry loop) instead of `models.random_bits` (four per block): the A/B of the unrolled Threefry
+# threefry loop) instead of `platform.random_bits` (four per block): the A/B of the unrolled Threefry
 jax_random_bits_masks = functools.partial(patched, layers, "is_threefry_key", lambda key: False)
 # dropout divides by the keep probability as a Python float, which XLA turns into a multiply
 # it recomputes in every consumer: the A/B of `models.layers.opaque_scalar`
@@ -144,7 +144,7 @@ constant_dropout_divisor = functools.partial(patched, layers, "opaque_scalar", l
 
 
 # the projections' matmuls as the plain product, whose weight gradient JAX's own transpose
-# rule writes as (dy^T x)^T: the A/B of models/matmul.py
+# rule writes as (dy^T x)^T: the A/B of platform/matmul.py
 jax_transposed_weight_gradients = without_gradient_rule
 
 
@@ -278,7 +278,7 @@ def main() -> None:
     p.add_argument("--out", default="experiments/results/bench_train.json")
     p.add_argument("--malloc", choices=CHOICES, default="auto",
                    help="the allocator this process re-executes with, as `hamnet` does (HAMNET_MALLOC, "
-                        "hamnet_jax/host_memory.py); it applies to the JAX and the PyTorch rows alike")
+                        "hamnet_jax/platform/host_memory.py); it applies to the JAX and the PyTorch rows alike")
     args = p.parse_args()
 
     reference = MatmulReference()

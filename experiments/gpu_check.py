@@ -35,7 +35,7 @@ from hamnet_jax.inference.predictors import JaxPredictor, OnnxPredictor, Predict
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 
 
 def check(name: str, make: Callable[[], Predictor], request: dict, reference: np.ndarray, results: list) -> None:

@@ -25,17 +25,17 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import yaml  # noqa: E402
 
-from hamnet_jax.compression.run import compress_run  # noqa: E402
+from hamnet_jax.runs.compress import compress_run  # noqa: E402
 from hamnet_jax.config import QuantizationConfig, load_config  # noqa: E402
-from hamnet_jax.data.cohort import generate_cohort  # noqa: E402
+from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
 from hamnet_jax.data.schema import Schema  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
-from hamnet_jax.evaluation.evaluate import evaluate_run  # noqa: E402
+from hamnet_jax.runs.evaluate import evaluate_run  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
-from hamnet_jax.training.train_run import train_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.train import train_run  # noqa: E402
 
 VARIANTS = {  # training keys on top of the defaults (standard tier)
     "fp32": {},

@@ -10,7 +10,7 @@ For each dropout-key implementation: the step `fit` trains is compiled (standard
 the default cohort's widths, 4 visit slots, the per-visit work packed onto the real visits;
 `--every-visit-slot`: unpacked), warmed up, and `--steps` steps are traced
 (`jax.profiler.trace` with a Perfetto trace), in a process running with the allocator
-`hamnet` picks (it re-executes itself as `hamnet` does: hamnet_jax/host_memory.py).
+`hamnet` picks (it re-executes itself as `hamnet` does: hamnet_jax/platform/host_memory.py).
 XLA:CPU names each executed operation after its HLO instruction
 (`dot.148`, `ynn_fusion.356`, `while.661`, ...); the instruction's opcode, its fused
 computation and its `op_name` metadata (the JAX call path, e.g.
@@ -46,15 +46,15 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hamnet_jax.host_memory import malloc_in_use, reexec_with_fast_malloc  # noqa: E402
+from hamnet_jax.platform.host_memory import malloc_in_use, reexec_with_fast_malloc  # noqa: E402
 
 if __name__ == "__main__":
-    reexec_with_fast_malloc()  # as `hamnet` runs (hamnet_jax/host_memory.py): a new process, same arguments
+    reexec_with_fast_malloc()  # as `hamnet` runs (hamnet_jax/platform/host_memory.py): a new process, same arguments
 
 from bench_train import cohort_config  # noqa: E402
 
 from hamnet_jax.data.batch import random_batch  # noqa: E402
-from hamnet_jax.inference.visit_packing import packing_rows  # noqa: E402
+from hamnet_jax.data.visit_packing import packing_rows  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.models.hamnet import HAMNet  # noqa: E402
 from hamnet_jax.training.precision import resolve_policy  # noqa: E402

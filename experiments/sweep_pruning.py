@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hamnet_jax.config import PruningConfig  # noqa: E402
-from hamnet_jax.compression.run import load_run_splits  # noqa: E402
+from hamnet_jax.runs.compress import load_run_splits  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer  # noqa: E402
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hamnet_jax.config import config_from_dict
-from hamnet_jax.data.cohort import CohortDims, generate_cohort
+from hamnet_jax.cohort.default import CohortDims, generate_cohort
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.search.fast_compile import LLVM_O0, fast_compile_flags
@@ -64,7 +64,7 @@ TINY_RUN_EPOCHS: list[dict] = []  # what train_run's on_epoch callback got while
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cohort, tmp_path_factory) -> Path:
-    from hamnet_jax.training.train_run import train_run
+    from hamnet_jax.runs.train import train_run
 
     data, schema = tiny_cohort
     out = tmp_path_factory.mktemp("runs") / "run"

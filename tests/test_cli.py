@@ -110,9 +110,9 @@ def test_predictions_are_recomputed_when_the_run_or_an_input_changes(tiny_run, t
 
     from hamnet_jax.config import DataConfig
     from hamnet_jax.data.dataset import load_cohort
-    from hamnet_jax.evaluation.evaluate import predict_run
-    from hamnet_jax.evaluation.prediction_cache import cached_predictions, run_fingerprint
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.evaluate import predict_run
+    from hamnet_jax.runs.prediction_cache import cached_predictions, run_fingerprint
+    from hamnet_jax.runs.run_dir import load_run
 
     data, schema = tiny_cohort
     run_dir = tmp_path / "run"

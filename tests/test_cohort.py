@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hamnet_jax.data.cohort import CohortDims, generate_cohort
+from hamnet_jax.cohort.default import CohortDims, generate_cohort
 from hamnet_jax.data.schema import Schema
 
 DIMS = CohortDims(clinical=50, imaging=100, genetic=30, lifestyle_numeric=20)
@@ -52,7 +52,7 @@ def test_latent_is_recoverable_signal():
 def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
     from hamnet_jax.cli import main
     from hamnet_jax.data.arrays import frame_to_arrays
-    from hamnet_jax.data.cohort_frailty import generate_frailty_cohort
+    from hamnet_jax.cohort.frailty import generate_frailty_cohort
 
     dims = CohortDims(clinical=12, imaging=16, genetic=30, lifestyle_numeric=4)
     a, schema = generate_frailty_cohort(800, seed=1, dims=dims)
@@ -76,8 +76,8 @@ def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
 
 @pytest.mark.parametrize("generator", ["hamnet", "frailty"])
 def test_a_cohort_drawn_in_blocks_starts_with_the_one_block_cohort(generator):
-    from hamnet_jax.data.cohort import cohort_blocks
-    from hamnet_jax.data.cohort_frailty import frailty_blocks
+    from hamnet_jax.cohort.default import cohort_blocks
+    from hamnet_jax.cohort.frailty import frailty_blocks
 
     blocks_of = cohort_blocks if generator == "hamnet" else frailty_blocks
     dims = CohortDims(clinical=6, imaging=8, genetic=12, lifestyle_numeric=2)

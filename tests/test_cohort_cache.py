@@ -97,7 +97,7 @@ def test_errors_name_the_file_row_across_chunks(tiny_cohort, tmp_path, monkeypat
 def test_a_build_killed_midway_is_rebuilt(tmp_path):
     """SIGKILL at a named point in the feature pass (after its 2nd of 4 chunks), then the same
     build again: complete, equal to the in-memory arrays, and the killed build's leftovers are gone."""
-    from hamnet_jax.data.cohort import CohortDims, generate_cohort
+    from hamnet_jax.cohort.default import CohortDims, generate_cohort
     from hamnet_jax.data.schema import Schema
 
     frame, raw_schema = generate_cohort(800, seed=1, dims=CohortDims(clinical=20, imaging=40, genetic=30,
@@ -177,8 +177,8 @@ def test_training_from_the_cache_equals_training_in_memory(tiny_run, tiny_cohort
     assert a == b
     # evaluation reads the test split through the run's cache (modality removal included)
     # and gets the in-memory run's table
-    from hamnet_jax.evaluation.evaluate import evaluate_run
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.evaluate import evaluate_run
+    from hamnet_jax.runs.run_dir import load_run
 
     cached, in_memory = (evaluate_run(load_run(d), data, baselines=False) for d in (tiny_run, out))
     assert "HAMNet without imaging" in cached["rows"]
@@ -224,7 +224,7 @@ def test_predict_streams_chunks_of_subjects_through_a_temporary_cache(tiny_run, 
     from hamnet_jax.inference.predictors import JaxPredictor
     from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     data, schema = tiny_cohort
     monkeypatch.setattr(predict_file, "PREDICT_CHUNK", 50)

@@ -14,7 +14,7 @@ from hamnet_jax.cli import main
 from hamnet_jax.config import PruningConfig, PruningMethod, QuantizationConfig, QuantizationMode
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.errors import InputError
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.export.compressed_checkpoint import load_compressed
 
 
@@ -54,8 +54,8 @@ def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path
     assert bits["fusion"]["block_0"]["mlp"]["fc1"]["kernel"] == 8
     assert abs(summary["accuracy_drop"]) < 0.2
     # evaluate runs the int8 path: its MAE is the quantized model's MAE in the summary
-    from hamnet_jax.evaluation.evaluate import evaluate_run
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.evaluate import evaluate_run
+    from hamnet_jax.runs.run_dir import load_run
 
     run = load_run(out)
     assert run.model.mode == "dynamic" and run.model.quant is not None

@@ -69,7 +69,7 @@ def test_hamnet_cv_reports_every_model_over_the_folds_and_resumes(tiny_cohort, t
 
     # a fold is an ordinary run: its own test split is the fold the CV tested
     from hamnet_jax.data.dataset import load_cohort, split_cohort
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     run = load_run(out / "fold-0")
     parts = split_cohort(load_cohort(data, run.schema, run.config.data), run.config.data)

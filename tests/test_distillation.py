@@ -21,7 +21,7 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.optimization.knowledge_distillation import (DistillationConfig, DistillationMethod,
                                                             HAMNetKnowledgeDistillation)
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.training.distill_step import (DistillSpec, DistillState, Teacher, distill_loss_fn,
                                               distill_step, ema_distill_step, forward)
 from hamnet_jax.training.state import count_params

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.cohort.default import generate_cohort
 from hamnet_jax.data.profile import QUANTILES, DataProfile
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.monitoring.drift import ks_against_quantiles, psi
@@ -92,7 +92,7 @@ def test_live_drift_window_gives_the_batch_reports_figures(tiny_run, tmp_path):
     from hamnet_jax.inference.raw_model import RawModel
     from hamnet_jax.monitoring.drift_check import check_run_drift
     from hamnet_jax.monitoring.live_drift import LiveDrift
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
     batch = check_run_drift(tiny_run, shifted, predictions=False)

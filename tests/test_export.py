@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 
 from hamnet_jax.cli import main
-from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.cohort.default import generate_cohort
 from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.data.tables import write_table
-from hamnet_jax.evaluation.evaluate import predict_run
+from hamnet_jax.runs.evaluate import predict_run
 from hamnet_jax.export.onnx_export import FP16_TOLERANCE, export_run_onnx
 from hamnet_jax.inference.predictors import OnnxPredictor
 from hamnet_jax.inference.raw_inputs import cohort_to_raw
 from hamnet_jax.inference.raw_model import RawModel
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 
 from .conftest import TINY_DIMS
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.host_memory import (
+from hamnet_jax.platform.host_memory import (
     CHOICE_VARIABLE, LARGE_ALLOC_REPORT, TUNABLE, _huge_pages_available, fast_malloc_env,
 )
 
@@ -52,7 +52,7 @@ def test_tcmalloc_first_then_huge_pages_and_the_users_choice_kept():
 def test_reexecution_keeps_the_pid_and_sets_the_allocator_once():
     if fast_malloc_env(CLEAN) is None:
         pytest.skip("neither tcmalloc nor transparent huge pages here: nothing to re-execute for")
-    code = ("import os; from hamnet_jax.host_memory import malloc_in_use, reexec_with_fast_malloc as r; "
+    code = ("import os; from hamnet_jax.platform.host_memory import malloc_in_use, reexec_with_fast_malloc as r; "
             "print(os.getpid(), malloc_in_use()); r()")
     out = subprocess.run([sys.executable, "-c", code], env=CLEAN, capture_output=True, text=True, check=True).stdout
     first, second = out.splitlines()  # a third line would be a second re-execution

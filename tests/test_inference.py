@@ -12,7 +12,7 @@ from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.inference.result_cache import CachedPredictor
 from hamnet_jax.optimization.inference_optimization import (HAMNetInferenceOptimizer, InferenceBackend,
                                                             InferenceOptimizationConfig)
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,17 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 RANKS = {
     "errors": 0,
     # (kill_points: the error type)
-    "io_atomic": 1, "modalities": 1, "background_compile": 1, "kill_points": 1, "lazy_exports": 1,
-    "job_dir": 2, "host_memory": 2,  # (job_dir: atomic io below it; host_memory: the error type)
-    "data": 3, "models": 4, "config": 5, "transforms": 6, "inference": 7, "export": 8, "run_dir": 9,
-    "evaluation": 10, "training": 11, "compression": 12,
-    "search": 13, "monitoring": 13, "deployment": 13,
-    "serving": 14,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
-    "bench": 15,  # above serving: it serves the model it measures under load
-    "pipeline": 16, "optimization": 17,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
-    "cli": 18, "__init__": 18,
+    "io_atomic": 1, "modalities": 1, "kill_points": 1, "lazy_exports": 1,
+    "job_dir": 2, "platform": 2,  # (job_dir: atomic io; platform: the error type)
+    "data": 3, "cohort": 4, "models": 5, "config": 6, "transforms": 7, "inference": 8, "export": 9,
+    "training": 10,  # config, models, data, transforms and platform only (test below)
+    "evaluation": 11, "compression": 12,
+    "runs": 13,  # the jobs that write a run directory, and its format
+    "search": 14, "monitoring": 14, "deployment": 14,
+    "serving": 15,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
+    "bench": 16,  # above serving: it serves the model it measures under load
+    "pipeline": 17, "optimization": 18,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
+    "cli": 19, "__init__": 19,
 }
 
 
@@ -117,6 +119,13 @@ def test_units_import_only_lower_layers():
 
 def test_no_import_circle_between_files():
     assert not circles(), circles()
+
+
+def test_training_imports_nothing_above_transforms_and_platform():
+    """The loop is built from config, models, data, transforms and the platform (and the
+    ground floor); jobs that write run directories sit above it, in runs/."""
+    allowed = {"config", "models", "data", "transforms", "platform"} | {u for u, r in RANKS.items() if r <= 2}
+    assert edges()["training"] <= allowed, sorted(edges()["training"] - allowed)
 
 
 def test_core_never_imports_facades_or_cli():

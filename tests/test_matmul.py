@@ -1,4 +1,4 @@
-"""models/matmul.py: the projections' matmul with its weight gradient written as x^T dy."""
+"""platform/matmul.py: the projections' matmul with its weight gradient written as x^T dy."""
 
 import contextlib
 import re
@@ -12,7 +12,7 @@ from jax.ad_checkpoint import print_saved_residuals
 
 from hamnet_jax.models import logical
 from hamnet_jax.models.layers import GroupedDense, attention_block
-from hamnet_jax.models.matmul import matmul, without_gradient_rule
+from hamnet_jax.platform.matmul import matmul, without_gradient_rule
 from hamnet_jax.training.steps import CPU_STEP_OPTIONS
 
 

@@ -14,7 +14,7 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.models import layers
 from hamnet_jax.models.layers import Dropout, keep_mask, masked_softmax
-from hamnet_jax.models.random_bits import threefry_2x32, uniform_halfwords
+from hamnet_jax.platform.random_bits import threefry_2x32, uniform_halfwords
 from hamnet_jax.models.uncertainty import predict_with_uncertainty
 from hamnet_jax.training.steps import CPU_STEP_OPTIONS
 
@@ -158,7 +158,7 @@ def test_keep_masks_are_bernoulli_at_the_rate_and_fixed_by_the_key(shape, impl):
 
 
 def test_unrolled_threefry_is_jaxs_hash():
-    """models/random_bits.threefry_2x32 is Threefry-2x32-20: Random123's known answer, and JAX's
+    """platform/random_bits.threefry_2x32 is Threefry-2x32-20: Random123's known answer, and JAX's
     own bits (partitionable threefry: the XOR of the block's two words at counter (0, i))."""
     zero = jnp.zeros((), jnp.uint32)
     assert [int(w) for w in threefry_2x32(jnp.zeros(2, jnp.uint32), zero, zero)] == [0x6B200159, 0x99BA4EFE]

@@ -24,7 +24,7 @@ from hamnet_jax.inference.raw_inputs import cohort_to_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.transforms.losses import task_loss
 
 from .conftest import TINY_CONFIG
@@ -60,7 +60,7 @@ def outcome_data(tmp_path_factory):
     """The tiny cohort's clinical and lifestyle columns with the outcome and no target; the
     model has the wide (linear) path too, started at its logistic fit, so both are tested here
     through train and export."""
-    from hamnet_jax.data.cohort import generate_cohort
+    from hamnet_jax.cohort.default import generate_cohort
     from .conftest import TINY_DIMS
 
     frame, schema = generate_cohort(240, seed=3, dims=TINY_DIMS)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from hamnet_jax.data.cohort import generate_cohort
+from hamnet_jax.cohort.default import generate_cohort
 from hamnet_jax.data.tables import write_table
 
 from .conftest import TINY_DIMS

@@ -20,7 +20,7 @@ tc = pytest.importorskip("tritonclient.grpc")
 
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 
 
 def free_port() -> int:

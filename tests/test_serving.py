@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
-from hamnet_jax.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.repository import Repository  # noqa: E402
 from hamnet_jax.serving.server import SERVICE_NAME, start_server  # noqa: E402
 

@@ -14,12 +14,12 @@ import pytest
 
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import random_batch
-from hamnet_jax.inference.batched import chunks
+from hamnet_jax.data.batched import chunks
 from hamnet_jax.inference.predictor import mc_packing_rows, predict_batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, boxed_init, init_params
 from hamnet_jax.training.loop import fit
-from hamnet_jax.inference.visit_packing import chunked_packing_rows, packing_rows
+from hamnet_jax.data.visit_packing import chunked_packing_rows, packing_rows
 
 
 def _model():

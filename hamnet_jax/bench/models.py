@@ -29,7 +29,7 @@ from hamnet_jax.export.compressed_checkpoint import compressed_bytes
 from hamnet_jax.export.formats import export_format
 from hamnet_jax.inference.predictors import JaxPredictor, OnnxPredictor, Predictor
 from hamnet_jax.inference.raw_model import RawModel
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 
 INT8 = "onnx-int8-dynamic"
 ROWS = ("Baseline HAMNet", "+ Pruning", "+ Quantization (INT8)", "+ Knowledge Distill.", "+ TensorRT Opt.")

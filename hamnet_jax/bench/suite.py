@@ -87,7 +87,7 @@ def machine() -> dict[str, Any]:
 def run_test_split(run: Path, data: Path) -> Any:
     """The run's test split of `data` (the split the run was trained with)."""
     from hamnet_jax.data.dataset import load_cohort, split_cohort
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     loaded = load_run(run)
     test = split_cohort(load_cohort(data, loaded.schema, loaded.config.data), loaded.config.data)["test"]

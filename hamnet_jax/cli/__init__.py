@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.host_memory import reexec_with_fast_malloc, started_as_cli
+from hamnet_jax.platform.host_memory import reexec_with_fast_malloc, started_as_cli
 
 if started_as_cli():  # before the imports below: the `hamnet` process runs with a faster allocator
     try:
@@ -36,8 +36,8 @@ log = logging.getLogger("hamnet_jax")
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
-    from hamnet_jax.data.cohort import CohortDims
-    from hamnet_jax.data.cohort_file import write_cohort
+    from hamnet_jax.cohort.default import CohortDims
+    from hamnet_jax.cohort.file import write_cohort
 
     _setup(args)
     defaults = CohortDims()
@@ -50,7 +50,7 @@ def cmd_cohort(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from hamnet_jax.training.train_run import train_run
+    from hamnet_jax.runs.train import train_run
 
     from hamnet_jax.training.distributed import initialize_distributed
 
@@ -117,9 +117,9 @@ def _mesh_flag(text: str | None) -> dict[str, int] | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from hamnet_jax.evaluation.evaluate import evaluate_run, format_table
+    from hamnet_jax.runs.evaluate import evaluate_run, format_table
     from hamnet_jax.io_atomic import write_json_atomic
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     _setup(args)
     run = load_run(args.run)
@@ -156,7 +156,7 @@ def _refuse(section: str, given: dict, keys: tuple[str, ...], why: str) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from hamnet_jax.compression.run import compress_run
+    from hamnet_jax.runs.compress import compress_run
     from hamnet_jax.config import PruningConfig
 
     config = _setup(args)
@@ -180,7 +180,7 @@ def _source_training(args: argparse.Namespace, config):
     config file's `training:` keys on top when one is given."""
     import dataclasses
 
-    from hamnet_jax.run_dir import load_run_config
+    from hamnet_jax.runs.run_dir import load_run_config
 
     base = load_run_config(args.run).training
     given = {k: getattr(config.training, k) for k in config.given.get("training", ())}
@@ -188,7 +188,7 @@ def _source_training(args: argparse.Namespace, config):
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from hamnet_jax.compression.run import compress_run
+    from hamnet_jax.runs.compress import compress_run
     from hamnet_jax.config import QuantizationConfig
 
     config = _setup(args)
@@ -215,7 +215,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from hamnet_jax.compression.distill_run import distill_run
+    from hamnet_jax.runs.distill import distill_run
     from hamnet_jax.config import DistillationConfig
 
     config = _setup(args)
@@ -251,7 +251,7 @@ def _loop_arguments(q: argparse.ArgumentParser, precision_flag: str = "--precisi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hamnet_jax.data.cohort import DEFAULT_SUBJECTS
+    from hamnet_jax.cohort.default import DEFAULT_SUBJECTS
 
     p = argparse.ArgumentParser(prog="hamnet", description="HAMNet biological-age models in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="cohort.parquet", help="data file (.parquet, .csv or .npz)")
     c.add_argument("--generator", choices=("hamnet", "frailty"), default="hamnet",
-                   help="hamnet: the default cohort (data/cohort.py); frailty: a second world with other "
+                   help="hamnet: the default cohort (cohort/default.py); frailty: a second world with other "
                         "assumptions (deficit thresholds, 1-2 visits, values missing not at random; "
-                        "data/cohort_frailty.py)")
+                        "cohort/frailty.py)")
     for m, default in (("clinical", 96), ("imaging", 512), ("genetic", 1000), ("lifestyle_numeric", 40)):
         c.add_argument(f"--{m.replace('_', '-')}-dim", type=int, default=None,
                        help=f"{m} width (default {default})")

@@ -20,7 +20,7 @@ from hamnet_jax.cli.setup import _setup, add_tier_argument, data_schema
 
 
 def cmd_cv(args: argparse.Namespace) -> None:
-    from hamnet_jax.training.cross_validation import cross_validate, format_cv_table
+    from hamnet_jax.runs.cross_validation import cross_validate, format_cv_table
 
     config = _setup(args)
     if args.tier:

@@ -17,7 +17,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from hamnet_jax.inference.factory import build_predictor
     from hamnet_jax.inference.predict_file import predict_file
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     config = _setup(args)
     options = config.section("inference")
@@ -34,7 +34,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from hamnet_jax.export.formats import FORMATS, export_format
     from hamnet_jax.inference.predictor import primary_output
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     _setup(args)
     if args.calibration and args.format not in ("onnx-int8", "tensorrt-int8"):

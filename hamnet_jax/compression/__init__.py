@@ -10,7 +10,6 @@ _EXPORTS = {
     "compress_model": "optimize",
     "prune_and_finetune": "prune",
     "quantize_model": "quantize",
-    "compress_run": "run",
     "student_config": "student",
 }
 __all__ = sorted(_EXPORTS)

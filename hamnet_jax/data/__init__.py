@@ -9,15 +9,13 @@ _EXPORTS = {
     "Batch": "batch",
     "random_batch": "batch",
     "validate_batch": "batch",
-    "CohortDims": "cohort",
-    "generate_cohort": "cohort",
+    "compile_ahead": "batched",
+    "map_batched": "batched",
     "CohortBatches": "cohort_batches",
     "model_input": "cohort_batches",
     "CachedCohort": "cohort_cache",
     "build_cohort_cache": "cohort_cache",
     "load_cohort_cache": "cohort_cache",
-    "write_cohort": "cohort_file",
-    "generate_frailty_cohort": "cohort_frailty",
     "load_cohort": "dataset",
     "open_cohort": "dataset",
     "split_cohort": "dataset",
@@ -28,6 +26,7 @@ _EXPORTS = {
     "split_subjects": "split",
     "read_table": "tables",
     "write_table": "tables",
+    "packing_rows": "visit_packing",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -31,7 +31,7 @@ import yaml
 
 from hamnet_jax.data.arrays import (SUBJECTS_PER_CHUNK, CohortArrays, check_subject_level, key_columns,
                                     scatter_features, subject_layout)
-from hamnet_jax.data.freed_memory import release_freed_memory
+from hamnet_jax.platform.freed_memory import release_freed_memory
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import iter_table_chunks, read_columns, table_columns
 from hamnet_jax.kill_points import kill_point

@@ -5,8 +5,6 @@ from hamnet_jax.lazy_exports import lazy_exports
 _EXPORTS = {
     "fit_baselines": "baselines",
     "predict_baseline": "baselines",
-    "evaluate_run": "evaluate",
-    "predict_run": "evaluate",
     "classification_metrics": "metrics",
     "point_metrics": "metrics",
     "regression_metrics": "metrics",

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from hamnet_jax.data.batch import Batch
-from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.data.batched import map_batched
 from hamnet_jax.models.uncertainty import Z90
 from hamnet_jax.transforms.losses import probability_log_loss
 

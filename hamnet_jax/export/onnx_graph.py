@@ -26,7 +26,7 @@ from hamnet_jax.data.batch import Batch, random_batch
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.models.config import MODALITIES
-from hamnet_jax.models.matmul import without_gradient_rule
+from hamnet_jax.platform.matmul import without_gradient_rule
 
 # the standardized arrays: the model part's inputs, and the standardized graph's
 STANDARDIZED_NAMES: tuple[str, ...] = tuple(
@@ -83,7 +83,7 @@ def _trace(fn: Callable, specs: list[jax.ShapeDtypeStruct], input_names: list[st
         from jax2onnx import to_onnx
     except ImportError:
         raise InputError("ONNX export needs jax2onnx: pip install 'hamnet-jax[export]'") from None
-    with library_logs_below(), without_gradient_rule():  # inference graphs: plain dot_generals (models/matmul.py)
+    with library_logs_below(), without_gradient_rule():  # inference graphs: plain dot_generals (platform/matmul.py)
         model = to_onnx(fn, specs, model_name=name, return_mode="proto", input_names=input_names,
                         output_names=output_names)
     return without_wrong_shapes(model)

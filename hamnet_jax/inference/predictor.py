@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hamnet_jax.background_compile import Compiling
+from hamnet_jax.platform.background_compile import Compiling
 from hamnet_jax.data.batch import Batch, validate_batch
-from hamnet_jax.inference.batched import compile_ahead, map_batched
-from hamnet_jax.inference.visit_packing import chunked_packing_rows
+from hamnet_jax.data.batched import compile_ahead, map_batched
+from hamnet_jax.data.visit_packing import chunked_packing_rows
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, tempered_probability
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet

@@ -18,7 +18,7 @@ Visit packing (`HAMNet(config, packed_visits=C)`): the per-visit encoders and th
 three quarters of the step's work, run on C rows holding the batch's real visits instead
 of all B x V visit slots (half of them padding in the default cohort). Outputs are those of
 the unpacked model: the temporal layer zeroes padded visits either way. The caller picks C
-at least the batch's number of real visits (`inference.visit_packing.packing_rows`); a
+at least the batch's number of real visits (`data.visit_packing.packing_rows`); a
 padded visit's aux embeddings are then zeros. Dropout masks are drawn for the packed rows;
 the MC-dropout replay of fixed per-subject masks (models/mc_dropout.py) gives each packed row
 the mask of its (sample, visit slot).

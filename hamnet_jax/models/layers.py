@@ -12,16 +12,16 @@ import jax
 import jax.numpy as jnp
 
 from hamnet_jax.models.attention import MultiHeadAttention, masked_softmax
-from hamnet_jax.models.random_bits import is_threefry_key, uniform_halfwords
+from hamnet_jax.platform.random_bits import is_threefry_key, uniform_halfwords
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
-from hamnet_jax.models.matmul import MATMUL_NAME, matmul
+from hamnet_jax.platform.matmul import MATMUL_NAME, matmul
 
 # jax.checkpoint policies by config name: what the backward pass may keep from the forward
 __all__ = ["MLP", "Dropout", "GatedAttentionBlock", "GroupedDense", "attention_block", "masked_mean", "masked_softmax"]
 
 REMAT_POLICY_FNS: dict[str, Any] = {
     "full": jax.checkpoint_policies.nothing_saveable,  # recompute the whole block
-    # keep matmul outputs (models/matmul.py's by their checkpoint name), recompute the rest
+    # keep matmul outputs (platform/matmul.py's by their checkpoint name), recompute the rest
     "save_dots": jax.checkpoint_policies.save_from_both_policies(
         jax.checkpoint_policies.checkpoint_dots, jax.checkpoint_policies.save_only_these_names(MATMUL_NAME)),
 }
@@ -40,7 +40,7 @@ def keep_mask(key: jax.Array, keep_prob: float, shape: tuple[int, ...]) -> jax.A
     """Bernoulli(`keep_prob`) mask (True = keep) from 16-bit uniforms: `jax.random.bernoulli`
     spends a whole 32-bit word per element, and the threefry rounds were ~28% of the
     standard tier's CPU training step. Threefry keys (the default) draw four per Threefry
-    block, unrolled (models/random_bits.py); other key implementations (rbg, unsafe_rbg) two
+    block, unrolled (platform/random_bits.py); other key implementations (rbg, unsafe_rbg) two
     per `jax.random.bits` word. Measured on this CPU: experiments/bench_train.py's "Flax
     bernoulli dropout masks" and "jax.random.bits dropout masks" rows. The keep probability
     is exact to 2^-16 (0.9 -> 58982 / 65536 = 0.899994)."""
@@ -219,5 +219,5 @@ class GroupedDense(nn.Module):
         # two transposes included (1,024 rows x 16 groups x 128 -> 64, measured on this CPU)
         lead = x.shape[:-2]
         x = jnp.moveaxis(x.reshape((-1, groups, width)), 1, 0)
-        y = jnp.moveaxis(matmul(x, kernel, batch_dims=1), 0, 1)  # weight gradient x^T dy: models/matmul.py
+        y = jnp.moveaxis(matmul(x, kernel, batch_dims=1), 0, 1)  # weight gradient x^T dy: platform/matmul.py
         return y.reshape(lead + (groups, self.features)) + bias

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hamnet_jax.models.matmul import dense_dot_general
+from hamnet_jax.platform.matmul import dense_dot_general
 
 LOGICAL_AXES: tuple[str, ...] = ("embed", "embed_out", "mlp", "heads", "kv", "features", "groups", "vocab", "conv")
 
@@ -33,7 +33,7 @@ def logical_init(init: Callable, axes: tuple[str | None, ...]) -> Callable:
 
 def dense(features: int, axes: tuple[str | None, str | None], dtype, name: str) -> nn.Dense:
     """nn.Dense whose kernel is named `axes` (in, out) and bias `axes[1]`; its weight
-    gradient written as x^T dy (models/matmul.py)."""
+    gradient written as x^T dy (platform/matmul.py)."""
     return nn.Dense(
         features, dtype=dtype, name=name, dot_general=dense_dot_general,
         kernel_init=logical_init(nn.initializers.lecun_normal(), axes),

@@ -24,10 +24,10 @@ import numpy as np
 from hamnet_jax.data.arrays import concat_cohorts
 from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.data.profile import DataProfile, last_visit_only, profile_subjects, sampled_chunks
-from hamnet_jax.evaluation.evaluate import predict_run
+from hamnet_jax.runs.evaluate import predict_run
 from hamnet_jax.inference.predictor import primary_output
 from hamnet_jax.monitoring.drift import DriftThresholds, drift_report
-from hamnet_jax.run_dir import Run, load_run
+from hamnet_jax.runs.run_dir import Run, load_run
 
 PROFILE_FILE = "data_profile.npz"
 

@@ -34,7 +34,7 @@ from hamnet_jax.inference.factory import build_predictor
 from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.run_dir import Run, load_run
+from hamnet_jax.runs.run_dir import Run, load_run
 
 __all__ = ["HAMNetInferenceOptimizer", "InferenceBackend", "InferenceOptimizationConfig", "OptimizationLevel",
            "PrecisionMode"]

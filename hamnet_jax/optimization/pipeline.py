@@ -89,7 +89,7 @@ class OptimizedModel:
         from hamnet_jax.config.sections import InferenceSection
         from hamnet_jax.inference.factory import build_predictor
         from hamnet_jax.inference.raw_model import RawModel
-        from hamnet_jax.run_dir import load_run
+        from hamnet_jax.runs.run_dir import load_run
 
         options = InferenceSection(**self.options)
         return build_predictor(RawModel.from_run(load_run(self.run_dir), options.mc_samples), options, self.graph)
@@ -145,7 +145,7 @@ def create_comprehensive_optimizer(model_config: HAMNetConfig, enable_nas: bool 
     from hamnet_jax.optimization.pruning_quantization import HAMNetOptimizer
     from hamnet_jax.optimization.regularization import HAMNetRegularizer
     from hamnet_jax.optimization.training_optimization import HAMNetTrainingOptimizer, TrainingOptimizationConfig
-    from hamnet_jax.training.train_run import regularization_config
+    from hamnet_jax.runs.train import regularization_config
 
     if not isinstance(model_config, HAMNetConfig):
         raise InputError(f"model_config: expected a HAMNetConfig, got {type(model_config).__name__}")

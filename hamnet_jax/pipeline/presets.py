@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hamnet_jax.data.cohort import DEFAULT_SUBJECTS, CohortDims
+from hamnet_jax.cohort.default import DEFAULT_SUBJECTS, CohortDims
 from hamnet_jax.errors import InputError
 
 ALL_STAGES_ON = {"enable_nas": True, "enable_hyperparameter_opt": True, "enable_pruning": True,

@@ -94,8 +94,8 @@ def _event(out: Path, record: dict[str, Any]) -> None:
 
 
 def _builtin_cohort(out: Path, chosen: Preset | None) -> dict[str, Any]:
-    from hamnet_jax.data.cohort import DEFAULT_SUBJECTS, CohortDims
-    from hamnet_jax.data.cohort_file import write_cohort
+    from hamnet_jax.cohort.default import DEFAULT_SUBJECTS, CohortDims
+    from hamnet_jax.cohort.file import write_cohort
 
     path = out / BUILTIN_COHORT
     subjects = chosen.subjects if chosen else DEFAULT_SUBJECTS

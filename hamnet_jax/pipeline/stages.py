@@ -64,7 +64,7 @@ def _model_result(run_dir: Path, summary: dict[str, Any], row: str) -> dict[str,
 
 
 def _train(ctx: Context, config: Config, run_dir: Path, row: str) -> dict[str, Any]:
-    from hamnet_jax.training.train_run import train_run
+    from hamnet_jax.runs.train import train_run
 
     resume = continue_or_clear(run_dir)
     summary = train_run(ctx.data, ctx.schema, config, run_dir, resume=resume, progress=ctx.progress)
@@ -140,7 +140,7 @@ def stage_train(ctx: Context, done: Done) -> dict[str, Any]:
 def stage_distill(ctx: Context, done: Done) -> dict[str, Any]:
     """The baseline teaches the searched model further (when NAS ran: the train stage's run,
     from its weights), else a fresh student `distillation.compression_ratio` its size."""
-    from hamnet_jax.compression.distill_run import distill_run
+    from hamnet_jax.runs.distill import distill_run
     from hamnet_jax.config import DistillationConfig
 
     section = ctx.config.section("distillation")
@@ -154,7 +154,7 @@ def stage_distill(ctx: Context, done: Done) -> dict[str, Any]:
 
 
 def _compress(ctx: Context, done: Done, name: str, row: str, pruning: Any, quantization: Any) -> dict[str, Any]:
-    from hamnet_jax.compression.run import compress_run
+    from hamnet_jax.runs.compress import compress_run
 
     source = current_run(done)
     run_dir = ctx.stage_dir(name) / "run"
@@ -194,7 +194,7 @@ def stage_export(ctx: Context, done: Done) -> dict[str, Any]:
     from hamnet_jax.data.dataset import open_cohort, split_cohort
     from hamnet_jax.export.formats import export_format
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     run = load_run(current_run(done))
     raw = RawModel.from_run(run, served_mc_samples(ctx))

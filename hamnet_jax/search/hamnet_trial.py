@@ -75,7 +75,7 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     """Train the point's run for `budget` epochs (continuing its checkpoints) and return its
     metrics; `measure_speed` adds latency_ms and flops (True), the ones it names, or neither."""
     from hamnet_jax.data.schema import Schema, sidecar_path
-    from hamnet_jax.training.train_run import train_run
+    from hamnet_jax.runs.train import train_run
 
     run_dir = Path(run_dir)
     schema_path = sidecar_path(data)
@@ -100,7 +100,7 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
 
 def _run_model(run_dir: Path):
     from hamnet_jax.inference.raw_model import RawModel
-    from hamnet_jax.run_dir import load_run
+    from hamnet_jax.runs.run_dir import load_run
 
     return RawModel.from_run(load_run(run_dir), 0)
 

@@ -37,7 +37,7 @@ from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.monitoring.live_drift import LiveDrift
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.serving.ab_split import ABSplit
 from hamnet_jax.serving.batcher import DynamicBatcher
 

@@ -5,7 +5,6 @@ from hamnet_jax.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "Checkpoints": "checkpoints",
-    "cross_validate": "cross_validation",
     "initialize_distributed": "distributed",
     "FitOptions": "fit_options",
     "FitResult": "loop",

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from hamnet_jax.config import TrainingConfig
 from hamnet_jax.data.batch import Batch, validate_batch
 from hamnet_jax.errors import InputError
-from hamnet_jax.inference.batched import compile_ahead, map_batched
+from hamnet_jax.data.batched import compile_ahead, map_batched
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
@@ -34,7 +34,7 @@ from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_s
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
 from hamnet_jax.training.steps import eval_step
-from hamnet_jax.inference.visit_packing import chunked_packing_rows, packing_rows
+from hamnet_jax.data.visit_packing import chunked_packing_rows, packing_rows
 
 log = logging.getLogger("hamnet_jax")
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hamnet_jax.background_compile import Compiling
+from hamnet_jax.platform.background_compile import Compiling
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet, param_logical_axes
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan

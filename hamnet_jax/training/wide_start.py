@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.data.cohort_batches import CohortBatches
-from hamnet_jax.inference.batched import map_batched
+from hamnet_jax.data.batched import map_batched
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, init_params, wide_features

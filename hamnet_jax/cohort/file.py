@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from hamnet_jax.data.cohort import CohortDims, cohort_blocks
-from hamnet_jax.data.cohort_frailty import frailty_blocks
+from hamnet_jax.cohort.default import CohortDims, cohort_blocks
+from hamnet_jax.cohort.frailty import frailty_blocks
 from hamnet_jax.data.schema import sidecar_path
 from hamnet_jax.data.tables import write_table_chunks
 from hamnet_jax.errors import InputError

@@ -27,11 +27,11 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, param_shapes
-from hamnet_jax.evaluation.evaluate import prediction_metrics
+from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
 from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_rows, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.run_dir import save_calibration, save_config, save_params
+from hamnet_jax.runs.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
 from hamnet_jax.training.loop import FitResult, fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan

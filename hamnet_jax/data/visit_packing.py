@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from hamnet_jax.inference.batched import chunk_rows, chunk_size
+from hamnet_jax.data.batched import chunk_rows, chunk_size
 
 ROW_MULTIPLE = 8
 

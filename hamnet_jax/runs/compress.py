@@ -22,12 +22,12 @@ from hamnet_jax.data.batch import Batch
 from hamnet_jax.data.cohort_batches import model_input
 from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
-from hamnet_jax.evaluation.evaluate import prediction_metrics
+from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
+from hamnet_jax.runs.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
                                 save_params)
 from hamnet_jax.training.fit_options import FitOptions
 from hamnet_jax.training.checkpoints import holds_checkpoints

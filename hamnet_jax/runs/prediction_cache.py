@@ -24,7 +24,7 @@ import numpy as np
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.data.cohort_cache import CachedCohort
 from hamnet_jax.io_atomic import write_atomic
-from hamnet_jax.run_dir import Run
+from hamnet_jax.runs.run_dir import Run
 
 CACHE_FORMAT = 2  # bump when what a prediction depends on changes
 

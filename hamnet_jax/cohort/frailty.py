@@ -1,6 +1,6 @@
 """A second synthetic cohort with other generative assumptions: ageing as accumulated deficits.
 
-It guards against tuning to one simulator (`data/cohort.py`). What differs:
+It guards against tuning to one simulator (`cohort/default.py`). What differs:
 
 1. Older people, fewer visits: baseline age ~ Uniform(45, 80); 1 or 2 visits (0.7 / 0.3),
    4-8 years apart.
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hamnet_jax.data import cohort_features as names
-from hamnet_jax.data.cohort import COHORT_BLOCK, CohortDims, drawn_blocks, joined_blocks
+from hamnet_jax.cohort import features as names
+from hamnet_jax.cohort.default import COHORT_BLOCK, CohortDims, drawn_blocks, joined_blocks
 
 FRAILTY_WORLD_SEED = 20261129
 

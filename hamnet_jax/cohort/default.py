@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hamnet_jax.data import cohort_features as names
+from hamnet_jax.cohort import features as names
 
 WORLD_SEED = 20240917
 DEFAULT_SUBJECTS = 6000

@@ -21,10 +21,10 @@ from hamnet_jax.data.dataset import open_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.evaluation.baseline_cache import cached_baselines
 from hamnet_jax.evaluation.baselines import BASELINE_MAX_SUBJECTS, baseline_training_subjects, predict_baseline
-from hamnet_jax.evaluation.prediction_cache import cached_predictions, run_fingerprint
+from hamnet_jax.runs.prediction_cache import cached_predictions, run_fingerprint
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.models.config import MODALITIES
-from hamnet_jax.run_dir import Run
+from hamnet_jax.runs.run_dir import Run
 from hamnet_jax.transforms.losses import probability_log_loss
 from hamnet_jax.evaluation.metrics import (CLASSIFICATION_COLUMNS, REGRESSION_COLUMNS, age_gap_correlation,
                                            classification_metrics, regression_metrics)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 
 from hamnet_jax.compression.distillation import distill_model, measure_distillation
-from hamnet_jax.compression.run import (derived_test_metrics, fit_options, load_run_splits, loop_summary, new_run_dir,
+from hamnet_jax.runs.compress import (derived_test_metrics, fit_options, load_run_splits, loop_summary, new_run_dir,
                                         write_derived_run)
 from hamnet_jax.config import DistillationConfig, TrainingConfig
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.models.config import HAMNetConfig
-from hamnet_jax.run_dir import load_run
+from hamnet_jax.runs.run_dir import load_run
 
 
 def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,

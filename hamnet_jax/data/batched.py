@@ -8,7 +8,7 @@ MC-dropout pass costs seconds, 64 padded rows of it milliseconds.
 
 `compile_ahead` compiles that program on a background thread before the batch is needed
 (while training runs), so the later `map_batched` finds it in jit's cache
-(hamnet_jax/background_compile.py).
+(hamnet_jax/platform/background_compile.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from hamnet_jax.background_compile import Compiling
+from hamnet_jax.platform.background_compile import Compiling
 from hamnet_jax.data.batch import Batch
 
 MIN_CHUNK = 64

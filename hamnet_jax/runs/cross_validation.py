@@ -28,10 +28,10 @@ from hamnet_jax.config import Config
 from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
-from hamnet_jax.evaluation.evaluate import COLUMNS, evaluate_run
+from hamnet_jax.runs.evaluate import COLUMNS, evaluate_run
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.run_dir import load_run
-from hamnet_jax.training.train_run import train_run
+from hamnet_jax.runs.run_dir import load_run
+from hamnet_jax.runs.train import train_run
 from hamnet_jax.training.checkpoints import holds_checkpoints
 
 

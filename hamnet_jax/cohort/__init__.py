@@ -1,0 +1,14 @@
+"""The synthetic cohorts (the embedded default data): the default UK Biobank-style world with a
+known latent biological age, the frailty world, their feature names and the file writer."""
+
+from hamnet_jax.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "CohortDims": "default",
+    "DEFAULT_SUBJECTS": "default",
+    "generate_cohort": "default",
+    "write_cohort": "file",
+    "generate_frailty_cohort": "frailty",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
