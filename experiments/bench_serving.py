@@ -11,11 +11,11 @@ A model repository is built in a temporary directory: the standard tier at fp32 
 must-hold), and the compressed models (dynamic int8, the 0.25x student at fp32 and
 dynamic int8) as further models, all with the onnxruntime backend, one intra-op thread,
 batch size 32, dynamic batching without a queue delay. `hamnet serve` runs it as its own
-process (access log on, as deployed); the load generator (serving/loadtest.py) runs in
+process (access log on, as deployed); the load generator (client/loadtest.py) runs in
 this process on the same 2 cores, one subject per request. For each model, the same run
 first times ONNX Runtime alone on the same graph (batch 1 latency, batch 32 throughput,
 one thread): the service's fraction of that ceiling is reported. Then 10,000 malformed
-requests (serving/fuzz.py): every one must get an error status, the server must stay up,
+requests (client/fuzz.py): every one must get an error status, the server must stay up,
 and its resident memory is read after each half.
 
 With `--mlserver PATH` (the `mlserver` command of a separate environment: `python3.11 -m
@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 from hamnet_jax.bench.hardware import process_cpu_seconds  # noqa: E402
 from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
 from hamnet_jax.bench.scalability import start_server  # noqa: E402
-from hamnet_jax.serving.repository import add_to_repository  # noqa: E402
+from hamnet_jax.repository.layout import add_to_repository  # noqa: E402
 from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.predictors import OnnxPredictor  # noqa: E402
@@ -54,8 +54,8 @@ from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 from hamnet_jax.runs.run_dir import load_run  # noqa: E402
-from hamnet_jax.serving.fuzz import malformed_requests  # noqa: E402
-from hamnet_jax.serving.loadtest import format_table, run_level, serialized, statuses  # noqa: E402
+from hamnet_jax.client.fuzz import malformed_requests  # noqa: E402
+from hamnet_jax.client.loadtest import format_table, run_level, serialized, statuses  # noqa: E402
 
 # served model -> (run under --work, export precision)
 MODELS = {"standard-fp32": ("fp32", "fp32"), "standard-int8-dynamic": ("fp32", "int8-dynamic"),

@@ -16,7 +16,7 @@ from hamnet_jax.optimization.deployment import (
     DeploymentConfig, DeploymentEnvironment, DeploymentMode, HAMNetDeploymentManager)
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "deploy"
+COMMITTED = ROOT / "serving"
 
 
 def test_committed_artifacts_are_what_the_config_generates(tmp_path, capsys):
@@ -26,7 +26,7 @@ def test_committed_artifacts_are_what_the_config_generates(tmp_path, capsys):
     assert "docker build -f" in capsys.readouterr().out
     for name in ("Dockerfile", "Dockerfile.dockerignore", "kubernetes.yaml", "kserve.yaml"):
         assert (tmp_path / name).read_text() == (COMMITTED / name).read_text(), \
-            f"deploy/{name} is stale: hamnet deploy --config deploy/hamnet_config.yaml --out deploy"
+            f"serving/{name} is stale: hamnet deploy --config serving/hamnet_config.yaml --out serving"
 
 
 @pytest.mark.parametrize("mode, kinds", [
@@ -86,7 +86,7 @@ def test_dockerfile_is_multi_stage_non_root_with_a_grpc_healthcheck(tmp_path):
     assert {name for _, name in stages} == {"build-cpu", "build-gpu", "runtime", "cpu", "gpu"}
     assert "COPY --from=build-cpu /opt/venv" in text and "COPY --from=build-gpu /opt/venv" in text
     assert "USER hamnet" in text and "useradd" in text
-    assert 'HEALTHCHECK' in text and '"-m", "hamnet_jax.serving.probe"' in text
+    assert 'HEALTHCHECK' in text and '"-m", "hamnet_jax.client.probe"' in text
     assert "HAMNET_API_PORT=8101" in text and "EXPOSE 8101\n" in text and '"--metrics-port", "-1"' in text
     ignore = (tmp_path / "Dockerfile.dockerignore").read_text()
     assert "!hamnet_jax/" in ignore and "**/checkpoints" in ignore

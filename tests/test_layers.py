@@ -19,15 +19,17 @@ RANKS = {
     # (kill_points: the error type)
     "io_atomic": 1, "modalities": 1, "kill_points": 1, "lazy_exports": 1,
     "job_dir": 2, "platform": 2,  # (job_dir: atomic io; platform: the error type)
-    "data": 3, "cohort": 4, "models": 5, "config": 6, "transforms": 7, "inference": 8, "export": 9,
+    "data": 3, "cohort": 4, "models": 5, "config": 6, "transforms": 7, "inference": 8,
+    "export": 9, "client": 9,  # (client: the service's protocol, spoken from outside it)
     "training": 10,  # config, models, data, transforms and platform only (test below)
     "evaluation": 11, "compression": 12,
     "runs": 13,  # the jobs that write a run directory, and its format
-    "search": 14, "monitoring": 14, "deployment": 14,
-    "serving": 15,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
-    "bench": 16,  # above serving: it serves the model it measures under load
-    "pipeline": 17, "optimization": 18,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
-    "cli": 19, "__init__": 19,
+    "repository": 14,  # the on-disk model repository serve, bench and pipeline share
+    "search": 15, "monitoring": 15, "deployment": 15,
+    "bench": 16,  # it starts the service as a process and measures it through client/
+    "serving": 17,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
+    "pipeline": 18, "optimization": 19,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
+    "cli": 20, "__init__": 20,
 }
 
 

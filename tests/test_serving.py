@@ -118,7 +118,7 @@ def test_typed_contents_in_and_out(server, stub):
 
 
 def raw_request(request, model="hamnet", request_id=""):
-    from hamnet_jax.serving.client import infer_request
+    from hamnet_jax.client.client import infer_request
 
     return infer_request(model, request, request_id=request_id)
 
@@ -155,8 +155,8 @@ def test_infinite_and_empty_subjects_name_the_row(server, stub):
 
 
 def test_fuzzed_requests_are_all_answered_and_the_server_stays_up(server, client):
-    from hamnet_jax.serving.fuzz import MUTATIONS, malformed_requests
-    from hamnet_jax.serving.loadtest import statuses
+    from hamnet_jax.client.fuzz import MUTATIONS, malformed_requests
+    from hamnet_jax.client.loadtest import statuses
 
     _, valid = request_of(server, "hamnet", 1, seed=4)
     cases = malformed_requests(valid, "hamnet", 8 * len(MUTATIONS), seed=1)
@@ -284,8 +284,8 @@ def test_dynamic_batcher_batches_concurrent_requests_and_bounds_its_queue(server
 
 def test_client_and_loadtest_against_the_server(server, capsys):
     from hamnet_jax.cli import main
-    from hamnet_jax.serving.client import HAMNetClient
-    from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
+    from hamnet_jax.client.client import HAMNetClient
+    from hamnet_jax.client.loadtest import format_table, requests_from_metadata, sweep
 
     url = f"127.0.0.1:{server.port}"
     model, request = request_of(server, "hamnet", 3, seed=6)

@@ -3,7 +3,7 @@ concurrent clients (the original documentation's "Deployment Scalability" table)
 
 The server runs as its own process (`hamnet serve`, as deployed: access log on), on a
 model repository built here from run directories and their exports; the load generator
-(serving/loadtest.py) runs in this process, one subject per request.
+(client/loadtest.py) runs in this process, one subject per request.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
-from hamnet_jax.serving.loadtest import run_level, serialized
+from hamnet_jax.client.loadtest import run_level, serialized
 
 
 def start_server(repository: Path, log: Path, metrics_port: int = -1,

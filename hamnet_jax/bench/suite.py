@@ -31,7 +31,7 @@ from hamnet_jax.bench.report import write_report
 from hamnet_jax.config.sections import BenchmarkingSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.serving.repository import add_to_repository
+from hamnet_jax.repository.layout import add_to_repository
 
 TYPES = ("latency", "throughput", "memory", "accuracy", "scalability")
 

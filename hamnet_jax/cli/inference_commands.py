@@ -155,7 +155,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
 
 def cmd_loadtest(args: argparse.Namespace) -> None:
     from hamnet_jax.io_atomic import write_json_atomic
-    from hamnet_jax.serving.loadtest import format_table, requests_from_metadata, sweep
+    from hamnet_jax.client.loadtest import format_table, requests_from_metadata, sweep
 
     _setup(args)
     try:

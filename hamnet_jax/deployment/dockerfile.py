@@ -10,7 +10,7 @@ stages install tcmalloc (Debian's libtcmalloc-minimal4, which `hamnet` preloads:
 allocator the README's figures were measured with), then copy only the environment and the model repository
 (build argument MODEL_REPOSITORY, a directory of `<model>/<version>/` runs), run as an
 unprivileged user, listen on HAMNET_API_HOST / HAMNET_API_PORT, and report health with
-`python -m hamnet_jax.serving.probe` (gRPC `grpc.health.v1`; Docker has no gRPC probe).
+`python -m hamnet_jax.client.probe` (gRPC `grpc.health.v1`; Docker has no gRPC probe).
 The GPU stage takes CUDA from NVIDIA's pip wheels, so one Python base image serves both;
 the host's driver comes in through the NVIDIA container runtime (`--gpus all`); TensorRT
 comes with the `gpu` extra. The lock is for Linux x86_64 (build with `--platform linux/amd64`).
@@ -74,7 +74,7 @@ USER hamnet
 WORKDIR /home/hamnet
 EXPOSE {ports}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \\
-    CMD ["python", "-m", "hamnet_jax.serving.probe"]
+    CMD ["python", "-m", "hamnet_jax.client.probe"]
 STOPSIGNAL SIGTERM
 CMD [{command}]
 

@@ -7,8 +7,8 @@
                                      mode=DeploymentMode.AUTO_SCALING, api_port=8001,
                                      enable_monitoring=True, min_instances=1, max_instances=5)
     manager = HAMNetDeploymentManager("model_repository", deploy_config, output_dir="deploy")
-    manager.generate_dockerfile()              # deploy/Dockerfile, deploy/Dockerfile.dockerignore
-    manager.generate_kubernetes_manifests()    # deploy/kubernetes.yaml, deploy/kserve.yaml
+    manager.generate_dockerfile()              # serving/Dockerfile, serving/Dockerfile.dockerignore
+    manager.generate_kubernetes_manifests()    # serving/kubernetes.yaml, serving/kserve.yaml
     manager.deploy()                           # the repository given first
 
 `DeploymentConfig` takes the `deployment:` section's keys; the work is in `hamnet_jax.deployment` (generation and

@@ -22,7 +22,7 @@ import numpy as np
 from hamnet_jax.bench.suite import run_test_split
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.pipeline.stages import Context, Done, current_run, served_mc_samples
-from hamnet_jax.serving.repository import add_to_repository
+from hamnet_jax.repository.layout import add_to_repository
 
 
 CHOSEN = ("backend", "precision_mode")  # inference keys the pipeline decides (the fastest measured)

@@ -5,10 +5,7 @@ from hamnet_jax.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DynamicBatcher": "batcher",
-    "HAMNetClient": "client",
-    "sweep": "loadtest",
     "Repository": "repository",
-    "add_to_repository": "repository",
     "start_server": "server",
 }
 __all__ = sorted(_EXPORTS)

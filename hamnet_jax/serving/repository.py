@@ -1,33 +1,22 @@
-"""The models a server serves: a repository directory of run directories, loaded on demand.
+"""The models a server serves: the on-disk repository (`hamnet_jax.repository`, its layout)
+loaded on demand.
 
-    REPOSITORY/
-      <model>/
-        inference.yaml          optional: an `inference:` section (backend, precision_mode,
-                                batch_size, enable_caching, ...) for every version
-        <version>/              a run directory (any kind: trained, pruned, quantized, distilled)
-          model.onnx            the raw-input export the onnxruntime backend serves
-          model.engine          the TensorRT engine the tensorrt backend serves
-
-Versions are positive integers; a request without a version gets the highest loaded one,
-or, with `<model>/ab.yaml`, the arm of an A/B split (serving/ab_split.py).
-A single run can be served as a one-model repository (`Repository.single`). Loading
-builds the predictor (inference/factory.py) and warms it up on a random request, so the
-first real request does not pay for compilation.
+A request without a version gets the highest loaded one, or, with `<model>/ab.yaml`, the
+arm of an A/B split (serving/ab_split.py). A single run can be served as a one-model
+repository (`Repository.single`). Loading builds the predictor (inference/factory.py) and
+warms it up on a random request, so the first real request does not pay for compilation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from hamnet_jax.config import config_from_dict
 from hamnet_jax.config.sections import InferenceSection
 from hamnet_jax.data.profile import DataProfile
 from hamnet_jax.errors import InputError
@@ -38,10 +27,10 @@ from hamnet_jax.inference.raw_inputs import random_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.monitoring.live_drift import LiveDrift
 from hamnet_jax.runs.run_dir import load_run
+from hamnet_jax.repository.layout import MODEL_FILES, inference_options, model_versions
 from hamnet_jax.serving.ab_split import ABSplit
 from hamnet_jax.serving.batcher import DynamicBatcher
 
-MODEL_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.engine"}
 
 
 @dataclasses.dataclass
@@ -114,14 +103,6 @@ class ServedModel:
         return out
 
 
-def inference_options(model_dir: Path, default: InferenceSection | None) -> InferenceSection:
-    path = model_dir / "inference.yaml"
-    if not path.exists():
-        return default or InferenceSection()
-    raw = yaml.safe_load(path.read_text()) or {}
-    return config_from_dict({"inference": raw.get("inference", raw)}, str(path)).section("inference")
-
-
 def load_version(name: str, version: str, run_dir: Path, options: InferenceSection) -> ServedModel:
     run = load_run(run_dir)
     raw = RawModel.from_run(run, options.mc_samples)
@@ -142,36 +123,6 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
     profile = run_dir / "data_profile.npz"
     drift = LiveDrift(DataProfile.load(profile), raw.spec.widths) if profile.exists() else None
     return ServedModel(name, version, run_dir, options, raw, predictor, batcher, drift)
-
-
-NOT_SERVED = ("checkpoints", "tb", "data_cache", "plots")  # what a copied version leaves out
-
-
-def add_to_repository(root: Path, name: str, run_dir: Path, graph: Path | None, options: dict[str, Any],
-                      copy: bool = False) -> Path:
-    """`<root>/<name>/1/`: the run's files linked (`copy`: copied, less training's
-    checkpoints, logs and caches, so the repository stands alone), the export (if any) as
-    `model.onnx` or `model.engine`; `<root>/<name>/inference.yaml` holds `options`."""
-    version = root / name / "1"
-    version.mkdir(parents=True)
-
-    def place(source: Path, target: Path) -> None:
-        if not copy:
-            target.symlink_to(source.resolve())
-        elif source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
-
-    for item in Path(run_dir).iterdir():
-        if not (copy and item.name in NOT_SERVED):
-            place(item, version / item.name)
-    if graph is not None:
-        target = "model.engine" if options.get("backend") == "tensorrt" else "model.onnx"
-        place(Path(graph), version / target)
-        place(Path(f"{graph}.json"), version / f"{target}.json")
-    (root / name / "inference.yaml").write_text(yaml.safe_dump({"inference": options}))
-    return version
 
 
 class Repository:
@@ -195,12 +146,7 @@ class Repository:
         """name -> version -> run directory, as found on disk."""
         if self.single:
             return {self.single[0]: {"1": self.single[1]}}
-        out: dict[str, dict[str, Path]] = {}
-        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            versions = {v.name: v for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit() and int(v.name) > 0}
-            if versions:
-                out[model_dir.name] = versions
-        return out
+        return model_versions(self.root)
 
     def load(self, name: str) -> list[ServedModel]:
         """(Re)load every version of `name`; the old versions serve until the new ones are

@@ -1,6 +1,6 @@
 """A thin client for the served model: raw numpy arrays in, the outputs dict back.
 
-    from hamnet_jax.serving.client import HAMNetClient
+    from hamnet_jax.client.client import HAMNetClient
     with HAMNetClient("127.0.0.1:8001") as client:
         out = client.predict({"clinical": x, ..., "visit_times": t})   # {"prediction": [B], ...}
 

@@ -1,6 +1,6 @@
 """A gRPC health probe: exit 0 when the server answers SERVING, 1 otherwise.
 
-    python -m hamnet_jax.serving.probe [--host 127.0.0.1] [--port 8001] [--service NAME]
+    python -m hamnet_jax.client.probe [--host 127.0.0.1] [--port 8001] [--service NAME]
 
 The container image's HEALTHCHECK runs it (Docker has no native gRPC probe; Kubernetes
 manifests use the kubelet's own `grpc:` probes). It calls `grpc.health.v1.Health/Check`,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
-from hamnet_jax.serving.client import infer_request
+from hamnet_jax.client.client import infer_request
 
 Mutation = Callable[[Any, dict[str, np.ndarray], np.random.Generator], Any]
 

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from hamnet_jax.serving.client import infer_request
+from hamnet_jax.client.client import infer_request
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
