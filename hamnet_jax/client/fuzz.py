@@ -6,7 +6,7 @@ version, input names (unknown, missing, twice), datatypes, shapes (rank, width, 
 and visit counts, negative and huge dimensions), raw byte lengths, typed contents in the
 wrong field or with the wrong count, ±inf, NaN visit times, subjects with nothing
 measured, unknown outputs, and bytes that are no protobuf at all. Every one must be
-answered with an error status; the server must stay up (tests/test_serving.py with a
+answered with an error status; the server must stay up (tests/serving/test_serving.py with a
 few hundred, experiments/bench_serving.py with 10,000).
 """
 

@@ -19,7 +19,7 @@ class CausalDepthwiseConv(nn.Module):
     Same parameters as `nn.Conv(E, (K,), feature_group_count=E, padding=((K-1, 0),))`,
     written as K shifted multiply-adds: exact, trivially exportable, and it sidesteps an
     XLA SPMD-partitioner bug that returned a wrong kernel gradient for grouped
-    convolutions under a data x tensor mesh on CPU (found by tests/test_sharding.py).
+    convolutions under a data x tensor mesh on CPU (found by tests/training/test_sharding.py).
     """
 
     kernel_size: int

@@ -2,7 +2,7 @@
 
 `jax.jit(f).lower(*args).compile()` fills jit's in-memory cache, so the later call
 `jax.jit(f)(*args)` at the same shapes, dtypes and shardings compiles nothing (test:
-tests/test_compile_ahead.py), and XLA compiles without holding the GIL, so the compile
+tests/platform/test_compile_ahead.py), and XLA compiles without holding the GIL, so the compile
 runs on another core beside the caller's work. `lower` may take `jax.ShapeDtypeStruct`s:
 a program can compile before its inputs exist (the train step while the initial state
 is computed).

@@ -8,7 +8,7 @@ instead, on transposed operands, and on one thread under the train step's option
 (`training.steps.CPU_STEP_OPTIONS`). Written as x^T dy, XLA copies the stored activation
 transposed, and the dot goes to YNNPACK. This holds for the token encoders' and the fusion's
 activations, whose rows span two axes; one-axis rows may still go to Eigen with the
-transpose folded in (tests/test_matmul.py). In the standard tier's step all 30 weight
+transpose folded in (tests/platform/test_matmul.py). In the standard tier's step all 30 weight
 gradients that XLA:CPU ran in Eigen became YNNPACK matmuls: the gates, the feed-forward
 layers, the fusion and temporal blocks, the grouped token projections, and the clinical,
 lifestyle and head layers. Measured: experiments/bench_train.py's "fp32, weight gradients as

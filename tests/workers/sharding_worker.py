@@ -1,6 +1,6 @@
 """Run in a subprocess with 8 fake CPU devices (XLA_FLAGS set by the test): trains 20
 steps on several meshes, saves a sharded checkpoint and restores it onto other meshes.
-Prints one JSON object for tests/test_sharding.py."""
+Prints one JSON object for tests/training/test_sharding.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Prefetching on a background thread: order kept, errors raised where they happened, the
 producer stopped when the consumer stops. (Training is identical with and without it:
-tests/test_cohort_cache.py trains the same run from the cache with prefetching and in memory
+tests/data/test_cohort_cache.py trains the same run from the cache with prefetching and in memory
 without.)"""
 
 from __future__ import annotations

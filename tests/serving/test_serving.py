@@ -408,7 +408,7 @@ def test_live_drift_metrics_flag_shifted_lifestyle_and_missing_imaging(server, c
     from hamnet_jax.data.profile import DataProfile
     from hamnet_jax.inference.raw_inputs import cohort_to_raw
     from hamnet_jax.monitoring.live_drift import LiveDrift
-    from tests.test_drift import _shifted_cohort
+    from tests.monitoring.test_drift import _shifted_cohort
 
     model = server.servicer.repository.get("hamnet_onnx")
     assert model.drift is not None  # the run keeps its data profile: drift is on

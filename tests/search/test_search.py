@@ -23,7 +23,7 @@ from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, rung_budge
 from hamnet_jax.search.space import Bool, Choice, Float, Int, SearchSpace, point_key  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_space_checks_bounds_and_conditions():
@@ -199,7 +199,7 @@ def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypa
     log = tmp_path / "executions.jsonl"
     env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT),
            "HAMNET_KILL_AT": "test.trial_running@4"}  # killed in the middle of its fourth job
-    code = f"from tests.test_search import run_small_study; run_small_study({str(tmp_path / 'study')!r}, False)"
+    code = f"from tests.search.test_search import run_small_study; run_small_study({str(tmp_path / 'study')!r}, False)"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     monkeypatch.setenv("HAMNET_TEST_LOG", str(log))
@@ -438,7 +438,8 @@ def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
     hold its output pipe): the worker is gone, or a zombie no one waits for."""
     pid_file = tmp_path / "worker.pid"
     code = ("import os, signal, time; from pathlib import Path; "
-            "from hamnet_jax.search.executors import ProcessExecutor; from tests.test_search import wait_in_worker; "
+            "from hamnet_jax.search.executors import ProcessExecutor; "
+            "from tests.search.test_search import wait_in_worker; "
             f"ex = ProcessExecutor(1); ex.submit(wait_in_worker, {str(pid_file)!r}); "
             f"deadline = time.monotonic() + 300\n"
             f"while not Path({str(pid_file)!r}).exists() and time.monotonic() < deadline: time.sleep(0.01)\n"

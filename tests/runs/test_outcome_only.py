@@ -27,7 +27,7 @@ from hamnet_jax.models.hamnet import HAMNet, init_params
 from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.transforms.losses import task_loss
 
-from .conftest import TINY_CONFIG
+from ..conftest import TINY_CONFIG
 
 
 def test_an_outcome_only_model_has_the_classification_head_alone():
@@ -61,7 +61,7 @@ def outcome_data(tmp_path_factory):
     model has the wide (linear) path too, started at its logistic fit, so both are tested here
     through train and export."""
     from hamnet_jax.cohort.default import generate_cohort
-    from .conftest import TINY_DIMS
+    from ..conftest import TINY_DIMS
 
     frame, schema = generate_cohort(240, seed=3, dims=TINY_DIMS)
     root = tmp_path_factory.mktemp("outcome")

@@ -13,7 +13,7 @@ import yaml
 from hamnet_jax.cohort.default import generate_cohort
 from hamnet_jax.data.tables import write_table
 
-from .conftest import TINY_DIMS
+from ..conftest import TINY_DIMS
 
 EPOCHS = 8
 

@@ -14,7 +14,7 @@ from hamnet_jax.config import DataConfig
 from hamnet_jax.data.split import kfold_split
 from hamnet_jax.errors import InputError
 
-from .conftest import TINY_CONFIG
+from ..conftest import TINY_CONFIG
 
 
 def test_every_subject_is_tested_in_exactly_one_fold():

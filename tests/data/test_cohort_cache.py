@@ -26,9 +26,9 @@ from hamnet_jax.config import config_from_dict
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
-from .conftest import TINY_CONFIG
+from ..conftest import TINY_CONFIG
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA_CFG = config_from_dict({}).data
 
 

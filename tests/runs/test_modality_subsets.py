@@ -15,7 +15,7 @@ import yaml
 from hamnet_jax.cli import main
 from hamnet_jax.data.tables import read_table
 
-from .conftest import TINY_CONFIG
+from ..conftest import TINY_CONFIG
 
 ONE_MODALITY_CONFIG = {**TINY_CONFIG, "model": {**TINY_CONFIG["model"], "classification": False},
                        "training": {**TINY_CONFIG["training"], "num_epochs": 1, "mc_samples": 2}}

@@ -15,10 +15,10 @@ import pytest
 
 from hamnet_jax.errors import InputError
 
-from .conftest import TEST_XLA_FLAGS
+from ..conftest import TEST_XLA_FLAGS
 from hamnet_jax.training.distributed import initialize_distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.optimization.deployment import (
     DeploymentConfig, DeploymentEnvironment, DeploymentMode, HAMNetDeploymentManager)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "serving"
 
 

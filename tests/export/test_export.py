@@ -18,7 +18,7 @@ from hamnet_jax.inference.raw_inputs import cohort_to_raw
 from hamnet_jax.inference.raw_model import RawModel
 from hamnet_jax.runs.run_dir import load_run
 
-from .conftest import TINY_DIMS
+from ..conftest import TINY_DIMS
 
 
 @pytest.fixture(scope="module")

@@ -259,7 +259,7 @@ def test_regularization_section_drives_training(tiny_cohort, tmp_path, capsys):
     import yaml
 
     from hamnet_jax.cli import main
-    from .conftest import TINY_CONFIG
+    from ..conftest import TINY_CONFIG
 
     data, _ = tiny_cohort
     config = tmp_path / "cfg.yaml"
