@@ -129,46 +129,6 @@ class MLP(nn.Module):
         return dense(self.out, ("mlp", "embed"), self.dtype, "fc2")(x)
 
 
-class GatedAttentionBlock(nn.Module):
-    """Pre-norm self-attention + MLP, each added through a learned sigmoid gate.
-
-    `mask` [N, T] is a key padding mask: absent tokens (missing modalities, padded visits)
-    are never attended to, and their outputs are zeroed so they cannot leak downstream.
-    """
-
-    num_heads: int
-    mlp_ratio: int = 2
-    dropout: float = 0.0
-    attention_dropout: float = 0.0
-    attention: str = "naive"
-    attention_block_size: int = 64
-    dtype: Any = jnp.float32
-    head_dim: int = 0  # 0 = width // num_heads
-    mlp_dim: int = 0  # 0 = width * mlp_ratio
-
-    @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
-        width = x.shape[-1]
-        h = layer_norm("norm_attn")(x)
-        h = MultiHeadAttention(self.num_heads, self.attention, self.attention_block_size,
-                               self.attention_dropout, self.dtype, self.head_dim, name="attn")(h, mask, deterministic)
-        h = Dropout(self.dropout)(h, deterministic=deterministic)
-        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_attn")(h)) * h
-        h = layer_norm("norm_mlp")(x)
-        h = MLP(self.mlp_dim or width * self.mlp_ratio, width, self.dropout, self.dtype, name="mlp")(h, deterministic)
-        h = Dropout(self.dropout)(h, deterministic=deterministic)
-        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), self.dtype, "gate_mlp")(h)) * h
-        return x * mask[..., None].astype(x.dtype)
-
-
-def attention_block(policy: str) -> type[GatedAttentionBlock]:
-    """GatedAttentionBlock, rematerialized in the backward pass under `policy` unless 'none'."""
-    if policy == "none":
-        return GatedAttentionBlock
-    # argnums count `self` as 0: (x, mask, deterministic) are 1, 2, 3
-    return nn.remat(GatedAttentionBlock, policy=REMAT_POLICY_FNS[policy], static_argnums=(3,))
-
-
 @dataclasses.dataclass(frozen=True)
 class BlockConfig:
     """What every gated attention block of one part of the model shares (the fusion, the
@@ -181,18 +141,46 @@ class BlockConfig:
     attention_dropout: float = 0.0
     attention: str = "naive"
     attention_block_size: int = 64
-    remat: str = "none"
+    remat: str = "none"  # the blocks' rematerialization policy (`attention_block`)
     dtype: Any = jnp.float32
     head_dim: int = 0  # 0 = width // num_heads
     mlp_dim: int = 0  # 0 = width * mlp_ratio
 
     def block(self, name: str) -> GatedAttentionBlock:
-        """A block with these settings, rematerialized under `remat` (`attention_block`)."""
-        return attention_block(self.remat)(
-            num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout,
-            attention_dropout=self.attention_dropout, attention=self.attention,
-            attention_block_size=self.attention_block_size, dtype=self.dtype, head_dim=self.head_dim,
-            mlp_dim=self.mlp_dim, name=name)
+        """A block with these settings, rematerialized under `remat`."""
+        return attention_block(self.remat)(self, name=name)
+
+
+class GatedAttentionBlock(nn.Module):
+    """Pre-norm self-attention + MLP, each added through a learned sigmoid gate.
+
+    `mask` [N, T] is a key padding mask: absent tokens (missing modalities, padded visits)
+    are never attended to, and their outputs are zeroed so they cannot leak downstream.
+    """
+
+    config: BlockConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
+        c, width = self.config, x.shape[-1]
+        h = layer_norm("norm_attn")(x)
+        h = MultiHeadAttention(c.num_heads, c.attention, c.attention_block_size,
+                               c.attention_dropout, c.dtype, c.head_dim, name="attn")(h, mask, deterministic)
+        h = Dropout(c.dropout)(h, deterministic=deterministic)
+        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), c.dtype, "gate_attn")(h)) * h
+        h = layer_norm("norm_mlp")(x)
+        h = MLP(c.mlp_dim or width * c.mlp_ratio, width, c.dropout, c.dtype, name="mlp")(h, deterministic)
+        h = Dropout(c.dropout)(h, deterministic=deterministic)
+        x = x + jax.nn.sigmoid(dense(width, ("embed", "embed_out"), c.dtype, "gate_mlp")(h)) * h
+        return x * mask[..., None].astype(x.dtype)
+
+
+def attention_block(policy: str) -> type[GatedAttentionBlock]:
+    """GatedAttentionBlock, rematerialized in the backward pass under `policy` unless 'none'."""
+    if policy == "none":
+        return GatedAttentionBlock
+    # argnums count `self` as 0: (x, mask, deterministic) are 1, 2, 3
+    return nn.remat(GatedAttentionBlock, policy=REMAT_POLICY_FNS[policy], static_argnums=(3,))
 
 
 class GroupedDense(nn.Module):

@@ -197,7 +197,7 @@ def test_weight_gradients_read_the_stored_dropout_output(monkeypatch, divisor):
         pytest.skip("the transposed copies are XLA:CPU's")
     if divisor == "constant":
         monkeypatch.setattr(layers, "opaque_scalar", lambda value, dtype: value)
-    block = layers.GatedAttentionBlock(num_heads=2, dropout=0.1)
+    block = layers.GatedAttentionBlock(layers.BlockConfig(num_heads=2, dropout=0.1))
     x, mask = jax.random.normal(jax.random.key(0), (64, 8, 32)), jnp.ones((64, 8), bool)
     params = block.init(jax.random.key(1), x, mask, True)
     grad = jax.grad(lambda p, k: (block.apply(p, x, mask, False, rngs={"dropout": k}) ** 2).sum())

@@ -11,7 +11,7 @@ import pytest
 from jax.ad_checkpoint import print_saved_residuals
 
 from hamnet_jax.models import logical
-from hamnet_jax.models.layers import GroupedDense, attention_block
+from hamnet_jax.models.layers import BlockConfig, GroupedDense, attention_block
 from hamnet_jax.platform.matmul import matmul, without_gradient_rule
 from hamnet_jax.training.steps import CPU_STEP_OPTIONS
 
@@ -77,7 +77,7 @@ def test_weight_gradients_go_to_ynnpack(dot_general):
 
 
 def test_save_dots_remat_keeps_the_products(capsys):
-    block = attention_block("save_dots")(num_heads=2)
+    block = attention_block("save_dots")(BlockConfig(num_heads=2))
     x, mask = jnp.ones((4, 8, 16)), jnp.ones((4, 8))
     params = block.init(jax.random.key(0), x, mask, True)
     print_saved_residuals(lambda p: block.apply(p, x, mask, True).sum(), params)
