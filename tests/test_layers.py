@@ -26,10 +26,10 @@ RANKS = {
     "runs": 13,  # the jobs that write a run directory, and its format
     "repository": 14,  # the on-disk model repository serve, bench and pipeline share
     "search": 15, "monitoring": 15, "deployment": 15,
-    "bench": 16,  # it starts the service as a process and measures it through client/
-    "serving": 17,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
-    "pipeline": 18, "optimization": 19,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
-    "cli": 20, "__init__": 20,
+    "bench": 15,  # it starts the service as a process and measures it through client/
+    "serving": 16,  # above monitoring: the service exports its metrics, drift and A/B assignments through it
+    "pipeline": 17, "optimization": 18,  # the facades sit on top: optimize_hamnet_pipeline runs the pipeline
+    "cli": 19, "__init__": 19,
 }
 
 
