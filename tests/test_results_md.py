@@ -26,7 +26,11 @@ def test_every_results_file_names_its_command_and_each_figure_is_the_files_own()
     renderer = load_renderer()
     files = sorted(p.name for p in (ROOT / "experiments" / "results").glob("*.json"))
     assert set(files) <= set(renderer.COMMANDS)
+    figures = sorted(p.name for p in (ROOT / "experiments" / "results").glob("*.png"))
+    assert set(figures) <= set(renderer.FIGURES)
     page = renderer.render()
     for name in files:
         assert f"## {name}\n\nWritten by `{renderer.COMMANDS[name]}`." in page
+    for name in figures:
+        assert f"`{name}`, drawn by `{renderer.FIGURES[name]}`" in page
     assert renderer.number(2.95798128856947) == "2.958" and renderer.number(11847.44) == "11,847"
