@@ -5,7 +5,7 @@ that a rerun (or `--resume`) ends where an uninterrupted run would. Because the 
 itself where the code says, the test's verdict does not depend on how fast the machine is:
 
     HAMNET_KILL_AT=cohort_cache.chunk_written@2   # SIGKILL on the 2nd time that point is reached
-    HAMNET_KILL_AT=train.checkpoint_saved         # on the 1st (`@1` is the default)
+    HAMNET_KILL_AT=checkpoint.latest_saved        # on the 1st (`@1` is the default)
     HAMNET_KILL_AT=a@3,b                          # either, whichever comes first
     HAMNET_KILL_AT=nas/search.trial_started@2     # only inside `kill_scope("nas")` (a pipeline stage)
 
@@ -13,7 +13,8 @@ Points reached inside `kill_scope(name)` answer to their bare name and to `name/
 counted on its own, so a test can pick one stage of a pipeline that trains several models.
 
 The process ends with SIGKILL (no `finally`, no atexit, no flush), as an OOM kill or a lost
-machine would end it. Unset (every normal run), `kill_point` only reads a cached dict.
+machine would end it. Unset (every normal run), `kill_point` only reads one environment
+variable. The points: docs/development.md.
 """
 
 from __future__ import annotations
