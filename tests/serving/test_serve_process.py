@@ -97,7 +97,7 @@ def test_a_real_prometheus_server_scrapes_the_request_count(served, tiny_run, tm
 
 
 def test_hamnet_serve_answers_probes_and_stops_on_sigterm(served):
-    from hamnet_jax.serving import probe
+    from hamnet_jax.client import probe
 
     proc, port, _, stderr = served
     c = tc.InferenceServerClient(f"127.0.0.1:{port}")
