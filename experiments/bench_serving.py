@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from hamnet_jax.bench.hardware import process_cpu_seconds  # noqa: E402
 from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
-from hamnet_jax.bench.scalability import start_server  # noqa: E402
+from hamnet_jax.client.service_process import serve_process  # noqa: E402
 from hamnet_jax.repository.layout import add_to_repository  # noqa: E402
 from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> None:
         # after the same model on hamnet serve, so machine drift between them stays small
         servers: list[subprocess.Popen] = []
         try:
-            process, url = start_server(root, Path(tmp) / "server.log")
+            process, url = serve_process(root, Path(tmp) / "server.log")
             servers.append(process)
             if args.mlserver:
                 mls, mls_url = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / "mlserver",

@@ -130,6 +130,12 @@ def test_training_imports_nothing_above_transforms_and_platform():
     assert edges()["training"] <= allowed, sorted(edges()["training"] - allowed)
 
 
+def test_bench_and_the_pipeline_reach_the_service_only_as_clients():
+    """They start `hamnet serve` as a process and speak to it through client/."""
+    graph = edges()
+    assert "serving" not in graph["bench"] | graph["pipeline"]
+
+
 def test_core_never_imports_facades_or_cli():
     core = {u for u, r in RANKS.items() if r < RANKS["optimization"]}
     bad = [(s, d) for s, ds in edges().items() if s in core for d in ds if d in ("optimization", "cli")]

@@ -100,7 +100,8 @@ def serve_under_load(model: BenchModel, out: Path, settings: BenchSettings) -> d
     """`model` in a `hamnet serve` process (from a temporary repository under `out`) under
     closed-loop load at each concurrency level."""
     try:  # (the load generator needs the serving extra; nothing else here does)
-        from hamnet_jax.bench.scalability import scalability_rows, start_server, stop_server
+        from hamnet_jax.bench.scalability import scalability_rows
+        from hamnet_jax.client.service_process import serve_process, stop_process
     except ImportError as err:
         raise InputError(f"benchmark type scalability serves the model under load and needs grpcio ({err}): "
                          "pip install 'hamnet-jax[serving]', or leave scalability out of benchmark_types") from None
@@ -111,11 +112,11 @@ def serve_under_load(model: BenchModel, out: Path, settings: BenchSettings) -> d
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         root = Path(tmp) / "repository"
         add_to_repository(root, "hamnet", model.run_dir, model.graph, options)
-        process, url = start_server(root, out / "server.log")
+        process, url = serve_process(root, out / "server.log")
         try:
             rows = scalability_rows(url, "hamnet", model.raw, settings.concurrency, settings.duration_s)
         finally:
-            stop_server(process)
+            stop_process(process)
     return {"model": model.name, "backend": model.backend, "duration_s": settings.duration_s, "rows": rows}
 
 

@@ -43,8 +43,12 @@ def served_choice(ctx: Context, done: Done) -> tuple[Path, Path | None, str, str
 
 
 def stage_repository(ctx: Context, done: Done) -> dict[str, Any]:
-    from hamnet_jax.inference.raw_inputs import cohort_to_raw
-    from hamnet_jax.serving.repository import Repository
+    """The served model in a model repository, checked as a client sees it: `hamnet serve`
+    started on the repository as its own process answers 8 test subjects."""
+    from hamnet_jax.client.client import HAMNetClient
+    from hamnet_jax.client.service_process import serve_process, stop_process
+    from hamnet_jax.inference.raw_inputs import RawInputSpec, cohort_to_raw
+    from hamnet_jax.runs.run_dir import load_run
 
     name = ctx.config.section("pipeline").model_name
     run, graph, backend, precision = served_choice(ctx, done)
@@ -60,15 +64,16 @@ def stage_repository(ctx: Context, done: Done) -> dict[str, Any]:
     add_to_repository(staging, name, run, graph, options, copy=True)
     shutil.rmtree(root, ignore_errors=True)
     staging.rename(root)  # a crash leaves the staging copy, never half a repository
-    repository = Repository(root)
+    served_run = load_run(root / name / "1")
+    test = run_test_split(run, ctx.data)
+    request = {k: v[:8] for k, v in cohort_to_raw(test, RawInputSpec.of(served_run.preprocessor,
+                                                                         served_run.config.data.max_visits)).items()}
+    process, url = serve_process(root, root.with_name("repository_server.log"))
     try:
-        served = repository.load(name)[0]
-        test = run_test_split(run, ctx.data)
-        request = {k: v[:8] for k, v in cohort_to_raw(test, served.raw.spec).items()}
-        answer = served.predictor.predict(request)
+        with HAMNetClient(url, model=name) as client:
+            answer = client.predict(request)
     finally:
-        for model in repository.loaded():
-            model.close()
+        stop_process(process)
     prediction = np.asarray(answer["prediction"], dtype=np.float64)
     return {"repository": str(root), "model": name, "version": "1", "run": str(run),
             "graph": str(graph) if graph else None, "options": options,
