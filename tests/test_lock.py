@@ -40,3 +40,25 @@ def test_a_dependency_added_without_refreshing_the_lock_fails_the_check(tmp_path
                     f"{result.stderr.strip().splitlines()[-1]}")
     assert result.returncode != 0
     assert "needs to be updated" in result.stderr, result.stderr
+
+
+def test_the_pipeline_extra_installs_what_its_stages_import():
+    """`hamnet pipeline` runs search (nevergrad, scikit-learn), export (jax2onnx, onnxruntime),
+    the monitoring stage (prometheus-client) and checks the repository through the served
+    model over gRPC (grpcio, tritonclient): README command 1 installs only this extra."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def expanded(name: str) -> set[str]:
+        out = set()
+        for requirement in extras[name]:
+            if requirement.startswith("hamnet-jax["):
+                for inner in requirement[len("hamnet-jax["):-1].split(","):
+                    out |= expanded(inner)
+            else:
+                out.add(requirement.split("[")[0].split(">")[0].split("=")[0].strip())
+        return out
+
+    assert {"nevergrad", "scikit-learn", "jax2onnx", "onnxruntime", "prometheus-client", "grpcio",
+            "tritonclient"} <= expanded("pipeline")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.bench.suite import run_test_split
+from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.pipeline.stages import Context, Done, current_run, served_mc_samples
 from hamnet_jax.repository.layout import add_to_repository
@@ -45,7 +46,11 @@ def served_choice(ctx: Context, done: Done) -> tuple[Path, Path | None, str, str
 def stage_repository(ctx: Context, done: Done) -> dict[str, Any]:
     """The served model in a model repository, checked as a client sees it: `hamnet serve`
     started on the repository as its own process answers 8 test subjects."""
-    from hamnet_jax.client.client import HAMNetClient
+    try:
+        from hamnet_jax.client.client import HAMNetClient
+    except ImportError as e:  # (grpcio, tritonclient)
+        raise InputError(f"the repository stage checks the served model over gRPC and needs the serving extra "
+                         f"(pip install 'hamnet-jax[serving]'): {e}") from None
     from hamnet_jax.client.service_process import serve_process, stop_process
     from hamnet_jax.inference.raw_inputs import RawInputSpec, cohort_to_raw
     from hamnet_jax.runs.run_dir import load_run
