@@ -7,6 +7,8 @@ the student as its teacher after every step.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +55,10 @@ def distill_student(teachers: Sequence[tuple[HAMNetConfig, Any]], student: HAMNe
     from an EMA of the student (then `teachers` must be empty). The result's params are the
     student's only; its `opt_state` also covers the projections."""
     options = options or FitOptions()
+    if spec.needs_intermediates and cfg.visit_packing:
+        # attention transfer compares the student's and the teachers' attention maps row by row;
+        # visit packing would give the student's maps its packed rows and the teachers' every slot
+        cfg = dataclasses.replace(cfg, visit_packing=False)
     example = train.take(np.arange(min(2, train.size)))
     key_model, key_proj = jax.random.split(jax.random.key(cfg.seed))
     if student_params is None:
