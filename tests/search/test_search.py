@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ import pytest
 pytest.importorskip("nevergrad")
 
 from hamnet_jax.errors import InputError  # noqa: E402
-from hamnet_jax.kill_points import kill_point  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.pareto import fronts, select_best  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
@@ -174,70 +172,6 @@ def test_a_missing_objective_metric_is_named(tmp_path):
     with pytest.raises(InputError, match="objective 'val_mae' is not among the trial's metrics \\['loss'\\]"):
         run_study(open_study(tmp_path / "m", {"k": 1}, resume=False), space, [Objective("val_mae")],
                   FullBudget(1, 2), Proposer(space, "random", budget=2), lambda c, b, d, t: {"loss": 1.0})
-
-
-def logged_trial(config, budget, run_dir, trial):
-    """A trial for the kill-and-resume test: logs its start and end; between them is the named
-    kill point the test's first process dies at (its 4th job)."""
-    log = Path(os.environ["HAMNET_TEST_LOG"])
-    with open(log, "a") as f:
-        f.write(json.dumps({"start": [trial, budget]}) + "\n")
-    kill_point("test.trial_running")
-    with open(log, "a") as f:
-        f.write(json.dumps({"end": [trial, budget]}) + "\n")
-    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / budget}
-
-
-def run_small_study(root: str, resume: bool) -> None:
-    space = SearchSpace({"x": Float(0.0, 1.0)})
-    store = open_study(root, {"study": "kill-resume", "seed": 0}, resume=resume)
-    run_study(store, space, [Objective("loss")], ASHA(1, 9, max_trials=9, eta=3),
-              Proposer(space, "random", budget=9, seed=0), logged_trial)
-
-
-def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypatch):
-    log = tmp_path / "executions.jsonl"
-    env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT),
-           "HAMNET_KILL_AT": "test.trial_running@4"}  # killed in the middle of its fourth job
-    code = f"from tests.search.test_search import run_small_study; run_small_study({str(tmp_path / 'study')!r}, False)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    monkeypatch.setenv("HAMNET_TEST_LOG", str(log))
-    run_small_study(str(tmp_path / "study"), True)
-    events = [json.loads(x) for x in log.read_text().splitlines()]
-    ends = [tuple(e["end"]) for e in events if "end" in e]
-    starts = [tuple(e["start"]) for e in events if "start" in e]
-    assert len(ends) == len(set(ends))  # no job completed twice
-    assert set(starts) == set(ends)  # every job started was completed (the killed one again)
-    assert len(starts) == len(ends) + 1  # exactly one job ran twice: the one killed mid-way
-    records = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "study" / "trials").glob("*.json")}
-    assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
-
-
-def test_a_crash_between_a_new_record_and_the_proposer_pickle_proposes_the_same_points(tmp_path, monkeypatch):
-    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
-
-    def run(root, resume):
-        store = open_study(root, {"study": "crash"}, resume=resume)
-        return run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=4),
-                         quadratic_trial)
-
-    clean = run(tmp_path / "clean", False)
-    real, calls = Proposer.save, []
-
-    def crashing(self, path):  # saves: trial 0 ask, tell; trial 1 ask, tell; trial 2 ask -> killed there
-        calls.append(path)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        real(self, path)
-
-    monkeypatch.setattr(Proposer, "save", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "crashed", False)
-    monkeypatch.setattr(Proposer, "save", real)
-    resumed = run(tmp_path / "crashed", True)
-    assert [r.config for _, r in sorted(resumed.items())] == [r.config for _, r in sorted(clean.items())]
-    assert all(len(r.results) == 1 for r in resumed.values())  # trial 2, recorded but never begun, ran once
 
 
 def quadratic_trial(config, budget, run_dir, trial):
@@ -425,39 +359,3 @@ def test_the_fast_compile_flags_start_jax_silently():
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0 and probe.stdout.strip() == "3.0"
     assert probe.stderr == ""
-
-
-def wait_in_worker(pid_file: str) -> None:
-    """A trial that says which process runs it and never finishes by itself."""
-    Path(pid_file).write_text(str(os.getpid()))
-    time.sleep(600)
-
-
-def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
-    """SIGKILL of the study's process ends its trial workers (they would go on training and
-    hold its output pipe): the worker is gone, or a zombie no one waits for."""
-    pid_file = tmp_path / "worker.pid"
-    code = ("import os, signal, time; from pathlib import Path; "
-            "from hamnet_jax.search.executors import ProcessExecutor; "
-            "from tests.search.test_search import wait_in_worker; "
-            f"ex = ProcessExecutor(1); ex.submit(wait_in_worker, {str(pid_file)!r}); "
-            f"deadline = time.monotonic() + 300\n"
-            f"while not Path({str(pid_file)!r}).exists() and time.monotonic() < deadline: time.sleep(0.01)\n"
-            "os.kill(os.getpid(), signal.SIGKILL)")
-    with open(tmp_path / "out.txt", "w") as out:  # (a file: an orphan holding a pipe would hang the test)
-        study = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stdout=out, stderr=subprocess.STDOUT, timeout=600)
-    assert study.returncode == -signal.SIGKILL, (tmp_path / "out.txt").read_text()
-    worker = int(pid_file.read_text())
-
-    def alive() -> bool:
-        try:
-            state = Path(f"/proc/{worker}/status").read_text()
-        except FileNotFoundError:
-            return False
-        return "\nState:\tZ" not in state
-
-    deadline = time.monotonic() + 60  # the kernel signals the worker at once; only a survivor waits this out
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not alive()

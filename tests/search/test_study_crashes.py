@@ -1,0 +1,128 @@
+"""A study survives being killed: it resumes losing and repeating no trial, a crash between a
+new record and the proposer's state proposes the same points, and its worker processes die
+with it. Every kill happens at a named point, never after a sleep."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nevergrad")
+
+from hamnet_jax.kill_points import kill_point  # noqa: E402
+from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
+from hamnet_jax.search.proposers import Proposer  # noqa: E402
+from hamnet_jax.search.schedulers import ASHA, FullBudget  # noqa: E402
+from hamnet_jax.search.space import Choice, Float, SearchSpace  # noqa: E402
+from hamnet_jax.search.store import open_study  # noqa: E402
+
+from .test_search import quadratic_trial  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def logged_trial(config, budget, run_dir, trial):
+    """A trial for the kill-and-resume test: logs its start and end; between them is the named
+    kill point the test's first process dies at (its 4th job)."""
+    log = Path(os.environ["HAMNET_TEST_LOG"])
+    with open(log, "a") as f:
+        f.write(json.dumps({"start": [trial, budget]}) + "\n")
+    kill_point("test.trial_running")
+    with open(log, "a") as f:
+        f.write(json.dumps({"end": [trial, budget]}) + "\n")
+    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / budget}
+
+
+def run_small_study(root: str, resume: bool) -> None:
+    space = SearchSpace({"x": Float(0.0, 1.0)})
+    store = open_study(root, {"study": "kill-resume", "seed": 0}, resume=resume)
+    run_study(store, space, [Objective("loss")], ASHA(1, 9, max_trials=9, eta=3),
+              Proposer(space, "random", budget=9, seed=0), logged_trial)
+
+
+def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypatch):
+    log = tmp_path / "executions.jsonl"
+    env = {**os.environ, "HAMNET_TEST_LOG": str(log), "PYTHONPATH": str(ROOT),
+           "HAMNET_KILL_AT": "test.trial_running@4"}  # killed in the middle of its fourth job
+    code = ("from tests.search.test_study_crashes import run_small_study; "
+            f"run_small_study({str(tmp_path / 'study')!r}, False)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    monkeypatch.setenv("HAMNET_TEST_LOG", str(log))
+    run_small_study(str(tmp_path / "study"), True)
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    ends = [tuple(e["end"]) for e in events if "end" in e]
+    starts = [tuple(e["start"]) for e in events if "start" in e]
+    assert len(ends) == len(set(ends))  # no job completed twice
+    assert set(starts) == set(ends)  # every job started was completed (the killed one again)
+    assert len(starts) == len(ends) + 1  # exactly one job ran twice: the one killed mid-way
+    records = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "study" / "trials").glob("*.json")}
+    assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
+
+
+def test_a_crash_between_a_new_record_and_the_proposer_pickle_proposes_the_same_points(tmp_path, monkeypatch):
+    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
+
+    def run(root, resume):
+        store = open_study(root, {"study": "crash"}, resume=resume)
+        return run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=4),
+                         quadratic_trial)
+
+    clean = run(tmp_path / "clean", False)
+    real, calls = Proposer.save, []
+
+    def crashing(self, path):  # saves: trial 0 ask, tell; trial 1 ask, tell; trial 2 ask -> killed there
+        calls.append(path)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        real(self, path)
+
+    monkeypatch.setattr(Proposer, "save", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "crashed", False)
+    monkeypatch.setattr(Proposer, "save", real)
+    resumed = run(tmp_path / "crashed", True)
+    assert [r.config for _, r in sorted(resumed.items())] == [r.config for _, r in sorted(clean.items())]
+    assert all(len(r.results) == 1 for r in resumed.values())  # trial 2, recorded but never begun, ran once
+
+
+def hold_and_wait(alive: str, ready: str) -> None:
+    """A trial that holds `alive` open for writing for as long as its process lives, says so
+    through `ready`, and never finishes by itself."""
+    with open(alive, "w"), open(ready, "w") as f:  # (`alive` closes only when the process ends)
+        f.write(str(os.getpid()))
+        f.close()
+        threading.Event().wait()
+
+
+def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
+    """SIGKILL of the study's process ends its trial workers (they would go on training and
+    hold its output pipe). Two FIFOs order it without a sleep: the study kills itself once its
+    worker says it is running, and the worker's end of `alive` reads as end-of-file here
+    only when every process holding it, the worker included, is gone."""
+    alive, ready = tmp_path / "alive", tmp_path / "ready"
+    os.mkfifo(alive)
+    os.mkfifo(ready)
+    reader = os.open(alive, os.O_RDONLY | os.O_NONBLOCK)  # (before the worker opens it for writing)
+    code = ("import os, signal; from hamnet_jax.search.executors import ProcessExecutor; "
+            "from tests.search.test_study_crashes import hold_and_wait; "
+            f"ex = ProcessExecutor(1); ex.submit(hold_and_wait, {str(alive)!r}, {str(ready)!r}); "
+            f"print('worker', open({str(ready)!r}).read(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    with open(tmp_path / "out.txt", "w") as out:  # (a file: an orphan holding a pipe would hang the test)
+        study = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    assert study.returncode == -signal.SIGKILL, (tmp_path / "out.txt").read_text()
+    assert (tmp_path / "out.txt").read_text().startswith("worker ")
+    try:
+        readable, _, _ = select.select([reader], [], [], 60)  # (a surviving worker: the deadline, a failure)
+        assert readable and os.read(reader, 1) == b"", "the worker outlived the study's process"
+    finally:
+        os.close(reader)
