@@ -87,5 +87,4 @@ _EXPORTS: dict[str, str] = {
     "validate_batch": "hamnet_jax.data.batch",
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """`(__getattr__, __dir__)` for `package` whose public `name -> module` map is `exports`
-    (a module given relative to the package, or as a full `hamnet_jax.` path)."""
+def lazy_exports(package: str, exports: dict[str, str]
+                 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """`(__all__, __getattr__, __dir__)` for `package` whose public `name -> module` map is
+    `exports` (a module given relative to the package, or as a full `hamnet_jax.` path)."""
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
@@ -25,4 +26,4 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     def __dir__() -> list[str]:
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
-    return __getattr__, __dir__
+    return sorted(exports), __getattr__, __dir__

@@ -10,5 +10,4 @@ _EXPORTS = {
     "BenchSettings": "suite",
     "run_benchmarks": "suite",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,5 +11,4 @@ _EXPORTS = {
     "sweep": "loadtest",
     "format_table": "loadtest",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

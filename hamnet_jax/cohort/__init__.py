@@ -10,5 +10,4 @@ _EXPORTS = {
     "write_cohort": "file",
     "generate_frailty_cohort": "frailty",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

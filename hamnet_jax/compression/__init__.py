@@ -12,5 +12,4 @@ _EXPORTS = {
     "quantize_model": "quantize",
     "student_config": "student",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -28,5 +28,4 @@ _EXPORTS = {
     "write_table": "tables",
     "packing_rows": "visit_packing",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from hamnet_jax.data.tables import read_table
 
 
 
-class DataConfig(Protocol):
+class DataSettings(Protocol):
     """The `data:` settings this module reads (`config.DataConfig` has them; data sits below
     config in the layers, so it names only these fields)."""
 
@@ -32,12 +32,12 @@ Cohort = TypeVar("Cohort", CohortArrays, CachedCohort)
 CACHE_DIR = "data_cache"
 
 
-def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig,
+def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
                 require_target: bool = True) -> CohortArrays:
     return frame_to_arrays(read_table(path), schema, require_target, data_cfg.max_visits)
 
 
-def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig, run_dir: str | os.PathLike,
+def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings, run_dir: str | os.PathLike,
                 require_target: bool = True) -> CohortArrays | CachedCohort:
     """The cohort as `data.cache` says: read in chunks into a cohort cache (`data.cache_dir`,
     default the run directory's `data_cache/`; reused while the file and schema are
@@ -57,7 +57,7 @@ def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataConfig, r
     return load_cohort_cache(directory)
 
 
-def split_cohort(arrays: Cohort, data_cfg: DataConfig) -> dict[str, Cohort]:
+def split_cohort(arrays: Cohort, data_cfg: DataSettings) -> dict[str, Cohort]:
     if data_cfg.cv_folds:
         idx = kfold_split(arrays.subject_ids, data_cfg.cv_folds, data_cfg.cv_fold, data_cfg.split, data_cfg.split_seed)
     else:

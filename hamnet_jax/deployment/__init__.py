@@ -8,5 +8,4 @@ _EXPORTS = {
     "inference_service": "kubernetes",
     "manifests": "kubernetes",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,5 +10,4 @@ _EXPORTS = {
     "export_run_onnx": "onnx_export",
     "build_engine": "tensorrt_engine",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,5 +15,4 @@ _EXPORTS = {
     "TemporalEncoder": "temporal",
     "predict_with_uncertainty": "uncertainty",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,5 +27,4 @@ _EXPORTS = {
     "use_json_logs": "logs",
     "JobMetrics": "metrics",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -40,5 +40,4 @@ _EXPORTS = {
     "PrecisionMode": "training_optimization",
     "TrainingOptimizationConfig": "training_optimization",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

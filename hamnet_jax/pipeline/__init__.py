@@ -11,5 +11,4 @@ from hamnet_jax.lazy_exports import lazy_exports
 
 # imported on first use: `hamnet --help` reads the presets without loading the stages
 _EXPORTS = {"planned_stages": "runner", "run_pipeline": "runner", "write_report": "report"}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

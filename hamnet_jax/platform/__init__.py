@@ -12,5 +12,4 @@ _EXPORTS = {
     "without_gradient_rule": "matmul",
     "threefry_2x32": "random_bits",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,5 +9,4 @@ _EXPORTS = {
     "inference_options": "layout",
     "model_versions": "layout",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -28,5 +28,4 @@ _EXPORTS = {
     "StudyRequest": "study",
     "run_search": "study",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -20,5 +20,4 @@ _EXPORTS = {
     "eval_step": "steps",
     "train_step": "steps",
 }
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
