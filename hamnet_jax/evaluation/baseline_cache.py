@@ -2,16 +2,20 @@
 
 The key is a SHA-256 of what the fit depends on: the training split's flattened features,
 targets and outcomes, the tasks (so a changed data file, split or schema invalidates it, whatever the file's
-name or format), the seed, the feature mode, and the scikit-learn version (pickles do not
-cross versions). One file per feature mode, `baselines-<features>.pkl`, replaced
-atomically when its key changes. The run directory is the user's own: the pickle is as
-trusted as its checkpoints.
+name or format), the seed, the feature mode, and the scikit-learn version (fitted models do
+not cross versions). One file per feature mode, `baselines-<features>.skops`, replaced
+atomically when its key changes.
+
+No pickle: a run directory may be shared or downloaded, and loading a pickle runs whatever
+code it names. skops (https://skops.readthedocs.io) stores scikit-learn models as a
+schema of plain values and loads only the types it is told to trust: here scikit-learn's
+own and the two it asks about for these models (`TRUSTED`). A file naming any other type
+is not loaded; the baselines are refitted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,12 @@ import numpy as np
 
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.evaluation.baselines import fit_baselines, flatten_features
+from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_atomic
 
-CACHE_FORMAT = 2  # bump when the baselines' models or settings change
+CACHE_FORMAT = 3  # bump when the baselines' models or settings change
+# the types these baselines hold that skops does not trust by default (its `get_untrusted_types`)
+TRUSTED = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 def baseline_key(train: CohortArrays, seed: int, features: str, tasks: tuple[str, ...] = ("regression",)) -> str:
@@ -42,22 +49,39 @@ def cached_baselines(run_dir: str | Path, train: CohortArrays, seed: int, featur
                      tasks: tuple[str, ...] = ("regression",)) -> tuple[dict[str, Any], bool]:
     """(fitted baselines of `tasks`, whether they came from the cache)."""
     say = progress or (lambda _: None)
-    path = Path(run_dir) / f"baselines-{features}.pkl"
+    path = Path(run_dir) / f"baselines-{features}.skops"
     key = baseline_key(train, seed, features, tasks)
     if path.exists():
-        try:
-            with path.open("rb") as f:
-                stored = pickle.load(f)
-            if stored.get("key") == key:
-                say(f"baselines: reusing {path.name} (fitted on this training split)")
-                return stored["models"], True
-            say(f"baselines: {path.name} was fitted on other data; refitting")
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as e:
-            say(f"baselines: {path.name} is unreadable ({type(e).__name__}); refitting")
+        stored, why = _load(path)
+        if stored is not None and stored.get("key") == key:
+            say(f"baselines: reusing {path.name} (fitted on this training split)")
+            return stored["models"], True
+        say(f"baselines: {path.name} {why or 'was fitted on other data'}; refitting")
     models = fit_baselines(train, seed, features, progress, tasks)
+    blob = _skops().dumps({"key": key, "models": models})
     try:
-        write_atomic(path, lambda f: pickle.dump({"key": key, "models": models}, f,
-                                                 protocol=pickle.HIGHEST_PROTOCOL), mode="wb")
+        write_atomic(path, lambda f: f.write(blob), mode="wb")
     except OSError as e:  # a read-only run directory: the evaluation stands, only the reuse is lost
         say(f"baselines: not cached ({path}: {e.strerror or e})")
     return models, False
+
+
+def _skops() -> Any:
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise InputError("baselines need skops to store fitted models: pip install 'hamnet-jax[baselines]'") from None
+    return sio
+
+
+def _load(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the stored {'key', 'models'}, "") or (None, why it was not loaded)."""
+    sio = _skops()
+    try:
+        blob = path.read_bytes()
+        untrusted = sorted(set(sio.get_untrusted_types(data=blob)) - set(TRUSTED))
+        if untrusted:
+            return None, f"names types this cache never holds ({', '.join(untrusted)})"
+        return sio.loads(blob, trusted=TRUSTED), ""
+    except Exception as e:  # a torn, foreign or older-version file is refitted, whatever skops raises
+        return None, f"is unreadable ({type(e).__name__})"

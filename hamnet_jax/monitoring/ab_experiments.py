@@ -14,7 +14,9 @@
 A unit's arm is sticky: a hash of (test id, unit id) against the weights, the rule the
 service's split uses (`serving/ab_split.py`) keyed by the test, so a repeated unit always
 lands in the same arm. Arms chosen elsewhere (the service's own split) are recorded with
-`record_assignment`. A crash loses at most the line being written (a torn tail is dropped).
+`record_assignment`. A crash loses at most the line being written: the next append cuts a torn
+tail, and a line unreadable for any other reason is skipped, counted in `statistics`
+(`unreadable_lines`) and logged, never hiding the lines after it.
 
 Statistics per metric, each arm against the first (the control): Welch's t-test, or the
 two-proportion z-test for a 0/1 metric; the always-valid mSPRT p-value (so a dashboard may
@@ -106,6 +108,7 @@ class ExperimentStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._assigned: dict[str, dict[str, str]] = {}
+        self._unreadable: dict[str, int] = {}  # per test: assignment lines skipped as unreadable
 
     # -- experiments -------------------------------------------------------------------
     def create(self, name: str, test_type: str | ABTestType, arms: dict[str, dict[str, Any]],
@@ -151,7 +154,9 @@ class ExperimentStore:
 
     def assignments(self, test_id: str) -> dict[str, str]:
         if test_id not in self._assigned:
-            self._assigned[test_id] = {row["unit"]: row["arm"] for row in self._log(test_id, "assignments").read()}
+            log = self._log(test_id, "assignments")
+            self._assigned[test_id] = {row["unit"]: row["arm"] for row in log.read()}
+            self._unreadable[test_id] = len(log.skipped)
         return self._assigned[test_id]
 
     def record_assignment(self, test_id: str, unit_id: str, arm: str | None = None) -> str:
@@ -187,11 +192,14 @@ class ExperimentStore:
     def statistics(self, test_id: str) -> dict[str, Any]:
         test = self.get(test_id)
         assigned = self.assignments(test_id)
-        outcomes = self._log(test_id, "outcomes").read()
+        outcome_log = self._log(test_id, "outcomes")
+        outcomes = outcome_log.read()
         arms = list(test.arms)
         counts = [sum(1 for a in assigned.values() if a == arm) for arm in arms]
         out: dict[str, Any] = {"test_id": test_id, "name": test.name, "status": test.status, "arms": arms,
-                               "assigned": dict(zip(arms, counts, strict=True)), "outcomes": len(outcomes)}
+                               "assigned": dict(zip(arms, counts, strict=True)), "outcomes": len(outcomes),
+                               "unreadable_lines": {"assignments": self._unreadable.get(test_id, 0),
+                                                    "outcomes": len(outcome_log.skipped)}}
         if sum(counts) and all(c > 0 for c in counts):
             out["sample_ratio_mismatch"] = sample_ratio_mismatch(counts, [test.weights[a] for a in arms])
         metrics = sorted({m for row in outcomes for m in row["metrics"]})

@@ -11,10 +11,12 @@ naming it and the metrics there are. Constraints (`max_params`, ...) turn a viol
 trial's losses to +inf: it is dominated by every feasible trial and never promoted.
 
 Crash safety: besides the per-trial records, `events.jsonl` logs every job start and
-completion in order (appended and fsynced; a torn last line is dropped). Resuming
-replays the log through a fresh scheduler, which therefore makes the same decisions,
-reruns the jobs that had started but not finished (from their checkpoints), and goes on:
-no trial is lost, none is started twice. The proposer is restored from its pickle.
+completion in order (appended and fsynced; a torn line is skipped and reported). Resuming
+replays the log through a fresh scheduler and a fresh proposer, which therefore make the
+same decisions and proposals (each start of a new trial is the proposer's ask, checked
+against the trial's record; each completion marked `told` its tell), reruns the jobs that
+had started but not finished (from their checkpoints), and goes on: no trial is lost,
+none is started twice. Nothing is pickled: the study directory holds JSON only.
 """
 
 from __future__ import annotations
@@ -72,18 +74,13 @@ def losses_of(metrics: dict[str, Any], objectives: Sequence[Objective],
     return [o.loss(metrics) for o in objectives]
 
 
-def catch_up(proposer: Proposer, records: dict[int, TrialRecord]) -> None:
-    """A crash between saving a new trial's record and the proposer's pickle leaves the
-    pickle one ask behind: ask again (the same draws, checked) until it has proposed every
-    recorded trial, so a resumed study proposes what an uninterrupted one would."""
-    if not hasattr(proposer, "asked"):  # a pickle from before the counter existed
-        proposer.asked = len(records)
-    while proposer.asked < len(records):
-        expected = records[proposer.asked]
-        asked = proposer.ask()
-        if asked is None or asked[0] != expected.raw:
-            raise InputError(f"study: the saved proposer does not reproduce trial {expected.trial}'s configuration; "
-                             "was the study changed?")
+def ask_recorded(proposer: Proposer, record: TrialRecord) -> None:
+    """Ask again for a recorded trial's point (replaying a study): the same seeded draws
+    give the same point, checked, so a resumed study proposes what an uninterrupted one would."""
+    asked = proposer.ask()
+    if asked is None or asked[0] != record.raw:
+        raise InputError(f"study: the proposer does not reproduce trial {record.trial}'s configuration; "
+                         "was the study changed?")
 
 
 def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Objective], scheduler: Any,
@@ -97,10 +94,7 @@ def run_study(store: StudyStore, space: SearchSpace, objectives: Sequence[Object
         raise InputError(f"budget: max_trial_epochs must be at least 1, got {max_trial_epochs}")
     if not objectives:
         raise InputError("a study needs at least one objective")
-    proposer_file = store.root / "proposer.pkl"
-    if proposer_file.exists():
-        proposer = Proposer.load(proposer_file)
-    study = _Study(store, objectives, constraints, scheduler, proposer, proposer_file, trial_fn,
+    study = _Study(store, objectives, constraints, scheduler, proposer, trial_fn,
                    executor or SerialExecutor(), progress, max_trial_epochs)
     for job in study.replay().values():
         study.launch(job)
@@ -118,10 +112,10 @@ class _Study:
     """One run of a study: its records, event log, scheduler and proposer, and the jobs running."""
 
     def __init__(self, store: StudyStore, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                 scheduler: Any, proposer: Proposer, proposer_file: Path, trial_fn: TrialFn, executor: Executor,
+                 scheduler: Any, proposer: Proposer, trial_fn: TrialFn, executor: Executor,
                  progress: Callable[[TrialRecord], None] | None, max_trial_epochs: int | None) -> None:
         self.store, self.objectives, self.constraints = store, objectives, constraints
-        self.scheduler, self.proposer, self.proposer_file = scheduler, proposer, proposer_file
+        self.scheduler, self.proposer = scheduler, proposer
         self.trial_fn, self.executor, self.progress = trial_fn, executor, progress
         self.max_trial_epochs = max_trial_epochs
         self.records = store.load_all()
@@ -129,14 +123,15 @@ class _Study:
         self.running: dict[Future, Any] = {}
         self.trained: dict[int, int] = {}  # epochs each trial has been asked to reach (keys: the trials begun)
         self.exhausted = False
-        catch_up(proposer, self.records)
 
     def replay(self) -> dict[tuple[int, int], Any]:
-        """Replay the log: the scheduler makes the decisions it made before the interruption.
-        Returns the jobs started and not finished then."""
+        """Replay the log: the scheduler and the proposer make the decisions they made before
+        the interruption. Returns the jobs started and not finished then."""
         unfinished: dict[tuple[int, int], Any] = {}
         for event in self.log.read():
             if event["event"] == "start":
+                if event["trial"] not in self.trained:  # a new trial: the proposer's ask
+                    ask_recorded(self.proposer, self._record(event["trial"]))
                 self.trained[event["trial"]] = max(self.trained.get(event["trial"], 0), event["budget"])
                 job = self.scheduler.next_job(event["trial"])
                 if job is None or (job.trial, job.rung) != (event["trial"], event["rung"]):
@@ -147,7 +142,18 @@ class _Study:
             else:
                 job = unfinished.pop((event["trial"], event["rung"]))
                 self.scheduler.report(job, event["losses"])
+                if event.get("told"):
+                    self.proposer.tell(self._record(job.trial).raw, event["losses"])
+        # a record saved just before a crash, its trial never begun: its ask happened after the log's end
+        while self.proposer.asked < len(self.records):
+            ask_recorded(self.proposer, self._record(self.proposer.asked))
         return unfinished
+
+    def _record(self, trial: int) -> TrialRecord:
+        if trial not in self.records:
+            raise InputError(f"study {self.store.root}: events.jsonl names trial {trial}, which has no record in "
+                             "trials/; the study directory is incomplete")
+        return self.records[trial]
 
     def launch_new_jobs(self) -> None:
         """Start the scheduler's next jobs while a worker is free and the budget allows."""
@@ -170,8 +176,7 @@ class _Study:
                                      "most that many trials")
                 raw, config = asked
                 self.records[job.trial] = TrialRecord(job.trial, config, raw=raw)
-                self.store.save(self.records[job.trial])  # the record first, then the proposer: see `catch_up`
-                self.proposer.save(self.proposer_file)
+                self.store.save(self.records[job.trial])
             self.log.append({"event": "start", "trial": job.trial, "rung": job.rung, "budget": job.budget})
             self.launch(job)
 
@@ -180,8 +185,7 @@ class _Study:
         done = next((r for r in record.results if r["rung"] == job.rung), None)
         if done is not None:  # finished before the interruption, its completion not yet logged
             losses = [float("inf") if x is None else x for x in done["losses"]]  # (stored JSON has no inf)
-            self.log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
-            self.scheduler.report(job, losses)
+            self.complete(job, record, losses)
             return
         record.status, record.budget, record.rung = "running", job.budget, job.rung
         self.store.save(record)
@@ -213,14 +217,19 @@ class _Study:
         record.results.append({"budget": job.budget, "rung": job.rung, "metrics": metrics, "losses": losses})
         record.status, record.seconds = "done", record.seconds + seconds
         self.store.save(record)
-        self.log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses})
-        kill_point("search.trial_done")
-        self.scheduler.report(job, losses)
-        if job.rung == 0:  # every trial has a lowest-rung result: comparable for the proposer
-            self.proposer.tell(record.raw, losses)
-            self.proposer.save(self.proposer_file)
+        self.complete(job, record, losses)
         if self.progress is not None:
             self.progress(record)
+
+    def complete(self, job: Any, record: TrialRecord, losses: list[float]) -> None:
+        """Log a finished job, then tell the scheduler and, at the lowest rung (every trial has
+        a result there: comparable), the proposer; a replay repeats both from the log."""
+        told = job.rung == 0
+        self.log.append({"event": "done", "trial": job.trial, "rung": job.rung, "losses": losses, "told": told})
+        kill_point("search.trial_done")
+        self.scheduler.report(job, losses)
+        if told:
+            self.proposer.tell(record.raw, losses)
 
 
 def function_study(space: SearchSpace, objective: Objective, scheduler: Any, proposer: Proposer,

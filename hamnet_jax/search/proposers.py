@@ -12,19 +12,17 @@
 | `ngopt`        | `NGOpt` (nevergrad's own choice for the space and budget)                  |
 
 Several objectives are told as a list of losses: nevergrad then optimizes the hypervolume
-and keeps its Pareto front. A proposer's state is pickled after every ask and tell
-(`save` / `load`, atomically), so a resumed study continues the same search.
+and keeps its Pareto front. A proposer's state is never stored: a resumed study rebuilds
+it by replaying its asks and tells from the event log (search/engine.py), so nothing in a
+study directory can run code when loaded.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from hamnet_jax.errors import InputError
-from hamnet_jax.io_atomic import write_atomic
 from hamnet_jax.search.space import Float, Int, SearchSpace
 
 STRATEGIES = ("random", "grid", "evolutionary", "differential", "bayesian", "cma", "ngopt")
@@ -84,14 +82,6 @@ class Proposer:
     def size(self) -> int | None:
         """The number of points a grid holds (None: unbounded)."""
         return len(self._grid) if self.strategy == "grid" else None
-
-    def save(self, path: Path) -> None:
-        write_atomic(path, lambda f: pickle.dump(self, f), mode="wb")
-
-    @staticmethod
-    def load(path: Path) -> Proposer:
-        with open(path, "rb") as f:
-            return pickle.load(f)
 
 
 def _plain(value: Any) -> Any:

@@ -60,7 +60,7 @@ def test_statistics_match_the_tests_on_the_recorded_outcomes(tmp_path):
     assert hits["p_value"] == pytest.approx(two_proportion_test(int(sum(a)), len(a), int(sum(b)), len(b))["p_value"])
 
 
-def test_a_skewed_split_is_flagged_and_a_torn_log_line_is_dropped(tmp_path):
+def test_a_skewed_split_is_flagged_and_a_torn_log_line_loses_only_itself(tmp_path):
     store, test = _store_with_test(tmp_path)
     test.start()
     for i in range(600):
@@ -70,6 +70,16 @@ def test_a_skewed_split_is_flagged_and_a_torn_log_line_is_dropped(tmp_path):
         f.write('{"unit": "u9999", "arm": "A", "metr')  # a crash mid-append
     stats = store.statistics(test.test_id)
     assert stats["sample_ratio_mismatch"]["mismatch"] and stats["outcomes"] == 600
+    assert stats["unreadable_lines"] == {"assignments": 0, "outcomes": 1}
+    store.record(test.test_id, "u1", {"m": 1.0})  # the next appends cut the torn tail first
+    store.record(test.test_id, "u2", {"m": 2.0})
+    stats = store.statistics(test.test_id)
+    assert stats["outcomes"] == 602 and stats["unreadable_lines"]["outcomes"] == 0
+    with open(tmp_path / "ab" / test.test_id / "assignments.jsonl", "r+b") as f:  # a line broken mid-file
+        f.seek(40)
+        f.write(b"\x00garbage")
+    reopened = ExperimentStore(tmp_path / "ab").statistics(test.test_id)
+    assert sum(reopened["assigned"].values()) == 599 and reopened["unreadable_lines"]["assignments"] == 1
     with pytest.raises(InputError, match="weights .* must give every arm"):
         store.create("bad", "model_a_b", {"A": {}, "B": {}}, weights={"A": 1.0})
     with pytest.raises(InputError, match="type 'x' is unknown"):

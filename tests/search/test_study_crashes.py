@@ -1,5 +1,5 @@
 """A study survives being killed: it resumes losing and repeating no trial, a crash between a
-new record and the proposer's state proposes the same points, and its worker processes die
+new record and its start proposes the same points, and its worker processes die
 with it. Every kill happens at a named point, never after a sleep."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("nevergrad")
 
+from hamnet_jax.io_atomic import AppendLog  # noqa: E402
 from hamnet_jax.kill_points import kill_point  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
@@ -68,30 +69,39 @@ def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypa
     assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
 
 
-def test_a_crash_between_a_new_record_and_the_proposer_pickle_proposes_the_same_points(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["random", "cma"])
+def test_a_resumed_study_rebuilds_its_proposer_from_the_log(tmp_path, monkeypatch, strategy):
+    """No proposer state is stored: the resumed study replays its asks and tells from
+    events.jsonl, so a model-based proposer (CMA, told after every trial) proposes what an
+    uninterrupted study would. The crash comes between a new trial's record and its start
+    event (the record's point is asked again, checked), after four tells."""
     space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
 
     def run(root, resume):
         store = open_study(root, {"study": "crash"}, resume=resume)
-        return run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=4),
+        return run_study(store, space, [Objective("loss")], FullBudget(1, 8), Proposer(space, strategy, 8, seed=4),
                          quadratic_trial)
 
     clean = run(tmp_path / "clean", False)
-    real, calls = Proposer.save, []
+    real, starts = AppendLog.append, []
 
-    def crashing(self, path):  # saves: trial 0 ask, tell; trial 1 ask, tell; trial 2 ask -> killed there
-        calls.append(path)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        real(self, path)
+    def crashing(self, event):
+        if event["event"] == "start":
+            starts.append(event["trial"])
+            if len(starts) == 5:
+                raise KeyboardInterrupt  # trial 4 recorded, its start never logged
+        real(self, event)
 
-    monkeypatch.setattr(Proposer, "save", crashing)
+    monkeypatch.setattr(AppendLog, "append", crashing)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "crashed", False)
-    monkeypatch.setattr(Proposer, "save", real)
+    monkeypatch.setattr(AppendLog, "append", real)
+    assert len(list((tmp_path / "crashed" / "trials").glob("*.json"))) == 5
     resumed = run(tmp_path / "crashed", True)
-    assert [r.config for _, r in sorted(resumed.items())] == [r.config for _, r in sorted(clean.items())]
-    assert all(len(r.results) == 1 for r in resumed.values())  # trial 2, recorded but never begun, ran once
+    assert [r.raw for _, r in sorted(resumed.items())] == [r.raw for _, r in sorted(clean.items())]
+    assert all(len(r.results) == 1 for r in resumed.values())  # trial 4, recorded but never begun, ran once
+    stored = {p.suffix for p in (tmp_path / "crashed").rglob("*") if p.is_file()}
+    assert stored == {".json", ".jsonl"}  # no pickle or other executable state in the study directory
 
 
 def hold_and_wait(alive: str, ready: str) -> None:
