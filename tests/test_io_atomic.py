@@ -34,7 +34,7 @@ def test_a_whole_event_missing_only_its_newline_is_kept(tmp_path):
 
 def test_an_unreadable_line_mid_file_is_skipped_and_reported(tmp_path, caplog):
     log = AppendLog(tmp_path / "events.jsonl")
-    log.path.write_text('{"n": 1}\n{"n": 2, "to\n[1, 2]\n{"n": 4}\n')  # a torn line glued by an old writer; a non-object
+    log.path.write_text('{"n": 1}\n{"n": 2, "to\n[1, 2]\n{"n": 4}\n')  # a torn line; a non-object
     assert log.read() == [{"n": 1}, {"n": 4}] and log.skipped == [2, 3]
     assert "skipped 2 unreadable line(s) (line 2, 3); the other 2 event(s) are read" in caplog.text
 
