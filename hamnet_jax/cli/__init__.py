@@ -25,6 +25,7 @@ from hamnet_jax.cli.bench_commands import add_bench_parser
 from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
+from hamnet_jax.cli.output_paths import refuse_output_over_input
 from hamnet_jax.cli.pipeline_commands import add_pipeline_parser
 from hamnet_jax.cli.search_commands import add_search_parser
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
@@ -355,6 +356,7 @@ def _compression_parsers(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        refuse_output_over_input(args)
         code = args.func(args)
     except InputError as e:
         print(f"hamnet {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
