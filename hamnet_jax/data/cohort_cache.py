@@ -34,24 +34,15 @@ from hamnet_jax.data.arrays import (SUBJECTS_PER_CHUNK, CohortArrays, check_subj
 from hamnet_jax.platform.freed_memory import release_freed_memory
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.tables import iter_table_chunks, read_columns, table_columns
+from hamnet_jax.job_dir import file_digest
 from hamnet_jax.kill_points import kill_point
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
 CACHE_FORMAT = 1
 ROWS_PER_CHUNK = 20_000  # file rows per chunk of the feature pass (~500 MB of float64 at 3,300 columns)
-DIGEST_BLOCK = 8 << 20
 META = "meta.json"
 SMALL_FIELDS = ("visit_mask", "visit_times", "targets", "labels", "subject_ids")
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of the file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(DIGEST_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_key(path: str | os.PathLike, schema: Schema, max_visits: int | None, require_target: bool) -> str:

@@ -39,8 +39,8 @@ from hamnet_jax.config import Config, load_config
 from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.errors import InputError
-from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.job_dir import claim, differing_keys, stored_identity
+from hamnet_jax.io_atomic import AppendLog, write_json_atomic
+from hamnet_jax.job_dir import as_stored, claim, data_identity, differing_keys, stored_identity
 from hamnet_jax.kill_points import kill_point, kill_scope
 from hamnet_jax.pipeline.deliver import stage_monitoring, stage_repository
 from hamnet_jax.pipeline.measure import stage_bench
@@ -61,19 +61,16 @@ def planned_stages(config: Config, builtin_cohort: bool) -> list[str]:
     return [name for name in STAGES if on[name]]
 
 
-def _fingerprint(data: Path) -> dict[str, Any]:
-    if not data.exists():
-        raise InputError(f"--data {data}: no such file")
-    stat = data.stat()
-    return {"path": str(data.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _identity(config: Config, data: Path | None, chosen: Preset | None) -> dict[str, Any]:
+def _identity(config: Config, data: Path | None, chosen: Preset | None,
+              schema_path: str | os.PathLike | None) -> dict[str, Any]:
+    """The pipeline's inputs: the data by content (job_dir.py) and its schema, or the preset
+    that generates the built-in cohort; the config."""
     if data is None:
         source: dict[str, Any] = {"builtin": chosen.name if chosen else "default", "seed": chosen.seed if chosen else 0}
+        schema = None
     else:
-        source = _fingerprint(data)
-    return json.loads(json.dumps({"data": source, "config": config.to_dict()}, default=str))
+        source, schema = data_identity(data), _schema(data, schema_path).to_dict()
+    return as_stored({"data": source, "schema": schema, "config": config.to_dict()})
 
 
 def _claim(out: Path, identity: dict[str, Any]) -> None:
@@ -86,11 +83,8 @@ def _claim(out: Path, identity: dict[str, Any]) -> None:
 
 
 def _event(out: Path, record: dict[str, Any]) -> None:
-    with open(out / "events.jsonl", "a") as f:
-        f.write(json.dumps({"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **record})
-                + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    AppendLog(out / "events.jsonl").append(
+        {"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **record})
 
 
 def _builtin_cohort(out: Path, chosen: Preset | None) -> dict[str, Any]:
@@ -118,7 +112,7 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
     config = load_config(config_path, environ, chosen.config if chosen else None, overrides)
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
     data_path = Path(data) if data is not None else None
-    _claim(out, _identity(config, data_path, chosen))
+    _claim(out, _identity(config, data_path, chosen, schema_path))
     if config.data.cache and not config.data.cache_dir:  # one cohort cache for every stage, run and trial
         config = dataclasses.replace(config, data=dataclasses.replace(
             config.data, cache_dir=str((out / CACHE_DIR).resolve())))

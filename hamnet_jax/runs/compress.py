@@ -11,6 +11,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +28,7 @@ from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.job_dir import check_resume, data_identity, file_digest
 from hamnet_jax.runs.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
                                 save_params)
 from hamnet_jax.training.fit_options import FitOptions
@@ -66,9 +68,11 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     return run, parts, {k: model_input(run.preprocessor, v) for k, v in parts.items()}
 
 
-def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: bool = False,
+                data_path: str | os.PathLike | None = None, settings: dict[str, Any] | None = None) -> Path:
     """`out_dir` as a Path, refusing the source run itself and a non-empty directory
-    (unless resuming, which needs the checkpoints a killed job left there)."""
+    (unless resuming, which needs the checkpoints a killed job left there, and the same
+    source run, data and `settings` as recorded in its job.json: `job_dir.check_resume`)."""
     out = Path(out_dir)
     if out.resolve() == Path(run_dir).resolve():
         raise InputError("--out must be a new run directory, not the source run")
@@ -78,7 +82,17 @@ def new_run_dir(run_dir: str | os.PathLike, out_dir: str | os.PathLike, resume: 
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"run directory {out} already exists and is not empty; choose another --out "
                          "(or pass --resume to continue a killed job)")
+    if data_path is not None:
+        summary = Path(run_dir) / "summary.json"
+        source = {"path": str(Path(run_dir).resolve()),
+                  "summary_sha256": file_digest(summary) if summary.exists() else None}
+        check_resume(out, {"run": source, "data": data_identity(data_path), "config": settings or {}}, resume)
     return out
+
+
+def job_settings(**sections: Any) -> dict[str, Any]:
+    """A derived run's settings for its identity: each config section given, as a dict."""
+    return {k: dataclasses.asdict(v) for k, v in sections.items() if v is not None}
 
 
 def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: bool) -> FitOptions:
@@ -136,7 +150,8 @@ def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_d
     """Compress the run at `run_dir` on the same data split it was trained on; returns the
     summary written to `out_dir/summary.json`. Fine-tuning runs `fit` with `training`'s
     execution keys (default: the source run's) and resumes after a crash with `resume`."""
-    out = new_run_dir(run_dir, out_dir, resume)
+    out = new_run_dir(run_dir, out_dir, resume, data_path,
+                      job_settings(pruning=pruning, quantization=quantization, training=training))
     run, parts, batches = load_run_splits(run_dir, data_path)
     options = fit_options(out, training or run.config.training, resume, progress)
     model, pruning_report, quantization_report = compress_model(

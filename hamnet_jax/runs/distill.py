@@ -10,11 +10,12 @@ plus the training history.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from hamnet_jax.compression.distillation import distill_model, measure_distillation
-from hamnet_jax.runs.compress import (derived_test_metrics, fit_options, load_run_splits, loop_summary, new_run_dir,
-                                        write_derived_run)
+from hamnet_jax.runs.compress import (derived_test_metrics, fit_options, job_settings, load_run_splits,
+                                     loop_summary, new_run_dir, write_derived_run)
 from hamnet_jax.config import DistillationConfig, TrainingConfig
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.errors import InputError
@@ -31,7 +32,9 @@ def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_di
     `compression_ratio` (default `config.compression_ratio`) the teacher's size, or `student`:
     an architecture trained from scratch, or a trained run (on the same data) taught further
     from its weights."""
-    out = new_run_dir(run_dir, out_dir, resume)
+    out = new_run_dir(run_dir, out_dir, resume, data_path,
+                      {**job_settings(distillation=config, training=training), "compression_ratio": compression_ratio,
+                       "student": student if not isinstance(student, HAMNetConfig) else dataclasses.asdict(student)})
     run, parts, batches = load_run_splits(run_dir, data_path)
     ratio = config.compression_ratio if compression_ratio is None else compression_ratio
     options = fit_options(out, training or run.config.training, resume, progress)

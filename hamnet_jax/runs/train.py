@@ -31,6 +31,7 @@ from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
 from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_rows, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.job_dir import check_resume, data_identity
 from hamnet_jax.runs.run_dir import save_calibration, save_config, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
 from hamnet_jax.training.loop import FitResult, fit
@@ -90,9 +91,12 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
                          "or choose another --out")
     if resume and not holds_checkpoints(out / "checkpoints"):
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
+    primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
+    if primary:  # the data (by content), schema and config a --resume must bring again
+        check_resume(out, {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.to_dict()},
+                     resume)
     out.mkdir(parents=True, exist_ok=True)
     run = _prepare(data_path, schema, config, out)
-    primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
     if primary:
         schema.save(out / "schema.yaml")
         run.pre.save(out / "preprocessor.npz")

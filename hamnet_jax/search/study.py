@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from hamnet_jax.config import Config
+from hamnet_jax.data.schema import sidecar_path
 from hamnet_jax.errors import InputError
+from hamnet_jax.job_dir import data_identity, file_digest
 
 SCHEDULERS = ("asha", "hyperband", "full")
 BASE_SECTIONS = ("model", "training", "data", "general", "regularization")  # what a trial's run config takes
@@ -165,7 +167,9 @@ def run_search(request: StudyRequest, config: Config,
     if proposer.size is not None and trials > proposer.size:
         raise InputError(f"--trials {trials}: the grid holds {proposer.size} points")
     base = {k: v for k, v in dict(request.base).items() if k in BASE_SECTIONS}
-    identity = {"kind": request.kind, "data": str(Path(request.data).resolve()), "space": space.describe(),
+    schema_file = sidecar_path(request.data)
+    identity = {"kind": request.kind, "data": data_identity(request.data),  # (by content, as a run's: job_dir.py)
+                "schema": file_digest(schema_file) if schema_file.exists() else None, "space": space.describe(),
                 "strategy": strategy, "scheduler": scheduler_name, "min_epochs": request.min_epochs,
                 "max_epochs": max_epochs, "eta": request.eta, "trials": trials, "seed": request.seed,
                 "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}

@@ -83,7 +83,7 @@ def test_a_directory_holding_another_pipeline_is_refused(tmp_path):
     identity = {"data": {"builtin": "tiny"}, "config": {"training": {"num_epochs": 2}}}
     _claim(tmp_path / "p", identity)
     _claim(tmp_path / "p", identity)  # the same job: continued
-    with pytest.raises(InputError, match="its config.training differ"):
+    with pytest.raises(InputError, match="its config.training.num_epochs differ"):
         _claim(tmp_path / "p", {**identity, "config": {"training": {"num_epochs": 3}}})
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("")
@@ -242,7 +242,7 @@ def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(r
     answer = model.predict({k: v[:8] for k, v in cohort_to_raw(test, model.predictor.spec).items()})
     mae = float(np.abs(np.asarray(answer["prediction"], np.float64) - test.targets[:8]).mean())
     assert mae == pytest.approx(stage["check"]["mae"], rel=1e-5)
-    with pytest.raises(InputError, match="config.optimization differ"):  # other switches: not this pipeline
+    with pytest.raises(InputError, match="config.optimization.enable_nas differ"):  # other switches: not this pipeline
         optimize_hamnet_pipeline(train_loader=tiny_cohort[0], optimization_config={**switches, "enable_nas": True},
                                  out=out, preset="tiny")
 
