@@ -10,30 +10,106 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from hamnet_jax.errors import DiskFullError, is_disk_full
 
 log = logging.getLogger("hamnet_jax")
 TAIL_SCAN = 1 << 16  # bytes read back to find the last newline of a torn tail
 
 
 def write_atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Call `write(fileobj)` on a temp file beside `path`, then rename it over `path`."""
+    """Call `write(fileobj)` on a temp file beside `path`, then rename it over `path`. A full
+    disk is a `DiskFullError` naming `path`, which keeps its previous content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with disk_full_names(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+@contextmanager
+def disk_full_names(path: Path) -> Iterator[None]:
+    """Turn a full disk (ENOSPC, EDQUOT) met inside into a `DiskFullError` naming `path`."""
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFullError(path, e) from e
         raise
+
+
+def replace_directory(tmp: Path, final: Path) -> None:
+    """Publish the complete directory `tmp` (beside `final`) as `final`, replacing it. A
+    directory cannot be renamed over a non-empty one, so the old one is renamed aside
+    (`.<name>.old-<pid>`) first and removed last; a crash between the two renames leaves
+    `final` missing and the old one intact aside, and `recover_directories` puts it back."""
+    _fsync_tree(tmp)
+    if final.exists():
+        aside = final.parent / f".{final.name}.old-{os.getpid()}"
+        final.rename(aside)
+        tmp.rename(final)
+        fsync_directory(final.parent)
+        shutil.rmtree(aside)
+    else:
+        tmp.rename(final)
+        fsync_directory(final.parent)
+
+
+def temporary_directory(final: Path) -> Path:
+    """A fresh, empty temporary directory beside `final` (`.<name>.tmp-<pid>`), for
+    `replace_directory`."""
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def recover_directories(parent: Path) -> None:
+    """Clean up after a crashed write in `parent`: temporary directories are removed, and a
+    directory set aside by `replace_directory` is put back where its replacement never
+    arrived (else removed). Run by the writer when it starts, so leftovers never pile up."""
+    if not parent.is_dir():
+        return
+    for tmp in parent.glob(".*.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for aside in sorted(parent.glob(".*.old-*")):
+        final = parent / aside.name[1:].rsplit(".old-", 1)[0]
+        if not final.exists():
+            aside.rename(final)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -93,12 +169,17 @@ class AppendLog:
     def append(self, event: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(event) + "\n").encode()
-        with open(self.path, "a+b") as f:
+        with disk_full_names(self.path), open(self.path, "a+b") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # (released when the file closes)
             _heal_tail(f)
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+            end = f.seek(0, os.SEEK_END)
+            try:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:  # (a full disk): no torn line left behind for the next append to cut
+                f.truncate(end)
+                raise
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

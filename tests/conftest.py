@@ -34,6 +34,10 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".
 if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hamnet-jax-test-xla-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+# The shared cohort cache likewise: one per test run, never the user's.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["HAMNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="hamnet-jax-test-cohorts-")
+    atexit.register(shutil.rmtree, os.environ["HAMNET_CACHE_DIR"], ignore_errors=True)
 
 TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
 TINY_CONFIG = {

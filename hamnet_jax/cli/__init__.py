@@ -1,6 +1,7 @@
 """The `hamnet` command: thin subcommands over the library.
 
-Exit codes: 0 success, 2 bad input (one line on stderr naming what is wrong).
+Exit codes: 0 success, 2 bad input (one line on stderr naming what is wrong), 74 a full disk
+(the line names the path being written; the last complete state is kept), 1 a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hamnet_jax.errors import InputError
+from hamnet_jax.errors import DiskFullError, InputError, is_disk_full
 from hamnet_jax.platform.host_memory import reexec_with_fast_malloc, started_as_cli
 
 if started_as_cli():  # before the imports below: the `hamnet` process runs with a faster allocator
@@ -22,6 +23,7 @@ if started_as_cli():  # before the imports below: the `hamnet` process runs with
         sys.exit(2)
 
 from hamnet_jax.cli.bench_commands import add_bench_parser
+from hamnet_jax.cli.cache_commands import add_cache_parser
 from hamnet_jax.cli.cv_commands import add_cv_parser
 from hamnet_jax.cli.inference_commands import add_inference_parsers
 from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
@@ -34,6 +36,7 @@ from hamnet_jax.cli.setup import data_schema as _schema
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("hamnet_jax")
+EX_IOERR = 74  # sysexits.h: an input/output error (a full disk); 2 is bad input, 1 a crash
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
@@ -309,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_monitoring_parsers(sub)
     add_bench_parser(sub)
     add_pipeline_parser(sub)
+    add_cache_parser(sub)
 
     _compression_parsers(sub)
     return p
@@ -361,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"hamnet {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk: the writer named its path and kept the last complete state
+        if not (isinstance(e, DiskFullError) or is_disk_full(e)):
+            raise
+        where = "" if isinstance(e, DiskFullError) or not e.filename else f" ({e.filename})"
+        print(f"hamnet {args.command}: error: {e}{where}", file=sys.stderr)
+        return EX_IOERR
     return int(code or 0)  # a command may return a non-zero status of its own (drift --fail-on-drift)
 
 

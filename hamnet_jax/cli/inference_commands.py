@@ -48,7 +48,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.data:
         # (through the run's cohort cache, as training read the file: only the subjects
         # calibration reads and the test split a chunk at a time are in memory)
-        parts = split_cohort(open_cohort(args.data, run.schema, run.config.data, args.run), run.config.data)
+        parts = split_cohort(open_cohort(args.data, run.schema, run.config.data), run.config.data)
         train, test = parts["train"], parts["test"]
     raw_inputs = args.raw_inputs or args.format.startswith("tensorrt")
     d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",

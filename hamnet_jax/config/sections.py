@@ -118,11 +118,10 @@ class DataConfig:
     # test set and `split`'s train:val ratio divides the rest (data/split.py `kfold_split`)
     cv_folds: NonNegativeInt = 0
     cv_fold: NonNegativeInt = 0
-    # `hamnet train` reads the file once, in chunks, into a memory-mapped cohort cache in the run
-    # directory (data/cohort_cache.py) and trains from it with bounded memory; false: all in memory
+    # `hamnet train` reads the file once, in chunks, into the shared memory-mapped cohort cache
+    # (data/cohort_cache.py) and trains from it with bounded memory; false: all in memory
     cache: bool = True
-    # where the cache lives (default: the run directory's data_cache/); `hamnet cv` and `hamnet
-    # search` point every fold and trial at one beside them, so the file is converted once
+    # the cache root (default: $HAMNET_CACHE_DIR, else ~/.cache/hamnet/cohorts), shared by every run
     cache_dir: str | None = None
 
     @field_validator("split")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from hamnet_jax.data.arrays import CohortArrays, frame_to_arrays
-from hamnet_jax.data.cohort_cache import CachedCohort, build_cohort_cache, load_cohort_cache
+from hamnet_jax.data.cohort_cache import CachedCohort, build_cohort_cache, default_cache_root, load_cohort_cache
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.data.split import kfold_split, split_subjects
 from hamnet_jax.data.tables import read_table
@@ -29,7 +29,6 @@ class DataSettings(Protocol):
     cv_fold: int
 
 Cohort = TypeVar("Cohort", CohortArrays, CachedCohort)
-CACHE_DIR = "data_cache"
 
 
 def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
@@ -37,20 +36,21 @@ def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
     return frame_to_arrays(read_table(path), schema, require_target, data_cfg.max_visits)
 
 
-def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings, run_dir: str | os.PathLike,
+def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
                 require_target: bool = True) -> CohortArrays | CachedCohort:
-    """The cohort as `data.cache` says: read in chunks into a cohort cache (`data.cache_dir`,
-    default the run directory's `data_cache/`; reused while the file and schema are
-    unchanged) and read from it by rows, or whole into memory."""
+    """The cohort as `data.cache` says: read in chunks into the shared cohort cache
+    (`data.cache_dir`, else `$HAMNET_CACHE_DIR`, else `~/.cache/hamnet/cohorts`; reused
+    while the file and schema are unchanged, by any run) and read from it by rows, or whole
+    into memory."""
     if not data_cfg.cache:
         return load_cohort(path, schema, data_cfg, require_target)
-    root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else Path(run_dir) / CACHE_DIR
+    root = Path(data_cfg.cache_dir) if data_cfg.cache_dir else default_cache_root()
     try:
         directory = build_cohort_cache(path, schema, data_cfg.max_visits, require_target, root)
     except OSError as e:
         if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
-        # a read-only run directory: the command still runs, from memory
+        # a read-only cache root: the command still runs, from memory
         warnings.warn(f"cohort cache not written ({e.filename or root}: {e.strerror or e}); reading {path} "
                       "into memory", stacklevel=2)
         return load_cohort(path, schema, data_cfg, require_target)

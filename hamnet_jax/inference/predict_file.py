@@ -40,8 +40,8 @@ def predict_file(predictor: Predictor, schema: Schema, data_cfg: DataConfig, dat
     out.parent.mkdir(parents=True, exist_ok=True)
     size = chunk or PREDICT_CHUNK
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cache-") as scratch:
-        scratch_cfg = dataclasses.replace(data_cfg, cache_dir=None)  # (not a shared cache the run names)
-        cohort = open_cohort(data_path, schema, scratch_cfg, scratch, require_target=False)
+        scratch_cfg = dataclasses.replace(data_cfg, cache_dir=scratch)  # (a one-off file: not kept)
+        cohort = open_cohort(data_path, schema, scratch_cfg, require_target=False)
 
         def write(f: IO[str]) -> None:
             for i, part in enumerate(cohort.chunks(size)):

@@ -36,7 +36,7 @@ def run_profile(run: Run, reference: str | Path | None = None) -> DataProfile:
     path = run.path / PROFILE_FILE
     if path.exists() or reference is None:
         return DataProfile.load(path)
-    arrays = open_cohort(reference, run.schema, run.config.data, run.path)  # its training data: the run's cache
+    arrays = open_cohort(reference, run.schema, run.config.data)  # its training data: the run's cache
     train = split_cohort(arrays, run.config.data)["train"]
     return DataProfile.fit(profile_subjects(train, run.config.training.seed), run.schema)
 
@@ -48,8 +48,8 @@ def check_run_drift(run_dir: str | Path, data: str | Path, reference: str | Path
     predicting = predictions and profile.predictions is not None
     parts, predicted = [], []
     with tempfile.TemporaryDirectory(prefix="hamnet-drift-") as scratch:
-        scratch_cfg = dataclasses.replace(run.config.data, cache_dir=None)  # (not a shared cache the run names)
-        cohort = open_cohort(data, run.schema, scratch_cfg, scratch, require_target=False)
+        scratch_cfg = dataclasses.replace(run.config.data, cache_dir=scratch)  # (a one-off file: not kept)
+        cohort = open_cohort(data, run.schema, scratch_cfg, require_target=False)
         for chunk in sampled_chunks(cohort, run.config.training.seed):
             if predicting:  # from every visit of the subject, as served
                 out = predict_run(run, chunk)

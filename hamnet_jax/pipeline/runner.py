@@ -25,7 +25,6 @@ the same directory with other inputs is an error, not a mix of two jobs.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from hamnet_jax.config import Config, load_config
-from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic
@@ -113,9 +111,6 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
     data_path = Path(data) if data is not None else None
     _claim(out, _identity(config, data_path, chosen, schema_path))
-    if config.data.cache and not config.data.cache_dir:  # one cohort cache for every stage, run and trial
-        config = dataclasses.replace(config, data=dataclasses.replace(
-            config.data, cache_dir=str((out / CACHE_DIR).resolve())))
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     unused = unused_keys(config)
     if unused:

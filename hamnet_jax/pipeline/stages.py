@@ -201,7 +201,7 @@ def stage_export(ctx: Context, done: Done) -> dict[str, Any]:
     out = ctx.stage_dir("export")
     out.mkdir(parents=True, exist_ok=True)
     # (through the run's cohort cache, as its training read the file)
-    parts = split_cohort(open_cohort(ctx.data, run.schema, run.config.data, run.path), run.config.data)
+    parts = split_cohort(open_cohort(ctx.data, run.schema, run.config.data), run.config.data)
     batch = max(ctx.config.section("benchmarking").batch_sizes)
     exports = []
     for fmt in ctx.config.section("pipeline").export_formats:

@@ -61,7 +61,7 @@ def load_run_splits(run_dir: str | os.PathLike, data_path: str | os.PathLike) ->
     if not run.model_config.regression:  # their accuracy figures (MAE, its drop) are the regression head's
         raise InputError(f"{run_dir} is an outcome-only run (no regression head); pruning, quantization and "
                          "distillation measure and compare the regression head, so they take runs that have one")
-    arrays = open_cohort(data_path, run.schema, run.config.data, run_dir)
+    arrays = open_cohort(data_path, run.schema, run.config.data)
     parts = split_cohort(arrays, run.config.data)
     if min(parts[k].num_subjects for k in ("train", "val", "test")) == 0:
         raise InputError(f"{data_path}: the run's train/val/test split leaves a part empty")

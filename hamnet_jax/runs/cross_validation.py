@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from hamnet_jax.config import Config
-from hamnet_jax.data.dataset import CACHE_DIR
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
+from hamnet_jax.job_dir import data_identity
 from hamnet_jax.runs.evaluate import COLUMNS, evaluate_run
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.runs.run_dir import load_run
@@ -83,11 +83,8 @@ def cross_validate(data_path: str | os.PathLike, schema: Schema, config: Config,
     say = say or (lambda _: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_plan(out, {"data": str(Path(data_path).resolve()), "folds": folds, "config": config.to_dict(),
+    _check_plan(out, {"data": data_identity(data_path), "folds": folds, "config": config.to_dict(),
                       "schema": schema.to_dict(), "baselines": baselines, "baseline_features": baseline_features})
-    if config.data.cache and not config.data.cache_dir:  # one cohort cache for every fold
-        config = dataclasses.replace(config, data=dataclasses.replace(
-            config.data, cache_dir=str((out / CACHE_DIR).resolve())))
     results = []
     for k in range(folds):
         fold_dir = out / f"fold-{k}"

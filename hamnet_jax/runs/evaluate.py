@@ -104,7 +104,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
     `baseline_subjects` training subjects (a seeded sample above that). The data file is
     read through the run directory's cohort cache (`data.cache`), as training read it."""
     say = progress or (lambda _: None)
-    arrays = open_cohort(data_path, run.schema, run.config.data, run.path)
+    arrays = open_cohort(data_path, run.schema, run.config.data)
     parts = split_cohort(arrays, run.config.data)
     test = parts["test"]
     if test.num_subjects == 0:

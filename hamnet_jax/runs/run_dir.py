@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,8 @@ from hamnet_jax.inference.calibration import Calibration
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
-from hamnet_jax.io_atomic import write_json_atomic, write_text_atomic
+from hamnet_jax.io_atomic import (disk_full_names, recover_directories, replace_directory, temporary_directory,
+                                  write_json_atomic, write_text_atomic)
 from hamnet_jax.models.config import HAMNetConfig
 
 
@@ -67,10 +70,20 @@ def save_config(run_dir: Path, config: Config, model_config: HAMNetConfig) -> No
 
 
 def save_params(run_dir: Path, params: Any) -> None:
-    """Orbax writes into a temporary folder and renames it: atomic."""
+    """Orbax writes the parameters into a fresh temporary folder, which then replaces
+    `params/` (`io_atomic.replace_directory`): a crash at any point leaves the old
+    parameters or the new ones, and the next save or load cleans up what it left."""
     target = (run_dir / "params").absolute()
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(target, params, force=True)
+    recover_directories(target.parent)
+    tmp = temporary_directory(target)
+    tmp.rmdir()  # (orbax creates the folder it writes)
+    try:
+        with disk_full_names(target), ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp, params)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # (the previous params/ stays)
+        raise
+    replace_directory(tmp, target)
 
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -109,6 +122,8 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
+    if os.access(path, os.W_OK):  # a save killed between its renames: its old params put back
+        recover_directories(path)
     weights = ["params"] if not (path / COMPRESSION_FILE).exists() else [WEIGHTS_FILE]
     needed = ["config.yaml", "schema.yaml", "preprocessor.npz", *weights, "calibration.json"]
     missing = [n for n in needed if not (path / n).exists()]

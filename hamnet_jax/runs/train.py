@@ -158,7 +158,7 @@ class _Prepared:
 def _prepare(data_path: str | os.PathLike, schema: Schema, config: Config, out: Path) -> _Prepared:
     """Read and split the data, fit the preprocessor, and check that the data trains the
     configured model (errors name the field or column)."""
-    arrays = open_cohort(data_path, schema, config.data, out)
+    arrays = open_cohort(data_path, schema, config.data)
     parts = split_cohort(arrays, config.data)
     if parts["val"].num_subjects == 0 or parts["test"].num_subjects == 0:
         raise InputError(f"too few subjects ({arrays.num_subjects}) for a train/val/test split of "

@@ -145,7 +145,6 @@ def run_search(request: StudyRequest, config: Config,
     """Run (or, with `request.resume`, continue) the study in `request.out`; returns the
     finalized report (Pareto front, analysis, `best_run` unless `best_run=False`).
     `progress(record, objective_names)` is called as each trial job ends."""
-    from hamnet_jax.data.dataset import CACHE_DIR
     from hamnet_jax.search.engine import Constraint, Objective, run_study
     from hamnet_jax.search.finalize import finalize_study
     from hamnet_jax.search.hamnet_trial import check_metrics, hamnet_trial
@@ -174,9 +173,6 @@ def run_search(request: StudyRequest, config: Config,
                 "max_epochs": max_epochs, "eta": request.eta, "trials": trials, "seed": request.seed,
                 "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
     store = open_study(request.out, identity, request.resume)
-    data = dict(base.get("data") or {})
-    if data.get("cache", True) and not data.get("cache_dir"):  # one cohort cache for every trial (unless named)
-        base = {**base, "data": {**data, "cache_dir": str((store.root / CACHE_DIR).resolve())}}
     if request.share_compilations:
         share_compilations(store.root / "xla_cache")
     speed = tuple(sorted({"latency_ms", "flops"} & {x.metric for x in [*objectives, *constraints]}))

@@ -29,6 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.io_atomic import disk_full_names, recover_directories, replace_directory, temporary_directory
 from hamnet_jax.kill_points import kill_point
 
 KINDS = ("latest", "best")
@@ -56,14 +57,6 @@ def _as_stored(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def holds_checkpoints(directory: str | Path) -> bool:
     """Whether `directory` (a run's `checkpoints/`, at any depth: derived runs nest theirs by
     stage) holds a complete checkpoint to resume from, this writer's or orbax's."""
@@ -76,6 +69,9 @@ class Checkpoints:
     def __init__(self, directory: str | Path):
         self.root = Path(directory).absolute()
         self.primary = jax.process_index() == 0
+        if self.primary:  # a crashed save's leftovers: temporary folders removed, a set-aside step put back
+            for kind in KINDS:
+                recover_directories(self.root / kind)
 
     def _steps(self, kind: str) -> list[int]:
         folder = self.root / kind
@@ -87,33 +83,33 @@ class Checkpoints:
         if self.primary:
             folder = self.root / kind
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".tmp-{step}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            dtypes = {name: str(a.dtype) for name, a in arrays.items()}
-            with open(tmp / STATE_FILE, "wb") as f:
-                np.savez(f, **{name: _as_stored(a) for name, a in arrays.items()})
-                f.flush()
-                os.fsync(f.fileno())
-            with open(tmp / META_FILE, "w") as f:
-                json.dump({"meta": meta, "dtypes": dtypes}, f)
-                f.flush()
-                os.fsync(f.fileno())
             final = folder / str(step)
-            if final.exists():  # a forced re-save of the same step: move the old one aside first
-                aside = folder / f".old-{step}-{os.getpid()}"
-                final.rename(aside)
-                tmp.rename(final)
-                shutil.rmtree(aside)
-            else:
-                tmp.rename(final)
-            _fsync_dir(folder)
+            tmp = temporary_directory(final)
+            try:
+                with disk_full_names(final):
+                    self._write(tmp, arrays, meta)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # (the previous checkpoint stays the complete one)
+                raise
+            replace_directory(tmp, final)  # (a forced re-save of the same step replaces it)
             for old in self._steps(kind):
                 if old != step:
                     shutil.rmtree(folder / str(old), ignore_errors=True)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"hamnet checkpoint {kind} {step}")
         kill_point(f"checkpoint.{kind}_saved")
+
+    @staticmethod
+    def _write(tmp: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        dtypes = {name: str(a.dtype) for name, a in arrays.items()}
+        with open(tmp / STATE_FILE, "wb") as f:
+            np.savez(f, **{name: _as_stored(a) for name, a in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        with open(tmp / META_FILE, "w") as f:
+            json.dump({"meta": meta, "dtypes": dtypes}, f)
+            f.flush()
+            os.fsync(f.fileno())
 
     def latest_step(self, kind: str = "latest") -> int | None:
         steps = self._steps(kind)

@@ -32,6 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_CFG = config_from_dict({}).data
 
 
+def entries(root):
+    """The caches and partial builds under `root` (not its `.locks/`)."""
+    return [d for d in root.iterdir() if not d.name.startswith(".")]
+
+
 def assert_same_arrays(a: CohortArrays, b: CohortArrays) -> None:
     for m in MODALITIES:
         np.testing.assert_array_equal(a.values[m], b.values[m])
@@ -91,7 +96,7 @@ def test_errors_name_the_file_row_across_chunks(tiny_cohort, tmp_path, monkeypat
     monkeypatch.setattr(cohort_cache, "ROWS_PER_CHUNK", 100)
     with pytest.raises(InputError, match=rf"column '{column}': non-numeric value 'high' at row {row}"):
         build_cohort_cache(path, schema, 4, True, tmp_path / "cache")
-    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left
+    assert not entries(tmp_path / "cache")  # nothing half-built is left
 
 
 def test_a_build_killed_midway_is_rebuilt(tmp_path):
@@ -116,10 +121,10 @@ def test_a_build_killed_midway_is_rebuilt(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(ROOT), HAMNET_KILL_AT="cohort_cache.chunk_written@2"))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "killed at cohort_cache.chunk_written@2" in proc.stderr
-    assert [d.name.split(".partial-")[0] for d in root.iterdir()] == [cohort_cache.cache_key(path, schema, 4, True)]
-    assert not any((d / cohort_cache.META).exists() for d in root.iterdir())  # no cache that looks complete
+    assert [d.name.split(".partial-")[0] for d in entries(root)] == [cohort_cache.cache_key(path, schema, 4, True)]
+    assert not any((d / cohort_cache.META).exists() for d in entries(root))  # no cache that looks complete
     directory = build_cohort_cache(path, schema, 4, True, root)
-    assert [d.name for d in root.iterdir()] == [directory.name]
+    assert [d.name for d in entries(root)] == [directory.name]
     assert_same_arrays(load_cohort_cache(directory).in_memory(), load_cohort(path, schema, DATA_CFG))
 
 
@@ -165,13 +170,14 @@ def test_training_from_the_cache_equals_training_in_memory(tiny_run, tiny_cohort
     config held in memory, each batch made when the step asks, see identical batches, so
     their metrics.jsonl are identical."""
     data, _ = tiny_cohort
-    assert list((tiny_run / "data_cache").iterdir())
+    assert not (tiny_run / "data_cache").exists()  # the run refers to the shared cache, holds no copy
+    key = cohort_cache.cache_key(data, tiny_cohort[1], 4, True)
+    assert (cohort_cache.default_cache_root() / key / cohort_cache.META).exists()
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**TINY_CONFIG, "data": {"cache": False},
                                       "training": {**TINY_CONFIG["training"], "prefetch_batches": 0}}))
     out = tmp_path / "in_memory"
     assert main(["train", "--data", str(data), "--config", str(config), "--out", str(out), "--quiet"]) == 0
-    assert not (out / "data_cache").exists()
     assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
     a, b = (json.loads((d / "summary.json").read_text())["test"] for d in (tiny_run, out))
     assert a == b
@@ -247,10 +253,78 @@ def test_a_run_directory_that_cannot_be_written_reads_the_file_into_memory(tiny_
     from hamnet_jax.data import dataset
 
     def read_only(*args, **kwargs):
-        raise PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / "data_cache"))
+        raise PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / "cohorts"))
 
     data, schema = tiny_cohort
     monkeypatch.setattr(dataset, "build_cohort_cache", read_only)
     with pytest.warns(UserWarning, match="cohort cache not written .*Read-only file system.*into memory"):
-        arrays = dataset.open_cohort(data, schema, DATA_CFG, tmp_path)
+        arrays = dataset.open_cohort(data, schema, DATA_CFG)
     assert_same_arrays(arrays, load_cohort(data, schema, DATA_CFG))
+
+
+def hold_build_at_first_chunk(ready: str, go: str, *build_args) -> None:
+    """Build a cache, pausing after its first chunk (the key's lock held) until `go` is written."""
+    def pause(name):
+        if name == "cohort_cache.chunk_written":
+            with open(ready, "w") as f:
+                f.write("paused")
+            with open(go) as f:
+                f.read()
+
+    cohort_cache.kill_point = pause
+    path, schema_file, root = build_args
+    from hamnet_jax.data.schema import Schema
+    print(build_cohort_cache(path, Schema.load(schema_file), 4, True, root))
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process `pid` waits for a file lock (a `->` line of /proc/locks)."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if len(line.split()) > 5)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks to see a waiting process")
+def test_two_processes_building_one_cache_build_it_once(tiny_cohort, tmp_path):
+    """The first process holds the key's lock mid-build; the second waits on it (seen in
+    /proc/locks, no sleep), then finds the cache complete. The second runs with a kill point
+    at the first chunk it would write, so had it built anything it would have died."""
+    data, _ = tiny_cohort
+    schema_file = str(data.with_name("tiny.schema.yaml"))
+    root = tmp_path / "cohorts"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    os.mkfifo(ready)
+    os.mkfifo(go)
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tests.data.test_cohort_cache import hold_build_at_first_chunk as h; "
+         "h(*sys.argv[1:])", str(ready), str(go), str(data), schema_file, str(root)],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(ready) as f:
+        assert f.read() == "paused"
+    code = ("import sys; from hamnet_jax.data.cohort_cache import build_cohort_cache; "
+            "from hamnet_jax.data.schema import Schema; "
+            "print(build_cohort_cache(sys.argv[1], Schema.load(sys.argv[2]), 4, True, sys.argv[3]))")
+    second = subprocess.Popen([sys.executable, "-c", code, str(data), schema_file, str(root)], cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT), HAMNET_KILL_AT="cohort_cache.chunk_written"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not _blocked_on_a_lock(second.pid):  # a condition, not a time: the second is waiting
+        assert second.poll() is None, second.communicate()
+    with open(go, "w") as f:
+        f.write("go")
+    out_first, err_first = first.communicate(timeout=300)
+    out_second, err_second = second.communicate(timeout=300)
+    assert first.returncode == 0, err_first
+    assert second.returncode == 0, err_second  # it never reached a chunk of its own
+    assert out_first == out_second and [d.name for d in entries(root)] == [Path(out_first.strip()).name]
+    assert_same_arrays(load_cohort_cache(out_first.strip()).in_memory(), load_cohort(data, tiny_cohort[1], DATA_CFG))
+
+
+def test_categorical_values_that_are_no_level_are_kept_exactly(tiny_cohort, tmp_path):
+    data, schema = tiny_cohort
+    frame = read_table(data)
+    column = schema.categorical_columns[0]
+    frame.loc[[3, 50], column] = [2.5, -7.0]  # no level of the schema: the preprocessor reads them as unknown
+    path = tmp_path / "odd.parquet"
+    write_table(frame, path)
+    cached = load_cohort_cache(build_cohort_cache(path, schema, 4, True, tmp_path / "cache"))
+    assert len(cached.others) == 2
+    assert_same_arrays(cached.in_memory(), load_cohort(path, schema, DATA_CFG))
