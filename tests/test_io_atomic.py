@@ -1,4 +1,5 @@
 import json
+import os
 import math
 
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic
@@ -47,3 +48,25 @@ def test_a_torn_tail_longer_than_the_scan_is_cut_whole(tmp_path, monkeypatch):
     log.path.write_text('{"n": 1}\n{"n": 2, "a long torn line"')
     log.append({"n": 3})
     assert log.path.read_text() == '{"n": 1}\n{"n": 3}\n'
+
+
+def test_a_directory_owned_by_a_live_process_is_refused_to_a_second(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from hamnet_jax.errors import InputError
+    from hamnet_jax.file_lock import owned
+
+    with owned(tmp_path, "study"):
+        code = ("import sys; from hamnet_jax.file_lock import owned\n"
+                "try:\n    owned(__import__('pathlib').Path(sys.argv[1]), 'study').__enter__()\n"
+                "except Exception as e:\n    print(e)")
+        other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        assert f"another process (pid {os.getpid()}) is running this study" in other.stdout
+        with pytest.raises(InputError, match="is running this study"):  # (flock: per open file, this process too)
+            with owned(tmp_path, "study"):
+                pass
+    with owned(tmp_path, "study"):  # released when the first owner ends
+        pass

@@ -39,6 +39,7 @@ from hamnet_jax.data.schema import Schema, sidecar_path
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic
 from hamnet_jax.job_dir import as_stored, claim, data_identity, differing_keys, stored_identity
+from hamnet_jax.file_lock import owned
 from hamnet_jax.kill_points import kill_point, kill_scope
 from hamnet_jax.pipeline.deliver import stage_monitoring, stage_repository
 from hamnet_jax.pipeline.measure import stage_bench
@@ -111,42 +112,43 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
     data_path = Path(data) if data is not None else None
     _claim(out, _identity(config, data_path, chosen, schema_path))
-    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    unused = unused_keys(config)
-    if unused:
-        say(f"pipeline: note: config values the switched-off stages do not use: {', '.join(unused)}")
-    plan = planned_stages(config, data_path is None)
-    done: Done = {}
+    with owned(out, "pipeline"):  # (two runs of one pipeline at once: the second is refused)
+        say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        unused = unused_keys(config)
+        if unused:
+            say(f"pipeline: note: config values the switched-off stages do not use: {', '.join(unused)}")
+        plan = planned_stages(config, data_path is None)
+        done: Done = {}
 
-    def stage(i: int, name: str, work: Callable[[], dict[str, Any]]) -> None:
-        marker = out / name / "stage.json"
-        if marker.exists():
-            done[name] = json.loads(marker.read_text())["outputs"]
-            say(f"pipeline [{i}/{len(plan)}] {name}: done earlier")
-            return
-        say(f"pipeline [{i}/{len(plan)}] {name} ...")
-        _event(out, {"stage": name, "event": "start"})
-        started = time.perf_counter()
-        with kill_scope(name):
-            kill_point("pipeline.stage_started")
-            outputs = work()
-        seconds = time.perf_counter() - started
-        write_json_atomic(marker, {"stage": name, "seconds": seconds, "outputs": outputs,
-                                   "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
-        _event(out, {"stage": name, "event": "done", "seconds": seconds})
-        done[name] = outputs
-        say(f"pipeline [{i}/{len(plan)}] {name}: done in {seconds:.0f} s")
+        def stage(i: int, name: str, work: Callable[[], dict[str, Any]]) -> None:
+            marker = out / name / "stage.json"
+            if marker.exists():
+                done[name] = json.loads(marker.read_text())["outputs"]
+                say(f"pipeline [{i}/{len(plan)}] {name}: done earlier")
+                return
+            say(f"pipeline [{i}/{len(plan)}] {name} ...")
+            _event(out, {"stage": name, "event": "start"})
+            started = time.perf_counter()
+            with kill_scope(name):
+                kill_point("pipeline.stage_started")
+                outputs = work()
+            seconds = time.perf_counter() - started
+            write_json_atomic(marker, {"stage": name, "seconds": seconds, "outputs": outputs,
+                                       "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+            _event(out, {"stage": name, "event": "done", "seconds": seconds})
+            done[name] = outputs
+            say(f"pipeline [{i}/{len(plan)}] {name}: done in {seconds:.0f} s")
 
-    if data_path is None:
-        stage(1, "cohort", lambda: _builtin_cohort(out, chosen))
-        data_path = Path(done["cohort"]["data"])
-    ctx = Context(out, data_path, _schema(data_path, schema_path), config, progress)
-    for i, name in enumerate(plan, 1):
-        if name != "cohort":
-            stage(i, name, lambda name=name: _STAGES[name](ctx, done))
-    results = write_report(out)
-    say(f"pipeline: report {results['report']}")
-    return {**results, "stages": done}
+        if data_path is None:
+            stage(1, "cohort", lambda: _builtin_cohort(out, chosen))
+            data_path = Path(done["cohort"]["data"])
+        ctx = Context(out, data_path, _schema(data_path, schema_path), config, progress)
+        for i, name in enumerate(plan, 1):
+            if name != "cohort":
+                stage(i, name, lambda name=name: _STAGES[name](ctx, done))
+        results = write_report(out)
+        say(f"pipeline: report {results['report']}")
+        return {**results, "stages": done}
 
 
 def _schema(data: Path, schema_path: str | os.PathLike | None) -> Schema:

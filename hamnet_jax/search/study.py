@@ -23,6 +23,7 @@ from typing import Any
 from hamnet_jax.config import Config
 from hamnet_jax.data.schema import sidecar_path
 from hamnet_jax.errors import InputError
+from hamnet_jax.file_lock import owned
 from hamnet_jax.job_dir import data_identity, file_digest
 
 SCHEDULERS = ("asha", "hyperband", "full")
@@ -181,13 +182,14 @@ def run_search(request: StudyRequest, config: Config,
     trial_fn = functools.partial(hamnet_trial, data=str(request.data), config=base, early_stop_patience=patience,
                                  measure_speed=speed, schedule_epochs=max_epochs)
     names = [o.metric for o in objectives]
-    try:
-        records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
-                            progress=(lambda record: progress(record, names)) if progress else None,
-                            max_trial_epochs=request.budget)
-    finally:
-        executor.shutdown()
-    report = finalize_study(store, records, objectives, max_epochs, trial_fn if request.best_run else None)
+    with owned(store.root, "study"):  # (two processes running one study: the second is refused)
+        try:
+            records = run_study(store, space, objectives, scheduler, proposer, trial_fn, constraints, executor,
+                                progress=(lambda record: progress(record, names)) if progress else None,
+                                max_trial_epochs=request.budget)
+        finally:
+            executor.shutdown()
+        report = finalize_study(store, records, objectives, max_epochs, trial_fn if request.best_run else None)
     report["trials"] = len(records)
     report["store"] = str(store.root)
     return report
