@@ -47,7 +47,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "tb", "plots", "baselines-*.pkl",
+        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "tb", "plots", "baselines-*.skops",
                                                                     "predictions-*.npz"))
         for features in ("all-visits", "last-visit"):
             for attempt in ("first", "second"):

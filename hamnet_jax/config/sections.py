@@ -121,7 +121,7 @@ class DataConfig:
     # `hamnet train` reads the file once, in chunks, into the shared memory-mapped cohort cache
     # (data/cohort_cache.py) and trains from it with bounded memory; false: all in memory
     cache: bool = True
-    # the cache root (default: $HAMNET_CACHE_DIR, else ~/.cache/hamnet/cohorts), shared by every run
+    # the cohort cache's folder (default: cohorts/ under $HAMNET_CACHE_DIR, else ~/.cache/hamnet), shared by every run
     cache_dir: str | None = None
 
     @field_validator("split")

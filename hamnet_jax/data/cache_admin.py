@@ -1,11 +1,12 @@
-"""`hamnet cache list | prune`: what the shared cohort cache root holds, and removing it.
+"""`hamnet cache list | prune`: what the shared cache root holds (cache_root.py), and removing it.
 
-A cache is listed with its key, source file, subjects, size and when a run last read it
-(the mtime of its meta.json, touched on every load). `prune` removes partial builds whose
-builder is dead (their key's lock is free) and, with `older_than_days` or `everything`,
-complete caches; a cache whose key is locked (being built) is skipped. A cache removed
-while a process reads it stays readable to that process (its files are mapped), and the
-next run that needs it rebuilds it: pruning never breaks a run.
+A cohort cache is listed with its key, source file, subjects, size and when a run last read
+it (the mtime of its meta.json, touched on every load); a fitted-baselines file with its
+size and last use. `prune` removes partial cohort builds whose builder is dead (their key's
+lock is free) and, with `older_than_days` or `everything`, complete entries; a cohort whose
+key is locked (being built) is skipped. A cohort cache removed while a process reads it
+stays readable to that process (its files are mapped), and the next run that needs any
+entry rebuilds it: pruning never breaks a run.
 """
 
 from __future__ import annotations
@@ -25,14 +26,24 @@ def _size(directory: Path) -> int:
 
 
 def list_caches(root: Path) -> list[dict[str, Any]]:
-    """One row per complete cache and per partial build under `root`, newest use first."""
+    """One row per cohort cache (complete or partial) and per fitted-baselines file under the
+    cache root `root`, newest use first."""
+    rows = _cohorts(root / "cohorts")
+    baselines = root / "baselines"
+    if baselines.is_dir():
+        rows += [{"kind": "baselines", "key": p.stem, "path": str(p), "bytes": p.stat().st_size, "state": "complete",
+                  "last_used": p.stat().st_mtime} for p in sorted(baselines.glob("*.skops"))]
+    return sorted(rows, key=lambda r: -r["last_used"])
+
+
+def _cohorts(root: Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         return []
     rows = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         meta_file = directory / META
         key = directory.name.split(".partial-")[0]
-        row: dict[str, Any] = {"key": key, "path": str(directory), "bytes": _size(directory)}
+        row: dict[str, Any] = {"kind": "cohort", "key": key, "path": str(directory), "bytes": _size(directory)}
         if ".partial-" in directory.name or not meta_file.exists():
             row.update(state="partial", last_used=directory.stat().st_mtime)
         else:
@@ -40,13 +51,14 @@ def list_caches(root: Path) -> list[dict[str, Any]]:
             row.update(state="complete", source=meta.get("source"), subjects=meta.get("subjects"),
                        format=meta.get("format"), last_used=meta_file.stat().st_mtime)
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["last_used"])
+    return rows
 
 
 def prune_caches(root: Path, older_than_days: float | None = None, everything: bool = False,
                  now: float | None = None) -> dict[str, Any]:
-    """Remove dead partial builds, and complete caches unused for `older_than_days` (or all
-    with `everything`); returns what was removed, the bytes freed and what was busy."""
+    """Under the cache root `root`: remove dead partial builds, and entries unused for
+    `older_than_days` (or all with `everything`); returns what was removed, the bytes freed
+    and what was busy."""
     now = time.time() if now is None else now
     removed, busy, freed = [], [], 0
     for row in list_caches(root):
@@ -54,11 +66,14 @@ def prune_caches(root: Path, older_than_days: float | None = None, everything: b
             older_than_days is not None and now - row["last_used"] > older_than_days * 86400)
         if not stale:
             continue
-        with try_locked(root / LOCKS / f"{row['key']}.lock") as held:
-            if not held:
-                busy.append(row["path"])
-                continue
-            shutil.rmtree(row["path"], ignore_errors=True)
+        if row["kind"] == "baselines":  # (written whole by a rename: nothing to wait for)
+            Path(row["path"]).unlink(missing_ok=True)
+        else:
+            with try_locked(root / "cohorts" / LOCKS / f"{row['key']}.lock") as held:
+                if not held:
+                    busy.append(row["path"])
+                    continue
+                shutil.rmtree(row["path"], ignore_errors=True)
         removed.append(row["path"])
         freed += row["bytes"]
     return {"removed": removed, "bytes_freed": freed, "busy": busy}

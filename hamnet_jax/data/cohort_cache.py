@@ -10,7 +10,8 @@ plus the key columns, whatever the cohort's size.
 
 Content-addressed and shared: a cache's directory is named by a digest of the file's bytes,
 the schema, `max_visits` and the cache format, under one root for every run on the machine
-(`data.cache_dir`, else `$HAMNET_CACHE_DIR`, else `~/.cache/hamnet/cohorts`). A run names its
+(`data.cache_dir`, else `cohorts/` under the cache root: `$HAMNET_CACHE_DIR`, default
+`~/.cache/hamnet`; cache_root.py). A run names its
 data by the same digest (its job.json) and the cache is rebuilt whenever it is missing, so a
 run directory holds no copy of its data. `hamnet cache list | prune` manage the root.
 
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hamnet_jax.cache_root import cache_dir
 from hamnet_jax.data.arrays import (SUBJECTS_PER_CHUNK, CohortArrays, check_subject_level, key_columns,
                                     numeric_columns, subject_layout)
 from hamnet_jax.data.schema import Schema
@@ -59,17 +61,13 @@ CACHE_FORMAT = 2
 ROWS_PER_CHUNK = 20_000  # file rows per chunk of the feature pass (~500 MB of float64 at 3,300 columns)
 META = "meta.json"
 SMALL_FIELDS = ("visit_mask", "visit_times", "targets", "labels", "subject_ids")
-CACHE_VARIABLE = "HAMNET_CACHE_DIR"
 LOCKS = ".locks"  # one lock file per key (kept: removing a lock file others may hold would split them)
 MISSING, OTHER = -1, -2  # categorical codes: no value; a value that is none of the schema's levels
 
 
 def default_cache_root() -> Path:
-    """`$HAMNET_CACHE_DIR`, else `~/.cache/hamnet/cohorts` (XDG_CACHE_HOME honoured)."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "hamnet" / "cohorts"
+    """`cohorts/` under the cache root (`$HAMNET_CACHE_DIR`, default `~/.cache/hamnet`)."""
+    return cache_dir("cohorts")
 
 
 def cache_key(path: str | os.PathLike, schema: Schema, max_visits: int | None, require_target: bool) -> str:

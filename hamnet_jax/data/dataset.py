@@ -39,7 +39,7 @@ def load_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
 def open_cohort(path: str | os.PathLike, schema: Schema, data_cfg: DataSettings,
                 require_target: bool = True) -> CohortArrays | CachedCohort:
     """The cohort as `data.cache` says: read in chunks into the shared cohort cache
-    (`data.cache_dir`, else `$HAMNET_CACHE_DIR`, else `~/.cache/hamnet/cohorts`; reused
+    (`data.cache_dir`, else `cohorts/` under `$HAMNET_CACHE_DIR` or `~/.cache/hamnet`; reused
     while the file and schema are unchanged, by any run) and read from it by rows, or whole
     into memory."""
     if not data_cfg.cache:

@@ -1,10 +1,12 @@
-"""Fitted baselines kept in the run directory, so a second `hamnet evaluate` does not refit.
+"""Fitted baselines kept in the shared cache (`baselines/` under the cache root:
+cache_root.py), so a second `hamnet evaluate` does not refit, nor does an evaluation of
+another run on the same training split.
 
 The key is a SHA-256 of what the fit depends on: the training split's flattened features,
 targets and outcomes, the tasks (so a changed data file, split or schema invalidates it, whatever the file's
 name or format), the seed, the feature mode, and the scikit-learn version (fitted models do
-not cross versions). One file per feature mode, `baselines-<features>.skops`, replaced
-atomically when its key changes.
+not cross versions). The file is named by the key, `<key>.skops`, written atomically; its
+modification time marks its last use (`hamnet cache prune --older-than`).
 
 No pickle: a run directory may be shared or downloaded, and loading a pickle runs whatever
 code it names. skops (https://skops.readthedocs.io) stores scikit-learn models as a
@@ -16,12 +18,14 @@ is not loaded; the baselines are refitted.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hamnet_jax.cache_root import cache_dir
 from hamnet_jax.data.arrays import CohortArrays
 from hamnet_jax.evaluation.baselines import fit_baselines, flatten_features
 from hamnet_jax.errors import InputError
@@ -44,24 +48,26 @@ def baseline_key(train: CohortArrays, seed: int, features: str, tasks: tuple[str
     return digest.hexdigest()
 
 
-def cached_baselines(run_dir: str | Path, train: CohortArrays, seed: int, features: str = "all-visits",
+def cached_baselines(directory: str | Path | None, train: CohortArrays, seed: int, features: str = "all-visits",
                      progress: Callable[[str], None] | None = None,
                      tasks: tuple[str, ...] = ("regression",)) -> tuple[dict[str, Any], bool]:
-    """(fitted baselines of `tasks`, whether they came from the cache)."""
+    """(fitted baselines of `tasks`, whether they came from the cache in `directory`,
+    default the shared `baselines/`)."""
     say = progress or (lambda _: None)
-    path = Path(run_dir) / f"baselines-{features}.skops"
     key = baseline_key(train, seed, features, tasks)
+    path = Path(directory if directory is not None else cache_dir("baselines")) / f"{key[:32]}.skops"
     if path.exists():
         stored, why = _load(path)
         if stored is not None and stored.get("key") == key:
             say(f"baselines: reusing {path.name} (fitted on this training split)")
+            os.utime(path)  # last used
             return stored["models"], True
-        say(f"baselines: {path.name} {why or 'was fitted on other data'}; refitting")
+        say(f"baselines: {path.name} {why or 'holds another fit'}; refitting")
     models = fit_baselines(train, seed, features, progress, tasks)
     blob = _skops().dumps({"key": key, "models": models})
     try:
         write_atomic(path, lambda f: f.write(blob), mode="wb")
-    except OSError as e:  # a read-only run directory: the evaluation stands, only the reuse is lost
+    except OSError as e:  # a read-only cache: the evaluation stands, only the reuse is lost
         say(f"baselines: not cached ({path}: {e.strerror or e})")
     return models, False
 

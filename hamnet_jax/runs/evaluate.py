@@ -142,7 +142,7 @@ def evaluate_run(run: Run, data_path: str | os.PathLike, baselines: bool = True,
         tasks = ("regression",) * run.model_config.regression + ("classification",) * run.model_config.classification
         sample = baseline_training_subjects(parts["train"], baseline_subjects, run.config.training.seed)
         fitted_on = {"subjects": sample.num_subjects, "of": parts["train"].num_subjects}
-        fitted, cached = cached_baselines(run.path, sample, run.config.training.seed, baseline_features,
+        fitted, cached = cached_baselines(None, sample, run.config.training.seed, baseline_features,
                                           progress, tasks)
         for name, model in fitted.items():
             rows[name] = prediction_metrics(test, predict_baseline(model, test))

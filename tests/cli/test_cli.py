@@ -42,7 +42,9 @@ def test_predict_and_evaluate(tiny_run, tiny_cohort, tmp_path, capsys):
     np.testing.assert_allclose(pred["total_std"] ** 2, pred["aleatoric_std"] ** 2 + pred["epistemic_std"] ** 2,
                                rtol=2e-3, atol=2e-3)
 
-    for old in [*tiny_run.glob("baselines-*.skops"), *tiny_run.glob("predictions-*.npz")]:
+    from hamnet_jax.cache_root import cache_dir
+
+    for old in [*cache_dir("baselines").glob("*.skops"), *tiny_run.glob("predictions-*.npz")]:
         old.unlink()
     assert main(["evaluate", "--run", str(tiny_run), "--data", str(data)]) == 0
     out = capsys.readouterr()
@@ -97,16 +99,19 @@ def test_baselines_are_refitted_when_the_training_data_changes(tiny_cohort, tmp_
     train.targets[5] += 1.0  # one value the fit depends on changed: refitted
     _, cached = cached_baselines(tmp_path, train, 0, "last-visit")
     assert not cached
-    (tmp_path / "baselines-last-visit.skops").write_bytes(b"torn")  # an unreadable file: refitted too
+    from hamnet_jax.evaluation.baseline_cache import baseline_key
+
+    stored = tmp_path / f"{baseline_key(train, 0, 'last-visit')[:32]}.skops"
+    assert stored.exists() and not list(tmp_path.glob("baselines-*"))
+    stored.write_bytes(b"torn")  # an unreadable file: refitted too
     _, cached = cached_baselines(tmp_path, train, 0, "last-visit", said.append)
     assert not cached and any("is unreadable (" in s and s.endswith("refitting") for s in said)
     # a file naming a type the cache never holds is not loaded (no code runs), whatever its key
     import skops.io as sio
     from fractions import Fraction
 
-    from hamnet_jax.evaluation.baseline_cache import baseline_key
     key = baseline_key(train, 0, "last-visit")
-    (tmp_path / "baselines-last-visit.skops").write_bytes(sio.dumps({"key": key, "models": {"x": Fraction(1, 3)}}))
+    stored.write_bytes(sio.dumps({"key": key, "models": {"x": Fraction(1, 3)}}))
     said.clear()
     _, cached = cached_baselines(tmp_path, train, 0, "last-visit", said.append)
     assert not cached and any("names types this cache never holds (fractions.Fraction)" in s for s in said)

@@ -59,6 +59,9 @@ def test_sigkill_then_resume_matches_uninterrupted(name, tiny_run, tiny_cohort, 
     b = json.loads((tmp_path / "reference" / "summary.json").read_text())
     key = "student_metrics" if name == "distill" else "optimized_metrics"
     assert a[key] == b[key]
+    for file in ("calibration.json", "metrics.jsonl", "weights.safetensors"):  # the same final files, bitwise
+        if (tmp_path / "reference" / file).exists():
+            assert (tmp_path / "killed" / file).read_bytes() == (tmp_path / "reference" / file).read_bytes(), file
     assert a["loop"]["gradient_accumulation_steps"] == 2 and a["loop"]["mesh"] == {"data": 1}
 
 

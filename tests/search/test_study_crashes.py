@@ -104,6 +104,43 @@ def test_a_resumed_study_rebuilds_its_proposer_from_the_log(tmp_path, monkeypatc
     assert stored == {".json", ".jsonl"}  # no pickle or other executable state in the study directory
 
 
+def run_cma_study(root: str, resume: bool) -> None:
+    """An ASHA study proposed by CMA (told after every lowest-rung result), for the kill tests."""
+    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
+    store = open_study(root, {"study": "kill-points", "seed": 2}, resume=resume)
+    run_study(store, space, [Objective("loss")], ASHA(1, 9, max_trials=9, eta=3),
+              Proposer(space, "cma", budget=9, seed=2), quadratic_trial)
+
+
+def final_records(root: Path) -> dict:
+    """The study's trial records without their wall times: what a rerun must reproduce."""
+    records = {}
+    for path in sorted((root / "trials").glob("*.json")):
+        record = json.loads(path.read_text())
+        record.pop("seconds")
+        records[path.name] = record
+    return records
+
+
+@pytest.mark.parametrize("point", ["search.trial_started@7", "search.trial_done@2"])
+def test_a_study_killed_at_each_point_ends_with_the_same_records(tmp_path, point):
+    """SIGKILL at each of the engine's kill points, then `--resume`: every trial record equals
+    an uninterrupted study's (the trials are deterministic, so exactly)."""
+    def study(root, resume, kill=None):
+        code = f"from tests.search.test_study_crashes import run_cma_study; run_cma_study({str(root)!r}, {resume})"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)} | ({"HAMNET_KILL_AT": kill} if kill else {})
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+    clean = study(tmp_path / "clean", False)
+    assert clean.returncode == 0, clean.stderr
+    killed = study(tmp_path / "killed", False, point)
+    assert killed.returncode == -signal.SIGKILL and f"killed at {point}" in killed.stderr, killed.stderr
+    resumed = study(tmp_path / "killed", True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert final_records(tmp_path / "killed") == final_records(tmp_path / "clean")
+    assert len(final_records(tmp_path / "clean")) == 9
+
+
 def hold_and_wait(alive: str, ready: str) -> None:
     """A trial that holds `alive` open for writing for as long as its process lives, says so
     through `ready`, and never finishes by itself."""
