@@ -264,12 +264,18 @@ def test_hamnet_search_cli_runs_and_resumes(tiny_cohort, tiny_config_file, tmp_p
     args = ["search", "hpo", "--data", str(data), "--config", str(tiny_config_file), "--out",
             str(tmp_path / "study"), "--trials", "2", "--scheduler", "full", "--max-epochs", "1",
             "--objectives", "val_mae,latency_ms", "--strategy", "random", "--quiet"]
-    # the first run in a fresh process: its trials share compiled programs through the study's cache
-    run = subprocess.run([sys.executable, "-m", "hamnet_jax.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    # the first run in a fresh process, two trials at once in two worker processes, on a fresh
+    # cache root: both workers ask for the cohort cache at once; it is built once, no trial fails
+    fresh = {**os.environ, "HAMNET_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "hamnet_jax.cli", *args, "--workers", "2"], capture_output=True,
+                         text=True, cwd=ROOT, env=fresh)
     assert run.returncode == 0, run.stderr[-3000:]
     study = tmp_path / "study"
+    records = [json.loads(p.read_text()) for p in (study / "trials").glob("*.json")]
+    assert [r["status"] for r in records] == ["done", "done"], [r["error"] for r in records]
+    assert len([d for d in (tmp_path / "cache" / "cohorts").iterdir() if not d.name.startswith(".")]) == 1
+    # its trials share compiled programs through the study's cache; the data stays in the shared cache
     assert any((study / "xla_cache").iterdir())
-    # ... and the shared cohort cache: no copy of the data in the study or its runs
     assert not any(study.glob("**/data_cache")) and not any(study.glob("**/*.npy"))
     report = json.loads((study / "analysis.json").read_text())
     assert report["trials"] == 2 and report["pareto_front"] and "val_mae" in report["pareto_front"][0]["objectives"]
