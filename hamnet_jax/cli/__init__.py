@@ -1,7 +1,7 @@
 """The `hamnet` command: thin subcommands over the library.
 
-Exit codes: 0 success, 2 bad input (one line on stderr naming what is wrong), 74 a full disk
-(the line names the path being written; the last complete state is kept), 1 a crash.
+Exit codes (`EXIT_CODES`, shown by `hamnet --help`): 0 success, 2 bad input, 3 a check
+found a problem, 74 a full disk, 1 a crash.
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ from hamnet_jax.cli.setup import data_schema as _schema
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("hamnet_jax")
-EX_IOERR = 74  # sysexits.h: an input/output error (a full disk); 2 is bad input, 1 a crash
+EX_IOERR = 74  # sysexits.h: an input/output error (a full disk)
+EXIT_CODES = """exit codes:
+  0   success
+  2   bad input: one line on stderr names the field, column, row or file at fault
+  3   a check found a problem (`drift --fail-on-drift` found drift)
+  74  a full disk: the line names the path being written; the last complete state is kept
+  1   a crash (a bug: please report it with the traceback)"""
 
 
 def cmd_cohort(args: argparse.Namespace) -> None:
@@ -257,7 +263,11 @@ def _loop_arguments(q: argparse.ArgumentParser, precision_flag: str = "--precisi
 def build_parser() -> argparse.ArgumentParser:
     from hamnet_jax.cohort.default import DEFAULT_SUBJECTS
 
-    p = argparse.ArgumentParser(prog="hamnet", description="HAMNet biological-age models in JAX.")
+    from hamnet_jax import __version__
+
+    p = argparse.ArgumentParser(prog="hamnet", description="HAMNet biological-age models in JAX.",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"hamnet-jax {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("cohort", help="write the synthetic cohort and its schema")

@@ -39,9 +39,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     _setup(args)
     if args.calibration and args.format not in ("onnx-int8", "tensorrt-int8"):
         raise InputError(f"--calibration applies to static int8 (onnx-int8, tensorrt-int8), not --format {args.format}")
-    if args.max_batch is not None and not args.format.startswith("tensorrt"):
-        raise InputError(f"--max-batch sizes a TensorRT engine's profile; ONNX graphs take any batch (--format "
-                         f"{args.format})")
+    if args.max_batch is not None and not args.format.startswith(("tensorrt", "triton")):
+        raise InputError(f"--max-batch sizes a TensorRT engine's profile or a Triton model's max_batch_size; ONNX "
+                         f"graphs take any batch (--format {args.format})")
+    if args.name is not None and args.format != "triton":
+        raise InputError(f"--name names the model of a Triton repository (--format triton), not --format {args.format}")
     run = load_run(args.run)
     raw = RawModel.from_run(run, args.mc_samples)
     train = test = None
@@ -50,12 +52,20 @@ def cmd_export(args: argparse.Namespace) -> None:
         # calibration reads and the test split a chunk at a time are in memory)
         parts = split_cohort(open_cohort(args.data, run.schema, run.config.data), run.config.data)
         train, test = parts["train"], parts["test"]
-    raw_inputs = args.raw_inputs or args.format.startswith("tensorrt")
-    d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
-                      args.max_batch or 256)
+    if args.format == "triton":
+        from hamnet_jax.export.triton_repository import write_triton_repository
+
+        d = write_triton_repository(lambda path: export_format(raw, path, "onnx", True, train, test), args.out,
+                                    args.name or "hamnet", args.max_batch or 256)
+        print(f"wrote the Triton model repository {args.out}: {d['config']} (max_batch_size {d['max_batch_size']}, "
+              f"dynamic batching) and {d['path']}; serve it with: tritonserver --model-repository {args.out}")
+    raw_inputs = args.raw_inputs or args.format.startswith(("tensorrt", "triton"))
+    if args.format != "triton":
+        d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
+                          args.max_batch or 256)
     inputs = "raw inputs (data-file units, NaN = missing)" if raw_inputs else "standardized arrays"
     mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
-    print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS[args.format]}, {inputs}, "
+    print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS.get(args.format, 'fp32')}, {inputs}, "
           f"batch dimension 'B', {run.config.data.max_visits} visit slots, {mode}); outputs {', '.join(d['outputs'])}")
     if run.model.mode is not None and d.get("int8_weights"):
         w = d["int8_weights"]
@@ -190,9 +200,13 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
 
     x = sub.add_parser("export", help="export to ONNX (fp32 / fp16 / int8) or a TensorRT engine, checked against JAX")
     x.add_argument("--run", required=True)
-    x.add_argument("--out", required=True, help="file to write (.onnx or a TensorRT engine)")
+    x.add_argument("--out", required=True, help="file to write (.onnx or a TensorRT engine); with --format triton, "
+                                                "the model repository's directory")
     x.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "onnx-int8", "onnx-int8-dynamic",
-                                                         "tensorrt", "tensorrt-int8"))
+                                                         "tensorrt", "tensorrt-int8", "triton"),
+                   help="triton: a model repository for Triton's onnxruntime backend (DIR/<name>/config.pbtxt and "
+                        "DIR/<name>/1/model.onnx, raw inputs, fp32)")
+    x.add_argument("--name", help="the Triton model's name (--format triton; default hamnet)")
     x.add_argument("--raw-inputs", action="store_true",
                    help="the graph takes the data file's values (NaN = missing) and standardizes inside; default: "
                         "standardized arrays and masks (TensorRT engines always take raw inputs)")
@@ -202,7 +216,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--data", help="the run's data file: calibrates int8 on its training split and compares test MAE")
     x.add_argument("--calibration", choices=("minmax", "percentile", "entropy"),
                    help="static int8 activation-range calibration (default minmax)")
-    x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile (default 256)")
+    x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile, or a Triton "
+                                                  "model's max_batch_size (default 256)")
     x.set_defaults(func=cmd_export)
 
     v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")

@@ -3,8 +3,8 @@
     hamnet drift --run runs/a --data new.parquet [--out drift.json] [--fail-on-drift]
 
 Prints the flagged features and modalities (with PSI, KS and missing-rate changes) and the
-prediction drift; writes the whole report as JSON with `--out`. `--fail-on-drift` exits 1
-when anything is flagged, for scheduled checks.
+prediction drift; writes the whole report as JSON with `--out`. `--fail-on-drift` exits 3
+(a check found a problem, not a crash) when anything is flagged, for scheduled checks.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import math
 import sys
 
 from hamnet_jax.cli.setup import _setup
+
+CHECK_FAILED = 3  # the exit code of a check that found a problem (cli EXIT_CODES)
 
 
 def cmd_drift(args: argparse.Namespace) -> int | None:
@@ -51,7 +53,7 @@ def cmd_drift(args: argparse.Namespace) -> int | None:
     drifted = bool(report["drifted_features"] or report["drifted_modalities"] or report.get("prediction_drifted"))
     if args.fail_on_drift and drifted:
         print("drift found (--fail-on-drift)", file=sys.stderr)
-        return 1
+        return CHECK_FAILED
     return None
 
 
@@ -66,6 +68,6 @@ def add_monitoring_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--alpha", type=float, default=0.01, help="significance (Bonferroni over features)")
     d.add_argument("--show", type=int, default=20, help="flagged features printed (default 20)")
     d.add_argument("--no-predictions", action="store_true", help="skip running the model for prediction drift")
-    d.add_argument("--fail-on-drift", action="store_true", help="exit 1 when anything drifted")
+    d.add_argument("--fail-on-drift", action="store_true", help="exit 3 when anything drifted")
     d.add_argument("--config", help="hamnet_config.yaml (general section)")
     d.set_defaults(func=cmd_drift)

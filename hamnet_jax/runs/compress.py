@@ -97,8 +97,9 @@ def job_settings(**sections: Any) -> dict[str, Any]:
 
 def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: bool) -> FitOptions:
     """The loop options of a derived run: the source run's execution keys (with the command's
-    overrides), checkpoints under `out/checkpoints/<stage>`."""
-    return FitOptions(training=training, checkpoint_dir=out / "checkpoints", resume=resume, progress=progress)
+    overrides), checkpoints under `out/checkpoints/<stage>`, TensorBoard scalars under `out/tb/<stage>`."""
+    return FitOptions(training=training, checkpoint_dir=out / "checkpoints", resume=resume, progress=progress,
+                      log_dir=out / "tb")
 
 
 def loop_summary(training: TrainingConfig) -> dict:

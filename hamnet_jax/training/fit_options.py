@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import jax
 from jax.sharding import Mesh
 
 from hamnet_jax.config import TrainingConfig
@@ -15,6 +16,7 @@ from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.training.loop import FitResult, epoch_steps, fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
+from hamnet_jax.training.run_log import ScalarLog
 
 WARMUP_FRACTION = 0.05  # of a fine-tuning stage's epochs
 
@@ -23,19 +25,21 @@ WARMUP_FRACTION = 0.05  # of a fine-tuning stage's epochs
 class FitOptions:
     """`training` supplies the execution keys (precision, mesh, accumulation, remat,
     attention kernel, bucketing); a stage sets its own epochs, batch size, learning rate
-    and seed. Each stage checkpoints under `checkpoint_dir/<stage>`."""
+    and seed. Each stage checkpoints under `checkpoint_dir/<stage>` and, with `log_dir`,
+    writes its epochs as TensorBoard scalars under `log_dir/<stage>`."""
 
     training: TrainingConfig = TrainingConfig()
     checkpoint_dir: Path | None = None
     resume: bool = False
     progress: bool = False
     mesh: Mesh | None = None
+    log_dir: Path | None = None
 
     def stage(self, name: str) -> FitOptions:
         """The options of a named sub-stage (its own checkpoint folder)."""
-        if self.checkpoint_dir is None:
-            return self
-        return dataclasses.replace(self, checkpoint_dir=Path(self.checkpoint_dir) / name)
+        return dataclasses.replace(
+            self, checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / name,
+            log_dir=None if self.log_dir is None else Path(self.log_dir) / name)
 
     def config(self, epochs: int, batch_size: int, learning_rate: float, seed: int,
                weight_decay: float | None = None) -> TrainingConfig:
@@ -48,8 +52,14 @@ class FitOptions:
 
     def fit(self, model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: Batch,
             plan: Plan = DEFAULT_PLAN) -> FitResult:
-        return fit(model_config, cfg, train, val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                   progress=self.progress, mesh=self.mesh, plan=plan)
+        scalars = ScalarLog(self.log_dir) if self.log_dir is not None and jax.process_index() == 0 else None
+        try:
+            return fit(model_config, cfg, train, val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+                       progress=self.progress, mesh=self.mesh, plan=plan,
+                       on_epoch=scalars.log if scalars is not None else None)
+        finally:
+            if scalars is not None:
+                scalars.close()
 
     def steps_per_epoch(self, cfg: TrainingConfig, num_subjects: int) -> int:
         """Optimizer steps per epoch `fit` will take (schedules in steps need it)."""

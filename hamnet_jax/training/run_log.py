@@ -1,5 +1,6 @@
 """Per-epoch logging of a run: `metrics.jsonl` (rewritten atomically, so a resumed run's
-file matches its checkpoint) and TensorBoard scalars under `tb/`."""
+file matches its checkpoint) and TensorBoard scalars under `tb/`; `ScalarLog` alone for
+the fine-tunes of pruning, QAT and distillation (`tb/<stage>/`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,30 @@ from pathlib import Path
 from hamnet_jax.io_atomic import strict_json, write_text_atomic
 
 
-class RunLog:
-    def __init__(self, run_dir: Path, history: list[dict] | None = None):
+class ScalarLog:
+    """Each epoch's record as TensorBoard scalars (tag = the record's key, step = its epoch)."""
+
+    def __init__(self, log_dir: Path):
         from tensorboardX import SummaryWriter
 
+        self.writer = SummaryWriter(str(log_dir))
+
+    def log(self, record: dict) -> None:
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, record["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, history: list[dict] | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.history: list[dict] = list(history or [])
         self._flush()
-        self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+        self.scalars = ScalarLog(Path(run_dir) / "tb")
 
     def _flush(self) -> None:
         lines = (json.dumps(strict_json(r), sort_keys=True, allow_nan=False) + "\n" for r in self.history)
@@ -25,10 +42,7 @@ class RunLog:
     def log_epoch(self, record: dict) -> None:
         self.history.append(record)
         self._flush()
-        for key, value in record.items():
-            if key != "epoch":
-                self.writer.add_scalar(key, value, record["epoch"])
-        self.writer.flush()
+        self.scalars.log(record)
 
     def close(self) -> None:
-        self.writer.close()
+        self.scalars.close()

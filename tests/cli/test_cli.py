@@ -198,3 +198,16 @@ def test_no_modality_subject_is_a_clear_error(tiny_run, tiny_cohort, tmp_path, c
                  "--out", str(tmp_path / "p.csv")]) == 2
     line = _error_line(capsys)
     assert "no modality measured" in line and str(frame["subject_id"].iloc[0]) in line
+
+
+def test_version_and_exit_codes_are_in_the_help(capsys):
+    from hamnet_jax import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"hamnet-jax {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for line in ("0   success", "2   bad input", "3   a check found a problem", "74  a full disk", "1   a crash"):
+        assert line in text

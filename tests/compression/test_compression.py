@@ -17,6 +17,8 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.export.compressed_checkpoint import load_compressed
 
+from ..tensorboard_events import scalars
+
 
 def test_prune_structured_writes_a_smaller_working_run(tiny_run, tiny_cohort, tmp_path, capsys):
     data, _ = tiny_cohort
@@ -30,6 +32,8 @@ def test_prune_structured_writes_a_smaller_working_run(tiny_run, tiny_cohort, tm
     assert summary["speedup_factor"] == pytest.approx(summary["baseline_latency_ms"] / summary["optimized_latency_ms"])
     assert summary["accuracy_drop"] == pytest.approx(
         summary["optimized_metrics"]["mae"] / summary["baseline_metrics"]["mae"] - 1)
+    logged = scalars(out / "tb")  # the fine-tune's epochs as TensorBoard scalars, per stage
+    assert [step for step, _ in logged["prune/cycle1"]["val_mae"]] == [1]
     run = load_run(out)  # the compacted config round-trips through config.yaml
     assert run.model_config.mlp_dim and run.model_config.imaging_kept_features
     pred_file = tmp_path / "pred.csv"
@@ -37,6 +41,18 @@ def test_prune_structured_writes_a_smaller_working_run(tiny_run, tiny_cohort, tm
     assert np.isfinite(pd.read_csv(pred_file)["prediction"]).all()
     assert main(["prune", "--run", str(tiny_run), "--data", str(data), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_quantization_aware_training_logs_its_epochs_to_tensorboard(tiny_run, tiny_cohort, tmp_path):
+    data, _ = tiny_cohort
+    config = tmp_path / "q.yaml"
+    config.write_text("quantization:\n  qat_epochs: 2\n  batch_size: 32\n")
+    out = tmp_path / "qat"
+    assert main(["quantize", "--run", str(tiny_run), "--data", str(data), "--out", str(out), "--mode", "qat",
+                 "--config", str(config), "--quiet"]) == 0
+    logged = scalars(out / "tb")
+    assert [step for step, _ in logged["quantize"]["val_mae"]] == [1, 2]
+    assert json.loads((out / "summary.json").read_text())["optimized_metrics"]["mae"] > 0
 
 
 def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path):

@@ -28,6 +28,8 @@ from hamnet_jax.training.state import count_params
 from hamnet_jax.transforms import distillation as kd
 from hamnet_jax.compression.student import counts_by_width, param_count, student_config
 
+from ..tensorboard_events import scalars
+
 CFG = HAMNetConfig.from_tier("base", clinical_dim=12, imaging_dim=48, genetic_dim=40, lifestyle_dim=6,
                              imaging_group_size=16, genetic_group_size=16, classification=True,
                              lifestyle_cardinalities=(3, 4))
@@ -196,6 +198,8 @@ def test_cli_distill_writes_a_working_student_run(tiny_run, tiny_cohort, tmp_pat
     assert main(["distill", "--run", str(tiny_run), "--data", str(data), "--out", str(out), "--ratio", "0.5",
                  "--epochs", "1"]) == 0
     assert "samples/s" in capsys.readouterr().out
+    logged = scalars(out / "tb")
+    assert logged and all(tags["val_mae"] for tags in logged.values())  # each generation's epochs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["student_params"] < summary["teacher_params"]
     assert abs(summary["student_params"] / summary["teacher_params"] - 0.5) <= 0.05

@@ -58,7 +58,7 @@ def test_hamnet_drift_flags_shifted_lifestyle_and_missing_imaging_only(tiny_run,
     shifted, lifestyle = _shifted_cohort(tmp_path, seed=11, shift_lifestyle=1.0, drop_imaging=True)
     out = tmp_path / "drift.json"
     assert main(["drift", "--run", str(tiny_run), "--data", str(shifted), "--out", str(out),
-                 "--fail-on-drift"]) == 1
+                 "--fail-on-drift"]) == 3
     report = json.loads(out.read_text())
     assert sorted(report["drifted_features"]) == sorted(lifestyle)
     assert report["drifted_modalities"] == ["imaging"]
@@ -72,6 +72,8 @@ def test_hamnet_drift_flags_shifted_lifestyle_and_missing_imaging_only(tiny_run,
     assert report["drifted_features"] == [] and report["drifted_modalities"] == []
     assert not report["prediction_drifted"]
     assert report["subjects"] == report["subjects_in_file"] == 240
+    assert main(["drift", "--run", str(tiny_run), "--data", str(same), "--fail-on-drift"]) == 0  # a fresh draw
+    assert main(["drift", "--run", str(tiny_run), "--data", str(tmp_path / "missing.parquet"), "--fail-on-drift"]) == 2
 
 
 def test_drift_of_a_large_file_is_checked_on_a_seeded_sample(tiny_run, tmp_path, monkeypatch):
