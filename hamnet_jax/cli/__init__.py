@@ -53,7 +53,7 @@ def cmd_cohort(args: argparse.Namespace) -> None:
     defaults = CohortDims()
     dims = CohortDims(*(getattr(args, f"{f}_dim") or getattr(defaults, f) for f in
                         ("clinical", "imaging", "genetic", "lifestyle_numeric")))
-    rows, columns, side = write_cohort(args.out, args.subjects, args.seed, dims, args.generator)
+    rows, columns, side = write_cohort(args.out, args.subjects, args.seed, dims, args.generator, not args.quiet)
     print(f"wrote {rows} rows ({args.subjects} subjects, {columns} columns) to {args.out}; schema {side}")
 
 
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cohort", help="write the synthetic cohort and its schema")
     c.add_argument("--subjects", type=int, default=DEFAULT_SUBJECTS, help=f"subjects (default {DEFAULT_SUBJECTS})")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="cohort.parquet", help="data file (.parquet, .csv or .npz)")
     c.add_argument("--generator", choices=("hamnet", "frailty"), default="hamnet",

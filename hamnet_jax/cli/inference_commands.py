@@ -25,7 +25,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
     run = load_run(args.run)
     predictor = build_predictor(RawModel.from_run(run), options, args.model)
-    subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out)
+    subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out, progress=not args.quiet)
     print(f"wrote predictions for {subjects} subjects to {args.out} ({options.backend} backend)")
 
 
@@ -192,6 +192,7 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--run", required=True)
     r.add_argument("--data", required=True)
     r.add_argument("--out", required=True, help="CSV file to write")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--config", help="hamnet_config.yaml: its inference section")
     r.add_argument("--backend", choices=("jax", "onnx", "onnxruntime", "tensorrt"),
                    help="override inference.backend (default jax: the run itself)")

@@ -24,6 +24,7 @@ from hamnet_jax.data.schema import Schema
 from hamnet_jax.inference.predictors import Predictor
 from hamnet_jax.inference.raw_inputs import cohort_to_raw, validate_raw
 from hamnet_jax.io_atomic import write_atomic
+from hamnet_jax.terminal_progress import progress_bar
 
 if TYPE_CHECKING:  # type hints only: inference sits below config in the layers
     from hamnet_jax.config import DataConfig
@@ -32,7 +33,7 @@ PREDICT_CHUNK = 2048
 
 
 def predict_file(predictor: Predictor, schema: Schema, data_cfg: DataConfig, data_path: str | os.PathLike,
-                 out: str | os.PathLike, chunk: int | None = None) -> int:
+                 out: str | os.PathLike, chunk: int | None = None, progress: bool = False) -> int:
     """Predictions for every subject of `data_path` (read with the run's `schema` and `data`
     section) written to the CSV `out` (one row per subject: `subject_id`, then the
     predictor's outputs); returns the number of subjects."""
@@ -44,7 +45,9 @@ def predict_file(predictor: Predictor, schema: Schema, data_cfg: DataConfig, dat
         cohort = open_cohort(data_path, schema, scratch_cfg, require_target=False)
 
         def write(f: IO[str]) -> None:
-            for i, part in enumerate(cohort.chunks(size)):
+            chunks = progress_bar(cohort.chunks(size), -(-cohort.num_subjects // size), "predict",
+                                  f"x{size:,} subjects", progress)
+            for i, part in enumerate(chunks):
                 request = validate_raw(cohort_to_raw(part, predictor.spec), predictor.spec, part.subject_ids)
                 frame = pd.DataFrame({"subject_id": part.subject_ids, **predictor.run_validated(request)})
                 frame.to_csv(f, index=False, header=i == 0, float_format="%.4f")

@@ -27,6 +27,7 @@ from hamnet_jax.models.hamnet import HAMNet
 from hamnet_jax.training.checkpoints import Checkpoints
 from hamnet_jax.training.dynamic_batching import epoch_batches, largest_batch_within_budget, padding_fraction
 from hamnet_jax.transforms.losses import classification_loss, gaussian_nll
+from hamnet_jax.training.progress import Progress
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
 from hamnet_jax.training.precision import PrecisionPolicy, resolve_policy
 from hamnet_jax.training.prefetch import prefetch
@@ -145,7 +146,8 @@ def _packing(cfg: TrainingConfig, mesh: Mesh, train: Batch, val: Batch, bs: int)
 
 
 def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: TrainingConfig, epoch: int,
-                 bs: int, steps_per_epoch: int, packed_rows: int = 0) -> tuple[TrainState, dict[str, float]]:
+                 bs: int, steps_per_epoch: int, packed_rows: int = 0,
+                 progress: Progress | None = None) -> tuple[TrainState, dict[str, float]]:
     """One epoch of steps; the epoch's shuffle comes from (seed, epoch), each step's key from
     the step number. Each process reads only its devices' rows of a batch, `cfg.prefetch_batches`
     ahead of the step on a background thread. Metrics stay on device until the epoch ends
@@ -155,6 +157,8 @@ def _train_epoch(sharded: ShardedSetup, state: TrainState, train: Batch, cfg: Tr
     if packed_rows and max(counts[rows].sum() for rows, _ in batches) > packed_rows:  # never silently drop a visit
         raise RuntimeError(f"epoch {epoch + 1}: a batch has more real visits than the {packed_rows} packed rows")
     on_device = prefetch((sharded.read_batch(train, rows, visits) for rows, visits in batches), cfg.prefetch_batches)
+    if progress is not None:
+        on_device = progress.steps(on_device, len(batches), epoch)
     step_metrics = []
     for i, batch in enumerate(on_device):
         state, m = sharded.device_step(state, batch, epoch * steps_per_epoch + i)
@@ -208,18 +212,14 @@ def fit(
     run = _start(model_config, cfg, train, val, mesh if mesh is not None else make_mesh(cfg.mesh), plan)
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     run.state, meta, best = _restore(ckpt, run.state, resume)
-    epochs = range(meta["epoch"], cfg.num_epochs)
     primary = jax.process_index() == 0
-    if progress and primary:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, initial=meta["epoch"], total=cfg.num_epochs, desc="train", unit="epoch")
+    shown = Progress(progress and primary, cfg.num_epochs, meta["epoch"])
     stopped = False
-    for epoch in epochs:
+    for epoch in range(meta["epoch"], cfg.num_epochs):
         if meta["bad_epochs"] >= cfg.early_stop_patience > 0:
             stopped = True
             break
-        record, meta, params, improved = _epoch(run, train, val, cfg, plan, epoch, meta)
+        record, meta, params, improved = _epoch(run, train, val, cfg, plan, epoch, meta, shown)
         if improved:
             best = (params, host_params(run.state.opt_state))
         if ckpt:
@@ -228,9 +228,8 @@ def fit(
             ckpt.save("latest", epoch + 1, run.state, meta)
         if on_epoch and primary:
             on_epoch(record)
-        if progress and primary:
-            shown = ("val_loss", "val_mae") if "val_mae" in record else ("val_loss", "val_accuracy")
-            epochs.set_postfix({k: f"{record[k]:.3f}" for k in shown})
+        shown.epoch_done(record)
+    shown.close()
     if ckpt:
         ckpt.close()
     if best is None:  # no eligible epoch: the last one
@@ -293,11 +292,12 @@ def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: B
 
 
 def _epoch(run: _Training, train: Batch, val: Batch, cfg: TrainingConfig, plan: Plan, epoch: int,
-           meta: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], Any, bool]:
+           meta: dict[str, Any],
+           progress: Progress | None = None) -> tuple[dict[str, float], dict[str, Any], Any, bool]:
     """One epoch of steps, then validation: (its record, the bookkeeping, the params on the
     host, whether they improved)."""
     run.state, record = _train_epoch(run.sharded, run.state, train, cfg, epoch, run.batch_size, run.steps_per_epoch,
-                                     run.train_rows)
+                                     run.train_rows, progress)
     params = host_params(run.state.params)
     run.compiling_eval.wait()
     record.update(validation_loss(run.apply_fn, plan.eval_params(params), val, cfg.eval_batch_size))
