@@ -6,9 +6,10 @@ cohort at 6,000 and 60,000 subjects.
 
 Per size, in a temporary directory: `hamnet cohort` writes the cohort (Parquet); `hamnet
 train --tier standard --epochs E` trains a run whose cohort cache goes to a fresh
-`HAMNET_CACHE_DIR`; `hamnet evaluate` adds what it keeps in the run (fitted baselines,
-predictions). The run directory's size does not depend on the epochs trained beyond one
-metrics line each, so E is small. Prints a table; writes experiments/results/bench_storage.json.
+`HAMNET_CACHE_DIR`; `hamnet evaluate --no-baselines` adds what it keeps in the run (its
+eval.json and HAMNet's predictions; fitted baselines go to the shared cache, not the run,
+and at 60,000 subjects take most of an hour to fit here). The run directory's size does
+not depend on the epochs trained beyond one metrics line each, so E is small. Prints a table; writes experiments/results/bench_storage.json.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def measure(subjects: int, epochs: int, tmp: Path) -> dict:
     run = tmp / f"run-{subjects}"
     hamnet("train", "--data", str(data), "--tier", "standard", "--epochs", str(epochs), "--out", str(run), env=env)
     trained = size(run, skip=("checkpoints",))
-    hamnet("evaluate", "--run", str(run), "--data", str(data), env=env)
+    hamnet("evaluate", "--run", str(run), "--data", str(data), "--no-baselines", env=env)
     rows, columns, raw = raw_float32_bytes(data)
-    caches = [d for d in (tmp / "cohorts").iterdir() if not d.name.startswith(".")]
+    caches = [d for d in (tmp / "cohorts" / "cohorts").iterdir() if not d.name.startswith(".")]
     files = {str(p.relative_to(run)): p.stat().st_size for p in run.rglob("*")
              if p.is_file() and "checkpoints" not in p.relative_to(run).parts}
     return {"subjects": subjects, "file_rows": rows, "feature_columns": columns, "parquet_bytes": data.stat().st_size,

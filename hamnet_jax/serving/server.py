@@ -23,18 +23,17 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.serving.auth import BearerTokenInterceptor
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository
-from hamnet_jax.serving.servicer import InferenceServicer
+from hamnet_jax.serving.servicer import SERVICE_NAME, InferenceServicer
 
 log = logging.getLogger("hamnet_jax.serving")
-SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # The batcher's thread needs the GIL back the moment ONNX Runtime / XLA return, while the
 # loop thread holds it decoding requests. Measured at 32 clients (standard tier): between
@@ -125,8 +124,8 @@ async def _start(servicer: InferenceServicer, address: str, max_message_bytes: i
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    servicer.health = health_servicer
+    await servicer.follow_models()
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         if tls is not None:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.serving.batcher import BatcherClosed, QueueFull
@@ -31,6 +32,8 @@ from hamnet_jax.serving.tensors import TensorError, decode_inputs, encode_output
 log = logging.getLogger("hamnet_jax.serving")
 SERVER_NAME = "hamnet-jax"
 EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule_policy"]
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 def _status_of(err: Exception) -> tuple[grpc.StatusCode, str]:
@@ -82,6 +85,20 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.repository, self.version, self.metrics = repository, version, metrics
         self.requests = RequestLog(metrics, access_log)
         self.shutting_down = False
+        self.health: Any = None  # grpc_health.v1's servicer, set by the server (`follow_models`)
+
+    async def follow_models(self) -> None:
+        """grpc.health.v1 as the models stand: the server ("" and the V2 service) SERVING
+        while any model is ready, NOT_SERVING while none is (a Kubernetes readiness probe
+        then takes the pod out); each model by its name, SERVING while a version is loaded."""
+        if self.health is None or self.shutting_down:
+            return
+        loaded = {m.name for m in self.repository.loaded()}
+        status = lambda up: health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status(bool(loaded)))
+        for name in self.repository.available():
+            await self.health.set(name, status(name in loaded))
 
     # -- health and metadata ---------------------------------------------------------------
     @_guarded
@@ -179,11 +196,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_guarded
     async def RepositoryModelLoad(self, request: Any) -> Any:
         await asyncio.get_running_loop().run_in_executor(None, self.repository.load, request.model_name)
+        await self.follow_models()
         return pb.RepositoryModelLoadResponse()
 
     @_guarded
     async def RepositoryModelUnload(self, request: Any) -> Any:
         self.repository.unload(request.model_name)
+        await self.follow_models()
         return pb.RepositoryModelUnloadResponse()
 
 

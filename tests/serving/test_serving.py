@@ -253,6 +253,10 @@ def test_health_reflection_and_repository_control(server, client):
         ("hamnet", "1", "READY"), ("hamnet_onnx", "1", "READY"), ("ab", "1", "READY"), ("ab", "2", "READY")}
     client.unload_model("hamnet_onnx")
     assert not client.is_model_ready("hamnet_onnx")
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+    status = lambda name: health.Check(health_pb2.HealthCheckRequest(service=name)).status
+    assert status("hamnet_onnx") == health_pb2.HealthCheckResponse.NOT_SERVING  # per model, by name
+    assert status("") == status("hamnet") == health_pb2.HealthCheckResponse.SERVING  # others still serve
     with pytest.raises(tc.InferenceServerException, match="not loaded"):
         client.get_model_metadata("hamnet_onnx")
     client.load_model("hamnet_onnx")
@@ -428,3 +432,25 @@ def test_live_drift_metrics_flag_shifted_lifestyle_and_missing_imaging(server, c
     assert samples[share("share", "imaging")] == 1.0
     assert samples[share("change", "clinical")] == pytest.approx(0.0, abs=0.05)
     assert f"hamnet_drift_prediction_psi{{{key}}}" in samples
+
+
+def test_health_follows_the_models(repository_dir, tmp_path):
+    """With the only model unloaded the server's health is NOT_SERVING (a Kubernetes
+    readiness probe takes the pod out); loaded again, SERVING."""
+    shutil.copytree(repository_dir / "hamnet_onnx", tmp_path / "only")
+    repo = Repository(tmp_path)
+    repo.load("only")
+    running = start_server(repo, port=0, workers=2)
+    try:
+        c = tc.InferenceServerClient(f"127.0.0.1:{running.port}")
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+        status = lambda name: health.Check(health_pb2.HealthCheckRequest(service=name)).status
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        assert [status(n) for n in ("", SERVICE_NAME, "only")] == [serving] * 3
+        c.unload_model("only")
+        assert [status(n) for n in ("", SERVICE_NAME, "only")] == [not_serving] * 3
+        c.load_model("only")
+        assert [status(n) for n in ("", SERVICE_NAME, "only")] == [serving] * 3
+        c.close()
+    finally:
+        running.stop(1)
