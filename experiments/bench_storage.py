@@ -53,7 +53,7 @@ def raw_float32_bytes(data: Path) -> tuple[int, int, int]:
 
 
 def measure(subjects: int, epochs: int, tmp: Path) -> dict:
-    env = {**os.environ, "HAMNET_CACHE_DIR": str(tmp / "cohorts"), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "HAMNET_CACHE_DIR": str(tmp / "cache"), "JAX_PLATFORMS": "cpu"}
     data = tmp / f"cohort-{subjects}.parquet"
     hamnet("cohort", "--subjects", str(subjects), "--out", str(data), env=env)
     run = tmp / f"run-{subjects}"
@@ -61,7 +61,7 @@ def measure(subjects: int, epochs: int, tmp: Path) -> dict:
     trained = size(run, skip=("checkpoints",))
     hamnet("evaluate", "--run", str(run), "--data", str(data), "--no-baselines", env=env)
     rows, columns, raw = raw_float32_bytes(data)
-    caches = [d for d in (tmp / "cohorts" / "cohorts").iterdir() if not d.name.startswith(".")]
+    caches = [d for d in (tmp / "cache" / "cohorts").iterdir() if not d.name.startswith(".")]
     files = {str(p.relative_to(run)): p.stat().st_size for p in run.rglob("*")
              if p.is_file() and "checkpoints" not in p.relative_to(run).parts}
     return {"subjects": subjects, "file_rows": rows, "feature_columns": columns, "parquet_bytes": data.stat().st_size,
