@@ -110,6 +110,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
     given = config.given.get("deployment", ())
     host = args.host or deployment.api_host
     port = args.port if args.port is not None else (deployment.api_port if "api_port" in given else 8001)
+    token = os.environ.get("HAMNET_API_TOKEN") or None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip() or None
+        if token is None:
+            raise InputError(f"--token-file {args.token_file} is empty")
+    if not (token or is_loopback(host)):  # before any model loads: refused at once
+        if not args.insecure:
+            raise InputError(f"--host {host} is reachable from other machines and no token is set: give "
+                             "--token-file FILE (or HAMNET_API_TOKEN), or --insecure to serve without "
+                             "authentication")
+        print(f"hamnet serve: warning: serving on {host} without authentication (--insecure): anyone who reaches "
+              "the port can run and unload models", file=sys.stderr, flush=True)
     if args.run:
         repository = Repository.single_run(args.run, args.name or "hamnet", options)
     else:
@@ -119,11 +131,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         repository = Repository(root, options)
         for name in repository.available():
             repository.load(name)
-    token = os.environ.get("HAMNET_API_TOKEN") or None
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip() or None
-        if token is None:
-            raise InputError(f"--token-file {args.token_file} is empty")
     tls = None
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("TLS needs both --tls-cert and --tls-key")
@@ -143,6 +150,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.wait()
     except KeyboardInterrupt:
         server.stop(args.grace)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 def cmd_deploy(args: argparse.Namespace) -> None:
@@ -235,6 +254,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
     v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
     v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
+    v.add_argument("--insecure", action="store_true",
+                   help="serve a non-loopback --host without a token (refused otherwise)")
     v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     v.add_argument("--tls-key", help="PEM private key of --tls-cert")
     v.set_defaults(func=cmd_serve)

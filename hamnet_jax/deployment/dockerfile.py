@@ -18,18 +18,39 @@ comes with the `gpu` extra. The lock is for Linux x86_64 (build with `--platform
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from hamnet_jax.config.sections import DeploymentSection
 
 PYTHON_IMAGE = "python:3.11-slim"
 MODELS_DIR = "/models"
+TOKEN_DIR = "/var/run/secrets/hamnet"  # the API token's Secret is mounted here (read-only)
+TOKEN_FILE = f"{TOKEN_DIR}/token"
 USER_ID = 10001
 
 
 def serve_command(section: DeploymentSection) -> list[str]:
-    """The container's command: the repository baked into the image, metrics on or off.
-    The host and port come from HAMNET_API_HOST / HAMNET_API_PORT (`container_env`)."""
+    """The container's command: the repository baked into the image, metrics on or off,
+    calls authenticated by the bearer token in `TOKEN_FILE` (mounted from a Kubernetes
+    Secret, or by `docker run -v`): the container listens on every interface. The host
+    and port come from HAMNET_API_HOST / HAMNET_API_PORT (`container_env`)."""
     metrics = str(section.metrics_port) if section.enable_monitoring else "-1"
-    return ["hamnet", "serve", "--repository", MODELS_DIR, "--metrics-port", metrics]
+    return ["hamnet", "serve", "--repository", MODELS_DIR, "--metrics-port", metrics, "--token-file", TOKEN_FILE]
+
+
+def api_token_file(path: Path) -> Path:
+    """The API token the container requires (`hamnet serve --token-file`): kept if `path`
+    exists, else a new random one written there readable by its owner only; clients send
+    it as `authorization: Bearer <token>`."""
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path
 
 
 def container_env(section: DeploymentSection) -> dict[str, str]:

@@ -11,6 +11,12 @@
 * HorizontalPodAutoscaler (mode auto_scaling) min_instances..max_instances on CPU;
 * PodDisruptionBudget (more than one replica possible): one pod down at a time.
 
+The serving container listens on every interface and requires a bearer token
+(`--token-file`, mounted read-only from the Secret `<name>-api-token`, which the operator
+creates: no token value is ever generated into a manifest). `check_manifests` refuses a
+container that would serve a non-loopback address without a token from a Secret, unless
+its command says `--insecure`.
+
 `inference_service(section)` is the KServe (serving.kserve.io/v1beta1) custom-predictor
 form for clusters that run KServe. `check_manifests` validates what is generated: the
 fields Kubernetes requires, selectors that match the pod labels, probe and Service ports
@@ -24,7 +30,7 @@ from typing import Any
 import yaml
 
 from hamnet_jax.config.sections import DeploymentSection
-from hamnet_jax.deployment.dockerfile import container_env, serve_command
+from hamnet_jax.deployment.dockerfile import TOKEN_DIR, container_env, serve_command
 from hamnet_jax.errors import InputError
 
 DRAIN_SECONDS = 10  # `hamnet serve --grace` default: in-flight calls get this long at SIGTERM
@@ -65,8 +71,20 @@ def container(section: DeploymentSection) -> dict[str, Any]:
         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},  # endpoints drop the pod before SIGTERM
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "api-token", "mountPath": TOKEN_DIR, "readOnly": True}],
     }
+
+
+def token_secret(section: DeploymentSection) -> str:
+    """The Secret holding the API token (key `token`), made by the operator, never generated:
+    kubectl create secret generic <name>-api-token --from-file=token=FILE."""
+    return f"{section.name}-api-token"
+
+
+def volumes(section: DeploymentSection) -> list[dict[str, Any]]:
+    return [{"name": "tmp", "emptyDir": {}},
+            {"name": "api-token", "secret": {"secretName": token_secret(section), "defaultMode": 0o400}}]
 
 
 def manifests(section: DeploymentSection) -> list[dict[str, Any]]:
@@ -74,7 +92,8 @@ def manifests(section: DeploymentSection) -> list[dict[str, Any]]:
     annotations = ({"prometheus.io/scrape": "true", "prometheus.io/port": str(section.metrics_port),
                     "prometheus.io/path": "/metrics"} if section.enable_monitoring else {})
     pod = {"metadata": {"labels": labels, "annotations": annotations},
-           "spec": {"containers": [container(section)], "volumes": [{"name": "tmp", "emptyDir": {}}],
+           "spec": {"containers": [container(section)], "volumes": volumes(section),
+                    "securityContext": {"fsGroup": 10001},  # (the token file readable by the server's user)
                     "terminationGracePeriodSeconds": DRAIN_SECONDS + 20}}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(section),
                   "spec": {"replicas": replicas(section), "selector": {"matchLabels": labels}, "template": pod,
@@ -107,7 +126,8 @@ def inference_service(section: DeploymentSection) -> dict[str, Any]:
     scaling = section.mode == "auto_scaling"
     predictor: dict[str, Any] = {"minReplicas": replicas(section),
                                  "maxReplicas": section.max_instances if scaling else replicas(section),
-                                 "containers": [serving], "volumes": [{"name": "tmp", "emptyDir": {}}]}
+                                 "containers": [serving], "volumes": volumes(section),
+                                 "securityContext": {"fsGroup": 10001}}
     if scaling:
         predictor.update(scaleMetric="cpu", scaleTarget=section.target_cpu_utilization)
     annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
@@ -138,6 +158,27 @@ def _require(doc: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _check_authenticated(kind: str, c: dict[str, Any], pod_volumes: list[dict[str, Any]]) -> None:
+    """A container serving on a non-loopback address needs its token from a Secret: a
+    `--token-file` under a volume mounted from a Secret, or HAMNET_API_TOKEN from a
+    secretKeyRef; `--insecure` says the open service is meant."""
+    command = [*c.get("command", []), *c.get("args", [])]
+    env = {e["name"]: e for e in c.get("env", [])}
+    host = command[command.index("--host") + 1] if "--host" in command else env.get("HAMNET_API_HOST", {}).get(
+        "value", "127.0.0.1")
+    if host in ("127.0.0.1", "localhost", "::1") or "--insecure" in command:
+        return
+    if "secretKeyRef" in env.get("HAMNET_API_TOKEN", {}).get("valueFrom", {}):
+        return
+    secrets = {v["name"] for v in pod_volumes if "secret" in v}
+    mounted = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", []) if m["name"] in secrets]
+    token_file = command[command.index("--token-file") + 1] if "--token-file" in command else None
+    if token_file is None or not any(token_file.startswith(m) for m in mounted):
+        raise InputError(f"{kind}: container {c['name']} serves on {host} without authentication: give it "
+                         "`--token-file` under a volume mounted from a Secret (or HAMNET_API_TOKEN from a "
+                         "secretKeyRef), or `--insecure` if an open service is meant")
+
+
 def check_manifests(documents: list[dict[str, Any]], section: DeploymentSection) -> None:
     """Raise `InputError` naming the object and field when a manifest is incomplete or
     inconsistent with the server it runs (`section.api_port`)."""
@@ -152,16 +193,20 @@ def check_manifests(documents: list[dict[str, Any]], section: DeploymentSection)
         labels = _require(d, "spec.template.metadata.labels")
         if _require(d, "spec.selector.matchLabels").items() - labels.items():
             raise InputError("Deployment: spec.selector.matchLabels do not select the pod template's labels")
-        pods.append(("Deployment", _require(d, "spec.template.spec.containers")))
+        pods.append(("Deployment", _require(d, "spec.template.spec.containers"),
+                     d["spec"]["template"]["spec"].get("volumes", [])))
         if "Service" in by_kind and _require(by_kind["Service"], "spec.selector").items() - labels.items():
             raise InputError("Service: spec.selector does not select the Deployment's pods")
     if "InferenceService" in by_kind:
-        pods.append(("InferenceService", _require(by_kind["InferenceService"], "spec.predictor.containers")))
-    for kind, containers in pods:
+        predictor = _require(by_kind["InferenceService"], "spec.predictor")
+        pods.append(("InferenceService", _require(by_kind["InferenceService"], "spec.predictor.containers"),
+                     predictor.get("volumes", [])))
+    for kind, containers, pod_volumes in pods:
         for c in containers:
             for path in ("name", "image"):
                 _require(c, path)
-            env = {e["name"]: e["value"] for e in c.get("env", [])}
+            _check_authenticated(kind, c, pod_volumes)
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
             if env.get("HAMNET_API_PORT") != str(section.api_port):
                 raise InputError(f"{kind}: HAMNET_API_PORT is {env.get('HAMNET_API_PORT')}, the server port is "
                                  f"{section.api_port}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import DeploymentSection, InferenceSection
-from hamnet_jax.deployment.dockerfile import dockerfile, dockerignore
+from hamnet_jax.deployment.dockerfile import TOKEN_FILE, api_token_file, dockerfile, dockerignore
 from hamnet_jax.deployment.kubernetes import check_manifests, inference_service, manifests, to_yaml
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_text_atomic
@@ -108,7 +108,9 @@ class HAMNetDeploymentManager:
             if self.config.enable_monitoring:
                 ports += ["-p", f"{self.config.metrics_port}:{self.config.metrics_port}"]
             gpus = ["--gpus", "all"] if self.config.gpus else []
-            run_cmd = ["docker", "run", "-d", "--name", self.config.name, *ports, *gpus, self.config.image]
+            token = api_token_file(dockerfile_path.parent / "api-token")
+            secret = ["-v", f"{token.resolve()}:{TOKEN_FILE}:ro"]  # the container serves with --token-file
+            run_cmd = ["docker", "run", "-d", "--name", self.config.name, *ports, *gpus, *secret, self.config.image]
             return [_run(build_cmd), _run(run_cmd)]
         paths = self.generate_kubernetes_manifests()
         return [_run(["kubectl", "apply", "-f", str(paths["kserve" if env == "cloud" else "kubernetes"])])]

@@ -48,7 +48,7 @@ def test_manifests_per_mode_parse_and_match_the_server(tmp_path, mode, kinds):
     assert {c[p]["grpc"]["port"] for p in ("livenessProbe", "readinessProbe", "startupProbe")} == {9001}
     assert {e["name"]: e["value"] for e in c["env"]}["HAMNET_API_PORT"] == "9001"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1" and c["securityContext"]["runAsNonRoot"]
-    assert c["command"][-2:] == ["--metrics-port", "8002"] and pod["metadata"]["annotations"]["prometheus.io/port"]
+    assert c["command"][-4:-2] == ["--metrics-port", "8002"] and pod["metadata"]["annotations"]["prometheus.io/port"]
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 9001, "metrics": 8002}
     if mode == "auto_scaling":
         hpa = docs[2]["spec"]
@@ -77,6 +77,28 @@ def test_check_manifests_names_what_is_wrong():
     del isvc["metadata"]["name"]
     with pytest.raises(InputError, match="InferenceService .*missing metadata.name"):
         check_manifests([isvc], config)
+
+
+def test_the_manifests_take_the_token_from_a_secret_and_an_open_one_is_refused():
+    config = DeploymentConfig(api_port=8001)
+    for docs in (manifests(config), [inference_service(config)]):
+        check_manifests(docs, config)  # as generated: the token file is mounted from the Secret
+        pod = docs[0]["spec"]["template"]["spec"] if docs[0]["kind"] == "Deployment" else docs[0]["spec"]["predictor"]
+        serving = pod["containers"][0]
+        assert serving["command"][-2:] == ["--token-file", "/var/run/secrets/hamnet/token"]
+        assert {"name": "api-token", "secret": {"secretName": "hamnet-api-token", "defaultMode": 0o400}} in \
+            pod["volumes"]
+        serving["command"] = serving["command"][:-2]  # no token: open to anyone who reaches the port
+        with pytest.raises(InputError, match="serves on 0.0.0.0 without authentication"):
+            check_manifests(docs, config)
+        serving["command"] += ["--token-file", "/tmp/token"]  # a file, not from a Secret
+        with pytest.raises(InputError, match="without authentication"):
+            check_manifests(docs, config)
+        serving["command"][-2:] = ["--insecure"]  # said so explicitly
+        check_manifests(docs, config)
+    committed = list(yaml.safe_load_all((ROOT / "serving" / "kubernetes.yaml").read_text()))
+    check_manifests(committed, DeploymentConfig(**yaml.safe_load(
+        (ROOT / "serving" / "hamnet_config.yaml").read_text())["deployment"]))
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_grpc_healthcheck(tmp_path):
@@ -120,3 +142,14 @@ def test_hamnet_api_environment_sets_the_server_address():
     section = config.section("deployment")
     assert (section.api_host, section.api_port) == ("0.0.0.0", 9100)
     assert set(config.given["deployment"]) == {"api_host", "api_port"}
+
+
+def test_docker_deploys_get_a_private_token_file(tmp_path):
+    import stat
+
+    from hamnet_jax.deployment.dockerfile import api_token_file
+
+    path = api_token_file(tmp_path / "deploy" / "api-token")
+    token = path.read_text()
+    assert len(token.strip()) >= 40 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert api_token_file(path).read_text() == token  # kept, not replaced

@@ -454,3 +454,20 @@ def test_health_follows_the_models(repository_dir, tmp_path):
         c.close()
     finally:
         running.stop(1)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "example.org"])
+def test_serve_refuses_a_reachable_address_without_a_token(tiny_run, capsys, monkeypatch, host):
+    from hamnet_jax.cli import main
+
+    monkeypatch.delenv("HAMNET_API_TOKEN", raising=False)
+    assert main(["serve", "--run", str(tiny_run), "--host", host, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"--host {host} is reachable from other machines and no token is set" in err and "--insecure" in err
+
+
+def test_loopback_addresses_need_no_token():
+    from hamnet_jax.cli.inference_commands import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.9", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "my-host"]))
