@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "hamnet_jax"
 RANKS = {
     "errors": 0,
     # (kill_points: the error type)
-    "io_atomic": 1, "file_lock": 1, "cache_root": 1, "terminal_progress": 1, "modalities": 1, "kill_points": 1, "lazy_exports": 1,
+    "io_atomic": 1, "file_lock": 1, "cache_root": 1, "terminal_progress": 1, "modalities": 1, "kill_points": 1,
+    "lazy_exports": 1,
     "job_dir": 2, "platform": 2,  # (job_dir: atomic io; platform: the error type)
     "data": 3, "cohort": 4, "models": 5, "config": 6, "transforms": 7, "inference": 8,
     "export": 9, "client": 9,  # (client: the service's protocol, spoken from outside it)
