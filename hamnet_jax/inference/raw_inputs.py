@@ -61,13 +61,18 @@ class RawInputSpec:
         return {n: (batch, v) + (() if self.feature_width(n) is None else (self.feature_width(n),))
                 for n in self.names}
 
+# The largest magnitude a raw value may have: far beyond any measurement, and small enough that
+# standardized values and the model's sums of squares stay finite in float32 (3.4e38).
+RAW_LIMIT = 1e12
+
 
 def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
                  subject_ids: Any = None) -> dict[str, np.ndarray]:
     """Checked float32 copies padded to `max_visits`. A `ValueError` (InputError) names the
     input and, for bad values, the subject row (and its id, given `subject_ids`): missing
     or unknown names, non-numeric dtypes, wrong ranks or widths, batch or visit counts that
-    disagree, ±inf, a subject with nothing observed at any visit."""
+    disagree, no subjects, ±inf or values beyond `RAW_LIMIT`, a subject with nothing
+    observed at any visit."""
     def row_name(row: int) -> str:
         return f"subject row {row}" + (f" ({subject_ids[row]!r})" if subject_ids is not None else "")
 
@@ -94,10 +99,18 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
             raise InputError(f"input {name!r}: {v} visit slots; the run takes at most {spec.max_visits} "
                              "(keep each subject's most recent visits)")
         a = a.astype(np.float32)  # a copy: the caller's arrays are never changed
+        if b == 0:
+            raise InputError(f"input {name!r}: shape {a.shape} holds no subjects; send at least one")
         if np.isinf(a).any():
             inf = np.isinf(a).reshape(b, -1).any(axis=1)
             raise InputError(f"input {name!r}: ±inf at {row_name(int(np.flatnonzero(inf)[0]))} "
                              f"({int(inf.sum())} row(s)); use NaN for missing values")
+        huge = np.abs(a) > RAW_LIMIT  # (NaN compares False: missing values pass)
+        if huge.any():
+            row = int(np.flatnonzero(huge.reshape(b, -1).any(axis=1))[0])
+            raise InputError(f"input {name!r}: value {float(a.reshape(b, -1)[row][huge.reshape(b, -1)[row]][0]):.3g} "
+                             f"at {row_name(row)} is outside what the model takes (|x| <= {RAW_LIMIT:.0e}); "
+                             "check its units")
         if name == VISIT_TIMES and np.isnan(a).any():
             row = int(np.flatnonzero(np.isnan(a).any(axis=1))[0])
             raise InputError(f"input {name!r}: NaN at {row_name(row)}; give 0 for padded visit slots")

@@ -88,6 +88,9 @@ def _drift_families(repository: Repository) -> Iterator[Any]:
     yield from (*gauges.values(), absent, absent_change)
 
 
+UNKNOWN = "_unknown"  # the label of every model name (or version) the repository does not hold
+
+
 class ServingMetrics:
     def __init__(self, repository: Repository) -> None:
         self.registry = CollectorRegistry()
@@ -96,10 +99,20 @@ class ServingMetrics:
         self.latency = Histogram("hamnet_request_latency_seconds", "ModelInfer latency", ["model", "version"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(repository))
+        self.repository = repository
         self.port: int | None = None
         self._http: Any = None
 
     def observe(self, model: str, version: str, status: str, seconds: float) -> None:
+        """Count a call. The labels are bounded: a model or version that is not loaded (any
+        name a client makes up) counts as `UNKNOWN`, so clients cannot grow the number of
+        series."""
+        if (model, version) not in self.repository.models:
+            loaded = list(self.repository.models)  # (a snapshot of the keys: no lock on the hot path)
+            if not any(name == model for name, _ in loaded):
+                model, version = UNKNOWN, UNKNOWN
+            elif version:
+                version = UNKNOWN
         self.requests.labels(model, version, status).inc()
         if status == "OK":
             self.latency.labels(model, version).observe(seconds)

@@ -358,6 +358,35 @@ def test_prometheus_metrics(server, client, stub):
     assert 'hamnet_queue_depth{model="hamnet",version="1"}' in samples
     assert any(k.startswith('hamnet_batches_total{model="hamnet"') for k in samples)
     assert samples['hamnet_requests_total{model="hamnet",status="INVALID_ARGUMENT",version=""}'] >= 1
+    # 200 calls naming models nobody loaded add one series, not 200
+    for i in range(200):
+        made_up = raw_request(request, model=f"nope-{i}")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ModelInfer(made_up)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics", timeout=10).read().decode()
+    series = [line for line in text.splitlines() if line.startswith("hamnet_requests_total{")]
+    assert not any("nope-" in line for line in series)
+    unknown = [line for line in series if 'model="_unknown"' in line]
+    assert len(unknown) == 1 and unknown[0].startswith(
+        'hamnet_requests_total{model="_unknown",status="NOT_FOUND",version="_unknown"}')
+    assert float(unknown[0].rsplit(" ", 1)[1]) >= 200  # (earlier tests' made-up names count here too)
+
+
+def test_a_request_without_subjects_or_with_huge_values_is_invalid(server, stub):
+    _, request = request_of(server, "hamnet_onnx", 2, seed=3)
+    empty = {name: value[:0] for name, value in request.items()}
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ModelInfer(raw_request(empty, model="hamnet_onnx"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "holds no subjects" in err.value.details()
+    huge = {name: value.copy() for name, value in request.items()}
+    name = next(n for n in huge if huge[n].ndim == 3)
+    huge[name][1, 0, 0] = 3e38  # finite in float32, far outside what standardization can take
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ModelInfer(raw_request(huge, model="hamnet_onnx"))
+    details = err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and f"input {name!r}" in details
+    assert "at subject row 1" in details and "/" not in details.split("(")[0]  # (no server path in the message)
 
 
 def test_ab_split_shares_and_stickiness(server, stub):
