@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,14 +38,24 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].f
 
 
 def _status_of(err: Exception) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status (and message) a handler's exception is answered with."""
+    """The gRPC status (and message) a handler's exception is answered with. A client never
+    reads the server's filesystem in a message: paths are cut to their last part, and an
+    unexpected error says only its type (the server's log has the rest)."""
     if isinstance(err, (TensorError, InputError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(err)
+        return grpc.StatusCode.INVALID_ARGUMENT, without_paths(str(err))
     if isinstance(err, KeyError):
-        return grpc.StatusCode.NOT_FOUND, str(err.args[0]) if err.args else "not found"
+        return grpc.StatusCode.NOT_FOUND, without_paths(str(err.args[0])) if err.args else "not found"
     if isinstance(err, QueueFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)
-    return grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(err).__name__}); the server's log has the details"
+
+
+_PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?/(?:[^\s/'\"(),:]+/)+([^\s/'\"(),:]*)")
+
+
+def without_paths(message: str) -> str:
+    """`message` with every filesystem path cut to its last part (`/srv/models/a/1` -> `.../1`)."""
+    return _PATH.sub(lambda m: f".../{m.group(1)}", message)
 
 
 def _guarded(fn: Callable) -> Callable:

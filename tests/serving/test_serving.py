@@ -15,6 +15,7 @@ tc = pytest.importorskip("tritonclient.grpc")
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 
+from hamnet_jax.errors import InputError  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
@@ -500,3 +501,13 @@ def test_loopback_addresses_need_no_token():
 
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.9", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "my-host"]))
+
+
+def test_no_server_path_reaches_a_client(tmp_path):
+    from hamnet_jax.serving.servicer import _status_of, without_paths
+
+    code, message = _status_of(InputError(f"run directory {tmp_path}/models/hamnet/1 is not a finished run"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and str(tmp_path) not in message and ".../1 is not" in message
+    code, message = _status_of(RuntimeError(f"cannot open {tmp_path}/x.onnx"))
+    assert code == grpc.StatusCode.INTERNAL and "RuntimeError" in message and str(tmp_path) not in message
+    assert without_paths("shape (1, 4) and ratio 1/2 stay") == "shape (1, 4) and ratio 1/2 stay"
