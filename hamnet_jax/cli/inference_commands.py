@@ -129,8 +129,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         if not root.is_dir():
             raise InputError(f"--repository {root} is not a directory")
         repository = Repository(root, options)
-        for name in repository.available():
-            repository.load(name)
+        failed = repository.load_all(strict=args.strict)
+        for name, reason in failed.items():  # served without it: UNAVAILABLE in RepositoryIndex, with the reason
+            print(f"hamnet serve: warning: model {name!r} did not load ({reason}); serving the others",
+                  file=sys.stderr, flush=True)
     tls = None
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("TLS needs both --tls-cert and --tls-key")
@@ -254,6 +256,9 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
     v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
     v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
+    v.add_argument("--strict", action="store_true",
+                   help="exit when a model of --repository fails to load (default: serve the others, and report "
+                        "it as UNAVAILABLE with its reason)")
     v.add_argument("--insecure", action="store_true",
                    help="serve a non-loopback --host without a token (refused otherwise)")
     v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")

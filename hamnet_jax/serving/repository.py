@@ -133,6 +133,7 @@ class Repository:
         self.root, self.default_options, self.single = root, options, single
         self.models: dict[tuple[str, str], ServedModel] = {}
         self.splits: dict[str, ABSplit] = {}  # model -> A/B split of requests naming no version
+        self.failures: dict[str, str] = {}  # model -> why its last load failed (RepositoryIndex shows it)
         self._lock = threading.RLock()
 
     @classmethod
@@ -163,7 +164,16 @@ class Repository:
             missing = sorted({v for v, _ in split.arms} - set(found))
             if missing:
                 raise InputError(f"{split_file}: version(s) {missing} of model {name!r} do not exist")
-        loaded = [load_version(name, v, path, options) for v, path in sorted(found.items(), key=lambda x: int(x[0]))]
+        loaded: list[ServedModel] = []
+        try:
+            for version, path in sorted(found.items(), key=lambda x: int(x[0])):
+                loaded.append(load_version(name, version, path, options))
+        except Exception as err:  # one version failed: release the ones built, keep serving the old ones
+            for m in loaded:
+                m.close()
+            self.failures[name] = f"version {version}: {type(err).__name__}: {err}"
+            raise
+        self.failures.pop(name, None)
         with self._lock:
             old = [self.models.pop(k) for k in [k for k in self.models if k[0] == name]]
             for m in loaded:
@@ -175,6 +185,17 @@ class Repository:
         for m in old:  # after the swap: queued requests of the old versions still finish
             m.close()
         return loaded
+
+    def load_all(self, strict: bool = False) -> dict[str, str]:
+        """Load every model found; returns {name: why it failed} of those that did not load
+        (they show as UNAVAILABLE with the reason). `strict`: the first failure is raised."""
+        for name in self.available():
+            try:
+                self.load(name)
+            except Exception:
+                if strict:
+                    raise
+        return dict(self.failures)
 
     def unload(self, name: str) -> None:
         with self._lock:

@@ -200,8 +200,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 ready = (name, version) in loaded
                 if request.ready and not ready:
                     continue
+                reason = "" if ready else without_paths(self.repository.failures.get(name, "unloaded"))
                 response.models.add(name=name, version=version, state="READY" if ready else "UNAVAILABLE",
-                                    reason="" if ready else "unloaded")
+                                    reason=reason)
         return response
 
     @_guarded

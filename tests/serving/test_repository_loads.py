@@ -1,0 +1,68 @@
+"""Model loads that cannot leak or crash: a version that fails releases what was built, a
+reload loop over a corrupt version keeps the thread count flat, and `hamnet serve` starts
+with the models that load, reporting the bad one as UNAVAILABLE with its reason."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+tc = pytest.importorskip("tritonclient.grpc")
+
+from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
+from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
+from hamnet_jax.serving.repository import Repository  # noqa: E402
+from hamnet_jax.serving.server import start_server  # noqa: E402
+
+ONNX_OPTIONS = "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 4\n"
+
+
+@pytest.fixture(scope="module")
+def repository_with_a_corrupt_version(tiny_run, tmp_path_factory):
+    """good/1: a working ONNX model; half/1 works and half/2 is corrupt (its params gone)."""
+    root = tmp_path_factory.mktemp("repo")
+    skip = shutil.ignore_patterns("checkpoints", "tb", "plots")
+    shutil.copytree(tiny_run, root / "good" / "1", ignore=skip)
+    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "good" / "1" / "model.onnx")
+    (root / "good" / "inference.yaml").write_text(ONNX_OPTIONS)
+    shutil.copytree(root / "good" / "1", root / "half" / "1")
+    shutil.copytree(root / "good" / "1", root / "half" / "2")
+    shutil.rmtree(root / "half" / "2" / "params")
+    (root / "half" / "inference.yaml").write_text(ONNX_OPTIONS)
+    return root
+
+
+def test_a_reload_loop_over_a_corrupt_version_leaks_no_thread(repository_with_a_corrupt_version):
+    repo = Repository(repository_with_a_corrupt_version)
+    with pytest.raises(Exception, match="not a finished run"):
+        repo.load("half")  # (the first try: imports and caches settle)
+    threads = threading.active_count()
+    for _ in range(50):
+        with pytest.raises(Exception, match="not a finished run"):
+            repo.load("half")
+    assert threading.active_count() == threads  # version 1's batcher thread was stopped each time
+    assert repo.loaded() == [] and "version 2" in repo.failures["half"]
+
+
+def test_the_server_starts_with_the_models_that_load(repository_with_a_corrupt_version):
+    repo = Repository(repository_with_a_corrupt_version)
+    failed = repo.load_all()
+    assert list(failed) == ["half"]
+    with pytest.raises(Exception, match="not a finished run"):
+        Repository(repository_with_a_corrupt_version).load_all(strict=True)
+    running = start_server(repo, port=0, workers=2)
+    try:
+        client = tc.InferenceServerClient(f"127.0.0.1:{running.port}")
+        index = {(m["name"], m["version"]): m for m in client.get_model_repository_index(as_json=True)["models"]}
+        assert index[("good", "1")]["state"] == "READY"
+        half = index[("half", "2")]
+        assert half["state"] == "UNAVAILABLE" and "version 2" in half["reason"] and "params" in half["reason"]
+        assert str(repository_with_a_corrupt_version) not in half["reason"]  # (no server path)
+        assert client.is_server_ready() and client.is_model_ready("good")
+        client.close()
+    finally:
+        running.stop(1)
