@@ -197,11 +197,14 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
         raise InputError("--concurrency needs counts >= 1 and --duration a positive number of seconds")
     import grpc
 
+    from hamnet_jax.client.client import Credentials
+
+    credentials = Credentials.from_files(args.token_file, args.tls_roots)
     try:
-        requests = requests_from_metadata(args.url, args.model, subjects=args.subjects)
+        requests = requests_from_metadata(args.url, args.model, subjects=args.subjects, credentials=credentials)
     except grpc.RpcError as err:
         raise InputError(f"--url {args.url} --model {args.model}: {err.code().name}: {err.details()}") from None
-    rows = sweep(args.url, args.model, requests, levels, args.duration)
+    rows = sweep(args.url, args.model, requests, levels, args.duration, credentials)
     print(format_table(rows))
     if args.out:
         write_json_atomic(Path(args.out), {"url": args.url, "model": args.model, "subjects_per_request": args.subjects,
@@ -278,6 +281,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
 
     lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
     lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")
+    lt.add_argument("--token-file", help="send `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
+    lt.add_argument("--tls-roots", help="PEM root certificates: connect with TLS, verifying the server by them")
     lt.add_argument("--model", default="hamnet")
     lt.add_argument("--concurrency", default="1,8,32,64", help="client counts, comma-separated")
     lt.add_argument("--duration", type=float, default=10.0, help="seconds per level (after 1 s of warm-up)")

@@ -19,14 +19,15 @@ from typing import Any
 import grpc
 import numpy as np
 
-from hamnet_jax.client.client import infer_request
+from hamnet_jax.client.client import PLAINTEXT, Credentials, infer_request
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 async def _level(url: str, payloads: Sequence[bytes], concurrency: int, duration: float, warmup: float,
-                 metadata: tuple = ()) -> dict[str, Any]:
-    channels = [grpc.aio.insecure_channel(url) for _ in range(concurrency)]
+                 credentials: Credentials) -> dict[str, Any]:
+    channels = [credentials.channel(url, aio=True) for _ in range(concurrency)]
+    metadata = credentials.metadata()
     latencies: list[float] = []
     errors: dict[str, int] = {}
     state = {"record": False, "stop": False}
@@ -67,9 +68,9 @@ async def _level(url: str, payloads: Sequence[bytes], concurrency: int, duration
 
 
 def run_level(url: str, payloads: Sequence[bytes], concurrency: int, duration: float, warmup: float = 1.0,
-              metadata: tuple = ()) -> dict[str, Any]:
+              credentials: Credentials = PLAINTEXT) -> dict[str, Any]:
     """One concurrency level over serialized ModelInfer requests (`serialized`)."""
-    return asyncio.run(_level(url, payloads, concurrency, duration, warmup, metadata))
+    return asyncio.run(_level(url, payloads, concurrency, duration, warmup, credentials))
 
 
 async def _statuses(url: str, payloads: Sequence[bytes], concurrency: int, timeout: float) -> list[str]:
@@ -103,14 +104,14 @@ def serialized(model: str, requests: Sequence[dict[str, np.ndarray]]) -> list[by
 
 
 def requests_from_metadata(url: str, model: str, count: int = 64, subjects: int = 1,
-                           seed: int = 0) -> list[dict[str, np.ndarray]]:
+                           seed: int = 0, credentials: Credentials = PLAINTEXT) -> list[dict[str, np.ndarray]]:
     """Valid requests for any served model, from its metadata: standard-normal values
     (10% NaN, the first value of each subject kept), visit times 0."""
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    channel = grpc.insecure_channel(url)
+    channel = credentials.channel(url)
     meta = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(
-        service_pb2.ModelMetadataRequest(name=model), timeout=30)
+        service_pb2.ModelMetadataRequest(name=model), timeout=30, metadata=credentials.metadata() or None)
     channel.close()
     rng = np.random.default_rng(seed)
     out = []
@@ -130,9 +131,9 @@ def requests_from_metadata(url: str, model: str, count: int = 64, subjects: int 
 
 
 def sweep(url: str, model: str, requests: Sequence[dict[str, np.ndarray]], levels: Sequence[int] = (1, 8, 32, 64),
-          duration: float = 10.0) -> list[dict[str, Any]]:
+          duration: float = 10.0, credentials: Credentials = PLAINTEXT) -> list[dict[str, Any]]:
     payloads = serialized(model, requests)
-    return [run_level(url, payloads, c, duration) for c in levels]
+    return [run_level(url, payloads, c, duration, credentials=credentials) for c in levels]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

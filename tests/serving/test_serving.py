@@ -338,6 +338,25 @@ def test_bearer_token_and_tls(server, tmp_path):
         with pytest.raises(grpc.RpcError):
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
         plain.close()
+        # the bundled client and the load generator, with TLS roots and the token
+        from hamnet_jax.cli import main
+        from hamnet_jax.client.client import Credentials, HAMNetClient
+
+        (tmp_path / "token").write_text("s3cret\n")
+        credentials = Credentials.from_files(tmp_path / "token", cert)
+        with HAMNetClient(url, credentials=credentials) as ours:
+            assert ours.ready() and ours.predict(request)["prediction"].shape == (2,)
+        with HAMNetClient(url, credentials=Credentials(root_certificates=cert.read_bytes())) as anonymous:
+            with pytest.raises(grpc.RpcError) as refused:
+                anonymous.predict(request)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        rows = tmp_path / "rows.json"
+        assert main(["loadtest", "--url", url, "--model", "hamnet", "--concurrency", "2", "--duration", "0.5",
+                     "--token-file", str(tmp_path / "token"), "--tls-roots", str(cert), "--out", str(rows)]) == 0
+        import json
+
+        row = json.loads(rows.read_text())["rows"][0]
+        assert row["requests"] > 0 and row["errors"] == 0
     finally:
         secured.stop(1, close_models=False)
 
