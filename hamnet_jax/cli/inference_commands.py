@@ -140,7 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
     server = start_server(repository, host, port, args.workers, token=token, tls=tls,
                           metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-                          access_log=args.access_log)
+                          access_log=args.access_log, model_control=args.model_control == "explicit",
+                          metrics_host=args.metrics_host)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
     if server.metrics is not None:
@@ -258,6 +259,11 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
                    help="no JSON log line per ModelInfer call (errors are still logged)")
     v.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get at shutdown")
     v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
+    v.add_argument("--metrics-host", help="address /metrics listens on (default: --host); it has no token, so keep "
+                                          "it where only the scraper reaches")
+    v.add_argument("--model-control", choices=("none", "explicit"), default="none",
+                   help="explicit: clients may load and unload models over the API (with the token when one is "
+                        "set); none (default): the repository is loaded at start only, as Triton's default")
     v.add_argument("--token-file", help="require `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
     v.add_argument("--strict", action="store_true",
                    help="exit when a model of --repository fails to load (default: serve the others, and report "

@@ -80,12 +80,15 @@ class RunningServer:
 def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 8001, workers: int = 16,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
                  tls: tuple[bytes, bytes] | None = None, metrics_port: int | None = None,
-                 access_log: bool = True) -> RunningServer:
+                 access_log: bool = True, model_control: bool = False,
+                 metrics_host: str | None = None) -> RunningServer:
     """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
     `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
     certificate chain, PEM private key) for a TLS port instead of a plain one;
-    `metrics_port`: Prometheus `/metrics` over HTTP on host:metrics_port (0: a free port);
-    `access_log`: one JSON line per ModelInfer call (serving/request_log.py)."""
+    `metrics_port`: Prometheus `/metrics` over HTTP on `metrics_host` (default `host`):metrics_port
+    (0: a free port); `access_log`: one JSON line per ModelInfer call (serving/request_log.py);
+    `model_control`: clients may load and unload models (Triton's `--model-control-mode
+    explicit`; off, those calls are refused)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hamnet-exec"))
@@ -94,7 +97,7 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     thread.start()
     started.result()
     metrics = ServingMetrics(repository) if metrics_port is not None else None
-    servicer = InferenceServicer(repository, metrics=metrics, access_log=access_log)
+    servicer = InferenceServicer(repository, metrics=metrics, access_log=access_log, model_control=model_control)
     try:
         server, bound, health_servicer = asyncio.run_coroutine_threadsafe(
             _start(servicer, f"{host}:{port}", max_message_bytes, token, tls), loop).result()
@@ -104,7 +107,7 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
         raise
     running = RunningServer(server, bound, servicer, health_servicer, loop, thread, metrics)
     if metrics is not None:
-        metrics.serve(host, metrics_port)
+        metrics.serve(metrics_host or host, metrics_port)
     log.info("serving %s on %s:%d", [f"{m.name}/{m.version}" for m in repository.loaded()], host, bound)
     return running
 

@@ -37,6 +37,10 @@ EXTENSIONS = ["model_repository", "model_configuration", "statistics", "schedule
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
+class ModelControlOff(Exception):
+    """A load or unload asked of a server started without model control."""
+
+
 def _status_of(err: Exception) -> tuple[grpc.StatusCode, str]:
     """The gRPC status (and message) a handler's exception is answered with. A client never
     reads the server's filesystem in a message: paths are cut to their last part, and an
@@ -47,6 +51,8 @@ def _status_of(err: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.NOT_FOUND, without_paths(str(err.args[0])) if err.args else "not found"
     if isinstance(err, QueueFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)
+    if isinstance(err, ModelControlOff):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(err)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(err).__name__}); the server's log has the details"
 
 
@@ -92,8 +98,9 @@ def _guarded(fn: Callable) -> Callable:
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True, model_control: bool = False) -> None:
         self.repository, self.version, self.metrics = repository, version, metrics
+        self.model_control = model_control
         self.requests = RequestLog(metrics, access_log)
         self.shutting_down = False
         self.health: Any = None  # grpc_health.v1's servicer, set by the server (`follow_models`)
@@ -207,15 +214,23 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_guarded
     async def RepositoryModelLoad(self, request: Any) -> Any:
+        self._check_model_control()
         await asyncio.get_running_loop().run_in_executor(None, self.repository.load, request.model_name)
         await self.follow_models()
         return pb.RepositoryModelLoadResponse()
 
     @_guarded
     async def RepositoryModelUnload(self, request: Any) -> Any:
-        self.repository.unload(request.model_name)
+        self._check_model_control()
+        # (off the event loop: draining the model's batcher waits for its queued requests)
+        await asyncio.get_running_loop().run_in_executor(None, self.repository.unload, request.model_name)
         await self.follow_models()
         return pb.RepositoryModelUnloadResponse()
+
+    def _check_model_control(self) -> None:
+        if not self.model_control:
+            raise ModelControlOff("model control is off: this server loads its repository at start only (start "
+                                  "hamnet serve with --model-control explicit to load and unload over the API)")
 
 
 def _parameter(value: Any) -> Any:

@@ -49,7 +49,7 @@ def server(repository_dir):
     repo = Repository(repository_dir)
     for name in repo.available():
         repo.load(name)
-    running = start_server(repo, port=0, workers=8, metrics_port=0)
+    running = start_server(repo, port=0, workers=8, metrics_port=0, model_control=True)
     yield running
     running.stop(1)
 
@@ -489,7 +489,7 @@ def test_health_follows_the_models(repository_dir, tmp_path):
     shutil.copytree(repository_dir / "hamnet_onnx", tmp_path / "only")
     repo = Repository(tmp_path)
     repo.load("only")
-    running = start_server(repo, port=0, workers=2)
+    running = start_server(repo, port=0, workers=2, model_control=True)
     try:
         c = tc.InferenceServerClient(f"127.0.0.1:{running.port}")
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
@@ -530,3 +530,20 @@ def test_no_server_path_reaches_a_client(tmp_path):
     code, message = _status_of(RuntimeError(f"cannot open {tmp_path}/x.onnx"))
     assert code == grpc.StatusCode.INTERNAL and "RuntimeError" in message and str(tmp_path) not in message
     assert without_paths("shape (1, 4) and ratio 1/2 stay") == "shape (1, 4) and ratio 1/2 stay"
+
+
+def test_model_control_is_off_unless_enabled(repository_dir, tmp_path):
+    shutil.copytree(repository_dir / "hamnet_onnx", tmp_path / "only")
+    repo = Repository(tmp_path)
+    repo.load("only")
+    running = start_server(repo, port=0, workers=2)  # as `hamnet serve` starts by default
+    try:
+        c = tc.InferenceServerClient(f"127.0.0.1:{running.port}")
+        for call in (c.unload_model, c.load_model):
+            with pytest.raises(tc.InferenceServerException, match="model control is off") as err:
+                call("only")
+            assert err.value.status() == "StatusCode.FAILED_PRECONDITION"
+        assert c.is_model_ready("only")
+        c.close()
+    finally:
+        running.stop(1)
