@@ -73,6 +73,9 @@ class DynamicBatcher:
         self._rows = 0  # subjects waiting
         self.batches = 0  # executions, and subjects per execution (for metrics)
         self.batch_subjects: collections.Counter[int] = collections.Counter()
+        # for ModelStatistics (Triton's queue and compute_infer): requests taken from the queue and
+        # their summed wait; executions' summed time
+        self.dequeued, self.queue_ns, self.compute_ns = 0, 0, 0
         self._worker = threading.Thread(target=self._run, name="hamnet-batcher", daemon=True)
         self._worker.start()
 
@@ -132,6 +135,9 @@ class DynamicBatcher:
                 if rows in self.preferred:
                     preferred = count
             batch = [self._queue.popleft() for _ in range(preferred or count)]
+            now = time.perf_counter()
+            self.dequeued += len(batch)
+            self.queue_ns += int(sum(now - item[2] for item in batch) * 1e9)
             rows = sum(item[1] for item in batch)
             self._rows -= rows
             self.batches += 1
@@ -143,8 +149,10 @@ class DynamicBatcher:
             batch = self._take()
             if not batch:
                 return
+            started = time.perf_counter_ns()
             try:
                 out = self.predictor.run_validated(self._stacked(batch))
+                self.compute_ns += time.perf_counter_ns() - started
             except Exception as err:  # every waiting request gets the error; the worker lives on
                 _deliver([(item[3], None, err) for item in batch])
                 continue

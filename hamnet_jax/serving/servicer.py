@@ -196,6 +196,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                                                  execution_count=s.execution_count)
                 stats.inference_stats.success.count, stats.inference_stats.success.ns = s.success_count, s.success_ns
                 stats.inference_stats.fail.count, stats.inference_stats.fail.ns = s.fail_count, s.fail_ns
+                # queue and compute as Triton reports them: with the batcher, its own counts; without it
+                # a request goes straight to an executor thread (no queue of ours), each call one execution.
+                # perf_analyzer without a version finds the version served by its queue count rising.
+                b = m.batcher
+                queue = (b.dequeued, b.queue_ns) if b is not None else (s.success_count, 0)
+                compute = (b.batches, b.compute_ns) if b is not None else (s.execution_count, s.success_ns)
+                stats.inference_stats.queue.count, stats.inference_stats.queue.ns = queue
+                stats.inference_stats.compute_infer.count, stats.inference_stats.compute_infer.ns = compute
         return response
 
     @_guarded

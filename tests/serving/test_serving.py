@@ -547,3 +547,19 @@ def test_model_control_is_off_unless_enabled(repository_dir, tmp_path):
         c.close()
     finally:
         running.stop(1)
+
+
+def test_statistics_let_a_client_find_the_version_it_reached(server, client):
+    """perf_analyzer without a version (-x) reads ModelStatistics before and after a window
+    and takes the version whose queue count rose (as Triton reports it)."""
+    def queued():
+        stats = client.get_inference_statistics("hamnet", as_json=True)["model_stats"]
+        return {s["version"]: int(s["inference_stats"].get("queue", {}).get("count", 0)) for s in stats}
+
+    before = queued()
+    _, request = request_of(server, "hamnet", 2, seed=5)
+    client.infer("hamnet", infer_inputs(request))
+    after = queued()
+    assert [v for v, count in after.items() if count > before.get(v, 0)] == ["1"]
+    stats = client.get_inference_statistics("hamnet", "1", as_json=True)["model_stats"][0]["inference_stats"]
+    assert int(stats["compute_infer"]["count"]) >= 1 and int(stats["compute_infer"]["ns"]) > 0
