@@ -73,9 +73,11 @@ class DynamicBatcher:
         self._rows = 0  # subjects waiting
         self.batches = 0  # executions, and subjects per execution (for metrics)
         self.batch_subjects: collections.Counter[int] = collections.Counter()
-        # for ModelStatistics (Triton's queue and compute_infer): requests taken from the queue and
-        # their summed wait; executions' summed time
-        self.dequeued, self.queue_ns, self.compute_ns = 0, 0, 0
+        # for ModelStatistics (Triton's queue and compute_input / _infer / _output): requests taken from
+        # the queue and their summed wait; per execution, the time stacking its inputs, running the
+        # model and cutting the outputs into the requests' rows
+        self.dequeued, self.queue_ns = 0, 0
+        self.input_ns, self.compute_ns, self.output_ns = 0, 0, 0
         self._worker = threading.Thread(target=self._run, name="hamnet-batcher", daemon=True)
         self._worker.start()
 
@@ -149,17 +151,21 @@ class DynamicBatcher:
             batch = self._take()
             if not batch:
                 return
-            started = time.perf_counter_ns()
+            t0 = time.perf_counter_ns()
             try:
-                out = self.predictor.run_validated(self._stacked(batch))
-                self.compute_ns += time.perf_counter_ns() - started
+                stacked = self._stacked(batch)
+                t1 = time.perf_counter_ns()
+                out = self.predictor.run_validated(stacked)
             except Exception as err:  # every waiting request gets the error; the worker lives on
                 _deliver([(item[3], None, err) for item in batch])
                 continue
+            t2 = time.perf_counter_ns()
             results, start = [], 0
             for item in batch:
                 results.append((item[3], {k: v[start:start + item[1]] for k, v in out.items()}, None))
                 start += item[1]
+            self.input_ns, self.compute_ns = self.input_ns + t1 - t0, self.compute_ns + t2 - t1
+            self.output_ns += time.perf_counter_ns() - t2
             _deliver(results)
 
     def _stacked(self, batch: list) -> dict[str, np.ndarray]:

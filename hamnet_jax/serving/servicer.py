@@ -196,14 +196,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                                                  execution_count=s.execution_count)
                 stats.inference_stats.success.count, stats.inference_stats.success.ns = s.success_count, s.success_ns
                 stats.inference_stats.fail.count, stats.inference_stats.fail.ns = s.fail_count, s.fail_ns
-                # queue and compute as Triton reports them: with the batcher, its own counts; without it
-                # a request goes straight to an executor thread (no queue of ours), each call one execution.
-                # perf_analyzer without a version finds the version served by its queue count rising.
-                b = m.batcher
-                queue = (b.dequeued, b.queue_ns) if b is not None else (s.success_count, 0)
-                compute = (b.batches, b.compute_ns) if b is not None else (s.execution_count, s.success_ns)
-                stats.inference_stats.queue.count, stats.inference_stats.queue.ns = queue
-                stats.inference_stats.compute_infer.count, stats.inference_stats.compute_infer.ns = compute
+                # queue and compute as Triton reports them (perf_analyzer needs them: without a version it
+                # takes the version whose queue count rose, and it checks the three compute counts are one
+                # count, the executions): with the batcher, its own waits and timings; without it a request
+                # goes straight to an executor thread (no queue of ours) and one call does all three parts
+                b, i = m.batcher, stats.inference_stats
+                if b is not None:
+                    i.queue.count, i.queue.ns = b.dequeued, b.queue_ns
+                    parts = (b.batches, b.input_ns), (b.batches, b.compute_ns), (b.batches, b.output_ns)
+                else:
+                    i.queue.count, i.queue.ns = s.success_count, 0
+                    parts = (s.execution_count, 0), (s.execution_count, s.success_ns), (s.execution_count, 0)
+                for part, (count, ns) in zip((i.compute_input, i.compute_infer, i.compute_output), parts, strict=True):
+                    part.count, part.ns = count, ns
         return response
 
     @_guarded

@@ -563,3 +563,5 @@ def test_statistics_let_a_client_find_the_version_it_reached(server, client):
     assert [v for v, count in after.items() if count > before.get(v, 0)] == ["1"]
     stats = client.get_inference_statistics("hamnet", "1", as_json=True)["model_stats"][0]["inference_stats"]
     assert int(stats["compute_infer"]["count"]) >= 1 and int(stats["compute_infer"]["ns"]) > 0
+    counts = {int(stats[part]["count"]) for part in ("compute_input", "compute_infer", "compute_output")}
+    assert len(counts) == 1  # one count of executions, as perf_analyzer checks
