@@ -39,6 +39,20 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
     os.environ["HAMNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="hamnet-jax-test-cohorts-")
     atexit.register(shutil.rmtree, os.environ["HAMNET_CACHE_DIR"], ignore_errors=True)
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """Each test starts with the root logger as the session had it: a CLI command's
+    `logging.basicConfig` inside one test binds a handler to that test's captured stderr,
+    which is closed once the test ends (a later test's log record would fail on it)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 TINY_DIMS = CohortDims(clinical=12, imaging=48, genetic=40, lifestyle_numeric=6)
 TINY_CONFIG = {
     "model": {"tier": "base", "imaging_group_size": 16, "genetic_group_size": 16, "classification": True},

@@ -246,6 +246,32 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
                                                   "model's max_batch_size (default 256)")
     x.set_defaults(func=cmd_export)
 
+    _add_serve_parser(sub)
+
+    d = sub.add_parser("deploy", help="Dockerfile, Kubernetes manifests and a KServe InferenceService from the "
+                                      "deployment: section (checked); --apply deploys to deployment.environment")
+    d.add_argument("--config", help="hamnet_config.yaml: its deployment section (each served model's options are "
+                                    "its inference.yaml in the repository)")
+    d.add_argument("--out", default="deploy", help="directory for Dockerfile, kubernetes.yaml, kserve.yaml")
+    d.add_argument("--repository", default="model_repository",
+                   help="the model repository the image serves (a directory of the build context)")
+    d.add_argument("--apply", action="store_true",
+                   help="then deploy: local serves here; docker builds and runs; kubernetes / cloud kubectl apply")
+    d.set_defaults(func=cmd_deploy)
+
+    lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
+    lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")
+    lt.add_argument("--token-file", help="send `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
+    lt.add_argument("--tls-roots", help="PEM root certificates: connect with TLS, verifying the server by them")
+    lt.add_argument("--model", default="hamnet")
+    lt.add_argument("--concurrency", default="1,8,32,64", help="client counts, comma-separated")
+    lt.add_argument("--duration", type=float, default=10.0, help="seconds per level (after 1 s of warm-up)")
+    lt.add_argument("--subjects", type=int, default=1, help="subjects per request")
+    lt.add_argument("--out", help="JSON file for the rows")
+    lt.set_defaults(func=cmd_loadtest)
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")
     v.add_argument("--run", help="one run directory, served as model --name version 1")
     v.add_argument("--repository", help="a model repository: <model>/<version>/ run directories")
@@ -273,26 +299,3 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     v.add_argument("--tls-key", help="PEM private key of --tls-cert")
     v.set_defaults(func=cmd_serve)
-
-    d = sub.add_parser("deploy", help="Dockerfile, Kubernetes manifests and a KServe InferenceService from the "
-                                      "deployment: section (checked); --apply deploys to deployment.environment")
-    d.add_argument("--config", help="hamnet_config.yaml: its deployment section (each served model's options are "
-                                    "its inference.yaml in the repository)")
-    d.add_argument("--out", default="deploy", help="directory for Dockerfile, kubernetes.yaml, kserve.yaml")
-    d.add_argument("--repository", default="model_repository",
-                   help="the model repository the image serves (a directory of the build context)")
-    d.add_argument("--apply", action="store_true",
-                   help="then deploy: local serves here; docker builds and runs; kubernetes / cloud kubectl apply")
-    d.set_defaults(func=cmd_deploy)
-
-    lt = sub.add_parser("loadtest", help="closed-loop gRPC load at several concurrencies: the scalability table")
-    lt.add_argument("--url", default="127.0.0.1:8001", help="host:port of the server")
-    lt.add_argument("--token-file", help="send `authorization: Bearer <token>` (or set HAMNET_API_TOKEN)")
-    lt.add_argument("--tls-roots", help="PEM root certificates: connect with TLS, verifying the server by them")
-    lt.add_argument("--model", default="hamnet")
-    lt.add_argument("--concurrency", default="1,8,32,64", help="client counts, comma-separated")
-    lt.add_argument("--duration", type=float, default=10.0, help="seconds per level (after 1 s of warm-up)")
-    lt.add_argument("--subjects", type=int, default=1, help="subjects per request")
-    lt.add_argument("--out", help="JSON file for the rows")
-    lt.set_defaults(func=cmd_loadtest)
-
