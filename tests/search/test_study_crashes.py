@@ -173,3 +173,38 @@ def test_a_killed_study_takes_its_worker_processes_with_it(tmp_path):
         assert readable and os.read(reader, 1) == b"", "the worker outlived the study's process"
     finally:
         os.close(reader)
+
+
+def test_a_study_resumes_past_a_torn_event_line(tmp_path, monkeypatch, caplog):
+    """A study killed mid-append leaves a torn last line in events.jsonl: reading skips it
+    (and says so), the resumed study's first append cuts it, and the study ends with the
+    records and event count of an uninterrupted one."""
+    space = SearchSpace({"x": Float(0.0, 1.0), "kind": Choice(["a", "b"])})
+
+    def run(root, resume):
+        store = open_study(root, {"study": "torn"}, resume=resume)
+        return run_study(store, space, [Objective("loss")], FullBudget(1, 6), Proposer(space, "random", 6, seed=6),
+                         quadratic_trial)
+
+    clean = run(tmp_path / "clean", False)
+    real, starts = AppendLog.append, []
+
+    def torn(self, event):
+        if event["event"] == "start":
+            starts.append(event["trial"])
+            if len(starts) == 4:  # killed while writing trial 3's start
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(event)[:17])
+                raise KeyboardInterrupt
+        real(self, event)
+
+    monkeypatch.setattr(AppendLog, "append", torn)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "torn", False)
+    monkeypatch.setattr(AppendLog, "append", real)
+    log = AppendLog(tmp_path / "torn" / "events.jsonl")
+    assert len(log.read()) == 6 and log.skipped == [7] and "skipped 1 unreadable line(s)" in caplog.text
+    resumed = run(tmp_path / "torn", True)
+    assert [r.raw for _, r in sorted(resumed.items())] == [r.raw for _, r in sorted(clean.items())]
+    assert len(log.read()) == len(AppendLog(tmp_path / "clean" / "events.jsonl").read()) == 12
+    assert log.skipped == []  # the torn tail was cut before the first new event
