@@ -141,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     server = start_server(repository, host, port, args.workers, token=token, tls=tls,
                           metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                           access_log=args.access_log, model_control=args.model_control == "explicit",
-                          metrics_host=args.metrics_host)
+                          metrics_host=args.metrics_host, max_concurrent_calls=args.max_concurrent_calls)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
     if server.metrics is not None:
@@ -287,6 +287,9 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics HTTP port (-1: off)")
     v.add_argument("--metrics-host", help="address /metrics listens on (default: --host); it has no token, so keep "
                                           "it where only the scraper reaches")
+    v.add_argument("--max-concurrent-calls", type=int, default=1024,
+                   help="inference calls in flight at once; beyond it RESOURCE_EXHAUSTED (default 1024; health "
+                        "checks are never refused)")
     v.add_argument("--model-control", choices=("none", "explicit"), default="none",
                    help="explicit: clients may load and unload models over the API (with the token when one is "
                         "set); none (default): the repository is loaded at start only, as Triton's default")

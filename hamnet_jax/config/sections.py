@@ -285,6 +285,10 @@ class InferenceSection:
     max_queue_delay_us: NonNegativeInt = 500
     preferred_batch_sizes: tuple[PositiveInt, ...] = ()
     max_queue_size: PositiveInt = 1024
+    # limits a client cannot pass (serving): subjects in one request (INVALID_ARGUMENT above it), and
+    # bytes of validated requests waiting in one model version's batcher queue (RESOURCE_EXHAUSTED)
+    max_subjects_per_request: PositiveInt = 4096
+    max_queued_bytes: PositiveInt = 256 << 20
 
 
 @section("deployment")

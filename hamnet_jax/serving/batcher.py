@@ -62,11 +62,12 @@ class BatcherClosed(QueueFull):
 
 class DynamicBatcher:
     def __init__(self, predictor: Predictor, max_batch: int, max_queue_delay_us: int = 500,
-                 preferred_sizes: Sequence[int] = (), max_queue: int = 1024) -> None:
+                 preferred_sizes: Sequence[int] = (), max_queue: int = 1024, max_queued_bytes: int = 256 << 20) -> None:
         self.predictor, self.max_batch = predictor, int(max_batch)
         self.delay_s = max_queue_delay_us / 1e6
         self.preferred = sorted({int(s) for s in preferred_sizes if 0 < int(s) <= max_batch})
-        self.max_queue = int(max_queue)
+        self.max_queue, self.max_queued_bytes = int(max_queue), int(max_queued_bytes)
+        self._bytes = 0  # bytes of the requests waiting
         self._queue: collections.deque[tuple[dict[str, np.ndarray], int, float, Any]] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -97,13 +98,19 @@ class DynamicBatcher:
 
     def _enqueue(self, arrays: dict[str, np.ndarray], future: Any) -> Any:
         rows = int(next(iter(arrays.values())).shape[0])
+        size = sum(a.nbytes for a in arrays.values())
         with self._cv:
             if self._closed:
                 raise BatcherClosed("the model version was unloaded or replaced")
             if len(self._queue) >= self.max_queue:
-                raise QueueFull(f"the batch queue holds {self.max_queue} requests already; retry later")
+                raise QueueFull(f"the batch queue holds {self.max_queue} requests already (inference.max_queue_size); "
+                                "retry later")
+            if self._queue and self._bytes + size > self.max_queued_bytes:  # (one request alone always fits)
+                raise QueueFull(f"the batch queue holds {self._bytes:,} bytes; this request's {size:,} would pass "
+                                f"inference.max_queued_bytes ({self.max_queued_bytes:,}); retry later")
             self._queue.append((arrays, rows, time.perf_counter(), future))
             self._rows += rows
+            self._bytes += size
             self._cv.notify()
         return future
 
@@ -142,6 +149,7 @@ class DynamicBatcher:
             self.queue_ns += int(sum(now - item[2] for item in batch) * 1e9)
             rows = sum(item[1] for item in batch)
             self._rows -= rows
+            self._bytes -= sum(a.nbytes for item in batch for a in item[0].values())
             self.batches += 1
             self.batch_subjects[rows] += 1
             return batch

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from hamnet_jax.config.sections import InferenceSection
 from hamnet_jax.data.profile import DataProfile
@@ -31,6 +32,7 @@ from hamnet_jax.repository.layout import MODEL_FILES, inference_options, model_v
 from hamnet_jax.serving.ab_split import ABSplit
 from hamnet_jax.serving.batcher import DynamicBatcher
 
+VALIDATE_ON_LOOP_BYTES = 1 << 20  # larger requests are checked (copied, padded) on an executor thread
 
 
 @dataclasses.dataclass
@@ -83,11 +85,15 @@ class ServedModel:
 
     async def predict_async(self, arrays: dict[str, Any]) -> dict[str, Any]:
         """Checked prediction (`InputError` names the input and row), statistics recorded:
-        checked on the event loop, computed by the batcher's worker or in the loop's
-        executor, so the loop keeps taking requests meanwhile."""
+        a small request checked on the event loop (cheaper than a thread hop), a large one in
+        the loop's executor, computed by the batcher's worker or the executor, so the loop
+        keeps taking requests and answering health checks meanwhile."""
         started = time.perf_counter_ns()
         try:
-            checked = self.predictor.validate(arrays)
+            if sum(np.asarray(a).nbytes for a in arrays.values()) > VALIDATE_ON_LOOP_BYTES:
+                checked = await asyncio.get_running_loop().run_in_executor(None, self.predictor.validate, arrays)
+            else:
+                checked = self.predictor.validate(arrays)
             if self.batcher is not None:
                 out = await self.batcher.submit_async(checked)
             else:
@@ -119,7 +125,7 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
     batcher = None
     if options.dynamic_batching:
         batcher = DynamicBatcher(predictor, options.batch_size, options.max_queue_delay_us,
-                                 options.preferred_batch_sizes, options.max_queue_size)
+                                 options.preferred_batch_sizes, options.max_queue_size, options.max_queued_bytes)
     profile = run_dir / "data_profile.npz"
     drift = LiveDrift(DataProfile.load(profile), raw.spec.widths) if profile.exists() else None
     return ServedModel(name, version, run_dir, options, raw, predictor, batcher, drift)

@@ -81,14 +81,15 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
                  tls: tuple[bytes, bytes] | None = None, metrics_port: int | None = None,
                  access_log: bool = True, model_control: bool = False,
-                 metrics_host: str | None = None) -> RunningServer:
+                 metrics_host: str | None = None, max_concurrent_calls: int = 1024) -> RunningServer:
     """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
     `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
     certificate chain, PEM private key) for a TLS port instead of a plain one;
     `metrics_port`: Prometheus `/metrics` over HTTP on `metrics_host` (default `host`):metrics_port
     (0: a free port); `access_log`: one JSON line per ModelInfer call (serving/request_log.py);
     `model_control`: clients may load and unload models (Triton's `--model-control-mode
-    explicit`; off, those calls are refused)."""
+    explicit`; off, those calls are refused); `max_concurrent_calls`: inference calls in flight at
+    once (RESOURCE_EXHAUSTED beyond it; health checks and metadata are never refused)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hamnet-exec"))
@@ -97,7 +98,8 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     thread.start()
     started.result()
     metrics = ServingMetrics(repository) if metrics_port is not None else None
-    servicer = InferenceServicer(repository, metrics=metrics, access_log=access_log, model_control=model_control)
+    servicer = InferenceServicer(repository, metrics=metrics, access_log=access_log, model_control=model_control,
+                                 max_concurrent_calls=max_concurrent_calls)
     try:
         server, bound, health_servicer = asyncio.run_coroutine_threadsafe(
             _start(servicer, f"{host}:{port}", max_message_bytes, token, tls), loop).result()

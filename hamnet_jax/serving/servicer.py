@@ -98,9 +98,10 @@ def _guarded(fn: Callable) -> Callable:
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None,
-                 access_log: bool = True, model_control: bool = False) -> None:
+                 access_log: bool = True, model_control: bool = False, max_concurrent_calls: int = 1024) -> None:
         self.repository, self.version, self.metrics = repository, version, metrics
         self.model_control = model_control
+        self.max_concurrent_calls, self.in_flight = max_concurrent_calls, 0  # ModelInfer calls (event loop only)
         self.requests = RequestLog(metrics, access_log)
         self.shutting_down = False
         self.health: Any = None  # grpc_health.v1's servicer, set by the server (`follow_models`)
@@ -158,12 +159,27 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     # -- inference -----------------------------------------------------------------------
     @_guarded
     async def ModelInfer(self, request: Any, rid: str) -> Any:
+        if self.in_flight >= self.max_concurrent_calls:  # (health and metadata calls never count)
+            raise QueueFull(f"{self.in_flight} inference calls are in flight, the server's limit "
+                            "(hamnet serve --max-concurrent-calls); retry later")
+        self.in_flight += 1
+        try:
+            return await self._infer(request, rid)
+        finally:
+            self.in_flight -= 1
+
+    async def _infer(self, request: Any, rid: str) -> Any:
         parameters = {k: _parameter(v) for k, v in request.parameters.items()}
         model = self.repository.route(request.model_name, request.model_version, parameters)
         for tensor in request.inputs:
             if tensor.datatype != "FP32":
                 raise InputError(f"input {tensor.name!r}: datatype {tensor.datatype}, expected FP32 "
                                  "(NaN = missing; category values as floats)")
+        subjects = max((int(t.shape[0]) for t in request.inputs if len(t.shape)), default=0)
+        if subjects > model.options.max_subjects_per_request:
+            raise InputError(f"the request holds {subjects:,} subjects; this model takes at most "
+                             f"{model.options.max_subjects_per_request:,} per request "
+                             "(inference.max_subjects_per_request): split it")
         arrays = decode_inputs(request)
         wanted = [o.name for o in request.outputs]
         unknown = sorted(set(wanted) - set(model.predictor.output_names))
