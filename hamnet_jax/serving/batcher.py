@@ -7,8 +7,13 @@ largest of `preferred_sizes` they reach, when those are given), runs the predict
 on them, stacked and padded to its bucket, and hands each request its rows. Under load,
 requests queue while a batch runs, so batches form without any delay
 (`max_queue_delay_us` 0). The queue is bounded: beyond `max_queue` waiting requests
-`submit` raises `QueueFull` at once (RESOURCE_EXHAUSTED to the client) instead of
-letting latency grow without limit.
+(or `max_queued_bytes`) `submit` raises `QueueFull` at once (RESOURCE_EXHAUSTED to the
+client) instead of letting latency grow without limit.
+
+A request larger than `max_batch` is not run whole (it would hold the worker while the
+requests behind it wait): `run_async` submits it a batch-sized part at a time, the next
+part once the last is answered, so requests arriving meanwhile are batched between its
+parts (no head-of-line blocking).
 """
 
 from __future__ import annotations
@@ -96,6 +101,17 @@ class DynamicBatcher:
         wake-up of the loop per batch, not one per request)."""
         return self._enqueue(arrays, asyncio.get_running_loop().create_future())
 
+    async def run_async(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A validated request's outputs: queued whole when it fits `max_batch`, else a part
+        of `max_batch` subjects at a time, each queued behind the requests that came before."""
+        rows = int(next(iter(arrays.values())).shape[0])
+        if rows <= self.max_batch:
+            return await self.submit_async(arrays)
+        parts = []
+        for start in range(0, rows, self.max_batch):
+            parts.append(await self.submit_async({k: v[start:start + self.max_batch] for k, v in arrays.items()}))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def _enqueue(self, arrays: dict[str, np.ndarray], future: Any) -> Any:
         rows = int(next(iter(arrays.values())).shape[0])
         size = sum(a.nbytes for a in arrays.values())
@@ -139,7 +155,7 @@ class DynamicBatcher:
             count = rows = preferred = 0
             for item in self._queue:
                 if count and rows + item[1] > self.max_batch:
-                    break  # (a request larger than max_batch runs alone, in chunks)
+                    break  # (a request larger than max_batch, submitted whole, runs alone)
                 count, rows = count + 1, rows + item[1]
                 if rows in self.preferred:
                     preferred = count

@@ -95,7 +95,7 @@ class ServedModel:
             else:
                 checked = self.predictor.validate(arrays)
             if self.batcher is not None:
-                out = await self.batcher.submit_async(checked)
+                out = await self.batcher.run_async(checked)
             else:
                 out = await asyncio.get_running_loop().run_in_executor(None, self.predictor.run_validated, checked)
         except Exception:

@@ -107,3 +107,45 @@ def test_calls_beyond_the_concurrency_limit_are_refused_and_health_stays_quick(l
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"} and "OK" in codes
     print(f"health check latency while loaded: max {max(latencies) * 1e3:.1f} ms; answers {sorted(codes)}")
     assert np.isfinite(latencies).all()
+
+
+class RecordingPredictor:
+    """A stand-in predictor: the subject count of every execution, in order."""
+
+    max_batch = 4
+
+    def __init__(self):
+        self.executions = []
+
+    def bucket(self, rows):
+        return rows
+
+    def run_validated(self, arrays):
+        x = arrays["x"]
+        self.executions.append(tuple(int(v) for v in x[:, 0]))
+        return {"prediction": x[:, 0].astype(np.float32)}
+
+
+def test_a_request_larger_than_the_batch_lets_others_in_between_its_parts():
+    """A 12-subject request on a batch of 4 runs as three parts; a small request arriving
+    while the first part waits runs before the second part, not after the whole request."""
+    import asyncio
+
+    predictor = RecordingPredictor()
+    batcher = DynamicBatcher(predictor, max_batch=4, max_queue_delay_us=0)
+    big = {"x": np.arange(12, dtype=np.float32)[:, None]}
+    small = {"x": np.full((1, 1), 100, np.float32)}
+
+    async def both():
+        with batcher._cv:  # the worker is held until both are queued (the big one's first part, then the small)
+            first = asyncio.ensure_future(batcher.run_async(big))
+            await asyncio.sleep(0)  # (lets the big request queue its first part)
+            second = asyncio.ensure_future(batcher.run_async(small))
+            await asyncio.sleep(0)
+        return await first, await second
+
+    out_big, out_small = asyncio.run(both())
+    batcher.close()
+    np.testing.assert_array_equal(out_big["prediction"], np.arange(12))
+    np.testing.assert_array_equal(out_small["prediction"], [100])
+    assert predictor.executions == [(0, 1, 2, 3), (100,), (4, 5, 6, 7), (8, 9, 10, 11)]
