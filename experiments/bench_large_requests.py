@@ -120,7 +120,8 @@ def main() -> None:
     print(f"{args.requests} requests of {size / 2**20:.1f} MiB ({subjects:,} subjects) in {seconds:.1f} s: {codes}; "
           f"health max {result['health_max_ms']:.1f} ms (p99 {result['health_p99_ms']:.1f}, "
           f"{len(health_ms)} checks); "
-          f"RSS {before / 2**20:.0f} MiB before, peak {max(rss) / 2**20:.0f}, after {after / 2**20:.0f}; wrote {args.out}")
+          f"RSS {before / 2**20:.0f} MiB before, peak {max(rss) / 2**20:.0f}, after {after / 2**20:.0f}; "
+          f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ train --tier standard --epochs E` trains a run whose cohort cache goes to a fres
 `HAMNET_CACHE_DIR`; `hamnet evaluate --no-baselines` adds what it keeps in the run (its
 eval.json and HAMNet's predictions; fitted baselines go to the shared cache, not the run,
 and at 60,000 subjects take most of an hour to fit here). The run directory's size does
-not depend on the epochs trained beyond one metrics line each, so E is small. Prints a table; writes experiments/results/bench_storage.json.
+not depend on the epochs trained beyond one metrics line each, so E is small. Prints a
+table; writes experiments/results/bench_storage.json.
 """
 
 from __future__ import annotations
