@@ -1,8 +1,8 @@
 """Large requests at once: `--requests` concurrent calls of about `--mib` MiB each against
 `hamnet serve`, while a health check runs every 50 ms; the server's peak resident memory.
 
-    python experiments/bench_large_requests.py --run RUN [--requests 20] [--mib 60]
-                                               [--out experiments/results/bench_large_requests.json]
+    python -m experiments.bench_large_requests --run RUN [--requests 20] [--mib 60]
+                                                [--out experiments/results/bench_large_requests.json]
 
 RUN is served as `hamnet serve --repository` would (its deterministic raw-input ONNX export,
 onnxruntime backend, batch 32) in its own process. Every large call must be answered OK or
