@@ -53,6 +53,8 @@ COMMANDS: dict[str, str] = {
     "bench_search.json": "python experiments/bench_search.py",
     "bench_serving.json": "python experiments/bench_serving.py --mlserver .mlserver/bin/mlserver",
     "bench_small_data.json": "python experiments/bench_small_data.py",
+    "bench_soak.json": "python experiments/bench_soak.py --run runs/soak/std",
+    "bench_large_requests.json": "python -m experiments.bench_large_requests --run runs/soak/std",
     "bench_storage.json": "python experiments/bench_storage.py",
     "bench_train.json": "python experiments/bench_train.py",
     "bench_train_malloc_huge-pages.json": "python experiments/bench_train.py --tiers standard --only fp32 --steps 10 "
