@@ -1,0 +1,61 @@
+"""The served repository the serving tests share (one server per test process): hamnet/1 on
+the JAX backend, hamnet_onnx/1 on ONNX Runtime, ab/1 and ab/2 split by weight."""
+
+import shutil
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+tc = pytest.importorskip("tritonclient.grpc")
+
+from tritonclient.grpc import service_pb2_grpc  # noqa: E402
+
+from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
+from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
+from hamnet_jax.serving.repository import Repository  # noqa: E402
+from hamnet_jax.serving.server import start_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repository_dir(tiny_run, tmp_path_factory):
+    """hamnet/1: the tiny run on the JAX backend; hamnet_onnx/1: a copy with its raw-input
+    export, served by ONNX Runtime (deterministic)."""
+    root = tmp_path_factory.mktemp("repository")
+    skip = shutil.ignore_patterns("checkpoints", "tb", "plots")
+    shutil.copytree(tiny_run, root / "hamnet" / "1", ignore=skip)
+    (root / "hamnet" / "inference.yaml").write_text("inference:\n  batch_size: 8\n")  # buckets 1-8: short warm-up
+    shutil.copytree(tiny_run, root / "hamnet_onnx" / "1", ignore=skip)
+    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "hamnet_onnx" / "1" / "model.onnx")
+    (root / "hamnet_onnx" / "inference.yaml").write_text(
+        "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 8\n")  # 8 sessions: quick reloads
+    for version in ("1", "2"):  # an A/B split between two versions
+        shutil.copytree(tiny_run, root / "ab" / version, ignore=skip)
+    # one-row requests only: one compiled bucket per version
+    (root / "ab" / "inference.yaml").write_text("inference:\n  mc_samples: 0\n  batch_size: 1\n")
+    (root / "ab" / "ab.yaml").write_text('weights: {"1": 0.7, "2": 0.3}\nkey: subject_id\n')
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(repository_dir):
+    repo = Repository(repository_dir)
+    for name in repo.available():
+        repo.load(name)
+    running = start_server(repo, port=0, workers=8, metrics_port=0, model_control=True)
+    yield running
+    running.stop(1)
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    c = tc.InferenceServerClient(f"127.0.0.1:{server.port}")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def stub(server):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    channel.close()
