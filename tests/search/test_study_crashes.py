@@ -69,6 +69,25 @@ def test_a_killed_study_resumes_losing_and_repeating_no_trial(tmp_path, monkeypa
     assert len(records) == 9 and all(r["status"] == "done" for r in records.values())
 
 
+def crash_at_start(monkeypatch, n, study, before_crash=lambda log, event: None) -> None:
+    """Run `study()` until its `n`-th start event, where it crashes (KeyboardInterrupt) after
+    `before_crash(log, event)` and before the event is appended."""
+    real, starts = AppendLog.append, []
+
+    def crashing(self, event):
+        if event["event"] == "start":
+            starts.append(event["trial"])
+            if len(starts) == n:
+                before_crash(self, event)
+                raise KeyboardInterrupt
+        real(self, event)
+
+    monkeypatch.setattr(AppendLog, "append", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        study()
+    monkeypatch.setattr(AppendLog, "append", real)
+
+
 @pytest.mark.parametrize("strategy", ["random", "cma"])
 def test_a_resumed_study_rebuilds_its_proposer_from_the_log(tmp_path, monkeypatch, strategy):
     """No proposer state is stored: the resumed study replays its asks and tells from
@@ -83,19 +102,7 @@ def test_a_resumed_study_rebuilds_its_proposer_from_the_log(tmp_path, monkeypatc
                          quadratic_trial)
 
     clean = run(tmp_path / "clean", False)
-    real, starts = AppendLog.append, []
-
-    def crashing(self, event):
-        if event["event"] == "start":
-            starts.append(event["trial"])
-            if len(starts) == 5:
-                raise KeyboardInterrupt  # trial 4 recorded, its start never logged
-        real(self, event)
-
-    monkeypatch.setattr(AppendLog, "append", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "crashed", False)
-    monkeypatch.setattr(AppendLog, "append", real)
+    crash_at_start(monkeypatch, 5, lambda: run(tmp_path / "crashed", False))  # trial 4 recorded, its start never logged
     assert len(list((tmp_path / "crashed" / "trials").glob("*.json"))) == 5
     resumed = run(tmp_path / "crashed", True)
     assert [r.raw for _, r in sorted(resumed.items())] == [r.raw for _, r in sorted(clean.items())]
@@ -187,21 +194,12 @@ def test_a_study_resumes_past_a_torn_event_line(tmp_path, monkeypatch, caplog):
                          quadratic_trial)
 
     clean = run(tmp_path / "clean", False)
-    real, starts = AppendLog.append, []
 
-    def torn(self, event):
-        if event["event"] == "start":
-            starts.append(event["trial"])
-            if len(starts) == 4:  # killed while writing trial 3's start
-                with open(self.path, "a") as f:
-                    f.write(json.dumps(event)[:17])
-                raise KeyboardInterrupt
-        real(self, event)
+    def half_written(log, event):  # killed while writing trial 3's start
+        with open(log.path, "a") as f:
+            f.write(json.dumps(event)[:17])
 
-    monkeypatch.setattr(AppendLog, "append", torn)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "torn", False)
-    monkeypatch.setattr(AppendLog, "append", real)
+    crash_at_start(monkeypatch, 4, lambda: run(tmp_path / "torn", False), half_written)
     log = AppendLog(tmp_path / "torn" / "events.jsonl")
     assert len(log.read()) == 6 and log.skipped == [7] and "skipped 1 unreadable line(s)" in caplog.text
     resumed = run(tmp_path / "torn", True)
