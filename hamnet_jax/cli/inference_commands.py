@@ -115,6 +115,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
         token = Path(args.token_file).read_text().strip() or None
         if token is None:
             raise InputError(f"--token-file {args.token_file} is empty")
+    if args.insecure and (token or is_loopback(host)):
+        why = "a token is set" if token else f"--host {host} is loopback"
+        raise InputError(f"--insecure serves a non-loopback --host without a token; here {why}, so it would change "
+                         "nothing: drop it")
+    if args.strict and args.run:
+        raise InputError("--strict applies to --repository (a model that fails to load); --run exits on a failed "
+                         "load already")
+    if args.metrics_host and args.metrics_port < 0:
+        raise InputError("--metrics-host places /metrics, which --metrics-port -1 turns off: drop one of them")
+    if args.max_concurrent_calls < 1:
+        raise InputError(f"--max-concurrent-calls: expected at least 1, got {args.max_concurrent_calls}")
     if not (token or is_loopback(host)):  # before any model loads: refused at once
         if not args.insecure:
             raise InputError(f"--host {host} is reachable from other machines and no token is set: give "

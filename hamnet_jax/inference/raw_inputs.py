@@ -101,14 +101,15 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
         a = a.astype(np.float32)  # a copy: the caller's arrays are never changed
         if b == 0:
             raise InputError(f"input {name!r}: shape {a.shape} holds no subjects; send at least one")
-        if np.isinf(a).any():
-            inf = np.isinf(a).reshape(b, -1).any(axis=1)
-            raise InputError(f"input {name!r}: ±inf at {row_name(int(np.flatnonzero(inf)[0]))} "
-                             f"({int(inf.sum())} row(s)); use NaN for missing values")
-        huge = np.abs(a) > RAW_LIMIT  # (NaN compares False: missing values pass)
-        if huge.any():
-            row = int(np.flatnonzero(huge.reshape(b, -1).any(axis=1))[0])
-            raise InputError(f"input {name!r}: value {float(a.reshape(b, -1)[row][huge.reshape(b, -1)[row]][0]):.3g} "
+        huge = np.abs(a) > RAW_LIMIT  # ±inf included; NaN compares False: missing values pass
+        if huge.any():  # (one pass over the request on the hot path; the message is worked out only here)
+            if np.isinf(a).any():
+                inf = np.isinf(a).reshape(b, -1).any(axis=1)
+                raise InputError(f"input {name!r}: ±inf at {row_name(int(np.flatnonzero(inf)[0]))} "
+                                 f"({int(inf.sum())} row(s)); use NaN for missing values")
+            rows = huge.reshape(b, -1)
+            row = int(np.flatnonzero(rows.any(axis=1))[0])
+            raise InputError(f"input {name!r}: value {float(a.reshape(b, -1)[row][rows[row]][0]):.3g} "
                              f"at {row_name(row)} is outside what the model takes (|x| <= {RAW_LIMIT:.0e}); "
                              "check its units")
         if name == VISIT_TIMES and np.isnan(a).any():

@@ -138,3 +138,19 @@ def test_model_control_is_off_unless_enabled(repository_dir, tmp_path):
         c.close()
     finally:
         running.stop(1)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--insecure"], "--host 127.0.0.1 is loopback"),
+    (["--host", "0.0.0.0", "--insecure", "--token-file", "TOKEN"], "a token is set"),
+    (["--strict"], "--strict applies to --repository"),
+    (["--metrics-host", "0.0.0.0", "--metrics-port", "-1"], "--metrics-port -1 turns off"),
+    (["--max-concurrent-calls", "0"], "expected at least 1"),
+])
+def test_serve_options_that_would_change_nothing_are_refused(tiny_run, tmp_path, capsys, extra, words):
+    from hamnet_jax.cli import main
+
+    (tmp_path / "token").write_text("s3cret\n")
+    extra = [str(tmp_path / "token") if e == "TOKEN" else e for e in extra]
+    assert main(["serve", "--run", str(tiny_run), "--port", "0", *extra]) == 2
+    assert words in capsys.readouterr().err
