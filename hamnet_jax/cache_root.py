@@ -25,8 +25,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hamnet"
 
 
-def cache_dir(kind: str) -> Path:
-    """The folder of one kind of cache under the root."""
+def cache_dir(kind: str, root: Path | None = None) -> Path:
+    """The folder of one kind of cache under `root` (default: `cache_root()`)."""
     if kind not in KINDS:
         raise ValueError(f"cache kind {kind!r}: expected one of {list(KINDS)}")
-    return cache_root() / kind
+    return (root if root is not None else cache_root()) / kind

@@ -14,12 +14,11 @@ from hamnet_jax.errors import InputError
 
 
 @contextmanager
-def locked(path: Path, shared: bool = False) -> Iterator[None]:
-    """Hold `path` (created if missing) locked, waiting for other holders: exclusive, or
-    shared with other shared holders."""
+def locked(path: Path) -> Iterator[None]:
+    """Hold `path` (created if missing) locked exclusively, waiting for other holders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         yield
 
 

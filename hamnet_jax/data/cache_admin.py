@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hamnet_jax.cache_root import cache_dir
 from hamnet_jax.data.cohort_cache import LOCKS, META
 from hamnet_jax.file_lock import try_locked
 
@@ -28,8 +29,8 @@ def _size(directory: Path) -> int:
 def list_caches(root: Path) -> list[dict[str, Any]]:
     """One row per cohort cache (complete or partial) and per fitted-baselines file under the
     cache root `root`, newest use first."""
-    rows = _cohorts(root / "cohorts")
-    baselines = root / "baselines"
+    rows = _cohorts(cache_dir("cohorts", root))
+    baselines = cache_dir("baselines", root)
     if baselines.is_dir():
         rows += [{"kind": "baselines", "key": p.stem, "path": str(p), "bytes": p.stat().st_size, "state": "complete",
                   "last_used": p.stat().st_mtime} for p in sorted(baselines.glob("*.skops"))]
@@ -54,12 +55,11 @@ def _cohorts(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def prune_caches(root: Path, older_than_days: float | None = None, everything: bool = False,
-                 now: float | None = None) -> dict[str, Any]:
+def prune_caches(root: Path, older_than_days: float | None = None, everything: bool = False) -> dict[str, Any]:
     """Under the cache root `root`: remove dead partial builds, and entries unused for
     `older_than_days` (or all with `everything`); returns what was removed, the bytes freed
     and what was busy."""
-    now = time.time() if now is None else now
+    now = time.time()
     removed, busy, freed = [], [], 0
     for row in list_caches(root):
         stale = row["state"] == "partial" or everything or (
@@ -69,7 +69,7 @@ def prune_caches(root: Path, older_than_days: float | None = None, everything: b
         if row["kind"] == "baselines":  # (written whole by a rename: nothing to wait for)
             Path(row["path"]).unlink(missing_ok=True)
         else:
-            with try_locked(root / "cohorts" / LOCKS / f"{row['key']}.lock") as held:
+            with try_locked(cache_dir("cohorts", root) / LOCKS / f"{row['key']}.lock") as held:
                 if not held:
                     busy.append(row["path"])
                     continue
