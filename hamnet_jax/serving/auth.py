@@ -1,8 +1,9 @@
-"""Bearer-token authentication for the gRPC service.
+"""Bearer-token authentication, the same for both protocols.
 
-With a token configured, every call must carry `authorization: Bearer <token>` metadata
-or is answered UNAUTHENTICATED; `grpc.health.v1` stays open (Kubernetes probes send no
-token). The comparison is constant-time.
+With a token configured, every call must carry `authorization: Bearer <token>` (gRPC
+metadata, or the HTTP header) or is answered UNAUTHENTICATED (HTTP 401); health stays
+open (`grpc.health.v1`, REST `/v2/health/`: Kubernetes probes send no token). The
+comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ from typing import Any
 import grpc
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+OPEN_PATHS = ("/v2/health/",)
+DENIED = "missing or wrong bearer token (authorization metadata)"
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+class BearerToken:
+    """The expected `authorization` value, compared in constant time."""
+
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("the bearer token is empty")
         self._expected = f"Bearer {token}".encode()
 
+    def accepts(self, authorization: str | bytes) -> bool:
+        given = authorization.encode() if isinstance(authorization, str) else authorization
+        return hmac.compare_digest(given, self._expected)
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = BearerToken(token)
+
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token (authorization metadata)")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
@@ -32,7 +45,6 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if handler_call_details.method.startswith(OPEN_SERVICES):
             return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
-        given = str(metadata.get("authorization", "")).encode()
-        if hmac.compare_digest(given, self._expected):
+        if self._token.accepts(str(metadata.get("authorization", ""))):
             return await continuation(handler_call_details)
         return self._deny

@@ -1,4 +1,4 @@
-"""What the server records about each ModelInfer call: a request id, a JSON log line, the
+"""What the server records about each inference call (gRPC ModelInfer or REST infer): a request id, a JSON log line, the
 Prometheus count and latency.
 
 The request id is the request's own `id` (KServe V2), or one the server makes up; it is
@@ -16,8 +16,6 @@ import itertools
 import logging
 import uuid
 from typing import Any
-
-import grpc
 
 from hamnet_jax.serving.metrics import ServingMetrics
 
@@ -39,15 +37,15 @@ class RequestLog:
     def __init__(self, metrics: ServingMetrics | None = None, enabled: bool = True) -> None:
         self.metrics, self.enabled = metrics, enabled
 
-    def finished(self, rid: str, request: Any, version: str, code: grpc.StatusCode, seconds: float,
-                 message: str = "") -> None:
-        status = code.name
+    def finished(self, rid: str, model: str, version: str, status: str, seconds: float, subjects: int,
+                 message: str = "", protocol: str = "grpc") -> None:
+        """Count and log one call; `status` is the gRPC status code's name (REST calls too, so
+        one dashboard reads both)."""
         if self.metrics is not None:
-            self.metrics.observe(request.model_name, version, status, seconds)
+            self.metrics.observe(model, version, status, seconds)
         if self.enabled and access_log.isEnabledFor(logging.INFO):
-            subjects = int(request.inputs[0].shape[0]) if request.inputs and request.inputs[0].shape else 0
-            extra = {"request_id": rid, "model": request.model_name, "version": version, "status": status,
-                     "latency_ms": round(seconds * 1e3, 3), "subjects": subjects}
+            extra = {"request_id": rid, "model": model, "version": version, "status": status,
+                     "latency_ms": round(seconds * 1e3, 3), "subjects": subjects, "protocol": protocol}
             if message:
                 extra["error"] = message
             access_log.info("ModelInfer", extra=extra)

@@ -1,5 +1,6 @@
-"""Start and stop the gRPC inference server: the KServe V2 service, gRPC health checking
-(`grpc.health.v1`, what Kubernetes gRPC probes call) and server reflection.
+"""Start and stop the inference server: the KServe V2 service over gRPC, with gRPC health
+checking (`grpc.health.v1`, what Kubernetes gRPC probes call) and server reflection, and
+optionally over REST (rest.py) on the same data plane and event loop.
 
 A `grpc.aio` server on an event loop of its own thread. It replaced a thread-pool
 `grpc.server`, which hands every call between threads: with the same model, batcher and
@@ -29,6 +30,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
 from hamnet_jax.serving.auth import BearerTokenInterceptor
+from hamnet_jax.serving.data_plane import DataPlane
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository
 from hamnet_jax.serving.servicer import SERVICE_NAME, InferenceServicer
@@ -51,6 +53,15 @@ class RunningServer:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     metrics: ServingMetrics | None = None
+    http: Any = None  # http_listener.HttpListener, when REST is served
+
+    @property
+    def plane(self) -> DataPlane:
+        return self.servicer.plane
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
@@ -61,8 +72,10 @@ class RunningServer:
         another server running)."""
         if not self.thread.is_alive():
             return
-        self.servicer.shutting_down = True
+        self.plane.shutting_down = True
         self._call(self.health.enter_graceful_shutdown())
+        if self.http is not None:
+            self._call(self.http.stop(grace))
         self._call(self.server.stop(grace))
         for model in self.servicer.repository.loaded() if close_models else ():
             model.close()
@@ -81,7 +94,8 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, token: str | None = None,
                  tls: tuple[bytes, bytes] | None = None, metrics_port: int | None = None,
                  access_log: bool = True, model_control: bool = False,
-                 metrics_host: str | None = None, max_concurrent_calls: int = 1024) -> RunningServer:
+                 metrics_host: str | None = None, max_concurrent_calls: int = 1024,
+                 http_port: int | None = None) -> RunningServer:
     """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
     `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
     certificate chain, PEM private key) for a TLS port instead of a plain one;
@@ -89,7 +103,9 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     (0: a free port); `access_log`: one JSON line per ModelInfer call (serving/request_log.py);
     `model_control`: clients may load and unload models (Triton's `--model-control-mode
     explicit`; off, those calls are refused); `max_concurrent_calls`: inference calls in flight at
-    once (RESOURCE_EXHAUSTED beyond it; health checks and metadata are never refused)."""
+    once (RESOURCE_EXHAUSTED beyond it; health checks and metadata are never refused);
+    `http_port`: the V2 REST protocol on host:http_port too (0: a free port), with the same
+    token, TLS, limits, metrics and logs."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hamnet-exec"))
@@ -98,20 +114,36 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     thread.start()
     started.result()
     metrics = ServingMetrics(repository) if metrics_port is not None else None
-    servicer = InferenceServicer(repository, metrics=metrics, access_log=access_log, model_control=model_control,
-                                 max_concurrent_calls=max_concurrent_calls)
+    plane = DataPlane(repository, metrics=metrics, access_log=access_log, model_control=model_control,
+                      max_concurrent_calls=max_concurrent_calls)
+    servicer = InferenceServicer(plane)
+    http = None
     try:
+        if http_port is not None:
+            http = _http_listener(plane, host, http_port, token, tls, max_message_bytes)
         server, bound, health_servicer = asyncio.run_coroutine_threadsafe(
             _start(servicer, f"{host}:{port}", max_message_bytes, token, tls), loop).result()
+        if http is not None:
+            asyncio.run_coroutine_threadsafe(http.start(), loop).result()
     except Exception:
+        if http is not None:
+            http.socket.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         raise
-    running = RunningServer(server, bound, servicer, health_servicer, loop, thread, metrics)
+    running = RunningServer(server, bound, servicer, health_servicer, loop, thread, metrics, http)
     if metrics is not None:
         metrics.serve(metrics_host or host, metrics_port)
     log.info("serving %s on %s:%d", [f"{m.name}/{m.version}" for m in repository.loaded()], host, bound)
     return running
+
+
+def _http_listener(plane: DataPlane, host: str, port: int, token: str | None, tls: tuple[bytes, bytes] | None,
+                   max_message_bytes: int) -> Any:
+    from hamnet_jax.serving.http_listener import HttpListener  # (starlette and uvicorn load only for REST)
+    from hamnet_jax.serving.rest import rest_app
+
+    return HttpListener(rest_app(plane, token, max_message_bytes), host, port, tls)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, started: futures.Future) -> None:

@@ -27,6 +27,9 @@ CONTENT_FIELD = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_
                  "FP64": "fp64_contents"}
 
 
+MAX_ELEMENTS = 1 << 28  # per input
+
+
 class TensorError(ValueError):
     """A malformed tensor; the message names the input."""
 
@@ -42,22 +45,9 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
         name = tensor.name
         if name in out:
             raise TensorError(f"input {name!r} is given twice")
-        dtype = DATATYPES.get(tensor.datatype)
-        if dtype is None:
-            raise TensorError(f"input {name!r}: datatype {tensor.datatype!r} is not supported; expected one of "
-                              f"{sorted(DATATYPES)}")
-        shape = tuple(int(d) for d in tensor.shape)
-        if any(d < 0 for d in shape):
-            raise TensorError(f"input {name!r}: shape {list(shape)} has a negative dimension")
-        count = math.prod(shape)
-        if count > 1 << 28:
-            raise TensorError(f"input {name!r}: shape {list(shape)} is too large")
+        dtype, shape, count = checked_header(name, tensor.datatype, tensor.shape)
         if raw:
-            data = raw[i]
-            if len(data) != count * dtype.itemsize:
-                raise TensorError(f"input {name!r}: {len(data)} bytes of raw_input_contents, shape {list(shape)} "
-                                  f"of {tensor.datatype} needs {count * dtype.itemsize}")
-            out[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+            out[name] = array_from_bytes(name, tensor.datatype, raw[i], dtype, shape)
             continue
         field = CONTENT_FIELD.get(tensor.datatype)
         values = getattr(tensor.contents, field) if field else []
@@ -69,6 +59,31 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
                               f"needs {count}")
         out[name] = np.asarray(values, dtype=dtype).reshape(shape)
     return out
+
+
+def checked_header(name: str, datatype: str, shape: Any) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(numpy dtype, shape, element count) of an input's header, or `TensorError` naming it."""
+    dtype = DATATYPES.get(datatype)
+    if dtype is None:
+        raise TensorError(f"input {name!r}: datatype {datatype!r} is not supported; expected one of "
+                          f"{sorted(DATATYPES)}")
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise TensorError(f"input {name!r}: shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise TensorError(f"input {name!r}: shape {list(shape)} is too large")
+    return dtype, shape, count
+
+
+def array_from_bytes(name: str, datatype: str, data: bytes | memoryview, dtype: np.dtype,
+                     shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of an input's raw bytes (little-endian, row-major), checked for size."""
+    count = math.prod(shape)
+    if len(data) != count * dtype.itemsize:
+        raise TensorError(f"input {name!r}: {len(data)} bytes of raw data, shape {list(shape)} "
+                          f"of {datatype} needs {count * dtype.itemsize}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def encode_outputs(response: Any, outputs: dict[str, np.ndarray], raw: bool, wanted: list[str] | None = None) -> None:

@@ -77,7 +77,7 @@ def test_calls_beyond_the_concurrency_limit_are_refused_and_health_stays_quick(l
     payload = infer_request("m", _request(limited, 64, seed=1))
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(url))
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url))
-    limited.servicer.in_flight = 2  # two calls in flight (as far as the server counts)
+    limited.plane.in_flight = 2  # two calls in flight (as far as the server counts)
     try:
         with pytest.raises(grpc.RpcError) as err:
             stub.ModelInfer(payload)
@@ -85,7 +85,7 @@ def test_calls_beyond_the_concurrency_limit_are_refused_and_health_stays_quick(l
         assert "--max-concurrent-calls" in err.value.details()
         assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     finally:
-        limited.servicer.in_flight = 0
+        limited.plane.in_flight = 0
 
     def call(_):
         stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url))

@@ -114,12 +114,12 @@ def test_loopback_addresses_need_no_token():
 
 
 def test_no_server_path_reaches_a_client(tmp_path):
-    from hamnet_jax.serving.servicer import _status_of, without_paths
+    from hamnet_jax.serving.data_plane import Failure, failure_of, without_paths
 
-    code, message = _status_of(InputError(f"run directory {tmp_path}/models/hamnet/1 is not a finished run"))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and str(tmp_path) not in message and ".../1 is not" in message
-    code, message = _status_of(RuntimeError(f"cannot open {tmp_path}/x.onnx"))
-    assert code == grpc.StatusCode.INTERNAL and "RuntimeError" in message and str(tmp_path) not in message
+    code, message = failure_of(InputError(f"run directory {tmp_path}/models/hamnet/1 is not a finished run"))
+    assert code is Failure.INVALID_ARGUMENT and str(tmp_path) not in message and ".../1 is not" in message
+    code, message = failure_of(RuntimeError(f"cannot open {tmp_path}/x.onnx"))
+    assert code is Failure.INTERNAL and "RuntimeError" in message and str(tmp_path) not in message
     assert without_paths("shape (1, 4) and ratio 1/2 stay") == "shape (1, 4) and ratio 1/2 stay"
 
 
