@@ -126,6 +126,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise InputError("--metrics-host places /metrics, which --metrics-port -1 turns off: drop one of them")
     if args.max_concurrent_calls < 1:
         raise InputError(f"--max-concurrent-calls: expected at least 1, got {args.max_concurrent_calls}")
+    if not 1 <= args.max_message_mb <= 2047:  # gRPC's message lengths are 32-bit
+        raise InputError(f"--max-message-mb: expected 1-2047, got {args.max_message_mb}")
+    if not -1 <= args.http_port <= 65535:
+        raise InputError(f"--http-port {args.http_port}: expected a port in 0-65535 (0: a free one) or -1 (off)")
     if not (token or is_loopback(host)):  # before any model loads: refused at once
         if not args.insecure:
             raise InputError(f"--host {host} is reachable from other machines and no token is set: give "
@@ -152,9 +156,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     server = start_server(repository, host, port, args.workers, token=token, tls=tls,
                           metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                           access_log=args.access_log, model_control=args.model_control == "explicit",
-                          metrics_host=args.metrics_host, max_concurrent_calls=args.max_concurrent_calls)
+                          metrics_host=args.metrics_host, max_concurrent_calls=args.max_concurrent_calls,
+                          max_message_bytes=args.max_message_mb << 20,
+                          http_port=None if args.http_port < 0 else args.http_port)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
+    if server.http is not None:
+        extras += f"; KServe V2 REST on {'https' if tls else 'http'}://{host}:{server.http_port}/v2"
     if server.metrics is not None:
         extras += f"; Prometheus metrics on http://{host}:{server.metrics.port}/metrics"
     print(f"serving {models} on {host}:{server.port} (KServe V2 gRPC, grpc.health.v1, reflection{extras})",
@@ -283,13 +291,18 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
-    v = sub.add_parser("serve", help="serve runs over gRPC (KServe V2 / Triton protocol)")
+    v = sub.add_parser("serve", help="serve runs over gRPC, and REST with --http-port (KServe V2 / Triton protocol)")
     v.add_argument("--run", help="one run directory, served as model --name version 1")
     v.add_argument("--repository", help="a model repository: <model>/<version>/ run directories")
     v.add_argument("--name", help="model name of --run (default hamnet)")
     v.add_argument("--config", help="hamnet_config.yaml: its inference and deployment sections")
     v.add_argument("--host", help="address to listen on (default deployment.api_host / HAMNET_API_HOST, 127.0.0.1)")
     v.add_argument("--port", type=int, help="port (default deployment.api_port / HAMNET_API_PORT if set, else 8001)")
+    v.add_argument("--http-port", type=int, default=-1,
+                   help="also serve the V2 REST protocol on this port (Triton's is 8000; 0: a free one), with the "
+                        "same token, TLS, limits, metrics and logs (default -1: off)")
+    v.add_argument("--max-message-mb", type=int, default=64,
+                   help="largest request or response, MiB, for gRPC messages and REST bodies (default 64)")
     v.add_argument("--workers", type=int, default=16,
                    help="executor threads (model loads; predictions of models without dynamic batching)")
     v.add_argument("--no-access-log", dest="access_log", action="store_false",

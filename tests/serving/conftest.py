@@ -42,7 +42,7 @@ def server(repository_dir):
     repo = Repository(repository_dir)
     for name in repo.available():
         repo.load(name)
-    running = start_server(repo, port=0, workers=8, metrics_port=0, model_control=True)
+    running = start_server(repo, port=0, workers=8, metrics_port=0, model_control=True, http_port=0)
     yield running
     running.stop(1)
 

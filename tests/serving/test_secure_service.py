@@ -3,12 +3,14 @@ bundled clients), refusal of a reachable address without a token, health that fo
 models, model control off unless enabled, no server path in a message."""
 
 import shutil
+import ssl
 import subprocess
 
 import pytest
 
 grpc = pytest.importorskip("grpc")
 tc = pytest.importorskip("tritonclient.grpc")
+tch = pytest.importorskip("tritonclient.http")
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
@@ -28,7 +30,7 @@ def test_bearer_token_and_tls(server, tmp_path):
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     secured = start_server(server.servicer.repository, port=0, workers=4, token="s3cret",
-                           tls=(cert.read_bytes(), key.read_bytes()))
+                           tls=(cert.read_bytes(), key.read_bytes()), http_port=0)
     try:
         url = f"localhost:{secured.port}"
         _, request = request_of(server, "hamnet", 2, seed=7)
@@ -47,6 +49,13 @@ def test_bearer_token_and_tls(server, tmp_path):
         assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()).status == \
             health_pb2.HealthCheckResponse.SERVING  # probes need no token
         channel.close()
+        rest = tch.InferenceServerClient(f"localhost:{secured.http_port}", ssl=True,  # REST: the same TLS and token
+                                         ssl_context_factory=lambda: ssl.create_default_context(cafile=str(cert)))
+        assert rest.is_server_live()
+        with pytest.raises(tch.InferenceServerException, match="bearer token"):
+            rest.get_server_metadata()
+        assert rest.get_server_metadata(headers=good)["name"] == "hamnet-jax"
+        rest.close()
         plain = grpc.insecure_channel(url)  # a client without TLS cannot talk to the TLS port
         with pytest.raises(grpc.RpcError):
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
@@ -145,6 +154,8 @@ def test_model_control_is_off_unless_enabled(repository_dir, tmp_path):
     (["--host", "0.0.0.0", "--insecure", "--token-file", "TOKEN"], "a token is set"),
     (["--strict"], "--strict applies to --repository"),
     (["--metrics-host", "0.0.0.0", "--metrics-port", "-1"], "--metrics-port -1 turns off"),
+    (["--max-message-mb", "0"], "--max-message-mb: expected 1-2047"),
+    (["--http-port", "70000"], "--http-port 70000: expected a port"),
     (["--max-concurrent-calls", "0"], "expected at least 1"),
 ])
 def test_serve_options_that_would_change_nothing_are_refused(tiny_run, tmp_path, capsys, extra, words):

@@ -31,20 +31,22 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tiny_run, tmp_path_factory):
-    """(process, gRPC port, metrics port, stderr file) of `hamnet serve --run tiny_run`, its
-    port given the way a container gives it (HAMNET_API_PORT)."""
+    """(process, gRPC port, metrics port, stderr file, REST port) of `hamnet serve --run tiny_run`,
+    its port given the way a container gives it (HAMNET_API_PORT)."""
     root = tmp_path_factory.mktemp("serve")
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, http_port = free_port(), free_port(), free_port()
     config = root / "serve.yaml"
     config.write_text("inference:\n  batch_size: 4\n")  # buckets 1, 2, 4: a short warm-up
     stderr = root / "stderr.log"
     proc = subprocess.Popen([sys.executable, "-m", "hamnet_jax.cli", "serve", "--run", str(tiny_run),
-                             "--metrics-port", str(metrics_port), "--config", str(config)],
+                             "--metrics-port", str(metrics_port), "--config", str(config),
+                             "--http-port", str(http_port)],
                             stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "HAMNET_API_PORT": str(port)})
     line = proc.stdout.readline()
     assert line.startswith(f"serving hamnet/1 (jax) on 127.0.0.1:{port} "), (line, stderr.read_text())
-    yield proc, port, metrics_port, stderr
+    assert f"KServe V2 REST on http://127.0.0.1:{http_port}/v2" in line
+    yield proc, port, metrics_port, stderr, http_port
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -52,7 +54,7 @@ def served(tiny_run, tmp_path_factory):
 
 def test_a_real_prometheus_server_scrapes_the_request_count(served, tiny_run, tmp_path):
     """Debian's `prometheus` scrapes the service's /metrics; a query returns the requests this test sent."""
-    _, port, metrics_port, _ = served
+    _, port, metrics_port, _, _ = served
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("the prometheus server is not installed (Debian: apt install prometheus)")
@@ -99,13 +101,17 @@ def test_a_real_prometheus_server_scrapes_the_request_count(served, tiny_run, tm
 def test_hamnet_serve_answers_probes_and_stops_on_sigterm(served):
     from hamnet_jax.client import probe
 
-    proc, port, _, stderr = served
+    proc, port, _, stderr, http_port = served
     c = tc.InferenceServerClient(f"127.0.0.1:{port}")
     assert c.is_server_live() and c.is_model_ready("hamnet")
     c.close()
     assert probe.main(["--port", str(port)]) == 0  # the image's HEALTHCHECK
+    rest = f"http://127.0.0.1:{http_port}/v2/models/hamnet/ready"
+    assert json.loads(urllib.request.urlopen(rest, timeout=10).read()) == {"name": "hamnet", "ready": True}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert probe.main(["--port", str(port), "--timeout", "1"]) == 1
+    with pytest.raises(OSError):  # both protocols stopped
+        urllib.request.urlopen(rest, timeout=5)
     logs = [json.loads(x) for x in stderr.read_text().splitlines() if x.startswith("{")]
     assert any(x["logger"] == "hamnet_jax.serving" and "serving" in x["message"] for x in logs)  # JSON logs
