@@ -96,3 +96,12 @@ def tiny_model_config(tiny_cohort):
     cfg = config_from_dict(TINY_CONFIG)
     return cfg.model_config(**{f"{m}_dim": w for m, w in schema.widths().items()},
                             lifestyle_cardinalities=schema.cardinalities())
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """A real MLflow tracking server on 127.0.0.1 (tests/mlflow_server.py)."""
+    from .mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri

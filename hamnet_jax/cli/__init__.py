@@ -7,6 +7,7 @@ found a problem, 74 a full disk, 1 a crash.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -30,6 +31,7 @@ from hamnet_jax.cli.monitoring_commands import add_monitoring_parsers
 from hamnet_jax.cli.output_paths import refuse_output_over_input
 from hamnet_jax.cli.pipeline_commands import add_pipeline_parser
 from hamnet_jax.cli.search_commands import add_search_parser
+from hamnet_jax.cli.tracking_options import add_tracking_arguments, tracked_job
 from hamnet_jax.cli.setup import EXECUTION, GENERAL, USES, _setup, add_tier_argument, job_metrics  # noqa: F401 (USES: tests)
 from hamnet_jax.cli.setup import data_schema as _schema
 
@@ -74,13 +76,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     start = time.time()
     metrics = job_metrics(args.metrics_port)
 
-    def on_epoch(record: dict) -> None:
-        metrics.record_epoch(record["epoch"], record.get("train_loss"), record.get("val_loss"),
-                             seconds=record["seconds"], samples=record["samples"])
+    def train(tracker) -> dict:
+        def on_epoch(record: dict) -> None:
+            if metrics:
+                metrics.record_epoch(record["epoch"], record.get("train_loss"), record.get("val_loss"),
+                                     seconds=record["seconds"], samples=record["samples"])
+            if tracker:
+                tracker(record)
 
+        return train_run(args.data, schema, config, out, resume=args.resume, progress=not args.quiet,
+                         on_epoch=on_epoch if metrics or tracker else None)
+
+    schema = _schema(args)
     try:
-        summary = train_run(args.data, _schema(args), config, out, resume=args.resume, progress=not args.quiet,
-                            on_epoch=on_epoch if metrics else None)
+        summary = tracked_job(args, config, Path(out), {**config.to_dict(), "data": str(args.data)}, train)
     finally:
         if metrics:
             metrics.close()
@@ -181,8 +190,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if pruning.method.value != "structured":
         _refuse("pruning", section, ("structures", "compact"), "applies to structured pruning only")
     training = _training_flags(_source_training(args, config), args, args.precision)
-    _print_compressed(compress_run(args.run, args.data, args.out, pruning, None, training, args.resume,
-                                   not args.quiet), args.out)
+    params = {"pruning": dataclasses.asdict(pruning), "source_run": args.run, "data": args.data}
+    _print_compressed(tracked_job(args, config, Path(args.out), params, lambda on_epoch: compress_run(
+        args.run, args.data, args.out, pruning, None, training, args.resume, not args.quiet, on_epoch)), args.out)
 
 
 def _source_training(args: argparse.Namespace, config):
@@ -220,8 +230,10 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         if flags:
             raise InputError(f"quantize {', '.join(flags)}: only --mode qat trains; {mode} has no training loop")
     training = _training_flags(_source_training(args, config), args, args.train_precision)
-    _print_compressed(compress_run(args.run, args.data, args.out, None, quantization, training, args.resume,
-                                   not args.quiet), args.out)
+    params = {"quantization": dataclasses.asdict(quantization), "source_run": args.run, "data": args.data}
+    _print_compressed(tracked_job(args, config, Path(args.out), params, lambda on_epoch: compress_run(
+        args.run, args.data, args.out, None, quantization, training, args.resume, not args.quiet, on_epoch)),
+        args.out)
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
@@ -243,7 +255,10 @@ def cmd_distill(args: argparse.Namespace) -> None:
     if distillation.method.value != "born_again":
         _refuse("distillation", section, ("generations",), "applies to born_again only")
     training = _training_flags(_source_training(args, config), args, args.precision)
-    s = distill_run(args.run, args.data, args.out, distillation, None, training, args.resume, not args.quiet)
+    params = {"distillation": dataclasses.asdict(distillation), "source_run": args.run, "data": args.data}
+    s = tracked_job(args, config, Path(args.out), params, lambda on_epoch: distill_run(
+        args.run, args.data, args.out, distillation, None, training, args.resume, not args.quiet,
+        on_epoch=on_epoch))
     t, st = s["teacher_metrics"], s["student_metrics"]
     print(f"wrote {args.out}: params {s['teacher_params']:,} -> {s['student_params']:,} "
           f"({s['compression_ratio']:.2f}x fewer), test MAE teacher {t['mae']:.3f} -> student {st['mae']:.3f}, "
@@ -258,6 +273,7 @@ def _loop_arguments(q: argparse.ArgumentParser, precision_flag: str = "--precisi
     q.add_argument("--mesh", help="override training.mesh, e.g. 'data=-1' or 'fsdp=4,tensor=2'")
     q.add_argument("--resume", action="store_true", help="continue a killed job from its latest checkpoint")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_tracking_arguments(q)
 
 
 def build_parser() -> argparse.ArgumentParser:

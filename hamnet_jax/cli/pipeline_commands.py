@@ -9,16 +9,35 @@ Rerunning the same command continues a killed pipeline at the stage it was in.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hamnet_jax.cli.setup import _setup
+from hamnet_jax.cli.tracking_options import add_tracking_arguments, finishing, tracked_run
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from hamnet_jax.pipeline import run_pipeline
 
-    _setup(args)
-    results = run_pipeline(args.out, args.data, args.config, args.preset, progress=not args.quiet,
-                           schema_path=args.schema)
+    config = _setup(args)
+    out = Path(args.out) if args.out else Path(config.general.output_dir) / "pipeline"
+    tracker = tracked_run(args, config, out.name, out, {"preset": args.preset or "", "data": args.data or "builtin",
+                                                        "config": args.config or ""})
+    on_stage_done = None
+    if tracker is not None:
+        from hamnet_jax.pipeline.pipeline_tracking import log_pipeline, log_stage
+
+        def on_stage_done(name: str) -> None:
+            tracker.remember(out)
+            log_stage(tracker, out, name)
+
+    with finishing(tracker):
+        results = run_pipeline(out, args.data, args.config, args.preset, progress=not args.quiet,
+                               schema_path=args.schema, on_stage_done=on_stage_done)
+        if tracker is not None:
+            version = log_pipeline(tracker, out, results)
+            if version is not None:
+                print(f"MLflow: the served model is registered as {results['stages']['repository']['model']} "
+                      f"version {version} at {tracker.uri}")
     s = results["summary"]
     final = s["final"]
     line = f"pipeline done in {s['total_seconds']:.0f} s of stage time; report {results['report']}"
@@ -46,4 +65,5 @@ def add_pipeline_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="the pipeline's directory (default $HAMNET_OUTPUT_DIR/pipeline); rerun the same "
                                  "command to continue a killed pipeline")
     p.add_argument("--quiet", action="store_true", help="no progress bars inside the stages")
+    add_tracking_arguments(p)
     p.set_defaults(func=cmd_pipeline)

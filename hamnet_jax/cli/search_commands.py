@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 
 from hamnet_jax.cli.setup import _setup, job_metrics
+from hamnet_jax.cli.tracking_options import add_tracking_arguments, finishing, tracked_run
 from hamnet_jax.search.study import SCHEDULERS
+
 
 def cmd_search(args: argparse.Namespace) -> None:
     import yaml
@@ -40,6 +42,10 @@ def cmd_search(args: argparse.Namespace) -> None:
         share_compilations=not args.no_compilation_cache, fast_compile=args.fast_compile,
         best_run=not args.no_best_run, seed=args.seed,
         resume=args.resume)
+    out = Path(args.out)
+    tracker = tracked_run(args, config, out.name, out, {"kind": args.kind, "data": args.data,
+                                                        **{k: v for k, v in vars(args).items()
+                                                           if k in STUDY_FLAGS and v is not None}})
     bar = tqdm(desc=f"search {args.kind}", unit="job", disable=args.quiet)
     metrics = job_metrics(args.metrics_port)
 
@@ -49,9 +55,19 @@ def cmd_search(args: argparse.Namespace) -> None:
             last = record.last()
             losses = dict(zip(names, last["losses"], strict=True)) if last else None
             metrics.record_trial(record.status, losses)
+        if tracker is not None:
+            from hamnet_jax.search.study_tracking import log_trial
+
+            tracker.remember(out)
+            log_trial(tracker, record)
 
     try:
-        report = run_search(request, config, progress)
+        with finishing(tracker):
+            report = run_search(request, config, progress)
+            if tracker is not None:
+                from hamnet_jax.search.study_tracking import log_study
+
+                log_study(tracker, out, report)
     finally:
         bar.close()
         if metrics is not None:
@@ -63,6 +79,11 @@ def cmd_search(args: argparse.Namespace) -> None:
           f"{len(report['pareto_front'])} on the Pareto front at {report['full_budget']} epochs; analysis, plots and "
           f"TensorBoard HParams in {report['store']}" + (f"; the best trial ({best['trial']}) is the run "
                                                         f"{best['run_dir']}" if best else ""))
+
+
+# the study's settings logged as the MLflow parent run's parameters
+STUDY_FLAGS = ("strategy", "scheduler", "trials", "min_epochs", "max_epochs", "eta", "budget", "objectives",
+               "max_params", "max_latency_ms", "min_layers", "max_layers", "workers", "seed")
 
 
 def add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -107,4 +128,5 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics (trials, best value per objective) "
                                                     "on this port while the study runs (0: a free one)")
+    add_tracking_arguments(s)
     s.set_defaults(func=cmd_search)

@@ -14,6 +14,7 @@ from hamnet_jax.errors import InputError
 # what each command reads of the config: section -> keys (None: all of them); only `train`
 # chooses its run directory from general.output_dir
 GENERAL = ("log_level", "device")
+TRACKING = ("mlflow_uri", "mlflow_experiment")  # monitoring keys of the commands that log to MLflow
 # the training keys a derived run's fine-tuning keeps (its stage sets epochs, batch size,
 # learning rate, seed, warmup and early stopping; see training.fit_options)
 EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gradient_checkpointing",
@@ -34,7 +35,8 @@ def keys_of(section: str) -> tuple[str, ...]:
 
 USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "cohort": {"general": GENERAL},
-    "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
+    "train": {"model": None, "data": None, "training": None, "general": None, "regularization": None,
+              "monitoring": TRACKING},
     "evaluate": {"general": GENERAL},
     "cv": {"model": None, "data": None, "training": None, "general": None, "regularization": None},
     "predict": {"general": GENERAL, "inference": PREDICTOR_KEYS},
@@ -42,7 +44,7 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
     "serve": {"general": GENERAL, "inference": None, "deployment": ("api_host", "api_port")},
     "deploy": {"general": GENERAL, "deployment": None},  # models' options: their inference.yaml
     "search": {"model": None, "data": None, "training": None, "general": None, "regularization": None,
-               "nas": None, "hyperparameter_optimization": None},
+               "nas": None, "hyperparameter_optimization": None, "monitoring": TRACKING},
     "loadtest": {"general": GENERAL},
     "drift": {"general": GENERAL},
     "bench": {"general": GENERAL, "benchmarking": None},
@@ -52,11 +54,11 @@ USES: dict[str, dict[str, tuple[str, ...] | None]] = {
                  # (backend and precision: the benchmark's choice; output_dir: OUT/bench)
                  "inference": tuple(k for k in keys_of("inference") if k not in ("backend", "precision_mode")),
                  "benchmarking": tuple(k for k in keys_of("benchmarking") if k != "output_dir"),
-                 "monitoring": ("alert_latency_p95_ms", "alert_error_rate", "alert_drift_psi")},
-    "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION},
-    "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION},
+                 "monitoring": ("alert_latency_p95_ms", "alert_error_rate", "alert_drift_psi", *TRACKING)},
+    "prune": {"general": GENERAL, "pruning": None, "training": EXECUTION, "monitoring": TRACKING},
+    "quantize": {"general": GENERAL, "quantization": None, "training": EXECUTION, "monitoring": TRACKING},
     "distill": {"general": GENERAL, "distillation": None,  # the distillation section sets weight decay
-                "training": tuple(k for k in EXECUTION if k != "weight_decay")},
+                "training": tuple(k for k in EXECUTION if k != "weight_decay"), "monitoring": TRACKING},
 }
 
 

@@ -85,6 +85,14 @@ class Config:
                 out += [f"{name}.{k}" for k in given if k not in set(read)]
         return out
 
+    def identity(self) -> dict[str, Any]:
+        """`to_dict()` without where the job is tracked (`monitoring.mlflow_*`): the same job
+        logged elsewhere is the same job, and a resume may log to another server."""
+        out = self.to_dict()
+        if "monitoring" in out:
+            out["monitoring"] = {k: v for k, v in out["monitoring"].items() if not k.startswith("mlflow_")}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": dict(self.model)}
         for name in ("data", "training", "general"):

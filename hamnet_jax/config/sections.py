@@ -332,6 +332,10 @@ class MonitoringSection:
     alert_latency_p95_ms: Annotated[float, Field(gt=0.0)] = 50.0
     alert_error_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
     alert_drift_psi: Annotated[float, Field(gt=0.0)] = 0.2
+    # experiment tracking (opt-in; `--mlflow-uri` overrides): train, compression, search and the pipeline
+    # log their runs to this MLflow tracking server (http://...) or store (file:..., sqlite:...)
+    mlflow_uri: str = ""
+    mlflow_experiment: Annotated[str, Field(min_length=1)] = "hamnet"
 
     @field_validator("log_level")
     @classmethod

@@ -69,7 +69,7 @@ def _identity(config: Config, data: Path | None, chosen: Preset | None,
         schema = None
     else:
         source, schema = data_identity(data), _schema(data, schema_path).to_dict()
-    return as_stored({"data": source, "schema": schema, "config": config.to_dict()})
+    return as_stored({"data": source, "schema": schema, "config": config.identity()})
 
 
 def _claim(out: Path, identity: dict[str, Any]) -> None:
@@ -101,12 +101,14 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
                  config_path: str | os.PathLike | None = None, preset_name: str | None = None,
                  progress: bool = True, environ: Mapping[str, str] | None = None,
                  say: Callable[[str], None] | None = None, schema_path: str | os.PathLike | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 overrides: Mapping[str, Any] | None = None,
+                 on_stage_done: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or continue) the pipeline into `out` (default `$HAMNET_OUTPUT_DIR/pipeline`) on
     `data` (default: the preset's built-in synthetic cohort; its schema: `schema_path`, else
     the file's sidecar); returns the results the report was written from (`summary`,
     `table`, `report`) and each stage's outputs (`stages`). `overrides` (YAML sections) go
-    over the config file, under `HAMNET_*`."""
+    over the config file, under `HAMNET_*`; `on_stage_done(name)` is called as each stage
+    is written (an experiment tracker's hook)."""
     chosen = preset(preset_name)
     config = load_config(config_path, environ, chosen.config if chosen else None, overrides)
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
@@ -138,6 +140,8 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
             _event(out, {"stage": name, "event": "done", "seconds": seconds})
             done[name] = outputs
             say(f"pipeline [{i}/{len(plan)}] {name}: done in {seconds:.0f} s")
+            if on_stage_done is not None:
+                on_stage_done(name)
 
         if data_path is None:
             stage(1, "cohort", lambda: _builtin_cohort(out, chosen))

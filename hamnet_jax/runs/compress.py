@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,13 @@ def job_settings(**sections: Any) -> dict[str, Any]:
     return {k: dataclasses.asdict(v) for k, v in sections.items() if v is not None}
 
 
-def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: bool) -> FitOptions:
+def fit_options(out: Path, training: TrainingConfig, resume: bool, progress: bool,
+                on_epoch: Callable[[str, dict], None] | None = None) -> FitOptions:
     """The loop options of a derived run: the source run's execution keys (with the command's
-    overrides), checkpoints under `out/checkpoints/<stage>`, TensorBoard scalars under `out/tb/<stage>`."""
+    overrides), checkpoints under `out/checkpoints/<stage>`, TensorBoard scalars under
+    `out/tb/<stage>`, and `on_epoch(stage, record)` for each epoch."""
     return FitOptions(training=training, checkpoint_dir=out / "checkpoints", resume=resume, progress=progress,
-                      log_dir=out / "tb")
+                      log_dir=out / "tb", on_epoch=on_epoch)
 
 
 def loop_summary(training: TrainingConfig) -> dict:
@@ -147,14 +150,16 @@ def derived_test_metrics(run: Run, parts: dict, batches: dict[str, Batch], model
 
 def compress_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                  pruning: PruningConfig | None = None, quantization: QuantizationConfig | None = None,
-                 training: TrainingConfig | None = None, resume: bool = False, progress: bool = False) -> dict:
+                 training: TrainingConfig | None = None, resume: bool = False, progress: bool = False,
+                 on_epoch: Callable[[str, dict], None] | None = None) -> dict:
     """Compress the run at `run_dir` on the same data split it was trained on; returns the
     summary written to `out_dir/summary.json`. Fine-tuning runs `fit` with `training`'s
-    execution keys (default: the source run's) and resumes after a crash with `resume`."""
+    execution keys (default: the source run's), resumes after a crash with `resume`, and
+    hands each epoch's record to `on_epoch(stage, record)`."""
     out = new_run_dir(run_dir, out_dir, resume, data_path,
                       job_settings(pruning=pruning, quantization=quantization, training=training))
     run, parts, batches = load_run_splits(run_dir, data_path)
-    options = fit_options(out, training or run.config.training, resume, progress)
+    options = fit_options(out, training or run.config.training, resume, progress, on_epoch)
     model, pruning_report, quantization_report = compress_model(
         run.model_config, run.params, batches["train"], batches["val"], pruning, quantization, options)
     calibration = write_derived_run(out, run_dir, run, parts, batches, model, compressed=True)

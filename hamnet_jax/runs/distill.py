@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 from hamnet_jax.compression.distillation import distill_model, measure_distillation
 from hamnet_jax.runs.compress import (derived_test_metrics, fit_options, job_settings, load_run_splits,
@@ -27,17 +28,18 @@ from hamnet_jax.runs.run_dir import load_run
 def distill_run(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
                 config: DistillationConfig, compression_ratio: float | None = None,
                 training: TrainingConfig | None = None, resume: bool = False, progress: bool = False,
-                student: str | os.PathLike | HAMNetConfig | None = None) -> dict:
+                student: str | os.PathLike | HAMNetConfig | None = None,
+                on_epoch: Callable[[str, dict], None] | None = None) -> dict:
     """Distill the run at `run_dir` into a student written to `out_dir`: an architecture
     `compression_ratio` (default `config.compression_ratio`) the teacher's size, or `student`:
     an architecture trained from scratch, or a trained run (on the same data) taught further
-    from its weights."""
+    from its weights. Each epoch's record goes to `on_epoch(stage, record)`."""
     out = new_run_dir(run_dir, out_dir, resume, data_path,
                       {**job_settings(distillation=config, training=training), "compression_ratio": compression_ratio,
                        "student": student if not isinstance(student, HAMNetConfig) else dataclasses.asdict(student)})
     run, parts, batches = load_run_splits(run_dir, data_path)
     ratio = config.compression_ratio if compression_ratio is None else compression_ratio
-    options = fit_options(out, training or run.config.training, resume, progress)
+    options = fit_options(out, training or run.config.training, resume, progress, on_epoch)
     student_params = None
     if student is not None and not isinstance(student, HAMNetConfig):
         trained = load_run(student)

@@ -93,7 +93,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
     if primary:  # the data (by content), schema and config a --resume must bring again
-        check_resume(out, {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.to_dict()},
+        check_resume(out, {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.identity()},
                      resume)
     out.mkdir(parents=True, exist_ok=True)
     run = _prepare(data_path, schema, config, out)

@@ -6,6 +6,7 @@ folder per stage, and resume — so `hamnet prune / quantize / distill` behave l
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -26,7 +27,8 @@ class FitOptions:
     """`training` supplies the execution keys (precision, mesh, accumulation, remat,
     attention kernel, bucketing); a stage sets its own epochs, batch size, learning rate
     and seed. Each stage checkpoints under `checkpoint_dir/<stage>` and, with `log_dir`,
-    writes its epochs as TensorBoard scalars under `log_dir/<stage>`."""
+    writes its epochs as TensorBoard scalars under `log_dir/<stage>`; `on_epoch(stage,
+    record)` gets each epoch's record too (an experiment tracker's hook)."""
 
     training: TrainingConfig = TrainingConfig()
     checkpoint_dir: Path | None = None
@@ -34,12 +36,15 @@ class FitOptions:
     progress: bool = False
     mesh: Mesh | None = None
     log_dir: Path | None = None
+    on_epoch: Callable[[str, dict], None] | None = None
+    stage_name: str = ""
 
     def stage(self, name: str) -> FitOptions:
         """The options of a named sub-stage (its own checkpoint folder)."""
         return dataclasses.replace(
             self, checkpoint_dir=None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / name,
-            log_dir=None if self.log_dir is None else Path(self.log_dir) / name)
+            log_dir=None if self.log_dir is None else Path(self.log_dir) / name,
+            stage_name=f"{self.stage_name}/{name}" if self.stage_name else name)
 
     def config(self, epochs: int, batch_size: int, learning_rate: float, seed: int,
                weight_decay: float | None = None) -> TrainingConfig:
@@ -53,10 +58,13 @@ class FitOptions:
     def fit(self, model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: Batch,
             plan: Plan = DEFAULT_PLAN) -> FitResult:
         scalars = ScalarLog(self.log_dir) if self.log_dir is not None and jax.process_index() == 0 else None
+        sinks = [scalars.log] if scalars is not None else []
+        if self.on_epoch is not None:
+            sinks.append(lambda record: self.on_epoch(self.stage_name, record))
         try:
             return fit(model_config, cfg, train, val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
                        progress=self.progress, mesh=self.mesh, plan=plan,
-                       on_epoch=scalars.log if scalars is not None else None)
+                       on_epoch=(lambda record: [sink(record) for sink in sinks]) if sinks else None)
         finally:
             if scalars is not None:
                 scalars.close()

@@ -109,10 +109,12 @@ def test_the_facades_check_their_arguments(tiny_model_config):
     assert create_comprehensive_optimizer(tiny_model_config) == {}
 
 
-def _pipeline(out: Path, data: Path | None, env: dict[str, str], timeout: float) -> tuple[int, str]:
+def _pipeline(out: Path, data: Path | None, env: dict[str, str], timeout: float,
+              extra: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run the tiny pipeline to its end (or its kill point): (exit status, its output). The
     output goes through a file, not a pipe: a leftover child could hold a pipe open."""
-    args = [sys.executable, "-m", "hamnet_jax.cli", "pipeline", "--preset", "tiny", "--out", str(out), "--quiet"]
+    args = [sys.executable, "-m", "hamnet_jax.cli", "pipeline", "--preset", "tiny", "--out", str(out), "--quiet",
+            *extra]
     if data is not None:
         args += ["--data", str(data)]
     log = out.parent / f"{out.name}.{len(list(out.parent.glob(out.name + '.*.log')))}.log"
@@ -245,6 +247,51 @@ def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(r
     with pytest.raises(InputError, match="config.optimization.enable_nas differ"):  # other switches: not this pipeline
         optimize_hamnet_pipeline(train_loader=tiny_cohort[0], optimization_config={**switches, "enable_nas": True},
                                  out=out, preset="tiny")
+
+
+def test_mlflow_gets_a_run_per_stage_and_the_served_model_registered(resumed_pipeline, tiny_cohort, mlflow_uri,
+                                                                     tmp_path):
+    """Rerun on the finished pipeline with --mlflow-uri: a parent run, one child per stage,
+    and the served model registered as ONNX, which MLflow loads back and predicts with."""
+    mlflow = pytest.importorskip("mlflow")
+    import onnxruntime as ort
+    from mlflow.tracking import MlflowClient
+
+    from hamnet_jax.inference.raw_inputs import random_raw
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.runs.run_dir import load_run
+
+    out, _ = resumed_pipeline
+    code, output = _pipeline(out, tiny_cohort[0], FEW_STAGES, 600, ("--mlflow-uri", mlflow_uri))
+    assert code == 0, output[-3000:]
+    client = MlflowClient(mlflow_uri)
+    parent = client.get_run(json.loads((out / "mlflow.json").read_text())["run_id"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    stages = {e["stage"] for e in _events(out) if e["event"] == "done"}
+    assert sorted(c.info.run_name for c in children) == sorted(stages)
+    bench = next(c for c in children if c.info.run_name == "bench")
+    assert bench.data.metrics["seconds"] > 0 and "stage.json" in {a.path for a in client.list_artifacts(
+        bench.info.run_id)}
+    assert "summary/speedup" in parent.data.metrics and "report.md" in {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
+    version = parent.data.tags["hamnet.registered_version"]
+    assert f"registered as hamnet version {version}" in output
+    mlflow.set_tracking_uri(mlflow_uri)
+    model = mlflow.pyfunc.load_model(f"models:/hamnet/{version}")
+    served = out / "repository" / "hamnet" / "1"
+    raw = RawModel.from_run(load_run(served), 0)
+    request = random_raw(raw.spec, raw.preprocessor, 5, seed=2)
+    graph = served / "model.onnx"
+    if not graph.exists():  # served by JAX: the registered graph is the run's fp32 raw-input export
+        from hamnet_jax.export.onnx_export import export_run_onnx
+
+        graph = tmp_path / "model.onnx"
+        export_run_onnx(raw, graph)
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    want = dict(zip(names, session.run(None, request), strict=True))
+    got = model.predict(request)
+    np.testing.assert_allclose(np.asarray(got["prediction"]), want["prediction"], atol=1e-5)
 
 
 @pytest.mark.slow

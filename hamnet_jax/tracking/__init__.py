@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow runs for jobs, studies and pipelines, and the model registry."""
