@@ -197,6 +197,9 @@ def cmd_deploy(args: argparse.Namespace) -> None:
               file=sys.stderr)
     written = [manager.generate_dockerfile(), *manager.generate_kubernetes_manifests().values()]
     print("wrote " + ", ".join(str(p) for p in written))
+    if manager.config.kserve_models == "storage" and not manager.config.storage_uri:
+        print("hamnet deploy: note: no KServe manifests: KServe pulls the models from deployment.storage_uri "
+              "(s3://, gs://, pvc://...), which is not set (or set deployment.kserve_models: image)", file=sys.stderr)
     target = "gpu" if manager.config.gpus else "cpu"
     print(f"build: docker build -f {Path(args.out) / 'Dockerfile'} --target {target} "
           f"--build-arg MODEL_REPOSITORY={args.repository} -t {manager.config.image} .")

@@ -11,6 +11,9 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 from hamnet_jax.config.schema import Bool, Fraction, NonNegativeInt, Port, PositiveInt, section, set_field
 from hamnet_jax.config.strategies import PrecisionMode, resolve_training_options
 
+# a URI KServe's storage initializer downloads from (empty: none)
+StorageUri = Annotated[str, Field(pattern=r"^$|^(s3|gs|pvc|hdfs|webhdfs|https?|oci)://[^\s]+$")]
+
 REGRESSION_LOSSES = ("gaussian_nll", "beta_nll", "mse", "huber")  # transforms.losses implements each (tested)
 DEVICES = ("auto", "cpu", "gpu", "cuda", "tpu")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -309,6 +312,12 @@ class DeploymentSection:
     memory: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")] = "4Gi"
     gpus: NonNegativeInt = 0
     target_cpu_utilization: Annotated[StrictInt, Field(ge=1, le=100)] = 70
+    # KServe: models pulled from storage by its storage initializer (s3://, gs://, pvc://, https://, ...):
+    # `storage_uri` a model repository of run directories (`hamnet serve`), `triton_storage_uri` a Triton
+    # model repository (`hamnet export --format triton`); `kserve_models: image` bakes them into the image
+    storage_uri: StorageUri = ""
+    triton_storage_uri: StorageUri = ""
+    kserve_models: Literal["storage", "image"] = "storage"
 
     @model_validator(mode="after")
     def _instances(self) -> DeploymentSection:

@@ -30,13 +30,14 @@ TOKEN_FILE = f"{TOKEN_DIR}/token"
 USER_ID = 10001
 
 
-def serve_command(section: DeploymentSection) -> list[str]:
-    """The container's command: the repository baked into the image, metrics on or off,
-    calls authenticated by the bearer token in `TOKEN_FILE` (mounted from a Kubernetes
-    Secret, or by `docker run -v`): the container listens on every interface. The host
-    and port come from HAMNET_API_HOST / HAMNET_API_PORT (`container_env`)."""
+def serve_command(section: DeploymentSection, models_dir: str = MODELS_DIR) -> list[str]:
+    """The container's command: the repository in `models_dir` (baked into the image, or
+    where KServe's storage initializer put it), metrics on or off, calls authenticated by
+    the bearer token in `TOKEN_FILE` (mounted from a Kubernetes Secret, or by `docker run
+    -v`): the container listens on every interface. The host and port come from
+    HAMNET_API_HOST / HAMNET_API_PORT (`container_env`)."""
     metrics = str(section.metrics_port) if section.enable_monitoring else "-1"
-    return ["hamnet", "serve", "--repository", MODELS_DIR, "--metrics-port", metrics, "--token-file", TOKEN_FILE]
+    return ["hamnet", "serve", "--repository", models_dir, "--metrics-port", metrics, "--token-file", TOKEN_FILE]
 
 
 def api_token_file(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Kubernetes manifests of the gRPC service, and a KServe InferenceService, from `deployment:`.
+"""Kubernetes manifests of the gRPC service from `deployment:`, and the checks of every manifest.
 
 `manifests(section)` returns the objects as dicts, `to_yaml` one multi-document YAML:
 
@@ -17,10 +17,10 @@ creates: no token value is ever generated into a manifest). `check_manifests` re
 container that would serve a non-loopback address without a token from a Secret, unless
 its command says `--insecure`.
 
-`inference_service(section)` is the KServe (serving.kserve.io/v1beta1) custom-predictor
-form for clusters that run KServe. `check_manifests` validates what is generated: the
-fields Kubernetes requires, selectors that match the pod labels, probe and Service ports
-that are the port the server listens on.
+The KServe forms (kserve.py) are checked here too. `check_manifests` validates what is
+generated: the fields Kubernetes requires, selectors that match the pod labels, probe and
+Service ports that are the port the server listens on, and for KServe: a predictor with
+either containers or a model (format, storageUri, a runtime that serves the format).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _labels(section: DeploymentSection) -> dict[str, str]:
     return {"app.kubernetes.io/name": "hamnet-jax", "app.kubernetes.io/instance": section.name}
 
 
-def _meta(section: DeploymentSection, **extra: Any) -> dict[str, Any]:
+def object_metadata(section: DeploymentSection, **extra: Any) -> dict[str, Any]:
     return {"name": section.name, "namespace": section.namespace, "labels": _labels(section), **extra}
 
 
@@ -95,7 +95,7 @@ def manifests(section: DeploymentSection) -> list[dict[str, Any]]:
            "spec": {"containers": [container(section)], "volumes": volumes(section),
                     "securityContext": {"fsGroup": 10001},  # (the token file readable by the server's user)
                     "terminationGracePeriodSeconds": DRAIN_SECONDS + 20}}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(section),
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": object_metadata(section),
                   "spec": {"replicas": replicas(section), "selector": {"matchLabels": labels}, "template": pod,
                            "strategy": {"type": "RollingUpdate",
                                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}
@@ -103,39 +103,20 @@ def manifests(section: DeploymentSection) -> list[dict[str, Any]]:
               "appProtocol": "grpc"}]
     if section.enable_monitoring:
         ports.append({"name": "metrics", "port": section.metrics_port, "targetPort": "metrics", "protocol": "TCP"})
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(section),
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": object_metadata(section),
                "spec": {"type": "ClusterIP", "selector": labels, "ports": ports}}
     out = [deployment, service]
     if section.mode == "auto_scaling":
-        out.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": _meta(section),
+        out.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "metadata": object_metadata(section),
                     "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": section.name},
                              "minReplicas": section.min_instances, "maxReplicas": section.max_instances,
                              "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                                  "type": "Utilization", "averageUtilization": section.target_cpu_utilization}}}]}})
     if section.mode != "single" and section.max_instances > 1:
-        out.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(section),
+        out.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": object_metadata(section),
                     "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}})
     return out
-
-
-def inference_service(section: DeploymentSection) -> dict[str, Any]:
-    """KServe InferenceService with this image as a custom predictor speaking gRPC (h2c)."""
-    serving = container(section)
-    serving["name"] = "kserve-container"  # the name KServe routes a custom predictor's traffic to
-    serving["ports"] = [{"name": "h2c", "containerPort": section.api_port, "protocol": "TCP"}]
-    scaling = section.mode == "auto_scaling"
-    predictor: dict[str, Any] = {"minReplicas": replicas(section),
-                                 "maxReplicas": section.max_instances if scaling else replicas(section),
-                                 "containers": [serving], "volumes": volumes(section),
-                                 "securityContext": {"fsGroup": 10001}}
-    if scaling:
-        predictor.update(scaleMetric="cpu", scaleTarget=section.target_cpu_utilization)
-    annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
-    if section.enable_monitoring:
-        annotations.update({"serving.kserve.io/enable-prometheus-scraping": "true",
-                            "prometheus.io/port": str(section.metrics_port)})
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": _meta(section, annotations=annotations), "spec": {"predictor": predictor}}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -179,6 +160,32 @@ def _check_authenticated(kind: str, c: dict[str, Any], pod_volumes: list[dict[st
                          "secretKeyRef), or `--insecure` if an open service is meant")
 
 
+# KServe's own runtimes (ClusterServingRuntimes) and the model formats they serve
+CLUSTER_RUNTIMES = {"kserve-tritonserver": {"onnx", "tensorrt", "triton", "tensorflow", "pytorch"}}
+STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hdfs://", "webhdfs://", "https://", "http://", "oci://")
+
+
+def _check_model(isvc: dict[str, Any], runtimes: dict[str, dict[str, Any]]) -> None:
+    """A predictor pulling its model from storage: a format, a storageUri KServe can fetch,
+    and a runtime (one of the documents, or KServe's own) that serves that format."""
+    name = isvc["metadata"]["name"]
+    fmt = _require(isvc, "spec.predictor.model.modelFormat.name")
+    uri = _require(isvc, "spec.predictor.model.storageUri")
+    if not isinstance(uri, str) or not uri.startswith(STORAGE_SCHEMES):
+        raise InputError(f"InferenceService {name}: spec.predictor.model.storageUri {uri!r} is not a URI KServe's "
+                         f"storage initializer fetches ({', '.join(STORAGE_SCHEMES)})")
+    runtime = isvc["spec"]["predictor"]["model"].get("runtime")
+    if runtime in runtimes:
+        served = {f["name"] for f in runtimes[runtime]["spec"]["supportedModelFormats"]}
+    elif runtime in CLUSTER_RUNTIMES:
+        served = CLUSTER_RUNTIMES[runtime]
+    else:
+        raise InputError(f"InferenceService {name}: runtime {runtime!r} is neither a ServingRuntime of these "
+                         f"manifests ({sorted(runtimes)}) nor one of KServe's ({sorted(CLUSTER_RUNTIMES)})")
+    if fmt not in served:
+        raise InputError(f"InferenceService {name}: runtime {runtime} serves {sorted(served)}, not modelFormat {fmt!r}")
+
+
 def check_manifests(documents: list[dict[str, Any]], section: DeploymentSection) -> None:
     """Raise `InputError` naming the object and field when a manifest is incomplete or
     inconsistent with the server it runs (`section.api_port`)."""
@@ -197,10 +204,18 @@ def check_manifests(documents: list[dict[str, Any]], section: DeploymentSection)
                      d["spec"]["template"]["spec"].get("volumes", [])))
         if "Service" in by_kind and _require(by_kind["Service"], "spec.selector").items() - labels.items():
             raise InputError("Service: spec.selector does not select the Deployment's pods")
-    if "InferenceService" in by_kind:
-        predictor = _require(by_kind["InferenceService"], "spec.predictor")
-        pods.append(("InferenceService", _require(by_kind["InferenceService"], "spec.predictor.containers"),
-                     predictor.get("volumes", [])))
+    runtimes = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ServingRuntime"}
+    for name, runtime in runtimes.items():
+        _require(runtime, "spec.supportedModelFormats")
+        pods.append((f"ServingRuntime {name}", _require(runtime, "spec.containers"),
+                     runtime["spec"].get("volumes", [])))
+    for isvc in (d for d in documents if d["kind"] == "InferenceService"):
+        predictor = _require(isvc, "spec.predictor")
+        if "model" in predictor:
+            _check_model(isvc, runtimes)
+        else:
+            pods.append(("InferenceService", _require(isvc, "spec.predictor.containers"),
+                         predictor.get("volumes", [])))
     for kind, containers, pod_volumes in pods:
         for c in containers:
             for path in ("name", "image"):

@@ -8,14 +8,15 @@
                                      enable_monitoring=True, min_instances=1, max_instances=5)
     manager = HAMNetDeploymentManager("model_repository", deploy_config, output_dir="deploy")
     manager.generate_dockerfile()              # serving/Dockerfile, serving/Dockerfile.dockerignore
-    manager.generate_kubernetes_manifests()    # serving/kubernetes.yaml, serving/kserve.yaml
+    manager.generate_kubernetes_manifests()    # serving/kubernetes.yaml, serving/kserve*.yaml
     manager.deploy()                           # the repository given first
 
 `DeploymentConfig` takes the `deployment:` section's keys; the work is in `hamnet_jax.deployment` (generation and
 checks) and `hamnet_jax.serving` (the server). `deploy` acts per environment: local
 starts the server in this process (returns the running server); docker builds the image
 and runs it with the `docker` CLI; kubernetes applies the manifests with `kubectl`; cloud
-applies the KServe InferenceService with `kubectl`. A missing CLI is an error naming it.
+applies the KServe manifests with `kubectl` (models from `storage_uri` unless
+`kserve_models: image`). A missing CLI is an error naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any
 from hamnet_jax.config import section_from_keywords
 from hamnet_jax.config.sections import DeploymentSection, InferenceSection
 from hamnet_jax.deployment.dockerfile import TOKEN_FILE, api_token_file, dockerfile, dockerignore
-from hamnet_jax.deployment.kubernetes import check_manifests, inference_service, manifests, to_yaml
+from hamnet_jax.deployment.kserve import kserve_documents, require_storage
+from hamnet_jax.deployment.kubernetes import check_manifests, manifests, to_yaml
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_text_atomic
 
@@ -75,14 +77,17 @@ class HAMNetDeploymentManager:
         return path
 
     def generate_kubernetes_manifests(self) -> dict[str, Path]:
-        """kubernetes.yaml (Deployment, Service, HPA, PDB) and kserve.yaml, both checked."""
+        """kubernetes.yaml (Deployment, Service, HPA, PDB) and the KServe manifests
+        (deployment/kserve.py: kserve.yaml, kserve-triton.yaml, as the section asks), every
+        one checked; returns file stem -> path."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        plain, kserve = manifests(self.config), [inference_service(self.config)]
-        check_manifests(plain, self.config)
-        check_manifests(kserve, self.config)
-        out = {"kubernetes": self.output_dir / "kubernetes.yaml", "kserve": self.output_dir / "kserve.yaml"}
-        write_text_atomic(out["kubernetes"], to_yaml(plain))
-        write_text_atomic(out["kserve"], to_yaml(kserve))
+        files = {"kubernetes.yaml": manifests(self.config), **kserve_documents(self.config)}
+        for documents in files.values():
+            check_manifests(documents, self.config)
+        out = {}
+        for name, documents in files.items():
+            out[name.removesuffix(".yaml")] = self.output_dir / name
+            write_text_atomic(out[name.removesuffix(".yaml")], to_yaml(documents))
         return out
 
     def deploy(self, repository: str | Path | None = None, context: str | Path = ".") -> Any:
@@ -112,8 +117,12 @@ class HAMNetDeploymentManager:
             secret = ["-v", f"{token.resolve()}:{TOKEN_FILE}:ro"]  # the container serves with --token-file
             run_cmd = ["docker", "run", "-d", "--name", self.config.name, *ports, *gpus, *secret, self.config.image]
             return [_run(build_cmd), _run(run_cmd)]
+        if env == "cloud":
+            require_storage(self.config)
         paths = self.generate_kubernetes_manifests()
-        return [_run(["kubectl", "apply", "-f", str(paths["kserve" if env == "cloud" else "kubernetes"])])]
+        applied = [p for name, p in paths.items() if name.startswith("kserve")] if env == "cloud" else \
+            [paths["kubernetes"]]
+        return [_run(["kubectl", "apply", "-f", str(p)]) for p in applied]
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from hamnet_jax.config import load_config
-from hamnet_jax.deployment.kubernetes import check_manifests, inference_service, manifests
+from hamnet_jax.deployment.kserve import inference_service
+from hamnet_jax.deployment.kubernetes import check_manifests, manifests
 from hamnet_jax.errors import InputError
 from hamnet_jax.optimization.deployment import (
     DeploymentConfig, DeploymentEnvironment, DeploymentMode, HAMNetDeploymentManager)
@@ -24,7 +25,7 @@ def test_committed_artifacts_are_what_the_config_generates(tmp_path, capsys):
 
     main(["deploy", "--config", str(COMMITTED / "hamnet_config.yaml"), "--out", str(tmp_path)])
     assert "docker build -f" in capsys.readouterr().out
-    for name in ("Dockerfile", "Dockerfile.dockerignore", "kubernetes.yaml", "kserve.yaml"):
+    for name in ("Dockerfile", "Dockerfile.dockerignore", "kubernetes.yaml", "kserve.yaml", "kserve-triton.yaml"):
         assert (tmp_path / name).read_text() == (COMMITTED / name).read_text(), \
             f"serving/{name} is stale: hamnet deploy --config serving/hamnet_config.yaml --out serving"
 
@@ -36,7 +37,8 @@ def test_committed_artifacts_are_what_the_config_generates(tmp_path, capsys):
 ])
 def test_manifests_per_mode_parse_and_match_the_server(tmp_path, mode, kinds):
     config = DeploymentConfig(environment=DeploymentEnvironment.KUBERNETES, mode=mode, api_port=9001,
-                              enable_monitoring=True, min_instances=2, max_instances=6, gpus=1)
+                              enable_monitoring=True, min_instances=2, max_instances=6, gpus=1,
+                              kserve_models="image")
     paths = HAMNetDeploymentManager(None, config, tmp_path).generate_kubernetes_manifests()
     docs = list(yaml.safe_load_all(paths["kubernetes"].read_text()))
     assert [d["kind"] for d in docs] == kinds
@@ -57,6 +59,47 @@ def test_manifests_per_mode_parse_and_match_the_server(tmp_path, mode, kinds):
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
     predictor = isvc["spec"]["predictor"]
     assert predictor["containers"][0]["ports"] == [{"name": "h2c", "containerPort": 9001, "protocol": "TCP"}]
+
+
+def test_kserve_pulls_the_models_from_storage(tmp_path):
+    config = DeploymentConfig(api_port=8001, mode="auto_scaling", max_instances=3, storage_uri="s3://models/hamnet",
+                              triton_storage_uri="gs://models/triton")
+    paths = HAMNetDeploymentManager(None, config, tmp_path).generate_kubernetes_manifests()
+    assert sorted(paths) == ["kserve", "kserve-triton", "kubernetes"]
+    runtime, isvc = yaml.safe_load_all(paths["kserve"].read_text())
+    assert (runtime["kind"], runtime["metadata"]["name"]) == ("ServingRuntime", "hamnet-runtime")
+    assert runtime["spec"]["supportedModelFormats"][0]["name"] == "hamnet"
+    serving = runtime["spec"]["containers"][0]  # hamnet serve on what the storage initializer downloaded
+    assert serving["command"][:4] == ["hamnet", "serve", "--repository", "/mnt/models"]
+    assert serving["command"][-2:] == ["--token-file", "/var/run/secrets/hamnet/token"]
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"] == {"modelFormat": {"name": "hamnet", "version": "1"}, "runtime": "hamnet-runtime",
+                                  "storageUri": "s3://models/hamnet", "protocolVersion": "grpc-v2"}
+    assert "containers" not in predictor and predictor["securityContext"] == {"fsGroup": 10001}
+    triton = yaml.safe_load(paths["kserve-triton"].read_text())["spec"]["predictor"]["model"]
+    assert (triton["modelFormat"], triton["runtime"], triton["storageUri"], triton["protocolVersion"]) == (
+        {"name": "onnx"}, "kserve-tritonserver", "gs://models/triton", "v2")
+    check_manifests(list(yaml.safe_load_all(paths["kserve"].read_text())), config)
+    for mutate, words in [
+        (lambda d: d[1]["spec"]["predictor"]["model"].__setitem__("storageUri", "/data/models"), "not a URI KServe"),
+        (lambda d: d[1]["spec"]["predictor"]["model"].__setitem__("runtime", "nope"), "neither a ServingRuntime"),
+        (lambda d: d[1]["spec"]["predictor"]["model"]["modelFormat"].__setitem__("name", "sklearn"),
+         "serves ['hamnet'], not modelFormat 'sklearn'"),
+        (lambda d: d[0]["spec"]["containers"][0].__setitem__("command", serving["command"][:-2]),
+         "ServingRuntime hamnet-runtime: container kserve-container serves on 0.0.0.0 without authentication"),
+        (lambda d: d[0]["spec"]["containers"][0]["readinessProbe"]["grpc"].__setitem__("port", 1), "readinessProbe"),
+    ]:
+        broken = list(yaml.safe_load_all(paths["kserve"].read_text()))  # a fresh copy each time
+        mutate(broken)
+        with pytest.raises(InputError, match=re.escape(words)):
+            check_manifests(broken, config)
+    # nowhere to pull from: no KServe manifest is written, and a KServe deploy is refused
+    bare = HAMNetDeploymentManager(None, DeploymentConfig(environment="cloud"), tmp_path / "bare")
+    assert sorted(bare.generate_kubernetes_manifests()) == ["kubernetes"]
+    with pytest.raises(InputError, match="deployment.storage_uri: KServe pulls the models from it"):
+        bare.deploy()
+    with pytest.raises(InputError, match="deployment.storage_uri"):
+        DeploymentConfig(storage_uri="/data/models")
 
 
 def test_check_manifests_names_what_is_wrong():
