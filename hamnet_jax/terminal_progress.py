@@ -27,3 +27,31 @@ def progress_bar(items: Iterable[T], total: int | None, desc: str, unit: str, en
 
     yield from tqdm(items, total=total, desc=desc, unit=unit, delay=DELAY, leave=leave,
                     file=stream if stream is not None else sys.stderr)
+
+
+class StepBar:
+    """A bar over a job's named steps (`bar("convert")` as each begins), on the same terms as
+    `progress_bar`: a terminal, not `--quiet`, and only after `DELAY` seconds."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True, stream: Any = None) -> None:
+        self.desc, self.bar = desc, None
+        if enabled and on_terminal(stream):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step", delay=DELAY,
+                            file=stream if stream is not None else sys.stderr)
+        self.started = False
+
+    def __call__(self, step: str) -> None:
+        if self.bar is None:
+            return
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_description_str(f"{self.desc}: {step}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            if self.started:
+                self.bar.update(1)
+            self.bar.close()

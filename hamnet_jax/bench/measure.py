@@ -13,6 +13,7 @@ import numpy as np
 from hamnet_jax.bench.memory import device_memory, host_rss_bytes
 from hamnet_jax.bench.models import BenchModel
 from hamnet_jax.evaluation.timing import interleaved
+from hamnet_jax.terminal_progress import progress_bar
 
 
 def accuracy(model: BenchModel, request: dict[str, np.ndarray], targets: np.ndarray) -> dict[str, float]:
@@ -35,11 +36,12 @@ def warm_memory(model: BenchModel, request: dict[str, np.ndarray], batch_sizes: 
 
 
 def latency_table(models: Sequence[BenchModel], request: dict[str, np.ndarray], batch_sizes: Sequence[int],
-                  iterations: int) -> list[dict[str, Any]]:
+                  iterations: int, progress: bool = False) -> list[dict[str, Any]]:
     """One row per (model, batch size): p50 / p95 / p99 / mean ms and samples per second.
-    At each batch size the models are timed interleaved, `iterations` calls each."""
+    At each batch size the models are timed interleaved, `iterations` calls each
+    (`progress`: a bar over the batch sizes on a terminal)."""
     rows = []
-    for b in batch_sizes:
+    for b in progress_bar(batch_sizes, len(batch_sizes), "bench: latency", "batch size", progress):
         checked = {m.name: m.predictor.validate({k: v[:b] for k, v in request.items()}) for m in models}
         stats = interleaved({m.name: (lambda m=m, c=checked[m.name]: m.predictor.run_validated(c))
                              for m in models}, iterations, warmup=2)

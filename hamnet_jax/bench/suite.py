@@ -32,6 +32,7 @@ from hamnet_jax.config.sections import BenchmarkingSection
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.repository.layout import add_to_repository
+from hamnet_jax.terminal_progress import progress_bar
 
 TYPES = ("latency", "throughput", "memory", "accuracy", "scalability")
 
@@ -130,7 +131,9 @@ def _served(models: list[BenchModel], out: Path, settings: BenchSettings) -> dic
 
 def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                    settings: BenchSettings | None = None, pruned: str | os.PathLike | None = None,
-                   distilled: str | os.PathLike | None = None) -> dict[str, Any]:
+                   distilled: str | os.PathLike | None = None, progress: bool = False) -> dict[str, Any]:
+    """Measure the run and its optimized forms (`settings`), write `out/results.json` and the
+    report; `progress`: bars over the models and batch sizes on a terminal."""
     from hamnet_jax.inference.raw_inputs import cohort_to_raw, random_raw
 
     settings = settings or BenchSettings.from_section()
@@ -149,7 +152,7 @@ def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | o
         request = random_raw(base.spec, base.preprocessor, max(settings.batch_sizes), seed=0)
         test_request = cohort_to_raw(test, base.spec)
         rows = []
-        for m in models:
+        for m in progress_bar(models, len(models), "bench: memory and accuracy", "model", progress):
             row = {"name": m.name, "backend": m.backend, "size_bytes": m.size_bytes, "params": m.params,
                    "run_dir": str(m.run_dir), "graph": str(m.graph) if m.graph else None,
                    "memory": warm_memory(m, request, settings.batch_sizes)}
@@ -157,7 +160,7 @@ def run_benchmarks(run: str | os.PathLike, data: str | os.PathLike, out: str | o
                 row["accuracy"] = accuracy(m, test_request, test.targets)
             rows.append(row)
         timed = {"latency", "throughput"} & set(settings.types)
-        latency = latency_table(models, request, settings.batch_sizes, settings.iterations) if timed else []
+        latency = latency_table(models, request, settings.batch_sizes, settings.iterations, progress) if timed else []
         profile = None
         if settings.profile:
             with profile_trace(out / "profile") as trace_dir:

@@ -47,7 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         duration_s=args.duration, profile=args.profile or None,
         monitor_hardware=False if args.no_hardware else None, tensorrt=not args.no_tensorrt)
     out = Path(args.out or section.output_dir)
-    results = run_benchmarks(args.run, args.data, out, settings, args.pruned, args.distilled)
+    results = run_benchmarks(args.run, args.data, out, settings, args.pruned, args.distilled,
+                             progress=not args.quiet)
     for m in results["models"]:
         acc = f"  MAE {m['accuracy']['mae']:.3f}" if "accuracy" in m else ""
         print(f"{m['name']:<24} {m['backend']:<28} {m['size_bytes'] / 1e6:8.3f} MB{acc}")
@@ -71,4 +72,5 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--profile", action="store_true", help="write a jax.profiler trace of the baseline (TensorBoard)")
     b.add_argument("--no-hardware", action="store_true", help="do not sample CPU / memory / GPU while measuring")
     b.add_argument("--no-tensorrt", action="store_true", help="leave the TensorRT row out even on a GPU")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench)

@@ -31,10 +31,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from hamnet_jax.data.dataset import open_cohort, split_cohort
-    from hamnet_jax.export.formats import FORMATS, export_format
+    from hamnet_jax.export.formats import FORMATS, export_format, steps
     from hamnet_jax.inference.predictor import primary_output
     from hamnet_jax.inference.raw_model import RawModel
     from hamnet_jax.runs.run_dir import load_run
+    from hamnet_jax.terminal_progress import StepBar
 
     _setup(args)
     if args.calibration and args.format not in ("onnx-int8", "tensorrt-int8"):
@@ -52,17 +53,23 @@ def cmd_export(args: argparse.Namespace) -> None:
         # calibration reads and the test split a chunk at a time are in memory)
         parts = split_cohort(open_cohort(args.data, run.schema, run.config.data), run.config.data)
         train, test = parts["train"], parts["test"]
-    if args.format == "triton":
-        from hamnet_jax.export.triton_repository import write_triton_repository
+    bar = StepBar(steps(args.format), f"export {args.format}", enabled=not args.quiet)
+    try:
+        if args.format == "triton":
+            from hamnet_jax.export.triton_repository import write_triton_repository
 
-        d = write_triton_repository(lambda path: export_format(raw, path, "onnx", True, train, test), args.out,
-                                    args.name or "hamnet", args.max_batch or 256)
+            d = write_triton_repository(lambda path: export_format(raw, path, "onnx", True, train, test,
+                                                                   on_step=bar), args.out,
+                                        args.name or "hamnet", args.max_batch or 256)
+        raw_inputs = args.raw_inputs or args.format.startswith(("tensorrt", "triton"))
+        if args.format != "triton":
+            d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
+                              args.max_batch or 256, on_step=bar)
+    finally:
+        bar.close()
+    if args.format == "triton":
         print(f"wrote the Triton model repository {args.out}: {d['config']} (max_batch_size {d['max_batch_size']}, "
               f"dynamic batching) and {d['path']}; serve it with: tritonserver --model-repository {args.out}")
-    raw_inputs = args.raw_inputs or args.format.startswith(("tensorrt", "triton"))
-    if args.format != "triton":
-        d = export_format(raw, args.out, args.format, raw_inputs, train, test, args.calibration or "minmax",
-                          args.max_batch or 256)
     inputs = "raw inputs (data-file units, NaN = missing)" if raw_inputs else "standardized arrays"
     mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
     print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS.get(args.format, 'fp32')}, {inputs}, "
@@ -266,6 +273,7 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
                    help="static int8 activation-range calibration (default minmax)")
     x.add_argument("--max-batch", type=int, help="largest batch of a TensorRT engine's profile, or a Triton "
                                                   "model's max_batch_size (default 256)")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_export)
 
     _add_serve_parser(sub)

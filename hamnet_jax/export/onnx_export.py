@@ -93,15 +93,22 @@ def calibration_feeds(raw: RawModel, train: CohortArrays | CachedCohort | Mappin
     return feeds
 
 
+EXPORT_STEPS = ("calibrate", "convert", "check against JAX")
+
+
 def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str = "fp32", raw_inputs: bool = True,
                     train: CohortArrays | CachedCohort | Mapping[str, np.ndarray] | None = None,
-                    test: CohortArrays | CachedCohort | None = None, calibration_method: str = "minmax") -> OnnxExport:
+                    test: CohortArrays | CachedCohort | None = None, calibration_method: str = "minmax",
+                    on_step: Callable[[str], None] | None = None) -> OnnxExport:
     """Write the graph atomically, check it against JAX, store `<file>.json`.
     `train` (the training split, or a raw request) calibrates static int8; `test` adds
-    the test-MAE comparison."""
+    the test-MAE comparison; `on_step(name)` is told as each of the EXPORT_STEPS begins."""
+    step = on_step or (lambda name: None)
     raw.exportable()
     started = time.perf_counter()
+    step("calibrate")
     calibration = calibration_feeds(raw, train) if precision == "int8" and train is not None else None
+    step("convert")
     model, int8_weights = model_graph(raw), None
     if raw.model.mode is not None and precision == "fp32":  # a quantized run: its own int8 weights
         model, embedded, quantized = embed_int8_weights(model, raw.model)
@@ -115,6 +122,7 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda f: f.write(graph.SerializeToString()), mode="wb")
     seconds = time.perf_counter() - started
+    step("check against JAX")
     session = onnx_session(out)
     parity = check_parity(session, raw, precision, raw_inputs, test)
     result = OnnxExport(out, precision, raw_inputs, raw.mc_samples,

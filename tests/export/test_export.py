@@ -101,8 +101,13 @@ def test_the_exported_graph_declares_no_shape_onnx_contradicts(raw_mc_export):
 
 @pytest.mark.parametrize("precision", ["fp16", "int8", "int8-dynamic"])
 def test_reduced_precision_exports_stay_close(run, splits, precision, tmp_path):
+    from hamnet_jax.export.onnx_export import EXPORT_STEPS
+
     raw = RawModel.from_run(run, 0)
-    result = export_run_onnx(raw, tmp_path / "m.onnx", precision, True, splits["train"], splits["test"])
+    steps = []
+    result = export_run_onnx(raw, tmp_path / "m.onnx", precision, True, splits["train"], splits["test"],
+                             on_step=steps.append)
+    assert steps == list(EXPORT_STEPS)  # what `hamnet export`'s bar counts
     parity = result.parity
     if precision == "fp16":
         assert parity["batch_64"]["prediction_max_rel"] <= FP16_TOLERANCE

@@ -61,3 +61,20 @@ def test_long_loops_outside_training_get_a_bar_on_a_terminal_only(monkeypatch):
     for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):  # a file; --quiet
         assert list(progress_bar(iter("abc"), 3, "predict", "chunk", enabled, stream=stream)) == ["a", "b", "c"]
         assert stream.getvalue() == ""
+
+
+def test_a_job_of_named_steps_gets_a_step_bar_on_a_terminal_only(monkeypatch):
+    from hamnet_jax.terminal_progress import StepBar
+
+    monkeypatch.setattr(terminal_progress, "DELAY", 0.0)
+    screen = Terminal()
+    bar = StepBar(3, "export onnx", stream=screen)
+    for step in ("calibrate", "convert", "check against JAX"):
+        bar(step)
+    bar.close()
+    assert "export onnx: check against JAX" in screen.getvalue() and "3/3" in screen.getvalue()
+    for stream, enabled in ((io.StringIO(), True), (Terminal(), False)):  # a file; --quiet
+        quiet = StepBar(3, "export onnx", enabled, stream=stream)
+        quiet("convert")
+        quiet.close()
+        assert stream.getvalue() == ""
