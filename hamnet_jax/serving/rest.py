@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -81,22 +82,28 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _guarded(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Map errors to HTTP statuses (data_plane.failure_of); anything unexpected is a 500,
-    logged, never a crash."""
+    """Map errors to HTTP statuses; a handler never lets an exception through."""
 
     async def handler(request: Request) -> Response:
         try:
             return await fn(request)
-        except BodyTooLarge as err:
-            return error(413, str(err))
         except Exception as err:
-            failure, message = failure_of(err)
-            if failure is Failure.INTERNAL:
-                log.exception("unexpected error in REST %s", request.url.path)
-            rid = getattr(err, "request_id", None)
-            return error(failure.http_status, message, {REQUEST_ID_KEY: rid} if rid else None)
+            return error_response(err, request.url.path)
 
     return handler
+
+
+def error_response(err: Exception, where: str, rid: str = "") -> JSONResponse:
+    """The answer to a handler's exception (data_plane.failure_of; a body over the limit is
+    413); anything unexpected is a 500, logged. `rid`: the request id, echoed in a header."""
+    if isinstance(err, BodyTooLarge):
+        failure, message, status = Failure.INVALID_ARGUMENT, str(err), 413
+    else:
+        failure, message = failure_of(err)
+        status = failure.http_status
+    if failure is Failure.INTERNAL:
+        log.exception("unexpected error in REST %s", where, extra={"request_id": rid}, exc_info=err)
+    return error(status, message, {REQUEST_ID_KEY: rid} if rid else None)
 
 
 class _Routes:
@@ -149,17 +156,21 @@ class _Routes:
                 None, split_body, body, request.headers.get(HEADER_LENGTH))
         else:
             parsed, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-        rid = request_id(_Id(parsed.get("id")))
+        rid, started = request_id(_Id(parsed.get("id"))), time.perf_counter()
         try:
             headers = input_headers(parsed)
             binary_outputs = wants_binary(parsed)
             outputs = [o["name"] for o in parsed.get("outputs") or []]
+        except TensorError as err:  # malformed before the data plane sees it: counted and logged all the same
+            self.plane.requests.finished(rid, name, version, Failure.INVALID_ARGUMENT.grpc_name,
+                                         time.perf_counter() - started, 0, str(err), "http")
+            return error_response(err, request.url.path, rid)
+        try:
             answer = await self.plane.infer(InferRequest(
                 name, version, rid, headers, lambda: decode_json_inputs(parsed, binary),
                 dict(parsed.get("parameters") or {}), outputs, protocol="http"))
         except Exception as err:
-            err.request_id = rid  # type: ignore[attr-defined]
-            raise
+            return error_response(err, request.url.path, rid)
         head = {"model_name": answer.model_name, "model_version": answer.model_version, "id": rid}
         content, json_length = encode_response(head, answer.outputs, binary_outputs)
         response_headers = {REQUEST_ID_KEY: rid}

@@ -249,10 +249,10 @@ def test_the_facade_continues_a_finished_pipeline_and_returns_its_served_model(r
                                  out=out, preset="tiny")
 
 
-def test_mlflow_gets_a_run_per_stage_and_the_served_model_registered(resumed_pipeline, tiny_cohort, mlflow_uri,
-                                                                     tmp_path):
+def test_mlflow_gets_a_run_per_stage_and_the_served_model_registered(resumed_pipeline, tiny_cohort, tmp_path):
     """Rerun on the finished pipeline with --mlflow-uri: a parent run, one child per stage,
-    and the served model registered as ONNX, which MLflow loads back and predicts with."""
+    and the served model registered as ONNX, which MLflow loads back and predicts with (a
+    local SQLite store with its model registry; the tracking server: tests/tracking/)."""
     mlflow = pytest.importorskip("mlflow")
     import onnxruntime as ort
     from mlflow.tracking import MlflowClient
@@ -262,6 +262,7 @@ def test_mlflow_gets_a_run_per_stage_and_the_served_model_registered(resumed_pip
     from hamnet_jax.runs.run_dir import load_run
 
     out, _ = resumed_pipeline
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, output = _pipeline(out, tiny_cohort[0], FEW_STAGES, 600, ("--mlflow-uri", mlflow_uri))
     assert code == 0, output[-3000:]
     client = MlflowClient(mlflow_uri)

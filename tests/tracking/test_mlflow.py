@@ -1,7 +1,7 @@
-"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (tests/mlflow_server.py):
-`hamnet train` and `prune` log parameters, per-epoch metrics and files; a search is one
-parent run with a child per trial (the pipeline's stages and registered model:
-tests/pipeline/test_pipeline.py)."""
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (tests/mlflow_server.py) and
+a local file store: `hamnet train` and `prune` log parameters, per-epoch metrics and files;
+a search is one parent run with a child per trial (the pipeline's stages and registered
+model: tests/pipeline/test_pipeline.py)."""
 
 import json
 
@@ -18,7 +18,8 @@ def run_of(directory):
     return json.loads((directory / "mlflow.json").read_text())["run_id"]
 
 
-def test_train_and_prune_log_parameters_epochs_and_files(mlflow_uri, tiny_cohort, tiny_config_file, tmp_path):
+def test_train_and_prune_log_parameters_epochs_and_files(mlflow_uri, tiny_cohort, tiny_config_file, tmp_path,
+                                                         monkeypatch):
     data, _ = tiny_cohort
     out, tracking = tmp_path / "run", ["--mlflow-uri", mlflow_uri, "--mlflow-experiment", "jobs", "--quiet"]
     assert main(["train", "--data", str(data), "--config", str(tiny_config_file), "--out", str(out),
@@ -36,10 +37,14 @@ def test_train_and_prune_log_parameters_epochs_and_files(mlflow_uri, tiny_cohort
     assert {"summary.json", "config.yaml", "metrics.jsonl", "plots"} <= files
     assert "plots/learning_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
-    pruned = tmp_path / "pruned"  # a compression: its fine-tune's epochs under the stage's name
+    # a compression: its fine-tune's epochs under the stage's name; logged to a local file store
+    pruned, store = tmp_path / "pruned", f"file:{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # (MLflow 3 keeps its file store behind this switch)
     assert main(["prune", "--run", str(out), "--data", str(data), "--out", str(pruned), "--method", "structured",
-                 "--sparsity", "0.5", "--epochs", "1", *tracking]) == 0
+                 "--sparsity", "0.5", "--epochs", "1", "--mlflow-uri", store, "--quiet"]) == 0
+    client = MlflowClient(store)
     prune = client.get_run(run_of(pruned))
+    assert client.get_experiment(prune.info.experiment_id).name == "hamnet"  # monitoring.mlflow_experiment
     assert prune.info.status == "FINISHED" and prune.data.params["pruning.target_sparsity"] == "0.5"
     assert [m.step for m in client.get_metric_history(prune.info.run_id, "prune/cycle1/val_mae")] == [1]
     assert "summary.json" in {a.path for a in client.list_artifacts(prune.info.run_id)}
