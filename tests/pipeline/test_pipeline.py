@@ -112,7 +112,9 @@ def test_the_facades_check_their_arguments(tiny_model_config):
 def _pipeline(out: Path, data: Path | None, env: dict[str, str], timeout: float,
               extra: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run the tiny pipeline to its end (or its kill point): (exit status, its output). The
-    output goes through a file, not a pipe: a leftover child could hold a pipe open."""
+    output goes through a file, not a pipe: a leftover child could hold a pipe open. It runs
+    in `out`'s parent folder (what it writes relative to its working directory, such as a
+    SQLite MLflow store's artifacts, stays there)."""
     args = [sys.executable, "-m", "hamnet_jax.cli", "pipeline", "--preset", "tiny", "--out", str(out), "--quiet",
             *extra]
     if data is not None:
@@ -120,7 +122,7 @@ def _pipeline(out: Path, data: Path | None, env: dict[str, str], timeout: float,
     log = out.parent / f"{out.name}.{len(list(out.parent.glob(out.name + '.*.log')))}.log"
     with open(log, "w") as f:
         code = subprocess.run(args, env={**os.environ, **env}, stdout=f, stderr=subprocess.STDOUT,
-                              timeout=timeout).returncode
+                              timeout=timeout, cwd=out.parent).returncode
     return code, log.read_text()
 
 
