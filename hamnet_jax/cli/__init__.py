@@ -291,10 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="cohort.parquet", help="data file (.parquet, .csv or .npz)")
-    c.add_argument("--generator", choices=("hamnet", "frailty"), default="hamnet",
+    c.add_argument("--generator", choices=("hamnet", "frailty", "interactions"), default="hamnet",
                    help="hamnet: the default cohort (cohort/default.py); frailty: a second world with other "
                         "assumptions (deficit thresholds, 1-2 visits, values missing not at random; "
-                        "cohort/frailty.py)")
+                        "cohort/frailty.py); interactions: gene x environment and gene x biology effects, "
+                        "thresholds and saturating imaging (cohort/interactions.py)")
     for m, default in (("clinical", 96), ("imaging", 512), ("genetic", 1000), ("lifestyle_numeric", 40)):
         c.add_argument(f"--{m.replace('_', '-')}-dim", type=int, default=None,
                        help=f"{m} width (default {default})")

@@ -11,13 +11,14 @@ import yaml
 
 from hamnet_jax.cohort.default import COHORT_BLOCK, CohortDims, cohort_blocks
 from hamnet_jax.cohort.frailty import frailty_blocks
+from hamnet_jax.cohort.interactions import interactions_blocks
 from hamnet_jax.data.schema import sidecar_path
 from hamnet_jax.data.tables import write_table_chunks
 from hamnet_jax.errors import InputError
 from hamnet_jax.io_atomic import write_text_atomic
 from hamnet_jax.terminal_progress import progress_bar
 
-GENERATORS = ("hamnet", "frailty")
+GENERATORS = {"hamnet": cohort_blocks, "frailty": frailty_blocks, "interactions": interactions_blocks}
 
 
 def write_cohort(out: str | os.PathLike, subjects: int, seed: int = 0, dims: CohortDims | None = None,
@@ -26,7 +27,7 @@ def write_cohort(out: str | os.PathLike, subjects: int, seed: int = 0, dims: Coh
     `progress`: a bar over its blocks of subjects on a terminal."""
     if generator not in GENERATORS:
         raise InputError(f"cohort generator {generator!r}: expected one of {list(GENERATORS)}")
-    blocks = (cohort_blocks if generator == "hamnet" else frailty_blocks)(subjects, seed, dims or CohortDims())
+    blocks = GENERATORS[generator](subjects, seed, dims or CohortDims())
     schema: dict = {}
     width = [0]
 

@@ -74,12 +74,31 @@ def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
     assert pd.read_csv(out)["subject_id"].nunique() == 30 and (tmp_path / "frailty.schema.yaml").exists()
 
 
-@pytest.mark.parametrize("generator", ["hamnet", "frailty"])
-def test_a_cohort_drawn_in_blocks_starts_with_the_one_block_cohort(generator):
-    from hamnet_jax.cohort.default import cohort_blocks
-    from hamnet_jax.cohort.frailty import frailty_blocks
+def test_the_interaction_world_makes_a_risk_variant_pay_for_smoking():
+    """Gene x environment: a carrier's smoking costs years of biological age, a non-carrier's
+    does not; same layout as the other worlds."""
+    from hamnet_jax.cohort.interactions import _prs_count, _world, generate_interactions_cohort
 
-    blocks_of = cohort_blocks if generator == "hamnet" else frailty_blocks
+    dims = CohortDims(clinical=12, imaging=16, genetic=30, lifestyle_numeric=4)
+    frame, schema = generate_interactions_cohort(3000, seed=4, dims=dims)
+    again, _ = generate_interactions_cohort(3000, seed=4, dims=dims)
+    pd.testing.assert_frame_equal(frame, again)
+    default, default_schema = generate_cohort(50, seed=1, dims=dims)
+    assert list(frame.columns) == list(default.columns) and schema == default_schema
+    assert set(frame.groupby("subject_id").size()) == {1, 2, 3}
+    first = frame.groupby("subject_id").head(1)
+    variant = schema["modalities"]["genetic"][_prs_count(dims) + int(_world(dims)["snp_gxe"])]
+    carrier, smoker = first[variant] >= 1, first["smoking_status"] == 2
+    gap = first["bio_age"] - first["age"]
+    cost = {c: gap[(carrier == c) & smoker].mean() - gap[(carrier == c) & ~smoker].mean() for c in (True, False)}
+    assert cost[True] > 1.5 and abs(cost[False]) < 0.6, cost
+
+
+@pytest.mark.parametrize("generator", ["hamnet", "frailty", "interactions"])
+def test_a_cohort_drawn_in_blocks_starts_with_the_one_block_cohort(generator):
+    from hamnet_jax.cohort.file import GENERATORS
+
+    blocks_of = GENERATORS[generator]
     dims = CohortDims(clinical=6, imaging=8, genetic=12, lifestyle_numeric=2)
     parts = list(blocks_of(250, 2, dims, block=100))
     assert [p[0]["subject_id"].nunique() for p in parts] == [100, 100, 50]

@@ -1,0 +1,172 @@
+"""A third synthetic cohort, where interactions, thresholds and saturating curves carry the
+signal: the world in which tree ensembles beat neural networks on tabular data (Grinsztajn
+et al. 2022, "Why do tree-based models still outperform deep learning on tabular data?").
+
+It is a test of the model, not of one simulator's habits (`cohort/default.py`,
+`cohort/frailty.py`). What it holds:
+
+1. Visits: baseline age ~ Uniform(40, 75); 1, 2 or 3 visits (0.5 / 0.3 / 0.2), 3-6 years apart.
+2. Gene x environment: the biological age deviation
+   d = 1.8 h + 2.4 c (smoker) + 1.6 c (inactive) + 1.2 (m - 0.8)+ + 0.8 (BMI-like l - 1)+ + N(0, 1.8^2)
+   with h a polygenic score, c a carrier of one risk variant (dominant, ~35%), m a metabolic
+   latent and l a lifestyle latent: the carrier's smoking and inactivity cost years, a
+   non-carrier's do not (nothing in d is additive in c and the lifestyle alone).
+3. Gene x biology: clinical markers respond to z = (b - 55) / 10 through hinges, steps or
+   straight lines, and for a third of them the response's slope is doubled in carriers of a
+   second variant (dominant, ~30%): the same marker value means another age by genotype.
+4. Thresholds: a hinge stays flat until its marker's deficit starts (per-marker threshold).
+5. Saturating imaging: each imaging feature follows a * tanh((z - z0) / s) (three shared
+   curves with per-feature loadings), so imaging tells young ages apart and saturates in old
+   ones; Gaussian noise; imaging measured at 60% of visits.
+6. Missing at random elsewhere: 5% of clinical values, genetics absent for 10% of subjects,
+   lifestyle at 10% of visits.
+7. Outcome: death within 10 years, logistic in biological age.
+
+Same columns and schema layout as the other cohorts (`subject_id`, `visit`,
+`years_since_baseline`, `age` the target, `bio_age` the latent truth an oracle may use,
+`died`, then the features), so every command takes it; `hamnet cohort --generator
+interactions`. Loadings come from a fixed world seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hamnet_jax.cohort import features as names
+from hamnet_jax.cohort.default import COHORT_BLOCK, CohortDims, drawn_blocks, joined_blocks
+
+INTERACTIONS_WORLD_SEED = 20261207
+V_MAX = 3
+
+
+def _prs_count(dims: CohortDims) -> int:
+    return min(len(names.PRS_TRAITS), dims.genetic)
+
+
+def _world(dims: CohortDims) -> dict[str, Any]:
+    rng = np.random.default_rng(INTERACTIONS_WORLD_SEED)
+    k, n_snp = dims.clinical, dims.genetic - _prs_count(dims)
+    picked = rng.choice(n_snp, size=min(22, n_snp), replace=False)
+    return dict(
+        clin_shape=rng.integers(0, 3, k),  # 0 hinge, 1 logistic step, 2 straight line
+        clin_threshold=rng.uniform(-1.0, 1.0, k),
+        clin_effect=rng.uniform(0.5, 1.3, k) * rng.choice([-1.0, 1.0], k),
+        clin_by_genotype=rng.random(k) < 1 / 3,  # slope doubled in carriers of the second variant
+        clin_sex=rng.normal(0, 0.4, k),
+        clin_center=rng.uniform(1.0, 100.0, k),
+        img_loadings=rng.normal(0, 1, (3, dims.imaging)) * np.array([0.6, 0.4, 0.3])[:, None],
+        img_curves=np.array([[-0.5, 0.8], [0.3, 0.6], [1.0, 1.2]]),  # (z0, scale) of each tanh curve
+        img_center=rng.uniform(0.5, 50.0, dims.imaging),
+        snp_freq=rng.uniform(0.05, 0.5, n_snp),
+        snp_gxe=picked[0],  # the risk variant whose carriers pay for smoking and inactivity
+        snp_gxb=picked[1],  # the variant that doubles some markers' slopes
+        snp_polygenic=picked[2:],
+        snp_beta=rng.normal(0, 1, picked.size - 2),
+        life_loadings=rng.normal(0, 0.6, (2, dims.lifestyle_numeric)),
+    )
+
+
+def _polygenic(snps: np.ndarray, w: dict[str, Any]) -> np.ndarray:
+    dosage = snps[:, w["snp_polygenic"]]
+    h = (dosage - 2 * w["snp_freq"][w["snp_polygenic"]]) @ w["snp_beta"]
+    return h / (np.sqrt(np.sum(w["snp_beta"] ** 2 * 2 * w["snp_freq"][w["snp_polygenic"]]
+                               * (1 - w["snp_freq"][w["snp_polygenic"]]))) + 1e-9)
+
+
+def _clinical(rng: np.random.Generator, z: np.ndarray, sex: np.ndarray, gxb: np.ndarray,
+              w: dict[str, Any]) -> np.ndarray:
+    shape, tau = w["clin_shape"], w["clin_threshold"]
+    x = z[..., None]
+    hinge = np.logaddexp(0.0, 3.0 * (x - tau)) / 3.0
+    step = 1.0 / (1.0 + np.exp(-5.0 * (x - tau)))
+    response = np.where(shape == 0, hinge, np.where(shape == 1, step, x))
+    slope = w["clin_effect"] * (1.0 + w["clin_by_genotype"] * gxb[:, None, None])
+    values = slope * response + sex[:, None, None] * w["clin_sex"] + rng.normal(0, 0.7, response.shape)
+    return w["clin_center"] * (1 + 0.1 * values)
+
+
+def _imaging(rng: np.random.Generator, z: np.ndarray, w: dict[str, Any], width: int) -> np.ndarray:
+    z0, scale = w["img_curves"][:, 0], w["img_curves"][:, 1]
+    curves = np.tanh((z[..., None] - z0) / scale)  # (n, visits, 3): saturating in z
+    noise = rng.normal(0, 0.5, z.shape + (width,))
+    return w["img_center"] * (1 + 0.1 * (curves @ w["img_loadings"] + noise))
+
+
+DEFAULT_DIMS = CohortDims()
+
+
+def generate_interactions_cohort(n_subjects: int, seed: int = 0,
+                                 dims: CohortDims = DEFAULT_DIMS) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Draw the interaction cohort; returns (long frame, schema dict) like `generate_cohort`.
+    Same seed, same data."""
+    return joined_blocks(interactions_blocks(n_subjects, seed, dims))
+
+
+def interactions_blocks(n_subjects: int, seed: int = 0, dims: CohortDims = DEFAULT_DIMS,
+                        block: int = COHORT_BLOCK) -> Iterator[tuple[pd.DataFrame, dict[str, Any]]]:
+    """The interaction cohort `block` subjects at a time (`drawn_blocks`)."""
+    return drawn_blocks(n_subjects, seed, dims, block, _world, _draw)
+
+
+def _draw(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims) -> tuple:
+    """One block of `n` subjects, drawn from `rng` in a fixed order."""
+    sex = (rng.random(n) < 0.5).astype(float)
+    n_visits = rng.choice([1, 2, 3], size=n, p=[0.5, 0.3, 0.2])
+    gaps = rng.uniform(3.0, 6.0, (n, V_MAX - 1))
+    t = np.concatenate([np.zeros((n, 1)), np.cumsum(gaps, axis=1)], axis=1)
+    age = rng.uniform(40.0, 75.0, n)[:, None] + t
+
+    snps = rng.binomial(2, w["snp_freq"], size=(n, w["snp_freq"].size)).astype(float)
+    h = _polygenic(snps, w)
+    gxe = (snps[:, w["snp_gxe"]] >= 1).astype(float)
+    gxb = (snps[:, w["snp_gxb"]] >= 1).astype(float)
+    metabolic, lifestyle_latent = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    smoking = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    alcohol = rng.choice(np.arange(1, 7), size=n)
+    diet, education = rng.choice(4, size=n), rng.choice(np.arange(1, 6), size=n)
+    employment = rng.choice(4, size=n, p=[0.5, 0.35, 0.1, 0.05])
+    activity = rng.normal(0, 1, n)
+    sleep = np.clip(rng.normal(7.0, 1.2, n), 3.0, 12.0)
+    d = (1.8 * h + 2.4 * gxe * (smoking == 2) + 1.6 * gxe * (activity < -0.5)
+         + 1.2 * np.maximum(metabolic - 0.8, 0.0) + 0.8 * np.maximum(lifestyle_latent - 1.0, 0.0)
+         + rng.normal(0, 1.8, n))
+    bio = age + (d - d.mean())[:, None]
+    z = (bio - 55.0) / 10.0
+
+    clin = _clinical(rng, z, sex, gxb, w)
+    img = _imaging(rng, z, w, dims.imaging)
+    life_latent = np.stack([activity, sleep - 7.0], axis=1)
+    life_num = (life_latent @ w["life_loadings"])[:, None, :] + rng.normal(0, 0.4, (n, V_MAX, dims.lifestyle_numeric))
+    life_num[..., 0] = np.exp(7.2 + 0.8 * activity)[:, None] * np.exp(rng.normal(0, 0.1, (n, V_MAX)))
+    if dims.lifestyle_numeric > 1:
+        life_num[..., 1] = np.round(sleep[:, None] + rng.normal(0, 0.3, (n, V_MAX)), 1)
+    if dims.lifestyle_numeric > 2:  # a noisy readout of the metabolic latent (the hinge's input)
+        life_num[..., 2] = 25.0 + 3.0 * metabolic[:, None] + rng.normal(0, 1.0, (n, V_MAX))
+    if dims.lifestyle_numeric > 3:
+        life_num[..., 3] = 10.0 + 2.0 * lifestyle_latent[:, None] + rng.normal(0, 0.8, (n, V_MAX))
+
+    clin = np.where(rng.random(clin.shape) < 0.05, np.nan, clin)
+    img[rng.random((n, V_MAX)) >= 0.6] = np.nan
+    prs = rng.normal(0, 1, (n, _prs_count(dims)))
+    for j, trait in enumerate(names.PRS_TRAITS[:prs.shape[1]]):
+        if trait in ("longevity", "parental_lifespan"):
+            prs[:, j] = -0.5 * h + 0.85 * prs[:, j]
+    genetic = np.concatenate([prs, snps], axis=1)
+    genetic[rng.random(n) < 0.1] = np.nan
+    genetic = np.broadcast_to(genetic[:, None, :], (n, V_MAX, genetic.shape[1]))
+    life_present = rng.random((n, V_MAX)) >= 0.1
+    life_num[~life_present] = np.nan
+    cat_values = np.stack([sex, smoking, alcohol, diet, education, employment], axis=1).astype(float)
+    cats = np.broadcast_to(cat_values[:, None, :], (n, V_MAX, cat_values.shape[1])).copy()
+    cats[~life_present] = np.nan
+    cats[..., 0] = sex[:, None]  # sex is always known
+
+    bio_last = bio[np.arange(n), n_visits - 1]
+    died = (rng.random(n) < 1.0 / (1.0 + np.exp(-(bio_last - 80.0) / 5.0))).astype(np.int64)
+    subj = {"t": t, "n_visits": n_visits, "age": age}
+    obs = {"clin": clin, "img": img, "genetic": genetic, "life_num": life_num, "cats": cats}
+    return subj, bio, died, obs
