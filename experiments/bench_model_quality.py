@@ -22,29 +22,36 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from experiments.bench_mean_protection import oracle_mae
-from hamnet_jax.cohort.default import generate_cohort
-from hamnet_jax.cohort.frailty import generate_frailty_cohort
-from hamnet_jax.cohort.interactions import generate_interactions_cohort
-from hamnet_jax.config import config_from_dict
-from hamnet_jax.data.arrays import frame_to_arrays
-from hamnet_jax.data.dataset import split_cohort
-from hamnet_jax.data.schema import Schema
-from hamnet_jax.data.tables import write_table
-from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
-from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.runs.evaluate import predict_run, prediction_metrics
-from hamnet_jax.runs.run_dir import load_run
-from hamnet_jax.runs.train import train_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # (run as a script: the repository's packages)
+
+from experiments.bench_mean_protection import oracle_mae  # noqa: E402
+from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
+from hamnet_jax.cohort.frailty import generate_frailty_cohort  # noqa: E402
+from hamnet_jax.cohort.interactions import generate_interactions_cohort  # noqa: E402
+from hamnet_jax.config import config_from_dict  # noqa: E402
+from hamnet_jax.data.arrays import frame_to_arrays  # noqa: E402
+from hamnet_jax.data.dataset import split_cohort  # noqa: E402
+from hamnet_jax.data.schema import Schema  # noqa: E402
+from hamnet_jax.data.tables import write_table  # noqa: E402
+from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline  # noqa: E402
+from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+from hamnet_jax.runs.evaluate import predict_run, prediction_metrics  # noqa: E402
+from hamnet_jax.runs.run_dir import load_run  # noqa: E402
+from hamnet_jax.runs.train import train_run  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_model_quality.json"
 WORLDS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort, "interactions": generate_interactions_cohort}
 FRESH_SEED = 1000  # the test cohort of seed s is drawn with FRESH_SEED + s
 # each variant: the standard tier with these config sections (default: the shipped defaults)
-VARIANTS: dict[str, dict[str, dict]] = {"default": {}}
+VARIANTS: dict[str, dict[str, dict]] = {
+    "default": {},
+    "beta_nll+val_mae": {"training": {"loss": "beta_nll", "selection_metric": "val_mae"}},  # protect the mean
+    "slower+patient": {"training": {"learning_rate": 1e-3, "early_stop_patience": 16, "num_epochs": 60}},
+}
 BASELINES = ("ridge", "hist_gradient_boosting")
 
 

@@ -3,29 +3,30 @@ signal: the world in which tree ensembles beat neural networks on tabular data (
 et al. 2022, "Why do tree-based models still outperform deep learning on tabular data?").
 
 It is a test of the model, not of one simulator's habits (`cohort/default.py`,
-`cohort/frailty.py`). What it holds:
+`cohort/frailty.py`). The latent biological age b = age + d, d = 1.2 h + N(0, 2.4^2) (h a
+polygenic score), is what an oracle is given; the features read it through:
 
-1. Visits: baseline age ~ Uniform(40, 75); 1, 2 or 3 visits (0.5 / 0.3 / 0.2), 3-6 years apart.
-2. Gene x environment: the biological age deviation
-   d = 1.8 h + 2.4 c (smoker) + 1.6 c (inactive) + 1.2 (m - 0.8)+ + 0.8 (BMI-like l - 1)+ + N(0, 1.8^2)
-   with h a polygenic score, c a carrier of one risk variant (dominant, ~35%), m a metabolic
-   latent and l a lifestyle latent: the carrier's smoking and inactivity cost years, a
-   non-carrier's do not (nothing in d is additive in c and the lifestyle alone).
-3. Gene x biology: clinical markers respond to z = (b - 55) / 10 through hinges, steps or
-   straight lines, and for a third of them the response's slope is doubled in carriers of a
-   second variant (dominant, ~30%): the same marker value means another age by genotype.
-4. Thresholds: a hinge stays flat until its marker's deficit starts (per-marker threshold).
-5. Saturating imaging: each imaging feature follows a * tanh((z - z0) / s) (three shared
-   curves with per-feature loadings), so imaging tells young ages apart and saturates in old
-   ones; Gaussian noise; imaging measured at 60% of visits.
-6. Missing at random elsewhere: 5% of clinical values, genetics absent for 10% of subjects,
-   lifestyle at 10% of visits.
-7. Outcome: death within 10 years, logistic in biological age.
+1. Gene x biology: of the 24 clinical markers that carry b (the others are noise), each
+   responds to z = (b - 55) / 10 through a hinge, a logistic step or a saturating curve
+   with its own threshold, and for half of them the response is three times as steep in
+   carriers of one variant (dominant, ~30%): the same value means another age by genotype.
+2. Gene x environment: carriers of a second variant (~35%) who smoke have every informative
+   marker shifted as if 8 years older (without being older), and so do carriers who are
+   inactive, by 5 years: a reading of age has to discount it, a non-carrier's smoking does
+   not move the markers at all.
+3. Thresholds: a hinge or step is flat until its marker's threshold (spread over z in
+   [-1.5, 1.5]), so each marker tells ages apart in one range only.
+4. Saturating imaging: each imaging feature follows tanh((z - z0) / s) (three shared curves
+   with per-feature loadings) with much noise: informative in the young range only; imaging
+   measured at 60% of visits.
+5. Visits: baseline age ~ Uniform(40, 75); 1, 2 or 3 visits (0.5 / 0.3 / 0.2), 3-6 years
+   apart. Missing at random: 5% of clinical values, genetics for 10% of subjects,
+   lifestyle at 10% of visits. Outcome: death within 10 years, logistic in b.
 
 Same columns and schema layout as the other cohorts (`subject_id`, `visit`,
-`years_since_baseline`, `age` the target, `bio_age` the latent truth an oracle may use,
-`died`, then the features), so every command takes it; `hamnet cohort --generator
-interactions`. Loadings come from a fixed world seed.
+`years_since_baseline`, `age` the target, `bio_age` the latent, `died`, then the features),
+so every command takes it; `hamnet cohort --generator interactions`. Loadings come from a
+fixed world seed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from hamnet_jax.cohort.default import COHORT_BLOCK, CohortDims, drawn_blocks, jo
 
 INTERACTIONS_WORLD_SEED = 20261207
 V_MAX = 3
+INFORMATIVE = 24  # clinical markers that carry biological age (the first ones; the rest are noise)
+GXE_YEARS = {"smoking": 8.0, "inactivity": 5.0}  # how much older a carrier's markers look
 
 
 def _prs_count(dims: CohortDims) -> int:
@@ -52,10 +55,10 @@ def _world(dims: CohortDims) -> dict[str, Any]:
     k, n_snp = dims.clinical, dims.genetic - _prs_count(dims)
     picked = rng.choice(n_snp, size=min(22, n_snp), replace=False)
     return dict(
-        clin_shape=rng.integers(0, 3, k),  # 0 hinge, 1 logistic step, 2 straight line
-        clin_threshold=rng.uniform(-1.0, 1.0, k),
-        clin_effect=rng.uniform(0.5, 1.3, k) * rng.choice([-1.0, 1.0], k),
-        clin_by_genotype=rng.random(k) < 1 / 3,  # slope doubled in carriers of the second variant
+        clin_shape=rng.integers(0, 3, k),  # 0 hinge, 1 logistic step, 2 saturating (tanh)
+        clin_threshold=rng.uniform(-1.5, 1.5, k),
+        clin_effect=rng.uniform(0.6, 1.2, k) * rng.choice([-1.0, 1.0], k) * (np.arange(k) < INFORMATIVE),
+        clin_by_genotype=rng.random(k) < 0.5,  # three times as steep in carriers of the gene x biology variant
         clin_sex=rng.normal(0, 0.4, k),
         clin_center=rng.uniform(1.0, 100.0, k),
         img_loadings=rng.normal(0, 1, (3, dims.imaging)) * np.array([0.6, 0.4, 0.3])[:, None],
@@ -77,22 +80,25 @@ def _polygenic(snps: np.ndarray, w: dict[str, Any]) -> np.ndarray:
                                * (1 - w["snp_freq"][w["snp_polygenic"]]))) + 1e-9)
 
 
-def _clinical(rng: np.random.Generator, z: np.ndarray, sex: np.ndarray, gxb: np.ndarray,
+def _clinical(rng: np.random.Generator, z_seen: np.ndarray, sex: np.ndarray, gxb: np.ndarray,
               w: dict[str, Any]) -> np.ndarray:
+    """Marker values from `z_seen`: the biological age as the markers show it (gene x
+    environment shifts included)."""
     shape, tau = w["clin_shape"], w["clin_threshold"]
-    x = z[..., None]
+    x = z_seen[..., None]
     hinge = np.logaddexp(0.0, 3.0 * (x - tau)) / 3.0
     step = 1.0 / (1.0 + np.exp(-5.0 * (x - tau)))
-    response = np.where(shape == 0, hinge, np.where(shape == 1, step, x))
-    slope = w["clin_effect"] * (1.0 + w["clin_by_genotype"] * gxb[:, None, None])
-    values = slope * response + sex[:, None, None] * w["clin_sex"] + rng.normal(0, 0.7, response.shape)
+    saturating = np.tanh(x - tau)
+    response = np.where(shape == 0, hinge, np.where(shape == 1, step, saturating))
+    slope = w["clin_effect"] * (1.0 + 2.0 * w["clin_by_genotype"] * gxb[:, None, None])
+    values = slope * response + sex[:, None, None] * w["clin_sex"] + rng.normal(0, 0.8, response.shape)
     return w["clin_center"] * (1 + 0.1 * values)
 
 
 def _imaging(rng: np.random.Generator, z: np.ndarray, w: dict[str, Any], width: int) -> np.ndarray:
     z0, scale = w["img_curves"][:, 0], w["img_curves"][:, 1]
     curves = np.tanh((z[..., None] - z0) / scale)  # (n, visits, 3): saturating in z
-    noise = rng.normal(0, 0.5, z.shape + (width,))
+    noise = rng.normal(0, 1.5, z.shape + (width,))
     return w["img_center"] * (1 + 0.1 * (curves @ w["img_loadings"] + noise))
 
 
@@ -124,30 +130,27 @@ def _draw(rng: np.random.Generator, n: int, w: dict[str, Any], dims: CohortDims)
     h = _polygenic(snps, w)
     gxe = (snps[:, w["snp_gxe"]] >= 1).astype(float)
     gxb = (snps[:, w["snp_gxb"]] >= 1).astype(float)
-    metabolic, lifestyle_latent = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    metabolic = rng.normal(0, 1, n)
     smoking = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
     alcohol = rng.choice(np.arange(1, 7), size=n)
     diet, education = rng.choice(4, size=n), rng.choice(np.arange(1, 6), size=n)
     employment = rng.choice(4, size=n, p=[0.5, 0.35, 0.1, 0.05])
     activity = rng.normal(0, 1, n)
     sleep = np.clip(rng.normal(7.0, 1.2, n), 3.0, 12.0)
-    d = (1.8 * h + 2.4 * gxe * (smoking == 2) + 1.6 * gxe * (activity < -0.5)
-         + 1.2 * np.maximum(metabolic - 0.8, 0.0) + 0.8 * np.maximum(lifestyle_latent - 1.0, 0.0)
-         + rng.normal(0, 1.8, n))
+    d = 1.2 * h + rng.normal(0, 2.4, n)
     bio = age + (d - d.mean())[:, None]
     z = (bio - 55.0) / 10.0
+    looks_older = gxe * (GXE_YEARS["smoking"] * (smoking == 2) + GXE_YEARS["inactivity"] * (activity < -0.5))
 
-    clin = _clinical(rng, z, sex, gxb, w)
+    clin = _clinical(rng, z + looks_older[:, None] / 10.0, sex, gxb, w)
     img = _imaging(rng, z, w, dims.imaging)
     life_latent = np.stack([activity, sleep - 7.0], axis=1)
     life_num = (life_latent @ w["life_loadings"])[:, None, :] + rng.normal(0, 0.4, (n, V_MAX, dims.lifestyle_numeric))
     life_num[..., 0] = np.exp(7.2 + 0.8 * activity)[:, None] * np.exp(rng.normal(0, 0.1, (n, V_MAX)))
     if dims.lifestyle_numeric > 1:
         life_num[..., 1] = np.round(sleep[:, None] + rng.normal(0, 0.3, (n, V_MAX)), 1)
-    if dims.lifestyle_numeric > 2:  # a noisy readout of the metabolic latent (the hinge's input)
+    if dims.lifestyle_numeric > 2:
         life_num[..., 2] = 25.0 + 3.0 * metabolic[:, None] + rng.normal(0, 1.0, (n, V_MAX))
-    if dims.lifestyle_numeric > 3:
-        life_num[..., 3] = 10.0 + 2.0 * lifestyle_latent[:, None] + rng.normal(0, 0.8, (n, V_MAX))
 
     clin = np.where(rng.random(clin.shape) < 0.05, np.nan, clin)
     img[rng.random((n, V_MAX)) >= 0.6] = np.nan

@@ -74,24 +74,30 @@ def test_the_frailty_generator_is_another_world_with_the_same_layout(tmp_path):
     assert pd.read_csv(out)["subject_id"].nunique() == 30 and (tmp_path / "frailty.schema.yaml").exists()
 
 
-def test_the_interaction_world_makes_a_risk_variant_pay_for_smoking():
-    """Gene x environment: a carrier's smoking costs years of biological age, a non-carrier's
-    does not; same layout as the other worlds."""
-    from hamnet_jax.cohort.interactions import _prs_count, _world, generate_interactions_cohort
+def test_the_interaction_world_shows_a_carriers_smoking_in_the_markers():
+    """Gene x environment: a carrier's smoking makes the informative markers look older at
+    the same biological age, a non-carrier's does not move them; same layout as the others."""
+    from hamnet_jax.cohort.interactions import INFORMATIVE, _prs_count, _world, generate_interactions_cohort
 
-    dims = CohortDims(clinical=12, imaging=16, genetic=30, lifestyle_numeric=4)
-    frame, schema = generate_interactions_cohort(3000, seed=4, dims=dims)
-    again, _ = generate_interactions_cohort(3000, seed=4, dims=dims)
+    dims = CohortDims(clinical=30, imaging=16, genetic=30, lifestyle_numeric=4)
+    frame, schema = generate_interactions_cohort(4000, seed=4, dims=dims)
+    again, _ = generate_interactions_cohort(4000, seed=4, dims=dims)
     pd.testing.assert_frame_equal(frame, again)
     default, default_schema = generate_cohort(50, seed=1, dims=dims)
     assert list(frame.columns) == list(default.columns) and schema == default_schema
     assert set(frame.groupby("subject_id").size()) == {1, 2, 3}
-    first = frame.groupby("subject_id").head(1)
-    variant = schema["modalities"]["genetic"][_prs_count(dims) + int(_world(dims)["snp_gxe"])]
-    carrier, smoker = first[variant] >= 1, first["smoking_status"] == 2
-    gap = first["bio_age"] - first["age"]
-    cost = {c: gap[(carrier == c) & smoker].mean() - gap[(carrier == c) & ~smoker].mean() for c in (True, False)}
-    assert cost[True] > 1.5 and abs(cost[False]) < 0.6, cost
+    world, first = _world(dims), frame.groupby("subject_id").head(1)
+    variant = schema["modalities"]["genetic"][_prs_count(dims) + int(world["snp_gxe"])]
+    markers = schema["modalities"]["clinical"][:INFORMATIVE]  # older reads higher after the sign
+    center, sign = world["clin_center"][:INFORMATIVE], np.sign(world["clin_effect"][:INFORMATIVE])
+    reading = np.nanmean((first[markers].to_numpy() / center - 1) * 10 * sign, axis=1)
+    band = ((first["bio_age"] > 50) & (first["bio_age"] < 70)).to_numpy()
+    carrier, smoker = (first[variant] >= 1).to_numpy(), (first["smoking_status"] == 2).to_numpy()
+    shift = {c: reading[band & (carrier == c) & smoker].mean() - reading[band & (carrier == c) & ~smoker].mean()
+             for c in (True, False)}
+    assert shift[True] > 0.4 and abs(shift[False]) < 0.15, shift
+    gap = (first["bio_age"] - first["age"]).to_numpy()  # nobody is older for it
+    assert abs(gap[carrier & smoker].mean() - gap[carrier & ~smoker].mean()) < 0.6
 
 
 @pytest.mark.parametrize("generator", ["hamnet", "frailty", "interactions"])
