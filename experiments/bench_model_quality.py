@@ -51,6 +51,10 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "default": {},
     "beta_nll+val_mae": {"training": {"loss": "beta_nll", "selection_metric": "val_mae"}},  # protect the mean
     "slower+patient": {"training": {"learning_rate": 1e-3, "early_stop_patience": 16, "num_epochs": 60}},
+    "regularized": {"model": {"dropout": 0.3},
+                    "training": {"weight_decay": 0.01, "loss": "beta_nll", "selection_metric": "val_mae"}},
+    "base_tier+beta_nll+val_mae": {"model": {"tier": "base"},
+                                   "training": {"loss": "beta_nll", "selection_metric": "val_mae"}},
 }
 BASELINES = ("ridge", "hist_gradient_boosting")
 
