@@ -70,6 +70,22 @@ def oracle_mae(train, fresh) -> dict:
     return out
 
 
+def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: Path, fresh) -> dict:
+    """The standard tier with `sections` trained on `data` into `run_dir` (a finished run is
+    reused, a killed one resumed), then its metrics on `fresh`, its epochs and train seconds."""
+    if not (run_dir / "summary.json").exists():
+        config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
+                                   "training": sections.get("training", {})})
+        start = time.perf_counter()
+        train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
+        write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
+    row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
+               train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", choices=sorted(GENERATORS), default="frailty")
@@ -102,19 +118,7 @@ def main() -> None:
     result["baseline_seconds"] = time.perf_counter() - start
     result["oracle_true_bio_age"] = oracle_mae(train, fresh)
     for variant in variants:
-        run_dir = out / variant
-        if not (run_dir / "summary.json").exists():
-            sections = VARIANTS[variant]
-            config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
-                                       "training": sections.get("training", {})})
-            start = time.perf_counter()
-            train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
-            write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
-        summary = json.loads((run_dir / "summary.json").read_text())
-        row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
-        row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
-                   train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
-        result["rows"][f"HAMNet ({variant})"] = row
+        result["rows"][f"HAMNet ({variant})"] = variant_row(data, schema, VARIANTS[variant], out / variant, fresh)
     best = min(result["rows"][n]["mae"] for n in ("ridge", "hist_gradient_boosting"))
     for row in result["rows"].values():
         row["mae_vs_best_baseline"] = row["mae"] / best

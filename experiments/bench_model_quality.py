@@ -23,12 +23,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # (run as a script: the repository's packages)
 
-from experiments.bench_mean_protection import oracle_mae  # noqa: E402
+from experiments.bench_mean_protection import oracle_mae, variant_row  # noqa: E402
 from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
 from hamnet_jax.cohort.frailty import generate_frailty_cohort  # noqa: E402
 from hamnet_jax.cohort.interactions import generate_interactions_cohort  # noqa: E402
@@ -39,9 +38,7 @@ from hamnet_jax.data.schema import Schema  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
-from hamnet_jax.runs.evaluate import predict_run, prediction_metrics  # noqa: E402
-from hamnet_jax.runs.run_dir import load_run  # noqa: E402
-from hamnet_jax.runs.train import train_run  # noqa: E402
+from hamnet_jax.runs.evaluate import prediction_metrics  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_model_quality.json"
 WORLDS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort, "interactions": generate_interactions_cohort}
@@ -76,19 +73,9 @@ def one_seed(world: str, seed: int, subjects: int, variants: list[str], out: Pat
             for name, model in fit_baselines(train, seed, "last-visit").items()}
     rows["oracle"] = {"mae": oracle_mae(train, fresh)["bio_age"]}
     for variant in variants:
-        run_dir = folder / variant
-        if not (run_dir / "summary.json").exists():
-            sections = VARIANTS[variant]
-            config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
-                                       "training": {"seed": seed, **sections.get("training", {})}})
-            start = time.perf_counter()
-            train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
-            write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
-        summary = json.loads((run_dir / "summary.json").read_text())
-        row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
-        row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
-                   train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
-        rows[f"HAMNet ({variant})"] = row
+        sections = VARIANTS[variant]
+        seeded = {**sections, "training": {"seed": seed, **sections.get("training", {})}}
+        rows[f"HAMNet ({variant})"] = variant_row(data, schema, seeded, folder / variant, fresh)
     return rows
 
 

@@ -326,6 +326,10 @@ class DeploymentSection:
                              f"({self.min_instances})")
         if self.metrics_port == self.api_port:
             raise ValueError(f"deployment.metrics_port and deployment.api_port are both {self.api_port}")
+        given = [k for k in ("storage_uri", "triton_storage_uri") if getattr(self, k)]
+        if self.kserve_models == "image" and given:
+            raise ValueError(f"deployment.{given[0]}: KServe pulls no models from storage with kserve_models: "
+                             "image (the repository is baked into the image); drop one of them")
         return self
 
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.tracking.mlflow_runs import TrackedRun, numeric
+from hamnet_jax.tracking.mlflow_runs import TrackedRun, flat_params, numeric
 from hamnet_jax.tracking.registry import register_onnx
 
 REGISTERED_TAG = "hamnet.registered_version"
@@ -31,8 +31,9 @@ def log_stage(parent: TrackedRun, out: Path, name: str) -> None:
         return
     stage = json.loads(marker.read_text())
     outputs = stage.get("outputs", {})
-    child.log_params({k: v for k, v in _scalars(outputs).items() if isinstance(v, (str, bool))})
-    child.log_metrics({**numeric(outputs), "seconds": stage.get("seconds", 0.0)})
+    numbers = numeric(outputs)
+    child.log_params({k: v for k, v in flat_params(outputs).items() if k.replace(".", "/") not in numbers})
+    child.log_metrics({**numbers, "seconds": stage.get("seconds", 0.0)})
     folder = out / name
     child.log_artifacts(sorted(p for pattern in STAGE_FILES for p in folder.glob(pattern)))
     child.finish()
@@ -69,14 +70,3 @@ def _onnx_of(run_dir: Path, path: Path) -> Path:
 
     export_run_onnx(RawModel.from_run(load_run(run_dir), 0), path)
     return path
-
-
-def _scalars(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested outputs flattened to `outer.inner` -> value, lists left out."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_scalars(value, f"{prefix}{key}."))
-        elif isinstance(value, (str, int, float, bool)):
-            out[f"{prefix}{key}"] = value
-    return out

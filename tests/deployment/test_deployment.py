@@ -100,6 +100,8 @@ def test_kserve_pulls_the_models_from_storage(tmp_path):
         bare.deploy()
     with pytest.raises(InputError, match="deployment.storage_uri"):
         DeploymentConfig(storage_uri="/data/models")
+    with pytest.raises(InputError, match="deployment.triton_storage_uri: KServe pulls no models from storage"):
+        DeploymentConfig(kserve_models="image", triton_storage_uri="gs://models/triton")
 
 
 def test_check_manifests_names_what_is_wrong():
