@@ -18,6 +18,7 @@ Prints a table; writes experiments/results/mean_protection_<generator>.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -72,18 +73,33 @@ def oracle_mae(train, fresh) -> dict:
 
 def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: Path, fresh) -> dict:
     """The standard tier with `sections` trained on `data` into `run_dir` (a finished run is
-    reused, a killed one resumed), then its metrics on `fresh`, its epochs and train seconds."""
+    reused, a killed one resumed), then its metrics on `fresh`, its epochs and train seconds.
+    The metrics are kept in the run directory beside a digest of `fresh`: a rerun on the same
+    test cohort reads them instead of predicting again."""
     if not (run_dir / "summary.json").exists():
         config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
                                    "training": sections.get("training", {})})
         start = time.perf_counter()
         train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
         write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
+    kept, digest = run_dir / "fresh_test_metrics.json", _digest(fresh)
+    if kept.exists() and json.loads(kept.read_text())["test"] == digest:
+        return json.loads(kept.read_text())["row"]
     summary = json.loads((run_dir / "summary.json").read_text())
     row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
     row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
                train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
+    write_json_atomic(kept, {"test": digest, "row": row})
     return row
+
+
+def _digest(data) -> str:
+    """SHA-256 of a cohort's subjects, targets and values: which test cohort metrics belong to."""
+    h = hashlib.sha256()
+    values = [data.values[m] for m in sorted(data.values)]
+    for a in (data.subject_ids.astype(str), data.targets, data.visit_mask, *values):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def main() -> None:

@@ -15,19 +15,27 @@ import numpy as np
 
 from hamnet_jax.models.layers import BlockConfig, Dropout, GroupedDense, masked_mean
 from hamnet_jax.models.logical import dense, layer_norm, logical_init
+from hamnet_jax.models.numeric_embedding import PiecewiseLinearEmbedding
 
 
 class DenseEncoder(nn.Module):
-    """Clinical biomarkers and vitals: an MLP over [values, mask]."""
+    """Clinical biomarkers and vitals: an MLP over [values, mask], or with `embedding_bins`
+    over [each value's piecewise-linear embedding, mask] (models/numeric_embedding.py)."""
 
     embed_dim: int
     dropout: float = 0.0
     dtype: Any = jnp.float32
     hidden_dim: int = 0  # 0 = 2 * embed_dim
+    embedding_bins: int = 0  # 0 = the raw values
+    feature_embed_dim: int = 8  # width of a value's embedding when embedding_bins > 0
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
-        h = jnp.concatenate([x * mask, mask], axis=-1)
+        values = x * mask
+        if self.embedding_bins:
+            values = PiecewiseLinearEmbedding(self.embedding_bins, self.feature_embed_dim, self.dtype,
+                                              name="embedding")(x, mask)
+        h = jnp.concatenate([values, mask], axis=-1)
         h = nn.gelu(dense(self.hidden_dim or self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
         h = Dropout(self.dropout)(h, deterministic=deterministic)
         h = dense(self.embed_dim, ("mlp", "embed"), self.dtype, "fc2")(h)

@@ -59,8 +59,9 @@ class HAMNet(nn.Module):
         dtype = jnp.dtype(c.dtype)
         enc: dict[str, nn.Module] = {}
         if c.has_modality("clinical"):
-            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, dtype, c.clinical_hidden_dim,
-                                           name="clinical_encoder")
+            bins = c.embedding_bins if c.clinical_embedding == "piecewise_linear" else 0
+            enc["clinical"] = DenseEncoder(c.embed_dim, c.dropout, dtype, c.clinical_hidden_dim, bins,
+                                           c.feature_embed_dim, name="clinical_encoder")
         for m, group in (("imaging", c.imaging_group_size), ("genetic", c.genetic_group_size)):
             if c.has_modality(m):
                 enc[m] = GroupTokenEncoder(embed_dim=c.embed_dim, group_size=group, blocks=self._blocks("encoders"),

@@ -195,7 +195,7 @@ def fit(
     plan: Plan = DEFAULT_PLAN,
 ) -> FitResult:
     """Train HAMNet on `train`, select the epoch with the lowest `cfg.selection_metric`
-    (validation NLL by default).
+    (validation MAE by default; an outcome-only model's validation log loss).
 
     Runs on `mesh` (default: built from `cfg.mesh` over all devices of all processes);
     every process passes the same host data and transfers only its own rows. `plan` says
@@ -209,6 +209,7 @@ def fit(
     if cfg.selection_metric == "val_mae" and not model_config.regression:
         raise InputError("training.selection_metric: val_mae needs a regression head; an outcome-only model "
                          "selects by val_loss (its log loss)")
+    cfg = dataclasses.replace(cfg, selection_metric=cfg.selection_for(model_config.regression))
     run = _start(model_config, cfg, train, val, mesh if mesh is not None else make_mesh(cfg.mesh), plan)
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     run.state, meta, best = _restore(ckpt, run.state, resume)

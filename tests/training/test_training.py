@@ -71,6 +71,16 @@ def test_selection_metric_picks_the_epoch_and_drives_early_stopping():
         assert meta["best_val_loss"] == records[best - 1][metric]
 
 
+def test_the_default_selection_is_the_mae_with_a_regression_head_and_the_log_loss_without():
+    from hamnet_jax.config import config_from_dict
+
+    auto = config_from_dict({}).training
+    assert (auto.selection_metric, auto.selection_for(True), auto.selection_for(False)) == ("auto", "val_mae",
+                                                                                          "val_loss")
+    given = config_from_dict({"training": {"selection_metric": "val_loss"}}).training
+    assert given.selection_for(True) == given.selection_for(False) == "val_loss"
+
+
 @pytest.mark.parametrize("kind", ["gaussian_nll", "beta_nll", "mse", "huber"])
 def test_regression_losses_train_the_variance_head(kind):
     import jax.numpy as jnp
