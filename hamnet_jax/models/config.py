@@ -186,6 +186,10 @@ class HAMNetConfig:
                 fail(name, f"must be a non-negative integer (0 = default width), got {value!r}")
         for m in ("imaging", "genetic"):
             self._validate_kept_features(m)
+        if self.clinical_embedding == "linear":  # the embedding's settings would be silently unused
+            for name, default in (("embedding_bins", 16), ("feature_embed_dim", 8)):
+                if getattr(self, name) != default:
+                    fail(name, "applies to clinical_embedding: piecewise_linear (clinical_embedding is linear)")
         for m in MODALITIES:
             value = getattr(self, f"{m}_dim")
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

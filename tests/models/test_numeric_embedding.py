@@ -59,6 +59,11 @@ def test_embedding_settings_are_checked(field, value):
         HAMNetConfig.from_tier("base", **{**PLE, field: value})
 
 
+def test_embedding_settings_without_the_embedding_are_an_error():
+    with pytest.raises(InputError, match="HAMNetConfig.embedding_bins: applies to clinical_embedding"):
+        HAMNetConfig.from_tier("base", **{**PLE, "clinical_embedding": "linear"})
+
+
 def test_a_model_with_embeddings_exports_to_onnx_with_the_same_outputs():
     config = HAMNetConfig.from_tier("base", **PLE)
     batch = random_batch(config, 5, 2)
