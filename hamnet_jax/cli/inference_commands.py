@@ -24,7 +24,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.backend:
         options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
     run = load_run(args.run)
-    predictor = build_predictor(RawModel.from_run(run), options, args.model)
+    predictor = build_predictor(RawModel.from_run(run, options.mc_samples, options.uncertainty), options, args.model)
     subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out, progress=not args.quiet)
     print(f"wrote predictions for {subjects} subjects to {args.out} ({options.backend} backend)")
 
@@ -46,7 +46,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.name is not None and args.format != "triton":
         raise InputError(f"--name names the model of a Triton repository (--format triton), not --format {args.format}")
     run = load_run(args.run)
-    raw = RawModel.from_run(run, args.mc_samples)
+    raw = RawModel.from_run(run, args.mc_samples, args.uncertainty)
     train = test = None
     if args.data:
         # (through the run's cohort cache, as training read the file: only the subjects
@@ -71,7 +71,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"wrote the Triton model repository {args.out}: {d['config']} (max_batch_size {d['max_batch_size']}, "
               f"dynamic batching) and {d['path']}; serve it with: tritonserver --model-repository {args.out}")
     inputs = "raw inputs (data-file units, NaN = missing)" if raw_inputs else "standardized arrays"
-    mode = f"MC dropout, {d['mc_samples']} fixed masks" if d["mc_samples"] else "deterministic"
+    mode = {"mc": f"MC dropout, {d['mc_samples']} fixed masks", "distilled": "one pass, distilled MC spread",
+            "none": "deterministic"}[raw.uncertainty]
     print(f"wrote {d['path']} ({d['bytes'] / 1e6:.2f} MB, {args.format}: {FORMATS.get(args.format, 'fp32')}, {inputs}, "
           f"batch dimension 'B', {run.config.data.max_visits} visit slots, {mode}); outputs {', '.join(d['outputs'])}")
     if run.model.mode is not None and d.get("int8_weights"):
@@ -266,8 +267,11 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
                    help="the graph takes the data file's values (NaN = missing) and standardizes inside; default: "
                         "standardized arrays and masks (TensorRT engines always take raw inputs)")
     x.add_argument("--mc-samples", type=int, default=None,
-                   help="MC-dropout samples carried as fixed masks (default: the run's training.mc_samples, "
-                        "so outputs equal `hamnet predict`); 0 = deterministic, no epistemic_std")
+                   help="MC-dropout samples carried as fixed masks (default: the run's training.mc_samples); "
+                        "0 = deterministic, no epistemic_std")
+    x.add_argument("--uncertainty", choices=("auto", "distilled", "mc"), default="auto",
+                   help="the spreads: distilled (one deterministic pass and the run's distilled MC spread; auto's "
+                        "choice when the run has it and --mc-samples is not given) or mc (--mc-samples fixed masks)")
     x.add_argument("--data", help="the run's data file: calibrates int8 on its training split and compares test MAE")
     x.add_argument("--calibration", choices=("minmax", "percentile", "entropy"),
                    help="static int8 activation-range calibration (default minmax)")

@@ -23,7 +23,8 @@ EXECUTION = ("precision_mode", "param_dtype", "gradient_accumulation_steps", "gr
              "weight_decay")
 # the inference keys a predictor reads; the batcher keys (max_queue_*, preferred_batch_sizes) are `serve`'s
 PREDICTOR_KEYS = ("backend", "precision_mode", "batch_size", "dynamic_batching", "enable_caching", "cache_size",
-                  "mc_samples", "optimization_level", "intra_op_threads", "inter_op_threads", "execution_providers")
+                  "uncertainty", "mc_samples", "optimization_level", "intra_op_threads", "inter_op_threads",
+                  "execution_providers")
 
 
 def keys_of(section: str) -> tuple[str, ...]:

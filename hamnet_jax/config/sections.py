@@ -281,7 +281,8 @@ class InferenceSection:
     """How a run is served (inference/predictors.py): backend, precision, the largest
     batch, batch-size buckets and, in `hamnet serve`, the server's request batcher
     (`dynamic_batching`; else every request pads to `batch_size`), the per-subject
-    result cache, MC samples (None = the run's, 0 = deterministic), ONNX Runtime's
+    result cache, the uncertainty (`uncertainty`: distilled or MC dropout) and MC samples
+    (None = the run's, 0 = deterministic), ONNX Runtime's
     session options and execution providers (cuda / tensorrt need onnxruntime-gpu)."""
 
     backend: Literal["jax", "onnxruntime", "tensorrt"] = "jax"
@@ -290,6 +291,9 @@ class InferenceSection:
     dynamic_batching: Bool = True
     enable_caching: Bool = False
     cache_size: PositiveInt = 10_000
+    # the spreads (inference/raw_model.py): auto = the run's distilled MC spread (one pass) when it
+    # has one and mc_samples is unset, else MC dropout; mc = MC dropout; distilled = the distilled spread
+    uncertainty: Literal["auto", "distilled", "mc"] = "auto"
     mc_samples: NonNegativeInt | None = None
     optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: NonNegativeInt = 0

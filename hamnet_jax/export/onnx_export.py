@@ -4,7 +4,8 @@ The graph (export/onnx_graph.py) takes either the raw inputs (inference/raw_inpu
 values in the data file's units, NaN = missing, the run's standardization folded in) or
 the standardized arrays, and returns `hamnet predict`'s outputs (inference/raw_model.py):
 with K = `mc_samples` > 0 the K MC-dropout mask sets are constants of the graph, K = 0 is
-the deterministic model (no `epistemic_std`). Precision passes (export/onnx_precision.py)
+the deterministic model, with the run's distilled spreads (`uncertainty: distilled`) or
+without (no `epistemic_std`). Precision passes (export/onnx_precision.py)
 touch the model part only.
 
 Parity against the float32 JAX model on random raw requests at batch 1 and 64, and, when
@@ -53,6 +54,7 @@ class OnnxExport:
     precision: str
     raw_inputs: bool
     mc_samples: int
+    uncertainty: str  # mc, distilled or none (inference/raw_model.py)
     inputs: dict[str, list]
     outputs: list[str]
     bytes: int
@@ -125,7 +127,7 @@ def export_run_onnx(raw: RawModel, out_path: str | os.PathLike, precision: str =
     step("check against JAX")
     session = onnx_session(out)
     parity = check_parity(session, raw, precision, raw_inputs, test)
-    result = OnnxExport(out, precision, raw_inputs, raw.mc_samples,
+    result = OnnxExport(out, precision, raw_inputs, raw.mc_samples, raw.uncertainty,
                         {i.name: list(i.shape) for i in session.get_inputs()},
                         [o.name for o in session.get_outputs()], out.stat().st_size, round(seconds, 2), parity,
                         int8_weights)

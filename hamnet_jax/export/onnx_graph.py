@@ -144,7 +144,8 @@ def standardize_graph(raw: RawModel) -> Any:
 
 
 def model_graph(raw: RawModel) -> Any:
-    """Standardized arrays -> `sample_<name>` [K, B] on the float32 model (`RawModel.float32`)."""
+    """Standardized arrays -> `sample_<name>` [K, B] (distilled `features` [1, B, F]) on the
+    float32 model (`RawModel.float32`)."""
     raw = raw.float32()
     example = batch_to_arrays(random_batch(raw.model.config, 1, raw.spec.max_visits))
     specs = [_spec(a.shape, a.dtype) for a in example]
@@ -158,7 +159,8 @@ def model_graph(raw: RawModel) -> Any:
 
 def outputs_graph(raw: RawModel) -> Any:
     k = max(raw.mc_samples, 1)
-    specs = [jax.ShapeDtypeStruct((k, "B"), np.float32) for _ in raw.sample_names]
+    width = {"features": (len(raw.distilled.feature_mean),)} if raw.distilled is not None else {}
+    specs = [jax.ShapeDtypeStruct((k, "B") + width.get(n, ()), np.float32) for n in raw.sample_names]
 
     def fn(*samples: jax.Array) -> tuple:
         out = raw.outputs(dict(zip(raw.sample_names, samples, strict=True)))

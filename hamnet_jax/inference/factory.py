@@ -60,11 +60,12 @@ def jax_model_at(raw: RawModel, precision: str) -> RawModel:
 
 
 def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | os.PathLike | None = None) -> Predictor:
-    """`raw` is the run's `RawModel` (`RawModel.from_run`); `options.mc_samples` (when
-    set) redraws the JAX model's masks, and must match an exported graph's."""
+    """`raw` is the run's `RawModel` (`RawModel.from_run(run, options.mc_samples,
+    options.uncertainty)`); `options.mc_samples` (when set) redraws the JAX model's masks,
+    and it and `options.uncertainty` must match an exported graph's."""
     buckets = batch_buckets(options.batch_size, options.dynamic_batching)
     if options.backend == "jax":
-        if options.mc_samples is not None:
+        if options.mc_samples is not None and options.mc_samples != raw.mc_samples:
             raw = raw.with_mc_samples(options.mc_samples, raw.seed)
         predictor: Predictor = JaxPredictor(jax_model_at(raw, options.precision_mode), buckets, options.batch_size)
     else:
@@ -102,3 +103,7 @@ def check_export(model_path: str | os.PathLike, options: InferenceSection) -> No
     if options.mc_samples is not None and stored.get("mc_samples") != options.mc_samples:
         raise InputError(f"{model_path} was exported with {stored.get('mc_samples')} MC samples, but "
                          f"inference.mc_samples is {options.mc_samples}")
+    exported = stored.get("uncertainty", "mc" if stored.get("mc_samples") else "none")  # (exports before: no key)
+    if options.uncertainty != "auto" and exported != options.uncertainty:
+        raise InputError(f"{model_path} was exported with uncertainty {exported}, but inference.uncertainty is "
+                         f"{options.uncertainty}")

@@ -7,16 +7,26 @@ or int8):
 1. `standardize`  raw arrays (inference/raw_inputs.py) -> standardized `Batch`;
 2. `samples`      Batch -> `mean`, `log_var` (regression head) and / or `logits`
                   (classification head), each [K, B] under the K fixed MC-dropout mask
-                  sets (models/mc_dropout.py), or [1, B] deterministic;
-3. `outputs`      samples -> `prediction`, `aleatoric_std`, `epistemic_std` (MC only),
-                  `total_std`, `lower_90`, `upper_90` (regression head), in target units,
-                  stds calibrated; `outcome_probability` and `outcome_probability_std`
-                  (MC only) with a classification head.
+                  sets (models/mc_dropout.py), or [1, B] deterministic (distilled: also
+                  `features` [1, B, F]);
+3. `outputs`      samples -> `prediction`, `aleatoric_std`, `epistemic_std`, `total_std`,
+                  `lower_90`, `upper_90` (regression head), in target units, stds
+                  calibrated; `outcome_probability` and `outcome_probability_std` with a
+                  classification head (the spreads: MC or distilled only).
 
-With the run's `mc_samples` and seed, `prediction` and every std equal `hamnet predict`'s
-(`predict_batch` draws the same masks from the same key). Deterministic mode
-(`mc_samples=0`) runs dropout off: no `epistemic_std`, and `total_std` is the calibrated
-aleatoric std.
+Three ways to give the uncertainty (`uncertainty`):
+
+* `mc`         K fixed MC-dropout mask sets: with the run's `mc_samples` and seed,
+               `prediction` and every std equal `hamnet predict`'s (`predict_batch` draws
+               the same masks from the same key); K passes per subject.
+* `distilled`  one deterministic pass and the run's distilled MC spread
+               (inference/distilled_uncertainty.py), with its own calibration: the cost
+               of the deterministic model.
+* `none`       deterministic (`mc_samples=0`): no spreads, `total_std` the calibrated
+               aleatoric std.
+
+`RawModel.from_run(run)` picks `distilled` when the run has it (runs trained before it
+was fitted: `mc`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.calibration import Calibration
+from hamnet_jax.inference.distilled_uncertainty import DistilledUncertainty, uncertainty_features
 from hamnet_jax.inference.predictor import calibrated_outputs
 from hamnet_jax.inference.raw_inputs import RawInputSpec, standardize
 from hamnet_jax.models.mc_dropout import MASK_PROGRAM_OPTIONS, mc_samples, uses_other_dropout
@@ -51,14 +62,16 @@ class TrainedRun(Protocol):
     preprocessor: Preprocessor
     calibration: Calibration
     config: Any
+    distilled: DistilledUncertainty | None
 
 SAMPLE_NAMES = ("mean", "log_var", "logits")
+UNCERTAINTY_MODES = ("auto", "distilled", "mc")
 
 
 @dataclasses.dataclass
 class RawModel:
     """`masks`: concrete keep masks per dropout site, each [K, *one-subject shape]; None
-    runs the model deterministically."""
+    runs the model deterministically, with the `distilled` spreads when given."""
 
     model: CompressedModel
     preprocessor: Preprocessor
@@ -67,15 +80,34 @@ class RawModel:
     masks: tuple | None = None
     seed: int = 0
     num_samples: int = 0  # K (also when the model has no dropout site, hence no masks)
+    distilled: DistilledUncertainty | None = None
 
     @classmethod
-    def from_run(cls, run: TrainedRun, mc_samples: int | None = None) -> RawModel:
-        """The run's own model; `mc_samples` defaults to the run's (what `hamnet predict`
-        draws), 0 = deterministic."""
-        k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)
+    def from_run(cls, run: TrainedRun, mc_samples: int | None = None, uncertainty: str = "auto") -> RawModel:
+        """The run's own model. `uncertainty` (`UNCERTAINTY_MODES`): `auto` is the
+        distilled spread when the run has one and `mc_samples` is not given, else MC
+        dropout; `mc` draws `mc_samples` mask sets (default the run's, what `hamnet
+        predict` draws; 0 = deterministic); `distilled` needs a run that has it."""
+        if uncertainty not in UNCERTAINTY_MODES:
+            raise InputError(f"inference.uncertainty: unknown {uncertainty!r}; expected one of "
+                             f"{list(UNCERTAINTY_MODES)}")
+        if uncertainty == "distilled":
+            if mc_samples is not None:
+                raise InputError(f"inference.mc_samples ({mc_samples}) applies to MC dropout, but "
+                                 "inference.uncertainty is distilled: one deterministic pass")
+            if run.distilled is None:
+                raise InputError(f"inference.uncertainty distilled: run {getattr(run, 'path', '')} has no distilled "
+                                 "uncertainty (trained before it was fitted); use mc")
         spec = RawInputSpec.of(run.preprocessor, run.config.data.max_visits)
         raw = cls(run.model, run.preprocessor, run.calibration, spec)
+        if run.distilled is not None and mc_samples is None and uncertainty != "mc":
+            return raw.with_distilled(run.distilled, run.config.training.seed)
+        k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)
         return raw.with_mc_samples(k, run.config.training.seed)
+
+    def with_distilled(self, distilled: DistilledUncertainty, seed: int = 0) -> RawModel:
+        """The same model answering with one deterministic pass and `distilled` spreads."""
+        return dataclasses.replace(self, masks=None, seed=seed, num_samples=0, distilled=distilled)
 
     def with_mc_samples(self, num_samples: int, seed: int = 0) -> RawModel:
         """The same model with K = `num_samples` fixed mask sets drawn as `predict_batch`
@@ -83,13 +115,13 @@ class RawModel:
         if num_samples < 0:
             raise InputError(f"mc_samples must be >= 0 (0 = deterministic), got {num_samples}")
         if num_samples == 0:
-            return dataclasses.replace(self, masks=None, seed=seed, num_samples=0)
+            return dataclasses.replace(self, masks=None, seed=seed, num_samples=0, distilled=None)
         apply, params = self.model.apply_fn(), self.model.params
         example = random_batch(self.model.config, 1, self.spec.max_visits)
         masks = jax.jit(lambda p, b: mc_masks(apply, p, b, jax.random.key(seed), num_samples),
                         compiler_options=MASK_PROGRAM_OPTIONS)(params, example)
         return dataclasses.replace(self, masks=tuple(np.asarray(m) for m in masks), seed=seed,
-                                   num_samples=int(num_samples))
+                                   num_samples=int(num_samples), distilled=None)
 
     def float32(self) -> RawModel:
         """The same model computing in float32 on float weights (an int8 run's dequantized
@@ -103,6 +135,11 @@ class RawModel:
         return 0 if self.masks is None else self.num_samples
 
     @property
+    def uncertainty(self) -> str:
+        """How the spreads are given: `mc`, `distilled` or `none` (module docstring)."""
+        return "mc" if self.masks is not None else "distilled" if self.distilled is not None else "none"
+
+    @property
     def has_outcome(self) -> bool:
         return bool(self.model.config.classification)
 
@@ -112,11 +149,12 @@ class RawModel:
 
     @property
     def sample_names(self) -> tuple[str, ...]:
-        return SAMPLE_NAMES[:2] * self.has_regression + SAMPLE_NAMES[2:] * self.has_outcome
+        names = SAMPLE_NAMES[:2] * self.has_regression + SAMPLE_NAMES[2:] * self.has_outcome
+        return names + ("features",) * (self.uncertainty == "distilled")
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        mc = self.masks is not None
+        mc = self.uncertainty != "none"
         names: tuple[str, ...] = ()
         if self.has_regression:
             names += ("prediction", "aleatoric_std") + ("epistemic_std",) * mc + ("total_std", "lower_90", "upper_90")
@@ -140,7 +178,9 @@ class RawModel:
         apply = apply or self.model.apply_fn()
         params = self.model.params if params is None else params
         if self.masks is None:
-            out, _ = apply({"params": params}, batch, deterministic=True)
+            out, aux = apply({"params": params}, batch, deterministic=True)
+            if self.distilled is not None:
+                out = {**out, "features": uncertainty_features(out, aux)}
             out = {k: v[None] for k, v in out.items()}
         else:
             masks = tuple(jnp.asarray(m) for m in self.masks)
@@ -150,7 +190,10 @@ class RawModel:
         return {k: out[k].astype(jnp.float32) for k in self.sample_names}
 
     def outputs(self, samples: Mapping[str, Any]) -> dict:
-        if self.masks is None:
+        calibration = self.calibration
+        if self.distilled is not None and self.masks is None:
+            stats, calibration = self.distilled.statistics(samples), self.distilled.calibration
+        elif self.masks is None:
             stats = {}
             if "mean" in samples:
                 std = jnp.exp(0.5 * samples["log_var"][0])
@@ -160,7 +203,7 @@ class RawModel:
         else:
             stats = mc_statistics(dict(samples))
         pre = self.preprocessor
-        out = calibrated_outputs(stats, pre.target_mean, pre.target_std, self.calibration)
+        out = calibrated_outputs(stats, pre.target_mean, pre.target_std, calibration)
         return {k: out[k] for k in self.output_names}
 
     def __call__(self, raw: Mapping[str, Any]) -> dict:

@@ -30,8 +30,9 @@ from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_cali
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.job_dir import check_resume, data_identity, file_digest
+from hamnet_jax.runs.distilled_fit import fit_run_distilled
 from hamnet_jax.runs.run_dir import (WEIGHTS_FILE, Run, load_run, save_calibration, save_compressed_model, save_config,
-                                save_params)
+                                     save_distilled, save_params)
 from hamnet_jax.training.fit_options import FitOptions
 from hamnet_jax.training.checkpoints import holds_checkpoints
 
@@ -116,8 +117,9 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
                       model: CompressedModel, compressed: bool) -> float:
     """A run directory for a model derived from `run` (same schema, preprocessing and split):
     config, weights (`weights.safetensors` when `compressed`: the pruned / quantized weights
-    themselves; orbax `params/` otherwise) and the calibration (interval scale, temperature) refitted on the
-    validation part through the model's own execution path, which it returns. The caller
+    themselves; orbax `params/` otherwise), the calibration (interval scale, temperature) refitted on the
+    validation part through the model's own execution path, which it returns, and the
+    distilled MC spread refitted on it. The caller
     writes `summary.json` last, so its presence marks a finished run."""
     pre = run.preprocessor
     out.mkdir(parents=True, exist_ok=True)
@@ -129,11 +131,14 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
         save_compressed_model(out, model)
     else:
         save_params(out, model.params)
-    val = predict_batch(model.config, model.params, batches["val"], pre.target_mean, pre.target_std, UNCALIBRATED,
-                        run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
-                        visit_slots=run.config.data.max_visits)
-    calibration = fit_calibration(parts["val"].targets, parts["val"].labels, val)
+    def mc(batch: Batch) -> dict:
+        return predict_batch(model.config, model.params, batch, pre.target_mean, pre.target_std, UNCALIBRATED,
+                             run.config.training.mc_samples, run.config.training.seed, apply_fn=model.apply_fn(),
+                             visit_slots=run.config.data.max_visits)
+
+    calibration = fit_calibration(parts["val"].targets, parts["val"].labels, mc(batches["val"]))
     save_calibration(out, calibration)
+    save_distilled(out, fit_run_distilled(model.apply_fn(), model.params, batches, parts, pre, run.config, mc)[0])
     return calibration
 
 

@@ -7,6 +7,8 @@ RUN_DIR/
   schema.yaml        the data schema used (target included)
   preprocessor.npz   standardization fitted on the training split
   calibration.json   interval scale and outcome temperature fitted on the validation split
+  distilled_uncertainty.json  the MC-dropout spread from one deterministic pass, with its
+                     own calibration (inference/distilled_uncertainty.py)
   data_profile.npz   the training split's feature distributions and the validation
                      predictions' (data/profile.py), for drift checks
   params/            final (best-validation) parameters, orbax (trained runs)
@@ -40,6 +42,7 @@ from hamnet_jax.inference.calibration import Calibration
 from hamnet_jax.data.preprocess import Preprocessor
 from hamnet_jax.data.schema import Schema
 from hamnet_jax.errors import InputError
+from hamnet_jax.inference.distilled_uncertainty import DistilledUncertainty
 from hamnet_jax.io_atomic import (disk_full_names, recover_directories, replace_directory, temporary_directory,
                                   write_json_atomic, write_text_atomic)
 from hamnet_jax.models.config import HAMNetConfig
@@ -57,6 +60,7 @@ class Run:
     params: Any  # float params (dequantized for an int8 run)
     calibration: Calibration
     model: CompressedModel | None = None  # the execution path: int8 codes + scales, or float params
+    distilled: DistilledUncertainty | None = None  # its MC spread from one pass (runs trained before: none)
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -109,6 +113,23 @@ def save_calibration(run_dir: Path, calibration: Calibration) -> None:
     write_json_atomic(run_dir / "calibration.json", calibration.to_dict())
 
 
+DISTILLED_FILE = "distilled_uncertainty.json"
+
+
+def save_distilled(run_dir: Path, distilled: DistilledUncertainty) -> None:
+    write_json_atomic(run_dir / DISTILLED_FILE, distilled.to_dict())
+
+
+def load_distilled(run_dir: Path) -> DistilledUncertainty | None:
+    path = run_dir / DISTILLED_FILE
+    if not path.exists():
+        return None
+    try:
+        return DistilledUncertainty.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: {e}") from None
+
+
 def load_run_config(run_dir: str | Path) -> Config:
     """The run's resolved config (its model section as trained)."""
     path = Path(run_dir) / "config.yaml"
@@ -140,4 +161,4 @@ def load_run(run_dir: str | Path) -> Run:
         model = None
     calibration = Calibration.from_dict(json.loads((path / "calibration.json").read_text()))
     return Run(path, config, model_config, Schema.load(path / "schema.yaml"),
-               Preprocessor.load(path / "preprocessor.npz"), params, calibration, model)
+               Preprocessor.load(path / "preprocessor.npz"), params, calibration, model, load_distilled(path))

@@ -29,10 +29,12 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, param_shapes
 from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
+from hamnet_jax.inference.distilled_uncertainty import distillation_rows
 from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_rows, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.job_dir import check_resume, data_identity
-from hamnet_jax.runs.run_dir import save_calibration, save_config, save_params
+from hamnet_jax.runs.distilled_fit import fit_run_distilled
+from hamnet_jax.runs.run_dir import save_calibration, save_config, save_distilled, save_params
 from hamnet_jax.training.checkpoints import Checkpoints, holds_checkpoints
 from hamnet_jax.training.loop import FitResult, fit
 from hamnet_jax.training.plan import DEFAULT_PLAN, Plan
@@ -109,17 +111,18 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     # the MC-dropout programs of the predictions after training (~5 s to compile for the
     # standard tier) compile on a background thread while training starts
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=run.config.data.max_visits)
-    predict_args["packed_rows"] = mc_packing_rows([batches["val"], batches["test"]], training.mc_samples,
-                                                  visit_slots=run.config.data.max_visits)  # one program for both
+    distill_rows = batches["train"].take(distillation_rows(batches["train"].size, training.seed))
+    predict_args["packed_rows"] = mc_packing_rows(  # one program for the three
+        [batches["val"], batches["test"], distill_rows], training.mc_samples, visit_slots=run.config.data.max_visits)
     shapes = param_shapes(HAMNet(run.model_config), batches["val"].take(np.arange(1)))
     compiling_mc = compile_predict_ahead(run.model_config, shapes, batches["val"], **predict_args)
     result = _fit_logged(run, batches, plan, out, resume, progress, on_epoch, primary)
     if primary:
         save_params(out, result.params)
 
-    def predict(split: str, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
-        return predict_batch(run.model_config, result.params, batches[split], run.pre.target_mean,
-                             run.pre.target_std, calibration, **predict_args)
+    def predict(split: str | Any, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
+        return predict_batch(run.model_config, result.params, batches[split] if isinstance(split, str) else split,
+                             run.pre.target_mean, run.pre.target_std, calibration, **predict_args)
 
     compiling_mc.wait()  # (a call now would compile it a second time)
     val_pred = predict("val")
@@ -128,8 +131,12 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
     calibration = fit_calibration(run.parts["val"].targets, run.parts["val"].labels, val_pred)
     test_pred = predict("test", calibration)
+    distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, batches,
+                                                  run.parts, run.pre, run.config, predict)
     summary = {
-        "test": prediction_metrics(run.parts["test"], test_pred), "best_epoch": result.best_epoch,
+        "test": prediction_metrics(run.parts["test"], test_pred),
+        "test_distilled_uncertainty": prediction_metrics(run.parts["test"], distilled_test),
+        "best_epoch": result.best_epoch,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early, **calibration.to_dict(),
         "subjects": {k: v.num_subjects for k, v in run.parts.items()}, "model": dataclasses.asdict(run.model_config),
         "batch_size": result.batch_size,
@@ -137,6 +144,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     }
     if primary:
         save_calibration(out, calibration)
+        save_distilled(out, distilled)
         write_json_atomic(out / "summary.json", summary)
         _plots(result, run, schema, test_pred, out)
     return summary
