@@ -65,7 +65,7 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
     and it and `options.uncertainty` must match an exported graph's."""
     buckets = batch_buckets(options.batch_size, options.dynamic_batching)
     if options.backend == "jax":
-        if options.mc_samples is not None and options.mc_samples != raw.mc_samples:
+        if options.mc_samples is not None:
             raw = raw.with_mc_samples(options.mc_samples, raw.seed)
         predictor: Predictor = JaxPredictor(jax_model_at(raw, options.precision_mode), buckets, options.batch_size)
     else:

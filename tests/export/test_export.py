@@ -45,7 +45,7 @@ def held_out(tmp_path_factory, run):
 def raw_mc_export(run, tmp_path_factory):
     """The raw-input graph with the run's MC samples, through the CLI (shared by tests)."""
     out = tmp_path_factory.mktemp("export") / "raw.onnx"
-    assert main(["export", "--run", str(run.path), "--out", str(out), "--raw-inputs"]) == 0
+    assert main(["export", "--run", str(run.path), "--out", str(out), "--raw-inputs", "--uncertainty", "mc"]) == 0
     return out
 
 
