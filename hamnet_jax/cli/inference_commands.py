@@ -23,6 +23,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     options = config.section("inference")
     if args.backend:
         options = dataclasses.replace(options, backend={"onnx": "onnxruntime"}.get(args.backend, args.backend))
+    if args.uncertainty:
+        options = dataclasses.replace(options, uncertainty=args.uncertainty)
     run = load_run(args.run)
     predictor = build_predictor(RawModel.from_run(run, options.mc_samples, options.uncertainty), options, args.model)
     subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out, progress=not args.quiet)
@@ -242,6 +244,9 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
                                            "duration_s": args.duration, "rows": rows})
 
 
+UNCERTAINTY_CHOICES = ("auto", "distilled", "mc")  # inference/raw_model.py UNCERTAINTY_MODES (not imported: lazy CLI)
+
+
 def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("predict", help="predictions with uncertainty, one row per subject")
     r.add_argument("--run", required=True)
@@ -252,6 +257,9 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--backend", choices=("jax", "onnx", "onnxruntime", "tensorrt"),
                    help="override inference.backend (default jax: the run itself)")
     r.add_argument("--model", help="the exported raw-input .onnx file or TensorRT engine (onnx / tensorrt backends)")
+    r.add_argument("--uncertainty", choices=UNCERTAINTY_CHOICES,
+                   help="override inference.uncertainty: distilled (one pass, the run's distilled MC spread; auto's "
+                        "choice when the run has it) or mc (MC dropout, the run's training.mc_samples)")
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="export to ONNX (fp32 / fp16 / int8) or a TensorRT engine, checked against JAX")
@@ -269,7 +277,7 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--mc-samples", type=int, default=None,
                    help="MC-dropout samples carried as fixed masks (default: the run's training.mc_samples); "
                         "0 = deterministic, no epistemic_std")
-    x.add_argument("--uncertainty", choices=("auto", "distilled", "mc"), default="auto",
+    x.add_argument("--uncertainty", choices=UNCERTAINTY_CHOICES, default="auto",
                    help="the spreads: distilled (one deterministic pass and the run's distilled MC spread; auto's "
                         "choice when the run has it and --mc-samples is not given) or mc (--mc-samples fixed masks)")
     x.add_argument("--data", help="the run's data file: calibrates int8 on its training split and compares test MAE")

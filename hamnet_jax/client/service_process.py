@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def serve_process(repository: Path, log: Path, metrics_port: int = -1,
+def serve_process(repository: Path | None, log: Path, metrics_port: int = -1,
                  extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
-    """`hamnet serve --repository` on a free port; (process, host:port) once it listens."""
-    command = [sys.executable, "-m", "hamnet_jax.cli", "serve", "--repository", str(repository), "--port", "0",
+    """`hamnet serve --repository` (None: what `extra` names, e.g. `--run RUN`) on a free
+    port; (process, host:port) once it listens."""
+    source = ["--repository", str(repository)] if repository is not None else []
+    command = [sys.executable, "-m", "hamnet_jax.cli", "serve", *source, "--port", "0",
                "--metrics-port", str(metrics_port), *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                                env={**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")})

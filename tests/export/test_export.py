@@ -58,7 +58,7 @@ def test_raw_input_graph_equals_hamnet_predict_on_a_held_out_file(run, raw_mc_ex
     for name in want:
         np.testing.assert_allclose(got[name], want[name], atol=1e-4, err_msg=name)
     # and through the CLI: hamnet predict --backend onnx writes the same CSV as the JAX backend
-    for backend, extra in (("jax", []), ("onnx", ["--model", str(raw_mc_export)])):
+    for backend, extra in (("jax", ["--uncertainty", "mc"]), ("onnx", ["--model", str(raw_mc_export)])):
         assert main(["predict", "--run", str(run.path), "--data", str(held_out), "--out",
                      str(tmp_path / f"{backend}.csv"), "--backend", backend, *extra]) == 0
     a, b = (pd.read_csv(tmp_path / f"{k}.csv") for k in ("jax", "onnx"))

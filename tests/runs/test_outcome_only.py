@@ -115,14 +115,18 @@ def test_outcome_only_train_evaluate_predict_export(outcome_data, outcome_run, t
     pred = pd.read_csv(pred_file)
     assert list(pred.columns) == ["subject_id", "outcome_probability", "outcome_probability_std"]
     assert pred["outcome_probability"].between(0, 1).all() and (pred["outcome_probability_std"] > 0).any()
-    # the probabilities are temperature-scaled by the run's validation fit
+    # the probabilities are temperature-scaled by the run's validation fit: MC dropout's, and
+    # the distilled spread's own (what `hamnet predict` gives by default)
     calibration = json.loads((outcome_run / "calibration.json").read_text())
     assert calibration["logit_temperature"] == summary["logit_temperature"] != 1.0
     run = load_run(outcome_run)
-    raw = dataclasses.replace(RawModel.from_run(run), calibration=UNCALIBRATED)  # the uncalibrated model
+    raw = RawModel.from_run(run)
+    assert raw.uncertainty == "distilled"
+    temperature = raw.distilled.calibration.logit_temperature
+    raw = dataclasses.replace(raw, distilled=dataclasses.replace(raw.distilled, calibration=UNCALIBRATED))
     data = load_cohort(path, run.schema, run.config.data, require_target=False)
     uncalibrated = raw(cohort_to_raw(data, raw.spec))["outcome_probability"]
-    expected, _ = tempered_probability(np.asarray(uncalibrated), None, calibration["logit_temperature"])
+    expected, _ = tempered_probability(np.asarray(uncalibrated), None, temperature)
     np.testing.assert_allclose(pred["outcome_probability"], expected, atol=6e-5)
 
     onnx_file = tmp_path / "outcome.onnx"
