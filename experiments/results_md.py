@@ -69,6 +69,7 @@ COMMANDS: dict[str, str] = {
                                 "them\" \"fp32, Flax bernoulli dropout masks\" \"fp32, rbg dropout keys\" "
                                 "\"fp32, unsafe_rbg dropout keys\" --tiers standard --reps 15 "
                                 "--out experiments/results/bench_train_packing.json",
+    "bench_uncertainty.json": "HAMNET_PERF_ANALYZER=PATH python experiments/bench_uncertainty.py",
     "bench_wide_start.json": "python experiments/bench_wide_start.py",
     "gpu_check.json": "python experiments/gpu_check.py --run runs/main/fp32 --student runs/main/student-0.25",
     "main_results.json": "python experiments/main_results.py",
