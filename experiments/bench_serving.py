@@ -11,20 +11,23 @@ A model repository is built in a temporary directory: the standard tier at fp32 
 must-hold), and the compressed models (dynamic int8, the 0.25x student at fp32 and
 dynamic int8) as further models, all with the onnxruntime backend, one intra-op thread,
 batch size 32, dynamic batching without a queue delay. `hamnet serve` runs it as its own
-process (access log on, as deployed); the load generator (client/loadtest.py) runs in
-this process on the same 2 cores, one subject per request. For each model, the same run
-first times ONNX Runtime alone on the same graph (batch 1 latency, batch 32 throughput,
-one thread): the service's fraction of that ceiling is reported. Then 10,000 malformed
-requests (client/fuzz.py): every one must get an error status, the server must stay up,
-and its resident memory is read after each half.
+process (access log on, as deployed). Every model is driven at each level by the
+project's load generator (client/loadtest.py, in this process) and, where it is present
+(`HAMNET_PERF_ANALYZER` or PATH; hamnet_jax/bench/perf_analyzer.py), by Triton's
+perf_analyzer (one subject per request), both on the same 2 cores. For each model, the
+same run first times ONNX Runtime alone on the same graph (batch 1 latency, batch 32
+throughput, one thread): the service's fraction of that ceiling is reported. Then 10,000
+malformed requests (client/fuzz.py): every one must get an error status, the server must
+stay up, and its resident memory is read after each half.
 
 With `--mlserver PATH` (the `mlserver` command of a separate environment: `python3.11 -m
 venv .mlserver && .mlserver/bin/pip install mlserver==1.7.1 onnxruntime`), MLServer serves
 the same standard-tier graph in the same run (experiments/baselines/mlserver_onnx_runtime.py,
 `parallel_workers: 0`: 1.7.1's worker pool fails to start its event loop on Python 3.11
-here); both servers stay up, and at each level the load generator alternates between
-them for 3 rounds (this machine's speed drifts by tens of percent within minutes): the
-ratio of the medians.
+here), twice: adaptive batching off (its default) and on (`max_batch_size` 32,
+`max_batch_time` 2 ms). All three servers stay up, and at each level the load generator
+(perf_analyzer where present) alternates between them for 3 rounds (this machine's speed
+drifts by tens of percent within minutes): the ratios of the medians.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np  # noqa: E402
 
 from hamnet_jax.bench.hardware import process_cpu_seconds  # noqa: E402
 from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
+from hamnet_jax.bench.perf_analyzer import perf_analyzer_binary, run_perf_analyzer, write_input_data  # noqa: E402
 from hamnet_jax.client.service_process import serve_process  # noqa: E402
 from hamnet_jax.repository.layout import add_to_repository  # noqa: E402
 from hamnet_jax.evaluation.timing import request_latency  # noqa: E402
@@ -64,7 +68,9 @@ EXPORT_NAMES = {"fp32": "standard", "student-0.25": "student"}
 MAIN = "standard-fp32"
 BATCH = 32
 ROUNDS = 3  # alternating rounds per level of the MLServer comparison
-TARGETS = {"throughput_32": 1200.0, "p95_ms_32": 40.0, "p50_ms_1": 1.5, "throughput_ratio_to_mlserver_32": 4.0}
+HAMNET, MLSERVER, MLSERVER_BATCHED = "hamnet-serve", "mlserver", "mlserver-batching"
+MLSERVER_BATCHING = {"max_batch_size": 32, "max_batch_time": 0.002}  # MLServer's adaptive batching: 32 / 2 ms
+TARGETS = {"throughput_32": 2000.0, "p95_ms_32": 30.0, "p50_ms_1": 1.2, "throughput_ratio_to_mlserver_batching_32": 4.0}
 
 
 def build_repository(work: Path, root: Path) -> dict[str, Path]:
@@ -92,8 +98,10 @@ def ceiling(graph: Path, raw: RawModel) -> dict[str, float]:
     return {"ort_p50_ms_b1": p50_1, "ort_p50_ms_b32": p50_32, "ort_throughput_b32": BATCH / p50_32 * 1e3}
 
 
-def start_mlserver(command: str, graph: Path, root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """MLServer serving `graph` as model MAIN over gRPC on a free port, once it is ready."""
+def start_mlserver(command: str, graph: Path, root: Path, log: Path, batching: bool = False
+                   ) -> tuple[subprocess.Popen, str]:
+    """MLServer serving `graph` as model MAIN over gRPC on a free port, once it is ready;
+    `batching`: its adaptive batching on (`MLSERVER_BATCHING`), else off (its default)."""
     import shutil
     import socket
 
@@ -111,7 +119,7 @@ def start_mlserver(command: str, graph: Path, root: Path, log: Path) -> tuple[su
                                                     "metrics_port": ports[2], "parallel_workers": 0}))
     (root / MAIN / "model-settings.json").write_text(json.dumps({
         "name": MAIN, "implementation": "mlserver_onnx_runtime.OnnxRuntimeModel",
-        "parameters": {"uri": str(graph.resolve())}}))
+        "parameters": {"uri": str(graph.resolve())}, **(MLSERVER_BATCHING if batching else {})}))
     process = subprocess.Popen([command, "start", str(root)], cwd=root, stdout=log.open("w"),
                                stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{ports[0]}"
@@ -132,38 +140,62 @@ def start_mlserver(command: str, graph: Path, root: Path, log: Path) -> tuple[su
     raise RuntimeError(f"MLServer did not become ready; see {log}:\n{log.read_text()[-2000:]}")
 
 
-def compare(url: str, mls_url: str, raw: RawModel, levels: list[int], duration: float) -> list[dict]:
-    """hamnet serve and MLServer on the same graph, alternating `ROUNDS` times per level
-    (this machine's speed drifts by tens of percent within minutes): the median of each
-    side's rounds, and their ratio."""
-    payloads = serialized(MAIN, [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)])
+class LoadGenerator:
+    """One concurrency level against a served model: Triton's perf_analyzer when present
+    (hamnet_jax/bench/perf_analyzer.py), else the project's load generator (client/loadtest.py)."""
+
+    def __init__(self, binary: str | None, raw: RawModel, tmp: Path, duration: float) -> None:
+        requests = [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)]
+        self.binary, self.tmp, self.duration, self.count = binary, tmp, duration, 0
+        self.input_data = write_input_data(requests[:16], tmp / "perf_analyzer_requests.json") if binary else None
+        self.requests = requests
+
+    @property
+    def tool(self) -> str:
+        return "perf_analyzer" if self.binary else "loadtest"
+
+    def level(self, url: str, model: str, concurrency: int, tool: str | None = None) -> dict:
+        if (tool or self.tool) == "perf_analyzer":
+            self.count += 1
+            return run_perf_analyzer(self.binary, url, model, concurrency, self.input_data,
+                                     self.tmp / f"perf_analyzer_{self.count}.csv", int(self.duration * 1000))
+        return {**run_level(url, serialized(model, self.requests), concurrency, self.duration), "tool": "loadtest"}
+
+
+def compare(servers: dict[str, str], load: LoadGenerator, levels: list[int]) -> list[dict]:
+    """hamnet serve and MLServer (adaptive batching off and on) on the same graph,
+    alternating `ROUNDS` times per level (this machine's speed drifts by tens of percent
+    within minutes): the median of each side's rounds, and hamnet serve's ratio to each."""
     out = []
     for level in levels:
-        ours, theirs = [], []
+        rounds: dict[str, list[dict]] = {name: [] for name in servers}
         for _ in range(ROUNDS):
-            ours.append(run_level(url, payloads, level, duration))
-            theirs.append(run_level(mls_url, payloads, level, duration))
-        median = sorted(theirs, key=lambda r: r["throughput"])[ROUNDS // 2]
-        ratio = float(np.median([r["throughput"] for r in ours]) / median["throughput"])
-        out.append({**median, "model": f"mlserver/{MAIN}", "rounds": ROUNDS,
-                    "mlserver_throughputs": [r["throughput"] for r in theirs],
-                    "hamnet_throughputs": [r["throughput"] for r in ours], "hamnet_throughput_ratio": ratio})
-        print(f"x{level}: hamnet serve {[round(r['throughput']) for r in ours]} vs MLServer "
-              f"{[round(r['throughput']) for r in theirs]} infer/s -> {ratio:.2f}x", flush=True)
+            for name, url in servers.items():
+                rounds[name].append(load.level(url, MAIN, level))
+        ours = float(np.median([r["throughput"] for r in rounds[HAMNET]]))
+        for name, rows in rounds.items():
+            median = sorted(rows, key=lambda r: r["throughput"])[ROUNDS // 2]
+            out.append({**median, "model": f"{name}/{MAIN}", "served_by": name, "rounds": ROUNDS,
+                        "throughputs": [r["throughput"] for r in rows],
+                        "hamnet_throughput_ratio": ours / median["throughput"]})
+        print(f"x{level} ({load.tool}): " + ", ".join(f"{name} {[round(r['throughput']) for r in rows]}"
+                                                     for name, rows in rounds.items()) + " infer/s", flush=True)
     return out
 
 
-def sweep_model(url: str, pid: int, name: str, raw: RawModel, levels: list[int], duration: float) -> list[dict]:
-    requests = [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)]
-    payloads = serialized(name, requests)
+def sweep_model(url: str, pid: int, name: str, load: LoadGenerator, levels: list[int]) -> list[dict]:
+    """Every level with the project's load generator, and with perf_analyzer where present."""
     rows = []
-    for level in levels:
-        cpu = process_cpu_seconds(pid)
-        row = run_level(url, payloads, level, duration)
-        row["server_cpu_ms_per_request"] = (process_cpu_seconds(pid) - cpu) * 1e3 / max(row["requests"], 1)
-        rows.append({"model": name, **row})
-        print(f"{name} x{level}: {row['throughput']:,.0f} infer/s, p50 {row['p50_ms']:.2f} ms, "
-              f"p95 {row['p95_ms']:.2f} ms, errors {row['errors']}", flush=True)
+    for tool in ["loadtest"] + ["perf_analyzer"] * (load.binary is not None):
+        for level in levels:
+            cpu = process_cpu_seconds(pid)
+            row = load.level(url, name, level, tool)
+            seconds = process_cpu_seconds(pid) - cpu
+            if "requests" in row:
+                row["server_cpu_ms_per_request"] = seconds * 1e3 / max(row["requests"], 1)
+            rows.append({"model": name, **row})
+            print(f"{name} x{level} ({tool}): {row['throughput']:,.0f} infer/s, p50 {row['p50_ms']:.2f} ms, "
+                  f"p95 {row['p95_ms']:.2f} ms", flush=True)
     return rows
 
 
@@ -214,21 +246,29 @@ def main() -> None:
                 path.unlink() if path.is_symlink() or path.is_file() else path.rmdir()
             (root / name).rmdir()
         alone = {name: ceiling(graphs[name], raws[name]) for name in names}
-        # both servers up at once (an idle one takes no CPU): MLServer is measured right
+        binary = perf_analyzer_binary()
+        if binary is None:
+            print("perf_analyzer not found (HAMNET_PERF_ANALYZER or PATH): the project's load generator only")
+        loads = {}
+        for name in names:
+            (Path(tmp) / f"load-{name}").mkdir()
+            loads[name] = LoadGenerator(binary, raws[name], Path(tmp) / f"load-{name}", args.duration)
+        # every server up at once (an idle one takes no CPU): MLServer is measured right
         # after the same model on hamnet serve, so machine drift between them stays small
         servers: list[subprocess.Popen] = []
         try:
             process, url = serve_process(root, Path(tmp) / "server.log")
             servers.append(process)
+            peers = {HAMNET: url}
             if args.mlserver:
-                mls, mls_url = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / "mlserver",
-                                              Path(tmp) / "mls.log")
-                servers.append(mls)
+                for batching, name in ((False, MLSERVER), (True, MLSERVER_BATCHED)):
+                    mls, peers[name] = start_mlserver(args.mlserver, graphs[MAIN], Path(tmp) / name,
+                                                      Path(tmp) / f"{name}.log", batching)
+                    servers.append(mls)
             order = [MAIN] * (MAIN in names) + [n for n in names if n != MAIN]
-            rows = sweep_model(url, process.pid, order[0], raws[order[0]], levels, args.duration)
-            baseline = compare(url, mls_url, raws[MAIN], levels, args.duration) if args.mlserver else []
-            rows += [r for name in order[1:] for r in sweep_model(url, process.pid, name, raws[name], levels,
-                                                                  args.duration)]
+            rows = sweep_model(url, process.pid, order[0], loads[order[0]], levels)
+            baseline = compare(peers, loads[MAIN], levels) if args.mlserver else []
+            rows += [r for name in order[1:] for r in sweep_model(url, process.pid, name, loads[name], levels)]
             fuzzed = fuzz(url, process.pid, raws[MAIN], args.fuzz) if MAIN in names and args.fuzz else None
         finally:
             for server in servers:
@@ -238,17 +278,19 @@ def main() -> None:
         a = alone[row["model"]]
         row["fraction_of_ort_throughput_b32"] = row["throughput"] / a["ort_throughput_b32"]
         row["ort_p50_ms_b1"] = a["ort_p50_ms_b1"]
-    main_rows = {r["concurrency"]: r for r in rows if r["model"] == MAIN}
-    checks = {}
+    anchor = "perf_analyzer" if any(r["tool"] == "perf_analyzer" for r in rows) else "loadtest"
+    main_rows = {r["concurrency"]: r for r in rows if r["model"] == MAIN and r["tool"] == anchor}
+    checks: dict[str, object] = {"load_generator": anchor}
     if 32 in main_rows:
         checks["throughput_32"] = main_rows[32]["throughput"]
         checks["p95_ms_32"] = main_rows[32]["p95_ms"]
-        checks["errors_32"] = main_rows[32]["errors"]
+        checks["fraction_of_ort_throughput_b32"] = main_rows[32]["fraction_of_ort_throughput_b32"]
     if 1 in main_rows:
         checks["p50_ms_1"] = main_rows[1]["p50_ms"]
     for row in baseline:
-        if row["concurrency"] == 32:
-            checks["throughput_ratio_to_mlserver_32"] = row["hamnet_throughput_ratio"]
+        if row["concurrency"] == 32 and row["served_by"] != HAMNET:
+            key = "batching" if row["served_by"] == MLSERVER_BATCHED else "no_batching"
+            checks[f"throughput_ratio_to_mlserver_{key}_32"] = row["hamnet_throughput_ratio"]
     result = {"cpu_count": os.cpu_count(), "batch_size": BATCH, "duration_s": args.duration,
               "subjects_per_request": 1, "request_bytes": len(serialized(MAIN, [random_raw(
                   raws[names[0]].spec, raws[names[0]].preprocessor, 1, seed=0)])[0]),
@@ -259,12 +301,16 @@ def main() -> None:
         a = alone[name]
         print(f"\n{name}: ONNX Runtime alone {a['ort_p50_ms_b1']:.2f} ms at batch 1, "
               f"{a['ort_throughput_b32']:,.0f} inferences/s at batch 32 (one thread)")
-        print(format_table([r for r in rows if r["model"] == name]))
+        for tool in ("loadtest", "perf_analyzer"):
+            table = [r for r in rows if r["model"] == name and r["tool"] == tool]
+            if table:
+                print(f"({tool})\n" + format_table(table))
     if baseline:
-        print(f"\nMLServer 1.7.1 serving the same {MAIN} graph (same run, same load generator; the median "
-              f"of {ROUNDS} rounds alternating with hamnet serve)")
+        print(f"\nhamnet serve and MLServer 1.7.1 (adaptive batching off, and on: {MLSERVER_BATCHING}) serving the "
+              f"same {MAIN} graph ({anchor}; the median of {ROUNDS} alternating rounds)")
         print(format_table(baseline))
-        ratios = [f"x{r['concurrency']}: {r['hamnet_throughput_ratio']:.2f}" for r in baseline]
+        ratios = [f"x{r['concurrency']} {r['served_by']}: {r['hamnet_throughput_ratio']:.2f}" for r in baseline
+                  if r["served_by"] != HAMNET]
         print("hamnet serve / MLServer throughput (medians of the alternating rounds): " + ", ".join(ratios))
     if fuzzed:
         print(f"\nfuzz: {fuzzed['requests']} malformed requests -> {fuzzed['status_counts']}; server alive: "

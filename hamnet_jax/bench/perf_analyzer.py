@@ -68,4 +68,4 @@ def run_perf_analyzer(binary: str, url: str, model: str, concurrency: int, input
     us = {k: float(v) for k, v in row.items() if k.endswith("latency")}
     return {"concurrency": concurrency, "throughput": float(row["Inferences/Second"]),
             "p50_ms": us["p50 latency"] / 1e3, "p95_ms": us["p95 latency"] / 1e3, "p99_ms": us["p99 latency"] / 1e3,
-            "tool": "perf_analyzer"}
+            "errors": 0, "tool": "perf_analyzer"}  # (perf_analyzer stops with an error on a failed request)
