@@ -143,12 +143,12 @@ def ridge_log_fit(features: np.ndarray, spread: np.ndarray, penalty: float = RID
 
 def fit_distilled_uncertainty(apply_fn: Callable, params: Any, train: Batch, mc: Callable[[Batch], Mapping],
                               val: Batch, val_targets: np.ndarray | None, val_labels: np.ndarray | None,
-                              target_mean: float, target_std: float, fitted_on: Mapping[str, Any] | None = None
-                              ) -> DistilledUncertainty:
-    """Fit on `distillation_rows` of `train` (the training split) against `mc(batch)`, their
+                              target_mean: float, target_std: float, seed: int = 0,
+                              fitted_on: Mapping[str, Any] | None = None) -> DistilledUncertainty:
+    """Fit on `distillation_rows(seed)` of `train` (the training split) against `mc(batch)`, their
     uncalibrated MC predictions (`predict_batch`, target units), then the distilled model's
     interval scale and temperature on `val`. Both batches are padded to the served visit slots."""
-    train = train.take(distillation_rows(train.size, int((fitted_on or {}).get("seed", 0))))
+    train = train.take(distillation_rows(train.size, seed))
     mc_train = mc(train)
     det = deterministic_pass(apply_fn, params, train)
     mean = det["features"].mean(0)
@@ -161,7 +161,8 @@ def fit_distilled_uncertainty(apply_fn: Callable, params: Any, train: Batch, mc:
             column, unit = targets[stat]
             weights[stat], bias[stat] = ridge_log_fit(z, np.asarray(mc_train[column]) / unit)
     model = DistilledUncertainty(mean.astype(np.float32), scale.astype(np.float32), weights, bias,
-                                 fitted_on={"subjects": int(train.size), "ridge": RIDGE, **(fitted_on or {})})
+                                 fitted_on={"subjects": int(train.size), "ridge": RIDGE, "seed": seed,
+                                            **(fitted_on or {})})
     uncalibrated = distilled_predict(model, apply_fn, params, val, target_mean, target_std, UNCALIBRATED)
     return dataclasses.replace(model, calibration=fit_calibration(val_targets, val_labels, uncalibrated))
 

@@ -23,8 +23,8 @@ def fit_run_distilled(apply_fn: Callable, params: Any, batches: Mapping[str, Bat
     slots, training = config.data.max_visits, config.training
     distilled = fit_distilled_uncertainty(
         apply_fn, params, batches["train"].pad_visits(slots), mc, batches["val"].pad_visits(slots),
-        parts["val"].targets, parts["val"].labels, pre.target_mean, pre.target_std,
-        {"mc_samples": training.mc_samples, "seed": training.seed})
+        parts["val"].targets, parts["val"].labels, pre.target_mean, pre.target_std, training.seed,
+        {"mc_samples": training.mc_samples})
     test = distilled_predict(distilled, apply_fn, params, batches["test"].pad_visits(slots), pre.target_mean,
                              pre.target_std)
     return distilled, test

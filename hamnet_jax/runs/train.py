@@ -111,8 +111,9 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     # the MC-dropout programs of the predictions after training (~5 s to compile for the
     # standard tier) compile on a background thread while training starts
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=run.config.data.max_visits)
+    # one program for the validation and test splits and the training subjects the MC spread is distilled on
     distill_rows = batches["train"].take(distillation_rows(batches["train"].size, training.seed))
-    predict_args["packed_rows"] = mc_packing_rows(  # one program for the three
+    predict_args["packed_rows"] = mc_packing_rows(
         [batches["val"], batches["test"], distill_rows], training.mc_samples, visit_slots=run.config.data.max_visits)
     shapes = param_shapes(HAMNet(run.model_config), batches["val"].take(np.arange(1)))
     compiling_mc = compile_predict_ahead(run.model_config, shapes, batches["val"], **predict_args)
@@ -120,17 +121,17 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     if primary:
         save_params(out, result.params)
 
-    def predict(split: str | Any, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
-        return predict_batch(run.model_config, result.params, batches[split] if isinstance(split, str) else split,
-                             run.pre.target_mean, run.pre.target_std, calibration, **predict_args)
+    def predict(batch: Any, calibration: Calibration = UNCALIBRATED) -> dict[str, np.ndarray]:
+        return predict_batch(run.model_config, result.params, batch, run.pre.target_mean, run.pre.target_std,
+                             calibration, **predict_args)
 
     compiling_mc.wait()  # (a call now would compile it a second time)
-    val_pred = predict("val")
+    val_pred = predict(batches["val"])
     if primary:  # the training distribution, for `hamnet drift` and the service's drift metrics
         profile = DataProfile.fit(profile_subjects(run.parts["train"], training.seed), schema)
         profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
     calibration = fit_calibration(run.parts["val"].targets, run.parts["val"].labels, val_pred)
-    test_pred = predict("test", calibration)
+    test_pred = predict(batches["test"], calibration)
     distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, batches,
                                                   run.parts, run.pre, run.config, predict)
     summary = {

@@ -75,6 +75,10 @@ def test_quantize_dynamic_writes_int8_checkpoint(tiny_run, tiny_cohort, tmp_path
 
     run = load_run(out)
     assert run.model.mode == "dynamic" and run.model.quant is not None
+    # its distilled MC spread is refitted on the int8 path, not the source run's copied
+    source = load_run(tiny_run).distilled
+    assert run.distilled is not None and run.distilled.fitted_on["subjects"] == source.fitted_on["subjects"]
+    assert not np.allclose(run.distilled.feature_mean, source.feature_mean)
     evaluated = evaluate_run(run, data, baselines=False)["rows"]["HAMNet"]["mae"]
     assert evaluated == pytest.approx(summary["test"]["mae"], rel=1e-6)
     # ... and not the float model's: int8 changes the (deterministic) test MAE
