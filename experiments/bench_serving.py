@@ -144,9 +144,9 @@ class LoadGenerator:
     """One concurrency level against a served model: Triton's perf_analyzer when present
     (hamnet_jax/bench/perf_analyzer.py), else the project's load generator (client/loadtest.py)."""
 
-    def __init__(self, binary: str | None, raw: RawModel, tmp: Path, duration: float) -> None:
+    def __init__(self, binary: str | None, raw: RawModel, tmp: Path, duration: float, window_ms: int) -> None:
         requests = [random_raw(raw.spec, raw.preprocessor, 1, seed=s) for s in range(256)]
-        self.binary, self.tmp, self.duration, self.count = binary, tmp, duration, 0
+        self.binary, self.tmp, self.duration, self.window_ms, self.count = binary, tmp, duration, window_ms, 0
         self.input_data = write_input_data(requests[:16], tmp / "perf_analyzer_requests.json") if binary else None
         self.requests = requests
 
@@ -158,7 +158,7 @@ class LoadGenerator:
         if (tool or self.tool) == "perf_analyzer":
             self.count += 1
             return run_perf_analyzer(self.binary, url, model, concurrency, self.input_data,
-                                     self.tmp / f"perf_analyzer_{self.count}.csv", int(self.duration * 1000))
+                                     self.tmp / f"perf_analyzer_{self.count}.csv", self.window_ms)
         return {**run_level(url, serialized(model, self.requests), concurrency, self.duration), "tool": "loadtest"}
 
 
@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--work", default="runs/main")
     parser.add_argument("--out", default="experiments/results/bench_serving.json")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency level")
+    parser.add_argument("--window-ms", type=int, default=4000,
+                        help="perf_analyzer's measurement window (it measures until 3 windows agree)")
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--fuzz", type=int, default=10_000, help="malformed requests")
     parser.add_argument("--models", default=",".join(MODELS), help=f"served models, of {list(MODELS)}")
@@ -252,7 +254,8 @@ def main() -> None:
         loads = {}
         for name in names:
             (Path(tmp) / f"load-{name}").mkdir()
-            loads[name] = LoadGenerator(binary, raws[name], Path(tmp) / f"load-{name}", args.duration)
+            loads[name] = LoadGenerator(binary, raws[name], Path(tmp) / f"load-{name}", args.duration,
+                                        args.window_ms)
         # every server up at once (an idle one takes no CPU): MLServer is measured right
         # after the same model on hamnet serve, so machine drift between them stays small
         servers: list[subprocess.Popen] = []
