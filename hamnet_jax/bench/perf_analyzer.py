@@ -53,19 +53,30 @@ def write_input_data(requests: Sequence[Mapping[str, np.ndarray]], path: Path) -
     return path
 
 
+STABILITY = (10, 25, 100)  # perf_analyzer's --stability-percentage, tried in turn until it settles
+
+
 def run_perf_analyzer(binary: str, url: str, model: str, concurrency: int, input_data: Path, report: Path,
                       measurement_ms: int = 4000, timeout: float = 600.0) -> dict[str, float]:
     """One concurrency level: throughput (infer/s) and client latency percentiles (ms) from
-    perf_analyzer's CSV report. Raises with its output when it fails."""
-    command = [binary, "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", str(input_data),
-               "--concurrency-range", f"{concurrency}:{concurrency}", "-p", str(measurement_ms),
-               "--percentile", "95", "-f", str(report)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=perf_analyzer_env(binary))
-    if done.returncode != 0 or not report.exists():
-        raise RuntimeError(f"perf_analyzer failed ({done.returncode}): {done.stdout[-1500:]}{done.stderr[-1500:]}")
+    perf_analyzer's CSV report. perf_analyzer measures until 3 windows agree within its
+    stability percentage (p95 latency and throughput); where this machine's noise keeps
+    them apart (a shared 2-core box), it is run again with a wider one, which the result
+    records (`stability_percentage`). Raises with its output when it fails otherwise."""
+    for stability in STABILITY:
+        report.unlink(missing_ok=True)
+        command = [binary, "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", str(input_data),
+                   "--concurrency-range", f"{concurrency}:{concurrency}", "-p", str(measurement_ms),
+                   "--percentile", "95", "--stability-percentage", str(stability), "-f", str(report)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=perf_analyzer_env(binary))
+        if done.returncode == 0 and report.exists():
+            break
+        if "Failed to obtain stable measurement" not in done.stdout + done.stderr or stability == STABILITY[-1]:
+            raise RuntimeError(f"perf_analyzer failed ({done.returncode}): {done.stdout[-1500:]}{done.stderr[-1500:]}")
     with report.open() as f:
         row = next(csv.DictReader(f))
     us = {k: float(v) for k, v in row.items() if k.endswith("latency")}
     return {"concurrency": concurrency, "throughput": float(row["Inferences/Second"]),
             "p50_ms": us["p50 latency"] / 1e3, "p95_ms": us["p95 latency"] / 1e3, "p99_ms": us["p99 latency"] / 1e3,
-            "errors": 0, "tool": "perf_analyzer"}  # (perf_analyzer stops with an error on a failed request)
+            "errors": 0,  # (perf_analyzer stops with an error on a failed request)
+            "tool": "perf_analyzer", "stability_percentage": stability}
