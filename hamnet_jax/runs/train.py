@@ -83,10 +83,13 @@ def task_heads(schema: Schema, config: Config) -> dict[str, bool]:
 
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
               resume: bool = False, progress: bool = True,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              distill_uncertainty: bool = True) -> dict[str, Any]:
     """Train, calibrate, evaluate on the test split; returns the summary (also summary.json).
     `on_epoch` gets each epoch's record plus its wall `seconds` (validation included) and the
-    training `samples` it saw (for a metrics exporter; metrics.jsonl stays deterministic)."""
+    training `samples` it saw (for a metrics exporter; metrics.jsonl stays deterministic).
+    `distill_uncertainty`: fit the distilled MC spread the run is served with (a search
+    trial, never served, skips it; it is then served with MC dropout)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not resume and (out / "checkpoints").exists():
         raise InputError(f"run directory {out} already holds a run; pass --resume to continue it "
@@ -112,9 +115,11 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     # standard tier) compile on a background thread while training starts
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=run.config.data.max_visits)
     # one program for the validation and test splits and the training subjects the MC spread is distilled on
-    distill_rows = batches["train"].take(distillation_rows(batches["train"].size, training.seed))
-    predict_args["packed_rows"] = mc_packing_rows(
-        [batches["val"], batches["test"], distill_rows], training.mc_samples, visit_slots=run.config.data.max_visits)
+    mc_batches = [batches["val"], batches["test"]]
+    if distill_uncertainty:
+        mc_batches.append(batches["train"].take(distillation_rows(batches["train"].size, training.seed)))
+    predict_args["packed_rows"] = mc_packing_rows(mc_batches, training.mc_samples,
+                                                  visit_slots=run.config.data.max_visits)
     shapes = param_shapes(HAMNet(run.model_config), batches["val"].take(np.arange(1)))
     compiling_mc = compile_predict_ahead(run.model_config, shapes, batches["val"], **predict_args)
     result = _fit_logged(run, batches, plan, out, resume, progress, on_epoch, primary)
@@ -132,20 +137,22 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         profile.with_predictions(val_pred[primary_output(val_pred)]).save(out / "data_profile.npz")
     calibration = fit_calibration(run.parts["val"].targets, run.parts["val"].labels, val_pred)
     test_pred = predict(batches["test"], calibration)
-    distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, batches,
-                                                  run.parts, run.pre, run.config, predict)
-    summary = {
-        "test": prediction_metrics(run.parts["test"], test_pred),
-        "test_distilled_uncertainty": prediction_metrics(run.parts["test"], distilled_test),
+    summary: dict[str, Any] = {"test": prediction_metrics(run.parts["test"], test_pred)}
+    if distill_uncertainty:
+        distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, batches,
+                                                      run.parts, run.pre, run.config, predict)
+        summary["test_distilled_uncertainty"] = prediction_metrics(run.parts["test"], distilled_test)
+    summary.update({
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early, **calibration.to_dict(),
         "subjects": {k: v.num_subjects for k, v in run.parts.items()}, "model": dataclasses.asdict(run.model_config),
         "batch_size": result.batch_size,
         "padding_fraction": result.history[-1].get("padding_fraction") if result.history else None,
-    }
+    })
     if primary:
         save_calibration(out, calibration)
-        save_distilled(out, distilled)
+        if distill_uncertainty:
+            save_distilled(out, distilled)
         write_json_atomic(out / "summary.json", summary)
         _plots(result, run, schema, test_pred, out)
     return summary

@@ -84,7 +84,8 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
     run_config = apply_point(config_from_dict(config or {}, "search base config"), point, budget,
                              early_stop_patience, schedule_epochs)
     resume = holds_checkpoints(run_dir / "checkpoints")
-    summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False)
+    summary = train_run(data, Schema.load(schema_path), run_config, run_dir, resume=resume, progress=False,
+                        distill_uncertainty=False)  # (a trial is measured, never served)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     validated = [h for h in history if "val_loss" in h]
     if not validated:

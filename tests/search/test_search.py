@@ -229,6 +229,7 @@ def test_hamnet_trials_train_promote_from_checkpoints_and_measure(tiny_cohort, t
     assert len(records) == 3 and len(promoted) >= 1
     history = (store.run_dir(promoted[0].trial) / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in history] == [1, 2]  # continued from its 1-epoch checkpoint
+    assert not (store.run_dir(promoted[0].trial) / "distilled_uncertainty.json").exists()  # a trial is never served
     # one schedule over the largest budget: the promoted trial trained as one run of 2 epochs at once
     trial(promoted[0].config, 2, tmp_path / "direct", -1)
     direct = (tmp_path / "direct" / "metrics.jsonl").read_text().splitlines()
