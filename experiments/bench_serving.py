@@ -25,9 +25,10 @@ venv .mlserver && .mlserver/bin/pip install mlserver==1.7.1 onnxruntime`), MLSer
 the same standard-tier graph in the same run (experiments/baselines/mlserver_onnx_runtime.py,
 `parallel_workers: 0`: 1.7.1's worker pool fails to start its event loop on Python 3.11
 here), twice: adaptive batching off (its default) and on (`max_batch_size` 32,
-`max_batch_time` 2 ms). All three servers stay up, and at each level the load generator
-(perf_analyzer where present) alternates between them for 3 rounds (this machine's speed
-drifts by tens of percent within minutes): the ratios of the medians.
+`max_batch_time` 2 ms). All three servers stay up, and at each level the project's load
+generator alternates between them for 3 rounds (this machine's speed drifts by tens of
+percent within minutes): the ratios of the medians. perf_analyzer cannot drive MLServer:
+it calls Triton's ModelConfig RPC first, which MLServer 1.7.1 does not implement.
 """
 
 from __future__ import annotations
