@@ -51,7 +51,8 @@ COMMANDS: dict[str, str] = {
     "bench_host_memory.json": "python experiments/bench_host_memory.py",
     "bench_inference.json": "python experiments/bench_inference.py",
     "bench_search.json": "python experiments/bench_search.py",
-    "bench_serving.json": "python experiments/bench_serving.py --mlserver .mlserver/bin/mlserver",
+    "bench_serving.json": "HAMNET_PERF_ANALYZER=PATH python experiments/bench_serving.py "
+                          "--mlserver .mlserver/bin/mlserver",
     "bench_small_data.json": "python experiments/bench_small_data.py",
     "bench_soak.json": "python experiments/bench_soak.py --run runs/soak/std",
     "bench_large_requests.json": "python -m experiments.bench_large_requests --run runs/soak/std",
