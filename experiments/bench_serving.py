@@ -315,7 +315,8 @@ def main() -> None:
     if baseline:
         print(f"\nhamnet serve and MLServer 1.7.1 (adaptive batching off, and on: {MLSERVER_BATCHING}) serving the "
               f"same {MAIN} graph (the project's load generator; the median of {ROUNDS} alternating rounds)")
-        print(format_table(baseline))
+        for server in (HAMNET, MLSERVER, MLSERVER_BATCHED):
+            print(f"({server})\n" + format_table([r for r in baseline if r["served_by"] == server]))
         ratios = [f"x{r['concurrency']} {r['served_by']}: {r['hamnet_throughput_ratio']:.2f}" for r in baseline
                   if r["served_by"] != HAMNET]
         print("hamnet serve / MLServer throughput (medians of the alternating rounds): " + ", ".join(ratios))
