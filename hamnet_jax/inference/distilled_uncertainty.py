@@ -26,6 +26,7 @@ aleatoric std and the distilled epistemic std in quadrature).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -116,14 +117,21 @@ def uncertainty_features(outputs: Mapping[str, Any], aux: Mapping[str, Any]) -> 
     return jnp.concatenate([aux["fused"].astype(jnp.float32)] + [h.astype(jnp.float32) for h in heads], axis=-1)
 
 
-def deterministic_pass(apply_fn: Callable, params: Any, batch: Batch, chunk: int = 256) -> dict[str, np.ndarray]:
-    """The heads' outputs and `features` of the deterministic model over a batch."""
+@functools.lru_cache(maxsize=16)
+def _deterministic_program(apply_fn: Callable) -> Callable:
+    """One jitted pass per apply function: fitting and predicting reuse its compilation."""
 
     @jax.jit
     def run(p: Any, b: Batch) -> dict:
         out, aux = apply_fn({"params": p}, b, deterministic=True)
         return {**{k: v.astype(jnp.float32) for k, v in out.items()}, "features": uncertainty_features(out, aux)}
 
+    return run
+
+
+def deterministic_pass(apply_fn: Callable, params: Any, batch: Batch, chunk: int = 256) -> dict[str, np.ndarray]:
+    """The heads' outputs and `features` of the deterministic model over a batch."""
+    run = _deterministic_program(apply_fn)
     return map_batched(lambda b: run(params, b), batch, chunk)
 
 
@@ -151,8 +159,8 @@ def fit_distilled_uncertainty(apply_fn: Callable, params: Any, train: Batch, mc:
     train = train.take(distillation_rows(train.size, seed))
     mc_train = mc(train)
     det = deterministic_pass(apply_fn, params, train)
-    mean = det["features"].mean(0)
-    scale = det["features"].std(0) + STD_FLOOR
+    mean, spread = det["features"].mean(0), det["features"].std(0)
+    scale = np.where(spread > STD_FLOOR, spread, 1.0)  # a feature constant here is left unscaled, not blown up
     z = (det["features"] - mean) / scale
     targets = {"epistemic_std": ("epistemic_std", target_std), "probability_std": ("outcome_probability_std", 1.0)}
     weights, bias = {}, {}
