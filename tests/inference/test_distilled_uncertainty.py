@@ -72,6 +72,16 @@ def test_a_trained_run_stores_its_distilled_spread_and_serves_it_by_default(run,
         float(np.mean(np.abs(want["prediction"] - test_split.targets))), rel=1e-5)
 
 
+def test_the_config_the_cli_and_the_model_know_the_same_modes():
+    import typing
+
+    from hamnet_jax.cli.inference_commands import UNCERTAINTY_CHOICES
+    from hamnet_jax.inference.raw_model import UNCERTAINTY_MODES
+
+    declared = typing.get_args(typing.get_type_hints(InferenceSection)["uncertainty"])
+    assert UNCERTAINTY_CHOICES == UNCERTAINTY_MODES == declared
+
+
 def test_the_options_choose_the_spread_and_refuse_contradictions(run):
     assert RawModel.from_run(run, uncertainty="mc").uncertainty == "mc"
     assert RawModel.from_run(run, mc_samples=3).mc_samples == 3  # samples given: MC dropout
