@@ -91,6 +91,17 @@ def tiny_run(tiny_cohort, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_splits(tiny_run, tiny_cohort):
+    """The tiny run's train / val / test parts of the tiny cohort (raw cohort arrays)."""
+    from hamnet_jax.data.dataset import load_cohort, split_cohort
+    from hamnet_jax.runs.run_dir import load_run_config
+
+    data, schema = tiny_cohort
+    config = load_run_config(tiny_run)
+    return split_cohort(load_cohort(data, schema, config.data), config.data)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_config(tiny_cohort):
     _, schema = tiny_cohort
     cfg = config_from_dict(TINY_CONFIG)

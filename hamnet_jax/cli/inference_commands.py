@@ -26,7 +26,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.uncertainty:
         options = dataclasses.replace(options, uncertainty=args.uncertainty)
     run = load_run(args.run)
-    predictor = build_predictor(RawModel.from_run(run, options.mc_samples, options.uncertainty), options, args.model)
+    predictor = build_predictor(RawModel.from_options(run, options), options, args.model)
     subjects = predict_file(predictor, run.schema, run.config.data, args.data, args.out, progress=not args.quiet)
     print(f"wrote predictions for {subjects} subjects to {args.out} ({options.backend} backend)")
 

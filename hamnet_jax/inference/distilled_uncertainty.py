@@ -40,8 +40,9 @@ from hamnet_jax.data.batched import map_batched
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
 from hamnet_jax.inference.predictor import calibrated_outputs
 
-# the MC statistic each head's spread is distilled from, and its name in `mc_statistics`
-DISTILLED = {"mean": "epistemic_std", "logits": "probability_std"}
+# each distilled statistic (its name in `mc_statistics`): the head it needs, and the MC
+# prediction column it is fitted to (`predict_batch`'s outputs)
+DISTILLED = {"epistemic_std": ("mean", "epistemic_std"), "probability_std": ("logits", "outcome_probability_std")}
 FIT_SUBJECTS = 2000  # training subjects the map is fitted on: 4,200 fit no better (bench_uncertainty.py)
 RIDGE = 0.01  # ridge penalty per subject on standardized features
 STD_FLOOR = 1e-6
@@ -92,10 +93,10 @@ class DistilledUncertainty:
         mean = np.asarray(data["feature_mean"], np.float32)
         scale = np.asarray(data["feature_scale"], np.float32)
         weights = {s: np.asarray(w, np.float32) for s, w in data["weights"].items()}
-        unknown = sorted(set(weights) - set(DISTILLED.values()))
+        unknown = sorted(set(weights) - set(DISTILLED))
         if unknown or set(weights) != set(data["bias"]):
             raise ValueError(f"distilled uncertainty: statistics {sorted(weights)} with biases {sorted(data['bias'])}; "
-                             f"expected the same names, some of {sorted(DISTILLED.values())}")
+                             f"expected the same names, some of {sorted(DISTILLED)}")
         bad = [s for s, w in weights.items() if w.shape != mean.shape]
         if scale.shape != mean.shape or bad:
             raise ValueError(f"distilled uncertainty: {len(mean)} features, but feature_scale has {scale.shape} "
@@ -109,6 +110,11 @@ def distillation_rows(subjects: int, seed: int) -> np.ndarray:
     if subjects <= FIT_SUBJECTS:
         return np.arange(subjects)
     return np.sort(np.random.default_rng(seed).choice(subjects, FIT_SUBJECTS, replace=False))
+
+
+def distillation_batch(train: Batch, seed: int) -> Batch:
+    """Those subjects of the training split, read once (their MC pass and the fit share them)."""
+    return train.take(distillation_rows(train.size, seed))
 
 
 def uncertainty_features(outputs: Mapping[str, Any], aux: Mapping[str, Any]) -> Any:
@@ -151,26 +157,23 @@ def ridge_log_fit(features: np.ndarray, spread: np.ndarray, penalty: float = RID
 
 def fit_distilled_uncertainty(apply_fn: Callable, params: Any, train: Batch, mc: Callable[[Batch], Mapping],
                               val: Batch, val_targets: np.ndarray | None, val_labels: np.ndarray | None,
-                              target_mean: float, target_std: float, seed: int = 0,
-                              fitted_on: Mapping[str, Any] | None = None) -> DistilledUncertainty:
-    """Fit on `distillation_rows(seed)` of `train` (the training split) against `mc(batch)`, their
+                              target_mean: float, target_std: float, fitted_on: Mapping[str, Any] | None = None
+                              ) -> DistilledUncertainty:
+    """Fit on `train` (`distillation_batch` of the training split) against `mc(train)`, its
     uncalibrated MC predictions (`predict_batch`, target units), then the distilled model's
     interval scale and temperature on `val`. Both batches are padded to the served visit slots."""
-    train = train.take(distillation_rows(train.size, seed))
     mc_train = mc(train)
     det = deterministic_pass(apply_fn, params, train)
     mean, spread = det["features"].mean(0), det["features"].std(0)
     scale = np.where(spread > STD_FLOOR, spread, 1.0)  # a feature constant here is left unscaled, not blown up
     z = (det["features"] - mean) / scale
-    targets = {"epistemic_std": ("epistemic_std", target_std), "probability_std": ("outcome_probability_std", 1.0)}
     weights, bias = {}, {}
-    for head, stat in DISTILLED.items():
+    for stat, (head, column) in DISTILLED.items():
         if head in det:
-            column, unit = targets[stat]
+            unit = target_std if head == "mean" else 1.0  # (an outcome probability has no unit)
             weights[stat], bias[stat] = ridge_log_fit(z, np.asarray(mc_train[column]) / unit)
     model = DistilledUncertainty(mean.astype(np.float32), scale.astype(np.float32), weights, bias,
-                                 fitted_on={"subjects": int(train.size), "ridge": RIDGE, "seed": seed,
-                                            **(fitted_on or {})})
+                                 fitted_on={"subjects": int(train.size), "ridge": RIDGE, **(fitted_on or {})})
     uncalibrated = distilled_predict(model, apply_fn, params, val, target_mean, target_std, UNCALIBRATED)
     return dataclasses.replace(model, calibration=fit_calibration(val_targets, val_labels, uncalibrated))
 

@@ -60,9 +60,9 @@ def jax_model_at(raw: RawModel, precision: str) -> RawModel:
 
 
 def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | os.PathLike | None = None) -> Predictor:
-    """`raw` is the run's `RawModel` (`RawModel.from_run(run, options.mc_samples,
-    options.uncertainty)`); `options.mc_samples` (when set) redraws the JAX model's masks,
-    and it and `options.uncertainty` must match an exported graph's."""
+    """`raw` is the run's `RawModel` (`RawModel.from_options(run, options)`); `options.mc_samples`
+    (when set) redraws the JAX model's masks, and it and `options.uncertainty` must match an
+    exported graph's."""
     buckets = batch_buckets(options.batch_size, options.dynamic_batching)
     if options.backend == "jax":
         if options.mc_samples is not None:

@@ -51,6 +51,7 @@ from hamnet_jax.models.mc_dropout import MASK_PROGRAM_OPTIONS, mc_samples, uses_
 from hamnet_jax.models.uncertainty import mc_masks, mc_statistics
 
 if TYPE_CHECKING:
+    from hamnet_jax.config.sections import InferenceSection
     from hamnet_jax.data.batch import Batch
 
 
@@ -104,6 +105,11 @@ class RawModel:
             return raw.with_distilled(run.distilled, run.config.training.seed)
         k = run.config.training.mc_samples if mc_samples is None else int(mc_samples)
         return raw.with_mc_samples(k, run.config.training.seed)
+
+    @classmethod
+    def from_options(cls, run: TrainedRun, options: InferenceSection) -> RawModel:
+        """The run as an `inference` section serves it (its `mc_samples` and `uncertainty`)."""
+        return cls.from_run(run, options.mc_samples, options.uncertainty)
 
     def with_distilled(self, distilled: DistilledUncertainty, seed: int = 0) -> RawModel:
         """The same model answering with one deterministic pass and `distilled` spreads."""
@@ -191,7 +197,7 @@ class RawModel:
 
     def outputs(self, samples: Mapping[str, Any]) -> dict:
         calibration = self.calibration
-        if self.distilled is not None and self.masks is None:
+        if self.uncertainty == "distilled":
             stats, calibration = self.distilled.statistics(samples), self.distilled.calibration
         elif self.masks is None:
             stats = {}

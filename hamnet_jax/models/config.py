@@ -187,8 +187,8 @@ class HAMNetConfig:
         for m in ("imaging", "genetic"):
             self._validate_kept_features(m)
         if self.clinical_embedding == "linear":  # the embedding's settings would be silently unused
-            for name, default in (("embedding_bins", 16), ("feature_embed_dim", 8)):
-                if getattr(self, name) != default:
+            for name in ("embedding_bins", "feature_embed_dim"):
+                if getattr(self, name) != self.__dataclass_fields__[name].default:
                     fail(name, "applies to clinical_embedding: piecewise_linear (clinical_embedding is linear)")
         for m in MODALITIES:
             value = getattr(self, f"{m}_dim")

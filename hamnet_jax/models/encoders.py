@@ -31,10 +31,11 @@ class DenseEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
-        values = x * mask
         if self.embedding_bins:
             values = PiecewiseLinearEmbedding(self.embedding_bins, self.feature_embed_dim, self.dtype,
                                               name="embedding")(x, mask)
+        else:
+            values = x * mask
         h = jnp.concatenate([values, mask], axis=-1)
         h = nn.gelu(dense(self.hidden_dim or self.embed_dim * 2, ("features", "mlp"), self.dtype, "fc1")(h))
         h = Dropout(self.dropout)(h, deterministic=deterministic)

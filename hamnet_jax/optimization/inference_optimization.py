@@ -116,7 +116,7 @@ class HAMNetInferenceOptimizer:
             differ = sorted(k for k in given if given[k] != trained.get(k))
             if differ:
                 raise InputError(f"model_config does not describe the run at {run.path}: {differ} differ")
-        return RawModel.from_run(run, self.options.mc_samples, self.options.uncertainty)
+        return RawModel.from_options(run, self.options)
 
     def optimize_model(self, model: Run | str | os.PathLike, sample_input: dict[str, np.ndarray] | None = None,
                        output_dir: str | os.PathLike = "optimized_models") -> dict[str, Path]:

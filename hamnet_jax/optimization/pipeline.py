@@ -92,8 +92,7 @@ class OptimizedModel:
         from hamnet_jax.runs.run_dir import load_run
 
         options = InferenceSection(**self.options)
-        raw = RawModel.from_run(load_run(self.run_dir), options.mc_samples, options.uncertainty)
-        return build_predictor(raw, options, self.graph)
+        return build_predictor(RawModel.from_options(load_run(self.run_dir), options), options, self.graph)
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.predictor.predict(dict(request))

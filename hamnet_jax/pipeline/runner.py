@@ -46,7 +46,7 @@ from hamnet_jax.pipeline.measure import stage_bench
 from hamnet_jax.pipeline.presets import Preset, preset
 from hamnet_jax.pipeline.report import write_report
 from hamnet_jax.pipeline.stage_configs import trains_again, unused_keys
-from hamnet_jax.pipeline.stages import STAGE_FUNCTIONS, STAGES, Context, Done
+from hamnet_jax.pipeline.stages import STAGE_FUNCTIONS, STAGES, Context, Done, check_served_uncertainty
 
 BUILTIN_COHORT = "cohort/cohort.parquet"
 
@@ -111,6 +111,7 @@ def run_pipeline(out: str | os.PathLike | None = None, data: str | os.PathLike |
     is written (an experiment tracker's hook)."""
     chosen = preset(preset_name)
     config = load_config(config_path, environ, chosen.config if chosen else None, overrides)
+    check_served_uncertainty(config)
     out = Path(out) if out is not None else Path(config.general.output_dir) / "pipeline"
     data_path = Path(data) if data is not None else None
     _claim(out, _identity(config, data_path, chosen, schema_path))

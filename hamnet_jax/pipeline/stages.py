@@ -182,6 +182,16 @@ def stage_quantize(ctx: Context, done: Done) -> dict[str, Any]:
     return _compress(ctx, done, "quantize", f"+ Quantization ({str(q.precision).upper()})", None, q)
 
 
+def check_served_uncertainty(config: Config) -> None:
+    """The pipeline serves and measures MC dropout (`served_mc_samples`; 0 = deterministic):
+    an `inference.uncertainty` asking for anything else would go unheard, so it is refused."""
+    given = config.section("inference").uncertainty
+    if "uncertainty" in config.given.get("inference", ()) and given != "mc":
+        raise InputError(f"inference.uncertainty: {given}: the pipeline serves and measures MC dropout "
+                         "(inference.mc_samples, else the run's; 0 = deterministic); the distilled spread is "
+                         "served by `hamnet serve` / `hamnet predict`, not yet by the pipeline's repository")
+
+
 def served_mc_samples(ctx: Context) -> int:
     """MC-dropout samples of the served (and measured) model: `inference.mc_samples`, else the run's."""
     mc = ctx.config.section("inference").mc_samples

@@ -27,6 +27,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.compressed import CompressedModel
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
+from hamnet_jax.inference.distilled_uncertainty import distillation_batch
 from hamnet_jax.inference.predictor import predict_batch
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.job_dir import check_resume, data_identity, file_digest
@@ -138,7 +139,9 @@ def write_derived_run(out: Path, run_dir: str | os.PathLike, run: Run, parts: di
 
     calibration = fit_calibration(parts["val"].targets, parts["val"].labels, mc(batches["val"]))
     save_calibration(out, calibration)
-    save_distilled(out, fit_run_distilled(model.apply_fn(), model.params, batches, parts, pre, run.config, mc)[0])
+    fit_batch = distillation_batch(batches["train"], run.config.training.seed)
+    save_distilled(out, fit_run_distilled(model.apply_fn(), model.params, fit_batch, batches, parts, pre, run.config,
+                                          mc)[0])
     return calibration
 
 

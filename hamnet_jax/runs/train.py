@@ -29,7 +29,7 @@ from hamnet_jax.models.config import HAMNetConfig
 from hamnet_jax.models.hamnet import HAMNet, param_shapes
 from hamnet_jax.runs.evaluate import prediction_metrics
 from hamnet_jax.inference.calibration import UNCALIBRATED, Calibration, fit_calibration
-from hamnet_jax.inference.distilled_uncertainty import distillation_rows
+from hamnet_jax.inference.distilled_uncertainty import distillation_batch
 from hamnet_jax.inference.predictor import compile_predict_ahead, mc_packing_rows, predict_batch, primary_output
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.job_dir import check_resume, data_identity
@@ -115,11 +115,10 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     # standard tier) compile on a background thread while training starts
     predict_args = dict(num_samples=training.mc_samples, seed=training.seed, visit_slots=run.config.data.max_visits)
     # one program for the validation and test splits and the training subjects the MC spread is distilled on
-    mc_batches = [batches["val"], batches["test"]]
-    if distill_uncertainty:
-        mc_batches.append(batches["train"].take(distillation_rows(batches["train"].size, training.seed)))
-    predict_args["packed_rows"] = mc_packing_rows(mc_batches, training.mc_samples,
-                                                  visit_slots=run.config.data.max_visits)
+    fit_batch = distillation_batch(batches["train"], training.seed) if distill_uncertainty else None
+    predict_args["packed_rows"] = mc_packing_rows(
+        [b for b in (batches["val"], batches["test"], fit_batch) if b is not None], training.mc_samples,
+        visit_slots=run.config.data.max_visits)
     shapes = param_shapes(HAMNet(run.model_config), batches["val"].take(np.arange(1)))
     compiling_mc = compile_predict_ahead(run.model_config, shapes, batches["val"], **predict_args)
     result = _fit_logged(run, batches, plan, out, resume, progress, on_epoch, primary)
@@ -139,8 +138,8 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
     test_pred = predict(batches["test"], calibration)
     summary: dict[str, Any] = {"test": prediction_metrics(run.parts["test"], test_pred)}
     if distill_uncertainty:
-        distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, batches,
-                                                      run.parts, run.pre, run.config, predict)
+        distilled, distilled_test = fit_run_distilled(HAMNet(run.model_config).apply, result.params, fit_batch,
+                                                      batches, run.parts, run.pre, run.config, predict)
         summary["test_distilled_uncertainty"] = prediction_metrics(run.parts["test"], distilled_test)
     summary.update({
         "best_epoch": result.best_epoch,

@@ -112,7 +112,7 @@ class ServedModel:
 
 def load_version(name: str, version: str, run_dir: Path, options: InferenceSection) -> ServedModel:
     run = load_run(run_dir)
-    raw = RawModel.from_run(run, options.mc_samples, options.uncertainty)
+    raw = RawModel.from_options(run, options)
     model_file = None
     if options.backend in MODEL_FILES:
         model_file = run_dir / MODEL_FILES[options.backend]

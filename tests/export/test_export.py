@@ -9,7 +9,7 @@ import pytest
 
 from hamnet_jax.cli import main
 from hamnet_jax.cohort.default import generate_cohort
-from hamnet_jax.data.dataset import load_cohort, split_cohort
+from hamnet_jax.data.dataset import load_cohort
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.runs.evaluate import predict_run
 from hamnet_jax.export.onnx_export import FP16_TOLERANCE, export_run_onnx
@@ -24,12 +24,6 @@ from ..conftest import TINY_DIMS
 @pytest.fixture(scope="module")
 def run(tiny_run):
     return load_run(tiny_run)
-
-
-@pytest.fixture(scope="module")
-def splits(run, tiny_cohort):
-    data, _ = tiny_cohort
-    return split_cohort(load_cohort(data, run.schema, run.config.data), run.config.data)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +94,12 @@ def test_the_exported_graph_declares_no_shape_onnx_contradicts(raw_mc_export):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8", "int8-dynamic"])
-def test_reduced_precision_exports_stay_close(run, splits, precision, tmp_path):
+def test_reduced_precision_exports_stay_close(run, tiny_splits, precision, tmp_path):
     from hamnet_jax.export.onnx_export import EXPORT_STEPS
 
     raw = RawModel.from_run(run, 0)
     steps = []
-    result = export_run_onnx(raw, tmp_path / "m.onnx", precision, True, splits["train"], splits["test"],
+    result = export_run_onnx(raw, tmp_path / "m.onnx", precision, True, tiny_splits["train"], tiny_splits["test"],
                              on_step=steps.append)
     assert steps == list(EXPORT_STEPS)  # what `hamnet export`'s bar counts
     parity = result.parity

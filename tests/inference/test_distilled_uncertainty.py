@@ -9,7 +9,6 @@ import pytest
 from hamnet_jax.cli import main
 from hamnet_jax.config.sections import InferenceSection
 from hamnet_jax.data.cohort_batches import model_input
-from hamnet_jax.data.dataset import load_cohort, split_cohort
 from hamnet_jax.errors import InputError
 from hamnet_jax.inference.distilled_uncertainty import (DistilledUncertainty, distillation_rows, distilled_predict,
                                                         ridge_log_fit)
@@ -26,9 +25,8 @@ def run(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def test_split(run, tiny_cohort):
-    data, _ = tiny_cohort
-    return split_cohort(load_cohort(data, run.schema, run.config.data), run.config.data)["test"]
+def test_split(tiny_splits):
+    return tiny_splits["test"]
 
 
 def test_ridge_log_fit_recovers_a_log_linear_spread_and_matches_the_mean_variance():

@@ -21,7 +21,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.pipeline.measure import choose_served
 from hamnet_jax.pipeline.runner import _claim, planned_stages
 from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, unused_keys
-from hamnet_jax.pipeline.stages import _pick
+from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty
 
 
 def test_stages_follow_the_switches():
@@ -59,6 +59,15 @@ def test_config_layers_preset_file_overrides_environment(tmp_path):
     config = load_config(path, {"HAMNET_BATCH_SIZE": "8"}, defaults={"training": {"num_epochs": 9, "seed": 4}},
                          overrides={"training": {"num_epochs": 7}})
     assert (config.training.num_epochs, config.training.batch_size, config.training.seed) == (7, 8, 4)
+
+
+def test_an_uncertainty_the_pipeline_does_not_serve_is_refused_before_any_stage(tmp_path):
+    from hamnet_jax.pipeline.runner import run_pipeline
+
+    with pytest.raises(InputError, match="inference.uncertainty: distilled: the pipeline serves and measures MC"):
+        run_pipeline(tmp_path / "p", overrides={"inference": {"uncertainty": "distilled"}}, say=lambda line: None)
+    assert not (tmp_path / "p").exists()
+    check_served_uncertainty(config_from_dict({"inference": {"uncertainty": "mc"}}))  # what it does: accepted
 
 
 def test_nas_picks_the_cheapest_architecture_within_the_tolerance():
