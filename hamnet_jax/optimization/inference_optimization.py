@@ -73,6 +73,7 @@ class InferenceOptimizationConfig:
     dynamic_batching: bool = True
     enable_caching: bool = False
     cache_size: int = 10_000
+    uncertainty: str = "auto"  # auto / distilled / mc (inference/raw_model.py)
     mc_samples: int | None = None
     optimization_level: OptimizationLevel | str = OptimizationLevel.ALL
     intra_op_threads: int = 0

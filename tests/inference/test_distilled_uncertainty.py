@@ -94,6 +94,9 @@ def test_the_options_choose_the_spread_and_refuse_contradictions(run):
         RawModel.from_run(without, uncertainty="distilled")
     with pytest.raises(ValueError, match="an unknown-key"):
         InferenceSection(uncertainty="an unknown-key")
+    from hamnet_jax.optimization.inference_optimization import InferenceOptimizationConfig
+
+    assert InferenceOptimizationConfig(uncertainty="mc").section().uncertainty == "mc"  # the facade passes it on
 
 
 def test_a_bad_stored_spread_is_an_error_naming_the_file(run, tmp_path):
