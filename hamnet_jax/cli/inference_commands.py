@@ -9,6 +9,8 @@ from pathlib import Path
 
 from hamnet_jax.cli.setup import _setup
 from hamnet_jax.errors import InputError
+from hamnet_jax.serving.request_memory import (COPIES_PER_BYTE, DEFAULT_MAX_MESSAGE_BYTES,
+                                               DEFAULT_REQUEST_MEMORY_BYTES)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -138,6 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise InputError(f"--max-concurrent-calls: expected at least 1, got {args.max_concurrent_calls}")
     if not 1 <= args.max_message_mb <= 2047:  # gRPC's message lengths are 32-bit
         raise InputError(f"--max-message-mb: expected 1-2047, got {args.max_message_mb}")
+    if args.max_request_memory_mb < 1:
+        raise InputError(f"--max-request-memory-mb: expected at least 1, got {args.max_request_memory_mb}")
     if not -1 <= args.http_port <= 65535:
         raise InputError(f"--http-port {args.http_port}: expected a port in 0-65535 (0: a free one) or -1 (off)")
     if not (token or is_loopback(host)):  # before any model loads: refused at once
@@ -168,6 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                           access_log=args.access_log, model_control=args.model_control == "explicit",
                           metrics_host=args.metrics_host, max_concurrent_calls=args.max_concurrent_calls,
                           max_message_bytes=args.max_message_mb << 20,
+                          request_memory_bytes=args.max_request_memory_mb << 20,
                           http_port=None if args.http_port < 0 else args.http_port)
     models = ", ".join(f"{m.name}/{m.version} ({m.options.backend})" for m in repository.loaded())
     extras = ", TLS" * bool(tls) + ", bearer token" * bool(token)
@@ -324,8 +329,14 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--http-port", type=int, default=-1,
                    help="also serve the V2 REST protocol on this port (Triton's is 8000; 0: a free one), with the "
                         "same token, TLS, limits, metrics and logs (default -1: off)")
-    v.add_argument("--max-message-mb", type=int, default=64,
-                   help="largest request or response, MiB, for gRPC messages and REST bodies (default 64)")
+    v.add_argument("--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_BYTES >> 20,
+                   help="largest request or response, MiB, for gRPC messages and REST bodies; a larger gRPC request "
+                        "is refused RESOURCE_EXHAUSTED before it is read, a larger body 413 (default "
+                        f"{DEFAULT_MAX_MESSAGE_BYTES >> 20})")
+    v.add_argument("--max-request-memory-mb", type=int, default=DEFAULT_REQUEST_MEMORY_BYTES >> 20,
+                   help="memory inference requests may hold at once, MiB, being received or computed (counted as "
+                        f"{COPIES_PER_BYTE}x their size; while receiving, as --max-message-mb); calls beyond it "
+                        f"wait, their bodies unread (default {DEFAULT_REQUEST_MEMORY_BYTES >> 20})")
     v.add_argument("--workers", type=int, default=16,
                    help="executor threads (model loads; predictions of models without dynamic batching)")
     v.add_argument("--no-access-log", dest="access_log", action="store_false",

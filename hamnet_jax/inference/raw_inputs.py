@@ -98,7 +98,9 @@ def validate_raw(arrays: Mapping[str, Any], spec: RawInputSpec,
         if v > spec.max_visits:
             raise InputError(f"input {name!r}: {v} visit slots; the run takes at most {spec.max_visits} "
                              "(keep each subject's most recent visits)")
-        a = a.astype(np.float32)  # a copy: the caller's arrays are never changed
+        # a copy, so the caller's arrays are never changed; a read-only float32 array (a server's
+        # view of the request body) cannot change, and is checked where it lies
+        a = a.astype(np.float32, copy=a.flags.writeable)
         if b == 0:
             raise InputError(f"input {name!r}: shape {a.shape} holds no subjects; send at least one")
         huge = np.abs(a) > RAW_LIMIT  # ±inf included; NaN compares False: missing values pass

@@ -49,7 +49,13 @@ class LiveDrift:
         self._cached: tuple[float, dict[str, Any] | None] = (-np.inf, None)  # (when, report)
 
     def observe(self, arrays: Mapping[str, np.ndarray], predictions: np.ndarray | None = None) -> None:
-        """Record one checked request (`Predictor.validate`'s arrays) and its predictions."""
+        """Record one checked request (`Predictor.validate`'s arrays) and its predictions;
+        of a request larger than the window, its last `window` subjects (the rest would be
+        overwritten at once)."""
+        skip = max(len(np.asarray(arrays[self.modalities[0]])) - self.window, 0)
+        if skip:
+            arrays = {k: np.asarray(a)[skip:] for k, a in arrays.items()}
+            predictions = None if predictions is None else np.asarray(predictions).reshape(-1)[skip:]
         numeric = [np.asarray(arrays[m]) for m in self.modalities]
         b, v = numeric[0].shape[:2]
         observed = np.zeros((b, v), bool)
@@ -60,11 +66,11 @@ class LiveDrift:
         values = np.concatenate([a[rows, last] for a in numeric], axis=1)
         cats = np.asarray(arrays[CATEGORIES])[rows, last] if CATEGORIES in arrays else np.zeros((b, 0), np.float32)
         with self._lock:
-            slots = (self.seen + np.arange(b)) % self.window
+            slots = (self.seen + skip + np.arange(b)) % self.window
             self.values[slots] = values
             self.cats[slots] = cats
             self.predictions[slots] = np.nan if predictions is None else np.asarray(predictions).reshape(-1)
-            self.seen += b
+            self.seen += skip + b
 
     def report(self) -> dict[str, Any] | None:
         """The window's drift report, or None while it holds fewer than `min_subjects`."""

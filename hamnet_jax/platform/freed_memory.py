@@ -23,6 +23,13 @@ def _malloc_trim():
         return None
 
 
+def trim_c_heap() -> None:
+    """Return the C heap's free pages to the system (`malloc_trim`; nothing off glibc)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def release_freed_memory() -> None:
     """Free unreachable objects, then return the free pages of pyarrow's pool and of the C
     heap (`malloc_trim`, glibc only) to the system."""
@@ -30,6 +37,4 @@ def release_freed_memory() -> None:
 
     gc.collect()
     pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    trim_c_heap()

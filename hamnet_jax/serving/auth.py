@@ -36,10 +36,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._token = BearerToken(token)
 
-        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def deny(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, DENIED)
 
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        # (request-streaming, so the call is refused before its body is read)
+        self._deny = grpc.stream_unary_rpc_method_handler(deny)
 
     async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
         if handler_call_details.method.startswith(OPEN_SERVICES):

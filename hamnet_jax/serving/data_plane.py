@@ -26,6 +26,7 @@ from hamnet_jax.serving.batcher import BatcherClosed, QueueFull
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository, ServedModel
 from hamnet_jax.serving.request_log import RequestLog
+from hamnet_jax.serving.request_memory import DEFAULT_REQUEST_MEMORY_BYTES, RequestMemory
 from hamnet_jax.serving.tensors import TensorError
 
 SERVER_NAME = "hamnet-jax"
@@ -112,8 +113,10 @@ class DataPlane:
     """Admission, routing, limits, prediction and bookkeeping over a `Repository`."""
 
     def __init__(self, repository: Repository, version: str = "0.1.0", metrics: ServingMetrics | None = None,
-                 access_log: bool = True, model_control: bool = False, max_concurrent_calls: int = 1024) -> None:
+                 access_log: bool = True, model_control: bool = False, max_concurrent_calls: int = 1024,
+                 memory: RequestMemory | None = None) -> None:
         self.repository, self.version, self.metrics = repository, version, metrics
+        self.memory = memory if memory is not None else RequestMemory(DEFAULT_REQUEST_MEMORY_BYTES)
         self.model_control = model_control
         self.max_concurrent_calls, self.in_flight = max_concurrent_calls, 0  # inference calls (event loop only)
         self.requests = RequestLog(metrics, access_log)

@@ -6,6 +6,9 @@
 * `hamnet_batches_total{model,version,subjects}`          batcher executions by batch size
 * `hamnet_cache_hits_total` / `hamnet_cache_misses_total{model,version}`  result cache
 * `hamnet_ab_assignments_total{model,version}`           requests the A/B split routed to each arm
+* `hamnet_request_memory_bytes` / `hamnet_request_memory_capacity_bytes`  memory held by inference
+  requests being received or computed, and its bound (request_memory.py)
+* `hamnet_request_memory_waiting` / `hamnet_request_memory_waits_total`  calls waiting for it now / ever
 * `hamnet_drift_*{model,version}`                         live input / prediction drift of the last
   2,000 answered subjects against the run's training data (window_subjects, features_drifted,
   psi_max, prediction_psi, modality_absent_share / _change{modality}), once 100 have come
@@ -25,15 +28,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from hamnet_jax.inference.result_cache import CachedPredictor
 from hamnet_jax.monitoring.drift import max_psi
 from hamnet_jax.serving.repository import Repository
+from hamnet_jax.serving.request_memory import RequestMemory
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class _StateCollector:
-    def __init__(self, repository: Repository) -> None:
-        self.repository = repository
+    def __init__(self, repository: Repository, memory: RequestMemory | None) -> None:
+        self.repository, self.memory = repository, memory
 
     def collect(self) -> Iterator[Any]:
+        if self.memory is not None:
+            yield from _memory_families(self.memory)
         depth = GaugeMetricFamily("hamnet_queue_depth", "requests waiting in the batcher", labels=["model", "version"])
         batches = CounterMetricFamily("hamnet_batches", "batcher executions by subjects per batch",
                                       labels=["model", "version", "subjects"])
@@ -88,17 +94,29 @@ def _drift_families(repository: Repository) -> Iterator[Any]:
     yield from (*gauges.values(), absent, absent_change)
 
 
+def _memory_families(memory: RequestMemory) -> Iterator[Any]:
+    for name, doc, value in (
+            ("hamnet_request_memory_bytes", "memory held by inference requests being received or computed",
+             memory.held),
+            ("hamnet_request_memory_capacity_bytes", "the bound on it (hamnet serve --max-request-memory-mb)",
+             memory.capacity),
+            ("hamnet_request_memory_waiting", "inference calls waiting for request memory", memory.waiting)):
+        yield GaugeMetricFamily(name, doc, value=value)
+    yield CounterMetricFamily("hamnet_request_memory_waits", "inference calls that waited for request memory",
+                              value=memory.waits)
+
+
 UNKNOWN = "_unknown"  # the label of every model name (or version) the repository does not hold
 
 
 class ServingMetrics:
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, memory: RequestMemory | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("hamnet_requests", "ModelInfer calls by status", ["model", "version", "status"],
                                 registry=self.registry)
         self.latency = Histogram("hamnet_request_latency_seconds", "ModelInfer latency", ["model", "version"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(_StateCollector(repository))
+        self.registry.register(_StateCollector(repository, memory))
         self.repository = repository
         self.port: int | None = None
         self._http: Any = None

@@ -91,7 +91,8 @@ class ServedModel:
         keeps taking requests and answering health checks meanwhile."""
         started = time.perf_counter_ns()
         try:
-            if sum(np.asarray(a).nbytes for a in arrays.values()) > VALIDATE_ON_LOOP_BYTES:
+            large = sum(np.asarray(a).nbytes for a in arrays.values()) > VALIDATE_ON_LOOP_BYTES
+            if large:
                 checked = await asyncio.get_running_loop().run_in_executor(None, self.predictor.validate, arrays)
             else:
                 checked = self.predictor.validate(arrays)
@@ -106,7 +107,11 @@ class ServedModel:
         with self.lock:
             self.stats.record(len(next(iter(out.values()))), started, True)
         if self.drift is not None:
-            self.drift.observe(checked, out.get(primary_output(out)))
+            if large:  # (a pass over the whole request: off the loop, as its checks were)
+                await asyncio.get_running_loop().run_in_executor(None, self.drift.observe, checked,
+                                                                 out.get(primary_output(out)))
+            else:
+                self.drift.observe(checked, out.get(primary_output(out)))
         return out
 
 

@@ -38,6 +38,7 @@ from hamnet_jax.serving.data_plane import EXTENSIONS, SERVER_NAME, DataPlane, Fa
 from hamnet_jax.serving.model_descriptions import model_config, model_metadata, model_statistics
 from hamnet_jax.serving.protobuf_json import message_json
 from hamnet_jax.serving.repository import VALIDATE_ON_LOOP_BYTES
+from hamnet_jax.serving.request_memory import COPIES_PER_BYTE, DEFAULT_MAX_MESSAGE_BYTES
 from hamnet_jax.serving.request_log import REQUEST_ID_KEY, request_id
 from hamnet_jax.serving.rest_tensors import (HEADER_LENGTH, decode_json_inputs, encode_response, input_headers,
                                              split_body, wants_binary)
@@ -56,7 +57,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def rest_app(plane: DataPlane, token: str | None = None, max_body_bytes: int = 64 << 20) -> Any:
+def rest_app(plane: DataPlane, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Any:
     """The ASGI app: every route a translation to `plane`, behind the bearer token when set."""
     routes = _Routes(plane, max_body_bytes)
     model = "/v2/models/{model}"
@@ -149,8 +150,21 @@ class _Routes:
         return JSONResponse({})
 
     async def infer(self, request: Request) -> Response:
+        """An inference call holds request memory (request_memory.py) from before its body is
+        read until it is answered: its declared length (or the limit) while it is read, then
+        `COPIES_PER_BYTE` times the body."""
+        memory, declared = self.plane.memory, request.headers.get("content-length", "")
+        grant = await memory.acquire(COPIES_PER_BYTE * (min(int(declared), self.max_body_bytes)
+                                                        if declared.isdigit() else self.max_body_bytes))
+        try:
+            body = await self._body(request)
+            memory.resize(grant, COPIES_PER_BYTE * len(body))
+            return await self._infer(request, body)
+        finally:
+            memory.release(grant)
+
+    async def _infer(self, request: Request, body: bytes) -> Response:
         name, version = _name_version(request)
-        body = await self._body(request)
         if len(body) > VALIDATE_ON_LOOP_BYTES:  # parsing a large JSON body would stall the loop
             parsed, binary = await asyncio.get_running_loop().run_in_executor(
                 None, split_body, body, request.headers.get(HEADER_LENGTH))

@@ -29,14 +29,16 @@ from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2_grpc
 
 from hamnet_jax.errors import InputError
+from hamnet_jax.platform.freed_memory import trim_c_heap
 from hamnet_jax.serving.auth import BearerTokenInterceptor
 from hamnet_jax.serving.data_plane import DataPlane
+from hamnet_jax.serving.infer_intake import InferIntakeInterceptor
 from hamnet_jax.serving.metrics import ServingMetrics
 from hamnet_jax.serving.repository import Repository
+from hamnet_jax.serving.request_memory import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_MEMORY_BYTES, RequestMemory
 from hamnet_jax.serving.servicer import SERVICE_NAME, InferenceServicer
 
 log = logging.getLogger("hamnet_jax.serving")
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # The batcher's thread needs the GIL back the moment ONNX Runtime / XLA return, while the
 # loop thread holds it decoding requests. Measured at 32 clients (standard tier): between
 # two model runs the batcher spends ~0.8 ms of CPU but waited 7.5 ms of wall time with
@@ -95,7 +97,8 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
                  tls: tuple[bytes, bytes] | None = None, metrics_port: int | None = None,
                  access_log: bool = True, model_control: bool = False,
                  metrics_host: str | None = None, max_concurrent_calls: int = 1024,
-                 http_port: int | None = None) -> RunningServer:
+                 http_port: int | None = None,
+                 request_memory_bytes: int = DEFAULT_REQUEST_MEMORY_BYTES) -> RunningServer:
     """Serve `repository` on host:port (port 0 picks a free one; the bound port is returned).
     `token`: calls need `authorization: Bearer <token>` (health stays open); `tls`: (PEM
     certificate chain, PEM private key) for a TLS port instead of a plain one;
@@ -105,7 +108,9 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     explicit`; off, those calls are refused); `max_concurrent_calls`: inference calls in flight at
     once (RESOURCE_EXHAUSTED beyond it; health checks and metadata are never refused);
     `http_port`: the V2 REST protocol on host:http_port too (0: a free port), with the same
-    token, TLS, limits, metrics and logs."""
+    token, TLS, limits, metrics and logs; `request_memory_bytes`: the memory inference requests
+    may hold at once, being received or computed (request_memory.py; calls beyond it wait
+    with their bodies unread)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hamnet-exec"))
@@ -113,9 +118,11 @@ def start_server(repository: Repository, host: str = "127.0.0.1", port: int = 80
     thread = threading.Thread(target=_run_loop, args=(loop, started), name="hamnet-grpc", daemon=True)
     thread.start()
     started.result()
-    metrics = ServingMetrics(repository) if metrics_port is not None else None
+    memory = RequestMemory(request_memory_bytes,
+                           after_large_release=lambda: loop.run_in_executor(None, trim_c_heap))
+    metrics = ServingMetrics(repository, memory) if metrics_port is not None else None
     plane = DataPlane(repository, metrics=metrics, access_log=access_log, model_control=model_control,
-                      max_concurrent_calls=max_concurrent_calls)
+                      max_concurrent_calls=max_concurrent_calls, memory=memory)
     servicer = InferenceServicer(plane)
     http = None
     try:
@@ -154,9 +161,13 @@ def _run_loop(loop: asyncio.AbstractEventLoop, started: futures.Future) -> None:
 
 async def _start(servicer: InferenceServicer, address: str, max_message_bytes: int, token: str | None,
                  tls: tuple[bytes, bytes] | None) -> tuple[grpc.aio.Server, int, Any]:
+    # (without BDP probing a stream's HTTP/2 window stays at 64 KiB until its body is read, so
+    # calls waiting for request memory leave their bodies on the client: with it, twenty
+    # waiting 60 MiB calls were received anyway)
     options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes)]
+               ("grpc.max_send_message_length", max_message_bytes), ("grpc.http2.bdp_probe", 0)]
     interceptors = [BearerTokenInterceptor(token)] if token else []
+    interceptors.append(InferIntakeInterceptor(servicer.plane.memory, max_message_bytes))
     server = grpc.aio.server(options=options, interceptors=interceptors)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

@@ -102,6 +102,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     # -- inference -----------------------------------------------------------------------
     @_guarded
     async def ModelInfer(self, request: Any, rid: str) -> Any:
+        if isinstance(request, Exception):  # a body that did not parse (infer_intake.py)
+            raise request
         parameters = {k: _parameter(v) for k, v in request.parameters.items()}
         headers = [(t.name, t.datatype, tuple(int(d) for d in t.shape)) for t in request.inputs]
         answer = await self.plane.infer(InferRequest(

@@ -116,3 +116,29 @@ def test_live_drift_window_gives_the_batch_reports_figures(tiny_run, tmp_path):
                for k in ours)
     with pytest.raises(ValueError, match="do not match the run's data profile"):
         LiveDrift(DataProfile.load(tiny_run / "data_profile.npz"), (("clinical", 3),))
+
+
+def test_a_request_larger_than_the_live_window_keeps_its_last_subjects(tiny_run, tmp_path):
+    """One request of n subjects in a window of 100 leaves the window as 100 requests of one
+    subject each would: its last 100, in their slots, with all n counted as observed."""
+    from hamnet_jax.data.dataset import load_cohort
+    from hamnet_jax.inference.raw_inputs import cohort_to_raw
+    from hamnet_jax.inference.raw_model import RawModel
+    from hamnet_jax.monitoring.live_drift import LiveDrift
+    from hamnet_jax.runs.run_dir import load_run
+
+    shifted, _ = _shifted_cohort(tmp_path, seed=3, shift_lifestyle=0.0, drop_imaging=False)
+    run = load_run(tiny_run)
+    raw = RawModel.from_run(run, 0)
+    request = cohort_to_raw(load_cohort(shifted, run.schema, run.config.data, require_target=False), raw.spec)
+    n = len(request["visit_times"])
+    assert n > 100
+    profile = DataProfile.load(tiny_run / "data_profile.npz")
+    whole = LiveDrift(profile, raw.spec.widths, window=100, max_age_s=0)
+    whole.observe(request, np.arange(n, dtype=np.float32))
+    one_by_one = LiveDrift(profile, raw.spec.widths, window=100, max_age_s=0)
+    for row in range(n):
+        one_by_one.observe({k: v[row:row + 1] for k, v in request.items()}, np.array([row], np.float32))
+    assert whole.seen == one_by_one.seen == n
+    np.testing.assert_array_equal(whole.values, one_by_one.values)
+    np.testing.assert_array_equal(whole.predictions, one_by_one.predictions)

@@ -99,8 +99,8 @@ def test_fuzzed_requests_are_all_answered_and_the_server_stays_up(server, client
         by_mutation.setdefault(mutation, set()).add(code)
     assert set(by_mutation) == set(MUTATIONS)
     for mutation, seen in by_mutation.items():
-        # bytes that are no protobuf never reach a handler: gRPC itself answers UNKNOWN
-        allowed = {"UNKNOWN"} if mutation == "garbage_bytes" else {"INVALID_ARGUMENT", "NOT_FOUND"}
+        # (bytes that are no protobuf too: the server reads the body itself, serving/infer_intake.py)
+        allowed = {"INVALID_ARGUMENT", "NOT_FOUND"}
         assert seen <= allowed, (mutation, seen)
     assert client.is_server_live() and client.is_model_ready("hamnet")
 
