@@ -18,7 +18,7 @@ RANKS = {
     "errors": 0,
     # (kill_points: the error type)
     "io_atomic": 1, "file_lock": 1, "cache_root": 1, "terminal_progress": 1, "modalities": 1, "kill_points": 1,
-    "lazy_exports": 1,
+    "lazy_exports": 1, "yaml_text": 1,
     "job_dir": 2, "platform": 2,  # (job_dir: atomic io; platform: the error type)
     "tracking": 2,  # MLflow runs: atomic io for the run id a resumed job logs into
     "data": 3, "cohort": 4, "models": 5, "config": 6, "transforms": 7, "inference": 8,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from hamnet_jax.yaml_text import read_yaml
 from hamnet_jax.config.compression import DistillationConfig, PruningConfig, QuantizationConfig
 from hamnet_jax.config.schema import build, keys
 from hamnet_jax.config.sections import (
@@ -172,7 +173,7 @@ def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str
         if not p.exists():
             raise InputError(f"config file {p} does not exist")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = read_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise InputError(f"config file {p}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):

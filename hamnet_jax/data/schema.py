@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from hamnet_jax.yaml_text import read_yaml
 from hamnet_jax.errors import InputError
 from hamnet_jax.modalities import MODALITIES
 
@@ -109,7 +110,7 @@ class Schema:
         if not path.exists():
             raise InputError(f"schema file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = read_yaml(path.read_text())
         except yaml.YAMLError as e:
             raise InputError(f"schema file {path}: not valid YAML ({e})") from None
         return cls.from_dict(raw, source=str(path))

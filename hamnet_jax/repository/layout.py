@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from hamnet_jax.yaml_text import read_yaml
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.config.sections import InferenceSection
 
@@ -42,7 +43,7 @@ def inference_options(model_dir: Path, default: InferenceSection | None) -> Infe
     path = model_dir / "inference.yaml"
     if not path.exists():
         return default or InferenceSection()
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path.read_text()) or {}
     return config_from_dict({"inference": raw.get("inference", raw)}, str(path)).section("inference")
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 import yaml
 
+from hamnet_jax.yaml_text import read_yaml
 from hamnet_jax.config import Config, config_from_dict
 from hamnet_jax.export.compressed_checkpoint import load_compressed, save_compressed
 from hamnet_jax.inference.compressed import CompressedModel
@@ -135,7 +136,7 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise InputError(f"run directory {Path(run_dir)} is not a run: missing config.yaml")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path.read_text())
     model_section = raw.pop("model")
     config = config_from_dict({**raw, "model": {"tier": model_section["tier"]}}, str(path))
     return dataclasses.replace(config, model=model_section)

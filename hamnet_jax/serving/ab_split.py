@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from hamnet_jax.yaml_text import read_yaml
 from hamnet_jax.errors import InputError
 
 
@@ -40,7 +40,7 @@ class ABSplit:
 
     @classmethod
     def load(cls, path: Path) -> ABSplit:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
         unknown = sorted(set(raw) - {"weights", "key", "seed"})
         if unknown:
             raise InputError(f"{path}: unknown key(s) {unknown}; expected weights, key, seed")

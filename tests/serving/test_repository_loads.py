@@ -1,11 +1,12 @@
 """Model loads that cannot leak or crash: a version that fails releases what was built, a
-reload loop over a corrupt version keeps the thread count flat, and `hamnet serve` starts
+reload loop over a corrupt version keeps the thread count and resident memory flat, and `hamnet serve` starts
 with the models that load, reporting the bad one as UNAVAILABLE with its reason."""
 
 from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ tc = pytest.importorskip("tritonclient.grpc")
 
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
+from hamnet_jax.platform.freed_memory import trim_c_heap  # noqa: E402
 from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.repository import Repository  # noqa: E402
 from hamnet_jax.serving.server import start_server  # noqa: E402
@@ -37,16 +39,33 @@ def repository_with_a_corrupt_version(tiny_run, tmp_path_factory):
     return root
 
 
-def test_a_reload_loop_over_a_corrupt_version_leaks_no_thread(repository_with_a_corrupt_version):
+def _resident_bytes() -> int:
+    """This process's resident memory, once the C heap's free pages are handed back."""
+    trim_c_heap()
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from /proc (Linux)")
+def test_a_reload_loop_over_a_corrupt_version_leaks_no_thread_and_no_memory(repository_with_a_corrupt_version):
+    """50 reloads that build version 1 and fail on version 2: the thread count is unchanged
+    and resident memory flat (before the fix each left a batcher thread and its session; a
+    session of even this tiny model is over 1 MiB, 50 of them far over the margin)."""
     repo = Repository(repository_with_a_corrupt_version)
-    with pytest.raises(Exception, match="not a finished run"):
-        repo.load("half")  # (the first try: imports and caches settle)
-    threads = threading.active_count()
-    for _ in range(10):  # (a leak shows on the first; ten make a loop of it, at ~2 s a load)
+    for _ in range(5):  # (the first tries: imports, caches and the allocator's pools settle)
         with pytest.raises(Exception, match="not a finished run"):
             repo.load("half")
+    threads, resident = threading.active_count(), _resident_bytes()
+    for _ in range(50):
+        with pytest.raises(Exception, match="not a finished run"):
+            repo.load("half")
+    grown = _resident_bytes() - resident
+    assert grown < 16 << 20, f"resident memory grew {grown / 2**20:.1f} MiB over 50 reloads"
     assert threading.active_count() == threads  # version 1's batcher thread was stopped each time
     assert repo.loaded() == [] and "version 2" in repo.failures["half"]
+    print(f"50 reloads: {threads} threads throughout, resident memory {grown / 2**20:+.1f} MiB")
 
 
 def test_the_server_starts_with_the_models_that_load(repository_with_a_corrupt_version):
