@@ -104,6 +104,20 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"described in {d['path']}.json")
 
 
+def _check_ports_and_limits(args: argparse.Namespace) -> None:
+    """`hamnet serve`'s port and limit flags, each refused by name when out of range."""
+    if args.metrics_host and args.metrics_port < 0:
+        raise InputError("--metrics-host places /metrics, which --metrics-port -1 turns off: drop one of them")
+    if args.max_concurrent_calls < 1:
+        raise InputError(f"--max-concurrent-calls: expected at least 1, got {args.max_concurrent_calls}")
+    if not 1 <= args.max_message_mb <= 2047:  # gRPC's message lengths are 32-bit
+        raise InputError(f"--max-message-mb: expected 1-2047, got {args.max_message_mb}")
+    if args.max_request_memory_mb < 1:
+        raise InputError(f"--max-request-memory-mb: expected at least 1, got {args.max_request_memory_mb}")
+    if not -1 <= args.http_port <= 65535:
+        raise InputError(f"--http-port {args.http_port}: expected a port in 0-65535 (0: a free one) or -1 (off)")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import signal
 
@@ -134,16 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.strict and args.run:
         raise InputError("--strict applies to --repository (a model that fails to load); --run exits on a failed "
                          "load already")
-    if args.metrics_host and args.metrics_port < 0:
-        raise InputError("--metrics-host places /metrics, which --metrics-port -1 turns off: drop one of them")
-    if args.max_concurrent_calls < 1:
-        raise InputError(f"--max-concurrent-calls: expected at least 1, got {args.max_concurrent_calls}")
-    if not 1 <= args.max_message_mb <= 2047:  # gRPC's message lengths are 32-bit
-        raise InputError(f"--max-message-mb: expected 1-2047, got {args.max_message_mb}")
-    if args.max_request_memory_mb < 1:
-        raise InputError(f"--max-request-memory-mb: expected at least 1, got {args.max_request_memory_mb}")
-    if not -1 <= args.http_port <= 65535:
-        raise InputError(f"--http-port {args.http_port}: expected a port in 0-65535 (0: a free one) or -1 (off)")
+    _check_ports_and_limits(args)
     if not (token or is_loopback(host)):  # before any model loads: refused at once
         if not args.insecure:
             raise InputError(f"--host {host} is reachable from other machines and no token is set: give "

@@ -2,12 +2,12 @@
 at once took the server to 6 GiB and stalled health checks for seconds).
 
 Every inference call holds a `Grant` of bytes from before its body is read until it is
-answered: the most its body may be (the message limit) while it is received, then what
-its body turned out to be, times `COPIES_PER_BYTE` (the body, its decoded arrays and
-their checked copy live at once). A call that does not fit waits, first come first
-served, with its body still on the client (gRPC's HTTP/2 window is kept small while it
-waits: server.py turns BDP probing off), so the memory the server spends on requests
-stays under `capacity` however many arrive; a call larger than `capacity` runs alone.
+answered: `COPIES_PER_BYTE` (below) times the most its body may be (the message limit)
+while it is received, then times what its body turned out to be. A call that does not fit
+waits, first come first served, with its body still on the client (gRPC's HTTP/2 window is
+kept small while it waits: server.py turns BDP probing off), so the memory the server
+spends on requests stays under `capacity` however many arrive; a call larger than
+`capacity` runs alone.
 Waiting ends with the call (the client's deadline or a cancel releases its place).
 Health checks and metadata never wait: only inference calls take grants.
 
@@ -21,15 +21,16 @@ import collections
 import dataclasses
 from collections.abc import Callable
 
-# bytes held per byte of request body: the body as received, the arrays decoded from it,
-# and the checked (padded, preprocessed) copy the model runs on (measured with
-# experiments/bench_large_requests.py: see docs/serving.md)
+# bytes held per byte of request body: the body as received (its tensors are read and
+# checked where they lie, infer_message.py) and what runs on it, the masks of the checks and
+# the allocator's slack; measured 2.5x in-process with four 60 MiB calls at once. A request
+# padded to `data.max_visits` (fewer visits sent) holds its padded copy besides.
 COPIES_PER_BYTE = 3
 LARGE_BYTES = 16 << 20  # (a grant this large is a large call's: COPIES_PER_BYTE x 4 MiB and more)
 # The largest request (gRPC message or REST body). gRPC refuses a larger one from its length
 # prefix, before reading it, with RESOURCE_EXHAUSTED. Not more by default: gRPC Python copies
 # each received body on the event loop, and measured here twenty 60 MiB bodies held health
-# checks up to 264 ms with every limit in place (experiments/bench_large_requests.py).
+# checks up to 158 ms with every limit in place (experiments/bench_large_requests.py).
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 DEFAULT_REQUEST_MEMORY_BYTES = 256 << 20  # (5 calls at the message limit receiving at once)
 

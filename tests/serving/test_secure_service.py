@@ -155,6 +155,7 @@ def test_model_control_is_off_unless_enabled(repository_dir, tmp_path):
     (["--strict"], "--strict applies to --repository"),
     (["--metrics-host", "0.0.0.0", "--metrics-port", "-1"], "--metrics-port -1 turns off"),
     (["--max-message-mb", "0"], "--max-message-mb: expected 1-2047"),
+    (["--max-request-memory-mb", "0"], "--max-request-memory-mb: expected at least 1"),
     (["--http-port", "70000"], "--http-port 70000: expected a port"),
     (["--max-concurrent-calls", "0"], "expected at least 1"),
 ])
