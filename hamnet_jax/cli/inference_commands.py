@@ -104,6 +104,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"described in {d['path']}.json")
 
 
+SERVE_MALLOC_ARENAS = 2
+
+
 def _check_ports_and_limits(args: argparse.Namespace) -> None:
     """`hamnet serve`'s port and limit flags, each refused by name when out of range."""
     if args.metrics_host and args.metrics_port < 0:
@@ -127,6 +130,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     config = _setup(args)
     use_json_logs(config.general.log_level)  # a service's logs are read by collectors: JSON lines
+    if "MALLOC_ARENA_MAX" not in os.environ:  # (glibc applies the user's own setting itself)
+        from hamnet_jax.platform.freed_memory import limit_malloc_arenas
+
+        # measured in the 10-minute soak (bench_soak.py): resident memory +10.5% with glibc's
+        # default arenas, +6.0% with 2, and throughput 1.06x
+        limit_malloc_arenas(SERVE_MALLOC_ARENAS)
     if bool(args.run) == bool(args.repository):
         raise InputError("hamnet serve: give exactly one of --run RUN or --repository DIR")
     if args.name is not None and args.repository:

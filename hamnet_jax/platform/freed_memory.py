@@ -14,20 +14,33 @@ import functools
 import gc
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
 @functools.cache
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
+def _glibc_function(name: str):
+    library = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return getattr(ctypes.CDLL(library), name) if library else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
         return None
 
 
 def trim_c_heap() -> None:
     """Return the C heap's free pages to the system (`malloc_trim`; nothing off glibc)."""
-    trim = _malloc_trim()
+    trim = _glibc_function("malloc_trim")
     if trim is not None:
         trim(0)
+
+
+def limit_malloc_arenas(count: int) -> None:
+    """At most `count` glibc malloc arenas from now on (`mallopt(M_ARENA_MAX)`; nothing off
+    glibc). glibc gives threads that contend their own arenas (8 per core), and memory one
+    arena frees is not reused by the others: a long-lived server with many threads then
+    creeps up in resident memory (`MALLOC_ARENA_MAX` in the glibc manual's tunables)."""
+    mallopt = _glibc_function("mallopt")
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, int(count))
 
 
 def release_freed_memory() -> None:
