@@ -89,9 +89,8 @@ class RequestMemory:
         if grant.size == 0:  # released already (the call ended): nothing is held
             return
         size = max(int(size), 1)
-        self.held += size - grant.size
+        self._hold(size - grant.size)
         grant.size = size
-        self.peak = max(self.peak, self.held)
         self._wake()
 
     def release(self, grant: Grant) -> None:
@@ -99,7 +98,7 @@ class RequestMemory:
         `after_large_release` (the server hands the freed heap back to the system, so the
         next large calls do not stack on memory the allocator kept)."""
         large = grant.size >= LARGE_BYTES
-        self.held -= grant.size
+        self._hold(-grant.size)
         grant.size = 0
         self._wake()
         if large and self.after_large_release is not None:
@@ -107,9 +106,12 @@ class RequestMemory:
 
     def _grant(self, size: int) -> Grant:
         grant = Grant(max(size, 1))
-        self.held += grant.size
-        self.peak = max(self.peak, self.held)
+        self._hold(grant.size)
         return grant
+
+    def _hold(self, change: int) -> None:
+        self.held += change
+        self.peak = max(self.peak, self.held)
 
     def _wake(self) -> None:
         while self._waiting and self._fits(self._waiting[0][0]):

@@ -151,8 +151,8 @@ class _Routes:
 
     async def infer(self, request: Request) -> Response:
         """An inference call holds request memory (request_memory.py) from before its body is
-        read until it is answered: its declared length (or the limit) while it is read, then
-        `COPIES_PER_BYTE` times the body."""
+        read until it is answered: `COPIES_PER_BYTE` times its declared length (or the limit)
+        while it is read, then times the body as read."""
         memory, declared = self.plane.memory, request.headers.get("content-length", "")
         grant = await memory.acquire(COPIES_PER_BYTE * (min(int(declared), self.max_body_bytes)
                                                         if declared.isdigit() else self.max_body_bytes))

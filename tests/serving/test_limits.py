@@ -5,7 +5,6 @@ stay quick while they are validated (a small-scale version of issue 39's 20 x 60
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import time
 
 import numpy as np
@@ -18,23 +17,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
 from hamnet_jax.client.client import infer_request  # noqa: E402
-from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
-from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
-from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.batcher import DynamicBatcher, QueueFull  # noqa: E402
 from hamnet_jax.serving.repository import Repository  # noqa: E402
 from hamnet_jax.serving.server import start_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def limited(tiny_run, tmp_path_factory):
+def limited(onnx_model, tmp_path_factory):
     """A server of one ONNX model taking at most 64 subjects a request, 2 calls in flight."""
     root = tmp_path_factory.mktemp("limited")
-    shutil.copytree(tiny_run, root / "m" / "1", ignore=shutil.ignore_patterns("checkpoints", "tb", "plots"))
-    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "m" / "1" / "model.onnx")
-    (root / "m" / "inference.yaml").write_text("inference:\n  backend: onnxruntime\n  mc_samples: 0\n"
-                                               "  batch_size: 64\n  max_subjects_per_request: 64\n")
+    onnx_model(root / "m", "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 64\n"
+                           "  max_subjects_per_request: 64\n")
     repo = Repository(root)
     repo.load_all(strict=True)
     running = start_server(repo, port=0, workers=4, access_log=False, max_concurrent_calls=2)

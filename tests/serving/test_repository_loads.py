@@ -13,10 +13,7 @@ import pytest
 grpc = pytest.importorskip("grpc")
 tc = pytest.importorskip("tritonclient.grpc")
 
-from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
-from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
 from hamnet_jax.platform.freed_memory import trim_c_heap  # noqa: E402
-from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.repository import Repository  # noqa: E402
 from hamnet_jax.serving.server import start_server  # noqa: E402
 
@@ -24,13 +21,10 @@ ONNX_OPTIONS = "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_siz
 
 
 @pytest.fixture(scope="module")
-def repository_with_a_corrupt_version(tiny_run, tmp_path_factory):
+def repository_with_a_corrupt_version(onnx_model, tmp_path_factory):
     """good/1: a working ONNX model; half/1 works and half/2 is corrupt (its params gone)."""
     root = tmp_path_factory.mktemp("repo")
-    skip = shutil.ignore_patterns("checkpoints", "tb", "plots")
-    shutil.copytree(tiny_run, root / "good" / "1", ignore=skip)
-    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "good" / "1" / "model.onnx")
-    (root / "good" / "inference.yaml").write_text(ONNX_OPTIONS)
+    onnx_model(root / "good", ONNX_OPTIONS)
     shutil.copytree(root / "good" / "1", root / "half" / "1")
     shutil.copytree(root / "good" / "1", root / "half" / "2")
     shutil.rmtree(root / "half" / "2" / "params")

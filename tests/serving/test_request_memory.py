@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import shutil
 import time
 import urllib.request
 
@@ -19,10 +18,7 @@ pytest.importorskip("tritonclient.grpc")
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from hamnet_jax.client.client import infer_request  # noqa: E402
-from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
 from hamnet_jax.inference.raw_inputs import random_raw  # noqa: E402
-from hamnet_jax.inference.raw_model import RawModel  # noqa: E402
-from hamnet_jax.runs.run_dir import load_run  # noqa: E402
 from hamnet_jax.serving.infer_intake import INFER_METHOD  # noqa: E402
 from hamnet_jax.serving.repository import Repository  # noqa: E402
 from hamnet_jax.serving.request_memory import COPIES_PER_BYTE, RequestMemory  # noqa: E402
@@ -97,13 +93,11 @@ def test_the_bound_must_be_positive():
 
 # -- a server under the bound ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def bounded(tiny_run, tmp_path_factory):
+def bounded(onnx_model, tmp_path_factory):
     """A server taking 4 MiB messages whose request memory admits one such call at a time."""
     root = tmp_path_factory.mktemp("bounded")
-    shutil.copytree(tiny_run, root / "m" / "1", ignore=shutil.ignore_patterns("checkpoints", "tb", "plots"))
-    export_run_onnx(RawModel.from_run(load_run(tiny_run), 0), root / "m" / "1" / "model.onnx")
-    (root / "m" / "inference.yaml").write_text("inference:\n  backend: onnxruntime\n  mc_samples: 0\n"
-                                               "  batch_size: 64\n  max_subjects_per_request: 100000\n")
+    onnx_model(root / "m", "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 64\n"
+                           "  max_subjects_per_request: 100000\n")
     repo = Repository(root)
     repo.load_all(strict=True)
     running = start_server(repo, port=0, workers=4, access_log=False, max_message_bytes=MESSAGE_LIMIT,
