@@ -213,6 +213,9 @@ class PipelineSection:
     accuracy_tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.02
     nas_objectives: Annotated[tuple[str, ...], Field(min_length=1)] = ("val_mae", "flops")
     search_min_epochs: PositiveInt = 1
+    # epochs the baseline teaches the pruned model after its fine-tuning (0: none); the
+    # distillation section's method, temperature and alpha
+    prune_teacher_epochs: NonNegativeInt = 3
     search_workers: PositiveInt = 1  # trials at once (local processes)
     # trials' worker processes compile with search.fast_compile's flags (needs search_workers >= 2 and no
     # latency_ms objective: latency under them is not the optimized program's)

@@ -6,11 +6,11 @@ quarter of an hour on two CPU cores: short studies on two worker processes (4
 architectures smaller than the standard tier, 2 learning-rate / weight-decay settings, at
 most 2 epochs each, compiled fast), a standard-tier baseline of at most 10 epochs, the
 searched model trained for up to 10, taught by the baseline for 3 more, pruned 40%
-(structured) with 3 fine-tuning epochs, int8-quantized (dynamic), exported to ONNX, and
-measured deterministically (no MC dropout) at batch 1 and 256; runs predict with 10
-MC-dropout samples where they report uncertainty. `tiny` is for tests and smoke
-checks: 240 subjects of narrow data, one-epoch studies of two points each (on two worker
-processes), every stage on.
+(structured) with 3 fine-tuning epochs and taught by the baseline for 3 more,
+int8-quantized (dynamic), exported to ONNX, and measured deterministically (no MC
+dropout) at batch 1 and 256; runs predict with 10 MC-dropout samples where they report
+uncertainty. `tiny` is for tests and smoke checks: 240 subjects of narrow data, one-epoch
+studies of two points each (on two worker processes), every stage on.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ TINY = Preset("tiny", {
     "benchmarking": {"benchmark_types": ["latency", "throughput", "accuracy"], "batch_sizes": [1, 8],
                      "num_iterations": 3},
     "pipeline": {"export_formats": ["onnx"], "search_workers": 2, "search_fast_compile": True,
+                 "prune_teacher_epochs": 1,
                  "nas_space": {"embed_dim": {"type": "choice", "options": [16, 32]},
                                "num_layers": {"type": "int", "low": 1, "high": 2}},
                  "hpo_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True}}},

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import yaml
@@ -22,6 +23,8 @@ from hamnet_jax.pipeline.measure import choose_served
 from hamnet_jax.pipeline.runner import _claim, planned_stages
 from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, unused_keys
 from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty
+
+from ..conftest import TINY_CONFIG
 
 
 def test_stages_follow_the_switches():
@@ -328,3 +331,36 @@ def test_the_tiny_preset_runs_every_stage_and_resumes_a_killed_search(tmp_path):
     assert nas["trials"] == 2 and nas["chosen"]["config"]
     distill = json.loads((out / "distill" / "stage.json").read_text())["outputs"]
     assert distill["student"].startswith("the searched model")
+    prune = json.loads((out / "prune" / "stage.json").read_text())["outputs"]
+    assert prune["teacher_epochs"] == 1 and prune["run"].endswith("prune/taught")
+
+
+def test_the_baseline_teaches_the_pruned_model_after_its_fine_tuning(tiny_cohort, tiny_run, tmp_path):
+    """`pipeline.prune_teacher_epochs`: the prune stage's model is the pruned one (same
+    compacted architecture) trained further by distillation from the baseline; 0 keeps the
+    pruned model as fine-tuned."""
+    from hamnet_jax.pipeline.stages import Context, stage_prune
+    from hamnet_jax.runs.run_dir import load_run
+
+    data, schema = tiny_cohort
+    sections = {**TINY_CONFIG,
+                "pruning": {"method": "structured", "target_sparsity": 0.5, "finetune_epochs": 1},
+                "distillation": {"batch_size": 16}}  # (several steps: the first one's warm-up rate is 0)
+    done = {"baseline": {"run": str(tiny_run)}}
+    taught_ctx = Context(tmp_path / "taught", data, schema,
+                         load_config(None, {}, {**sections, "pipeline": {"prune_teacher_epochs": 1}}), progress=False)
+    taught = stage_prune(taught_ctx, done)
+    assert Path(taught["run"]) == tmp_path / "taught" / "prune" / "taught"
+    assert taught["teacher"] == str(tiny_run) and taught["teacher_epochs"] == 1
+    pruned_run, taught_run = load_run(taught["pruned"]["run"]), load_run(taught["run"])
+    assert taught_run.model_config == pruned_run.model_config  # the compacted architecture, kept
+    assert pruned_run.model_config != load_run(tiny_run).model_config
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(pruned_run.params),
+                                                      jax.tree_util.tree_leaves(taught_run.params), strict=True)]
+    assert any(moved)  # trained further
+    assert set(taught["test"]) >= {"mae", "coverage_90"}
+
+    plain_ctx = Context(tmp_path / "plain", data, schema,
+                        load_config(None, {}, {**sections, "pipeline": {"prune_teacher_epochs": 0}}), progress=False)
+    plain = stage_prune(plain_ctx, done)
+    assert Path(plain["run"]) == tmp_path / "plain" / "prune" / "run" and "teacher" not in plain
