@@ -97,7 +97,9 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--space", help="a YAML search space (name: {type, low, high, log, options, grid, when})")
     s.add_argument("--strategy", help="random, grid, evolutionary, differential, bayesian, cma, ngopt (or the "
                                       "schedulers' names hyperband / asha: random proposals)")
-    s.add_argument("--scheduler", choices=SCHEDULERS, help="multi-fidelity scheduler (default asha)")
+    s.add_argument("--scheduler", choices=SCHEDULERS,
+                   help="multi-fidelity scheduler (default asha; sha: synchronous successive halving, promotions "
+                        "independent of finishing order)")
     s.add_argument("--trials", type=int, help="configurations to try (default: nas.population_size x "
                                               "nas.generations, or hyperparameter_optimization.max_trials)")
     s.add_argument("--min-epochs", type=int, default=1, help="the smallest budget (epochs)")

@@ -10,6 +10,10 @@ passes the trial's run directory back).
 * `ASHA`       asynchronous successive halving (Li et al. 2020, "A System for Massively
                Parallel Hyperparameter Tuning"): rungs min_budget * eta^k; a free worker
                promotes a trial that is in the best 1/eta of its rung, else starts a new one.
+* `SuccessiveHalving`  synchronous successive halving (Jamieson & Talwalkar 2016; Karnin
+               et al. 2013): `max_trials` trials at the smallest budget, then rung by rung
+               the best 1/eta, ranked once the whole rung has reported, so the promotions
+               do not depend on which trial finishes first (ASHA's do).
 * `Hyperband`  (Li et al. 2018): brackets of synchronous successive halving, from many
                trials at a small budget to few at the full budget.
 * `FullBudget` every trial at max_budget (plain random / Bayesian / grid search).
@@ -101,6 +105,46 @@ class ASHA:
         return self.started >= self.max_trials and not any(self._promotable(r) for r in range(len(self.rungs) - 1))
 
 
+def _rung_winners(results: dict[int, tuple[float, ...]], keep: int) -> list[int]:
+    """The best `keep` trials of a finished rung, ranked in trial order (ties go to the
+    lower trial id, whatever order the results arrived in)."""
+    ids = sorted(results)
+    return [ids[i] for i in select_best([results[t] for t in ids], keep)]
+
+
+class SuccessiveHalving:
+    """`max_trials` trials at the first rung; each finished rung promotes its best 1/eta
+    (at least one) to the next, until the full budget."""
+
+    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3) -> None:
+        if max_trials < 1:
+            raise InputError(f"successive halving: max_trials must be at least 1, got {max_trials}")
+        self.rungs = rung_budgets(min_budget, max_budget, eta)
+        self.eta, self.rung = eta, 0
+        self.pending: list[int | None] = [None] * max_trials  # None: a new trial
+        self.waiting = 0
+        self.results: dict[int, tuple[float, ...]] = {}
+
+    def next_job(self, new_trial: int) -> Job | None:
+        if not self.pending:
+            return None
+        trial = self.pending.pop(0)
+        self.waiting += 1
+        return Job(new_trial if trial is None else trial, self.rungs[self.rung], self.rung, trial is None)
+
+    def report(self, job: Job, losses: Sequence[float]) -> None:
+        self.results[job.trial] = tuple(float(x) for x in losses)
+        self.waiting -= 1
+        if self.pending or self.waiting or self.rung + 1 >= len(self.rungs):
+            return
+        self.pending = list(_rung_winners(self.results, max(1, len(self.results) // self.eta)))
+        self.rung, self.results = self.rung + 1, {}
+
+    @property
+    def done(self) -> bool:
+        return not self.pending and not self.waiting
+
+
 class Hyperband:
     """Brackets s = s_max..0: n_s trials at max_budget * eta^-s, the best 1/eta promoted
     rung by rung (synchronously: a rung is ranked once all its jobs have reported)."""
@@ -143,8 +187,7 @@ class Hyperband:
         if self.rung + 1 >= len(self.rungs) or keep == 0:
             self._start_bracket()
             return
-        ids = list(self.results)
-        self.pending = [ids[i] for i in select_best([self.results[t] for t in ids], keep)]
+        self.pending = list(_rung_winners(self.results, keep))
         self.rung, self.results = self.rung + 1, {}
 
     @property

@@ -26,7 +26,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.file_lock import owned
 from hamnet_jax.job_dir import data_identity, file_digest
 
-SCHEDULERS = ("asha", "hyperband", "full")
+SCHEDULERS = ("asha", "sha", "hyperband", "full")
 BASE_SECTIONS = ("model", "training", "data", "general", "regularization")  # what a trial's run config takes
 
 
@@ -117,10 +117,12 @@ def share_compilations(cache: Path) -> None:
 
 
 def _scheduler(name: str, request: StudyRequest, trials: int, max_epochs: int) -> tuple[Any, int]:
-    from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband
+    from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, SuccessiveHalving
 
     if name == "asha":
         return ASHA(request.min_epochs, max_epochs, trials, request.eta), trials
+    if name == "sha":
+        return SuccessiveHalving(request.min_epochs, max_epochs, trials, request.eta), trials
     if name == "hyperband":
         scheduler = Hyperband(request.min_epochs, max_epochs, request.eta)
         return scheduler, scheduler.trials_planned

@@ -22,7 +22,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.pipeline.measure import choose_served
 from hamnet_jax.pipeline.runner import _claim, planned_stages
 from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, unused_keys
-from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty
+from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty, study_scheduler
 
 from ..conftest import TINY_CONFIG
 
@@ -71,6 +71,14 @@ def test_an_uncertainty_the_pipeline_does_not_serve_is_refused_before_any_stage(
         run_pipeline(tmp_path / "p", overrides={"inference": {"uncertainty": "distilled"}}, say=lambda line: None)
     assert not (tmp_path / "p").exists()
     check_served_uncertainty(config_from_dict({"inference": {"uncertainty": "mc"}}))  # what it does: accepted
+
+
+def test_the_pipeline_studies_promote_synchronously_unless_a_scheduler_is_named():
+    quick = load_config(None, {}, {"nas": {"search_strategy": "evolutionary"},
+                                   "hyperparameter_optimization": {"strategy": "random"}})
+    assert study_scheduler(quick, "nas") == "sha" and study_scheduler(quick, "hpo") == "sha"
+    named = load_config(None, {}, {"hyperparameter_optimization": {"strategy": "hyperband"}})
+    assert study_scheduler(named, "hpo") is None  # the section's scheduler (hyperband) is kept
 
 
 def test_nas_picks_the_cheapest_architecture_within_the_tolerance():

@@ -17,7 +17,7 @@ from hamnet_jax.errors import InputError  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.pareto import fronts, select_best  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
-from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, rung_budgets  # noqa: E402
+from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, SuccessiveHalving, rung_budgets  # noqa: E402
 from hamnet_jax.search.space import Bool, Choice, Float, Int, SearchSpace, point_key  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
 
@@ -117,6 +117,47 @@ def test_multi_objective_asha_keeps_the_non_dominated_trials(tmp_path):
     front = {i for i in fronts(FRONT_TABLE)[0]}
     assert front == {0, 1, 2} and at_max == front
     assert rung_budgets(1, 9, 3) == [1, 3, 9]
+
+
+def _halving_jobs(scheduler, losses: dict[int, float], order) -> list[tuple[int, int]]:
+    """Drive `scheduler` to its end, reporting each rung's jobs in `order(jobs)`; the
+    (trial, budget) of every job handed out."""
+    handed, new = [], 0
+    while not scheduler.done:
+        jobs = []
+        while (job := scheduler.next_job(new)) is not None:
+            new += job.new
+            jobs.append(job)
+        handed += [(j.trial, j.budget) for j in jobs]
+        for job in order(jobs):
+            scheduler.report(job, [losses[job.trial]])
+    return handed
+
+
+@pytest.mark.parametrize("order", [lambda jobs: jobs, lambda jobs: jobs[::-1]], ids=["in order", "reversed"])
+def test_successive_halving_promotes_the_best_of_each_finished_rung_whatever_finishes_first(order):
+    losses = {0: 0.7, 1: 0.6, 2: 0.4, 3: 0.6, 4: 0.9, 5: 0.5, 6: 0.8, 7: 0.3, 8: 0.65}
+    jobs = _halving_jobs(SuccessiveHalving(1, 9, max_trials=9, eta=3), losses, order)
+    assert jobs[:9] == [(t, 1) for t in range(9)]
+    assert jobs[9:] == [(7, 3), (2, 3), (5, 3), (7, 9)]  # the best third, then its best
+    # a tie at the cut goes to the lower trial id, in either report order
+    tied = _halving_jobs(SuccessiveHalving(1, 2, max_trials=4, eta=2), {0: 0.9, 1: 0.5, 2: 0.8, 3: 0.5}, order)
+    assert tied[4:] == [(1, 2), (3, 2)]
+    assert _halving_jobs(SuccessiveHalving(1, 2, max_trials=3, eta=3), {0: 0.2, 1: 0.1, 2: 0.3}, order)[3:] == [(1, 2)]
+
+
+def test_asha_promotes_whichever_trial_finished_first_where_halving_waits():
+    """Why the pipeline uses `sha`: ASHA with 4 trials (eta 2) promotes the best of the first
+    two to finish, even when a later one is better."""
+    losses = {0: 0.73, 1: 0.62, 2: 0.40, 3: 0.59}
+    asha, handed, new = ASHA(1, 2, max_trials=4, eta=2), [], 0
+    while (job := asha.next_job(new)) is not None:  # one worker: jobs finish in the order handed out
+        new += job.new
+        handed.append((job.trial, job.budget))
+        asha.report(job, [losses[job.trial]])
+    assert handed[:3] == [(0, 1), (1, 1), (1, 2)]  # trial 1 promoted before trials 2 and 3 had run
+    assert _halving_jobs(SuccessiveHalving(1, 2, max_trials=4, eta=2), losses, lambda jobs: jobs)[4:] == [(2, 2),
+                                                                                                         (3, 2)]
 
 
 def test_hyperband_brackets_use_fewer_epochs_than_full_budget():
