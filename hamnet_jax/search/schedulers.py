@@ -113,14 +113,16 @@ def _rung_winners(results: dict[int, tuple[float, ...]], keep: int) -> list[int]
 
 
 class SuccessiveHalving:
-    """`max_trials` trials at the first rung; each finished rung promotes its best 1/eta
-    (at least one) to the next, until the full budget."""
+    """`max_trials` trials at rung `first_rung`; each finished rung promotes its best 1/eta
+    to the next, until the full budget (`at_least_one`: a rung smaller than eta still
+    promotes its best; else the halving ends there, as a Hyperband bracket does)."""
 
-    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3) -> None:
+    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3, first_rung: int = 0,
+                 at_least_one: bool = True) -> None:
         if max_trials < 1:
             raise InputError(f"successive halving: max_trials must be at least 1, got {max_trials}")
         self.rungs = rung_budgets(min_budget, max_budget, eta)
-        self.eta, self.rung = eta, 0
+        self.eta, self.rung, self.at_least_one = eta, first_rung, at_least_one
         self.pending: list[int | None] = [None] * max_trials  # None: a new trial
         self.waiting = 0
         self.results: dict[int, tuple[float, ...]] = {}
@@ -135,9 +137,10 @@ class SuccessiveHalving:
     def report(self, job: Job, losses: Sequence[float]) -> None:
         self.results[job.trial] = tuple(float(x) for x in losses)
         self.waiting -= 1
-        if self.pending or self.waiting or self.rung + 1 >= len(self.rungs):
+        keep = len(self.results) // self.eta
+        if self.pending or self.waiting or self.rung + 1 >= len(self.rungs) or not (keep or self.at_least_one):
             return
-        self.pending = list(_rung_winners(self.results, max(1, len(self.results) // self.eta)))
+        self.pending = list(_rung_winners(self.results, max(keep, 1)))
         self.rung, self.results = self.rung + 1, {}
 
     @property
@@ -147,49 +150,37 @@ class SuccessiveHalving:
 
 class Hyperband:
     """Brackets s = s_max..0: n_s trials at max_budget * eta^-s, the best 1/eta promoted
-    rung by rung (synchronously: a rung is ranked once all its jobs have reported)."""
+    rung by rung (each bracket a `SuccessiveHalving`: a rung is ranked once all its jobs
+    have reported)."""
 
     def __init__(self, min_budget: int, max_budget: int, eta: int = 3, brackets: int | None = None) -> None:
-        self.rungs = rung_budgets(min_budget, max_budget, eta)
-        self.eta = eta
-        s_max = len(self.rungs) - 1
+        if brackets is not None and brackets < 1:
+            raise InputError(f"hyperband: brackets must be at least 1, got {brackets}")
+        self.budgets = (min_budget, max_budget, eta)
+        s_max = len(rung_budgets(min_budget, max_budget, eta)) - 1
         self.plan = []  # (first rung, trials) per bracket
         for s in range(s_max, -1, -1)[:brackets]:
             self.plan.append((s_max - s, int(math.ceil((s_max + 1) / (s + 1) * eta ** s))))
-        self.bracket, self.pending, self.waiting = 0, [], 0
-        self.results: dict[int, tuple[float, ...]] = {}
-        self._start_bracket(first=True)
+        self.bracket = 0
+        self.current = self._halving(0)
 
-    def _start_bracket(self, first: bool = False) -> None:
-        if not first:
-            self.bracket += 1
-        if self.bracket < len(self.plan):
-            rung, n = self.plan[self.bracket]
-            self.rung, self.pending, self.results = rung, [None] * n, {}
+    def _halving(self, bracket: int) -> SuccessiveHalving:
+        rung, n = self.plan[bracket]
+        return SuccessiveHalving(*self.budgets[:2], n, self.budgets[2], first_rung=rung, at_least_one=False)
 
     @property
     def trials_planned(self) -> int:
         return sum(n for _, n in self.plan)
 
     def next_job(self, new_trial: int) -> Job | None:
-        if self.bracket >= len(self.plan) or not self.pending:
-            return None
-        trial = self.pending.pop(0)
-        self.waiting += 1
-        return Job(new_trial if trial is None else trial, self.rungs[self.rung], self.rung, trial is None)
+        if self.current.done and self.bracket + 1 < len(self.plan):
+            self.bracket += 1
+            self.current = self._halving(self.bracket)
+        return self.current.next_job(new_trial)
 
     def report(self, job: Job, losses: Sequence[float]) -> None:
-        self.results[job.trial] = tuple(float(x) for x in losses)
-        self.waiting -= 1
-        if self.pending or self.waiting:
-            return
-        keep = len(self.results) // self.eta
-        if self.rung + 1 >= len(self.rungs) or keep == 0:
-            self._start_bracket()
-            return
-        self.pending = list(_rung_winners(self.results, keep))
-        self.rung, self.results = self.rung + 1, {}
+        self.current.report(job, losses)
 
     @property
     def done(self) -> bool:
-        return self.bracket >= len(self.plan)
+        return self.bracket + 1 >= len(self.plan) and self.current.done
