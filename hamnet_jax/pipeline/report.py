@@ -109,6 +109,18 @@ def _plot(path: Path, draw: Any) -> Path:
     return path
 
 
+def search_points(nas: dict[str, Any]) -> tuple[dict[int, list[tuple[float, float]]], list[tuple[float, float]]]:
+    """The NAS stage's (cost, accuracy) points: every trial's result at each budget it
+    reached (by budget; records written before the stage kept them: none), and the
+    full-budget Pareto front in cost order."""
+    x_name, y_name = nas["objectives"][1], nas["objectives"][0]
+    by_budget: dict[int, list[tuple[float, float]]] = {}
+    for r in nas.get("all", []):
+        by_budget.setdefault(r["budget"], []).append((r["objectives"][x_name], r["objectives"][y_name]))
+    front = sorted((p["objectives"][x_name], p["objectives"][y_name]) for p in nas["pareto_front"])
+    return by_budget, front
+
+
 def charts(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     stages = _stages(out)
     paths = []
@@ -117,13 +129,18 @@ def charts(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
         x_name, y_name = nas["objectives"][1], nas["objectives"][0]
 
         def front(ax: Any) -> None:
-            pts = sorted((p["objectives"][x_name], p["objectives"][y_name]) for p in nas["pareto_front"])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="Pareto front")
+            by_budget, pts = search_points(nas)
+            for budget, results in sorted(by_budget.items()):
+                ax.scatter([p[0] for p in results], [p[1] for p in results], s=22, alpha=0.6,
+                           label=f"trials' results at {budget} epoch{'s' if budget > 1 else ''}")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "k-o", mfc="none", label="Pareto front")
             chosen = nas["chosen"]["objectives"]
             ax.plot([chosen[x_name]], [chosen[y_name]], "r*", markersize=14, label="chosen")
             ax.set_xlabel(x_name)
             ax.set_ylabel(y_name)
-            ax.set_title(f"NAS Pareto front ({nas['trials']} trials, {nas['full_budget']} epochs)")
+            full = nas["full_budget"]
+            ax.set_title(f"NAS: every trial and the Pareto front ({nas['trials']} trials, full budget {full} "
+                         f"epoch{'s' if full > 1 else ''})")
             ax.legend()
         paths.append(_plot(out / "pareto_front.png", front))
     measured = [r for r in rows if r["size_mb"] is not None and r["mae"] is not None]

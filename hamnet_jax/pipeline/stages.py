@@ -120,6 +120,9 @@ def _study(ctx: Context, kind: str, base: dict[str, Any], objectives: tuple[str,
                                              "objectives": chosen["objectives"]},
             "pareto_front": [{"trial": r["trial"], "objectives": r["objectives"], "config": r["config"]}
                              for r in report["pareto_front"]],
+            "all": [{"trial": r["trial"], "budget": r["budget"],
+                     "objectives": dict(zip(names, r["values"], strict=False))}
+                    for r in report["all"] if r["feasible"]],  # every trial's result at each budget it reached
             "trials": report["trials"], "failed": report["failed"], "trial_epochs": report["trial_epochs"],
             "objectives": names, "full_budget": report["full_budget"]}
 
@@ -191,9 +194,9 @@ def stage_prune(ctx: Context, done: Done) -> dict[str, Any]:
     `pipeline.prune_teacher_epochs`, the baseline teaches the pruned model for that many
     epochs more (knowledge distillation, Hinton et al. 2015, as the distill stage does;
     structured pruning followed by distillation from the unpruned model is the recovery
-    step of e.g. Sanh et al. 2020 and Xia et al. 2022). Measured on a quick-preset chain
-    (docs/measurements.md, "Pipeline"): pruning 40% cost +4.6% test MAE against the
-    baseline; three taught epochs (27 s) brought it to -1.5%."""
+    step of e.g. Sanh et al. 2020 and Xia et al. 2022). Measured on the quick preset's
+    seed-0 chain (docs/measurements.md, "The pipeline, quick preset"): pruning 40% cost
+    +4.6% test MAE against the baseline; three taught epochs (27 s) brought it to +0.19%."""
     from hamnet_jax.config import PruningConfig
 
     pruned = _compress(ctx, done, "prune", "+ Pruning", _section_config(ctx, PruningConfig, "pruning"), None)

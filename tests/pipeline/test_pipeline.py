@@ -81,6 +81,26 @@ def test_the_pipeline_studies_promote_synchronously_unless_a_scheduler_is_named(
     assert study_scheduler(named, "hpo") is None  # the section's scheduler (hyperband) is kept
 
 
+def test_the_pareto_chart_draws_every_trial_and_the_front(tmp_path):
+    from hamnet_jax.pipeline.report import charts, search_points
+
+    def point(trial, budget, mae, flops):
+        return {"trial": trial, "budget": budget, "objectives": {"val_mae": mae, "flops": flops}}
+
+    every = [point(0, 1, 0.73, 2.0e6), point(1, 1, 0.62, 1.5e6), point(1, 2, 0.37, 1.5e6), point(2, 1, 0.40, 3.7e6),
+             point(3, 1, 0.59, 1.6e6)]
+    nas = {"objectives": ["val_mae", "flops"], "all": every, "pareto_front": [every[2]], "chosen": every[2],
+           "trials": 4, "full_budget": 2}
+    by_budget, front = search_points(nas)
+    assert by_budget == {1: [(2.0e6, 0.73), (1.5e6, 0.62), (3.7e6, 0.40), (1.6e6, 0.59)], 2: [(1.5e6, 0.37)]}
+    assert front == [(1.5e6, 0.37)]
+    (tmp_path / "nas").mkdir()
+    (tmp_path / "nas" / "stage.json").write_text(json.dumps({"stage": "nas", "outputs": nas}))
+    assert [p.name for p in charts(tmp_path, [])] == ["pareto_front.png"]
+    del nas["all"]  # a record written before the stage kept every trial: the front alone
+    assert search_points(nas) == ({}, [(1.5e6, 0.37)])
+
+
 def test_nas_picks_the_cheapest_architecture_within_the_tolerance():
     front = [{"trial": 0, "objectives": {"val_mae": 3.00, "flops": 900.0}},
              {"trial": 1, "objectives": {"val_mae": 3.05, "flops": 400.0}},
