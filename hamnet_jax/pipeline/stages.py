@@ -86,15 +86,6 @@ def _pick(front: list[dict[str, Any]], names: list[str], tolerance: float) -> di
     return min(near, key=lambda row: (row["objectives"][names[1]], row["objectives"][names[0]]))
 
 
-def study_scheduler(config: Config, kind: str) -> str | None:
-    """The pipeline's studies promote synchronously (`sha`: the same promotions however the
-    workers' trials interleave, so a pipeline's result does not depend on the machine's
-    timing), unless the section names a scheduler as its strategy (`hyperband`, `asha`)."""
-    strategy = (config.section("nas").search_strategy if kind == "nas"
-                else config.section("hyperparameter_optimization").strategy)
-    return None if strategy in ("hyperband", "asha") else "sha"
-
-
 def _study(ctx: Context, kind: str, base: dict[str, Any], objectives: tuple[str, ...],
            space_yaml: dict[str, Any] | None) -> dict[str, Any]:
     from hamnet_jax.search.space import SearchSpace
@@ -106,7 +97,9 @@ def _study(ctx: Context, kind: str, base: dict[str, Any], objectives: tuple[str,
     space = SearchSpace.from_dict(space_yaml, f"pipeline.{kind}_space") if space_yaml else None
     request = StudyRequest(kind=kind, data=str(ctx.data), out=str(root / "study"), base=base, space=space,
                            objectives=objectives, min_epochs=pipeline.search_min_epochs, best_run=False,
-                           scheduler=study_scheduler(ctx.config, kind),
+                           # promotions independent of how the workers' trials interleave (a section
+                           # naming hyperband or asha as its strategy keeps that scheduler)
+                           default_scheduler="sha",
                            workers=pipeline.search_workers, fast_compile=pipeline.search_fast_compile,
                            seed=ctx.config.training.seed, resume=resume)
     report = run_search(request, ctx.config)

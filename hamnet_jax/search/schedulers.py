@@ -140,7 +140,7 @@ class SuccessiveHalving:
         keep = len(self.results) // self.eta
         if self.pending or self.waiting or self.rung + 1 >= len(self.rungs) or not (keep or self.at_least_one):
             return
-        self.pending = list(_rung_winners(self.results, max(keep, 1)))
+        self.pending = _rung_winners(self.results, max(keep, 1))
         self.rung, self.results = self.rung + 1, {}
 
     @property

@@ -41,6 +41,7 @@ class StudyRequest:
     space: Any = None  # a SearchSpace; None: the built-in space of `kind`
     strategy: str | None = None
     scheduler: str | None = None
+    default_scheduler: str = "asha"  # when neither `scheduler` nor the strategy names one
     trials: int | None = None
     min_epochs: int = 1
     max_epochs: int | None = None
@@ -63,8 +64,9 @@ class StudyRequest:
     def __post_init__(self) -> None:
         if self.kind not in ("nas", "hpo"):
             raise InputError(f"search kind {self.kind!r}: expected nas or hpo")
-        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise InputError(f"search scheduler {self.scheduler!r}: expected one of {list(SCHEDULERS)}")
+        for given in (self.scheduler, self.default_scheduler):
+            if given is not None and given not in SCHEDULERS:
+                raise InputError(f"search scheduler {given!r}: expected one of {list(SCHEDULERS)}")
         timed = self.max_latency_ms is not None or any(o.split(":")[0] == "latency_ms" for o in self.objectives)
         if self.fast_compile and (timed or self.executor != "local" or self.workers < 2):
             raise InputError("search fast_compile: compiles trials in worker processes with flags that slow the "
@@ -98,7 +100,7 @@ def study_strategy(request: StudyRequest, config: Config) -> tuple[str, str]:
     if strategy in ("differentiable", "reinforcement"):
         raise InputError(f"search strategy {strategy!r} is not implemented; use one of random, grid, evolutionary, "
                          "differential, bayesian, cma, ngopt")
-    return strategy, scheduler or "asha"
+    return strategy, scheduler or request.default_scheduler
 
 
 def share_compilations(cache: Path) -> None:

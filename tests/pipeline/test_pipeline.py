@@ -22,7 +22,7 @@ from hamnet_jax.errors import InputError
 from hamnet_jax.pipeline.measure import choose_served
 from hamnet_jax.pipeline.runner import _claim, planned_stages
 from hamnet_jax.pipeline.stage_configs import baseline_config, optimized_config, unused_keys
-from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty, study_scheduler
+from hamnet_jax.pipeline.stages import _pick, check_served_uncertainty
 
 from ..conftest import TINY_CONFIG
 
@@ -74,11 +74,16 @@ def test_an_uncertainty_the_pipeline_does_not_serve_is_refused_before_any_stage(
 
 
 def test_the_pipeline_studies_promote_synchronously_unless_a_scheduler_is_named():
+    from hamnet_jax.search.study import StudyRequest, study_strategy
+
+    def study_scheduler(config, kind):  # what the pipeline's study request resolves to
+        return study_strategy(StudyRequest(kind=kind, data="d", out="o", default_scheduler="sha"), config)[1]
+
     quick = load_config(None, {}, {"nas": {"search_strategy": "evolutionary"},
                                    "hyperparameter_optimization": {"strategy": "random"}})
     assert study_scheduler(quick, "nas") == "sha" and study_scheduler(quick, "hpo") == "sha"
     named = load_config(None, {}, {"hyperparameter_optimization": {"strategy": "hyperband"}})
-    assert study_scheduler(named, "hpo") is None  # the section's scheduler (hyperband) is kept
+    assert study_scheduler(named, "hpo") == "hyperband"  # the section's scheduler (hyperband) is kept
 
 
 def test_the_pareto_chart_draws_every_trial_and_the_front(tmp_path):
