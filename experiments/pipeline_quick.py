@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hamnet_jax.io_atomic import write_json_atomic
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # (run as a script: the repository's packages)
+
+from experiments.spread import spread  # noqa: E402
+from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
 LIMIT_SECONDS = 900
 
 
@@ -58,10 +59,6 @@ def run_once(work: Path, seed: int) -> dict[str, Any]:
     return {"seed": seed, "work": str(work), "command": " ".join(["hamnet", *command[3:]]), "wall_seconds": seconds,
             "within_limit": seconds < LIMIT_SECONDS, "stage_seconds": s["stage_seconds"], "table": report["table"],
             "summary": s, "charts": report["charts"], "stdout": done.stdout.strip().splitlines()[-1]}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def keep_first(run: dict[str, Any], out: Path) -> None:

@@ -17,6 +17,7 @@ from hamnet_jax.errors import InputError  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.pareto import fronts, select_best  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
+from hamnet_jax.search.curve_replay import replay_scheduler  # noqa: E402
 from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, SuccessiveHalving, rung_budgets  # noqa: E402
 from hamnet_jax.search.space import Bool, Choice, Float, Int, SearchSpace, point_key  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
@@ -144,6 +145,22 @@ def test_successive_halving_promotes_the_best_of_each_finished_rung_whatever_fin
     tied = _halving_jobs(SuccessiveHalving(1, 2, max_trials=4, eta=2), {0: 0.9, 1: 0.5, 2: 0.8, 3: 0.5}, order)
     assert tied[4:] == [(1, 2), (3, 2)]
     assert _halving_jobs(SuccessiveHalving(1, 2, max_trials=3, eta=3), {0: 0.2, 1: 0.1, 2: 0.3}, order)[3:] == [(1, 2)]
+
+
+def test_a_replayed_scheduler_sees_the_recorded_curves_and_pays_only_new_epochs():
+    # 9 trials, 9 epochs each; trial 7 starts worst but ends best
+    curves = {t: [0.5 + 0.05 * t - 0.01 * e for e in range(9)] for t in range(9)}
+    curves[7] = [0.95, 0.9, 0.85, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    halving = replay_scheduler(SuccessiveHalving(1, 9, max_trials=9, eta=3), curves)
+    assert halving["jobs"] == [(t, 1) for t in range(9)] + [(0, 3), (1, 3), (2, 3), (0, 9)]
+    assert halving["trial_epochs"] == 9 + 3 * 2 + 6 and halving["budgets"][0] == 9
+    assert (halving["best_trial"], halving["best_loss"]) == (0, curves[0][8]) and halving["full_budget"] == 9
+    full = replay_scheduler(FullBudget(9, 9), curves)
+    assert full["trial_epochs"] == 81 and full["best_trial"] == 7 and full["best_loss"] == 0.05
+    with pytest.raises(InputError, match="asked for trial 9; the curves hold trials"):
+        replay_scheduler(FullBudget(9, 10), curves)
+    with pytest.raises(InputError, match="trial 0 at budget 9, but its curve has 3 epochs"):
+        replay_scheduler(FullBudget(9, 1), {0: [0.3, 0.2, 0.1]})
 
 
 def test_asha_promotes_whichever_trial_finished_first_where_halving_waits():
