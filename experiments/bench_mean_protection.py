@@ -35,8 +35,9 @@ from hamnet_jax.data.tables import write_table
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.runs.evaluate import prediction_metrics, predict_run
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.job_dir import check_resume
 from hamnet_jax.runs.run_dir import load_run
-from hamnet_jax.runs.train import train_run
+from hamnet_jax.runs.train import run_identity, train_run
 
 RESULTS = Path(__file__).parent / "results"
 GENERATORS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}
@@ -73,12 +74,16 @@ def oracle_mae(train, fresh) -> dict:
 
 def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: Path, fresh) -> dict:
     """The standard tier with `sections` trained on `data` into `run_dir` (a finished run is
-    reused, a killed one resumed), then its metrics on `fresh`, its epochs and train seconds.
-    The metrics are kept in the run directory beside a digest of `fresh`: a rerun on the same
-    test cohort reads them instead of predicting again."""
-    if not (run_dir / "summary.json").exists():
-        config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
-                                   "training": sections.get("training", {})})
+    reused, a killed one resumed; one trained from other data or another config, such as the
+    defaults before they changed, is refused, naming what differs), then its metrics on
+    `fresh`, its epochs and train seconds. The metrics are kept in the run directory beside
+    a digest of `fresh`: a rerun on the same test cohort reads them instead of predicting
+    again."""
+    config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
+                               "training": sections.get("training", {})})
+    if (run_dir / "summary.json").exists():  # reused only if trained from this data and config (else refused)
+        check_resume(run_dir, run_identity(data, schema, config), resume=True)
+    else:
         start = time.perf_counter()
         train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
         write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})

@@ -76,8 +76,7 @@ def one_seed(world: str, seed: int, subjects: int, variants: list[str], out: Pat
     folder = out / world / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "cohort.parquet"
-    if not data.exists():
-        write_table(train_frame, data)
+    write_table(train_frame, data)  # (every time: a run trained on a cohort the generator no longer draws is refused)
     fresh = frame_to_arrays(test_frame, schema, max_visits=4)
     train = split_cohort(frame_to_arrays(train_frame, schema, max_visits=4), config_from_dict({}).data)["train"]
     rows = {name: prediction_metrics(fresh, predict_baseline(model, fresh))

@@ -64,6 +64,7 @@ COMMANDS: dict[str, str] = {
     "bench_train_malloc_tcmalloc.json": "python experiments/bench_train.py --tiers standard --only fp32 --steps 10 "
                                         "--reps 7 --malloc tcmalloc "
                                         "--out experiments/results/bench_train_malloc_tcmalloc.json",
+    "bench_train_runs_huge-pages.json": "python experiments/bench_train_runs.py --runs 3 --reps 7 --malloc huge-pages",
     "bench_train_packing.json": "python experiments/bench_train.py --only \"fp32, every visit slot (no packing)\" "
                                 "\"fp32, multi-threaded Eigen\" \"fp32, jax.random.bits dropout masks\" "
                                 "\"fp32, dropout divides by a constant\" \"fp32, weight gradients as JAX transposes "

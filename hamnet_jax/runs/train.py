@@ -81,6 +81,12 @@ def task_heads(schema: Schema, config: Config) -> dict[str, bool]:
     return {"regression": False, "classification": True}
 
 
+def run_identity(data_path: str | os.PathLike, schema: Schema, config: Config) -> dict[str, Any]:
+    """What a run was trained from, as its job.json records it: the data (by content), the
+    schema and the config. A resume, or a reuse of a finished run, must bring the same."""
+    return {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.identity()}
+
+
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
               resume: bool = False, progress: bool = True,
               on_epoch: Callable[[dict[str, Any]], None] | None = None,
@@ -98,8 +104,7 @@ def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_
         raise InputError(f"--resume: {out} holds no checkpoints to resume from; run without --resume")
     primary = jax.process_index() == 0  # in a multi-process job, process 0 writes the run directory
     if primary:  # the data (by content), schema and config a --resume must bring again
-        check_resume(out, {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.identity()},
-                     resume)
+        check_resume(out, run_identity(data_path, schema, config), resume)
     out.mkdir(parents=True, exist_ok=True)
     run = _prepare(data_path, schema, config, out)
     if primary:
