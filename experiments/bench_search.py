@@ -53,12 +53,16 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
+from hamnet_jax.config import config_from_dict  # noqa: E402
+from hamnet_jax.data.schema import Schema, sidecar_path  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic  # noqa: E402
+from hamnet_jax.job_dir import check_resume  # noqa: E402
+from hamnet_jax.runs.train import run_identity  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, result_at, trial_epochs, write_plots  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.finalize import finalize_study  # noqa: E402
-from hamnet_jax.search.hamnet_trial import hamnet_trial, run_latency_ms  # noqa: E402
+from hamnet_jax.search.hamnet_trial import apply_point, hamnet_trial, run_latency_ms  # noqa: E402
 from hamnet_jax.search.pareto import fronts  # noqa: E402
 from hamnet_jax.search.proposers import Proposer  # noqa: E402
 from hamnet_jax.search.curve_replay import replay_scheduler  # noqa: E402
@@ -89,11 +93,6 @@ def cohort_file(path: Path, subjects: int) -> Path:
         write_table(frame, path)
         path.with_name(path.stem + ".schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
     return path
-
-
-def val_mae_at(run_dir: Path, epoch: int) -> float:
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return next(h["val_mae"] for h in history if h["epoch"] == epoch)
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -235,7 +234,10 @@ def annealed_ranking(root: Path, configs: dict[int, dict], final: dict[int, floa
         values = {}
         for t, config in configs.items():
             run_dir = root / f"budget{budget}" / f"{t:05d}"
-            if not (run_dir / "summary.json").exists():  # (a finished run is re-read)
+            if (run_dir / "summary.json").exists():  # re-read if trained from this data and config, else refused
+                run_config = apply_point(config_from_dict(trial_fn.keywords["config"]), config, budget)
+                check_resume(run_dir, run_identity(data, Schema.load(sidecar_path(data)), run_config), resume=True)
+            else:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 trial_fn(config, budget, run_dir, t)
             values[t] = min(val_curve(run_dir))
