@@ -56,8 +56,8 @@ from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
 from hamnet_jax.config import config_from_dict  # noqa: E402
 from hamnet_jax.data.schema import Schema, sidecar_path  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
-from hamnet_jax.io_atomic import AppendLog, write_json_atomic  # noqa: E402
-from hamnet_jax.job_dir import check_resume  # noqa: E402
+from hamnet_jax.io_atomic import AppendLog, write_json_atomic, write_text_atomic  # noqa: E402
+from hamnet_jax.job_dir import check_resume, data_identity  # noqa: E402
 from hamnet_jax.runs.train import run_identity  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, result_at, trial_epochs, write_plots  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
@@ -88,10 +88,11 @@ def hpo_space() -> SearchSpace:
 
 
 def cohort_file(path: Path, subjects: int) -> Path:
-    if not path.exists():
-        frame, schema = generate_cohort(subjects, seed=0)
-        write_table(frame, path)
-        path.with_name(path.stem + ".schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    """The default cohort, written every time (the bytes are deterministic): a study run on a
+    cohort the generator no longer draws is then refused by its identity (the data by content)."""
+    frame, schema = generate_cohort(subjects, seed=0)
+    write_table(frame, path)
+    write_text_atomic(path.with_name(path.stem + ".schema.yaml"), yaml.safe_dump(schema, sort_keys=False))
     return path
 
 
@@ -126,7 +127,7 @@ def part_nas(work: Path) -> dict:
     objectives = [Objective("val_mae"), Objective("latency_ms")]
     trial_fn = functools.partial(hamnet_trial, data=str(data))
     identity = {"bench": "nas", **{k: v for k, v in cfg.items() if k != "latency_rounds"}, "space": space.describe(),
-                "data": str(data)}
+                "data": data_identity(data)}
     run = study(work / "nas", space, objectives, ASHA(cfg["min_epochs"], cfg["max_epochs"], cfg["trials"], cfg["eta"]),
                 Proposer(space, "random", cfg["trials"], cfg["seed"]), trial_fn, identity)
     records = run["records"]
@@ -252,7 +253,8 @@ def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> d
     trial_fn = functools.partial(hamnet_trial, data=str(data), config={"model": {"tier": HPO["tier"]}},
                                  measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
     out = {"settings": {**HPO, "seeds": seeds, "space": hpo_space().describe()}, "seeds": {}}
-    identity = {"bench": "hpo", "data": str(data), **{k: v for k, v in out["settings"].items() if k != "seeds"}}
+    identity = {"bench": "hpo", "data": data_identity(data),
+                **{k: v for k, v in out["settings"].items() if k != "seeds"}}
     for seed in seeds:
         hb = Hyperband(1, HPO["max_epochs"], HPO["eta"], brackets=1)
         n, root = hb.trials_planned, work / f"hpo-{HPO['subjects']}-seed{seed}"
