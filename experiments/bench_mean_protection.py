@@ -35,9 +35,8 @@ from hamnet_jax.data.tables import write_table
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.runs.evaluate import prediction_metrics, predict_run
 from hamnet_jax.io_atomic import write_json_atomic
-from hamnet_jax.job_dir import check_resume
 from hamnet_jax.runs.run_dir import load_run
-from hamnet_jax.runs.train import run_identity, train_run
+from hamnet_jax.runs.train import reusable_run, train_run
 
 RESULTS = Path(__file__).parent / "results"
 GENERATORS = {"hamnet": generate_cohort, "frailty": generate_frailty_cohort}
@@ -81,9 +80,7 @@ def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: 
     again."""
     config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
                                "training": sections.get("training", {})})
-    if (run_dir / "summary.json").exists():  # reused only if trained from this data and config (else refused)
-        check_resume(run_dir, run_identity(data, schema, config), resume=True)
-    else:
+    if not reusable_run(run_dir, data, schema, config):
         start = time.perf_counter()
         train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
         write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})

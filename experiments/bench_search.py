@@ -57,8 +57,8 @@ from hamnet_jax.config import config_from_dict  # noqa: E402
 from hamnet_jax.data.schema import Schema, sidecar_path  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
 from hamnet_jax.io_atomic import AppendLog, write_json_atomic, write_text_atomic  # noqa: E402
-from hamnet_jax.job_dir import check_resume, data_identity  # noqa: E402
-from hamnet_jax.runs.train import run_identity  # noqa: E402
+from hamnet_jax.job_dir import data_identity  # noqa: E402
+from hamnet_jax.runs.train import reusable_run  # noqa: E402
 from hamnet_jax.search.analysis import analyze_study, result_at, trial_epochs, write_plots  # noqa: E402
 from hamnet_jax.search.engine import Objective, run_study  # noqa: E402
 from hamnet_jax.search.finalize import finalize_study  # noqa: E402
@@ -227,20 +227,16 @@ def annealed_ranking(root: Path, configs: dict[int, dict], final: dict[int, floa
     afresh for b epochs, its warm-up the same share of its schedule as the full run's
     (1 of 9 epochs), the cosine decay ending at b; Spearman's rho against the full-budget
     result, and which trial each budget ranks first."""
-    out = {}
+    out, schema = {}, Schema.load(sidecar_path(data))
     for budget in ANNEALED_BUDGETS:
-        trial_fn = functools.partial(hamnet_trial, data=str(data), measure_speed=False, schedule_epochs=0,
-                                     config={"model": {"tier": HPO["tier"]},
-                                             "training": {"warmup_epochs": budget / HPO["max_epochs"]}})
+        base = {"model": {"tier": HPO["tier"]}, "training": {"warmup_epochs": budget / HPO["max_epochs"]}}
         values = {}
         for t, config in configs.items():
             run_dir = root / f"budget{budget}" / f"{t:05d}"
-            if (run_dir / "summary.json").exists():  # re-read if trained from this data and config, else refused
-                run_config = apply_point(config_from_dict(trial_fn.keywords["config"]), config, budget)
-                check_resume(run_dir, run_identity(data, Schema.load(sidecar_path(data)), run_config), resume=True)
-            else:
+            # a finished run is re-read if trained from this data and config (else refused)
+            if not reusable_run(run_dir, data, schema, apply_point(config_from_dict(base), config, budget)):
                 shutil.rmtree(run_dir, ignore_errors=True)
-                trial_fn(config, budget, run_dir, t)
+                hamnet_trial(config, budget, run_dir, t, data=str(data), config=base, measure_speed=False)
             values[t] = min(val_curve(run_dir))
         ids = sorted(values)
         out[str(budget)] = {"rank_correlation": spearman([values[t] for t in ids], [final[t] for t in ids]),
@@ -296,6 +292,9 @@ def main() -> None:
     ap.add_argument("--annealed-seeds", type=int, nargs="*", default=[],
                     help="the hpo part's seeds that also measure short runs on their own schedules (27 runs each)")
     args = ap.parse_args()
+    if set(args.annealed_seeds) - set(args.hpo_seeds):
+        ap.error(f"--annealed-seeds {sorted(set(args.annealed_seeds) - set(args.hpo_seeds))}: not among --hpo-seeds "
+                 f"{args.hpo_seeds} (the short runs rank each seed's configurations against its random search)")
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     parts = (("nas", lambda: part_nas(work)),

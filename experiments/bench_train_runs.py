@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # (run as a script
 
 from experiments.spread import spread  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+from hamnet_jax.platform.host_memory import CHOICES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--reps", type=int, default=7, help="interleaved rounds in each run")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--malloc", default="auto", choices=("auto", "tcmalloc", "huge-pages", "system"))
+    p.add_argument("--malloc", default="auto", choices=CHOICES)
     p.add_argument("--work", default=str(ROOT / "runs" / "bench_train_runs"))
     p.add_argument("--out", help="default: experiments/results/bench_train_runs_<malloc>.json")
     args = p.parse_args()

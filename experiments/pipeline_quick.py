@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))  # (run as a script: the repository's packages)
 
 from experiments.spread import spread  # noqa: E402
 from hamnet_jax.io_atomic import write_json_atomic  # noqa: E402
+
 LIMIT_SECONDS = 900
 
 

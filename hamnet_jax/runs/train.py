@@ -87,6 +87,17 @@ def run_identity(data_path: str | os.PathLike, schema: Schema, config: Config) -
     return {"data": data_identity(data_path), "schema": schema.to_dict(), "config": config.identity()}
 
 
+def reusable_run(out_dir: str | os.PathLike, data_path: str | os.PathLike, schema: Schema, config: Config) -> bool:
+    """Whether `out_dir` holds a finished run (its summary.json) that a caller may reuse
+    instead of training: one trained from other data, schema or config is refused (an
+    InputError naming each difference), never reused; False when there is none."""
+    out = Path(out_dir)
+    if not (out / "summary.json").exists():
+        return False
+    check_resume(out, run_identity(data_path, schema, config), resume=True)
+    return True
+
+
 def train_run(data_path: str | os.PathLike, schema: Schema, config: Config, out_dir: str | os.PathLike,
               resume: bool = False, progress: bool = True,
               on_epoch: Callable[[dict[str, Any]], None] | None = None,

@@ -75,3 +75,17 @@ def test_resumable_settings_may_change_and_the_record_follows(tmp_path):
     with pytest.raises(InputError, match=r"other config\.training\.seed, data\.sha256 \(the run's job\.json\)"):
         check_resume(tmp_path, {"data": {"sha256": "b"}, "config": {"training": {"num_epochs": 9, "seed": 1},
                                                                     "general": {"x": 2}}}, resume=True)
+
+
+def test_a_finished_run_is_reused_only_when_trained_from_the_same_data_and_config(resumable, tiny_cohort, tmp_path):
+    from hamnet_jax.config import config_from_dict
+    from hamnet_jax.runs.train import reusable_run
+
+    data, schema = tiny_cohort
+    assert reusable_run(resumable, data, schema, config_from_dict(TINY_CONFIG))
+    assert not reusable_run(tmp_path / "empty", data, schema, config_from_dict(TINY_CONFIG))
+    other_config = {**TINY_CONFIG, "training": {**TINY_CONFIG.get("training", {}), "learning_rate": 0.123}}
+    with pytest.raises(InputError, match="config.training.learning_rate"):
+        reusable_run(resumable, data, schema, config_from_dict(other_config))
+    with pytest.raises(InputError, match="data"):
+        reusable_run(resumable, _other_data(tiny_cohort, tmp_path), schema, config_from_dict(TINY_CONFIG))
