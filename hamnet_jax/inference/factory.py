@@ -8,8 +8,8 @@
 * `tensorrt`     an engine built by `hamnet export --format tensorrt`.
 
 `batch_size` is the largest batch a call runs at once; `dynamic_batching` pads each call
-to the next power-of-two bucket (else always to `batch_size`; TensorRT runs any size up
-to `batch_size` with dynamic batching, its profile covers them); `enable_caching` puts the
+to the next power-of-two bucket (else always to `batch_size`; ONNX Runtime and TensorRT
+run any size up to `batch_size` with dynamic batching, unpadded); `enable_caching` puts the
 per-subject LRU cache (`cache_size` subjects) in front.
 """
 
@@ -30,17 +30,11 @@ from hamnet_jax.inference.result_cache import CachedPredictor
 HALF_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
-def batch_buckets(batch_size: int, dynamic: bool, fine: bool = False) -> tuple[int, ...]:
-    """Powers of two below `batch_size`, then `batch_size` (dynamic); else `batch_size` alone.
-    `fine`: every size up to 8, then four steps per doubling (10, 12, 14, 16, 20, 24, ...),
-    so a padded batch wastes at most a fifth of its rows; for ONNX Runtime, where a
-    session per bucket costs ~0.2 s and ~10 MB (the standard tier), not an XLA compile."""
+def batch_buckets(batch_size: int, dynamic: bool) -> tuple[int, ...]:
+    """Powers of two below `batch_size`, then `batch_size` (dynamic); else `batch_size` alone."""
     if not dynamic:
         return (batch_size,)
     sizes = {1 << i for i in range(batch_size.bit_length())}
-    if fine:
-        sizes |= set(range(1, 9)) | {(1 << i) + k * (1 << (i - 2)) for i in range(3, batch_size.bit_length())
-                                     for k in range(1, 4)}
     return tuple(sorted({s for s in sizes if s < batch_size} | {batch_size}))
 
 
@@ -73,16 +67,19 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
             kind = "an exported .onnx file" if options.backend == "onnxruntime" else "a TensorRT engine"
             raise InputError(f"inference.backend {options.backend} needs {kind} (--model)")
         check_export(model_path, options)
-        if options.backend == "onnxruntime":  # a session per bucket, its batch fixed: faster than one
-            fine = batch_buckets(options.batch_size, options.dynamic_batching, fine=True)
+        pad = None if options.dynamic_batching else buckets  # with dynamic batching both run any size
+        if options.backend == "onnxruntime":
+            # single calls and full batches on sessions of fixed batch (faster), the sizes
+            # between on the symbolic-batch one: few sessions, as each reload leaves some of
+            # its heap (a soak: 0.6 MiB a reload with these, 2.3 with 16 fixed sizes)
+            fixed = (1, options.batch_size) if options.dynamic_batching else buckets
             predictor = OnnxPredictor(model_path, raw.spec, options.intra_op_threads, options.inter_op_threads,
                                       options.optimization_level, options.execution_providers,
-                                      max_batch=options.batch_size, buckets=fine)
+                                      max_batch=options.batch_size, buckets=pad, fixed_batches=fixed)
         else:
-            fixed = None if options.dynamic_batching else buckets  # an engine's profile takes any batch
             from hamnet_jax.inference.tensorrt_runtime import TensorRTPredictor
 
-            predictor = TensorRTPredictor(model_path, raw.spec, options.batch_size, fixed)
+            predictor = TensorRTPredictor(model_path, raw.spec, options.batch_size, pad)
     return CachedPredictor(predictor, options.cache_size) if options.enable_caching else predictor
 
 

@@ -45,6 +45,10 @@ class CachedPredictor(Predictor):
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0
 
+    @property
+    def warmup_sizes(self) -> tuple[int, ...]:
+        return self.inner.warmup_sizes
+
     def validate(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return self.inner.validate(arrays)
 

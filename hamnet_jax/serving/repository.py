@@ -125,8 +125,7 @@ def load_version(name: str, version: str, run_dir: Path, options: InferenceSecti
             raise InputError(f"model {name!r} version {version}: backend {options.backend} serves "
                              f"{model_file}, which does not exist (hamnet export --raw-inputs --out {model_file})")
     predictor = build_predictor(raw, options, model_file)
-    # warm-up: every batch bucket once (the JAX backend compiles one program per bucket)
-    for size in predictor.buckets or (min(8, options.batch_size),):
+    for size in predictor.warmup_sizes:
         predictor.predict(random_raw(raw.spec, raw.preprocessor, size, seed=0))
     batcher = None
     if options.dynamic_batching:

@@ -1,5 +1,6 @@
 """ONNX export of a run: raw-input and standardized graphs, every precision, parity stored."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,8 @@ from hamnet_jax.data.dataset import load_cohort
 from hamnet_jax.data.tables import write_table
 from hamnet_jax.runs.evaluate import predict_run
 from hamnet_jax.export.onnx_export import FP16_TOLERANCE, export_run_onnx
+from hamnet_jax.config.sections import InferenceSection
+from hamnet_jax.inference.factory import build_predictor
 from hamnet_jax.inference.predictors import OnnxPredictor
 from hamnet_jax.inference.raw_inputs import cohort_to_raw
 from hamnet_jax.inference.raw_model import RawModel
@@ -41,6 +44,26 @@ def raw_mc_export(run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "raw.onnx"
     assert main(["export", "--run", str(run.path), "--out", str(out), "--raw-inputs", "--uncertainty", "mc"]) == 0
     return out
+
+
+def test_dynamic_batching_fixes_single_calls_and_full_batches_and_runs_the_rest_unpadded(run, raw_mc_export, held_out):
+    """Two fixed-batch sessions (1 and batch_size) beside the symbolic one; a 5-row call runs
+    unpadded on the symbolic session and gives each row what it gets alone."""
+    options = InferenceSection(backend="onnxruntime", uncertainty="mc", batch_size=8)
+    predictor = build_predictor(RawModel.from_run(run), options, raw_mc_export)
+    assert sorted(predictor.sessions) == [1, 8] and predictor.buckets is None
+    assert predictor.warmup_sizes == (1, 8, 2)  # every session once: the symbolic one at 2
+    request = cohort_to_raw(load_cohort(held_out, run.schema, run.config.data, require_target=False),
+                            predictor.spec)
+    five = {k: v[:5] for k, v in request.items()}
+    assert predictor.bucket(5) == 5
+    together = predictor.predict(five)
+    alone = [predictor.predict({k: v[i:i + 1] for k, v in five.items()}) for i in range(5)]
+    for name in together:
+        np.testing.assert_allclose(together[name], np.concatenate([a[name] for a in alone]), atol=1e-4, err_msg=name)
+    padded = build_predictor(RawModel.from_run(run), dataclasses.replace(options, dynamic_batching=False), raw_mc_export)
+    assert sorted(padded.sessions) == [8] and padded.bucket(5) == 8
+    np.testing.assert_allclose(padded.predict(five)["prediction"], together["prediction"], atol=1e-4)
 
 
 def test_raw_input_graph_equals_hamnet_predict_on_a_held_out_file(run, raw_mc_export, held_out, tmp_path):
