@@ -2,7 +2,8 @@
 30 s, watched for errors, latency drift and memory growth.
 
     python experiments/bench_soak.py --run RUN [--minutes 10] [--clients 64] [--reload-every 30]
-                                     [--backend onnxruntime] [--out experiments/results/bench_soak.json]
+                                     [--backend onnxruntime] [--fixed-batch-sessions N ...]
+                                     [--out experiments/results/bench_soak.json]
 
 A model repository of RUN (one model, `--backend`; onnxruntime serves its deterministic
 raw-input export, written here) is served by `hamnet serve --model-control explicit` as its
@@ -10,7 +11,8 @@ own process. `--clients` closed-loop gRPC clients (one subject per request, 64 d
 requests) run for `--minutes`; every `--reload-every` seconds a RepositoryModelLoad call
 reloads the model (the old version serves until the new one is ready). The server's
 resident memory (VmRSS) is read every 5 s. Written: per 10 s window the throughput, p99
-latency and errors; the total errors by status; RSS at start (after warm-up) and end; p99
+latency and errors; the total errors by status; RSS at start (after warm-up) and end, and
+the growth of medians (the samples before the first reload against the last minute's); p99
 of the first and the last minute. Targets (issue 39): 0 errors, RSS growth < 5%, last
 minute's p99 within 1.5x the first's.
 """
@@ -44,7 +46,7 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def build_repository(run: Path, root: Path, backend: str) -> None:
+def build_repository(run: Path, root: Path, backend: str, fixed_batch_sessions: list[int] | None = None) -> None:
     version = root / "hamnet" / "1"
     shutil.copytree(run, version, ignore=shutil.ignore_patterns("checkpoints", "tb", "plots", "*.npz.tmp"))
     if backend == "onnxruntime":
@@ -54,6 +56,8 @@ def build_repository(run: Path, root: Path, backend: str) -> None:
 
         export_run_onnx(RawModel.from_run(load_run(run), 0), version / "model.onnx")
         options = "inference:\n  backend: onnxruntime\n  mc_samples: 0\n  batch_size: 32\n  intra_op_threads: 1\n"
+        if fixed_batch_sessions is not None:
+            options += f"  fixed_batch_sessions: {list(fixed_batch_sessions)}\n"
     else:
         options = "inference:\n  batch_size: 32\n"
     (root / "hamnet" / "inference.yaml").write_text(options)
@@ -106,11 +110,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--reload-every", type=float, default=30.0)
     parser.add_argument("--backend", choices=("onnxruntime", "jax"), default="onnxruntime")
+    parser.add_argument("--fixed-batch-sessions", type=int, nargs="*", default=None,
+                        help="onnxruntime: inference.fixed_batch_sessions (default: the config's default)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repository"
-        build_repository(Path(args.run), root, args.backend)
+        build_repository(Path(args.run), root, args.backend, args.fixed_batch_sessions)
         process, url = serve_process(root, Path(tmp) / "serve.log", extra=["--model-control", "explicit",
                                                                            "--no-access-log"])
         try:
@@ -152,17 +158,24 @@ def main() -> None:
         if r[2] != "OK":
             errors[r[2]] = errors.get(r[2], 0) + 1
     total = args.minutes * 60
-    result = {"run": args.run, "backend": args.backend, "clients": args.clients, "minutes": args.minutes,
+    before_reload = [b for t, b in rss if t < (reloads[0]["at_s"] - t0 if reloads else total)]
+    last_minute = [b for t, b in rss if t >= total - 60]
+    result = {"run": args.run, "backend": args.backend, "fixed_batch_sessions": args.fixed_batch_sessions,
+              "clients": args.clients, "minutes": args.minutes,
               "reload_every_s": args.reload_every, "requests": len(records), "errors": errors,
               "error_count": sum(errors.values()), "rss_start_bytes": rss[0][1], "rss_end_bytes": rss[-1][1],
               "rss_growth": rss[-1][1] / rss[0][1] - 1, "rss": rss, "p99_first_minute_ms": minute(0, 60),
+              # the same growth from medians (samples jitter by ~10 MiB with the calls in flight): the samples
+              # before the first reload against those of the last minute
+              "rss_growth_of_medians": float(np.median(last_minute) / np.median(before_reload) - 1),
               "p99_last_minute_ms": minute(total - 60, total), "windows": windows,
               "reloads": [{**r, "at_s": r["at_s"] - t0} for r in reloads]}
     result["p99_last_over_first"] = result["p99_last_minute_ms"] / result["p99_first_minute_ms"]
     write_json_atomic(Path(args.out), result)
     print(f"{len(records):,} calls by {args.clients} clients in {args.minutes:g} min, {len(reloads)} reloads "
           f"({sum(r['status'] != 'OK' for r in reloads)} failed): errors {errors or 0}; RSS "
-          f"{rss[0][1] / 2**20:.0f} -> {rss[-1][1] / 2**20:.0f} MiB ({result['rss_growth']:+.1%}); p99 first minute "
+          f"{rss[0][1] / 2**20:.0f} -> {rss[-1][1] / 2**20:.0f} MiB ({result['rss_growth']:+.1%}; of medians "
+          f"{result['rss_growth_of_medians']:+.1%}); p99 first minute "
           f"{result['p99_first_minute_ms']:.1f} ms, last {result['p99_last_minute_ms']:.1f} ms "
           f"({result['p99_last_over_first']:.2f}x); wrote {args.out}")
 

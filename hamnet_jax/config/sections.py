@@ -302,6 +302,11 @@ class InferenceSection:
     intra_op_threads: NonNegativeInt = 0
     inter_op_threads: NonNegativeInt = 0
     execution_providers: tuple[Literal["cpu", "cuda", "tensorrt"], ...] = ("cpu",)  # ONNX Runtime, by preference
+    # ONNX Runtime with dynamic batching: batch sizes that get a session of their own with the batch
+    # fixed (ONNX Runtime alone is 3-19% faster a call; each session costs ~18 MiB and more heap at each
+    # reload, and the service measured no faster: experiments/bench_onnx_sessions.py); every other size
+    # runs unpadded on one session of symbolic batch
+    fixed_batch_sessions: tuple[PositiveInt, ...] = ()
     # the server's dynamic batcher (serving/batcher.py), on with dynamic_batching
     max_queue_delay_us: NonNegativeInt = 500
     preferred_batch_sizes: tuple[PositiveInt, ...] = ()
@@ -310,6 +315,14 @@ class InferenceSection:
     # bytes of validated requests waiting in one model version's batcher queue (RESOURCE_EXHAUSTED)
     max_subjects_per_request: PositiveInt = 4096
     max_queued_bytes: PositiveInt = 256 << 20
+
+    @model_validator(mode="after")
+    def _fixed_batches(self) -> InferenceSection:
+        over = [b for b in self.fixed_batch_sessions if b > self.batch_size]
+        if over:
+            raise ValueError(f"inference.fixed_batch_sessions: {over} exceed inference.batch_size "
+                             f"({self.batch_size}), the largest batch a call runs")
+        return self
 
 
 @section("deployment")

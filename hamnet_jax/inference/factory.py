@@ -69,10 +69,7 @@ def build_predictor(raw: RawModel, options: InferenceSection, model_path: str | 
         check_export(model_path, options)
         pad = None if options.dynamic_batching else buckets  # with dynamic batching both run any size
         if options.backend == "onnxruntime":
-            # single calls and full batches on sessions of fixed batch (faster), the sizes
-            # between on the symbolic-batch one: few sessions, as each reload leaves some of
-            # its heap (a soak: 0.6 MiB a reload with these, 2.3 with 16 fixed sizes)
-            fixed = (1, options.batch_size) if options.dynamic_batching else buckets
+            fixed = (options.fixed_batch_sessions or None) if options.dynamic_batching else buckets
             predictor = OnnxPredictor(model_path, raw.spec, options.intra_op_threads, options.inter_op_threads,
                                       options.optimization_level, options.execution_providers,
                                       max_batch=options.batch_size, buckets=pad, fixed_batches=fixed)

@@ -46,11 +46,14 @@ def raw_mc_export(run, tmp_path_factory):
     return out
 
 
-def test_dynamic_batching_fixes_single_calls_and_full_batches_and_runs_the_rest_unpadded(run, raw_mc_export, held_out):
-    """Two fixed-batch sessions (1 and batch_size) beside the symbolic one; a 5-row call runs
-    unpadded on the symbolic session and gives each row what it gets alone."""
+def test_dynamic_batching_runs_every_size_unpadded_on_the_sessions_asked_for(run, raw_mc_export, held_out):
+    """By default one session of symbolic batch; `fixed_batch_sessions` adds sessions of fixed
+    batch for those sizes. A 5-row call runs unpadded and gives each row what it gets alone."""
+    raw = RawModel.from_run(run)
     options = InferenceSection(backend="onnxruntime", uncertainty="mc", batch_size=8)
-    predictor = build_predictor(RawModel.from_run(run), options, raw_mc_export)
+    symbolic = build_predictor(raw, options, raw_mc_export)
+    assert symbolic.sessions == {} and symbolic.buckets is None and symbolic.warmup_sizes == (8,)
+    predictor = build_predictor(raw, dataclasses.replace(options, fixed_batch_sessions=(1, 8)), raw_mc_export)
     assert sorted(predictor.sessions) == [1, 8] and predictor.buckets is None
     assert predictor.warmup_sizes == (1, 8, 2)  # every session once: the symbolic one at 2
     request = cohort_to_raw(load_cohort(held_out, run.schema, run.config.data, require_target=False),
@@ -61,9 +64,12 @@ def test_dynamic_batching_fixes_single_calls_and_full_batches_and_runs_the_rest_
     alone = [predictor.predict({k: v[i:i + 1] for k, v in five.items()}) for i in range(5)]
     for name in together:
         np.testing.assert_allclose(together[name], np.concatenate([a[name] for a in alone]), atol=1e-4, err_msg=name)
-    padded = build_predictor(RawModel.from_run(run), dataclasses.replace(options, dynamic_batching=False), raw_mc_export)
+        np.testing.assert_allclose(symbolic.predict(five)[name], together[name], atol=1e-4, err_msg=name)
+    padded = build_predictor(raw, dataclasses.replace(options, dynamic_batching=False), raw_mc_export)
     assert sorted(padded.sessions) == [8] and padded.bucket(5) == 8
     np.testing.assert_allclose(padded.predict(five)["prediction"], together["prediction"], atol=1e-4)
+    with pytest.raises(ValueError, match=r"fixed_batch_sessions: \[16\] exceed inference.batch_size \(8\)"):
+        InferenceSection(batch_size=8, fixed_batch_sessions=(1, 16))
 
 
 def test_raw_input_graph_equals_hamnet_predict_on_a_held_out_file(run, raw_mc_export, held_out, tmp_path):
