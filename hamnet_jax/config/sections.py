@@ -303,7 +303,7 @@ class InferenceSection:
     inter_op_threads: NonNegativeInt = 0
     execution_providers: tuple[Literal["cpu", "cuda", "tensorrt"], ...] = ("cpu",)  # ONNX Runtime, by preference
     # ONNX Runtime with dynamic batching: batch sizes that get a session of their own with the batch
-    # fixed (ONNX Runtime alone is 3-19% faster a call; each session costs ~18 MiB and more heap at each
+    # fixed (ONNX Runtime alone is 3-19% faster a call; each session costs ~13 MiB and more heap at each
     # reload, and the service measured no faster: experiments/bench_onnx_sessions.py); every other size
     # runs unpadded on one session of symbolic batch
     fixed_batch_sessions: tuple[PositiveInt, ...] = ()

@@ -181,7 +181,7 @@ class OnnxPredictor(Predictor):
     buckets) get a session each with the batch dimension fixed (`with_batch_size`: ONNX
     Runtime then folds the graph's shape arithmetic, 3-19% faster a call, measured on the
     standard tier); every other size runs on one session of symbolic batch. Each session
-    holds its own buffers (~30 MiB on the standard tier), and a server that reloads the
+    holds its own buffers (~13 MiB on the standard tier), and a server that reloads the
     model keeps some of each version's heap: fix few sizes (docs/measurements.md, soak)."""
 
     def __init__(self, path: str | os.PathLike, spec: RawInputSpec, intra_op_threads: int = 0,
