@@ -57,6 +57,8 @@ COMMANDS: dict[str, str] = {
     "bench_soak.json": "python experiments/bench_soak.py --run runs/soak/std",
     "bench_soak_repeat.json": ("python experiments/bench_soak.py --run runs/soak/std "
                                "--out experiments/results/bench_soak_repeat.json"),
+    "bench_soak_run3.json": ("python experiments/bench_soak.py --run runs/soak/std "
+                             "--out experiments/results/bench_soak_run3.json"),
     "interactions_bayes_bound.json": "python experiments/interactions_bayes_bound.py",
     "bench_onnx_sessions.json": "python experiments/bench_onnx_sessions.py --run runs/soak/std",
     "bench_large_requests.json": "python -m experiments.bench_large_requests --run runs/soak/std",
