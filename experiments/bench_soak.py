@@ -114,6 +114,8 @@ def main() -> None:
                         help="onnxruntime: inference.fixed_batch_sessions (default: the config's default)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if args.fixed_batch_sessions is not None and args.backend != "onnxruntime":
+        parser.error("--fixed-batch-sessions sets ONNX Runtime sessions; it needs --backend onnxruntime")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repository"
         build_repository(Path(args.run), root, args.backend, args.fixed_batch_sessions)
