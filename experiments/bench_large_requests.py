@@ -34,12 +34,13 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from hamnet_jax.bench.memory import host_rss_bytes
 from hamnet_jax.client.client import infer_request
 from hamnet_jax.client.service_process import serve_process, stop_process
 from hamnet_jax.io_atomic import write_json_atomic
 from hamnet_jax.serving.request_memory import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_MEMORY_BYTES
 
-from experiments.bench_soak import build_repository, rss_bytes
+from experiments.bench_soak import build_repository
 
 RESULTS = Path(__file__).parent / "results" / "bench_large_requests.json"
 MAX_MESSAGE = 1 << 30
@@ -131,14 +132,14 @@ def measure(run: Path, requests: int, mib: float, max_message_mb: int, request_m
             body = request.SerializeToString()
             del request
             rss, done = [], threading.Event()
-            before = rss_bytes(process.pid)
+            before = host_rss_bytes(process.pid)
             probe = subprocess.Popen([sys.executable, "-c", PROBE, url], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
             assert probe.stdout.readline().strip() == "ready"
 
             def watch() -> None:
                 while not done.is_set():
-                    rss.append(rss_bytes(process.pid))
+                    rss.append(host_rss_bytes(process.pid))
                     done.wait(0.05)
 
             watcher = threading.Thread(target=watch, daemon=True)
@@ -151,7 +152,7 @@ def measure(run: Path, requests: int, mib: float, max_message_mb: int, request_m
             probe.stdin.close()
             checks = json.loads(probe.stdout.readline())
             probe.wait(30)
-            after = rss_bytes(process.pid)
+            after = host_rss_bytes(process.pid)
         finally:
             if probe is not None and probe.poll() is None:
                 probe.kill()

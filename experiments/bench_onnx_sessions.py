@@ -35,7 +35,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 
-from experiments.bench_soak import rss_bytes  # noqa: E402
+from hamnet_jax.bench.memory import host_rss_bytes  # noqa: E402
 from hamnet_jax.client.loadtest import requests_from_metadata, run_level, serialized  # noqa: E402
 from hamnet_jax.client.service_process import serve_process, stop_process  # noqa: E402
 from hamnet_jax.export.onnx_export import export_run_onnx  # noqa: E402
@@ -87,12 +87,12 @@ def memory(run: Path, graph: Path, tmp: Path, name: str) -> dict:
     root = repository(run, graph, tmp / f"memory-{name}", [name])
     process, url = serve_process(root, tmp / f"memory-{name}.log", extra=["--model-control", "explicit"])
     try:
-        loaded = rss_bytes(process.pid)
+        loaded = host_rss_bytes(process.pid)
         with grpc.insecure_channel(url) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
             for _ in range(RELOADS):
                 stub.RepositoryModelLoad(service_pb2.RepositoryModelLoadRequest(model_name=name), timeout=120)
-        reloaded = rss_bytes(process.pid)
+        reloaded = host_rss_bytes(process.pid)
     finally:
         stop_process(process)
     return {"setting": name, "sessions": len(SETTINGS[name]) + 1, "rss_loaded_mib": loaded / 2**20,

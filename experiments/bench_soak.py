@@ -10,7 +10,7 @@ raw-input export, written here) is served by `hamnet serve --model-control expli
 own process. `--clients` closed-loop gRPC clients (one subject per request, 64 distinct
 requests) run for `--minutes`; every `--reload-every` seconds a RepositoryModelLoad call
 reloads the model (the old version serves until the new one is ready). The server's
-resident memory (VmRSS) is read every 5 s. Written: per 10 s window the throughput, p99
+resident memory (RSS) is read every 5 s. Written: per 10 s window the throughput, p99
 latency and errors; the total errors by status; RSS at start (after warm-up) and end, and
 the growth of medians (the samples before the first reload against the last minute's); p99
 of the first and the last minute. Targets (issue 39): 0 errors, RSS growth < 5%, last
@@ -31,19 +31,13 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from hamnet_jax.bench.memory import host_rss_bytes
 from hamnet_jax.client.loadtest import MODEL_INFER, requests_from_metadata, serialized
 from hamnet_jax.client.service_process import serve_process, stop_process
 from hamnet_jax.io_atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "bench_soak.json"
 WINDOW_S = 10.0
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def build_repository(run: Path, root: Path, backend: str, fixed_batch_sessions: list[int] | None = None) -> None:
@@ -132,18 +126,18 @@ def main() -> None:
 
             def sample() -> None:
                 while not done.wait(5.0):
-                    rss.append((time.perf_counter() - t0, rss_bytes(process.pid)))
+                    rss.append((time.perf_counter() - t0, host_rss_bytes(process.pid)))
 
             watchers = [threading.Thread(target=sample, daemon=True),
                         threading.Thread(target=reloader, args=(url, args.reload_every, until, reloads), daemon=True)]
-            rss.append((0.0, rss_bytes(process.pid)))
+            rss.append((0.0, host_rss_bytes(process.pid)))
             for w in watchers:
                 w.start()
             records = asyncio.run(load(url, payloads, args.clients, args.minutes * 60))
             done.set()
             for w in watchers:
                 w.join()
-            rss.append((time.perf_counter() - t0, rss_bytes(process.pid)))
+            rss.append((time.perf_counter() - t0, host_rss_bytes(process.pid)))
         finally:
             stop_process(process)
     windows = []

@@ -79,18 +79,13 @@ def log_likelihood(c: dict, rows: np.ndarray) -> np.ndarray:
         present = v < c["n_visits"][rows]
         b = U_GRID[None, :] + c["t"][rows, v][:, None]  # biological age at visit v
         z = (b - 55.0) / 10.0
-        x = (z + c["looks_older"][rows][:, None] / 10.0)[..., None]  # [n, U, 1]: z as the markers show it
-        tau = w["clin_threshold"]
-        shape = w["clin_shape"]
-        response = np.where(shape == 0, np.logaddexp(0.0, 3.0 * (x - tau)) / 3.0,
-                            np.where(shape == 1, 1.0 / (1.0 + np.exp(-5.0 * (x - tau))), np.tanh(x - tau)))
-        slope = w["clin_effect"] * (1.0 + 2.0 * w["clin_by_genotype"] * c["gxb"][rows][:, None])  # [n, K]
+        response = interactions.marker_response(z + c["looks_older"][rows][:, None] / 10.0, w)  # [n, U, K]
+        slope = interactions.marker_slopes(c["gxb"][rows], w)  # [n, K]
         seen = (c["clin"][rows, v] / w["clin_center"] - 1.0) / 0.1 - c["sex"][rows][:, None] * w["clin_sex"]
         resid = seen[:, None, :] - slope[:, None, :] * response  # [n, U, K]
         ok = np.isfinite(seen) & present[:, None]
         out -= 0.5 * np.where(ok[:, None, :], (resid / CLINICAL_NOISE) ** 2, 0.0).sum(-1)
-        z0, scale = w["img_curves"][:, 0], w["img_curves"][:, 1]
-        curves = np.tanh((z[..., None] - z0) / scale) @ w["img_loadings"]  # [n, U, I]
+        curves = interactions.imaging_curves(z, w)  # [n, U, I]
         img_seen = (c["img"][rows, v] / w["img_center"] - 1.0) / 0.1
         img_ok = np.isfinite(img_seen) & present[:, None]
         img_resid = np.where(img_ok[:, None, :], img_seen[:, None, :] - curves, 0.0)

@@ -80,26 +80,43 @@ def _polygenic(snps: np.ndarray, w: dict[str, Any]) -> np.ndarray:
                                * (1 - w["snp_freq"][w["snp_polygenic"]]))) + 1e-9)
 
 
-def _clinical(rng: np.random.Generator, z_seen: np.ndarray, sex: np.ndarray, gxb: np.ndarray,
-              w: dict[str, Any]) -> np.ndarray:
-    """Marker values from `z_seen`: the biological age as the markers show it (gene x
-    environment shifts included)."""
+def marker_response(z_seen: np.ndarray, w: dict[str, Any]) -> np.ndarray:
+    """[..., markers]: each clinical marker's response (hinge, logistic step or tanh past its
+    threshold) to `z_seen`, the biological age as the markers show it, before slope and noise."""
     shape, tau = w["clin_shape"], w["clin_threshold"]
     x = z_seen[..., None]
     hinge = np.logaddexp(0.0, 3.0 * (x - tau)) / 3.0
     step = 1.0 / (1.0 + np.exp(-5.0 * (x - tau)))
     saturating = np.tanh(x - tau)
-    response = np.where(shape == 0, hinge, np.where(shape == 1, step, saturating))
-    slope = w["clin_effect"] * (1.0 + 2.0 * w["clin_by_genotype"] * gxb[:, None, None])
-    values = slope * response + sex[:, None, None] * w["clin_sex"] + rng.normal(0, 0.8, response.shape)
+    return np.where(shape == 0, hinge, np.where(shape == 1, step, saturating))
+
+
+def marker_slopes(gxb: np.ndarray, w: dict[str, Any]) -> np.ndarray:
+    """[subjects, markers]: each marker's slope, three times as steep in gene x biology carriers."""
+    return w["clin_effect"] * (1.0 + 2.0 * w["clin_by_genotype"] * gxb[:, None])
+
+
+def imaging_curves(z: np.ndarray, w: dict[str, Any]) -> np.ndarray:
+    """[..., imaging features]: the noiseless imaging values (in units of 10% of their centre)
+    at `z`: three tanh curves saturating in z, with per-feature loadings."""
+    z0, scale = w["img_curves"][:, 0], w["img_curves"][:, 1]
+    return np.tanh((z[..., None] - z0) / scale) @ w["img_loadings"]
+
+
+def _clinical(rng: np.random.Generator, z_seen: np.ndarray, sex: np.ndarray, gxb: np.ndarray,
+              w: dict[str, Any]) -> np.ndarray:
+    """Marker values from `z_seen`: the biological age as the markers show it (gene x
+    environment shifts included)."""
+    response = marker_response(z_seen, w)
+    values = marker_slopes(gxb, w)[:, None] * response + sex[:, None, None] * w["clin_sex"] + \
+        rng.normal(0, 0.8, response.shape)
     return w["clin_center"] * (1 + 0.1 * values)
 
 
 def _imaging(rng: np.random.Generator, z: np.ndarray, w: dict[str, Any], width: int) -> np.ndarray:
-    z0, scale = w["img_curves"][:, 0], w["img_curves"][:, 1]
-    curves = np.tanh((z[..., None] - z0) / scale)  # (n, visits, 3): saturating in z
+    curves = imaging_curves(z, w)  # (n, visits, width)
     noise = rng.normal(0, 1.5, z.shape + (width,))
-    return w["img_center"] * (1 + 0.1 * (curves @ w["img_loadings"] + noise))
+    return w["img_center"] * (1 + 0.1 * (curves + noise))
 
 
 DEFAULT_DIMS = CohortDims()

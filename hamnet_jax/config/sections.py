@@ -318,6 +318,9 @@ class InferenceSection:
 
     @model_validator(mode="after")
     def _fixed_batches(self) -> InferenceSection:
+        if self.fixed_batch_sessions and not (self.backend == "onnxruntime" and self.dynamic_batching):
+            raise ValueError("inference.fixed_batch_sessions applies to backend onnxruntime with dynamic_batching "
+                             f"(here backend {self.backend}, dynamic_batching {self.dynamic_batching}): drop it")
         over = [b for b in self.fixed_batch_sessions if b > self.batch_size]
         if over:
             raise ValueError(f"inference.fixed_batch_sessions: {over} exceed inference.batch_size "

@@ -93,14 +93,20 @@ def pad_rows(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in arrays.items()}
 
 
+def checked_sizes(sizes: Sequence[int], max_batch: int, name: str) -> tuple[int, ...]:
+    """`sizes` sorted, each a batch size in 1..max_batch (an InputError naming `name` if not)."""
+    if not sizes or any(int(b) < 1 or int(b) > max_batch for b in sizes):
+        raise InputError(f"{name}: expected batch sizes in 1..max_batch={max_batch}, got {list(sizes)}")
+    return tuple(sorted({int(b) for b in sizes}))
+
+
 def checked_buckets(buckets: Sequence[int] | None, max_batch: int) -> tuple[int, ...] | None:
+    """Padding buckets: `checked_sizes`, and `max_batch` always one of them."""
     if int(max_batch) < 1:
         raise InputError(f"max_batch: expected a positive batch size, got {max_batch}")
     if buckets is None:
         return None
-    if not buckets or any(int(b) < 1 or int(b) > max_batch for b in buckets):
-        raise InputError(f"buckets: expected batch sizes in 1..max_batch={max_batch}, got {list(buckets)}")
-    return tuple(sorted({int(b) for b in buckets} | {int(max_batch)}))
+    return tuple(sorted(set(checked_sizes(buckets, max_batch, "buckets")) | {int(max_batch)}))
 
 
 class JaxPredictor(Predictor):
@@ -190,7 +196,7 @@ class OnnxPredictor(Predictor):
                  fixed_batches: Sequence[int] | None = None):
         self.max_batch = int(max_batch)
         self.buckets = checked_buckets(buckets, self.max_batch)
-        fixed = self.buckets if fixed_batches is None else checked_buckets(fixed_batches, self.max_batch)
+        fixed = self.buckets if fixed_batches is None else checked_sizes(fixed_batches, self.max_batch, "fixed_batches")
         settings = (intra_op_threads, inter_op_threads, optimization_level, providers)
         self.session = onnx_session(path, *settings)
         names = tuple(i.name for i in self.session.get_inputs())

@@ -68,8 +68,14 @@ def test_dynamic_batching_runs_every_size_unpadded_on_the_sessions_asked_for(run
     padded = build_predictor(raw, dataclasses.replace(options, dynamic_batching=False), raw_mc_export)
     assert sorted(padded.sessions) == [8] and padded.bucket(5) == 8
     np.testing.assert_allclose(padded.predict(five)["prediction"], together["prediction"], atol=1e-4)
+    only_one = build_predictor(raw, dataclasses.replace(options, fixed_batch_sessions=(1,)), raw_mc_export)
+    assert sorted(only_one.sessions) == [1]  # exactly the sizes asked for
     with pytest.raises(ValueError, match=r"fixed_batch_sessions: \[16\] exceed inference.batch_size \(8\)"):
-        InferenceSection(batch_size=8, fixed_batch_sessions=(1, 16))
+        InferenceSection(backend="onnxruntime", batch_size=8, fixed_batch_sessions=(1, 16))
+    with pytest.raises(ValueError, match="fixed_batch_sessions applies to backend onnxruntime with dynamic_batching"):
+        dataclasses.replace(options, fixed_batch_sessions=(1,), dynamic_batching=False)
+    with pytest.raises(ValueError, match="here backend jax"):
+        InferenceSection(fixed_batch_sessions=(1,))
 
 
 def test_raw_input_graph_equals_hamnet_predict_on_a_held_out_file(run, raw_mc_export, held_out, tmp_path):
