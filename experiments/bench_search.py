@@ -1,5 +1,5 @@
 """Search measured: does NAS find an architecture better than the standard tier, and does
-Hyperband find what full-budget random search finds for a third of the training?
+successive halving find what full-budget random search finds for a third of the training?
 
     python experiments/bench_search.py [--part nas|hpo|all] [--work runs/search] [--hpo-seeds 0 1 2] \
         [--annealed-seeds S ...] [--out experiments/results/bench_search.json]
@@ -16,20 +16,22 @@ Hyperband find what full-budget random search finds for a third of the training?
   schedule, restarted on promotion; its identity keeps it as measured.)
 * `hpo` (must-hold 2: within 1% of random search's best in 3 of 3 seeds at <= 0.3x its
   trial-epochs): for seeds 0, 1, 2 (`--hpo-seeds`), on the same default cohort and the base
-  tier, the same 9 random configurations of the bench's training space run twice:
-  Hyperband's most aggressive bracket (9 trials at 1 epoch, the best 3 to 3, the best one to
-  9; promoted trials resume from their checkpoints) and random search at the full 9 epochs.
-  Every trial's learning-rate schedule spans the 9 epochs (`schedule_epochs`, as `hamnet
-  search` sets it), so a promoted trial trains exactly as its full-budget twin and the two
-  sides differ only in which configurations Hyperband stops early. Reported: each side's
-  best validation MAE at 9 epochs and the trial-epochs each spent; as the scale of chance
-  differences, the median over random search's trials of the standard deviation of their
-  last 3 epochs' validation MAE; how well the first e epochs rank the configurations
-  (Spearman's rho against the 9-epoch result, e = 1..8); other rung plans (`REPLAYED`)
-  replayed on random search's curves (search/curve_replay.py: what each would have found
-  and spent, exact because a promoted trial trains as its twin); and, for
-  `--annealed-seeds`, the ranking given by short runs on their own schedules (each
-  configuration trained afresh for 1, 2 and 3 epochs).
+  tier, the same 27 random configurations of the bench's training space run twice: random
+  search at the full 9 epochs, and successive halving as `hamnet search --scheduler sha
+  --trials 27 --eta 2` runs it (27 trials at 1 epoch, the best 13 to 2, 6 to 4, 3 to 8 and
+  1 to 9; promoted trials resume from their checkpoints). Every trial's learning-rate schedule spans the 9
+  epochs (`schedule_epochs`, as `hamnet search` sets it), so a promoted trial trains exactly
+  as its full-budget twin and the two sides differ only in which configurations the
+  scheduler stops early. Reported: each side's best validation MAE at 9 epochs and the
+  trial-epochs each spent; the configurations within 1% of random search's best; as the
+  scale of chance differences, the median over random search's trials of the standard
+  deviation of their last 3 epochs' validation MAE; how well the first e epochs rank the
+  configurations (Spearman's rho against the 9-epoch result, e = 1..8); other rung plans
+  (`REPLAYED`, among them Hyperband's most aggressive bracket on the first 9 configurations,
+  the plan this bench ran before) replayed on random search's curves
+  (search/curve_replay.py: what each would have found and spent, exact because a promoted
+  trial trains as its twin); and, for `--annealed-seeds`, the ranking given by short runs on
+  their own schedules (each configuration trained afresh for 1, 2 and 3 epochs).
 
 Every study lives under `--work` and resumes when the script is run again (a finished
 study is only re-read); the JSON is written after each part. Plots:
@@ -70,11 +72,13 @@ from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, Successive
 from hamnet_jax.search.space import Choice, Float, SearchSpace  # noqa: E402
 from hamnet_jax.search.spaces import architecture_space  # noqa: E402
 from hamnet_jax.search.store import open_study  # noqa: E402
+from hamnet_jax.search.study import share_compilations  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 DEFAULT_COHORT = ROOT / "runs" / "main" / "cohort.parquet"  # experiments/main_results.py's file
 NAS = {"min_epochs": 1, "max_epochs": 4, "eta": 2, "trials": 12, "max_layers": 3, "seed": 0, "latency_rounds": 9}
-HPO = {"subjects": 6000, "tier": "base", "max_epochs": 9, "eta": 3, "seeds": (0, 1, 2), "schedule_epochs": 9}
+HPO = {"subjects": 6000, "tier": "base", "max_epochs": 9, "eta": 2, "seeds": (0, 1, 2), "schedule_epochs": 9,
+       "configurations": 27}
 
 
 def hpo_space() -> SearchSpace:
@@ -177,14 +181,20 @@ def part_nas(work: Path) -> dict:
 
 
 # schedulers replayed on each seed's random-search curves (search/curve_replay.py: exact, as a
-# promoted trial trains as its full-budget twin): what other rung plans would have found and spent
+# promoted trial trains as its full-budget twin): what other rung plans would have found and
+# spent; each takes the first n of the seed's configurations (the proposer's first n points)
 REPLAYED = {
-    "sha 1-3-9 (eta 3; the side run above)": lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=3),
-    "sha 1-2-4-8-9 (eta 2)": lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=2),
-    "sha 2-9 (eta 9: every configuration 2 epochs, the best to 9)":
-        lambda n: SuccessiveHalving(2, HPO["max_epochs"], n, eta=9),
-    "asha 1-3-9 (eta 3, one worker)": lambda n: ASHA(1, HPO["max_epochs"], n, eta=3),
+    "sha 27, eta 2: 27 at 1, 13 at 2, 6 at 4, 3 at 8, 1 at 9 (the side run above)":
+        (27, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=2)),
+    "sha 27, eta 3: 27 at 1, 9 at 3, 3 at 9": (27, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=3)),
+    "asha 27 (eta 2, one worker)": (27, lambda n: ASHA(1, HPO["max_epochs"], n, eta=2)),
+    "hyperband's most aggressive bracket: 9 at 1, 3 at 3, 1 at 9 (the first 9)":
+        (9, lambda n: Hyperband(1, HPO["max_epochs"], 3, brackets=1)),
+    "sha 9, eta 2: 9 at 1, 4 at 2, 2 at 4, 1 at 8, 1 at 9 (the first 9)":
+        (9, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=2)),
+    "hyperband, all 3 brackets, eta 3 (the first 17)": (17, lambda n: Hyperband(1, HPO["max_epochs"], 3)),
 }
+KEPT = "sha"  # the real side: `hamnet search --scheduler sha --trials 27 --min-epochs 1 --eta 2` on this space
 ANNEALED_BUDGETS = (1, 2, 3)
 
 
@@ -210,15 +220,21 @@ def hpo_side(root: Path, name: str, scheduler, seed: int, n: int, trial_fn, iden
             "configs": {t: records[t].config for t in at_full}}
 
 
-def replayed(curves: dict[int, list[float]], best: float, full_epochs: int) -> dict:
-    """Each REPLAYED scheduler on the curves (a trial's reported value at budget b is its
-    best validation MAE over epochs 1..b, as the trial reports it)."""
+def replayed(curves: dict[int, list[float]], full: dict[int, float]) -> dict:
+    """Each REPLAYED scheduler on the curves (a trial's reported value at budget b is its best
+    validation MAE over epochs 1..b, as the trial reports it), against random search's best
+    over the same configurations and its trial-epochs (n x the full budget)."""
     best_so_far = {t: list(np.minimum.accumulate(c)) for t, c in curves.items()}
     out = {}
-    for name, make in REPLAYED.items():
-        r = replay_scheduler(make(len(curves)), best_so_far)
-        out[name] = {"best_trial": r["best_trial"], "best_val_mae": r["best_loss"],
-                     "relative_gap": r["best_loss"] / best - 1, "epoch_ratio": r["trial_epochs"] / full_epochs}
+    for name, (n, make) in REPLAYED.items():
+        if n > len(curves):
+            continue
+        first = {t: best_so_far[t] for t in sorted(best_so_far)[:n]}
+        r = replay_scheduler(make(n), first)
+        best = min(full[t] for t in first)
+        out[name] = {"configurations": n, "best_trial": r["best_trial"], "best_val_mae": r["best_loss"],
+                     "random_best_val_mae": best, "relative_gap": r["best_loss"] / best - 1,
+                     "epoch_ratio": r["trial_epochs"] / (n * HPO["max_epochs"])}
     return out
 
 
@@ -249,36 +265,44 @@ def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> d
     trial_fn = functools.partial(hamnet_trial, data=str(data), config={"model": {"tier": HPO["tier"]}},
                                  measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
     out = {"settings": {**HPO, "seeds": seeds, "space": hpo_space().describe()}, "seeds": {}}
+    # random search's identity leaves out eta (a setting of the scheduler it is compared with)
     identity = {"bench": "hpo", "data": data_identity(data),
-                **{k: v for k, v in out["settings"].items() if k != "seeds"}}
+                **{k: v for k, v in out["settings"].items() if k not in ("seeds", "eta")}}
+    n = HPO["configurations"]
     for seed in seeds:
-        hb = Hyperband(1, HPO["max_epochs"], HPO["eta"], brackets=1)
-        n, root = hb.trials_planned, work / f"hpo-{HPO['subjects']}-seed{seed}"
-        row = {name: hpo_side(root, name, scheduler, seed, n, trial_fn, {**identity, "seed": seed})
-               for name, scheduler in (("hyperband", hb), ("random_full_budget", FullBudget(HPO["max_epochs"], n)))}
-        hb_row, rs_row = row["hyperband"], row["random_full_budget"]
+        root = work / f"hpo-{HPO['subjects']}-seed{seed}"
+        # random search first: its curves are what the replays read
+        row = {name: hpo_side(root, name, scheduler, seed, n, trial_fn, {**identity, "seed": seed, **extra})
+               for name, scheduler, extra in (("random_full_budget", FullBudget(HPO["max_epochs"], n), {}),
+                                              (KEPT, SuccessiveHalving(1, HPO["max_epochs"], n, eta=HPO["eta"]),
+                                               {"eta": HPO["eta"]}))}
+        kept, rs_row = row[KEPT], row["random_full_budget"]
         configs = rs_row.pop("configs")
-        hb_row.pop("configs")
-        row["epoch_ratio"] = hb_row["trial_epochs"] / rs_row["trial_epochs"]
-        row["relative_gap"] = hb_row["best_val_mae"] / rs_row["best_val_mae"] - 1
+        kept.pop("configs")
+        row["epoch_ratio"] = kept["trial_epochs"] / rs_row["trial_epochs"]
+        row["relative_gap"] = kept["best_val_mae"] / rs_row["best_val_mae"] - 1
         row["within_1_percent"] = row["relative_gap"] <= 0.01
-        row["same_configuration"] = hb_row["best_config"] == rs_row["best_config"]
+        row["same_configuration"] = kept["best_config"] == rs_row["best_config"]
         # how much a trial's best validation MAE moves by chance: the spread of its last 3 epochs
         row["epoch_noise_sd"] = float(np.median(list(rs_row["last_epochs_sd"].values())))
         final = rs_row["full_budget_val_mae"]
+        # the configurations within 1% of random search's best: how many a scheduler may end on
+        row["within_1_percent_of_best"] = sorted(t for t in final if final[t] <= 1.01 * rs_row["best_val_mae"])
         curves = {t: val_curve(root / "random_full_budget" / "runs" / f"{t:05d}") for t in final}
         ids = sorted(final)
         # how well a low rung ranks the configurations: Spearman's rho between random search's
         # trials' best validation MAE over their first e epochs and over all 9
         row["rank_correlation"] = {str(e): spearman([min(curves[t][:e]) for t in ids], [final[t] for t in ids])
                                    for e in range(1, HPO["max_epochs"])}
-        row["replayed"] = replayed(curves, rs_row["best_val_mae"], rs_row["trial_epochs"])
+        row["replayed"] = replayed(curves, final)
         if seed in annealed:
             row["annealed"] = annealed_ranking(root / "annealed", configs, final, data)
         out["seeds"][str(seed)] = row
     out["holds"] = all(r["within_1_percent"] and r["epoch_ratio"] <= 0.3 for r in out["seeds"].values())
     out["replayed_within_1_percent"] = {name: sum(r["replayed"][name]["relative_gap"] <= 0.01
                                                   for r in out["seeds"].values()) for name in REPLAYED}
+    out["kept"] = {"scheduler": KEPT, "eta": HPO["eta"],
+                   "rungs": "27 at 1 epoch, the best 13 to 2, 6 to 4, 3 to 8, 1 to 9 (eta 2)"}
     return out
 
 
@@ -297,6 +321,7 @@ def main() -> None:
                  f"{args.hpo_seeds} (the short runs rank each seed's configurations against its random search)")
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
+    share_compilations(work / "jax-cache")  # as `hamnet search` does: trials reuse each other's programs
     parts = (("nas", lambda: part_nas(work)),
              ("hpo", lambda: part_hpo(work, tuple(args.hpo_seeds), tuple(args.annealed_seeds))))
     for part, fn in parts:

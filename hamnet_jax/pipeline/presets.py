@@ -49,14 +49,18 @@ QUICK = Preset("quick", {
                      "num_iterations": 20},
     "pipeline": {
         "search_workers": 2, "search_fast_compile": True, "export_formats": ["onnx"],
-        # architectures smaller than the standard tier: the search is for a faster model
+        # architectures smaller than the standard tier: the search is for a faster model. At
+        # this size speed follows attention heads and tokens more than FLOPs (which the study
+        # ranks by), so the space holds only few: 1-2 heads, imaging in 8 or 4 tokens, genetic
+        # in 8 (groups of 256, 4 tokens, lost 4-7% MAE; of 64, 16 tokens, were slower;
+        # docs/measurements.md, "The pipeline, quick preset")
         "nas_space": {"embed_dim": {"type": "choice", "options": [24, 32, 48]},
-                      "num_heads": {"type": "choice", "options": [2, 4]},
+                      "num_heads": {"type": "choice", "options": [1, 2]},
                       "num_layers": {"type": "int", "low": 1, "high": 2},
                       "mlp_ratio": {"type": "choice", "options": [1, 2]},
                       "clinical_hidden_dim": {"type": "choice", "options": [32, 64]},
-                      "imaging_group_size": {"type": "choice", "options": [32, 64]},
-                      "genetic_group_size": {"type": "choice", "options": [64, 128]},
+                      "imaging_group_size": {"type": "choice", "options": [64, 128]},
+                      "genetic_group_size": {"type": "choice", "options": [128]},
                       "dropout": {"type": "float", "low": 0.0, "high": 0.2}},
         "hpo_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 6e-3, "log": True},
                       "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}}},
