@@ -50,7 +50,7 @@ COMMANDS: dict[str, str] = {
     "bench_fast_training.json": "python experiments/bench_fast_training.py --baseline-commit 2547f94^ --again",
     "bench_host_memory.json": "python experiments/bench_host_memory.py",
     "bench_inference.json": "python experiments/bench_inference.py",
-    "bench_search.json": "python experiments/bench_search.py --annealed-seeds 0 1",
+    "bench_search.json": "python experiments/bench_search.py",
     "bench_serving.json": "HAMNET_PERF_ANALYZER=PATH python experiments/bench_serving.py "
                           "--mlserver .mlserver/bin/mlserver",
     "bench_small_data.json": "python experiments/bench_small_data.py",
