@@ -183,9 +183,15 @@ def part_nas(work: Path) -> dict:
 # schedulers replayed on each seed's random-search curves (search/curve_replay.py: exact, as a
 # promoted trial trains as its full-budget twin): what other rung plans would have found and
 # spent; each takes the first n of the seed's configurations (the proposer's first n points)
+def kept_scheduler(n: int) -> SuccessiveHalving:
+    """The scheduler the hpo part runs for real: `hamnet search --scheduler sha --trials n
+    --min-epochs 1 --eta HPO["eta"]` on this space."""
+    return SuccessiveHalving(1, HPO["max_epochs"], n, eta=HPO["eta"])
+
+
 REPLAYED = {
     "sha 27, eta 2: 27 at 1, 13 at 2, 6 at 4, 3 at 8, 1 at 9 (the side run above)":
-        (27, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=2)),
+        (HPO["configurations"], kept_scheduler),
     "sha 27, eta 3: 27 at 1, 9 at 3, 3 at 9": (27, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=3)),
     "asha 27 (eta 2, one worker)": (27, lambda n: ASHA(1, HPO["max_epochs"], n, eta=2)),
     "hyperband's most aggressive bracket: 9 at 1, 3 at 3, 1 at 9 (the first 9)":
@@ -194,7 +200,7 @@ REPLAYED = {
         (9, lambda n: SuccessiveHalving(1, HPO["max_epochs"], n, eta=2)),
     "hyperband, all 3 brackets, eta 3 (the first 17)": (17, lambda n: Hyperband(1, HPO["max_epochs"], 3)),
 }
-KEPT = "sha"  # the real side: `hamnet search --scheduler sha --trials 27 --min-epochs 1 --eta 2` on this space
+KEPT = "sha"  # the real side's name (kept_scheduler)
 ANNEALED_BUDGETS = (1, 2, 3)
 
 
@@ -274,8 +280,7 @@ def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> d
         # random search first: its curves are what the replays read
         row = {name: hpo_side(root, name, scheduler, seed, n, trial_fn, {**identity, "seed": seed, **extra})
                for name, scheduler, extra in (("random_full_budget", FullBudget(HPO["max_epochs"], n), {}),
-                                              (KEPT, SuccessiveHalving(1, HPO["max_epochs"], n, eta=HPO["eta"]),
-                                               {"eta": HPO["eta"]}))}
+                                              (KEPT, kept_scheduler(n), {"eta": HPO["eta"]}))}
         kept, rs_row = row[KEPT], row["random_full_budget"]
         configs = rs_row.pop("configs")
         kept.pop("configs")
@@ -301,8 +306,7 @@ def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> d
     out["holds"] = all(r["within_1_percent"] and r["epoch_ratio"] <= 0.3 for r in out["seeds"].values())
     out["replayed_within_1_percent"] = {name: sum(r["replayed"][name]["relative_gap"] <= 0.01
                                                   for r in out["seeds"].values()) for name in REPLAYED}
-    out["kept"] = {"scheduler": KEPT, "eta": HPO["eta"],
-                   "rungs": "27 at 1 epoch, the best 13 to 2, 6 to 4, 3 to 8, 1 to 9 (eta 2)"}
+    out["kept"] = {"scheduler": KEPT, "eta": HPO["eta"], "rung_epochs": kept_scheduler(n).rungs}
     return out
 
 
