@@ -20,6 +20,14 @@ from hamnet_jax.cli.tracking_options import add_tracking_arguments, finishing, t
 from hamnet_jax.search.study import SCHEDULERS
 
 
+def rung_list(text: str) -> tuple[int, ...]:
+    """`--rungs 1,4,9` -> (1, 4, 9)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole epochs separated by commas, e.g. 1,4,9") from None
+
+
 def cmd_search(args: argparse.Namespace) -> None:
     import yaml
     from tqdm import tqdm
@@ -36,7 +44,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     request = StudyRequest(
         kind=args.kind, data=args.data, out=args.out, base=base or {}, space=space, strategy=args.strategy,
         scheduler=args.scheduler, trials=args.trials, min_epochs=args.min_epochs, max_epochs=args.max_epochs,
-        eta=args.eta, budget=args.budget, objectives=tuple(args.objectives.split(",")),
+        eta=args.eta, rungs=args.rungs, budget=args.budget, objectives=tuple(args.objectives.split(",")),
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, min_layers=args.min_layers,
         max_layers=args.max_layers, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
         share_compilations=not args.no_compilation_cache, fast_compile=args.fast_compile,
@@ -82,7 +90,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 # the study's settings logged as the MLflow parent run's parameters
-STUDY_FLAGS = ("strategy", "scheduler", "trials", "min_epochs", "max_epochs", "eta", "budget", "objectives",
+STUDY_FLAGS = ("strategy", "scheduler", "trials", "min_epochs", "max_epochs", "eta", "rungs", "budget", "objectives",
                "max_params", "max_latency_ms", "min_layers", "max_layers", "workers", "seed")
 
 
@@ -102,10 +110,13 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
                         "independent of finishing order)")
     s.add_argument("--trials", type=int, help="configurations to try (default: nas.population_size x "
                                               "nas.generations, or hyperparameter_optimization.max_trials)")
-    s.add_argument("--min-epochs", type=int, default=1, help="the smallest budget (epochs)")
+    s.add_argument("--min-epochs", type=int, help="the smallest budget (epochs; default the first of --rungs, else 1)")
     s.add_argument("--max-epochs", type=int, help="the full budget (default hyperparameter_optimization."
                                                   "max_epochs_per_trial)")
     s.add_argument("--eta", type=int, default=3, help="successive-halving reduction factor")
+    s.add_argument("--rungs", type=rung_list, metavar="E,E,...",
+                   help="the rungs' epochs, e.g. 1,4,9 (default: min-epochs x eta^k up to max-epochs); the last is "
+                        "the full budget")
     s.add_argument("--budget", type=int, help="at most this many trial-epochs in all (a promoted trial costs the "
                                               "epochs it adds); a resumed study may be given more")
     s.add_argument("--objectives", default="val_mae",

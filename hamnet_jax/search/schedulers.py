@@ -17,6 +17,12 @@ passes the trial's run directory back).
 * `Hyperband`  (Li et al. 2018): brackets of synchronous successive halving, from many
                trials at a small budget to few at the full budget.
 * `FullBudget` every trial at max_budget (plain random / Bayesian / grid search).
+
+The rungs are min_budget * eta^k up to max_budget unless `rungs` names them: a rung is
+only as good as its ranking, and where the learning rate peaks (the epochs after warm-up)
+the ranking is noisier than a few epochs later. experiments/bench_search.py measures how
+well each epoch ranks the configurations (Spearman's rho) and which plan keeps the best;
+`hamnet search --rungs 1,4,9` places them there.
 """
 
 from __future__ import annotations
@@ -49,6 +55,23 @@ def rung_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
     return out + [max_budget]
 
 
+def rung_plan(min_budget: int, max_budget: int, eta: int, rungs: Sequence[int] | None = None) -> list[int]:
+    """The rungs' budgets: geometric (`rung_budgets`), or `rungs` as given: strictly
+    increasing whole epochs from min_budget to max_budget."""
+    if rungs is None:
+        return rung_budgets(min_budget, max_budget, eta)
+    rung_budgets(min_budget, max_budget, eta)  # the same checks of the bounds and eta
+    plan = list(rungs)
+    if not plan or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in plan):
+        raise InputError(f"rungs {plan}: expected whole epochs >= 1")
+    if any(later <= earlier for earlier, later in zip(plan, plan[1:], strict=False)):
+        raise InputError(f"rungs {plan}: each budget must be larger than the one before")
+    if plan[0] != min_budget or plan[-1] != max_budget:
+        raise InputError(f"rungs {plan}: the first must be the smallest budget ({min_budget}) and the last the full "
+                         f"budget ({max_budget})")
+    return plan
+
+
 class FullBudget:
     """Every trial trains `max_budget` epochs; `max_trials` trials."""
 
@@ -72,8 +95,9 @@ class FullBudget:
 class ASHA:
     """`max_trials` new trials; afterwards only promotions, until none is left."""
 
-    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3) -> None:
-        self.rungs = rung_budgets(min_budget, max_budget, eta)
+    def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3,
+                 rungs: Sequence[int] | None = None) -> None:
+        self.rungs = rung_plan(min_budget, max_budget, eta, rungs)
         self.eta, self.max_trials, self.started = eta, max_trials, 0
         self.results: list[dict[int, tuple[float, ...]]] = [{} for _ in self.rungs]
         self.promoted: list[set[int]] = [set() for _ in self.rungs]
@@ -118,10 +142,10 @@ class SuccessiveHalving:
     promotes its best; else the halving ends there, as a Hyperband bracket does)."""
 
     def __init__(self, min_budget: int, max_budget: int, max_trials: int, eta: int = 3, first_rung: int = 0,
-                 at_least_one: bool = True) -> None:
+                 at_least_one: bool = True, rungs: Sequence[int] | None = None) -> None:
         if max_trials < 1:
             raise InputError(f"successive halving: max_trials must be at least 1, got {max_trials}")
-        self.rungs = rung_budgets(min_budget, max_budget, eta)
+        self.rungs = rung_plan(min_budget, max_budget, eta, rungs)
         self.eta, self.rung, self.at_least_one = eta, first_rung, at_least_one
         self.pending: list[int | None] = [None] * max_trials  # None: a new trial
         self.waiting = 0
@@ -153,11 +177,12 @@ class Hyperband:
     rung by rung (each bracket a `SuccessiveHalving`: a rung is ranked once all its jobs
     have reported)."""
 
-    def __init__(self, min_budget: int, max_budget: int, eta: int = 3, brackets: int | None = None) -> None:
+    def __init__(self, min_budget: int, max_budget: int, eta: int = 3, brackets: int | None = None,
+                 rungs: Sequence[int] | None = None) -> None:
         if brackets is not None and brackets < 1:
             raise InputError(f"hyperband: brackets must be at least 1, got {brackets}")
-        self.budgets = (min_budget, max_budget, eta)
-        s_max = len(rung_budgets(min_budget, max_budget, eta)) - 1
+        self.budgets, self.rungs = (min_budget, max_budget, eta), rung_plan(min_budget, max_budget, eta, rungs)
+        s_max = len(self.rungs) - 1
         self.plan = []  # (first rung, trials) per bracket
         for s in range(s_max, -1, -1)[:brackets]:
             self.plan.append((s_max - s, int(math.ceil((s_max + 1) / (s + 1) * eta ** s))))
@@ -166,7 +191,8 @@ class Hyperband:
 
     def _halving(self, bracket: int) -> SuccessiveHalving:
         rung, n = self.plan[bracket]
-        return SuccessiveHalving(*self.budgets[:2], n, self.budgets[2], first_rung=rung, at_least_one=False)
+        return SuccessiveHalving(*self.budgets[:2], n, self.budgets[2], first_rung=rung, at_least_one=False,
+                                 rungs=self.rungs)
 
     @property
     def trials_planned(self) -> int:

@@ -43,9 +43,10 @@ class StudyRequest:
     scheduler: str | None = None
     default_scheduler: str = "asha"  # when neither `scheduler` nor the strategy names one
     trials: int | None = None
-    min_epochs: int = 1
-    max_epochs: int | None = None
+    min_epochs: int | None = None  # None: the first of `rungs`, else 1
+    max_epochs: int | None = None  # None: the last of `rungs`, else the section's max_epochs_per_trial
     eta: int = 3
+    rungs: tuple[int, ...] | None = None  # the rungs' epochs (None: min_epochs * eta^k)
     budget: int | None = None
     objectives: tuple[str, ...] = ("val_mae",)
     max_params: float | None = None
@@ -118,15 +119,18 @@ def share_compilations(cache: Path) -> None:
                       float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
-def _scheduler(name: str, request: StudyRequest, trials: int, max_epochs: int) -> tuple[Any, int]:
+def _scheduler(name: str, request: StudyRequest, trials: int, min_epochs: int, max_epochs: int) -> tuple[Any, int]:
     from hamnet_jax.search.schedulers import ASHA, FullBudget, Hyperband, SuccessiveHalving
 
+    if name == "full" and request.rungs is not None:
+        raise InputError(f"search rungs {list(request.rungs)}: the full scheduler has no rungs (every trial trains "
+                         "max_epochs); give asha, sha or hyperband")
     if name == "asha":
-        return ASHA(request.min_epochs, max_epochs, trials, request.eta), trials
+        return ASHA(min_epochs, max_epochs, trials, request.eta, rungs=request.rungs), trials
     if name == "sha":
-        return SuccessiveHalving(request.min_epochs, max_epochs, trials, request.eta), trials
+        return SuccessiveHalving(min_epochs, max_epochs, trials, request.eta, rungs=request.rungs), trials
     if name == "hyperband":
-        scheduler = Hyperband(request.min_epochs, max_epochs, request.eta)
+        scheduler = Hyperband(min_epochs, max_epochs, request.eta, rungs=request.rungs)
         return scheduler, scheduler.trials_planned
     return FullBudget(max_epochs, trials), trials
 
@@ -160,12 +164,14 @@ def run_search(request: StudyRequest, config: Config,
     strategy, scheduler_name = study_strategy(request, config)
     hpo, nas = config.section("hyperparameter_optimization"), config.section("nas")
     trials = request.trials or (nas.population_size * nas.generations if request.kind == "nas" else hpo.max_trials)
-    max_epochs = request.max_epochs or hpo.max_epochs_per_trial
+    rungs = request.rungs
+    min_epochs = request.min_epochs or (rungs[0] if rungs else 1)
+    max_epochs = request.max_epochs or (rungs[-1] if rungs else hpo.max_epochs_per_trial)
     objectives = [Objective(*(name.split(":") + ["min"])[:2]) for name in request.objectives if name]
     check_metrics([o.metric for o in objectives])
     constraints = ([Constraint("params", request.max_params)] if request.max_params else []) + (
         [Constraint("latency_ms", request.max_latency_ms)] if request.max_latency_ms else [])
-    scheduler, trials = _scheduler(scheduler_name, request, trials, max_epochs)
+    scheduler, trials = _scheduler(scheduler_name, request, trials, min_epochs, max_epochs)
     proposer = Proposer(space, strategy, trials, request.seed, nas.population_size, nas.mutation_rate,
                         nas.crossover_rate)
     if proposer.size is not None and trials > proposer.size:
@@ -174,9 +180,10 @@ def run_search(request: StudyRequest, config: Config,
     schema_file = sidecar_path(request.data)
     identity = {"kind": request.kind, "data": data_identity(request.data),  # (by content, as a run's: job_dir.py)
                 "schema": file_digest(schema_file) if schema_file.exists() else None, "space": space.describe(),
-                "strategy": strategy, "scheduler": scheduler_name, "min_epochs": request.min_epochs,
+                "strategy": strategy, "scheduler": scheduler_name, "min_epochs": min_epochs,
                 "max_epochs": max_epochs, "eta": request.eta, "trials": trials, "seed": request.seed,
-                "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base}
+                "objectives": [o.metric + ":" + o.direction for o in objectives], "base": base,
+                **({"rungs": list(rungs)} if rungs else {})}  # (absent unless given: older studies resume)
     store = open_study(request.out, identity, request.resume)
     if request.share_compilations:
         share_compilations(store.root / "xla_cache")

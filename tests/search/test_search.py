@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -145,6 +146,29 @@ def test_successive_halving_promotes_the_best_of_each_finished_rung_whatever_fin
     tied = _halving_jobs(SuccessiveHalving(1, 2, max_trials=4, eta=2), {0: 0.9, 1: 0.5, 2: 0.8, 3: 0.5}, order)
     assert tied[4:] == [(1, 2), (3, 2)]
     assert _halving_jobs(SuccessiveHalving(1, 2, max_trials=3, eta=3), {0: 0.2, 1: 0.1, 2: 0.3}, order)[3:] == [(1, 2)]
+
+
+def test_named_rungs_place_each_schedulers_budgets_and_bad_ones_are_refused():
+    # a trial's loss at budget b: the one that ranks first at epoch 3 is last by epoch 4
+    curves = {t: [0.5 + 0.01 * t] * 9 for t in range(9)}
+    curves[8] = [0.4, 0.8, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    curves[0] = [0.3, 0.8, 0.2, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    geometric = replay_scheduler(SuccessiveHalving(1, 9, 9, eta=3), curves)
+    named = replay_scheduler(SuccessiveHalving(1, 9, 9, eta=3, rungs=(1, 4, 9)), curves)
+    assert sorted({b for _, b in named["jobs"]}) == [1, 4, 9] and named["trial_epochs"] == 9 + 3 * 3 + 5
+    assert sorted({b for _, b in geometric["jobs"]}) == [1, 3, 9]
+    assert (geometric["best_trial"], named["best_trial"]) == (0, 8)
+    assert ASHA(1, 9, 27, eta=3, rungs=[1, 4, 9]).rungs == [1, 4, 9]
+    hyperband = Hyperband(2, 10, eta=3, rungs=(2, 5, 10))
+    assert hyperband.rungs == [2, 5, 10] and [n for _, n in hyperband.plan] == [9, 5, 3]
+    bracket = hyperband.next_job(0)
+    assert (bracket.budget, bracket.rung) == (2, 0)
+    for rungs, message in (([1, 4, 4, 9], r"rungs \[1, 4, 4, 9\]: each budget must be larger"),
+                           ([2, 4, 9], r"the first must be the smallest budget \(1\) and the last the full budget"),
+                           ([1, 4, 8], "the last the full budget \\(9\\)"), ([1, 4.5, 9], "expected whole epochs"),
+                           ([], "expected whole epochs")):
+        with pytest.raises(InputError, match=message):
+            SuccessiveHalving(1, 9, 9, eta=3, rungs=rungs)
 
 
 def test_a_replayed_scheduler_sees_the_recorded_curves_and_pays_only_new_epochs():
@@ -313,6 +337,38 @@ def test_hamnet_search_names_bad_input(tiny_cohort, tmp_path, capsys):
                  "--objectives", "val_mae,latency"]) == 2
     assert "['latency'] not among the metrics a trial reports" in capsys.readouterr().err
     assert not (tmp_path / "s3").exists()  # refused before any study was created
+    for flags, message in ((["--rungs", "1,4,4"], "rungs [1, 4, 4]: each budget must be larger than the one before"),
+                           (["--rungs", "1,4", "--max-epochs", "9"], "the last the full budget (9)"),
+                           (["--rungs", "2,4", "--min-epochs", "1"], "the first must be the smallest budget (1)"),
+                           (["--rungs", "1,9", "--scheduler", "full"], "the full scheduler has no rungs"),
+                           (["--rungs", "1,x"], "'1,x': expected whole epochs separated by commas")):
+        with contextlib.suppress(SystemExit):  # argparse's own refusal exits
+            assert main(["search", "hpo", "--data", str(data), "--out", str(tmp_path / "s4"), *flags]) == 2
+        assert message in capsys.readouterr().err, flags
+    assert not (tmp_path / "s4").exists()
+
+
+def test_a_study_with_named_rungs_trains_there_and_keeps_them_in_its_identity(tiny_cohort, tmp_path, monkeypatch):
+    import hamnet_jax.search.hamnet_trial as trial_module
+    from hamnet_jax.config import load_config
+    from hamnet_jax.search.space import SearchSpace as Space
+    from hamnet_jax.search.study import StudyRequest, run_search
+
+    seen = []
+
+    def fake_trial(point, budget, run_dir, trial, **_):  # a trial's loss from its configuration and budget
+        seen.append((trial, budget))
+        return {"val_mae": point["x"] + 1.0 / budget, "epochs": budget}
+
+    monkeypatch.setattr(trial_module, "hamnet_trial", fake_trial)
+    data, _ = tiny_cohort
+    request = StudyRequest(kind="hpo", data=str(data), out=str(tmp_path / "study"), space=Space({"x": Float(0, 1)}),
+                           strategy="random", scheduler="sha", trials=9, eta=3, rungs=(2, 5, 7), best_run=False,
+                           share_compilations=False)
+    report = run_search(request, load_config(None))
+    assert sorted({b for _, b in seen}) == [2, 5, 7] and len(seen) == 9 + 3 + 1 and report["full_budget"] == 7
+    identity = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert (identity["rungs"], identity["min_epochs"], identity["max_epochs"]) == ([2, 5, 7], 2, 7)
 
 
 @pytest.mark.slow
