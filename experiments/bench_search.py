@@ -279,6 +279,30 @@ def pooled_replays(curves_by_seed: dict[int, dict[int, list[float]]], draws: int
     return out
 
 
+def reseeded(root: Path, configs: dict[int, dict], final: dict[int, float], trials: list[int], data: Path,
+             seeds: int) -> dict:
+    """Where the kept scheduler ended on another configuration than random search: both
+    configurations trained again to the full budget with training seeds 1..`seeds` (seed 0
+    is the study's run). Random search's best is the least of 27 noisy results, so it is
+    biased low (the winner's curse); the mean over training seeds says whether the gap is
+    the configurations' or one seed's."""
+    schema, out = Schema.load(sidecar_path(data)), {}
+    for t in trials:
+        values = [final[t]]
+        for training_seed in range(1, seeds + 1):
+            base = {"model": {"tier": HPO["tier"]}, "training": {"seed": training_seed}}
+            run_dir = root / f"{t:05d}-seed{training_seed}"
+            config = apply_point(config_from_dict(base), configs[t], HPO["max_epochs"], 0, HPO["schedule_epochs"])
+            if not reusable_run(run_dir, data, schema, config):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                hamnet_trial(configs[t], HPO["max_epochs"], run_dir, t, data=str(data), config=base,
+                             measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
+            values.append(min(val_curve(run_dir)))
+        out[str(t)] = {"val_mae_by_training_seed": values, "mean": float(np.mean(values)),
+                       "sd": float(np.std(values, ddof=1))}
+    return out
+
+
 def annealed_ranking(root: Path, configs: dict[int, dict], final: dict[int, float], data: Path) -> dict:
     """How well a short run on its own schedule ranks the configurations: each one trained
     afresh for b epochs, its warm-up the same share of its schedule as the full run's
@@ -301,7 +325,7 @@ def annealed_ranking(root: Path, configs: dict[int, dict], final: dict[int, floa
     return out
 
 
-def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> dict:
+def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...], reseeds: int = 2) -> dict:
     data = cohort_file(DEFAULT_COHORT, HPO["subjects"])
     trial_fn = functools.partial(hamnet_trial, data=str(data), config={"model": {"tier": HPO["tier"]}},
                                  measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
@@ -339,6 +363,11 @@ def part_hpo(work: Path, seeds: tuple[int, ...], annealed: tuple[int, ...]) -> d
         row["replayed"] = replayed(curves, final)
         if seed in annealed:
             row["annealed"] = annealed_ranking(root / "annealed", configs, final, data)
+        if not row["same_configuration"] and reseeds:
+            picks = [rs_row["best_trial"], kept["best_trial"]]
+            row["reseeded"] = reseeded(root / "reseeded", configs, final, picks, data, reseeds)
+            means = [row["reseeded"][str(t)]["mean"] for t in picks]
+            row["reseeded_relative_gap"] = means[1] / means[0] - 1
         out["seeds"][str(seed)] = row
         curves_by_seed[seed] = curves
     judged = [r for s, r in out["seeds"].items() if int(s) in MUST_HOLD_SEEDS]
@@ -363,6 +392,9 @@ def main() -> None:
                     help="the hpo part's seeds (the must-hold's are 0 1 2)")
     ap.add_argument("--annealed-seeds", type=int, nargs="*", default=[],
                     help="the hpo part's seeds that also measure short runs on their own schedules (27 runs each)")
+    ap.add_argument("--reseeds", type=int, default=2,
+                    help="where the kept scheduler and random search end on different configurations, train both "
+                         "again with this many other training seeds (0: none)")
     args = ap.parse_args()
     if set(args.annealed_seeds) - set(args.hpo_seeds):
         ap.error(f"--annealed-seeds {sorted(set(args.annealed_seeds) - set(args.hpo_seeds))}: not among --hpo-seeds "
@@ -371,7 +403,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     share_compilations(work / "jax-cache")  # as `hamnet search` does: trials reuse each other's programs
     parts = (("nas", lambda: part_nas(work)),
-             ("hpo", lambda: part_hpo(work, tuple(args.hpo_seeds), tuple(args.annealed_seeds))))
+             ("hpo", lambda: part_hpo(work, tuple(args.hpo_seeds), tuple(args.annealed_seeds), args.reseeds)))
     for part, fn in parts:
         if args.part in (part, "all"):
             result = fn()

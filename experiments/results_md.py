@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "bench_soak_run3.json": ("python experiments/bench_soak.py --run runs/soak/std "
                              "--out experiments/results/bench_soak_run3.json"),
     "interactions_bayes_bound.json": "python experiments/interactions_bayes_bound.py",
+    "interactions_residuals.json": "python experiments/interactions_residuals.py",
     "bench_onnx_sessions.json": "python experiments/bench_onnx_sessions.py --run runs/soak/std",
     "bench_large_requests.json": "python -m experiments.bench_large_requests --run runs/soak/std",
     "bench_storage.json": "python experiments/bench_storage.py",
