@@ -73,11 +73,30 @@ def hamnet_trial(point: dict[str, Any], budget: int, run_dir: str | Path, trial:
                  early_stop_patience: int = 0, measure_speed: bool | tuple[str, ...] = True,
                  schedule_epochs: int = 0) -> dict[str, Any]:
     """Train the point's run for `budget` epochs (continuing its checkpoints) and return its
-    metrics; `measure_speed` adds latency_ms and flops (True), the ones it names, or neither."""
+    metrics; `measure_speed` adds latency_ms and flops (True), the ones it names, or neither.
+
+    A study runs many trials in one process (the serial executor, or each worker). Every
+    trial compiles its own programs, and each compiled program holds memory mappings for
+    its code until JAX's caches let it go: without clearing them a base-tier trial left
+    ~1,000 mappings behind, and a study process reached the kernel's limit (vm.max_map_count,
+    65,530) after ~60 trial jobs, where LLVM fails with "Cannot allocate memory" and the
+    process crashes. So the caches are cleared after each trial (the next trial's
+    compilations come from the study's persistent compilation cache)."""
+    import jax
+
+    try:
+        return _train_trial(point, budget, Path(run_dir), trial, data, config, latency_reps, early_stop_patience,
+                            measure_speed, schedule_epochs)
+    finally:
+        jax.clear_caches()
+
+
+def _train_trial(point: dict[str, Any], budget: int, run_dir: Path, trial: int, data: str,
+                 config: dict[str, Any] | None, latency_reps: int, early_stop_patience: int,
+                 measure_speed: bool | tuple[str, ...], schedule_epochs: int) -> dict[str, Any]:
     from hamnet_jax.data.schema import Schema, sidecar_path
     from hamnet_jax.runs.train import train_run
 
-    run_dir = Path(run_dir)
     schema_path = sidecar_path(data)
     if not schema_path.exists():
         raise InputError(f"search data {data}: its schema {schema_path} does not exist")
