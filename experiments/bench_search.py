@@ -31,7 +31,8 @@ successive halving find what full-budget random search finds for a third of the 
   the first e epochs rank the configurations (Spearman's rho against the 9-epoch result,
   e = 1..8); other rung plans (`REPLAYED`: the geometric eta-2 and eta-3 plans, ASHA,
   Hyperband) replayed on random search's curves (search/curve_replay.py: what each would
-  have found and spent, exact because a promoted trial trains as its twin), per seed and on
+  have found and spent, exact up to float differences as a promoted trial trains as its
+  twin), per seed and on
   2,000 draws of 27 configurations from all seeds' curves pooled (how often each plan ends
   within 1%); and, for `--annealed-seeds`, the ranking given by short runs on their own
   schedules (each configuration trained afresh for 1, 2 and 3 epochs).
@@ -185,7 +186,7 @@ def part_nas(work: Path) -> dict:
             "winners": winners, "holds": bool(winners), "importance": report["importance"]}
 
 
-# schedulers replayed on each seed's random-search curves (search/curve_replay.py: exact, as a
+# schedulers replayed on each seed's random-search curves (search/curve_replay.py: exact up to float differences, as a
 # promoted trial trains as its full-budget twin): what other rung plans would have found and
 # spent; each takes the first n of the seed's configurations (the proposer's first n points)
 def kept_scheduler(n: int) -> SuccessiveHalving:
