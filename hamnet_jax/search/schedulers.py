@@ -20,7 +20,7 @@ passes the trial's run directory back).
 
 The rungs are min_budget * eta^k up to max_budget unless `rungs` names them: a rung is
 only as good as its ranking, and where the learning rate peaks (the epochs after warm-up)
-the ranking is noisier than a few epochs later. experiments/bench_search.py measures how
+the ranking can be noisier than a few epochs later. experiments/bench_search.py measures how
 well each epoch ranks the configurations (Spearman's rho) and which plan keeps the best;
 `hamnet search --rungs 1,4,9` places them there.
 """
