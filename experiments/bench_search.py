@@ -280,6 +280,18 @@ def pooled_replays(curves_by_seed: dict[int, dict[int, list[float]]], draws: int
     return out
 
 
+def trained_best_val_mae(run_dir: Path, point: dict, budget: int, base: dict, data: Path, schema: Schema,
+                         schedule_epochs: int = 0) -> float:
+    """The best validation MAE of `point` trained for `budget` epochs over the `base` config
+    into `run_dir`; a finished run is re-read if trained from this data and config (else
+    refused)."""
+    if not reusable_run(run_dir, data, schema, apply_point(config_from_dict(base), point, budget, 0, schedule_epochs)):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        hamnet_trial(point, budget, run_dir, -1, data=str(data), config=base, measure_speed=False,
+                     schedule_epochs=schedule_epochs)
+    return min(val_curve(run_dir))
+
+
 def reseeded(root: Path, configs: dict[int, dict], final: dict[int, float], trials: list[int], data: Path,
              seeds: int) -> dict:
     """Where the kept scheduler ended on another configuration than random search: both
@@ -292,13 +304,8 @@ def reseeded(root: Path, configs: dict[int, dict], final: dict[int, float], tria
         values = [final[t]]
         for training_seed in range(1, seeds + 1):
             base = {"model": {"tier": HPO["tier"]}, "training": {"seed": training_seed}}
-            run_dir = root / f"{t:05d}-seed{training_seed}"
-            config = apply_point(config_from_dict(base), configs[t], HPO["max_epochs"], 0, HPO["schedule_epochs"])
-            if not reusable_run(run_dir, data, schema, config):
-                shutil.rmtree(run_dir, ignore_errors=True)
-                hamnet_trial(configs[t], HPO["max_epochs"], run_dir, t, data=str(data), config=base,
-                             measure_speed=False, schedule_epochs=HPO["schedule_epochs"])
-            values.append(min(val_curve(run_dir)))
+            values.append(trained_best_val_mae(root / f"{t:05d}-seed{training_seed}", configs[t], HPO["max_epochs"],
+                                               base, data, schema, HPO["schedule_epochs"]))
         out[str(t)] = {"val_mae_by_training_seed": values, "mean": float(np.mean(values)),
                        "sd": float(np.std(values, ddof=1))}
     return out
@@ -314,12 +321,7 @@ def annealed_ranking(root: Path, configs: dict[int, dict], final: dict[int, floa
         base = {"model": {"tier": HPO["tier"]}, "training": {"warmup_epochs": budget / HPO["max_epochs"]}}
         values = {}
         for t, config in configs.items():
-            run_dir = root / f"budget{budget}" / f"{t:05d}"
-            # a finished run is re-read if trained from this data and config (else refused)
-            if not reusable_run(run_dir, data, schema, apply_point(config_from_dict(base), config, budget)):
-                shutil.rmtree(run_dir, ignore_errors=True)
-                hamnet_trial(config, budget, run_dir, t, data=str(data), config=base, measure_speed=False)
-            values[t] = min(val_curve(run_dir))
+            values[t] = trained_best_val_mae(root / f"budget{budget}" / f"{t:05d}", config, budget, base, data, schema)
         ids = sorted(values)
         out[str(budget)] = {"rank_correlation": spearman([values[t] for t in ids], [final[t] for t in ids]),
                             "first": min(ids, key=values.get), "val_mae": values}
@@ -397,6 +399,8 @@ def main() -> None:
                     help="where the kept scheduler and random search end on different configurations, train both "
                          "again with this many other training seeds (0: none)")
     args = ap.parse_args()
+    if args.reseeds < 0:
+        ap.error(f"--reseeds {args.reseeds}: expected 0 (none) or more training seeds")
     if set(args.annealed_seeds) - set(args.hpo_seeds):
         ap.error(f"--annealed-seeds {sorted(set(args.annealed_seeds) - set(args.hpo_seeds))}: not among --hpo-seeds "
                  f"{args.hpo_seeds} (the short runs rank each seed's configurations against its random search)")

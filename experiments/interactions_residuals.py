@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from experiments.bench_mean_protection import variant_row  # noqa: E402
-from hamnet_jax.cohort.interactions import DEFAULT_DIMS, _prs_count, _world, generate_interactions_cohort  # noqa: E402
+from hamnet_jax.cohort.interactions import generate_interactions_cohort, interaction_variant_columns  # noqa: E402
 from hamnet_jax.data.arrays import frame_to_arrays  # noqa: E402
 from hamnet_jax.data.schema import Schema  # noqa: E402
 from hamnet_jax.data.tables import write_table  # noqa: E402
@@ -50,14 +50,12 @@ INACTIVE = -0.5  # the simulator's threshold on its latent activity (GXE_YEARS["
 def subject_groups(frame: pd.DataFrame, schema: dict) -> pd.DataFrame:
     """Per subject: carrier of the gene x environment / gene x biology variant (NaN when the
     genotype is missing), smoker (status 2), inactive; and the last visit's age."""
-    world = _world(DEFAULT_DIMS)
-    genetic = schema["modalities"]["genetic"]
-    offset = _prs_count(DEFAULT_DIMS)
+    genetic, columns = schema["modalities"]["genetic"], interaction_variant_columns()
     per_subject = frame.sort_values("visit").groupby("subject_id")
     out = per_subject.agg(age=("age", "last"), smoking=("smoking_status", "max"),
                           activity_met=("physical_activity_met", "median"))
-    for name, snp in (("gxe_carrier", world["snp_gxe"]), ("gxb_carrier", world["snp_gxb"])):
-        dosage = per_subject[genetic[offset + snp]].first()
+    for name, variant in (("gxe_carrier", "gene_x_environment"), ("gxb_carrier", "gene_x_biology")):
+        dosage = per_subject[genetic[columns[variant]]].first()
         out[name] = np.where(dosage.isna(), np.nan, (dosage >= 1).astype(float))
     # the simulator draws the activity value as exp(7.2 + 0.8 activity) x noise
     out["inactive"] = ((np.log(out["activity_met"]) - 7.2) / 0.8 < INACTIVE).astype(float)

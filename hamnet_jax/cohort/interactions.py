@@ -122,6 +122,14 @@ def _imaging(rng: np.random.Generator, z: np.ndarray, w: dict[str, Any], width: 
 DEFAULT_DIMS = CohortDims()
 
 
+def interaction_variant_columns(dims: CohortDims = DEFAULT_DIMS) -> dict[str, int]:
+    """Where the gene x environment and gene x biology variants sit among the genetic
+    modality's columns (after the polygenic scores): what an analysis of the world's
+    interactions groups subjects by."""
+    world, offset = _world(dims), _prs_count(dims)
+    return {"gene_x_environment": offset + int(world["snp_gxe"]), "gene_x_biology": offset + int(world["snp_gxb"])}
+
+
 def generate_interactions_cohort(n_subjects: int, seed: int = 0,
                                  dims: CohortDims = DEFAULT_DIMS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Draw the interaction cohort; returns (long frame, schema dict) like `generate_cohort`.

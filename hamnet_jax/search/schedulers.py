@@ -43,11 +43,15 @@ class Job:
     new: bool  # the trial needs a configuration from the proposer
 
 
-def rung_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
+def _check_budgets(min_budget: int, max_budget: int, eta: int) -> None:
     if min_budget < 1 or max_budget < min_budget:
         raise InputError(f"budgets: need 1 <= min_budget <= max_budget, got {min_budget}, {max_budget}")
     if eta < 2:
         raise InputError(f"eta: the reduction factor must be at least 2, got {eta}")
+
+
+def rung_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
+    _check_budgets(min_budget, max_budget, eta)
     out, b = [], float(min_budget)
     while round(b) < max_budget:
         out.append(int(round(b)))
@@ -60,7 +64,7 @@ def rung_plan(min_budget: int, max_budget: int, eta: int, rungs: Sequence[int] |
     increasing whole epochs from min_budget to max_budget."""
     if rungs is None:
         return rung_budgets(min_budget, max_budget, eta)
-    rung_budgets(min_budget, max_budget, eta)  # the same checks of the bounds and eta
+    _check_budgets(min_budget, max_budget, eta)
     plan = list(rungs)
     if not plan or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in plan):
         raise InputError(f"rungs {plan}: expected whole epochs >= 1")
