@@ -65,7 +65,7 @@ def _gradual(config: HAMNetConfig, params: Any, train: Batch, val: Batch, pcfg: 
     schedule = PruningSchedule(pcfg.pruning_schedule, pcfg.target_sparsity, pcfg.start_epoch * per_epoch,
                                end_epoch * per_epoch, pcfg.pruning_frequency)
     plan = Plan(init_params=params, wrap_tx=lambda tx: prune_optax(tx, schedule, criterion, scope=scope),
-                first_eligible_epoch=end_epoch + 1)
+                first_eligible_epoch=end_epoch + 1, weight_averaging=False)  # the mask grows during the fit
     result = options.fit(config, cfg, train, val, plan)
     return PruneOutcome(config, result.params, pruning_masks(result.opt_state), result.history, {})
 
@@ -90,7 +90,8 @@ def _cycles(config: HAMNetConfig, params: Any, train: Batch, val: Batch, pcfg: P
             wrap = lambda tx, t=target, m=masks, at=at: prune_optax(  # noqa: E731
                 tx, PruningSchedule("one_shot", t, at), criterion, scope=scope, initial_masks=m)
         plan = Plan(init_params=params, wrap_tx=wrap,
-                    first_eligible_epoch=2 if criterion in ACCUMULATING and epochs > 1 else 1)
+                    first_eligible_epoch=2 if criterion in ACCUMULATING and epochs > 1 else 1,
+                    weight_averaging=pcfg.method == PruningMethod.SNIP)  # else the cut falls during the fit
         result = options.stage(f"cycle{i}").fit(config, cfg, train, val, plan)
         params, masks = result.params, pruning_masks(result.opt_state)
         history += [{**h, "cycle": i, "target_sparsity": target} for h in result.history]

@@ -35,6 +35,7 @@ from hamnet_jax.training.sharded_setup import ShardedSetup, host_params, setup_s
 from hamnet_jax.training.sharding import batch_divisor, make_mesh
 from hamnet_jax.training.state import OptimizerConfig, TrainState
 from hamnet_jax.training.steps import eval_step
+from hamnet_jax.training.weight_averaging import debiased, decay_for, weight_average_state
 from hamnet_jax.data.visit_packing import chunked_packing_rows, packing_rows
 
 log = logging.getLogger("hamnet_jax")
@@ -113,8 +114,9 @@ def _fresh_meta() -> dict[str, Any]:
     return {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
 
 
-def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool) -> tuple[TrainState, dict, tuple | None]:
-    """(state, loop bookkeeping, best (params, opt_state)) from the latest checkpoint when
+def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool,
+             average_decay: float = 0.0) -> tuple[TrainState, dict, tuple | None]:
+    """(state, loop bookkeeping, best (kept params, opt_state)) from the latest checkpoint when
     resuming; the fresh ones otherwise."""
     if not (resume and ckpt and ckpt.latest_step() is not None):
         return state, _fresh_meta(), None
@@ -122,7 +124,7 @@ def _restore(ckpt: Checkpoints | None, state: TrainState, resume: bool) -> tuple
     best = None
     if ckpt.latest_step("best") is not None:
         restored = ckpt.restore("best", state)[0]
-        best = (host_params(restored.params), host_params(restored.opt_state))
+        best = (kept_params(restored, average_decay), host_params(restored.opt_state))
     return state, meta, best
 
 
@@ -212,7 +214,7 @@ def fit(
     cfg = dataclasses.replace(cfg, selection_metric=cfg.selection_for(model_config.regression))
     run = _start(model_config, cfg, train, val, mesh if mesh is not None else make_mesh(cfg.mesh), plan)
     ckpt = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-    run.state, meta, best = _restore(ckpt, run.state, resume)
+    run.state, meta, best = _restore(ckpt, run.state, resume, run.average_decay)
     primary = jax.process_index() == 0
     shown = Progress(progress and primary, cfg.num_epochs, meta["epoch"])
     stopped = False
@@ -234,7 +236,7 @@ def fit(
     if ckpt:
         ckpt.close()
     if best is None:  # no eligible epoch: the last one
-        best = (host_params(run.state.params), host_params(run.state.opt_state))
+        best = (run.kept_params(), host_params(run.state.opt_state))
         meta["best_epoch"], meta["best_val_loss"] = len(meta["history"]), meta["history"][-1][cfg.selection_metric]
     return FitResult(best[0], meta["history"], meta["best_epoch"], meta["best_val_loss"], stopped, run.batch_size,
                      best[1])
@@ -252,6 +254,19 @@ class _Training:
     train_rows: int
     apply_fn: Callable
     compiling_eval: Any
+    average_decay: float = 0.0  # > 0: validation and the result read the weights' moving average
+
+    def kept_params(self) -> Any:
+        return kept_params(self.state, self.average_decay)
+
+
+def kept_params(state: TrainState, average_decay: float) -> Any:
+    """The weights validation scores and the result keeps, on the host: the moving average of
+    the weights when training keeps one (`average_decay` > 0: training/weight_averaging.py),
+    else the step's."""
+    params = host_params(state.params)
+    average = weight_average_state(state.opt_state) if average_decay else None
+    return params if average is None else debiased(host_params(average), average_decay, params)
 
 
 def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: Batch, mesh: Mesh,
@@ -262,9 +277,10 @@ def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: B
     n = train.size
     example = train.take(np.arange(min(n, 2)))
 
-    def make_setup(model: HAMNet, total_steps: int, warmup_steps: int,
-                   step_batch: Batch | None = None) -> tuple[TrainState, ShardedSetup]:
-        opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm)
+    def make_setup(model: HAMNet, total_steps: int, warmup_steps: int, step_batch: Batch | None = None,
+                   average_decay: float = 0.0) -> tuple[TrainState, ShardedSetup]:
+        opt = OptimizerConfig(cfg.learning_rate, cfg.weight_decay, warmup_steps, total_steps, cfg.grad_clip_norm,
+                              average_decay=average_decay)
         return setup_sharded_training(model, example, opt, policy, mesh, cfg.seed, cfg.loss,
                                       cfg.classification_weight, cfg.gradient_accumulation_steps, plan=plan,
                                       dropout_rng=cfg.dropout_rng, step_batch=step_batch)
@@ -283,13 +299,15 @@ def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: B
     rows, visits = _epoch_plan(train.visit_counts(), cfg, 0, bs, int(np.shape(train.visit_mask)[1]))[0]
     first = None if cfg.bucket_by_visits else jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct((len(rows),) + a.shape[1:], a.dtype), train.take(rows[:1]).trim_visits(visits))
+    average_decay = (decay_for(cfg.weight_average_epochs, steps_per_epoch)
+                     if cfg.weight_average_epochs > 0 and plan.weight_averaging else 0.0)
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
-                                int(cfg.warmup_epochs * steps_per_epoch), first)
+                                int(cfg.warmup_epochs * steps_per_epoch), first, average_decay)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
     # validation's forward compiles on the other core while the first epoch's step compiles
     compiling_eval = compile_ahead(lambda b: eval_step.lower(apply_fn, plan.eval_params(host_params(state.params)),
                                                              b), val, cfg.eval_batch_size, "validation")
-    return _Training(state, sharded, bs, steps_per_epoch, train_rows, apply_fn, compiling_eval)
+    return _Training(state, sharded, bs, steps_per_epoch, train_rows, apply_fn, compiling_eval, average_decay)
 
 
 def _epoch(run: _Training, train: Batch, val: Batch, cfg: TrainingConfig, plan: Plan, epoch: int,
@@ -299,7 +317,7 @@ def _epoch(run: _Training, train: Batch, val: Batch, cfg: TrainingConfig, plan: 
     host, whether they improved)."""
     run.state, record = _train_epoch(run.sharded, run.state, train, cfg, epoch, run.batch_size, run.steps_per_epoch,
                                      run.train_rows, progress)
-    params = host_params(run.state.params)
+    params = run.kept_params()
     run.compiling_eval.wait()
     record.update(validation_loss(run.apply_fn, plan.eval_params(params), val, cfg.eval_batch_size))
     meta, improved = _bookkeeping(meta, record, epoch + 1 >= plan.first_eligible_epoch, cfg.selection_metric)

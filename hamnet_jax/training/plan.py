@@ -28,7 +28,8 @@ class Plan:
     `state_fields`: a TrainState subclass and its extra fields (teachers);
     `eval_params(params)`: the model params inside the trained tree (validation and the
     result); `first_eligible_epoch`: epochs before it are never kept as best (a pruning
-    schedule still ramping up)."""
+    schedule still ramping up); `weight_averaging`: whether `training.weight_average_epochs`
+    applies (not while pruning: an average of weights a growing mask just zeroed is not zero)."""
 
     init_params: Any = None
     wrap_apply: Callable[[Callable], Callable] = identity
@@ -39,6 +40,7 @@ class Plan:
     state_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_params: Callable[[Any], Any] = identity
     first_eligible_epoch: int = 1
+    weight_averaging: bool = True
 
 
 DEFAULT_PLAN = Plan()

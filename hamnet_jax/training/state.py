@@ -16,6 +16,7 @@ from flax.training import train_state
 from hamnet_jax.data.batch import Batch
 from hamnet_jax.models.hamnet import HAMNet, boxed_init
 from hamnet_jax.training.precision import FP32, DynamicLossScale, PrecisionPolicy
+from hamnet_jax.training.weight_averaging import weight_average
 from hamnet_jax.transforms.select import weight_decay_mask
 
 
@@ -34,6 +35,7 @@ class OptimizerConfig:
     total_steps: int = 1000
     clip_norm: float = 1.0
     end_lr_ratio: float = 0.02
+    average_decay: float = 0.0  # > 0: keep a moving average of the weights (training/weight_averaging.py)
 
 
 def make_optimizer(cfg: OptimizerConfig, moment_dtype: str = "float32") -> optax.GradientTransformation:
@@ -68,8 +70,12 @@ def state_init_fn(model: HAMNet, example: Batch, cfg: OptimizerConfig, policy: P
     """(key, start=None) -> TrainState, pure: jit it plainly, or with `out_shardings` to build
     it sharded. `start`: the params to begin from, passed as an argument (not baked into the
     program as constants); None: the model's seeded init. `wrap_apply` / `wrap_tx` /
-    `state_cls` / `state_fields` come from a `training.plan.Plan`."""
+    `state_cls` / `state_fields` come from a `training.plan.Plan`. With `cfg.average_decay` the
+    chain ends in the weights' moving average, after the plan's wrapper: it averages the
+    weights as the step leaves them."""
     tx = wrap_tx(make_optimizer(cfg, policy.moment_dtype))
+    if cfg.average_decay:
+        tx = optax.chain(tx, weight_average(cfg.average_decay))
     apply_fn = wrap_apply(model.apply)
 
     def init(key: jax.Array, start: Any = None) -> TrainState:

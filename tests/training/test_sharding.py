@@ -41,6 +41,13 @@ def test_sharded_losses_match_one_device(sharded_run, mesh):
     assert rel.max() <= 1e-5, (mesh, rel.max())
 
 
+@pytest.mark.parametrize("mesh", ["single", "fsdp", "dp_tp"])
+def test_the_weights_average_is_sharded_like_its_parameter(sharded_run, mesh):
+    got = sharded_run["average"][mesh]
+    assert got["sharded_like_params"]
+    np.testing.assert_allclose(got["first_leaf"], sharded_run["average"]["single"]["first_leaf"], rtol=1e-4, atol=1e-6)
+
+
 def test_fsdp_splits_every_large_parameter(sharded_run):
     large = [r for r in sharded_run["report"]["fsdp"] if np.prod(r["shape"]) >= FSDP_MIN_SIZE]
     assert large

@@ -19,6 +19,7 @@ from hamnet_jax.training.precision import PrecisionPolicy
 from hamnet_jax.training.sharded_setup import host_params, setup_sharded_training
 from hamnet_jax.training.sharding import make_mesh, sharding_report
 from hamnet_jax.training.state import OptimizerConfig
+from hamnet_jax.training.weight_averaging import weight_average_state
 
 # two modalities (a dense and a token encoder): every sharded kind of layer, at about 60% of the
 # four-modality step's compile time (sharded compiles dominate this worker)
@@ -34,7 +35,8 @@ STEPS = 20
 def setup(mesh_spec):
     devices = jax.devices()[:1] if mesh_spec is None else None
     mesh = make_mesh(mesh_spec, devices)
-    opt = OptimizerConfig(learning_rate=1e-3, warmup_steps=5, total_steps=STEPS)
+    # with the weights' moving average: it is sharded like its parameter and restores with them
+    opt = OptimizerConfig(learning_rate=1e-3, warmup_steps=5, total_steps=STEPS, average_decay=0.9)
     return setup_sharded_training(HAMNet(CONFIG), random_batch(CONFIG, 2, 3), opt, PrecisionPolicy(), mesh, seed=0)
 
 
@@ -58,6 +60,11 @@ def main() -> None:
         state, step_setup, losses = train(spec)
         out["losses"][name] = losses
         out["report"][name] = report(state.params)
+        average = weight_average_state(state.opt_state).average
+        out.setdefault("average", {})[name] = {
+            "sharded_like_params": all(a.sharding == p.sharding for a, p in zip(
+                jax.tree_util.tree_leaves(average), jax.tree_util.tree_leaves(state.params), strict=True)),
+            "first_leaf": np.asarray(jax.tree_util.tree_leaves(host_params(average))[0]).ravel()[:8].tolist()}
         states[name] = (state, step_setup)
     for name, spec in LAYOUT_ONLY.items():
         out["report"][name] = report(setup(spec)[0].params)
