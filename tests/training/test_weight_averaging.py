@@ -32,7 +32,7 @@ def test_the_debiased_average_is_the_moving_average_of_the_weights_after_each_st
     got = debiased(jax.device_get(average), decay, params)
     weights = np.array([(1 - decay) * decay ** (4 - i) for i in range(5)])
     for key in params:
-        expected = sum(w * np.asarray(p[key], np.float32) for w, p in zip(weights, seen)) / weights.sum()
+        expected = sum(w * np.asarray(p[key], np.float32) for w, p in zip(weights, seen, strict=True)) / weights.sum()
         np.testing.assert_allclose(np.asarray(got[key], np.float32), expected, rtol=1e-2 if key == "b" else 1e-6)
         assert got[key].dtype == params[key].dtype
 
@@ -58,11 +58,11 @@ def test_the_horizon_is_in_epochs_and_a_bad_decay_is_refused():
         config_from_dict({"training": {"weight_average_epochs": -1}})
 
 
-def _fit(tiny_model_config, epochs: float, plan: Plan = Plan()):
+def _fit(tiny_model_config, epochs: float, plan: Plan | None = None):
     cfg = config_from_dict({"training": {"num_epochs": 3, "batch_size": 16, "early_stop_patience": 0,
                                          "weight_average_epochs": epochs, "learning_rate": 3e-3}}).training
     train, val = random_batch(tiny_model_config, 64, seed=1), random_batch(tiny_model_config, 32, seed=2)
-    return fit(tiny_model_config, cfg, train, val, plan=plan), cfg
+    return fit(tiny_model_config, cfg, train, val, plan=plan or Plan()), cfg
 
 
 def test_fit_validates_and_keeps_the_average(tiny_model_config):
@@ -74,12 +74,31 @@ def test_fit_validates_and_keeps_the_average(tiny_model_config):
     state = weight_average_state(averaged.opt_state)
     assert state is not None and weight_average_state(plain.opt_state) is None
     kept = debiased(state, decay_for(1.0, 64 // cfg.batch_size), averaged.params)
-    for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(averaged.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(averaged.params), strict=True):
         np.testing.assert_array_equal(a, b)  # the result is the average held in the state it ends with
-    leaves = zip(jax.tree_util.tree_leaves(averaged.params), jax.tree_util.tree_leaves(plain.params))
+    leaves = zip(jax.tree_util.tree_leaves(averaged.params), jax.tree_util.tree_leaves(plain.params), strict=True)
     assert any(not np.array_equal(a, b) for a, b in leaves)
 
 
 def test_a_plan_can_turn_the_average_off(tiny_model_config):
     result, _ = _fit(tiny_model_config, 1.0, dataclasses.replace(Plan(), weight_averaging=False))
     assert weight_average_state(result.opt_state) is None
+
+
+@pytest.mark.parametrize("method", ["magnitude", "snip"])
+def test_pruning_with_averaging_asked_for_stays_exactly_sparse(tiny_model_config, method):
+    """A growing mask turns the average off (an average of weights just zeroed is not zero);
+    fixed SNIP masks keep it, and the average of weights held at zero is exactly zero."""
+    from hamnet_jax.compression.prune import prune_and_finetune
+    from hamnet_jax.config import PruningConfig
+    from hamnet_jax.models.hamnet import HAMNet, init_params
+    from hamnet_jax.training.fit_options import FitOptions
+
+    train, val = random_batch(tiny_model_config, 64, seed=1), random_batch(tiny_model_config, 32, seed=2)
+    params = init_params(HAMNet(tiny_model_config), train, jax.random.key(0))
+    training = config_from_dict({"training": {"weight_average_epochs": 1.0}}).training
+    pcfg = PruningConfig.from_section({"method": method, "target_sparsity": 0.5, "finetune_epochs": 2,
+                                       "batch_size": 16, "pruning_frequency": 1})
+    out = prune_and_finetune(tiny_model_config, params, train, val, pcfg, FitOptions(training=training))
+    # zeros counted on the weights themselves: averaged weights would hold tiny non-zeros instead
+    assert out.report["sparsity"]["prunable_sparsity"] >= 0.49
