@@ -88,10 +88,15 @@ class Config:
 
     def identity(self) -> dict[str, Any]:
         """`to_dict()` without where the job is tracked (`monitoring.mlflow_*`): the same job
-        logged elsewhere is the same job, and a resume may log to another server."""
+        logged elsewhere is the same job, and a resume may log to another server. Keys added
+        since runs were first recorded are left out while they hold the value that means what
+        the runs before them did (`LATER_KEYS`), so those runs still resume and are reused."""
         out = self.to_dict()
         if "monitoring" in out:
             out["monitoring"] = {k: v for k, v in out["monitoring"].items() if not k.startswith("mlflow_")}
+        for (section, key), before in LATER_KEYS.items():
+            if section in out and out[section].get(key, before) == before:
+                out[section].pop(key, None)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +105,10 @@ class Config:
             out[name] = _plain(dataclasses.asdict(getattr(self, name)))
         out.update({k: _plain(dataclasses.asdict(v)) for k, v in self.sections.items()})
         return out
+
+
+# (section, key) -> the value that reproduces what runs recorded before the key existed did
+LATER_KEYS: dict[tuple[str, str], Any] = {("training", "weight_average_epochs"): 0.0}
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

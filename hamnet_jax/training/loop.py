@@ -301,6 +301,9 @@ def _start(model_config: HAMNetConfig, cfg: TrainingConfig, train: Batch, val: B
         lambda a: jax.ShapeDtypeStruct((len(rows),) + a.shape[1:], a.dtype), train.take(rows[:1]).trim_visits(visits))
     average_decay = (decay_for(cfg.weight_average_epochs, steps_per_epoch)
                      if cfg.weight_average_epochs > 0 and plan.weight_averaging else 0.0)
+    if cfg.weight_average_epochs > 0 and not plan.weight_averaging:
+        log.info("training.weight_average_epochs does not apply to this fit (its pruning mask grows while it "
+                 "trains): the step's weights are validated and kept")
     state, sharded = make_setup(HAMNet(config, packed_visits=train_rows), steps_per_epoch * schedule_epochs,
                                 int(cfg.warmup_epochs * steps_per_epoch), first, average_decay)
     apply_fn = plan.wrap_apply(HAMNet(config, packed_visits=val_rows).apply)
