@@ -14,7 +14,8 @@ biological age (experiments/bench_mean_protection.py: no model sees it). Per wor
 median and range over seeds of each model's test MAE, HAMNet's MAE over boosting's, and the
 share of boosting's gap to the oracle that HAMNet closes ((GBM - HAMNet) / (GBM - oracle):
 1 reaches the oracle, 0 ties boosting, negative is worse than boosting); 90% coverage and
-training seconds. A finished run directory is reused on a rerun.
+training seconds. A finished run directory is reused on a rerun, and the results file keeps
+the rows of variants a rerun does not name (so a variant is added without retraining the rest).
 
 Small real tables (scikit-learn's bundled diabetes and breast-cancer tables, read from the
 installed package: nothing is downloaded) as one-visit cohorts, through `hamnet cv`'s
@@ -145,6 +146,16 @@ def table_rows(name: str, folds: int, variants: list[str], out: Path) -> dict:
     return rows
 
 
+def kept_rows(previous: dict, fresh: dict[int, dict]) -> dict[int, dict]:
+    """Each seed's rows: those just measured, and the variants' rows an earlier run of the same
+    seeds kept that this one did not run (a run adds variants without retraining the others; the
+    baselines and the reused runs give the same numbers). Another set of seeds starts afresh."""
+    stored = {int(seed): rows for seed, rows in previous.items()}
+    if set(stored) != set(fresh):
+        return fresh
+    return {seed: {**stored[seed], **rows} for seed, rows in fresh.items()}
+
+
 def summarize(per_seed: dict[int, dict]) -> dict:
     """Median and range over seeds of each model's MAE; HAMNet against boosting and the oracle."""
     models = list(next(iter(per_seed.values())))
@@ -189,10 +200,12 @@ def main() -> None:
               "tables": dict(previous.get("tables", {}))}
     for world in worlds:
         per_seed = {seed: one_seed(world, seed, args.subjects, variants, Path(args.out)) for seed in seeds}
+        per_seed = kept_rows(result["worlds"].get(world, {}).get("per_seed", {}), per_seed)
         result["worlds"][world] = {"per_seed": per_seed, "summary": summarize(per_seed)}
         write_json_atomic(RESULTS, result)  # (after each world: a long run keeps what it finished)
     for table in tables:
-        result["tables"][table] = table_rows(table, args.folds, variants, Path(args.out))
+        result["tables"][table] = {**result["tables"].get(table, {}),
+                                   **table_rows(table, args.folds, variants, Path(args.out))}
         write_json_atomic(RESULTS, result)
     print(f"test MAE, median [min-max] over seeds {seeds}, fresh cohorts of {args.subjects} subjects")
     print(f"{'world':<14}{'model':<26}{'MAE':>22}{'/GBM':>8}{'gap closed':>12}{'cov90':>8}{'train s':>9}")

@@ -83,9 +83,9 @@ COMMANDS: dict[str, str] = {
     "gpu_check.json": "python experiments/gpu_check.py --run runs/main/fp32 --student runs/main/student-0.25",
     "main_results.json": "python experiments/main_results.py",
     "mean_protection_frailty.json": "python experiments/bench_mean_protection.py --generator frailty",
-    "bench_model_quality.json": "python experiments/bench_model_quality.py --variants default,previous_defaults "
-                                "&& python experiments/bench_model_quality.py --worlds interactions --tables '' "
-                                "--variants default,previous_defaults,piecewise_linear",
+    "bench_model_quality.json": "python experiments/bench_model_quality.py --variants "
+                                "default,previous_defaults,weight_average && python experiments/bench_model_quality.py "
+                                "--worlds interactions --tables '' --variants piecewise_linear",
     "pipeline_quick.json": "python experiments/pipeline_quick.py",
     "profile_train_step.json": "python experiments/profile_train_step.py",
     "pruning_sweep.json": f"python experiments/sweep_pruning.py {BASE} --epochs 2",
