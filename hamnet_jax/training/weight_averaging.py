@@ -25,7 +25,7 @@ import optax
 
 
 class WeightAverage(NamedTuple):
-    """`count` updates averaged into `average` (zero-initialized: read it with `averaged_params`)."""
+    """`count` updates averaged into `average` (zero-initialized: read it with `debiased`)."""
 
     count: jax.Array
     average: Any
