@@ -10,7 +10,6 @@ import pytest
 from hamnet_jax.config import config_from_dict
 from hamnet_jax.data.batch import random_batch
 from hamnet_jax.training.loop import fit
-from hamnet_jax.training.plan import Plan
 from hamnet_jax.training.weight_averaging import debiased, decay_for, weight_average, weight_average_state
 
 
@@ -56,11 +55,11 @@ def test_the_horizon_is_in_epochs_and_a_bad_decay_is_refused():
         config_from_dict({"training": {"weight_average_epochs": -1}})
 
 
-def _fit(tiny_model_config, epochs: float, plan: Plan | None = None):
+def _fit(tiny_model_config, epochs: float):
     cfg = config_from_dict({"training": {"num_epochs": 3, "batch_size": 16, "early_stop_patience": 0,
                                          "weight_average_epochs": epochs, "learning_rate": 3e-3}}).training
     train, val = random_batch(tiny_model_config, 64, seed=1), random_batch(tiny_model_config, 32, seed=2)
-    return fit(tiny_model_config, cfg, train, val, plan=plan or Plan()), cfg
+    return fit(tiny_model_config, cfg, train, val), cfg
 
 
 def test_fit_validates_and_keeps_the_average(tiny_model_config):
