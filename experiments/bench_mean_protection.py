@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hamnet_jax.config import config_from_dict
+from hamnet_jax.config import Config, config_from_dict
 from hamnet_jax.data.arrays import frame_to_arrays
 from hamnet_jax.cohort.default import generate_cohort
 from hamnet_jax.cohort.frailty import generate_frailty_cohort
@@ -35,6 +35,7 @@ from hamnet_jax.data.tables import write_table
 from hamnet_jax.evaluation.baselines import fit_baselines, predict_baseline
 from hamnet_jax.runs.evaluate import prediction_metrics, predict_run
 from hamnet_jax.io_atomic import write_json_atomic
+from hamnet_jax.job_dir import as_stored
 from hamnet_jax.runs.run_dir import load_run
 from hamnet_jax.runs.train import reusable_run, train_run
 
@@ -78,21 +79,32 @@ def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: 
     `fresh`, its epochs and train seconds. The metrics are kept in the run directory beside
     a digest of `fresh`: a rerun on the same test cohort reads them instead of predicting
     again."""
-    config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
-                               "training": sections.get("training", {})})
+    config = variant_config(sections)
     if not reusable_run(run_dir, data, schema, config):
         start = time.perf_counter()
         train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
         write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
     kept, digest = run_dir / "fresh_test_metrics.json", _digest(fresh)
     if kept.exists() and json.loads(kept.read_text())["test"] == digest:
-        return json.loads(kept.read_text())["row"]
+        return json.loads(kept.read_text())["row"] | {"config_sha256": config_digest(config)}
     summary = json.loads((run_dir / "summary.json").read_text())
     row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
     row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
                train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
     write_json_atomic(kept, {"test": digest, "row": row})
-    return row
+    return row | {"config_sha256": config_digest(config)}
+
+
+def variant_config(sections: dict[str, dict]) -> Config:
+    """The standard tier with a variant's config sections over the shipped defaults."""
+    return config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
+                             "training": sections.get("training", {})})
+
+
+def config_digest(config: Config) -> str:
+    """SHA-256 of the config's identity (what a run trained with it records): a stored row
+    whose digest differs was trained under other settings, such as defaults since changed."""
+    return hashlib.sha256(json.dumps(as_stored(config.identity()), sort_keys=True).encode()).hexdigest()
 
 
 def _digest(data) -> str:

@@ -15,7 +15,9 @@ median and range over seeds of each model's test MAE, HAMNet's MAE over boosting
 share of boosting's gap to the oracle that HAMNet closes ((GBM - HAMNet) / (GBM - oracle):
 1 reaches the oracle, 0 ties boosting, negative is worse than boosting); 90% coverage and
 training seconds. A finished run directory is reused on a rerun, and the results file keeps
-the rows of variants a rerun does not name (so a variant is added without retraining the rest).
+the rows of variants a rerun does not name (so a variant is added without retraining the rest)
+while the variant still resolves to the config its row was trained with (each HAMNet row holds
+its config's digest: a row trained under defaults since changed is dropped, not shown).
 
 Small real tables (scikit-learn's bundled diabetes and breast-cancer tables, read from the
 installed package: nothing is downloaded) as one-visit cohorts, through `hamnet cv`'s
@@ -31,17 +33,18 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # (run as a script: the repository's packages)
 
 import pandas as pd  # noqa: E402
 
-from experiments.bench_mean_protection import oracle_mae, variant_row  # noqa: E402
+from experiments.bench_mean_protection import config_digest, oracle_mae, variant_config, variant_row  # noqa: E402
 from hamnet_jax.cohort.default import generate_cohort  # noqa: E402
 from hamnet_jax.cohort.frailty import generate_frailty_cohort  # noqa: E402
 from hamnet_jax.cohort.interactions import generate_interactions_cohort  # noqa: E402
-from hamnet_jax.config import config_from_dict  # noqa: E402
+from hamnet_jax.config import Config, config_from_dict  # noqa: E402
 from hamnet_jax.data.arrays import frame_to_arrays  # noqa: E402
 from hamnet_jax.data.dataset import split_cohort  # noqa: E402
 from hamnet_jax.data.schema import Schema  # noqa: E402
@@ -58,15 +61,16 @@ FRESH_SEED = 1000  # the test cohort of seed s is drawn with FRESH_SEED + s
 VARIANTS: dict[str, dict[str, dict]] = {
     "default": {},
     # what the defaults were before this benchmark chose them (dropout 0.1, weight decay 1e-4,
-    # the plain Gaussian NLL, the epoch of the lowest validation NLL)
+    # the plain Gaussian NLL, the epoch of the lowest validation NLL, the last step's weights)
     "previous_defaults": {"model": {"dropout": 0.1},
-                          "training": {"weight_decay": 1e-4, "loss": "gaussian_nll", "selection_metric": "val_loss"}},
+                          "training": {"weight_decay": 1e-4, "loss": "gaussian_nll", "selection_metric": "val_loss",
+                                       "weight_average_epochs": 0.0}},
     "slower+patient": {"training": {"learning_rate": 1e-3, "early_stop_patience": 16, "num_epochs": 60}},
     "piecewise_linear": {"model": {"clinical_embedding": "piecewise_linear"}},  # Gorishniy et al. 2022
     "base_tier": {"model": {"tier": "base"}},
-    # validation, the chosen epoch and the saved model on a moving average of the weights over
-    # about 1.5 epochs (training/weight_averaging.py)
-    "weight_average": {"training": {"weight_average_epochs": 1.5}},
+    # the default without its moving average of the weights (training/weight_averaging.py):
+    # validation, the chosen epoch and the saved model on the last step's weights
+    "no_weight_average": {"training": {"weight_average_epochs": 0.0}},
 }
 BASELINES = ("ridge", "hist_gradient_boosting")
 
@@ -87,10 +91,14 @@ def one_seed(world: str, seed: int, subjects: int, variants: list[str], out: Pat
             for name, model in fit_baselines(train, seed, "last-visit").items()}
     rows["oracle"] = {"mae": oracle_mae(train, fresh)["bio_age"]}
     for variant in variants:
-        sections = VARIANTS[variant]
-        seeded = {**sections, "training": {"seed": seed, **sections.get("training", {})}}
-        rows[f"HAMNet ({variant})"] = variant_row(data, schema, seeded, folder / variant, fresh)
+        rows[f"HAMNet ({variant})"] = variant_row(data, schema, seeded(variant, seed), folder / variant, fresh)
     return rows
+
+
+def seeded(variant: str, seed: int) -> dict[str, dict]:
+    """A variant's config sections, trained with `seed`."""
+    sections = VARIANTS[variant]
+    return {**sections, "training": {"seed": seed, **sections.get("training", {})}}
 
 
 TABLES = ("diabetes", "breast_cancer")
@@ -127,18 +135,14 @@ def table_rows(name: str, folds: int, variants: list[str], out: Path) -> dict:
         write_table(frame, data)
     rows: dict = {}
     for variant in variants:
-        sections = VARIANTS[variant]
-        training = dict(sections.get("training", {}))
-        if "outcome" in schema_dict:  # an outcome-only model: the regression head's settings do not apply
-            training = {k: v for k, v in training.items() if k != "loss" and v != "val_mae"}
-        config = config_from_dict({"model": {"tier": "standard", **sections.get("model", {})},
-                                   "training": training})
+        config = table_config(variant, outcome="outcome" in schema_dict)
         summary = cross_validate(data, Schema.from_dict(schema_dict), config, folder / variant, folds=folds,
                                  baseline_features="last-visit", progress=False)
         for model, metrics in summary["models"].items():
             key = f"HAMNet ({variant})" if model == "HAMNet" else model
             rows.setdefault(key, {m: metrics[m]["mean"] for m in TABLE_METRICS if m in metrics}
                             | {f"{m}_sd": metrics[m]["sd"] for m in TABLE_METRICS if m in metrics})
+        rows[f"HAMNet ({variant})"]["config_sha256"] = config_digest(config)
     if "ridge" in rows:
         for key, row in rows.items():
             if key.startswith("HAMNet"):
@@ -146,14 +150,36 @@ def table_rows(name: str, folds: int, variants: list[str], out: Path) -> dict:
     return rows
 
 
-def kept_rows(previous: dict, fresh: dict[int, dict]) -> dict[int, dict]:
+def table_config(variant: str, outcome: bool) -> Config:
+    """A variant's config for a small table; an outcome-only model drops the regression head's settings."""
+    sections = VARIANTS[variant]
+    training = dict(sections.get("training", {}))
+    if outcome:
+        training = {k: v for k, v in training.items() if k != "loss" and v != "val_mae"}
+    return variant_config({"model": sections.get("model", {}), "training": training})
+
+
+def kept_rows(previous: dict, fresh: dict[int, dict], current: Callable[[int], dict[str, str]]) -> dict[int, dict]:
     """Each seed's rows: those just measured, and the variants' rows an earlier run of the same
     seeds kept that this one did not run (a run adds variants without retraining the others; the
     baselines and the reused runs give the same numbers). Another set of seeds starts afresh."""
     stored = {int(seed): rows for seed, rows in previous.items()}
     if set(stored) != set(fresh):
         return fresh
-    return {seed: {**stored[seed], **rows} for seed, rows in fresh.items()}
+    return {seed: {**still_current(stored[seed], current(seed)), **rows} for seed, rows in fresh.items()}
+
+
+def still_current(rows: dict[str, dict], digests: dict[str, str]) -> dict[str, dict]:
+    """The stored HAMNet rows whose variant still resolves to the config they were trained with
+    (`digests`: row name -> its variant's config digest now). A row of a variant since redefined,
+    or trained under defaults since changed, is dropped rather than shown beside today's."""
+    return {name: row for name, row in rows.items()
+            if name in digests and row.get("config_sha256") == digests[name]}
+
+
+def world_digests(seed: int) -> dict[str, str]:
+    """Row name -> config digest of every variant on a world, at `seed`."""
+    return {f"HAMNet ({v})": config_digest(variant_config(seeded(v, seed))) for v in VARIANTS}
 
 
 def summarize(per_seed: dict[int, dict]) -> dict:
@@ -200,11 +226,13 @@ def main() -> None:
               "tables": dict(previous.get("tables", {}))}
     for world in worlds:
         per_seed = {seed: one_seed(world, seed, args.subjects, variants, Path(args.out)) for seed in seeds}
-        per_seed = kept_rows(result["worlds"].get(world, {}).get("per_seed", {}), per_seed)
+        per_seed = kept_rows(result["worlds"].get(world, {}).get("per_seed", {}), per_seed, world_digests)
         result["worlds"][world] = {"per_seed": per_seed, "summary": summarize(per_seed)}
         write_json_atomic(RESULTS, result)  # (after each world: a long run keeps what it finished)
     for table in tables:
-        result["tables"][table] = {**result["tables"].get(table, {}),
+        outcome = "outcome" in real_table(table)[1]
+        digests = {f"HAMNet ({v})": config_digest(table_config(v, outcome)) for v in VARIANTS}
+        result["tables"][table] = {**still_current(result["tables"].get(table, {}), digests),
                                    **table_rows(table, args.folds, variants, Path(args.out))}
         write_json_atomic(RESULTS, result)
     print(f"test MAE, median [min-max] over seeds {seeds}, fresh cohorts of {args.subjects} subjects")

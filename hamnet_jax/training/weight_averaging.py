@@ -60,9 +60,8 @@ def decay_for(epochs: float, steps_per_epoch: int) -> float:
 
 def weight_average_state(opt_state: Any) -> WeightAverage | None:
     """The `WeightAverage` inside an optimizer's state (None: the optimizer keeps none)."""
-    found = [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda s: isinstance(s, WeightAverage))
-             if isinstance(s, WeightAverage)]
-    return found[0] if found else None
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, WeightAverage.__name__)
+    return found[0][1] if found else None
 
 
 def debiased(state: WeightAverage, decay: float, like: Any) -> Any:

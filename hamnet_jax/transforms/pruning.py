@@ -199,8 +199,7 @@ def prune_optax(
 
 def pruning_masks(state: Any) -> Any:
     """The masks inside a `prune_optax` state (searched through optax chains/wrappers)."""
-    found = [s for s in jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, PruningState))
-             if isinstance(s, PruningState)]
+    found = optax.tree_utils.tree_get_all_with_path(state, PruningState.__name__)
     if not found:
         raise ValueError("optimizer state holds no PruningState: was the optimizer built with prune_optax?")
-    return found[0].masks
+    return found[0][1].masks

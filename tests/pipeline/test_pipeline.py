@@ -393,7 +393,9 @@ def test_the_baseline_teaches_the_pruned_model_after_its_fine_tuning(tiny_cohort
     assert any(moved)  # trained further
     assert set(taught["test"]) >= {"mae", "coverage_90"}
 
-    plain_ctx = Context(tmp_path / "plain", data, schema,
+    # 0 keeps the pruned model: the same stage directory, so its finished pruned run is continued, not redone
+    plain_ctx = Context(tmp_path / "taught", data, schema,
                         load_config(None, {}, {**sections, "pipeline": {"prune_teacher_epochs": 0}}), progress=False)
     plain = stage_prune(plain_ctx, done)
-    assert Path(plain["run"]) == tmp_path / "plain" / "prune" / "run" and "teacher" not in plain
+    assert Path(plain["run"]) == tmp_path / "taught" / "prune" / "run" and "teacher" not in plain
+    assert plain["test"] == taught["pruned"]["test"]

@@ -54,16 +54,16 @@ def test_a_search_is_a_parent_run_with_a_child_per_trial(mlflow_uri, tiny_cohort
     data, _ = tiny_cohort
     study = tmp_path / "study"
     args = ["search", "hpo", "--data", str(data), "--config", str(tiny_config_file), "--out", str(study),
-            "--trials", "3", "--scheduler", "full", "--max-epochs", "1", "--strategy", "random", "--no-best-run",
+            "--trials", "2", "--scheduler", "full", "--max-epochs", "1", "--strategy", "random", "--no-best-run",
             "--quiet", "--mlflow-uri", mlflow_uri, "--mlflow-experiment", "studies"]
     assert main(args) == 0
     client = MlflowClient(mlflow_uri)
     parent = client.get_run(run_of(study))
-    assert parent.info.status == "FINISHED" and parent.data.params["trials"] == "3"
-    assert parent.data.metrics["trials"] == 3 and "best/val_mae" in parent.data.metrics
+    assert parent.info.status == "FINISHED" and parent.data.params["trials"] == "2"
+    assert parent.data.metrics["trials"] == 2 and "best/val_mae" in parent.data.metrics
     experiment = client.get_experiment_by_name("studies").experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(c.info.run_name for c in children) == ["trial-00000", "trial-00001", "trial-00002"]
+    assert sorted(c.info.run_name for c in children) == ["trial-00000", "trial-00001"]
     records = {r["trial"]: r for r in (json.loads(p.read_text()) for p in (study / "trials").glob("*.json"))}
     for child in children:
         record = records[int(child.info.run_name.split("-")[1])]
@@ -72,7 +72,7 @@ def test_a_search_is_a_parent_run_with_a_child_per_trial(mlflow_uri, tiny_cohort
         assert child.data.metrics["val_mae"] == pytest.approx(record["results"][0]["metrics"]["val_mae"])
     assert main(args[:-4] + ["--resume", "--mlflow-uri", mlflow_uri, "--mlflow-experiment", "studies"]) == 0
     again = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(again) == 3  # a resumed study logs into its run and adds no trial twice
+    assert len(again) == 2  # a resumed study logs into its run and adds no trial twice
     assert all(len(client.get_metric_history(c.info.run_id, "val_mae")) == 1 for c in again)
 
 
