@@ -68,9 +68,11 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "slower+patient": {"training": {"learning_rate": 1e-3, "early_stop_patience": 16, "num_epochs": 60}},
     "piecewise_linear": {"model": {"clinical_embedding": "piecewise_linear"}},  # Gorishniy et al. 2022
     "base_tier": {"model": {"tier": "base"}},
-    # the default without its moving average of the weights (training/weight_averaging.py):
-    # validation, the chosen epoch and the saved model on the last step's weights
-    "no_weight_average": {"training": {"weight_average_epochs": 0.0}},
+    # validation, the chosen epoch and the saved model on a moving average of the weights over
+    # about 1.5 epochs (training/weight_averaging.py)
+    "weight_average": {"training": {"weight_average_epochs": 1.5}},
+    "piecewise_linear+weight_average": {"model": {"clinical_embedding": "piecewise_linear"},
+                                        "training": {"weight_average_epochs": 1.5}},
 }
 BASELINES = ("ridge", "hist_gradient_boosting")
 

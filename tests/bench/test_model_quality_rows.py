@@ -12,25 +12,25 @@ def _row(variant: str, seed: int, mae: float) -> dict:
 
 
 def test_a_stored_row_is_kept_only_while_its_config_is_current():
-    current = _row("no_weight_average", 0, 2.7)
+    current = _row("weight_average", 0, 2.7)
     stale = {"mae": 2.9, "config_sha256": "trained-under-other-defaults"}
     unmarked = {"mae": 3.0}  # a row written before rows carried their config
-    previous = {"0": {"HAMNet (no_weight_average)": current, "HAMNet (piecewise_linear)": stale,
+    previous = {"0": {"HAMNet (weight_average)": current, "HAMNet (piecewise_linear)": stale,
                       "HAMNet (base_tier)": unmarked, "HAMNet (a variant since removed)": {"mae": 2.5},
                       "ridge": {"mae": 3.5}}}
     fresh = {0: {"HAMNet (default)": _row("default", 0, 2.6), "ridge": {"mae": 3.4}}}
     rows = kept_rows(previous, fresh, world_digests)[0]
-    assert set(rows) == {"HAMNet (default)", "HAMNet (no_weight_average)", "ridge"}
+    assert set(rows) == {"HAMNet (default)", "HAMNet (weight_average)", "ridge"}
     assert rows["ridge"]["mae"] == 3.4  # what this run measured wins
 
 
 def test_rows_of_another_set_of_seeds_are_not_mixed_in():
-    previous = {"1": {"HAMNet (no_weight_average)": _row("no_weight_average", 1, 2.7)}}
+    previous = {"1": {"HAMNet (weight_average)": _row("weight_average", 1, 2.7)}}
     fresh = {0: {"HAMNet (default)": _row("default", 0, 2.6)}}
     assert kept_rows(previous, fresh, world_digests) == fresh
 
 
 def test_the_digest_follows_the_seed_and_the_variant():
     digests = world_digests(0)
-    assert digests["HAMNet (default)"] != digests["HAMNet (no_weight_average)"]
+    assert digests["HAMNet (default)"] != digests["HAMNet (weight_average)"]
     assert digests["HAMNet (default)"] != world_digests(1)["HAMNet (default)"]
