@@ -164,7 +164,8 @@ def table_config(variant: str, outcome: bool) -> Config:
 def kept_rows(previous: dict, fresh: dict[int, dict], current: Callable[[int], dict[str, str]]) -> dict[int, dict]:
     """Each seed's rows: those just measured, and the variants' rows an earlier run of the same
     seeds kept that this one did not run (a run adds variants without retraining the others; the
-    baselines and the reused runs give the same numbers). Another set of seeds starts afresh."""
+    baselines and the reused runs give the same numbers) while `still_current` (`current(seed)`:
+    each variant's config digest now). Another set of seeds starts afresh."""
     stored = {int(seed): rows for seed, rows in previous.items()}
     if set(stored) != set(fresh):
         return fresh
