@@ -85,8 +85,9 @@ COMMANDS: dict[str, str] = {
     "mean_protection_frailty.json": "python experiments/bench_mean_protection.py --generator frailty",
     "bench_model_quality.json": "python experiments/bench_model_quality.py --variants "
                                 "default,previous_defaults,weight_average && python experiments/bench_model_quality.py "
-                                "--worlds interactions --tables '' "
-                                "--variants piecewise_linear,piecewise_linear+weight_average",
+                                "--worlds interactions --tables '' --variants piecewise_linear && python "
+                                "experiments/bench_model_quality.py --tables '' "
+                                "--variants piecewise_linear+weight_average",
     "pipeline_quick.json": "python experiments/pipeline_quick.py",
     "profile_train_step.json": "python experiments/profile_train_step.py",
     "pruning_sweep.json": f"python experiments/sweep_pruning.py {BASE} --epochs 2",
