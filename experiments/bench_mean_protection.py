@@ -84,15 +84,16 @@ def variant_row(data: Path, schema: Schema, sections: dict[str, dict], run_dir: 
         start = time.perf_counter()
         train_run(data, schema, config, run_dir, resume=(run_dir / "checkpoints").exists(), progress=False)
         write_json_atomic(run_dir / "train_seconds.json", {"seconds": time.perf_counter() - start})
+    trained_with = {"config_sha256": config_digest(config)}
     kept, digest = run_dir / "fresh_test_metrics.json", _digest(fresh)
     if kept.exists() and json.loads(kept.read_text())["test"] == digest:
-        return json.loads(kept.read_text())["row"] | {"config_sha256": config_digest(config)}
+        return json.loads(kept.read_text())["row"] | trained_with
     summary = json.loads((run_dir / "summary.json").read_text())
     row = prediction_metrics(fresh, predict_run(load_run(run_dir), fresh))
     row.update(best_epoch=summary["best_epoch"], epochs_run=summary["epochs_run"],
                train_seconds=json.loads((run_dir / "train_seconds.json").read_text())["seconds"])
     write_json_atomic(kept, {"test": digest, "row": row})
-    return row | {"config_sha256": config_digest(config)}
+    return row | trained_with
 
 
 def variant_config(sections: dict[str, dict]) -> Config:

@@ -164,8 +164,9 @@ def table_config(variant: str, outcome: bool) -> Config:
 def kept_rows(previous: dict, fresh: dict[int, dict], current: Callable[[int], dict[str, str]]) -> dict[int, dict]:
     """Each seed's rows: those just measured, and the variants' rows an earlier run of the same
     seeds kept that this one did not run (a run adds variants without retraining the others; the
-    baselines and the reused runs give the same numbers) while `still_current` (`current(seed)`:
-    each variant's config digest now). Another set of seeds starts afresh."""
+    baselines and the reused runs give the same numbers), while their variant still resolves to
+    the config they were trained with (`current(seed)`: each variant's config digest now; see
+    `still_current`). Another set of seeds starts afresh."""
     stored = {int(seed): rows for seed, rows in previous.items()}
     if set(stored) != set(fresh):
         return fresh
@@ -183,6 +184,12 @@ def still_current(rows: dict[str, dict], digests: dict[str, str]) -> dict[str, d
 def world_digests(seed: int) -> dict[str, str]:
     """Row name -> config digest of every variant on a world, at `seed`."""
     return {f"HAMNet ({v})": config_digest(variant_config(seeded(v, seed))) for v in VARIANTS}
+
+
+def table_digests(table: str) -> dict[str, str]:
+    """Row name -> config digest of every variant on a small table."""
+    outcome = "outcome" in real_table(table)[1]
+    return {f"HAMNet ({v})": config_digest(table_config(v, outcome)) for v in VARIANTS}
 
 
 def summarize(per_seed: dict[int, dict]) -> dict:
@@ -233,9 +240,7 @@ def main() -> None:
         result["worlds"][world] = {"per_seed": per_seed, "summary": summarize(per_seed)}
         write_json_atomic(RESULTS, result)  # (after each world: a long run keeps what it finished)
     for table in tables:
-        outcome = "outcome" in real_table(table)[1]
-        digests = {f"HAMNet ({v})": config_digest(table_config(v, outcome)) for v in VARIANTS}
-        result["tables"][table] = {**still_current(result["tables"].get(table, {}), digests),
+        result["tables"][table] = {**still_current(result["tables"].get(table, {}), table_digests(table)),
                                    **table_rows(table, args.folds, variants, Path(args.out))}
         write_json_atomic(RESULTS, result)
     print(f"test MAE, median [min-max] over seeds {seeds}, fresh cohorts of {args.subjects} subjects")
